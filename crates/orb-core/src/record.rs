@@ -270,6 +270,13 @@ impl BookingRecord {
     }
 }
 
+impl std::str::FromStr for Fingerprint {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

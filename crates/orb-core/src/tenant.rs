@@ -204,6 +204,13 @@ impl fmt::Display for TimeZoneName {
     }
 }
 
+impl FromStr for TimeZoneName {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

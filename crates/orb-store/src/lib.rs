@@ -1,0 +1,204 @@
+//! # orb-store
+//!
+//! ORB's persistence: one [`Store`] API, two back-ends ([`SqliteStore`], embedded, the default; and
+//! [`PgStore`], for production and for several ORB instances sharing one database), one conformance suite
+//! (`tests/conformance.rs`) that runs unchanged on both.
+//!
+//! ## What lives here
+//! tenants, rooms (Exchange room mailbox ↔ TOPdesk location), series, bookings (the ORB record),
+//! booking_events (append-only timeline), cursors, audit_log (append-only), secrets (ciphertext only) and
+//! jobs (the durable queue, see [`queue`]).
+//!
+//! ## Invariants
+//! - **Every query is scoped by tenant in the API itself**: each method that touches tenant data takes a
+//!   [`TenantId`] and puts it in the `WHERE` clause, so a handler cannot read another tenant's rows by
+//!   passing a foreign id.
+//! - **Optimistic concurrency** on bookings: [`Store::update_booking`] succeeds only when the caller's
+//!   [`BookingRecord::version`] is the stored one, and bumps it; otherwise [`StoreError::Conflict`].
+//! - **Transactional outbox**: a booking change, its timeline entries and the follow-up jobs commit in one
+//!   transaction, or none of them does.
+//! - **Set-once fields** of a booking (match id, tenant, creation date, processor created, original
+//!   organizer) are never written by an update.
+//! - **Append-only**: `audit_log` rejects updates and deletes and `booking_events` rejects updates, by
+//!   database triggers; migrations are append-only too: an applied migration whose text changed is an error
+//!   at start-up ([`StoreError::MigrationChanged`]).
+//! - **Queue lanes**: at most one running job per lane, enforced by a partial unique index, and jobs of a
+//!   lane run in enqueue order.
+//! - Secrets are stored only as ciphertext ([`SealedSecretRow`]); this crate never sees a plaintext secret
+//!   and does not depend on the crypto crate.
+//! - Time comes in as a parameter (`now`); this crate never reads the wall clock.
+//!
+//! ## Must not depend on
+//! orb-graph, orb-topdesk, orb-web, orb-crypto (the binary or engine seals and opens secrets).
+
+mod backend;
+mod error;
+mod migrate;
+mod postgres;
+pub mod queue;
+mod sql;
+mod sqlite;
+mod types;
+
+pub use error::StoreError;
+pub use postgres::PgStore;
+pub use queue::{ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lane, Lease, NewJob, RetryPolicy};
+pub use sqlite::SqliteStore;
+pub use types::{
+    AuditEntry, BookingEvent, BookingFilter, BookingKey, NewAuditEntry, NewBookingEvent, NewRoom, Room,
+    SealedSecretRow, SecretMeta, Series, Tenant,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use orb_core::{BookingId, BookingRecord, RoomId, RoomMailbox, SeriesId, TenantId, TenantName};
+
+/// Result type of every store call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Embedded SQLite (one file).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// The persistence API of ORB. See the crate docs for the invariants every implementation keeps.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Which back-end this is.
+    fn backend(&self) -> BackendKind;
+
+    /// Applies pending migrations (idempotent; safe to run from several processes at once).
+    async fn migrate(&self) -> Result<()>;
+
+    // ---- tenants ----
+
+    /// Creates a tenant; [`StoreError::AlreadyExists`] if the name is taken.
+    async fn create_tenant(&self, name: &TenantName, now: DateTime<Utc>) -> Result<Tenant>;
+    /// Looks a tenant up by name.
+    async fn tenant_by_name(&self, name: &TenantName) -> Result<Tenant>;
+    /// Every tenant, by name.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+
+    // ---- rooms ----
+
+    /// Maps a room; [`StoreError::AlreadyExists`] if the mailbox or the TOPdesk location is mapped already.
+    async fn add_room(&self, tenant: TenantId, room: &NewRoom, now: DateTime<Utc>) -> Result<Room>;
+    /// The tenant's rooms, by mailbox.
+    async fn list_rooms(&self, tenant: TenantId) -> Result<Vec<Room>>;
+    /// One room by id.
+    async fn get_room(&self, tenant: TenantId, room: RoomId) -> Result<Room>;
+    /// One room by its Exchange mailbox.
+    async fn room_by_mailbox(&self, tenant: TenantId, mailbox: &RoomMailbox) -> Result<Room>;
+    /// Enables or disables syncing of a room.
+    async fn set_room_enabled(
+        &self,
+        tenant: TenantId,
+        room: RoomId,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Room>;
+
+    // ---- series ----
+
+    /// Inserts or replaces a series row.
+    async fn upsert_series(&self, series: &Series) -> Result<()>;
+    /// One series by id.
+    async fn get_series(&self, tenant: TenantId, series: SeriesId) -> Result<Series>;
+
+    // ---- bookings ----
+
+    /// Inserts a new ORB record (stored with version 1) with its first timeline entries and follow-up jobs,
+    /// in one transaction. Returns the stored record.
+    async fn insert_booking(
+        &self,
+        record: &BookingRecord,
+        events: &[NewBookingEvent],
+        jobs: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> Result<BookingRecord>;
+
+    /// Updates a record whose stored version equals `record.version`, appends timeline entries and enqueues
+    /// jobs, in one transaction. Returns the record with its new version. A stale version gives
+    /// [`StoreError::Conflict`] and changes nothing.
+    async fn update_booking(
+        &self,
+        record: &BookingRecord,
+        events: &[NewBookingEvent],
+        jobs: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> Result<BookingRecord>;
+
+    /// One record by match id.
+    async fn get_booking(&self, tenant: TenantId, booking: BookingId) -> Result<BookingRecord>;
+    /// Finds a record by one of the sides' ids.
+    async fn find_booking(&self, tenant: TenantId, key: &BookingKey<'_>) -> Result<Option<BookingRecord>>;
+    /// Records matching a filter, by start time.
+    async fn list_bookings(&self, tenant: TenantId, filter: &BookingFilter) -> Result<Vec<BookingRecord>>;
+    /// A booking's timeline, oldest first.
+    async fn timeline(&self, tenant: TenantId, booking: BookingId) -> Result<Vec<BookingEvent>>;
+
+    // ---- cursors ----
+
+    /// A named cursor (delta link, TOPdesk poll position, ...).
+    async fn get_cursor(&self, tenant: TenantId, name: &str) -> Result<Option<String>>;
+    /// Sets a named cursor.
+    async fn set_cursor(&self, tenant: TenantId, name: &str, value: &str, now: DateTime<Utc>) -> Result<()>;
+
+    // ---- audit log ----
+
+    /// Appends an audit entry (tenant `None`: an operator action across tenants).
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry>;
+    /// The tenant's audit log, newest first, at most `limit` entries.
+    async fn list_audit(&self, tenant: TenantId, limit: u32) -> Result<Vec<AuditEntry>>;
+
+    // ---- secrets (ciphertext only) ----
+
+    /// Stores or replaces a sealed secret and appends the audit entry, in one transaction.
+    async fn put_secret(&self, row: &SealedSecretRow, audit: &NewAuditEntry) -> Result<()>;
+    /// One sealed secret.
+    async fn get_secret(&self, tenant: TenantId, name: &str) -> Result<SealedSecretRow>;
+    /// Names and key ids of a tenant's secrets (never the values).
+    async fn list_secrets(&self, tenant: TenantId) -> Result<Vec<SecretMeta>>;
+    /// Every sealed secret of every tenant: for master-key rotation only (an operator action).
+    async fn all_secrets_for_rotation(&self) -> Result<Vec<SealedSecretRow>>;
+    /// Replaces sealed secrets in one transaction (key rotation). Each row must still carry the key id it
+    /// is replacing (`previous_key_id`), so a concurrent change is detected as [`StoreError::Conflict`] and
+    /// nothing is written.
+    async fn rotate_secrets(&self, rows: &[(SealedSecretRow, String)], audit: &NewAuditEntry) -> Result<()>;
+
+    // ---- jobs ----
+
+    /// Enqueues one job on its own.
+    async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<JobId>;
+    /// Claims the next runnable job of any lane whose head it is, with a lease until `now + lease`.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>>;
+    /// Extends a lease; [`StoreError::LeaseLost`] if the job is no longer ours.
+    async fn heartbeat(&self, lease: &Lease, now: DateTime<Utc>, extend: Duration) -> Result<()>;
+    /// Marks a claimed job done.
+    async fn complete_job(&self, lease: &Lease, now: DateTime<Utc>) -> Result<()>;
+    /// Records a failure: with `retry_at` the job is queued again for then, without it the job is dead
+    /// with `error` kept.
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome>;
+    /// Puts jobs whose lease expired before `now` back in the queue (or marks them dead once they used up
+    /// `max_attempts`). Returns how many were touched.
+    async fn requeue_expired(&self, now: DateTime<Utc>, max_attempts: u32) -> Result<u64>;
+    /// One job.
+    async fn get_job(&self, tenant: TenantId, job: JobId) -> Result<Job>;
+    /// A tenant's jobs in one state, oldest first.
+    async fn list_jobs(&self, tenant: TenantId, status: JobStatus) -> Result<Vec<Job>>;
+}

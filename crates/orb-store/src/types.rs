@@ -1,0 +1,216 @@
+//! Rows of the store other than bookings and jobs.
+
+use chrono::{DateTime, Utc};
+use orb_core::{
+    BookingId, CorrelationId, EmailAddress, RoomId, RoomMailbox, SeriesId, Side, TenantId, TenantName,
+    TimeZoneName, TopdeskLocationId,
+};
+use serde::{Deserialize, Serialize};
+
+/// One customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    /// Id.
+    pub id: TenantId,
+    /// Short, URL-safe name.
+    pub name: TenantName,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A room mapping to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRoom {
+    /// Exchange room mailbox.
+    pub mailbox: RoomMailbox,
+    /// TOPdesk location (or reservable asset) id.
+    pub topdesk_location_id: TopdeskLocationId,
+    /// Name shown in the portal.
+    pub display_name: Option<String>,
+}
+
+/// A room mapping: Exchange room mailbox ↔ TOPdesk location. Only enabled rooms are synced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Room {
+    /// Id.
+    pub id: RoomId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Exchange room mailbox (the stable key on the Exchange side).
+    pub mailbox: RoomMailbox,
+    /// TOPdesk location id.
+    pub topdesk_location_id: TopdeskLocationId,
+    /// Name shown in the portal.
+    pub display_name: Option<String>,
+    /// Whether the room is synced.
+    pub enabled: bool,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A recurring series; its occurrences are bookings with this series id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    /// Id.
+    pub id: SeriesId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Room of the series (occurrences may move elsewhere as exceptions).
+    pub room_id: RoomId,
+    /// Organizer of the series.
+    pub organizer: EmailAddress,
+    /// Graph `iCalUId` of the series master.
+    pub ical_uid: Option<String>,
+    /// Graph id of the series master in the organizer's (or room's) calendar.
+    pub exchange_master_event_id: Option<String>,
+    /// TOPdesk's series id, once the series exists there.
+    pub topdesk_series_id: Option<String>,
+    /// The recurrence as Graph gives it (`patternedRecurrence` JSON); never the body.
+    pub pattern: serde_json::Value,
+    /// The recurrence's time zone.
+    pub time_zone: TimeZoneName,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A timeline entry to append to a booking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewBookingEvent {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened, e.g. `observed`, `planned`, `written`, `failed`, `conflict`.
+    pub kind: String,
+    /// Which side it concerns, if one.
+    pub side: Option<Side>,
+    /// Details (never a body; subject only as the privacy policy allows).
+    pub detail: serde_json::Value,
+}
+
+/// A stored timeline entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BookingEvent {
+    /// Sequence number (increasing).
+    pub id: i64,
+    /// Booking.
+    pub booking_id: BookingId,
+    /// Correlation id of the work that wrote it.
+    pub correlation_id: CorrelationId,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub kind: String,
+    /// Which side it concerns.
+    pub side: Option<Side>,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+/// Ways to find a booking by what a side knows about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookingKey<'a> {
+    /// The TOPdesk reservation id.
+    TopdeskReservation(&'a str),
+    /// A Graph event id, of the organizer's or the room's copy.
+    ExchangeEvent(&'a str),
+    /// An occurrence by `iCalUId` (and original start, for occurrences of a series).
+    ICalUid {
+        /// Graph `iCalUId`.
+        ical_uid: &'a str,
+        /// Original start of the occurrence; `None` for single meetings.
+        original_start: Option<DateTime<Utc>>,
+    },
+}
+
+/// Which bookings to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BookingFilter {
+    /// Only this room.
+    pub room: Option<RoomId>,
+    /// Only this series.
+    pub series: Option<SeriesId>,
+    /// Only bookings ending after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only bookings starting before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Include cancelled bookings.
+    pub include_cancelled: bool,
+}
+
+/// An audit entry to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    /// Tenant concerned; `None` for operator-wide actions (key rotation).
+    pub tenant_id: Option<TenantId>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (user e-mail, `cli`, `system`).
+    pub actor: String,
+    /// What, e.g. `secret.set`, `room.disable`.
+    pub action: String,
+    /// On what (a name or id; never a secret value).
+    pub target: String,
+    /// From which IP, for portal actions.
+    pub ip: Option<String>,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// Tenant.
+    pub tenant_id: Option<TenantId>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// From where.
+    pub ip: Option<String>,
+}
+
+/// A secret as stored: ciphertext sealed by the crypto layer, with the id of the key that sealed it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecretRow {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Name, e.g. `graph.client_secret`.
+    pub name: String,
+    /// Id of the master key that sealed it.
+    pub key_id: String,
+    /// AEAD nonce.
+    pub nonce: Vec<u8>,
+    /// Ciphertext with tag.
+    pub ciphertext: Vec<u8>,
+    /// Last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SealedSecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecretRow")
+            .field("tenant_id", &self.tenant_id)
+            .field("name", &self.name)
+            .field("key_id", &self.key_id)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What may be shown about a secret: that it exists, under which key, since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretMeta {
+    /// Name.
+    pub name: String,
+    /// Sealing key id.
+    pub key_id: String,
+    /// Last written.
+    pub updated_at: DateTime<Utc>,
+}

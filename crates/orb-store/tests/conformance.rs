@@ -1,0 +1,58 @@
+//! The store conformance suite: every test runs on SQLite, and on PostgreSQL when
+//! `ORB_TEST_POSTGRES_URL` is set (CI sets it and fails if PostgreSQL is unreachable).
+
+mod conformance {
+    pub mod harness;
+    pub mod suite;
+}
+
+use conformance::{harness, suite};
+
+macro_rules! conformance {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let h = harness::sqlite().await;
+                    suite::$name(&h).await;
+                }
+            )+
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(h) = harness::postgres().await else { return };
+                    suite::$name(&h).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent_and_append_only,
+    tenants_are_unique_and_listed,
+    rooms_map_mailboxes_and_can_be_disabled,
+    rooms_reject_duplicate_mailbox_or_location,
+    every_booking_field_round_trips,
+    set_once_fields_survive_updates,
+    concurrent_updates_from_one_version_conflict_and_lose_nothing,
+    bookings_are_found_by_either_sides_ids,
+    bookings_are_listed_by_room_series_and_window,
+    booking_change_timeline_and_jobs_commit_together,
+    timeline_and_audit_log_are_append_only,
+    series_upsert_and_read,
+    cursors_are_per_tenant,
+    audit_log_is_per_tenant_newest_first,
+    secrets_store_ciphertext_per_tenant_and_rotate_atomically,
+    every_read_is_scoped_by_tenant,
+    queue_keeps_lane_order_without_overlap_under_8_workers,
+    queue_lane_order_holds_across_two_pools,
+    expired_lease_is_run_again_and_old_holder_is_refused,
+    failing_job_backs_off_then_dies_and_blocks_its_lane_meanwhile,
+    jobs_wait_for_run_at_and_heartbeat_extends_the_lease,
+);

@@ -1,0 +1,782 @@
+//! The cases. Each takes a fresh [`Harness`] and must hold on every back-end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use orb_core::{
+    AppointmentType, BookingRecord, EmailAddress, Fingerprint, NewBooking, RoomId, RoomMailbox, SeriesId,
+    Side, SyncStatus, TenantId, TenantName, TimeZoneName, TopdeskLocationId,
+};
+use orb_store::{
+    BookingFilter, BookingKey, JobOutcome, JobStatus, Lane, NewAuditEntry, NewBookingEvent, NewJob, NewRoom,
+    RetryPolicy, Room, SealedSecretRow, Series, Store, StoreError, Tenant,
+};
+use serde_json::json;
+
+use super::harness::Harness;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
+}
+
+fn email(s: &str) -> EmailAddress {
+    EmailAddress::parse(s).unwrap()
+}
+
+async fn tenant(store: &dyn Store, name: &str) -> Tenant {
+    store.create_tenant(&TenantName::parse(name).unwrap(), t0()).await.unwrap()
+}
+
+async fn room(store: &dyn Store, tenant: &Tenant, mailbox: &str, location: &str) -> Room {
+    let new = NewRoom {
+        mailbox: RoomMailbox::parse(mailbox).unwrap(),
+        topdesk_location_id: TopdeskLocationId::parse(location).unwrap(),
+        display_name: Some(format!("Room {location}")),
+    };
+    store.add_room(tenant.id, &new, t0()).await.unwrap()
+}
+
+fn record(tenant: TenantId, room: RoomId, start: DateTime<Utc>) -> BookingRecord {
+    BookingRecord::new(
+        NewBooking {
+            tenant_id: tenant,
+            appointment_type: AppointmentType::Single,
+            series_id: None,
+            original_start: None,
+            organizer: email("manager@contoso.com"),
+            booked_by: None,
+            location_text: Some("Room 4.12".into()),
+            room_id: room,
+            participants: vec![email("a@contoso.com")],
+            subject: Some("Quarterly review".into()),
+            start,
+            end: start + Duration::hours(1),
+            time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
+            processor_created: Side::Exchange,
+        },
+        t0(),
+    )
+}
+
+fn event(kind: &str) -> NewBookingEvent {
+    NewBookingEvent { at: t0(), kind: kind.into(), side: Some(Side::Exchange), detail: json!({"why": kind}) }
+}
+
+fn job(lane: &Lane, kind: &str, payload: serde_json::Value) -> NewJob {
+    NewJob { lane: lane.clone(), kind: kind.into(), payload, correlation_id: None, run_at: None }
+}
+
+fn audit(tenant: Option<TenantId>, action: &str, target: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        tenant_id: tenant,
+        at: t0(),
+        actor: "cli".into(),
+        action: action.into(),
+        target: target.into(),
+        ip: None,
+    }
+}
+
+/// A tenant with one room, ready for bookings.
+async fn setup(h: &Harness) -> (Tenant, Room) {
+    let t = tenant(&*h.store, "contoso").await;
+    let r = room(&*h.store, &t, "room-4.12@contoso.com", "loc-412").await;
+    (t, r)
+}
+
+pub async fn migrations_are_idempotent_and_append_only(h: &Harness) {
+    // Running again, and from a second process at the same time, changes nothing.
+    let second = h.second_store().await;
+    let (a, b) = tokio::join!(h.store.migrate(), second.migrate());
+    a.unwrap();
+    b.unwrap();
+    let raw = h.raw().await;
+    raw.execute("UPDATE orb_schema_migrations SET checksum = 'edited' WHERE version = 1").await.unwrap();
+    let err = h.store.migrate().await.unwrap_err();
+    assert!(matches!(err, StoreError::MigrationChanged { version: 1, .. }), "{err:?}");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    raw.execute("DELETE FROM orb_schema_migrations WHERE checksum = 'edited'").await.unwrap();
+    raw.execute("INSERT INTO orb_schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')")
+        .await
+        .unwrap();
+    let err = h.store.migrate().await.unwrap_err();
+    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 1 }), "{err:?}");
+}
+
+pub async fn tenants_are_unique_and_listed(h: &Harness) {
+    let s = &*h.store;
+    let b = tenant(s, "fabrikam").await;
+    let a = tenant(s, "contoso").await;
+    let err = s.create_tenant(&TenantName::parse("contoso").unwrap(), t0()).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "tenant \"contoso\" already exists");
+    let names: Vec<_> = s.list_tenants().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, ["contoso", "fabrikam"]);
+    assert_eq!(s.tenant_by_name(&TenantName::parse("contoso").unwrap()).await.unwrap(), a);
+    assert_ne!(a.id, b.id);
+    let err = s.tenant_by_name(&TenantName::parse("nobody").unwrap()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }));
+}
+
+pub async fn rooms_map_mailboxes_and_can_be_disabled(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let r2 = room(s, &t, "boardroom@contoso.com", "loc-bd").await;
+    assert!(r.enabled);
+    let listed = s.list_rooms(t.id).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.mailbox.as_str()).collect::<Vec<_>>(),
+        ["boardroom@contoso.com", "room-4.12@contoso.com"]
+    );
+    let later = t0() + Duration::minutes(5);
+    let disabled = s.set_room_enabled(t.id, r2.id, false, later).await.unwrap();
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.updated_at, later);
+    assert!(!s.get_room(t.id, r2.id).await.unwrap().enabled);
+    let by_mailbox =
+        s.room_by_mailbox(t.id, &RoomMailbox::parse("ROOM-4.12@contoso.com").unwrap()).await.unwrap();
+    assert_eq!(by_mailbox, r);
+    let err = s.set_room_enabled(t.id, RoomId::generate(t0()), false, later).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }));
+}
+
+pub async fn rooms_reject_duplicate_mailbox_or_location(h: &Harness) {
+    let s = &*h.store;
+    let (t, _) = setup(h).await;
+    for (mailbox, loc) in [("room-4.12@contoso.com", "other"), ("other@contoso.com", "loc-412")] {
+        let new = NewRoom {
+            mailbox: RoomMailbox::parse(mailbox).unwrap(),
+            topdesk_location_id: TopdeskLocationId::parse(loc).unwrap(),
+            display_name: None,
+        };
+        let err = s.add_room(t.id, &new, t0()).await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{mailbox}/{loc}: {err:?}");
+    }
+    assert_eq!(s.list_rooms(t.id).await.unwrap().len(), 1, "nothing half-written");
+    // The same mailbox may be mapped by another tenant.
+    let other = tenant(s, "fabrikam").await;
+    room(s, &other, "room-4.12@contoso.com", "loc-412").await;
+}
+
+pub async fn every_booking_field_round_trips(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let series_id = SeriesId::generate(t0());
+    s.upsert_series(&Series {
+        id: series_id,
+        tenant_id: t.id,
+        room_id: r.id,
+        organizer: email("manager@contoso.com"),
+        ical_uid: Some("uid-1".into()),
+        exchange_master_event_id: None,
+        topdesk_series_id: None,
+        pattern: json!({"pattern": {"type": "daily", "interval": 1}}),
+        time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
+        created_at: t0(),
+        updated_at: t0(),
+    })
+    .await
+    .unwrap();
+    let mut rec = record(t.id, r.id, t0() + Duration::days(1));
+    // Fill every optional field with a distinct value.
+    rec.appointment_type = AppointmentType::Exception;
+    rec.series_id = Some(series_id);
+    rec.original_start = Some(t0() + Duration::days(1) - Duration::hours(2));
+    rec.booked_by = Some(email("secretary@contoso.com"));
+    rec.participants = vec![email("a@contoso.com"), email("b@fabrikam.com")];
+    rec.cancelled = true;
+    rec.complexity_index = 7;
+    rec.last_updated_processor = Some(Side::Topdesk);
+    rec.failed_at = Some(t0() + Duration::seconds(3));
+    rec.failed_processor = Some(Side::Topdesk);
+    rec.failed_count = 2;
+    rec.retry_count = 3;
+    rec.exchange_status = SyncStatus::Synced;
+    rec.topdesk_status = SyncStatus::Declined;
+    rec.exchange.organizer_event_id = Some("AAMk-org".into());
+    rec.exchange.room_event_id = Some("AAMk-room".into());
+    rec.exchange.ical_uid = Some("uid-1".into());
+    rec.exchange.change_key = Some("ck-1".into());
+    rec.topdesk.reservation_id = Some("res-1".into());
+    rec.topdesk.reservation_number = Some("R 2611 0001".into());
+    rec.topdesk.modification_date = Some(t0() + Duration::milliseconds(1234));
+    rec.exchange_fingerprint = Some(Fingerprint::from_bytes([1; 32]));
+    rec.topdesk_fingerprint = Some(Fingerprint::from_bytes([2; 32]));
+    let stored = s.insert_booking(&rec, &[], &[], t0()).await.unwrap();
+    assert_eq!(stored.version, 1);
+    let read = s.get_booking(t.id, rec.id).await.unwrap();
+    assert_eq!(read, BookingRecord { version: 1, ..rec.clone() });
+    // And the minimal record (every option empty) too.
+    let minimal = BookingRecord {
+        subject: None,
+        location_text: None,
+        participants: vec![],
+        ..record(t.id, r.id, t0())
+    };
+    s.insert_booking(&minimal, &[], &[], t0()).await.unwrap();
+    assert_eq!(s.get_booking(t.id, minimal.id).await.unwrap(), BookingRecord { version: 1, ..minimal });
+}
+
+pub async fn set_once_fields_survive_updates(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let rec = s.insert_booking(&record(t.id, r.id, t0()), &[], &[], t0()).await.unwrap();
+    let mut changed = rec.clone();
+    changed.change_organizer(email("deputy@contoso.com"));
+    // Try to rewrite history: these must be ignored by the update.
+    changed.original_organizer = email("forger@contoso.com");
+    changed.created_at = t0() + Duration::days(9);
+    changed.processor_created = Side::Topdesk;
+    let later = t0() + Duration::minutes(1);
+    let updated = s.update_booking(&changed, &[], &[], later).await.unwrap();
+    assert_eq!(updated.version, 2);
+    let read = s.get_booking(t.id, rec.id).await.unwrap();
+    assert_eq!(read.organizer.as_str(), "deputy@contoso.com");
+    assert_eq!(read.original_organizer.as_str(), "manager@contoso.com");
+    assert_eq!(read.created_at, rec.created_at);
+    assert_eq!(read.processor_created, Side::Exchange);
+    assert_eq!(read.last_updated_at, later);
+    assert_eq!(read.version, 2);
+}
+
+pub async fn concurrent_updates_from_one_version_conflict_and_lose_nothing(h: &Harness) {
+    let (t, r) = setup(h).await;
+    let other = h.second_store().await;
+    let rec = h.store.insert_booking(&record(t.id, r.id, t0()), &[], &[], t0()).await.unwrap();
+    // Writer A moves the meeting, writer B changes the subject; both read version 1.
+    let mut a = rec.clone();
+    a.start += Duration::hours(1);
+    a.end += Duration::hours(1);
+    let mut b = rec.clone();
+    b.subject = Some("Renamed".into());
+    let (ev_a, ev_b) = ([event("a")], [event("b")]);
+    let (ra, rb) = tokio::join!(
+        h.store.update_booking(&a, &ev_a, &[], t0()),
+        other.update_booking(&b, &ev_b, &[], t0())
+    );
+    let (winner, loser_err, mut loser) = match (ra, rb) {
+        (Ok(w), Err(e)) => (w, e, b),
+        (Err(e), Ok(w)) => (w, e, a),
+        other => panic!("exactly one writer must win, got {other:?}"),
+    };
+    assert!(
+        matches!(loser_err, StoreError::Conflict { expected: 1, actual: 2, .. }),
+        "loser gets Conflict: {loser_err:?}"
+    );
+    assert!(loser_err.is_retryable());
+    assert_eq!(winner.version, 2);
+    // The loser's timeline entry was not written (the transaction rolled back as a whole).
+    assert_eq!(h.store.timeline(t.id, rec.id).await.unwrap().len(), 1);
+    // The loser reloads, re-applies its change and wins on the new version: both changes survive.
+    let fresh = h.store.get_booking(t.id, rec.id).await.unwrap();
+    if loser.subject.as_deref() == Some("Renamed") {
+        loser = BookingRecord { subject: Some("Renamed".into()), ..fresh };
+    } else {
+        loser = BookingRecord { start: loser.start, end: loser.end, ..fresh };
+    }
+    h.store.update_booking(&loser, &[], &[], t0()).await.unwrap();
+    let end = h.store.get_booking(t.id, rec.id).await.unwrap();
+    assert_eq!(end.version, 3);
+    assert_eq!(end.subject.as_deref(), Some("Renamed"));
+    assert_eq!(end.start, t0() + Duration::hours(1));
+}
+
+pub async fn bookings_are_found_by_either_sides_ids(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let mut single = record(t.id, r.id, t0());
+    single.exchange.organizer_event_id = Some("org-1".into());
+    single.exchange.room_event_id = Some("room-1".into());
+    single.exchange.ical_uid = Some("uid-single".into());
+    single.topdesk.reservation_id = Some("res-1".into());
+    s.insert_booking(&single, &[], &[], t0()).await.unwrap();
+    let mut occ = record(t.id, r.id, t0() + Duration::days(7));
+    occ.exchange.ical_uid = Some("uid-series".into());
+    occ.original_start = Some(t0() + Duration::days(7));
+    s.insert_booking(&occ, &[], &[], t0()).await.unwrap();
+
+    let find =
+        |key: BookingKey<'static>| async move { s.find_booking(t.id, &key).await.unwrap().map(|b| b.id) };
+    assert_eq!(find(BookingKey::TopdeskReservation("res-1")).await, Some(single.id));
+    assert_eq!(find(BookingKey::ExchangeEvent("org-1")).await, Some(single.id));
+    assert_eq!(find(BookingKey::ExchangeEvent("room-1")).await, Some(single.id));
+    assert_eq!(
+        find(BookingKey::ICalUid { ical_uid: "uid-single", original_start: None }).await,
+        Some(single.id)
+    );
+    assert_eq!(
+        find(BookingKey::ICalUid { ical_uid: "uid-series", original_start: Some(t0() + Duration::days(7)) })
+            .await,
+        Some(occ.id)
+    );
+    assert_eq!(find(BookingKey::ICalUid { ical_uid: "uid-series", original_start: Some(t0()) }).await, None);
+    assert_eq!(find(BookingKey::TopdeskReservation("res-404")).await, None);
+    // One TOPdesk reservation can belong to one booking only.
+    let mut dup = record(t.id, r.id, t0());
+    dup.topdesk.reservation_id = Some("res-1".into());
+    let err = s.insert_booking(&dup, &[event("created")], &[], t0()).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    assert!(matches!(s.get_booking(t.id, dup.id).await, Err(StoreError::NotFound { .. })));
+}
+
+pub async fn bookings_are_listed_by_room_series_and_window(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let r2 = room(s, &t, "boardroom@contoso.com", "loc-bd").await;
+    let a = record(t.id, r.id, t0());
+    let b = record(t.id, r.id, t0() + Duration::days(1));
+    let c = record(t.id, r2.id, t0() + Duration::hours(2));
+    let mut cancelled = record(t.id, r.id, t0() + Duration::hours(3));
+    cancelled.cancelled = true;
+    for rec in [&a, &b, &c, &cancelled] {
+        s.insert_booking(rec, &[], &[], t0()).await.unwrap();
+    }
+    let ids = |v: Vec<BookingRecord>| v.into_iter().map(|b| b.id).collect::<Vec<_>>();
+    let all = BookingFilter::default();
+    assert_eq!(ids(s.list_bookings(t.id, &all).await.unwrap()), [a.id, c.id, b.id]);
+    let with_cancelled = BookingFilter { include_cancelled: true, ..all.clone() };
+    assert_eq!(ids(s.list_bookings(t.id, &with_cancelled).await.unwrap()), [a.id, c.id, cancelled.id, b.id]);
+    let room_one = BookingFilter { room: Some(r.id), ..all.clone() };
+    assert_eq!(ids(s.list_bookings(t.id, &room_one).await.unwrap()), [a.id, b.id]);
+    // Window [t0+30m, t0+1d): a (ends t0+1h) overlaps, c overlaps, b starts at the window's end: excluded.
+    let window = BookingFilter {
+        from: Some(t0() + Duration::minutes(30)),
+        to: Some(t0() + Duration::days(1)),
+        ..all.clone()
+    };
+    assert_eq!(ids(s.list_bookings(t.id, &window).await.unwrap()), [a.id, c.id]);
+    let no_series = BookingFilter { series: Some(SeriesId::generate(t0())), ..all };
+    assert!(s.list_bookings(t.id, &no_series).await.unwrap().is_empty());
+}
+
+pub async fn booking_change_timeline_and_jobs_commit_together(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let lane = Lane::room(t.id, r.id);
+    let rec = record(t.id, r.id, t0());
+    let stored = s
+        .insert_booking(
+            &rec,
+            &[event("observed"), event("planned")],
+            &[job(&lane, "topdesk.create", json!({"b": 1}))],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let timeline = s.timeline(t.id, rec.id).await.unwrap();
+    assert_eq!(timeline.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["observed", "planned"]);
+    assert!(timeline.iter().all(|e| e.correlation_id == rec.correlation_id && e.booking_id == rec.id));
+    assert_eq!(timeline[0].detail, json!({"why": "observed"}));
+    assert_eq!(timeline[0].side, Some(Side::Exchange));
+    let queued = s.list_jobs(t.id, JobStatus::Queued).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].kind, "topdesk.create");
+    assert_eq!(queued[0].lane, format!("room:{}", r.id));
+
+    // A stale update writes neither its timeline entry nor its job.
+    let stale = BookingRecord { version: 7, ..stored.clone() };
+    let err =
+        s.update_booking(&stale, &[event("lost")], &[job(&lane, "lost", json!({}))], t0()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { expected: 7, actual: 1, .. }), "{err:?}");
+    assert_eq!(s.timeline(t.id, rec.id).await.unwrap().len(), 2);
+    assert_eq!(s.list_jobs(t.id, JobStatus::Queued).await.unwrap().len(), 1);
+
+    // A job for a tenant that does not exist fails the whole insert: no booking without its follow-up.
+    let ghost_lane = Lane::room(TenantId::generate(t0()), r.id);
+    let rec2 = record(t.id, r.id, t0());
+    assert!(
+        s.insert_booking(&rec2, &[event("observed")], &[job(&ghost_lane, "x", json!({}))], t0())
+            .await
+            .is_err()
+    );
+    assert!(matches!(s.get_booking(t.id, rec2.id).await, Err(StoreError::NotFound { .. })));
+    assert!(s.timeline(t.id, rec2.id).await.unwrap().is_empty());
+
+    // A good update writes all three.
+    let moved = BookingRecord { start: t0() + Duration::hours(1), end: t0() + Duration::hours(2), ..stored };
+    s.update_booking(&moved, &[event("moved")], &[job(&lane, "topdesk.update", json!({}))], t0())
+        .await
+        .unwrap();
+    assert_eq!(s.timeline(t.id, rec.id).await.unwrap().len(), 3);
+    assert_eq!(s.list_jobs(t.id, JobStatus::Queued).await.unwrap().len(), 2);
+}
+
+pub async fn timeline_and_audit_log_are_append_only(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let rec = record(t.id, r.id, t0());
+    s.insert_booking(&rec, &[event("observed")], &[], t0()).await.unwrap();
+    s.append_audit(&audit(Some(t.id), "room.add", "room-4.12@contoso.com")).await.unwrap();
+    let raw = h.raw().await;
+    for sql in [
+        "UPDATE audit_log SET actor = 'forger'",
+        "DELETE FROM audit_log",
+        "UPDATE booking_events SET kind = 'x'",
+    ] {
+        let err = raw.execute(sql).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(s.list_audit(t.id, 10).await.unwrap()[0].actor, "cli");
+    assert_eq!(s.timeline(t.id, rec.id).await.unwrap()[0].kind, "observed");
+}
+
+pub async fn series_upsert_and_read(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let mut series = Series {
+        id: SeriesId::generate(t0()),
+        tenant_id: t.id,
+        room_id: r.id,
+        organizer: email("manager@contoso.com"),
+        ical_uid: Some("uid-s".into()),
+        exchange_master_event_id: Some("master-1".into()),
+        topdesk_series_id: None,
+        pattern: json!({"pattern": {"type": "weekly", "daysOfWeek": ["monday"]}}),
+        time_zone: TimeZoneName::parse("America/New_York").unwrap(),
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    s.upsert_series(&series).await.unwrap();
+    assert_eq!(s.get_series(t.id, series.id).await.unwrap(), series);
+    series.topdesk_series_id = Some("td-series-9".into());
+    series.updated_at = t0() + Duration::hours(1);
+    s.upsert_series(&series).await.unwrap();
+    assert_eq!(s.get_series(t.id, series.id).await.unwrap(), series);
+    let other = tenant(s, "fabrikam").await;
+    assert!(matches!(s.get_series(other.id, series.id).await, Err(StoreError::NotFound { .. })));
+}
+
+pub async fn cursors_are_per_tenant(h: &Harness) {
+    let s = &*h.store;
+    let (t, _) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    assert_eq!(s.get_cursor(t.id, "graph.delta.room-4.12").await.unwrap(), None);
+    s.set_cursor(t.id, "graph.delta.room-4.12", "link-1", t0()).await.unwrap();
+    s.set_cursor(t.id, "graph.delta.room-4.12", "link-2", t0()).await.unwrap();
+    s.set_cursor(other.id, "graph.delta.room-4.12", "theirs", t0()).await.unwrap();
+    assert_eq!(s.get_cursor(t.id, "graph.delta.room-4.12").await.unwrap().as_deref(), Some("link-2"));
+    assert_eq!(s.get_cursor(other.id, "graph.delta.room-4.12").await.unwrap().as_deref(), Some("theirs"));
+}
+
+pub async fn audit_log_is_per_tenant_newest_first(h: &Harness) {
+    let s = &*h.store;
+    let (t, _) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    for i in 0..3 {
+        s.append_audit(&audit(Some(t.id), &format!("action.{i}"), "x")).await.unwrap();
+    }
+    s.append_audit(&audit(Some(other.id), "theirs", "y")).await.unwrap();
+    let operator = s.append_audit(&audit(None, "keys.rotate", "all")).await.unwrap();
+    assert_eq!(operator.tenant_id, None);
+    let log = s.list_audit(t.id, 2).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["action.2", "action.1"]);
+    assert!(log[0].id > log[1].id);
+    assert_eq!(s.list_audit(other.id, 10).await.unwrap().len(), 1);
+}
+
+pub async fn secrets_store_ciphertext_per_tenant_and_rotate_atomically(h: &Harness) {
+    let s = &*h.store;
+    let (t, _) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    let row = |tenant: TenantId, name: &str, key: &str, ct: &[u8]| SealedSecretRow {
+        tenant_id: tenant,
+        name: name.into(),
+        key_id: key.into(),
+        nonce: vec![7; 12],
+        ciphertext: ct.to_vec(),
+        updated_at: t0(),
+    };
+    s.put_secret(
+        &row(t.id, "graph.client_secret", "k-old", b"ct-1"),
+        &audit(Some(t.id), "secret.set", "graph.client_secret"),
+    )
+    .await
+    .unwrap();
+    s.put_secret(
+        &row(t.id, "topdesk.app_password", "k-old", b"ct-2"),
+        &audit(Some(t.id), "secret.set", "topdesk"),
+    )
+    .await
+    .unwrap();
+    s.put_secret(
+        &row(other.id, "graph.client_secret", "k-old", b"ct-3"),
+        &audit(Some(other.id), "secret.set", "g"),
+    )
+    .await
+    .unwrap();
+    // Replacing keeps one row.
+    s.put_secret(&row(t.id, "graph.client_secret", "k-old", b"ct-1b"), &audit(Some(t.id), "secret.set", "g"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_secret(t.id, "graph.client_secret").await.unwrap().ciphertext, b"ct-1b");
+    assert_eq!(s.get_secret(other.id, "graph.client_secret").await.unwrap().ciphertext, b"ct-3");
+    let names: Vec<_> = s.list_secrets(t.id).await.unwrap().into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["graph.client_secret", "topdesk.app_password"]);
+    assert_eq!(s.list_audit(t.id, 10).await.unwrap().len(), 3, "each put is audited");
+    assert!(
+        format!("{:?}", s.get_secret(t.id, "graph.client_secret").await.unwrap()).contains("ciphertext_len")
+    );
+
+    let all = s.all_secrets_for_rotation().await.unwrap();
+    assert_eq!(all.len(), 3);
+    // A rotation where one row changed meanwhile writes nothing at all.
+    let mut batch: Vec<_> = all
+        .iter()
+        .map(|r| (SealedSecretRow { key_id: "k-new".into(), ..r.clone() }, "k-old".into()))
+        .collect();
+    batch[2].1 = "k-stale".into();
+    let err = s.rotate_secrets(&batch, &audit(None, "keys.rotate", "all")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert!(s.all_secrets_for_rotation().await.unwrap().iter().all(|r| r.key_id == "k-old"));
+    batch[2].1 = "k-old".into();
+    s.rotate_secrets(&batch, &audit(None, "keys.rotate", "all")).await.unwrap();
+    assert!(s.all_secrets_for_rotation().await.unwrap().iter().all(|r| r.key_id == "k-new"));
+}
+
+pub async fn every_read_is_scoped_by_tenant(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let intruder = tenant(s, "fabrikam").await;
+    let mut rec = record(t.id, r.id, t0());
+    rec.topdesk.reservation_id = Some("res-9".into());
+    let lane = Lane::room(t.id, r.id);
+    s.insert_booking(&rec, &[event("observed")], &[job(&lane, "k", json!({}))], t0()).await.unwrap();
+    s.put_secret(
+        &SealedSecretRow {
+            tenant_id: t.id,
+            name: "n".into(),
+            key_id: "k".into(),
+            nonce: vec![0; 12],
+            ciphertext: vec![1],
+            updated_at: t0(),
+        },
+        &audit(Some(t.id), "secret.set", "n"),
+    )
+    .await
+    .unwrap();
+    let job_id = s.list_jobs(t.id, JobStatus::Queued).await.unwrap()[0].id;
+    let i = intruder.id;
+    assert!(matches!(s.get_booking(i, rec.id).await, Err(StoreError::NotFound { .. })));
+    assert!(s.find_booking(i, &BookingKey::TopdeskReservation("res-9")).await.unwrap().is_none());
+    assert!(
+        s.list_bookings(i, &BookingFilter { include_cancelled: true, ..Default::default() })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.timeline(i, rec.id).await.unwrap().is_empty());
+    assert!(s.list_rooms(i).await.unwrap().is_empty());
+    assert!(matches!(s.get_room(i, r.id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.room_by_mailbox(i, &r.mailbox).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.set_room_enabled(i, r.id, false, t0()).await, Err(StoreError::NotFound { .. })));
+    assert!(s.get_room(t.id, r.id).await.unwrap().enabled, "the intruder could not disable it");
+    assert!(matches!(s.get_secret(i, "n").await, Err(StoreError::NotFound { .. })));
+    assert!(s.list_secrets(i).await.unwrap().is_empty());
+    assert!(s.list_audit(i, 10).await.unwrap().is_empty());
+    assert!(matches!(s.get_job(i, job_id).await, Err(StoreError::NotFound { .. })));
+    assert!(s.list_jobs(i, JobStatus::Queued).await.unwrap().is_empty());
+    // An update that names the booking under the wrong tenant finds nothing to update.
+    let forged = BookingRecord { tenant_id: i, ..s.get_booking(t.id, rec.id).await.unwrap() };
+    assert!(matches!(s.update_booking(&forged, &[], &[], t0()).await, Err(StoreError::NotFound { .. })));
+}
+
+/// Runs `workers` workers (spread over `stores`) until `total` jobs are done; checks that no two jobs of
+/// one lane ever run at once and that each lane's jobs run in enqueue order.
+async fn run_workers(stores: Vec<Arc<dyn Store>>, workers: usize, lanes: &[Lane], per_lane: usize) {
+    let total = lanes.len() * per_lane;
+    let running: Arc<HashMap<String, AtomicBool>> =
+        Arc::new(lanes.iter().map(|l| (l.key.clone(), AtomicBool::new(false))).collect());
+    let seen: Arc<std::sync::Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let store = stores[w % stores.len()].clone();
+        let (running, seen, done) = (running.clone(), seen.clone(), done.clone());
+        handles.push(tokio::spawn(async move {
+            let name = format!("worker-{w}");
+            let mut idle = 0;
+            while done.load(Ordering::SeqCst) < total {
+                let Some(claimed) = store.claim_job(&name, t0(), Duration::minutes(5)).await.unwrap() else {
+                    idle += 1;
+                    assert!(idle < 20_000, "workers starved");
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    continue;
+                };
+                let lane = claimed.job.lane.clone();
+                assert!(!running[&lane].swap(true, Ordering::SeqCst), "two jobs of lane {lane} ran at once");
+                let seq = claimed.job.payload["seq"].as_u64().unwrap();
+                seen.lock().unwrap().entry(lane.clone()).or_default().push(seq);
+                tokio::task::yield_now().await;
+                running[&lane].store(false, Ordering::SeqCst);
+                store.complete_job(&claimed.lease, t0()).await.unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    for lane in lanes {
+        let order = &seen[&lane.key];
+        let expected: Vec<u64> = (0..per_lane as u64).collect();
+        assert_eq!(order, &expected, "lane {} ran out of order or twice", lane.key);
+    }
+}
+
+async fn enqueue_lanes(store: &dyn Store, tenant: &Tenant, rooms: &[Room], per_lane: usize) -> Vec<Lane> {
+    let lanes: Vec<Lane> = rooms.iter().map(|r| Lane::room(tenant.id, r.id)).collect();
+    // Interleave the lanes so a naive "oldest first" claim would hand out neighbours of one lane.
+    for seq in 0..per_lane {
+        for lane in &lanes {
+            store.enqueue(&job(lane, "sync", json!({"seq": seq})), t0()).await.unwrap();
+        }
+    }
+    lanes
+}
+
+async fn three_rooms(h: &Harness) -> (Tenant, Vec<Room>) {
+    let (t, r) = setup(h).await;
+    let r2 = room(&*h.store, &t, "b@contoso.com", "loc-b").await;
+    let r3 = room(&*h.store, &t, "c@contoso.com", "loc-c").await;
+    (t, vec![r, r2, r3])
+}
+
+pub async fn queue_keeps_lane_order_without_overlap_under_8_workers(h: &Harness) {
+    let (t, rooms) = three_rooms(h).await;
+    let lanes = enqueue_lanes(&*h.store, &t, &rooms, 200).await;
+    run_workers(vec![h.store.clone()], 8, &lanes, 200).await;
+    assert_eq!(h.store.list_jobs(t.id, JobStatus::Done).await.unwrap().len(), 600);
+    assert!(h.store.list_jobs(t.id, JobStatus::Queued).await.unwrap().is_empty());
+}
+
+pub async fn queue_lane_order_holds_across_two_pools(h: &Harness) {
+    let (t, rooms) = three_rooms(h).await;
+    let lanes = enqueue_lanes(&*h.store, &t, &rooms, 200).await;
+    let second = h.second_store().await;
+    run_workers(vec![h.store.clone(), second], 8, &lanes, 200).await;
+    assert_eq!(h.store.list_jobs(t.id, JobStatus::Done).await.unwrap().len(), 600);
+}
+
+pub async fn expired_lease_is_run_again_and_old_holder_is_refused(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let lane = Lane::room(t.id, r.id);
+    let id = s.enqueue(&job(&lane, "sync", json!({})), t0()).await.unwrap();
+    let first = s.claim_job("w1", t0(), Duration::seconds(30)).await.unwrap().unwrap();
+    assert_eq!(first.job.id, id);
+    assert_eq!(first.job.attempts, 1);
+    assert_eq!(first.job.lease_owner.as_deref(), Some("w1"));
+    assert!(s.claim_job("w2", t0(), Duration::seconds(30)).await.unwrap().is_none(), "lane is busy");
+    assert_eq!(s.requeue_expired(t0() + Duration::seconds(29), 5).await.unwrap(), 0, "lease still valid");
+    assert_eq!(s.requeue_expired(t0() + Duration::seconds(31), 5).await.unwrap(), 1);
+    let requeued = s.get_job(t.id, id).await.unwrap();
+    assert_eq!(requeued.status, JobStatus::Queued);
+    assert!(requeued.last_error.as_deref().unwrap().contains("lease expired"));
+    let second =
+        s.claim_job("w2", t0() + Duration::seconds(32), Duration::seconds(30)).await.unwrap().unwrap();
+    assert_eq!(second.job.id, id);
+    assert_eq!(second.job.attempts, 2);
+    // The first worker wakes up: its lease is gone, whatever it tries.
+    let later = t0() + Duration::seconds(33);
+    assert!(matches!(s.complete_job(&first.lease, later).await, Err(StoreError::LeaseLost { .. })));
+    assert!(matches!(
+        s.heartbeat(&first.lease, later, Duration::seconds(30)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(s.fail_job(&first.lease, "x", None, later).await, Err(StoreError::LeaseLost { .. })));
+    s.complete_job(&second.lease, later).await.unwrap();
+    let finished = s.get_job(t.id, id).await.unwrap();
+    assert_eq!(finished.status, JobStatus::Done);
+    assert_eq!(finished.finished_at, Some(later));
+    // A job whose worker keeps dying is dead after max_attempts.
+    let id2 = s.enqueue(&job(&lane, "sync", json!({})), later).await.unwrap();
+    let mut now = later;
+    for attempt in 1..=2 {
+        let c = s.claim_job("w", now, Duration::seconds(10)).await.unwrap().unwrap();
+        assert_eq!(c.job.attempts, attempt);
+        now += Duration::seconds(11);
+        s.requeue_expired(now, 2).await.unwrap();
+    }
+    let dead = s.get_job(t.id, id2).await.unwrap();
+    assert_eq!(dead.status, JobStatus::Dead);
+    assert!(dead.last_error.unwrap().contains("last allowed attempt"));
+}
+
+pub async fn failing_job_backs_off_then_dies_and_blocks_its_lane_meanwhile(h: &Harness) {
+    let s = &*h.store;
+    let (t, rooms) = three_rooms(h).await;
+    let lane = Lane::room(t.id, rooms[0].id);
+    let other_lane = Lane::room(t.id, rooms[1].id);
+    let id = s.enqueue(&job(&lane, "flaky", json!({})), t0()).await.unwrap();
+    let next_in_lane = s.enqueue(&job(&lane, "after", json!({})), t0()).await.unwrap();
+    let other = s.enqueue(&job(&other_lane, "other", json!({})), t0()).await.unwrap();
+    let policy =
+        RetryPolicy { base: Duration::seconds(2), max_delay: Duration::minutes(10), max_attempts: 4 };
+    let mut now = t0();
+    let mut delays = Vec::new();
+    let mut saw_other = false;
+    loop {
+        let claimed = s.claim_job("w", now, Duration::minutes(1)).await.unwrap().expect("a job is due");
+        if claimed.job.id == other {
+            saw_other = true;
+            s.complete_job(&claimed.lease, now).await.unwrap();
+            continue;
+        }
+        assert_eq!(claimed.job.id, id, "the lane's head runs first, the next job of its lane waits");
+        let retry_at = policy.next_run(claimed.job.attempts, now, 0.5);
+        let outcome = s.fail_job(&claimed.lease, "TOPdesk answered 503", retry_at, now).await.unwrap();
+        match outcome {
+            JobOutcome::RetryAt(at) => {
+                delays.push(at - now);
+                // While the head waits for its retry, its lane stays blocked: only other lanes run.
+                while let Some(c) =
+                    s.claim_job("w", at - Duration::milliseconds(1), Duration::minutes(1)).await.unwrap()
+                {
+                    assert_ne!(c.job.id, next_in_lane, "a later job overtook a retrying one in its lane");
+                    assert_eq!(c.job.id, other);
+                    saw_other = true;
+                    s.complete_job(&c.lease, now).await.unwrap();
+                }
+                let waiting = s.get_job(t.id, id).await.unwrap();
+                assert_eq!(waiting.status, JobStatus::Queued);
+                assert_eq!(waiting.run_at, at);
+                now = at;
+            }
+            JobOutcome::Dead => break,
+        }
+    }
+    assert!(saw_other);
+    assert_eq!(delays.len(), 3, "attempts 1..3 retried, the 4th is the last");
+    assert!(delays.windows(2).all(|w| w[1] > w[0]), "delays grow: {delays:?}");
+    let dead = s.get_job(t.id, id).await.unwrap();
+    assert_eq!(dead.status, JobStatus::Dead);
+    assert_eq!(dead.attempts, 4);
+    assert_eq!(dead.last_error.as_deref(), Some("TOPdesk answered 503"));
+    assert_eq!(s.list_jobs(t.id, JobStatus::Dead).await.unwrap().len(), 1);
+    // With the head dead, the lane moves on.
+    let next = s.claim_job("w", now, Duration::minutes(1)).await.unwrap().unwrap();
+    assert_eq!(next.job.id, next_in_lane);
+}
+
+pub async fn jobs_wait_for_run_at_and_heartbeat_extends_the_lease(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let lane = Lane::tenant(t.id);
+    let mut later = job(&lane, "subscriptions.renew", json!({"room": r.id.to_string()}));
+    later.run_at = Some(t0() + Duration::minutes(10));
+    let id = s.enqueue(&later, t0()).await.unwrap();
+    assert!(s.claim_job("w", t0(), Duration::seconds(30)).await.unwrap().is_none(), "not due yet");
+    let c = s.claim_job("w", t0() + Duration::minutes(10), Duration::seconds(30)).await.unwrap().unwrap();
+    assert_eq!(c.job.id, id);
+    assert_eq!(c.job.payload["room"], json!(r.id.to_string()));
+    let t1 = t0() + Duration::minutes(10) + Duration::seconds(25);
+    s.heartbeat(&c.lease, t1, Duration::seconds(30)).await.unwrap();
+    assert_eq!(s.get_job(t.id, id).await.unwrap().lease_expires_at, Some(t1 + Duration::seconds(30)));
+    // Past the first lease's end but inside the extended one: not requeued.
+    assert_eq!(s.requeue_expired(t1 + Duration::seconds(10), 5).await.unwrap(), 0);
+    s.complete_job(&c.lease, t1 + Duration::seconds(20)).await.unwrap();
+    assert!(matches!(s.complete_job(&c.lease, t1).await, Err(StoreError::LeaseLost { .. })), "done twice");
+}

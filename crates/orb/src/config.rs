@@ -1,0 +1,964 @@
+//! The binary's typed configuration, loaded and validated once at start-up and passed down explicitly.
+//!
+//! Sources, each overriding the one before:
+//! 1. built-in defaults;
+//! 2. a TOML file: the one named by `--config`, which must exist, or else `orb.toml` in the working
+//!    directory when it is present;
+//! 3. environment variables `ORB__SECTION__KEY` (e.g. `ORB__DATABASE__URL`; section and key are
+//!    case-insensitive).
+//!
+//! For every text key `k`, `k_file` (in the file) or `ORB__SECTION__K_FILE` (in the environment) names a
+//! file whose content, without trailing whitespace, is the value: the way to pass secrets such as a
+//! PostgreSQL password. Setting both `k` and `k_file` in one source is an error; a later source overrides
+//! either. Relative paths (in `k_file`, `data.dir`, SQLite URLs) are relative to the working directory.
+//!
+//! Unknown keys, in the file or as `ORB__` variables, are errors that name the key. Empty text values are
+//! rejected. The master key is not part of this configuration: it comes from `ORB_MASTER_KEY_FILE` /
+//! `ORB_MASTER_KEY` (see `orb_crypto::MasterKey::from_env_or_file`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use thiserror::Error;
+
+/// The file read when `--config` is not given, if it exists in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "orb.toml";
+/// Prefix of the environment variables that set configuration keys.
+pub const ENV_PREFIX: &str = "ORB__";
+/// Default for `database.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+/// Default for `data.dir`.
+pub const DEFAULT_DATA_DIR: &str = "./orb-data";
+/// Default for `log.level`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Upper bound for `database.max_connections`.
+const MAX_CONNECTIONS_LIMIT: u32 = 1000;
+
+/// ORB's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[database]`
+    pub database: DatabaseConfig,
+    /// `[data]`
+    pub data: DataConfig,
+    /// `[log]`
+    pub log: LogConfig,
+}
+
+/// `[database]`: where ORB keeps its state.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `url`: `sqlite:` or `postgres:`/`postgresql:`; default `sqlite://<data.dir>/orb.db`.
+    pub url: DatabaseUrl,
+    /// `max_connections`: size of the connection pool (1–1000, default 8).
+    pub max_connections: u32,
+}
+
+/// `[data]`: local files.
+#[derive(Debug, Clone)]
+pub struct DataConfig {
+    /// `dir`: where ORB keeps local files (the default SQLite database among them); default `./orb-data`.
+    pub dir: PathBuf,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `level`: a `tracing` filter such as `info` or `info,orb=debug` (default `info`).
+    pub level: String,
+    /// `format`: `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which store back-end the database URL selects.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A SQLite database file (or `:memory:`).
+    Sqlite {
+        /// The file's path as written in the URL (query options removed).
+        path: PathBuf,
+    },
+    /// A PostgreSQL server. The URL may hold a password, so it is kept secret and never printed.
+    Postgres {
+        /// The full URL as given.
+        url: SecretString,
+    },
+}
+
+/// A validated database URL. `Debug` shows it with any password and query removed
+/// ([`DatabaseUrl::redacted`]).
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    url: SecretString,
+    backend: Backend,
+}
+
+impl DatabaseUrl {
+    /// Parses a URL, accepting only the schemes ORB has a store for.
+    pub fn parse(url: &str) -> Result<Self, DatabaseUrlError> {
+        let Some((scheme, rest)) = url.split_once(':') else {
+            return Err(DatabaseUrlError::Scheme { scheme: String::new() });
+        };
+        let backend = match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                let path = path.split_once('?').map_or(path, |(p, _)| p);
+                if path.is_empty() {
+                    return Err(DatabaseUrlError::NoSqlitePath);
+                }
+                Backend::Sqlite { path: PathBuf::from(path) }
+            }
+            "postgres" | "postgresql" => Backend::Postgres { url: SecretString::from(url) },
+            _ => return Err(DatabaseUrlError::Scheme { scheme: scheme.to_owned() }),
+        };
+        Ok(Self { url: SecretString::from(url), backend })
+    }
+
+    /// The SQLite database at `path`.
+    pub fn sqlite(path: &Path) -> Self {
+        let url = format!("sqlite://{}", path.display());
+        Self { url: SecretString::from(url), backend: Backend::Sqlite { path: path.to_owned() } }
+    }
+
+    /// The back-end this URL selects.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The URL as given, for the store to connect with. Never log it: use [`DatabaseUrl::redacted`].
+    pub fn expose(&self) -> &SecretString {
+        &self.url
+    }
+
+    /// The URL for logs and messages: a password is replaced by `***` and any query (which may carry a
+    /// password too) is dropped.
+    pub fn redacted(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Backend::Postgres { url } => redact_url(url.expose_secret()),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl").field(&self.redacted()).finish()
+    }
+}
+
+/// Why a database URL was refused (without the URL, which may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DatabaseUrlError {
+    /// The scheme is not one ORB has a store for.
+    #[error(
+        "the scheme {scheme:?} is not supported: use a sqlite: URL (e.g. sqlite://./orb-data/orb.db) or a \
+         postgres:/postgresql: URL (e.g. postgres://orb@db.example.com/orb)"
+    )]
+    Scheme {
+        /// The scheme as written (empty when there is none).
+        scheme: String,
+    },
+    /// A `sqlite:` URL without a file path.
+    #[error("the sqlite: URL has no file path: write e.g. sqlite://./orb-data/orb.db")]
+    NoSqlitePath,
+}
+
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[REDACTED]".to_owned();
+    };
+    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let password = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{password}@{host}")
+        }
+        None => format!("{scheme}://{rest}"),
+    }
+}
+
+/// Why the configuration could not be loaded. Every message names the key and where it was set, and says
+/// what to change; none shows a secret value.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file named by `--config` does not exist.
+    #[error(
+        "configuration file {path:?} does not exist: check the --config path, or leave --config out to \
+         use ./{DEFAULT_CONFIG_FILE} when present"
+    )]
+    MissingFile {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The configuration file exists but cannot be read.
+    #[error("cannot read configuration file {path:?}: check that ORB may read it")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not TOML.
+    #[error("configuration file {path:?} is not valid TOML: fix the syntax error described in the cause")]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error (with line and column).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A key in the file that ORB does not know.
+    #[error(
+        "unknown configuration key {key:?} in {}: correct or remove it (known keys: {})",
+        path.display(),
+        known_keys()
+    )]
+    UnknownFileKey {
+        /// The full dotted key, e.g. `database.urll`.
+        key: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// An `ORB__` environment variable that does not map to a known key.
+    #[error(
+        "unknown configuration key {var} (environment): correct or unset it; variables have the form \
+         ORB__SECTION__KEY for the keys {}",
+        known_keys()
+    )]
+    UnknownEnvKey {
+        /// The variable's name.
+        var: String,
+    },
+    /// A value of the wrong TOML type.
+    #[error("{key} {origin} must be {expected}")]
+    WrongType {
+        /// The dotted key.
+        key: String,
+        /// Where it was set.
+        origin: Origin,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// Both `k` and `k_file` in one source.
+    #[error("both {key} and {key}_file are set {origin}: set only one of them")]
+    ValueAndFile {
+        /// The dotted key (without `_file`).
+        key: String,
+        /// The source that sets both.
+        origin: Origin,
+    },
+    /// The same key set twice in the environment (variables differing only in case).
+    #[error("{key} is set twice in the environment, by {first} and {second}: unset one of them")]
+    DuplicateEnvKey {
+        /// The dotted key.
+        key: String,
+        /// One variable.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// The file named by a `k_file` key cannot be read.
+    #[error("cannot read {path:?}, named by {key}_file {origin}: check the path and that ORB may read it")]
+    ReadValueFile {
+        /// The dotted key (without `_file`).
+        key: String,
+        /// The file.
+        path: PathBuf,
+        /// Where `k_file` was set.
+        origin: Origin,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value that does not pass validation.
+    #[error("invalid {key} {origin}: {reason}")]
+    InvalidValue {
+        /// The dotted key.
+        key: String,
+        /// Where it was set.
+        origin: Origin,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// A database URL that ORB cannot use.
+    #[error("invalid database.url {origin}: {problem}")]
+    DatabaseUrl {
+        /// Where it was set.
+        origin: Origin,
+        /// What is wrong (shown in the message, not as a cause).
+        problem: DatabaseUrlError,
+    },
+}
+
+/// Where a configuration value came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// A file named by a `k_file` key.
+    ValueFile {
+        /// The file holding the value.
+        path: PathBuf,
+        /// The `k_file` key (dotted, or the variable name) that named it.
+        named_by: String,
+        /// Where `k_file` was set.
+        via: Box<Origin>,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "in {}", path.display()),
+            Self::Env(var) => write!(f, "in environment variable {var}"),
+            Self::ValueFile { path, named_by, via } => {
+                write!(f, "in file {} (named by {named_by} {via})", path.display())
+            }
+        }
+    }
+}
+
+/// Which configuration file to read.
+#[derive(Debug, Clone, Copy)]
+pub enum ConfigFile<'a> {
+    /// Named explicitly (`--config`): it must exist.
+    Explicit(&'a Path),
+    /// The default location: read when it exists, skipped otherwise.
+    IfPresent(&'a Path),
+}
+
+/// The kind of value a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Count,
+}
+
+/// Every known key: (section, key, kind).
+const KEYS: &[(&str, &str, Kind)] = &[
+    ("database", "url", Kind::Text),
+    ("database", "max_connections", Kind::Count),
+    ("data", "dir", Kind::Text),
+    ("log", "level", Kind::Text),
+    ("log", "format", Kind::Text),
+];
+
+fn known_keys() -> String {
+    KEYS.iter().map(|(s, k, _)| format!("{s}.{k}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Looks up `section.key`, also as `key_file` for text keys. Returns the dotted name of the base key and
+/// whether the `_file` form was used.
+fn lookup(section: &str, key: &str) -> Option<(&'static str, &'static str, Kind, bool)> {
+    let find = |k: &str| KEYS.iter().find(|(s, name, _)| *s == section && *name == k);
+    if let Some(&(s, k, kind)) = find(key) {
+        return Some((s, k, kind, false));
+    }
+    let base = key.strip_suffix("_file")?;
+    match find(base) {
+        Some(&(s, k, Kind::Text)) => Some((s, k, Kind::Text, true)),
+        _ => None,
+    }
+}
+
+/// A value as a source gives it, before typing.
+#[derive(Debug)]
+enum Raw {
+    Text(String),
+    Integer(i64),
+    FromFile(PathBuf),
+}
+
+#[derive(Debug)]
+struct Setting {
+    raw: Raw,
+    origin: Origin,
+    /// For the environment: the variable's name (to report duplicates).
+    name: String,
+}
+
+/// One source's settings, keyed by dotted key (`database.url`).
+type Layer = BTreeMap<String, Setting>;
+
+fn insert(layer: &mut Layer, key: String, setting: Setting) -> Result<(), ConfigError> {
+    if let Some(earlier) = layer.get(&key) {
+        let one_is_file = matches!(earlier.raw, Raw::FromFile(_)) != matches!(setting.raw, Raw::FromFile(_));
+        return Err(match setting.origin {
+            Origin::Env(_) if !one_is_file => {
+                ConfigError::DuplicateEnvKey { key, first: earlier.name.clone(), second: setting.name }
+            }
+            origin => ConfigError::ValueAndFile { key, origin },
+        });
+    }
+    layer.insert(key, setting);
+    Ok(())
+}
+
+impl Config {
+    /// Loads the configuration: `file` is the `--config` path (must exist) or `None` for `./orb.toml`
+    /// when present; `env` is the environment (pass [`process_env`] in production).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let file = match file {
+            Some(path) => ConfigFile::Explicit(path),
+            None => ConfigFile::IfPresent(Path::new(DEFAULT_CONFIG_FILE)),
+        };
+        Self::load_with(file, env)
+    }
+
+    /// Like [`Config::load`] with the file choice spelt out.
+    pub fn load_with(
+        file: ConfigFile<'_>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let file_layer = match file {
+            ConfigFile::Explicit(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::MissingFile { path: path.to_owned() });
+                }
+                file_layer(path)?
+            }
+            ConfigFile::IfPresent(path) if path.exists() => file_layer(path)?,
+            ConfigFile::IfPresent(_) => Layer::new(),
+        };
+        let env_layer = env_layer(env)?;
+        let mut merged = file_layer;
+        merged.extend(env_layer);
+        let mut values = BTreeMap::new();
+        for (key, setting) in merged {
+            values.insert(key.clone(), resolve(&key, setting)?);
+        }
+        Self::build(values)
+    }
+
+    fn build(mut values: BTreeMap<String, (Raw, Origin)>) -> Result<Self, ConfigError> {
+        let mut take_text = |key: &str| -> Result<Option<(String, Origin)>, ConfigError> {
+            match values.remove(key) {
+                None => Ok(None),
+                Some((Raw::Text(text), origin)) if text.trim().is_empty() => Err(ConfigError::InvalidValue {
+                    key: key.to_owned(),
+                    origin,
+                    reason: "it is empty: set a value or remove the key".to_owned(),
+                }),
+                Some((Raw::Text(text), origin)) => Ok(Some((text, origin))),
+                Some((_, origin)) => {
+                    Err(ConfigError::WrongType { key: key.to_owned(), origin, expected: "a string" })
+                }
+            }
+        };
+
+        let dir = take_text("data.dir")?.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), |(d, _)| d.into());
+        let url = match take_text("database.url")? {
+            Some((url, origin)) => DatabaseUrl::parse(url.trim())
+                .map_err(|problem| ConfigError::DatabaseUrl { origin, problem })?,
+            None => DatabaseUrl::sqlite(&dir.join("orb.db")),
+        };
+        let level = match take_text("log.level")? {
+            Some((level, origin)) => {
+                let level = level.trim().to_owned();
+                tracing_subscriber::EnvFilter::builder().parse(&level).map_err(|e| {
+                    ConfigError::InvalidValue {
+                        key: "log.level".to_owned(),
+                        origin,
+                        reason: format!(
+                            "{e}; use a level (error, warn, info, debug, trace) or a filter such as \
+                             info,orb=debug"
+                        ),
+                    }
+                })?;
+                level
+            }
+            None => DEFAULT_LOG_LEVEL.to_owned(),
+        };
+        let format = match take_text("log.format")? {
+            None => LogFormat::default(),
+            Some((format, origin)) => match format.trim().to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        key: "log.format".to_owned(),
+                        origin,
+                        reason: format!("{format:?} is not a log format: use \"text\" or \"json\""),
+                    });
+                }
+            },
+        };
+        let max_connections = match values.remove("database.max_connections") {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some((raw, origin)) => count("database.max_connections", raw, origin)?,
+        };
+        debug_assert!(values.is_empty(), "every known key is read: {values:?}");
+
+        Ok(Self {
+            database: DatabaseConfig { url, max_connections },
+            data: DataConfig { dir },
+            log: LogConfig { level, format },
+        })
+    }
+}
+
+/// The process environment as `(name, value)` pairs, for [`Config::load`]. Variables whose name is not
+/// Unicode are skipped (they cannot be ORB's); a non-Unicode value is converted lossily.
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
+        .collect()
+}
+
+fn count(key: &str, raw: Raw, origin: Origin) -> Result<u32, ConfigError> {
+    let invalid = |origin, shown: String| ConfigError::InvalidValue {
+        key: key.to_owned(),
+        origin,
+        reason: format!("{shown} is not allowed: use a whole number from 1 to {MAX_CONNECTIONS_LIMIT}"),
+    };
+    let n = match raw {
+        Raw::Integer(n) => n,
+        Raw::Text(text) => match text.trim().parse::<i64>() {
+            Ok(n) => n,
+            Err(_) => return Err(invalid(origin, format!("{text:?}"))),
+        },
+        Raw::FromFile(_) => {
+            return Err(ConfigError::WrongType { key: key.to_owned(), origin, expected: "a number" });
+        }
+    };
+    match u32::try_from(n) {
+        Ok(n) if (1..=MAX_CONNECTIONS_LIMIT).contains(&n) => Ok(n),
+        _ => Err(invalid(origin, n.to_string())),
+    }
+}
+
+/// Reads the value of a `k_file` setting.
+fn resolve(key: &str, setting: Setting) -> Result<(Raw, Origin), ConfigError> {
+    let Setting { raw, origin, name } = setting;
+    match raw {
+        Raw::FromFile(path) => match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let value = text.trim_end().to_owned();
+                Ok((Raw::Text(value), Origin::ValueFile { path, named_by: name, via: Box::new(origin) }))
+            }
+            Err(source) => Err(ConfigError::ReadValueFile { key: key.to_owned(), path, origin, source }),
+        },
+        raw => Ok((raw, origin)),
+    }
+}
+
+fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+    let table: toml::Table =
+        text.parse().map_err(|source| ConfigError::ParseFile { path: path.to_owned(), source })?;
+    let origin = Origin::File(path.to_owned());
+    let unknown = |key: String| ConfigError::UnknownFileKey { key, path: path.to_owned() };
+    let mut layer = Layer::new();
+    for (section, value) in table {
+        let toml::Value::Table(entries) = value else {
+            return Err(unknown(section));
+        };
+        for (key, value) in entries {
+            let dotted = format!("{section}.{key}");
+            let Some((s, k, kind, is_file)) = lookup(&section, &key) else {
+                return Err(unknown(dotted));
+            };
+            let wrong =
+                |expected| ConfigError::WrongType { key: dotted.clone(), origin: origin.clone(), expected };
+            let raw = match (value, kind, is_file) {
+                (toml::Value::String(p), _, true) => Raw::FromFile(PathBuf::from(p)),
+                (_, _, true) => return Err(wrong("a string (a file path)")),
+                (toml::Value::String(s), Kind::Text, false) => Raw::Text(s),
+                (_, Kind::Text, false) => return Err(wrong("a string")),
+                (toml::Value::Integer(n), Kind::Count, false) => Raw::Integer(n),
+                (_, Kind::Count, false) => return Err(wrong("a whole number")),
+            };
+            insert(&mut layer, format!("{s}.{k}"), Setting { raw, origin: origin.clone(), name: dotted })?;
+        }
+    }
+    Ok(layer)
+}
+
+fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, ConfigError> {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.get(..ENV_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(ENV_PREFIX)))
+        .collect();
+    // Deterministic errors whatever order the environment comes in.
+    vars.sort();
+    let mut layer = Layer::new();
+    for (var, value) in vars {
+        let rest = &var[ENV_PREFIX.len()..];
+        let found = rest
+            .split_once("__")
+            .map(|(s, k)| (s.to_ascii_lowercase(), k.to_ascii_lowercase()))
+            .and_then(|(s, k)| lookup(&s, &k));
+        let Some((s, k, _, is_file)) = found else {
+            return Err(ConfigError::UnknownEnvKey { var });
+        };
+        let raw = if is_file { Raw::FromFile(PathBuf::from(value)) } else { Raw::Text(value) };
+        insert(&mut layer, format!("{s}.{k}"), Setting { raw, origin: Origin::Env(var.clone()), name: var })?;
+    }
+    Ok(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a case expects.
+    enum Want<'a> {
+        /// Loading succeeds and the config passes this check.
+        Ok(fn(&Config)),
+        /// Loading fails with a message containing every one of these (after `{dir}` substitution).
+        Err(&'a [&'a str]),
+    }
+
+    struct Case<'a> {
+        name: &'a str,
+        /// Content of `{dir}/orb.toml`, read as an explicit `--config` file.
+        toml: Option<&'a str>,
+        env: &'a [(&'a str, &'a str)],
+        /// Extra files written into `{dir}` before loading: (name, content).
+        files: &'a [(&'a str, &'a str)],
+        want: Want<'a>,
+    }
+
+    /// Never appears in any message or `Debug` output.
+    const PASSWORD: &str = "pa55-w0rd";
+
+    fn check(case: Case<'_>) {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_s = dir.path().to_str().unwrap().to_owned();
+        let sub = |s: &str| s.replace("{dir}", &dir_s);
+        for (name, content) in case.files {
+            std::fs::write(dir.path().join(name), sub(content)).unwrap();
+        }
+        let path = dir.path().join("orb.toml");
+        if let Some(toml) = case.toml {
+            std::fs::write(&path, sub(toml)).unwrap();
+        }
+        // Without `toml` the file does not exist, so `IfPresent` also checks that a missing default file is
+        // skipped.
+        let file =
+            if case.toml.is_some() { ConfigFile::Explicit(&path) } else { ConfigFile::IfPresent(&path) };
+        let env = case.env.iter().map(|(k, v)| (k.to_string(), sub(v)));
+        let name = case.name;
+        match (Config::load_with(file, env), case.want) {
+            (Ok(config), Want::Ok(verify)) => {
+                verify(&config);
+                let shown = format!("{config:?}");
+                assert!(!shown.contains(PASSWORD), "{name}: Debug shows the password: {shown}");
+            }
+            (Err(err), Want::Err(needles)) => {
+                let msg = err.to_string();
+                for needle in needles {
+                    assert!(msg.contains(&sub(needle)), "{name}: {msg:?} lacks {:?}", sub(needle));
+                }
+                assert!(!msg.contains(PASSWORD), "{name}: message shows the password: {msg}");
+            }
+            (Ok(config), Want::Err(_)) => panic!("{name}: expected an error, got {config:?}"),
+            (Err(err), Want::Ok(_)) => panic!("{name}: expected success, got: {err}"),
+        }
+    }
+
+    fn sqlite_path(config: &Config) -> &Path {
+        match config.database.url.backend() {
+            Backend::Sqlite { path } => path,
+            other => panic!("expected SQLite, got {other:?}"),
+        }
+    }
+
+    fn postgres_url(config: &Config) -> &str {
+        match config.database.url.backend() {
+            Backend::Postgres { url } => url.expose_secret(),
+            other => panic!("expected PostgreSQL, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        check(Case {
+            name: "defaults",
+            toml: None,
+            env: &[("ORB_MASTER_KEY", "ignored"), ("PATH", "/bin")],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.data.dir, Path::new("./orb-data"));
+                assert_eq!(sqlite_path(c), Path::new("./orb-data/orb.db"));
+                assert_eq!(c.database.url.expose().expose_secret(), "sqlite://./orb-data/orb.db");
+                assert_eq!(c.database.max_connections, 8);
+                assert_eq!(c.log.level, "info");
+                assert_eq!(c.log.format, LogFormat::Text);
+            }),
+        });
+    }
+
+    #[test]
+    fn the_file_overrides_defaults() {
+        check(Case {
+            name: "file",
+            toml: Some(
+                "[data]\ndir = \"/srv/orb\"\n[database]\nmax_connections = 20\n\
+                 [log]\nlevel = \"info,orb=debug\"\nformat = \"json\"\n",
+            ),
+            env: &[],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.data.dir, Path::new("/srv/orb"));
+                assert_eq!(sqlite_path(c), Path::new("/srv/orb/orb.db"), "default URL follows data.dir");
+                assert_eq!(c.database.max_connections, 20);
+                assert_eq!(c.log.level, "info,orb=debug");
+                assert_eq!(c.log.format, LogFormat::Json);
+            }),
+        });
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        check(Case {
+            name: "env over file",
+            toml: Some(
+                "[database]\nmax_connections = 20\nurl = \"sqlite://file.db\"\n[log]\nformat = \"json\"\n",
+            ),
+            env: &[
+                ("ORB__DATABASE__MAX_CONNECTIONS", "30"),
+                ("orb__Log__Format", "TEXT"),
+                ("ORB__DATABASE__URL", "sqlite:///var/lib/orb/env.db?mode=rwc"),
+            ],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.database.max_connections, 30);
+                assert_eq!(c.log.format, LogFormat::Text, "env keys are case-insensitive");
+                assert_eq!(sqlite_path(c), Path::new("/var/lib/orb/env.db"));
+            }),
+        });
+    }
+
+    #[test]
+    fn file_indirection_in_the_file_and_in_the_environment() {
+        check(Case {
+            name: "url_file in toml",
+            toml: Some("[database]\nurl_file = \"{dir}/db-url\"\n"),
+            env: &[],
+            files: &[("db-url", "postgres://orb:pa55-w0rd@db.example.com:5432/orb\n")],
+            want: Want::Ok(|c| {
+                assert_eq!(postgres_url(c), "postgres://orb:pa55-w0rd@db.example.com:5432/orb");
+                assert_eq!(c.database.url.redacted(), "postgres://orb:***@db.example.com:5432/orb");
+            }),
+        });
+        check(Case {
+            name: "URL_FILE in env overrides url in toml",
+            toml: Some("[database]\nurl = \"sqlite://file.db\"\n"),
+            env: &[("ORB__DATABASE__URL_FILE", "{dir}/db-url")],
+            files: &[("db-url", "postgresql://orb:pa55-w0rd@db/orb?sslmode=require\r\n")],
+            want: Want::Ok(|c| {
+                assert_eq!(postgres_url(c), "postgresql://orb:pa55-w0rd@db/orb?sslmode=require");
+                assert_eq!(c.database.url.redacted(), "postgresql://orb:***@db/orb");
+            }),
+        });
+        check(Case {
+            name: "url in env overrides url_file in toml",
+            toml: Some("[database]\nurl_file = \"{dir}/db-url\"\n"),
+            env: &[("ORB__DATABASE__URL", "sqlite://env.db")],
+            files: &[("db-url", "postgres://orb:pa55-w0rd@db/orb\n")],
+            want: Want::Ok(|c| assert_eq!(sqlite_path(c), Path::new("env.db"))),
+        });
+        check(Case {
+            name: "any text key has a _file form",
+            toml: Some("[log]\nlevel_file = \"{dir}/level\"\n"),
+            env: &[("ORB__DATA__DIR_FILE", "{dir}/data-dir")],
+            files: &[("level", "warn\n"), ("data-dir", "/data\n")],
+            want: Want::Ok(|c| {
+                assert_eq!(c.log.level, "warn");
+                assert_eq!(c.data.dir, Path::new("/data"));
+            }),
+        });
+        check(Case {
+            name: "unreadable value file",
+            toml: Some("[database]\nurl_file = \"{dir}/nope\"\n"),
+            env: &[],
+            files: &[],
+            want: Want::Err(&["cannot read \"{dir}/nope\"", "database.url_file in {dir}/orb.toml"]),
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let cases: [(&str, &str, &[&str]); 4] = [
+            (
+                "misspelt key",
+                "[database]\nurll = \"sqlite://x.db\"\n",
+                &["\"database.urll\" in {dir}/orb.toml"],
+            ),
+            ("misspelt section", "[databse]\nurl = \"sqlite://x.db\"\n", &["\"databse.url\""]),
+            ("top-level key", "url = \"sqlite://x.db\"\n", &["unknown configuration key \"url\""]),
+            (
+                "no _file for numbers",
+                "[database]\nmax_connections_file = \"/x\"\n",
+                &["\"database.max_connections_file\""],
+            ),
+        ];
+        for (name, toml, needles) in cases {
+            check(Case { name, toml: Some(toml), env: &[], files: &[], want: Want::Err(needles) });
+        }
+        for var in ["ORB__DATABSE__URL", "ORB__DATABASE", "ORB__DATABASE__URL__X", "ORB__LOG__FORMAT_FILES"] {
+            let needle = format!("unknown configuration key {var} (environment)");
+            check(Case {
+                name: var,
+                toml: None,
+                env: &[(var, "x")],
+                files: &[],
+                want: Want::Err(&[&needle, "ORB__SECTION__KEY", "database.url"]),
+            });
+        }
+    }
+
+    #[test]
+    fn database_urls_are_validated() {
+        check(Case {
+            name: "mysql",
+            toml: Some("[database]\nurl = \"mysql://root:pa55-w0rd@db/orb\"\n"),
+            env: &[],
+            files: &[],
+            want: Want::Err(&["invalid database.url in {dir}/orb.toml", "\"mysql\"", "sqlite:", "postgres:"]),
+        });
+        check(Case {
+            name: "no scheme",
+            toml: None,
+            env: &[("ORB__DATABASE__URL", "db.example.com/orb")],
+            files: &[],
+            want: Want::Err(&["ORB__DATABASE__URL", "scheme \"\" is not supported"]),
+        });
+        check(Case {
+            name: "sqlite without path",
+            toml: None,
+            env: &[("ORB__DATABASE__URL", "sqlite://")],
+            files: &[],
+            want: Want::Err(&["no file path"]),
+        });
+        check(Case {
+            name: "sqlite in memory",
+            toml: None,
+            env: &[("ORB__DATABASE__URL", "sqlite::memory:")],
+            files: &[],
+            want: Want::Ok(|c| assert_eq!(sqlite_path(c), Path::new(":memory:"))),
+        });
+    }
+
+    #[test]
+    fn postgres_urls_never_print() {
+        for (url, shown) in [
+            ("postgres://orb:pa55-w0rd@db:5432/orb", "postgres://orb:***@db:5432/orb"),
+            ("postgres://orb:p@55-w0rd@db/orb", "postgres://orb:***@db/orb"),
+            ("postgres://db/orb?password=pa55-w0rd", "postgres://db/orb"),
+            ("postgres:pa55-w0rd", "[REDACTED]"),
+        ] {
+            let parsed = DatabaseUrl::parse(url).unwrap();
+            assert_eq!(parsed.redacted(), shown, "{url}");
+            assert_eq!(format!("{parsed:?}"), format!("DatabaseUrl({shown:?})"));
+            assert!(!format!("{:?}", parsed.backend()).contains("pa55"), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error_but_a_missing_default_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let err = Config::load(Some(&missing), []).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile { .. }), "{err:?}");
+        assert!(err.to_string().contains(missing.to_str().unwrap()), "{err}");
+        assert!(err.to_string().contains("--config"), "{err}");
+
+        let config = Config::load_with(ConfigFile::IfPresent(&missing), []).unwrap();
+        assert_eq!(config.database.max_connections, DEFAULT_MAX_CONNECTIONS);
+
+        let present = dir.path().join("orb.toml");
+        std::fs::write(&present, "[database]\nmax_connections = 3\n").unwrap();
+        let config = Config::load_with(ConfigFile::IfPresent(&present), []).unwrap();
+        assert_eq!(config.database.max_connections, 3, "a default file that exists is read");
+    }
+
+    #[test]
+    fn a_value_and_its_file_in_one_source_conflict() {
+        check(Case {
+            name: "toml",
+            toml: Some("[database]\nurl = \"sqlite://x.db\"\nurl_file = \"{dir}/db-url\"\n"),
+            env: &[],
+            files: &[("db-url", "sqlite://y.db")],
+            want: Want::Err(&["both database.url and database.url_file are set in {dir}/orb.toml"]),
+        });
+        check(Case {
+            name: "env",
+            toml: None,
+            env: &[("ORB__DATABASE__URL", "sqlite://x.db"), ("ORB__DATABASE__URL_FILE", "{dir}/db-url")],
+            files: &[("db-url", "sqlite://y.db")],
+            want: Want::Err(&["both database.url and database.url_file are set in environment variable"]),
+        });
+        check(Case {
+            name: "env twice in different case",
+            toml: None,
+            env: &[("ORB__LOG__LEVEL", "info"), ("orb__log__level", "debug")],
+            files: &[],
+            want: Want::Err(&["log.level is set twice", "ORB__LOG__LEVEL", "orb__log__level"]),
+        });
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_fix() {
+        type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [BadCase; 7] = [
+            (
+                "string count",
+                Some("[database]\nmax_connections = \"eight\"\n"),
+                &[],
+                &["database.max_connections in {dir}/orb.toml must be a whole number"],
+            ),
+            (
+                "non-numeric env count",
+                None,
+                &[("ORB__DATABASE__MAX_CONNECTIONS", "abc")],
+                &["ORB__DATABASE__MAX_CONNECTIONS", "from 1 to 1000"],
+            ),
+            ("zero connections", Some("[database]\nmax_connections = 0\n"), &[], &["0 is not allowed"]),
+            (
+                "number as text key",
+                Some("[log]\nlevel = 3\n"),
+                &[],
+                &["log.level in {dir}/orb.toml must be a string"],
+            ),
+            ("log format", None, &[("ORB__LOG__FORMAT", "yaml")], &["\"yaml\"", "\"text\" or \"json\""]),
+            ("log level", None, &[("ORB__LOG__LEVEL", "orb=loud")], &["invalid log.level", "info,orb=debug"]),
+            ("empty value", None, &[("ORB__DATA__DIR", "")], &["invalid data.dir", "empty"]),
+        ];
+        for (name, toml, env, needles) in cases {
+            check(Case { name, toml, env, files: &[], want: Want::Err(needles) });
+        }
+    }
+
+    #[test]
+    fn invalid_toml_names_the_file() {
+        check(Case {
+            name: "syntax",
+            toml: Some("[database\nurl = \n"),
+            env: &[],
+            files: &[],
+            want: Want::Err(&["{dir}/orb.toml", "is not valid TOML"]),
+        });
+    }
+}

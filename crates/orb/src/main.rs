@@ -1,0 +1,3 @@
+//! The `orb` binary (being written).
+mod config;
+fn main() {}
