@@ -101,7 +101,6 @@ pub enum Backend {
 /// ([`DatabaseUrl::redacted`]).
 #[derive(Clone)]
 pub struct DatabaseUrl {
-    url: SecretString,
     backend: Backend,
 }
 
@@ -123,23 +122,17 @@ impl DatabaseUrl {
             "postgres" | "postgresql" => Backend::Postgres { url: SecretString::from(url) },
             _ => return Err(DatabaseUrlError::Scheme { scheme: scheme.to_owned() }),
         };
-        Ok(Self { url: SecretString::from(url), backend })
+        Ok(Self { backend })
     }
 
     /// The SQLite database at `path`.
     pub fn sqlite(path: &Path) -> Self {
-        let url = format!("sqlite://{}", path.display());
-        Self { url: SecretString::from(url), backend: Backend::Sqlite { path: path.to_owned() } }
+        Self { backend: Backend::Sqlite { path: path.to_owned() } }
     }
 
     /// The back-end this URL selects.
     pub fn backend(&self) -> &Backend {
         &self.backend
-    }
-
-    /// The URL as given, for the store to connect with. Never log it: use [`DatabaseUrl::redacted`].
-    pub fn expose(&self) -> &SecretString {
-        &self.url
     }
 
     /// The URL for logs and messages: a password is replaced by `***` and any query (which may carry a
@@ -701,7 +694,7 @@ mod tests {
             want: Want::Ok(|c| {
                 assert_eq!(c.data.dir, Path::new("./orb-data"));
                 assert_eq!(sqlite_path(c), Path::new("./orb-data/orb.db"));
-                assert_eq!(c.database.url.expose().expose_secret(), "sqlite://./orb-data/orb.db");
+                assert_eq!(c.database.url.redacted(), "sqlite://./orb-data/orb.db");
                 assert_eq!(c.database.max_connections, 8);
                 assert_eq!(c.log.level, "info");
                 assert_eq!(c.log.format, LogFormat::Text);

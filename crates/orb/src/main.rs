@@ -1,3 +1,179 @@
-//! The `orb` binary (being written).
+//! # orb
+//!
+//! The ORB binary: the command line, the typed configuration, and the wiring of the library crates. It is
+//! the only crate that knows which store back-end is in use (picked from the database URL) and the only
+//! one that reads the wall clock and the process environment; everything below receives them.
+//!
+//! ## Invariants
+//! - A secret value is read from standard input, never from the command line (argv is visible to every
+//!   user of the machine), and is never printed.
+//! - A command either completes or changes nothing: every multi-row change is one store transaction.
+//! - Every error is printed once, as one message saying what to do, with a non-zero exit status.
+
+/// `println!` that treats a closed standard output (`orb tenant list | head -1`) as the end of the
+/// command instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(err) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(anyhow::Error::from(err).context("cannot write to standard output"));
+        }
+    }};
+}
+
+mod commands;
 mod config;
-fn main() {}
+mod secrets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ORB, the Outlook Room Booker: keeps Exchange Online room bookings and TOPdesk reservations in step.
+#[derive(Debug, Parser)]
+#[command(name = "orb", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// Configuration file (TOML). Default: ./orb.toml if it exists.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Set up and show a self-contained demo installation (embedded SQLite, generated master key).
+    Demo,
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Manage tenants (customers).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage room mappings (Exchange room mailbox ↔ TOPdesk location).
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Manage a tenant's secrets (values are read from standard input, never shown).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Manage the master key that seals the secrets.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `orb tenant ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Add a tenant.
+    Add {
+        /// Short name: lower-case letters, digits and '-', starting with a letter.
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+/// Selects a tenant.
+#[derive(Debug, Args)]
+pub(crate) struct TenantArg {
+    /// The tenant's name.
+    #[arg(long)]
+    pub tenant: String,
+}
+
+/// `orb room ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RoomCommand {
+    /// Map an Exchange room mailbox to a TOPdesk location.
+    Add {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The Exchange room mailbox (SMTP address).
+        #[arg(long)]
+        mailbox: String,
+        /// The TOPdesk location (or reservable asset) id.
+        #[arg(long = "topdesk-location")]
+        topdesk_location: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a tenant's rooms.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Stop syncing a room.
+    Disable {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The room's mailbox.
+        mailbox: String,
+    },
+    /// Resume syncing a room.
+    Enable {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The room's mailbox.
+        mailbox: String,
+    },
+}
+
+/// `orb secret ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Store a secret; the value is read from standard input (one line, or everything until EOF).
+    Set {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The secret's name, e.g. graph.client_secret or topdesk.app_password.
+        key: String,
+    },
+    /// List a tenant's secrets: names, sealing key and date; never values.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+/// `orb keys ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Print a new random master key (base64), or write it to a file readable only by its owner.
+    Generate {
+        /// Write the key to this file instead of standard output (refuses to overwrite).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+    /// Re-encrypt every secret under a new master key, in one transaction.
+    Rotate {
+        /// File holding the new key (base64). If it does not exist, a new key is generated into it.
+        #[arg(long = "new-key-file", value_name = "PATH")]
+        new_key_file: PathBuf,
+    },
+    /// Check that every stored secret opens with the configured master key (shows no values).
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

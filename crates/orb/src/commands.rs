@@ -1,0 +1,312 @@
+//! What each command does. Configuration is loaded once here and passed down; the wall clock is read
+//! here and passed to the store as `now`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use orb_core::{RoomMailbox, TenantName, TopdeskLocationId};
+use orb_crypto::secrecy::{ExposeSecret, SecretString};
+use orb_crypto::{KeyRing, MasterKey};
+use orb_store::{NewAuditEntry, NewRoom, PgStore, SqliteStore, Store, StoreError, Tenant};
+
+use crate::config::{Backend, Config, LogFormat, process_env};
+use crate::{Cli, Command, KeysCommand, RoomCommand, SecretCommand, TenantCommand, secrets};
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref(), process_env())?;
+    init_logging(&config);
+    match cli.command {
+        Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
+        Command::Demo => demo(&config).await,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            out!("database schema is up to date ({})", config.database.url.redacted());
+            drop(store);
+            Ok(())
+        }
+        Command::Tenant(cmd) => tenant(&*open_store(&config).await?, cmd).await,
+        Command::Room(cmd) => room(&*open_store(&config).await?, cmd).await,
+        Command::Secret(cmd) => secret(&config, cmd).await,
+        Command::Keys(KeysCommand::Rotate { new_key_file }) => {
+            let current = MasterKey::from_process_env()?;
+            let store = open_store(&config).await?;
+            let (new, created) = secrets::load_or_create_key(&new_key_file)?;
+            let count = secrets::rotate(&*store, current, new.clone(), Utc::now()).await?;
+            if created {
+                out!("generated a new master key {} in {}", new.id(), new_key_file.display());
+            }
+            out!(
+                "re-encrypted {count} secret(s) under key {}; now set ORB_MASTER_KEY_FILE={} (and unset \
+                 ORB_MASTER_KEY) wherever ORB runs, and restart it",
+                new.id(),
+                new_key_file.display()
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Check) => {
+            let key = MasterKey::from_process_env()?;
+            let store = open_store(&config).await?;
+            let count = secrets::check(&*store, &KeyRing::new(key.clone())).await?;
+            out!("all {count} secret(s) open with master key {}", key.id());
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (tests in one process) is harmless: keep the first.
+    let _ = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Opens the store the database URL names, and brings its schema up to date.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let max = config.database.max_connections;
+    let store: Arc<dyn Store> = match config.database.url.backend() {
+        Backend::Sqlite { path } => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create the data directory {}", parent.display()))?;
+            }
+            Arc::new(SqliteStore::open(path, max).await?)
+        }
+        Backend::Postgres { url } => Arc::new(PgStore::connect(url.expose_secret(), max).await?),
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn find_tenant(store: &dyn Store, name: &str) -> Result<Tenant> {
+    let name = TenantName::parse(name)?;
+    match store.tenant_by_name(&name).await {
+        Err(StoreError::NotFound { .. }) => {
+            bail!("tenant {:?} does not exist; create it with `orb tenant add {}`", name.as_str(), name)
+        }
+        other => Ok(other?),
+    }
+}
+
+fn audit(tenant: &Tenant, action: &str, target: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        tenant_id: Some(tenant.id),
+        at: Utc::now(),
+        actor: "cli".into(),
+        action: action.into(),
+        target: target.into(),
+        ip: None,
+    }
+}
+
+async fn tenant(store: &dyn Store, cmd: TenantCommand) -> Result<()> {
+    match cmd {
+        TenantCommand::Add { name } => {
+            let name = TenantName::parse(&name)?;
+            let tenant = store.create_tenant(&name, Utc::now()).await?;
+            store.append_audit(&audit(&tenant, "tenant.add", tenant.name.as_str())).await?;
+            out!("added tenant {} ({})", tenant.name, tenant.id);
+        }
+        TenantCommand::List => {
+            let tenants = store.list_tenants().await?;
+            if tenants.is_empty() {
+                out!("no tenants yet; add one with `orb tenant add NAME`");
+            }
+            for t in tenants {
+                out!("{}\t{}\tcreated {}", t.name, t.id, t.created_at.format("%Y-%m-%d %H:%M UTC"));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn room(store: &dyn Store, cmd: RoomCommand) -> Result<()> {
+    match cmd {
+        RoomCommand::Add { tenant, mailbox, topdesk_location, name } => {
+            // Parse everything before touching the store: bad input writes nothing.
+            let mailbox = RoomMailbox::parse(&mailbox)?;
+            let topdesk_location_id = TopdeskLocationId::parse(&topdesk_location)?;
+            let tenant = find_tenant(store, &tenant.tenant).await?;
+            let new = NewRoom { mailbox, topdesk_location_id, display_name: name };
+            let room = store.add_room(tenant.id, &new, Utc::now()).await?;
+            store.append_audit(&audit(&tenant, "room.add", room.mailbox.as_str())).await?;
+            out!(
+                "mapped {} to TOPdesk location {} for tenant {}",
+                room.mailbox,
+                room.topdesk_location_id,
+                tenant.name
+            );
+        }
+        RoomCommand::List { tenant } => {
+            let tenant = find_tenant(store, &tenant.tenant).await?;
+            let rooms = store.list_rooms(tenant.id).await?;
+            if rooms.is_empty() {
+                out!("tenant {} has no rooms; map one with `orb room add`", tenant.name);
+            }
+            for r in rooms {
+                out!(
+                    "{}\t{}\t{}\t{}",
+                    r.mailbox,
+                    r.topdesk_location_id,
+                    if r.enabled { "enabled" } else { "disabled" },
+                    r.display_name.unwrap_or_default()
+                );
+            }
+        }
+        RoomCommand::Disable { tenant, mailbox } => {
+            set_enabled(store, &tenant.tenant, &mailbox, false).await?
+        }
+        RoomCommand::Enable { tenant, mailbox } => set_enabled(store, &tenant.tenant, &mailbox, true).await?,
+    }
+    Ok(())
+}
+
+async fn set_enabled(store: &dyn Store, tenant: &str, mailbox: &str, enabled: bool) -> Result<()> {
+    let mailbox = RoomMailbox::parse(mailbox)?;
+    let tenant = find_tenant(store, tenant).await?;
+    let room = match store.room_by_mailbox(tenant.id, &mailbox).await {
+        Err(StoreError::NotFound { .. }) => {
+            bail!(
+                "tenant {} has no room {mailbox}; see `orb room list --tenant {}`",
+                tenant.name,
+                tenant.name
+            )
+        }
+        other => other?,
+    };
+    store.set_room_enabled(tenant.id, room.id, enabled, Utc::now()).await?;
+    let action = if enabled { "room.enable" } else { "room.disable" };
+    store.append_audit(&audit(&tenant, action, mailbox.as_str())).await?;
+    out!("{} {mailbox}", if enabled { "enabled" } else { "disabled" });
+    Ok(())
+}
+
+async fn secret(config: &Config, cmd: SecretCommand) -> Result<()> {
+    match cmd {
+        SecretCommand::Set { tenant, key } => {
+            // Check everything that can be checked before reading the value or writing anything.
+            secrets::validate_name(&key)?;
+            let master = MasterKey::from_process_env()?;
+            let store = open_store(config).await?;
+            let tenant = find_tenant(&*store, &tenant.tenant).await?;
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!(
+                    "Enter the value for {key}, then press Ctrl-D (it is stored encrypted, never shown):"
+                );
+            }
+            let value: SecretString = secrets::read_value(stdin.lock())?;
+            let key_id = secrets::set(&*store, &master, tenant.id, &key, &value, Utc::now()).await?;
+            out!("stored secret {key} for tenant {} (sealed under master key {key_id})", tenant.name);
+        }
+        SecretCommand::List { tenant } => {
+            let store = open_store(config).await?;
+            let tenant = find_tenant(&*store, &tenant.tenant).await?;
+            for meta in store.list_secrets(tenant.id).await? {
+                out!(
+                    "{}\tkey {}\tset {}",
+                    meta.name,
+                    meta.key_id,
+                    meta.updated_at.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn keys_generate(out: Option<&Path>) -> Result<()> {
+    let key = MasterKey::generate()?;
+    match out {
+        Some(path) => {
+            secrets::write_key_file(path, &key)?;
+            out!(
+                "wrote master key {} to {}; set ORB_MASTER_KEY_FILE={}",
+                key.id(),
+                path.display(),
+                path.display()
+            );
+        }
+        None => out!("{}", key.to_base64().expose_secret()),
+    }
+    Ok(())
+}
+
+/// The demo's master key: from the environment when set, otherwise `<data dir>/master.key`, made on first
+/// run.
+fn demo_key(config: &Config) -> Result<(MasterKey, String)> {
+    let env_has_key = ["ORB_MASTER_KEY", "ORB_MASTER_KEY_FILE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    if env_has_key {
+        return Ok((MasterKey::from_process_env()?, "from the environment".into()));
+    }
+    let path = config.data.dir.join("master.key");
+    let (key, created) = secrets::load_or_create_key(&path)?;
+    let how = if created { "generated into" } else { "read from" };
+    Ok((key, format!("{how} {}", path.display())))
+}
+
+const DEMO_ROOMS: &[(&str, &str, &str)] = &[
+    ("room-1.01@rooms.orb-demo.example", "demo-loc-101", "Amsterdam 1.01 (6 seats)"),
+    ("room-2.14@rooms.orb-demo.example", "demo-loc-214", "Amsterdam 2.14 (12 seats)"),
+    ("boardroom@rooms.orb-demo.example", "demo-loc-board", "Boardroom (20 seats)"),
+];
+
+/// Sets up a demo installation (idempotent) and shows what is in it.
+async fn demo(config: &Config) -> Result<()> {
+    std::fs::create_dir_all(&config.data.dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data.dir.display()))?;
+    let (key, key_origin) = demo_key(config)?;
+    let store = open_store(config).await?;
+    let now = Utc::now();
+    let name = TenantName::parse("demo")?;
+    let tenant = match store.tenant_by_name(&name).await {
+        Ok(t) => t,
+        Err(StoreError::NotFound { .. }) => store.create_tenant(&name, now).await?,
+        Err(e) => return Err(e.into()),
+    };
+    for (mailbox, location, display) in DEMO_ROOMS {
+        let mailbox = RoomMailbox::parse(mailbox)?;
+        if store.room_by_mailbox(tenant.id, &mailbox).await.is_err() {
+            let new = NewRoom {
+                mailbox,
+                topdesk_location_id: TopdeskLocationId::parse(location)?,
+                display_name: Some((*display).to_owned()),
+            };
+            store.add_room(tenant.id, &new, now).await?;
+        }
+    }
+    if store.list_secrets(tenant.id).await?.is_empty() {
+        let value = SecretString::from("demo-topdesk-application-password".to_owned());
+        secrets::set(&*store, &key, tenant.id, "topdesk.app_password", &value, now).await?;
+    }
+    let count = secrets::check(&*store, &KeyRing::new(key.clone())).await?;
+
+    out!("ORB demo installation");
+    out!("  database     {}", config.database.url.redacted());
+    out!("  master key   {} ({key_origin})", key.id());
+    out!("  tenant       {} ({})", tenant.name, tenant.id);
+    for room in store.list_rooms(tenant.id).await? {
+        out!(
+            "  room         {} <-> TOPdesk {}  {}  [{}]",
+            room.mailbox,
+            room.topdesk_location_id,
+            room.display_name.unwrap_or_default(),
+            if room.enabled { "enabled" } else { "disabled" }
+        );
+    }
+    out!("  secrets      {count} stored, all open with the master key (values are never shown)");
+    out!();
+    out!(
+        "Try: orb room list --tenant demo | orb room disable --tenant demo boardroom@rooms.orb-demo.example"
+    );
+    Ok(())
+}

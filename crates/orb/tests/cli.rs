@@ -1,0 +1,337 @@
+//! The `orb` binary as an operator uses it: real processes, a real SQLite file (and a real PostgreSQL
+//! database when `ORB_TEST_POSTGRES_URL` is set), real encryption.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use orb_crypto::secrecy::ExposeSecret;
+use orb_crypto::{KeyRing, MasterKey, SealedSecret, SecretAad};
+use orb_store::{SqliteStore, Store};
+
+/// The associated-data kind ORB seals tenant secrets with (a storage-format contract).
+const SECRET_KIND: &str = "secrets.ciphertext";
+
+struct Env {
+    dir: tempfile::TempDir,
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Self { vars: vec![("ORB__DATA__DIR".into(), data.display().to_string())], dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> &mut Self {
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.push((key.into(), value.into()));
+        self
+    }
+
+    fn with_new_key(&mut self, file: &str) -> PathBuf {
+        let path = self.path(file);
+        let out = self.orb(&["keys", "generate", "--out", path.to_str().unwrap()], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        self.set("ORB_MASTER_KEY_FILE", path.to_str().unwrap());
+        path
+    }
+
+    fn orb(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orb"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.orb(args, stdin);
+        assert!(out.status.success(), "orb {args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail with exactly one `error:` line containing `needle`.
+    fn fails(&self, args: &[&str], stdin: Option<&str>, needle: &str) {
+        let out = self.orb(args, stdin);
+        assert!(!out.status.success(), "orb {args:?} should fail");
+        let err = stderr(&out);
+        let errors: Vec<_> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "one clear message expected, got: {err}");
+        assert!(errors[0].contains(needle), "message {:?} should contain {needle:?}", errors[0]);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("orb.db")
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every byte the SQLite database keeps on disk (main file, WAL, shared memory).
+fn files_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap().to_str().unwrap().starts_with("orb.db") {
+            all.extend(std::fs::read(path).unwrap());
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn tenants_and_rooms_round_trip_and_disable() {
+    let env = Env::new();
+    assert!(env.ok(&["tenant", "list"], None).contains("no tenants yet"));
+    env.ok(&["tenant", "add", "contoso"], None);
+    env.ok(
+        &[
+            "room",
+            "add",
+            "--tenant",
+            "contoso",
+            "--mailbox",
+            "Room-1@Contoso.com",
+            "--topdesk-location",
+            "loc-1",
+        ],
+        None,
+    );
+    env.ok(
+        &[
+            "room",
+            "add",
+            "--tenant",
+            "contoso",
+            "--mailbox",
+            "room-2@contoso.com",
+            "--topdesk-location",
+            "loc-2",
+            "--name",
+            "Two",
+        ],
+        None,
+    );
+    let rooms = env.ok(&["room", "list", "--tenant", "contoso"], None);
+    assert_eq!(rooms.lines().count(), 2);
+    assert!(rooms.contains("room-1@contoso.com\tloc-1\tenabled"), "mailbox normalised: {rooms}");
+    env.ok(&["room", "disable", "--tenant", "contoso", "room-1@contoso.com"], None);
+    assert!(
+        env.ok(&["room", "list", "--tenant", "contoso"], None)
+            .contains("room-1@contoso.com\tloc-1\tdisabled")
+    );
+    env.fails(&["tenant", "add", "contoso"], None, "tenant \"contoso\" already exists");
+    env.fails(&["room", "list", "--tenant", "fabrikam"], None, "orb tenant add fabrikam");
+    env.fails(
+        &["room", "disable", "--tenant", "contoso", "room-9@contoso.com"],
+        None,
+        "has no room room-9@contoso.com",
+    );
+    // Output closed early (`| head -1`) ends the command quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["room", "list", "--tenant", "contoso"])
+        .current_dir(env.dir.path())
+        .env_clear()
+        .envs(env.vars.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_input_gets_one_clear_message_and_writes_nothing() {
+    let mut env = Env::new();
+    env.ok(&["tenant", "add", "contoso"], None);
+    env.fails(&["tenant", "add", "Contoso Ltd"], None, "invalid tenant name");
+    env.fails(
+        &["room", "add", "--tenant", "contoso", "--mailbox", "room-1.contoso.com", "--topdesk-location", "l"],
+        None,
+        "invalid e-mail address \"room-1.contoso.com\": it has no '@'",
+    );
+    assert!(env.ok(&["room", "list", "--tenant", "contoso"], None).contains("has no rooms"));
+    assert_eq!(env.ok(&["tenant", "list"], None).lines().count(), 1);
+
+    // A secret without a master key: refused before anything is read or written.
+    env.fails(&["secret", "set", "--tenant", "contoso", "graph.client_secret"], Some("v\n"), "no master key");
+    env.with_new_key("k1");
+    assert_eq!(env.ok(&["secret", "list", "--tenant", "contoso"], None), "", "nothing was stored");
+    env.fails(&["secret", "set", "--tenant", "contoso", "Bad Name"], Some("v"), "invalid secret name");
+    env.fails(&["secret", "set", "--tenant", "contoso", "graph.client_secret"], Some(""), "no secret value");
+    assert_eq!(env.ok(&["secret", "list", "--tenant", "contoso"], None), "");
+
+    // Configuration mistakes name the key or the scheme.
+    let mut bad = Env::new();
+    bad.set("ORB__DATABSE__URL", "sqlite://x.db");
+    bad.fails(&["tenant", "list"], None, "unknown configuration key ORB__DATABSE__URL");
+    let mut bad = Env::new();
+    bad.set("ORB__DATABASE__URL", "mysql://db/orb");
+    bad.fails(&["tenant", "list"], None, "the scheme \"mysql\" is not supported");
+    let bad = Env::new();
+    std::fs::write(bad.path("orb.toml"), "[database]\nurll = \"sqlite://x.db\"\n").unwrap();
+    bad.fails(&["tenant", "list"], None, "unknown configuration key \"database.urll\"");
+    bad.fails(&["--config", "missing.toml", "tenant", "list"], None, "missing.toml");
+    assert!(!bad.db_path().exists(), "a refused configuration creates no database");
+    let mut bad = Env::new();
+    bad.set("ORB_MASTER_KEY", "c2hvcnQ=");
+    bad.ok(&["tenant", "add", "contoso"], None);
+    bad.fails(&["secret", "set", "--tenant", "contoso", "x"], Some("v"), "32 bytes");
+}
+
+#[test]
+fn secrets_are_encrypted_at_rest_and_survive_key_rotation() {
+    let mut env = Env::new();
+    let first_key_file = env.with_new_key("first.key");
+    env.ok(&["tenant", "add", "contoso"], None);
+    env.ok(&["tenant", "add", "fabrikam"], None);
+    let canary = format!("canary-{}", uuid_like());
+    let values = [
+        ("contoso", "graph.client_secret", format!("{canary}-graph")),
+        ("contoso", "topdesk.app_password", format!("{canary}-topdesk")),
+        ("fabrikam", "graph.client_secret", format!("{canary}-fabrikam")),
+    ];
+    for (tenant, name, value) in &values {
+        let out = env.ok(&["secret", "set", "--tenant", tenant, name], Some(&format!("{value}\n")));
+        assert!(!out.contains(value.as_str()), "the value is never echoed");
+    }
+    let listed = env.ok(&["secret", "list", "--tenant", "contoso"], None);
+    assert!(listed.contains("graph.client_secret") && !listed.contains(&canary), "{listed}");
+
+    // The raw database files hold no trace of any value, but do hold the (non-secret) names.
+    let raw = files_bytes(env.db_path().parent().unwrap());
+    assert!(contains(&raw, "topdesk.app_password"), "the scan does see the secrets table");
+    assert!(!contains(&raw, &canary), "a secret value is stored in clear");
+
+    // A wrong master key is refused with a clear message and stores nothing.
+    env.with_new_key("wrong.key");
+    let check = env.orb(&["keys", "check"], None);
+    assert!(!check.status.success());
+    assert!(stderr(&check).contains("3 of 3 secrets cannot be opened"), "{}", stderr(&check));
+    assert!(stderr(&check).contains("the master key is wrong or missing"), "{}", stderr(&check));
+    env.fails(&["secret", "set", "--tenant", "contoso", "new.one"], Some("v"), "sealed under master key");
+    env.fails(&["keys", "rotate", "--new-key-file", "never.key"], None, "cannot open secret");
+
+    // Rotate from the right key to a new one: everything reads back with the new key only.
+    env.set("ORB_MASTER_KEY_FILE", first_key_file.to_str().unwrap());
+    let new_key_path = env.path("second.key");
+    let out = env.ok(&["keys", "rotate", "--new-key-file", new_key_path.to_str().unwrap()], None);
+    assert!(out.contains("re-encrypted 3 secret(s)"), "{out}");
+    env.fails(&["keys", "check"], None, "3 of 3 secrets cannot be opened");
+    env.set("ORB_MASTER_KEY_FILE", new_key_path.to_str().unwrap());
+    assert!(env.ok(&["keys", "check"], None).contains("all 3 secret(s) open"));
+    let new_key = MasterKey::from_file(&new_key_path).unwrap();
+    let old_key = MasterKey::from_file(&first_key_file).unwrap();
+    let read_back = read_secrets(&env.db_path(), &new_key);
+    for (tenant, name, value) in &values {
+        assert_eq!(read_back.get(&(tenant.to_string(), name.to_string())), Some(value), "{tenant}/{name}");
+    }
+    assert!(!contains(&files_bytes(env.db_path().parent().unwrap()), &canary));
+    // The old key opens nothing any more.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(&env.db_path(), 1).await.unwrap();
+        for row in store.all_secrets_for_rotation().await.unwrap() {
+            assert_eq!(row.key_id, new_key.id());
+            let sealed =
+                SealedSecret::from_parts(row.key_id.clone(), &row.nonce, row.ciphertext.clone()).unwrap();
+            let aad = SecretAad::new(row.tenant_id, SECRET_KIND, &row.name);
+            assert!(KeyRing::new(old_key.clone()).open(&aad, &sealed).is_err());
+        }
+    });
+    // Rotating again to the same key is refused.
+    env.fails(
+        &["keys", "rotate", "--new-key-file", new_key_path.to_str().unwrap()],
+        None,
+        "already configured",
+    );
+}
+
+/// Opens every secret in the SQLite database with `key`: (tenant name, secret name) → value.
+fn read_secrets(db: &Path, key: &MasterKey) -> std::collections::HashMap<(String, String), String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(db, 1).await.unwrap();
+        let names: std::collections::HashMap<_, _> =
+            store.list_tenants().await.unwrap().into_iter().map(|t| (t.id, t.name.to_string())).collect();
+        let ring = KeyRing::new(key.clone());
+        let mut out = std::collections::HashMap::new();
+        for row in store.all_secrets_for_rotation().await.unwrap() {
+            let sealed =
+                SealedSecret::from_parts(row.key_id.clone(), &row.nonce, row.ciphertext.clone()).unwrap();
+            let value = ring.open(&SecretAad::new(row.tenant_id, SECRET_KIND, &row.name), &sealed).unwrap();
+            out.insert((names[&row.tenant_id].clone(), row.name.clone()), value.expose_secret().to_owned());
+        }
+        out
+    })
+}
+
+fn uuid_like() -> String {
+    MasterKey::generate().unwrap().id().trim_start_matches("k-").to_owned()
+}
+
+/// With PostgreSQL: a full `pg_dump` of ORB's database contains no secret value.
+#[test]
+fn postgres_dump_holds_no_secret_value() {
+    let Some(url) = std::env::var("ORB_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL variant: set ORB_TEST_POSTGRES_URL"
+        );
+        eprintln!("ORB_TEST_POSTGRES_URL not set: skipping");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = format!("orb_cli_{}", uuid_like());
+    rt.block_on(async {
+        let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL reachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&admin).await.unwrap();
+    });
+    let (base, _) = url.rsplit_once('/').expect("URL with a database name");
+    let db_url = format!("{base}/{db}");
+    let mut env = Env::new();
+    env.set("ORB__DATABASE__URL", &db_url);
+    env.with_new_key("pg.key");
+    env.ok(&["tenant", "add", "contoso"], None);
+    let canary = format!("pg-canary-{}", uuid_like());
+    env.ok(&["secret", "set", "--tenant", "contoso", "graph.client_secret"], Some(&canary));
+    assert!(env.ok(&["keys", "check"], None).contains("all 1 secret(s) open"));
+    let dump = Command::new("pg_dump").arg("--data-only").arg(&db_url).output().expect("pg_dump installed");
+    assert!(dump.status.success(), "pg_dump: {}", stderr(&dump));
+    assert!(contains(&dump.stdout, "graph.client_secret"), "the dump does include the secrets table");
+    assert!(!contains(&dump.stdout, &canary), "a secret value appears in the PostgreSQL dump");
+    assert!(!env.db_path().exists(), "the PostgreSQL URL was used, not the SQLite default");
+    rt.block_on(async {
+        let admin = sqlx::PgPool::connect(&url).await.unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
+            .execute(&admin)
+            .await;
+    });
+}
