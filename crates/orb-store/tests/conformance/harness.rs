@@ -24,6 +24,7 @@ impl Raw {
 
 pub struct Harness {
     pub store: Arc<dyn Store>,
+    pub kind: orb_store::BackendKind,
     sqlite_path: Option<std::path::PathBuf>,
     pg_options: Option<PgConnectOptions>,
     _dir: Option<tempfile::TempDir>,
@@ -55,7 +56,13 @@ pub async fn sqlite() -> Harness {
     let path = dir.path().join("orb.db");
     let store = SqliteStore::open(&path, 8).await.unwrap();
     store.migrate().await.unwrap();
-    Harness { store: Arc::new(store), sqlite_path: Some(path), pg_options: None, _dir: Some(dir) }
+    Harness {
+        store: Arc::new(store),
+        kind: orb_store::BackendKind::Sqlite,
+        sqlite_path: Some(path),
+        pg_options: None,
+        _dir: Some(dir),
+    }
 }
 
 /// `None` when no PostgreSQL is configured for tests (allowed only outside CI).
@@ -80,5 +87,11 @@ pub async fn postgres() -> Option<Harness> {
     let options = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
     let store = PgStore::connect_with(options.clone(), 8).await.unwrap();
     store.migrate().await.unwrap();
-    Some(Harness { store: Arc::new(store), sqlite_path: None, pg_options: Some(options), _dir: None })
+    Some(Harness {
+        store: Arc::new(store),
+        kind: orb_store::BackendKind::Postgres,
+        sqlite_path: None,
+        pg_options: Some(options),
+        _dir: None,
+    })
 }

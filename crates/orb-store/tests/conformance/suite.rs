@@ -87,6 +87,7 @@ async fn setup(h: &Harness) -> (Tenant, Room) {
 }
 
 pub async fn migrations_are_idempotent_and_append_only(h: &Harness) {
+    assert_eq!(h.store.backend(), h.kind);
     // Running again, and from a second process at the same time, changes nothing.
     let second = h.second_store().await;
     let (a, b) = tokio::join!(h.store.migrate(), second.migrate());
