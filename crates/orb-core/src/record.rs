@@ -75,6 +75,9 @@ pub struct ExchangeLink {
     pub ical_uid: Option<String>,
     /// Graph's `changeKey` of the copy ORB last read or wrote.
     pub change_key: Option<String>,
+    /// Graph's `lastModifiedDateTime` of the version ORB last processed: an observation older than this
+    /// is stale (notifications arrive out of order) and changes nothing.
+    pub modified_at: Option<DateTime<Utc>>,
 }
 
 /// Where a booking lives in TOPdesk.

@@ -46,7 +46,7 @@ pub(crate) fn count(value: i64, what: &str) -> Result<u32, StoreError> {
         .map_err(|_| StoreError::Corrupt { what: what.to_owned(), reason: format!("{value}") })
 }
 
-/// Binds the 31 mutable booking columns in the order of [`crate::sql`].
+/// Binds the 32 mutable booking columns in the order of [`crate::sql`].
 macro_rules! bind_mutable {
     ($q:expr, $r:expr, $updated_at:expr) => {{
         let r: &orb_core::BookingRecord = $r;
@@ -76,6 +76,7 @@ macro_rules! bind_mutable {
             .bind(r.exchange.room_event_id.clone())
             .bind(r.exchange.ical_uid.clone())
             .bind(r.exchange.change_key.clone())
+            .bind(r.exchange.modified_at.map($crate::backend::ts))
             .bind(r.topdesk.reservation_id.clone())
             .bind(r.topdesk.reservation_number.clone())
             .bind(r.topdesk.modification_date.map($crate::backend::ts))
@@ -197,6 +198,7 @@ macro_rules! impl_store {
                     room_event_id: os("exchange_room_event_id")?,
                     ical_uid: os("exchange_ical_uid")?,
                     change_key: os("exchange_change_key")?,
+                    modified_at: opt_ts(oi("exchange_modified_at")?, "booking exchange_modified_at")?,
                 },
                 topdesk: TopdeskLink {
                     reservation_id: os("topdesk_reservation_id")?,

@@ -1,10 +1,25 @@
 //! SQL text shared by both back-ends (both accept `$n` placeholders). The column lists were generated once
 //! and live only here, so the insert and the update bind in one order (see `bind_mutable!`).
 
-/// Insert a booking: 7 set-once columns, then the 31 mutable ones.
-pub(crate) const INSERT_BOOKING: &str = "INSERT INTO bookings (id, tenant_id, correlation_id, original_organizer, created_at, processor_created, version, appointment_type, series_id, original_start, organizer, booked_by, location_text, room_id, participants, subject, start_at, end_at, time_zone, cancelled, complexity_index, last_updated_at, last_updated_processor, failed_at, failed_processor, failed_count, retry_count, exchange_status, topdesk_status, exchange_organizer_event_id, exchange_room_event_id, exchange_ical_uid, exchange_change_key, topdesk_reservation_id, topdesk_reservation_number, topdesk_modification_date, exchange_fingerprint, topdesk_fingerprint)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38)";
+/// Insert a booking: 7 set-once columns, then the 32 mutable ones.
+pub(crate) const INSERT_BOOKING: &str = "INSERT INTO bookings (id, tenant_id, correlation_id, original_organizer, created_at, \
+     processor_created, version, appointment_type, series_id, original_start, organizer, booked_by, \
+     location_text, room_id, participants, subject, start_at, end_at, time_zone, cancelled, \
+     complexity_index, last_updated_at, last_updated_processor, failed_at, failed_processor, \
+     failed_count, retry_count, exchange_status, topdesk_status, exchange_organizer_event_id, \
+     exchange_room_event_id, exchange_ical_uid, exchange_change_key, exchange_modified_at, \
+     topdesk_reservation_id, topdesk_reservation_number, topdesk_modification_date, \
+     exchange_fingerprint, topdesk_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+     $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, \
+     $31, $32, $33, $34, $35, $36, $37, $38, $39)";
 
-/// Update the 31 mutable columns of a booking at an expected version; bumps the version.
-pub(crate) const UPDATE_BOOKING: &str = "UPDATE bookings SET appointment_type = $4, series_id = $5, original_start = $6, organizer = $7, booked_by = $8, location_text = $9, room_id = $10, participants = $11, subject = $12, start_at = $13, end_at = $14, time_zone = $15, cancelled = $16, complexity_index = $17, last_updated_at = $18, last_updated_processor = $19, failed_at = $20, failed_processor = $21, failed_count = $22, retry_count = $23, exchange_status = $24, topdesk_status = $25, exchange_organizer_event_id = $26, exchange_room_event_id = $27, exchange_ical_uid = $28, exchange_change_key = $29, topdesk_reservation_id = $30, topdesk_reservation_number = $31, topdesk_modification_date = $32, exchange_fingerprint = $33, topdesk_fingerprint = $34, version = version + 1
-WHERE tenant_id = $1 AND id = $2 AND version = $3";
+/// Update the 32 mutable columns of a booking at an expected version; bumps the version.
+pub(crate) const UPDATE_BOOKING: &str = "UPDATE bookings SET appointment_type = $4, series_id = $5, original_start = $6, organizer = $7, \
+     booked_by = $8, location_text = $9, room_id = $10, participants = $11, subject = $12, start_at = \
+     $13, end_at = $14, time_zone = $15, cancelled = $16, complexity_index = $17, last_updated_at = \
+     $18, last_updated_processor = $19, failed_at = $20, failed_processor = $21, failed_count = $22, \
+     retry_count = $23, exchange_status = $24, topdesk_status = $25, exchange_organizer_event_id = \
+     $26, exchange_room_event_id = $27, exchange_ical_uid = $28, exchange_change_key = $29, \
+     exchange_modified_at = $30, topdesk_reservation_id = $31, topdesk_reservation_number = $32, \
+     topdesk_modification_date = $33, exchange_fingerprint = $34, topdesk_fingerprint = $35, version \
+     = version + 1 WHERE tenant_id = $1 AND id = $2 AND version = $3";

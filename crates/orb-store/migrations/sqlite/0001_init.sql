@@ -70,6 +70,7 @@ CREATE TABLE bookings (
     exchange_room_event_id       TEXT,
     exchange_ical_uid            TEXT,
     exchange_change_key          TEXT,
+    exchange_modified_at         BIGINT,
     topdesk_reservation_id       TEXT,
     topdesk_reservation_number   TEXT,
     topdesk_modification_date    BIGINT,

@@ -200,6 +200,7 @@ pub async fn every_booking_field_round_trips(h: &Harness) {
     rec.exchange.room_event_id = Some("AAMk-room".into());
     rec.exchange.ical_uid = Some("uid-1".into());
     rec.exchange.change_key = Some("ck-1".into());
+    rec.exchange.modified_at = Some(t0() + Duration::milliseconds(987));
     rec.topdesk.reservation_id = Some("res-1".into());
     rec.topdesk.reservation_number = Some("R 2611 0001".into());
     rec.topdesk.modification_date = Some(t0() + Duration::milliseconds(1234));
