@@ -46,6 +46,24 @@ pub enum CoreError {
         /// The text as stored.
         input: String,
     },
+    /// A Graph time-zone name (Windows id or IANA name) that the CLDR table and chrono-tz do not know.
+    #[error(
+        "unknown Windows time zone {input:?}: expected a Windows zone id such as \"W. Europe Standard Time\" \
+         or an IANA name such as Europe/Amsterdam; update the CLDR table (scripts/gen_windows_zones.py) if \
+         Microsoft added a zone"
+    )]
+    UnknownWindowsZone {
+        /// The text as given.
+        input: String,
+    },
+    /// A recurrence pattern that Graph would not accept or that ORB cannot expand.
+    #[error(
+        "invalid recurrence: {reason}; fix the series in Outlook or report the event to the ORB operator"
+    )]
+    InvalidRecurrence {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A fingerprint that is not 64 lower-case hex digits.
     #[error("invalid fingerprint {input:?}: expected 64 hexadecimal digits")]
     InvalidFingerprint {

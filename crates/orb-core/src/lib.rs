@@ -1,7 +1,9 @@
 //! # orb-core
 //!
 //! The domain of ORB, the Outlook Room Booker: newtype identifiers, validated e-mail addresses, the
-//! per-booking **ORB record**, and (in later modules) the pure sync planner.
+//! per-booking **ORB record**, and the pure sync planner ([`plan()`]) with its canonical fields and
+//! fingerprint ([`canonical`]), policy ([`policy`]), recurrence expansion and the Windows↔IANA zone table
+//! ([`zones`]).
 //!
 //! ## Invariants
 //! - Every value that crosses a boundary is parsed into a type that cannot hold an invalid value:
@@ -16,13 +18,20 @@
 //! tokio, sqlx, reqwest, hyper, axum or any other I/O crate. A test of this crate never needs an async
 //! runtime.
 
+pub mod canonical;
 mod clock;
 mod email;
 mod error;
 mod ids;
+pub mod observation;
+pub mod plan;
+pub mod planner;
+pub mod policy;
 mod record;
+pub mod recurrence;
 mod side;
 mod tenant;
+pub mod zones;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use email::EmailAddress;
@@ -31,3 +40,17 @@ pub use ids::{BookingId, CorrelationId, RoomId, SeriesId, TenantId};
 pub use record::{BookingRecord, ExchangeLink, Fingerprint, NewBooking, TopdeskLink};
 pub use side::{AppointmentType, Side, SyncStatus};
 pub use tenant::{RoomMailbox, TenantName, TimeZoneName, TopdeskLocationId};
+
+pub use canonical::{CanonicalFields, CanonicalRoom};
+pub use observation::{
+    Lifecycle, Observation, ObservationSource, ObservedRoom, RemoteIds, RoomResponse, SeriesRef,
+};
+pub use plan::{
+    Action, ExchangeCancel, ExchangeChanges, ExchangeTarget, NothingReason, Plan, RecordChange, Requester,
+    ReservationChanges, TimelineEntry, TimelineKind,
+};
+pub use planner::{NewIds, PlanContext, SweepStats, WriteFailure, plan, plan_write_failure};
+pub use policy::{
+    CancellationPolicy, ConflictPolicy, FallbackPerson, MailTemplate, MassDeletionGuard, Mode,
+    PersonDirectory, Policy, RoomMap, RoomMapping, SubjectPolicy,
+};

@@ -1,0 +1,45 @@
+//! orb-core must stay free of I/O crates: its normal dependency tree may not contain tokio, sqlx,
+//! reqwest, hyper or axum. Uses `cargo metadata --offline` (no network).
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Command;
+
+const FORBIDDEN: &[&str] = &["tokio", "sqlx", "reqwest", "hyper", "axum"];
+
+#[test]
+fn no_io_crates_in_the_normal_dependency_tree() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--offline", "--format-version", "1", "--manifest-path", manifest])
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: HashMap<&str, &str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, &serde_json::Value> =
+        meta["resolve"]["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap(), n)).collect();
+    let root = names.iter().find(|(_, n)| **n == "orb-core").map(|(id, _)| *id).unwrap();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            if normal {
+                stack.push(dep["pkg"].as_str().unwrap());
+            }
+        }
+    }
+    let tree: BTreeSet<&str> = seen.iter().map(|id| names[id]).collect();
+    assert!(tree.contains("chrono") && tree.contains("sha2"), "the walk found the tree: {tree:?}");
+    for bad in FORBIDDEN {
+        assert!(!tree.contains(bad), "orb-core depends on {bad} (tree: {tree:?})");
+    }
+}
