@@ -367,13 +367,7 @@ macro_rules! impl_store {
                     .bind(ts(now))
                     .fetch_one(&mut *tx)
                     .await
-                    .map_err(|err| {
-                        if is_unique_violation(&err) {
-                            StoreError::AlreadyExists { what: format!("tenant {:?}", name.as_str()) }
-                        } else {
-                            StoreError::db("creating a tenant")(err)
-                        }
-                    })?;
+                    .map_err(StoreError::unique_or_db("creating a tenant", || format!("tenant {:?}", name.as_str())))?;
                 let tenant = tenant_from_row(&row)?;
                 commit(tx, "creating a tenant").await?;
                 Ok(tenant)
@@ -412,19 +406,11 @@ macro_rules! impl_store {
                 .bind(ts(now))
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        StoreError::AlreadyExists {
-                            what: format!(
+                .map_err(StoreError::unique_or_db("adding a room", || format!(
                                 "a room with mailbox {} or TOPdesk location {}",
                                 room.mailbox,
                                 room.topdesk_location_id
-                            ),
-                        }
-                    } else {
-                        StoreError::db("adding a room")(err)
-                    }
-                })?;
+                            )))?;
                 let room = room_from_row(&row)?;
                 commit(tx, "adding a room").await?;
                 Ok(room)
@@ -540,13 +526,7 @@ macro_rules! impl_store {
                 bind_mutable!(q, record, record.last_updated_at)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|err| {
-                        if is_unique_violation(&err) {
-                            StoreError::AlreadyExists { what: format!("booking {} or its TOPdesk reservation", record.id) }
-                        } else {
-                            StoreError::db("inserting a booking")(err)
-                        }
-                    })?;
+                    .map_err(StoreError::unique_or_db("inserting a booking", || format!("booking {} or its TOPdesk reservation", record.id)))?;
                 insert_events(&mut tx, record, events).await?;
                 for job in jobs {
                     insert_job(&mut tx, job, now).await?;
@@ -570,13 +550,7 @@ macro_rules! impl_store {
                 let done = bind_mutable!(q, record, now)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|err| {
-                        if is_unique_violation(&err) {
-                            StoreError::AlreadyExists { what: format!("a booking with the TOPdesk reservation of {}", record.id) }
-                        } else {
-                            StoreError::db("updating a booking")(err)
-                        }
-                    })?;
+                    .map_err(StoreError::unique_or_db("updating a booking", || format!("a booking with the TOPdesk reservation of {}", record.id)))?;
                 if done.rows_affected() == 0 {
                     let actual: Option<i64> =
                         sqlx::query_scalar("SELECT version FROM bookings WHERE tenant_id = $1 AND id = $2")

@@ -106,6 +106,23 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::AlreadyExists`] (naming `what`), anything else
+    /// as [`StoreError::db`] does.
+    pub(crate) fn unique_or_db(
+        context: &'static str,
+        what: impl FnOnce() -> String,
+    ) -> impl FnOnce(sqlx::Error) -> Self {
+        move |err| {
+            if is_unique_violation(&err) {
+                Self::AlreadyExists { what: what() }
+            } else {
+                Self::db(context)(err)
+            }
+        }
+    }
+}
+
 /// SQLite BUSY/LOCKED and PostgreSQL serialization / deadlock / connection errors.
 fn is_busy(code: Option<&str>) -> bool {
     matches!(code, Some("5" | "6" | "517" | "262" | "40001" | "40P01" | "57P01" | "08006" | "08001"))
