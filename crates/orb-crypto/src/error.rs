@@ -6,7 +6,8 @@ use thiserror::Error;
 
 use crate::{MASTER_KEY_ENV, MASTER_KEY_FILE_ENV};
 
-/// What went wrong while loading a master key or sealing / opening a secret.
+/// What went wrong while loading a master key, sealing / opening a secret, decrypting a Graph notification,
+/// managing encryption certificates or validating a `validationTokens` JWT.
 ///
 /// Messages never contain key material or plaintext, and they say what to do next, so they can be shown to
 /// an operator as they are.
@@ -95,6 +96,138 @@ pub enum CryptoError {
     #[error("a decrypted secret is not UTF-8 text: open it with `KeyRing::open_bytes`")]
     NotUtf8,
 
+    /// A rich notification's `encryptedContent` that does not have the right shape: a field that is not
+    /// standard base64, a signature that is not 32 bytes, ciphertext that is empty.
+    #[error(
+        "the notification's encryptedContent is malformed ({field}: {reason}): the notification cannot be \
+         trusted; ignore it and resync the resource (calendarView delta)"
+    )]
+    MalformedNotification {
+        /// The `encryptedContent` field at fault (`data`, `dataKey`, `dataSignature`).
+        field: &'static str,
+        /// What is wrong (never quotes the field's value).
+        reason: String,
+    },
+
+    /// `dataKey` did not decrypt with the private key of the selected certificate (RSA-OAEP with SHA-1):
+    /// the notification was encrypted for another certificate, or `dataKey` was altered.
+    #[error(
+        "the notification's dataKey does not decrypt with the private key of encryption certificate \
+         {certificate_id:?}: either the subscription was created with another certificate (check which \
+         certificate the subscription carries and keep its key in the ring) or the notification was altered; \
+         ignore it and resync the resource"
+    )]
+    NotificationKeyUnwrap {
+        /// The id of the certificate whose key was tried.
+        certificate_id: String,
+    },
+
+    /// The HMAC-SHA256 in `dataSignature` does not match `data`: the notification was altered. Nothing was
+    /// decrypted.
+    #[error(
+        "the notification's dataSignature does not match its data (HMAC-SHA256): the notification was \
+         altered in transit or forged; it was not decrypted; ignore it and resync the resource"
+    )]
+    NotificationSignatureInvalid,
+
+    /// The signature matched but AES-256-CBC decryption or PKCS#7 unpadding failed. With a matching HMAC
+    /// this means the sender encrypted wrongly, not that the data was altered.
+    #[error(
+        "the notification's data has a valid signature but does not decrypt (AES-256-CBC, PKCS#7): the \
+         sender encrypted it wrongly; ignore it and resync the resource"
+    )]
+    NotificationDecrypt,
+
+    /// A notification names an encryption certificate (by id and thumbprint) whose key the ring does not
+    /// hold.
+    #[error(
+        "no key for encryption certificate id {id:?} (thumbprint {thumbprint}): it was retired too early \
+         or the subscription was created elsewhere; renew the subscription with the current certificate \
+         and resync the resource"
+    )]
+    UnknownEncryptionCertificate {
+        /// The `encryptionCertificateId` of the notification.
+        id: String,
+        /// The `encryptionCertificateThumbprint` of the notification.
+        thumbprint: String,
+    },
+
+    /// An X.509 certificate that cannot be used to encrypt notifications (not DER, not RSA, wrong size).
+    #[error(
+        "the encryption certificate is not usable: {reason}; it must be base64 of an X.509 DER certificate \
+         with an RSA key of 2048 to 4096 bits"
+    )]
+    InvalidCertificate {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A private key that is not an RSA PKCS#8 key of a usable size, or does not belong to its certificate.
+    #[error(
+        "the encryption private key is not usable: {reason}; the stored key ring entry is damaged, \
+         generate a new encryption certificate"
+    )]
+    InvalidPrivateKey {
+        /// What is wrong (never shows key material).
+        reason: String,
+    },
+
+    /// Building a self-signed certificate failed.
+    #[error("cannot build the encryption certificate: {context}; please report this as a bug")]
+    Certificate {
+        /// What was being done.
+        context: &'static str,
+        /// The certificate library's error.
+        #[source]
+        source: rcgen::Error,
+    },
+
+    /// Two encryption certificates in one ring have the same id.
+    #[error(
+        "two encryption certificates share the id {id:?}: remove the duplicate from the store (ids must be \
+         unique, Graph echoes them to select the key)"
+    )]
+    DuplicateCertificateId {
+        /// The shared id.
+        id: String,
+    },
+
+    /// A certificate rotation policy or rotation request that makes no sense.
+    #[error("certificate rotation refused: {reason}")]
+    InvalidRotationPolicy {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A `validationTokens` JWT that must not be trusted. Treat the whole notification POST as suspicious.
+    #[error(
+        "a validationTokens JWT was refused: {reason}; treat the notification POST as forged (do not \
+         process its items) and check the tenant's Graph app id and tenant id if this persists"
+    )]
+    InvalidValidationToken {
+        /// Why it was refused.
+        reason: crate::TokenRejection,
+    },
+
+    /// A `validationTokens` JWT is signed with a key id that is not in the JWKS given to the validator.
+    /// The signing keys rotate: fetch the JWKS again and validate once more; if the kid is still unknown
+    /// the token is refused.
+    #[error(
+        "the validationTokens JWT is signed with key id {kid:?}, which is not in the cached signing keys: \
+         fetch the JWKS again and retry once; if it is still unknown, treat the POST as forged"
+    )]
+    UnknownKid {
+        /// The `kid` of the token header.
+        kid: String,
+    },
+
+    /// A JWKS document that does not parse.
+    #[error("the signing key set (JWKS) is not valid: {reason}; check the configured JWKS URL")]
+    InvalidJwks {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed: check the host's entropy source")]
     Random(#[source] aws_lc_rs::error::Unspecified),
@@ -108,8 +241,12 @@ pub enum CryptoError {
 }
 
 impl CryptoError {
-    /// No failure of this crate goes away by retrying: a key, a file or the stored data has to change.
+    /// Whether doing the same again may succeed.
+    ///
+    /// Only [`CryptoError::UnknownKid`] is: after the caller refetches the JWKS the token may validate. No
+    /// other failure of this crate goes away by retrying: a key, a file, the stored data or the
+    /// notification has to change.
     pub fn is_retryable(&self) -> bool {
-        false
+        matches!(self, Self::UnknownKid { .. })
     }
 }

@@ -337,7 +337,7 @@ fn stored_envelopes_are_checked_for_shape() {
 }
 
 #[test]
-fn no_crypto_error_is_retryable() {
+fn only_an_unknown_jwks_kid_is_retryable() {
     let errors = [
         CryptoError::MissingMasterKey,
         CryptoError::AmbiguousMasterKey,
@@ -345,8 +345,13 @@ fn no_crypto_error_is_retryable() {
         CryptoError::Tampered { key_id: "k-1".into() },
         CryptoError::NotUtf8,
         CryptoError::Random(aws_lc_rs::error::Unspecified),
+        CryptoError::NotificationSignatureInvalid,
+        CryptoError::NotificationKeyUnwrap { certificate_id: "c".into() },
+        CryptoError::UnknownEncryptionCertificate { id: "c".into(), thumbprint: "T".into() },
+        CryptoError::InvalidValidationToken { reason: crate::TokenRejection::BadSignature },
     ];
     for e in errors {
         assert!(!e.is_retryable(), "{e:?}");
     }
+    assert!(CryptoError::UnknownKid { kid: "k".into() }.is_retryable());
 }
