@@ -1,7 +1,38 @@
 //! # orb-topdesk
 //!
-//! ORB's typed TOPdesk REST client and the TOPdesk wire types (shared with the TOPdesk emulator in
-//! `orb-emulators`).
+//! ORB's typed TOPdesk REST client ([`TopdeskClient`]) and the TOPdesk wire types ([`wire`], shared with the
+//! TOPdesk emulator in `orb-emulators`), plus FIQL ([`fiql`]) and TOPdesk's date-time spellings
+//! ([`datetime`]).
+//!
+//! What the client covers: Basic auth with a login name and an application password
+//! ([`TopdeskClient::current_operator`] checks them); reservations — list with FIQL/`$fields`/`$top`,
+//! window listing across 206 pages, get, create, idempotent create by external link, PATCH, reschedule,
+//! move room, cancel, reject, participants, series of specific dates; reservable rooms and locations;
+//! persons by e-mail; cancellation reasons.
+//!
+//! ## Invariants
+//! - The application password is a [`secrecy::SecretString`]; no `Debug` or error text contains it.
+//! - Only 429, 503 and connection errors are retried (with exponential back-off, honouring `Retry-After`);
+//!   a plain create is never retried blindly — [`TopdeskClient::ensure_reservation`] looks for the external
+//!   link before every attempt, so a retried create finds the first instead of making a second.
+//! - At most [`TopdeskConfig::max_concurrency`] requests are in flight per client (clones share the cap).
+//! - Wire bodies written by this crate never contain `null` (the specs declare nothing nullable).
+//! - Nothing here reads the wall clock to decide anything: time comes in through [`orb_core::Clock`].
+//! - `modificationDate` cannot be filtered on in FIQL; compare it client-side.
 //!
 //! ## Must not depend on
 //! orb-store, orb-web, orb-engine.
+
+mod client;
+pub mod datetime;
+mod error;
+pub mod fiql;
+pub mod wire;
+
+pub use client::{
+    Ensured, ExternalLink, MAX_TOP, Occurrences, PERSONS_V2_ACCEPT, Reason, ReservationPage, RetryPolicy,
+    TopdeskClient, TopdeskConfig,
+};
+pub use error::{TopdeskError, parse_error_body};
+pub use fiql::Fiql;
+pub use wire::{PersonId, ReservationId, ReservationSeriesId, ReservationStatus};

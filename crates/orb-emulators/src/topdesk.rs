@@ -1,1 +1,0 @@
-//! The TOPdesk emulator.

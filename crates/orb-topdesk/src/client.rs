@@ -1,0 +1,976 @@
+//! The TOPdesk REST client: Basic auth with an application password, typed calls, error mapping, retries
+//! with back-off on 429/503/connection errors only, and a cap on concurrent requests.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, NaiveDate, Utc};
+use orb_core::{Clock, EmailAddress, TopdeskLocationId};
+use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use url::Url;
+use uuid::Uuid;
+
+use crate::error::{TopdeskError, parse_error_body};
+use crate::fiql::Fiql;
+use crate::wire::*;
+
+/// `Accept` for persons 2.x lists.
+pub const PERSONS_V2_ACCEPT: &str = "application/x.topdesk-collection-person-v2+json";
+/// The most reservations TOPdesk returns in one list call (`$top` maximum).
+pub const MAX_TOP: u32 = 10_000;
+
+/// How failed calls are retried (429, 503 and connection errors only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0 = never retry).
+    pub max_retries: usize,
+    /// First back-off delay.
+    pub min_delay: Duration,
+    /// Longest back-off delay.
+    pub max_delay: Duration,
+    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 4,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the client needs. `Debug` never shows the application password.
+#[derive(Debug, Clone)]
+pub struct TopdeskConfig {
+    /// The TOPdesk instance, e.g. `https://customer.topdesk.net` (the client adds `/tas/api/` unless the
+    /// path already ends in `/tas/api`).
+    pub base_url: Url,
+    /// Login name of the API operator.
+    pub login: String,
+    /// The operator's application password (never the interactive one).
+    pub application_password: SecretString,
+    /// At most this many requests in flight at once (at least 1).
+    pub max_concurrency: usize,
+    /// Retry behaviour.
+    pub retry: RetryPolicy,
+    /// Timeout of one HTTP attempt.
+    pub request_timeout: Duration,
+    /// Used only to turn an HTTP-date `Retry-After` into a delay.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl TopdeskConfig {
+    /// A configuration with default limits (4 concurrent requests, default retries, 30 s timeout).
+    pub fn new(
+        base_url: Url,
+        login: impl Into<String>,
+        password: SecretString,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            base_url,
+            login: login.into(),
+            application_password: password,
+            max_concurrency: 4,
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(30),
+            clock,
+        }
+    }
+}
+
+/// ORB's key on a reservation: the external link `{id, type}` set at create.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExternalLink {
+    id: String,
+    kind: i64,
+}
+
+impl ExternalLink {
+    /// `id`: 1 to 450 characters; `kind`: the tenant's non-zero integer link type.
+    pub fn new(id: impl Into<String>, kind: i64) -> Result<Self, TopdeskError> {
+        let id = id.into();
+        let invalid =
+            |reason: &str| TopdeskError::Invalid { what: "external link".into(), reason: reason.into() };
+        if id.trim().is_empty() || id.chars().count() > 450 {
+            return Err(invalid("its id must be 1 to 450 characters long"));
+        }
+        if kind == 0 {
+            return Err(invalid("its type must be a non-zero integer"));
+        }
+        Ok(Self { id, kind })
+    }
+
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The link type.
+    pub fn kind(&self) -> i64 {
+        self.kind
+    }
+
+    /// As a wire object, with the synchronisation date.
+    pub fn to_dto(&self, date: Option<DateTime<Utc>>) -> ExternalLinkDto {
+        ExternalLinkDto { id: self.id.clone(), kind: self.kind.to_string(), date }
+    }
+
+    /// Whether a reservation carries this link.
+    pub fn is_on(&self, reservation: &ReservationDto) -> bool {
+        let kind = self.kind.to_string();
+        reservation.external_links.iter().flatten().any(|l| l.id == self.id && l.kind == kind)
+    }
+}
+
+/// A cancellation or rejection reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No body: TOPdesk uses its configured default reason (400 if it has none).
+    Default,
+    /// A reason by id.
+    Id(Uuid),
+    /// A reason by name (ambiguous names are refused by TOPdesk).
+    Name(String),
+}
+
+/// One page of `GET /reservations`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReservationPage {
+    /// The reservations, ordered by `plannedStartDate`.
+    pub reservations: Vec<ReservationDto>,
+    /// `false` when TOPdesk answered 206: more matched than `$top`.
+    pub complete: bool,
+}
+
+/// What [`TopdeskClient::ensure_reservation`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ensured {
+    /// The reservation carrying the external link.
+    pub reservation: ReservationDto,
+    /// `true` if this call created it; `false` if an earlier attempt had.
+    pub created: bool,
+}
+
+/// Where a series update applies (`PATCH …?occurrences=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occurrences {
+    /// Only the addressed occurrence.
+    Current,
+    /// The addressed occurrence and all later ones.
+    Future,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+/// A typed TOPdesk client. Cheap to clone; clones share the connection pool and the concurrency cap.
+#[derive(Clone)]
+pub struct TopdeskClient {
+    http: reqwest::Client,
+    api: Url,
+    login: String,
+    password: SecretString,
+    permits: Arc<Semaphore>,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for TopdeskClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopdeskClient")
+            .field("api", &self.api.as_str())
+            .field("login", &self.login)
+            .field("application_password", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
+fn api_url(base: &Url) -> Url {
+    let mut api = base.clone();
+    let path = api.path().trim_end_matches('/').to_owned();
+    if path.ends_with("/tas/api") {
+        api.set_path(&format!("{path}/"));
+    } else {
+        api.set_path(&format!("{path}/tas/api/"));
+    }
+    api
+}
+
+impl TopdeskClient {
+    /// Builds a client. Fails only if the TLS back-end cannot be set up.
+    pub fn new(config: TopdeskConfig) -> Result<Self, TopdeskError> {
+        let http = reqwest::Client::builder().timeout(config.request_timeout).build().map_err(|e| {
+            TopdeskError::Permanent {
+                action: "setting up the HTTP client".into(),
+                detail: e.to_string(),
+                source: Some(Box::new(e)),
+            }
+        })?;
+        Ok(Self {
+            http,
+            api: api_url(&config.base_url),
+            login: config.login,
+            password: config.application_password,
+            permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            retry: config.retry,
+            clock: config.clock,
+        })
+    }
+
+    /// The API root this client calls (`…/tas/api/`).
+    pub fn api_url(&self) -> &Url {
+        &self.api
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_jitter()
+    }
+
+    fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {
+        let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+        let delay = match text.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => {
+                let at = crate::datetime::parse_http(text)?;
+                (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO)
+            }
+        };
+        Some(delay.min(self.retry.max_retry_after))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_once(
+        &self,
+        action: &str,
+        what: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        accept: &str,
+    ) -> Result<Reply, TopdeskError> {
+        let url = self.api.join(path).map_err(|e| TopdeskError::Permanent {
+            action: action.into(),
+            detail: format!("cannot build the URL for {path:?}: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .basic_auth(&self.login, Some(self.password.expose_secret()))
+            .header(ACCEPT, accept);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let permit = self.permits.acquire().await.map_err(|e| TopdeskError::Permanent {
+            action: action.into(),
+            detail: "the client is shutting down".into(),
+            source: Some(Box::new(e)),
+        })?;
+        let transient = |e: reqwest::Error| {
+            if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
+                TopdeskError::Transient { action: action.into(), detail: e.to_string(), source: Some(e) }
+            } else {
+                TopdeskError::Permanent {
+                    action: action.into(),
+                    detail: e.to_string(),
+                    source: Some(Box::new(e)),
+                }
+            }
+        };
+        let response = request.send().await.map_err(transient)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(transient)?;
+        drop(permit);
+        if status.is_success() {
+            return Ok(Reply { status, body: bytes.to_vec() });
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let (reason, codes) = parse_error_body(&text);
+        Err(match status {
+            StatusCode::BAD_REQUEST => TopdeskError::Rejected { action: action.into(), reason, codes },
+            StatusCode::UNAUTHORIZED => {
+                TopdeskError::Unauthorized { login: self.login.clone(), detail: reason }
+            }
+            StatusCode::FORBIDDEN => TopdeskError::Forbidden { action: action.into(), detail: reason },
+            StatusCode::NOT_FOUND => TopdeskError::NotFound { what: what.into() },
+            StatusCode::TOO_MANY_REQUESTS => {
+                TopdeskError::Throttled { retry_after: self.retry_after(&headers) }
+            }
+            StatusCode::SERVICE_UNAVAILABLE => match self.retry_after(&headers) {
+                Some(after) => TopdeskError::Throttled { retry_after: Some(after) },
+                None => TopdeskError::Transient {
+                    action: action.into(),
+                    detail: format!("HTTP 503: {reason}"),
+                    source: None,
+                },
+            },
+            other => TopdeskError::Permanent {
+                action: action.into(),
+                detail: format!("unexpected HTTP {other}: {reason}"),
+                source: None,
+            },
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        action: &str,
+        what: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        accept: &str,
+    ) -> Result<Reply, TopdeskError> {
+        let max_after = self.retry.max_retry_after;
+        (|| self.send_once(action, what, method.clone(), path, query, body, accept))
+            .retry(self.backoff())
+            .when(TopdeskError::is_retryable)
+            .adjust(move |e, planned| planned.map(|d| e.retry_after().map_or(d, |a| a.min(max_after))))
+            .await
+    }
+
+    fn to_body<T: Serialize>(action: &str, body: &T) -> Result<serde_json::Value, TopdeskError> {
+        serde_json::to_value(body).map_err(|e| TopdeskError::Permanent {
+            action: action.into(),
+            detail: format!("cannot encode the request body: {e}"),
+            source: Some(Box::new(e)),
+        })
+    }
+
+    fn decode<T: DeserializeOwned>(action: &str, reply: &Reply) -> Result<T, TopdeskError> {
+        serde_json::from_slice(&reply.body).map_err(|e| TopdeskError::Permanent {
+            action: action.into(),
+            detail: format!("TOPdesk answered HTTP {} with a body ORB cannot read: {e}", reply.status),
+            source: Some(Box::new(e)),
+        })
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        action: &str,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, TopdeskError> {
+        let reply = self.send(action, what, Method::GET, path, query, None, "application/json").await?;
+        Self::decode(action, &reply)
+    }
+
+    async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        action: &str,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: &B,
+    ) -> Result<T, TopdeskError> {
+        let body = Self::to_body(action, body)?;
+        let reply =
+            self.send(action, what, Method::POST, path, query, Some(&body), "application/json").await?;
+        Self::decode(action, &reply)
+    }
+
+    // ---- credentials and general ----
+
+    /// `GET /operators/current`: checks the credentials and returns the API operator's card.
+    pub async fn current_operator(&self) -> Result<OperatorDto, TopdeskError> {
+        self.get_json("checking the credentials", "current operator", "operators/current", &[]).await
+    }
+
+    /// `GET /version`.
+    pub async fn version(&self) -> Result<VersionDto, TopdeskError> {
+        self.get_json("reading the API version", "version", "version", &[]).await
+    }
+
+    // ---- reservations: read ----
+
+    /// One `GET /reservations` call: `filter` as FIQL `query`, `$fields`, `$top` (1–10000).
+    pub async fn list_reservations(
+        &self,
+        filter: Option<&Fiql>,
+        fields: Option<&str>,
+        top: Option<u32>,
+    ) -> Result<ReservationPage, TopdeskError> {
+        let mut query = Vec::new();
+        if let Some(filter) = filter {
+            query.push(("query", filter.to_string()));
+        }
+        if let Some(fields) = fields {
+            query.push(("$fields", fields.to_owned()));
+        }
+        if let Some(top) = top {
+            query.push(("$top", top.to_string()));
+        }
+        self.list_raw(&query).await
+    }
+
+    async fn list_raw(&self, query: &[(&str, String)]) -> Result<ReservationPage, TopdeskError> {
+        let action = "listing reservations";
+        let reply = self
+            .send(action, "reservations", Method::GET, "reservations", query, None, "application/json")
+            .await?;
+        if reply.status == StatusCode::NO_CONTENT || reply.body.is_empty() {
+            return Ok(ReservationPage { reservations: Vec::new(), complete: true });
+        }
+        let list: ReservationList = Self::decode(action, &reply)?;
+        Ok(ReservationPage {
+            reservations: list.results,
+            complete: reply.status != StatusCode::PARTIAL_CONTENT,
+        })
+    }
+
+    /// All reservations overlapping `[from, to)` that also match `filter`, following 206 paging: the next
+    /// page asks for `plannedStartDate=ge=<latest start seen>` and drops ids already returned (several
+    /// reservations can share one start); if a whole page shares one start, `$top` is raised (up to 10000).
+    /// `fields` always gets `id` and `plannedStartDate` added, because paging needs them.
+    pub async fn reservations_in_window(
+        &self,
+        filter: Option<&Fiql>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        fields: Option<&str>,
+        page_size: u32,
+    ) -> Result<Vec<ReservationDto>, TopdeskError> {
+        let fields = fields.map(|f| {
+            let mut list: Vec<&str> = f.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            for needed in ["id", "plannedStartDate"] {
+                if !list.contains(&needed) {
+                    list.push(needed);
+                }
+            }
+            list.join(",")
+        });
+        let window =
+            Fiql::gt("plannedEndDate", Fiql::date(&from)).and(Fiql::lt("plannedStartDate", Fiql::date(&to)));
+        let base = match filter {
+            Some(f) => f.clone().and(window),
+            None => window,
+        };
+        let mut top = page_size.clamp(1, MAX_TOP);
+        let mut lower: Option<DateTime<Utc>> = None;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        loop {
+            let query = match lower {
+                Some(at) => base.clone().and(Fiql::ge("plannedStartDate", Fiql::date(&at))),
+                None => base.clone(),
+            };
+            let page = self.list_reservations(Some(&query), fields.as_deref(), Some(top)).await?;
+            let latest = page.reservations.iter().filter_map(|r| r.planned_start_date).max();
+            for reservation in page.reservations {
+                let fresh = match reservation.id {
+                    Some(id) => seen.insert(id),
+                    None => true,
+                };
+                if fresh {
+                    out.push(reservation);
+                }
+            }
+            if page.complete {
+                return Ok(out);
+            }
+            let Some(latest) = latest else {
+                return Err(TopdeskError::Permanent {
+                    action: "listing reservations".into(),
+                    detail: "TOPdesk answered 206 without any plannedStartDate to continue from".into(),
+                    source: None,
+                });
+            };
+            if Some(latest) == lower {
+                if top == MAX_TOP {
+                    return Err(TopdeskError::Permanent {
+                        action: "listing reservations".into(),
+                        detail: format!(
+                            "more than {MAX_TOP} reservations start at {latest}; narrow the filter (e.g. per room)"
+                        ),
+                        source: None,
+                    });
+                }
+                top = top.saturating_mul(2).min(MAX_TOP);
+            }
+            lower = Some(latest);
+        }
+    }
+
+    /// `GET /reservations/{id}`.
+    pub async fn get_reservation(&self, id: ReservationId) -> Result<ReservationDto, TopdeskError> {
+        self.get_json(
+            "reading a reservation",
+            &format!("reservation {id}"),
+            &format!("reservations/{id}"),
+            &[],
+        )
+        .await
+    }
+
+    /// `GET /reservations/{number}` (the identifier may be the human-readable number).
+    pub async fn get_reservation_by_number(&self, number: &str) -> Result<ReservationDto, TopdeskError> {
+        let mut path = String::from("reservations/");
+        for b in number.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                path.push(char::from(b));
+            } else {
+                path.push_str(&format!("%{b:02X}"));
+            }
+        }
+        self.get_json("reading a reservation", &format!("reservation number {number:?}"), &path, &[]).await
+    }
+
+    /// The reservation carrying `link`, if any: FIQL `externalLinks.type==…;externalLinks.id=='…'`; if the
+    /// server refuses that field path (reference §10 U6), the legacy `externalLinkId`/`externalLinkType`
+    /// filters are used instead.
+    pub async fn find_by_external_link(
+        &self,
+        link: &ExternalLink,
+    ) -> Result<Option<ReservationDto>, TopdeskError> {
+        let fiql = Fiql::eq("externalLinks.type", link.kind.to_string())
+            .and(Fiql::eq("externalLinks.id", link.id.clone()));
+        let page = match self.list_reservations(Some(&fiql), None, Some(10)).await {
+            Ok(page) => page,
+            Err(TopdeskError::Rejected { .. }) => {
+                self.list_raw(&[
+                    ("externalLinkId", link.id.clone()),
+                    ("externalLinkType", link.kind.to_string()),
+                    ("$top", "10".into()),
+                ])
+                .await?
+            }
+            Err(other) => return Err(other),
+        };
+        Ok(page.reservations.into_iter().find(|r| link.is_on(r)))
+    }
+
+    // ---- reservations: write ----
+
+    /// `POST /reservations`, once (no retry: a lost answer could hide a created reservation — use
+    /// [`Self::ensure_reservation`] for idempotent creates).
+    pub async fn create_reservation(
+        &self,
+        create: &CreateReservationDto,
+    ) -> Result<ReservationDto, TopdeskError> {
+        let action = "creating a reservation";
+        let body = Self::to_body(action, create)?;
+        let reply = self
+            .send_once(
+                action,
+                "reservation",
+                Method::POST,
+                "reservations",
+                &[],
+                Some(&body),
+                "application/json",
+            )
+            .await?;
+        Self::decode(action, &reply)
+    }
+
+    /// Idempotent create: each attempt first looks for a reservation carrying `link` and returns it if found;
+    /// otherwise it creates one with `link` as its external link. Attempts are retried (with back-off) on
+    /// 429/503/connection errors, so a create whose answer was lost is found, not repeated.
+    pub async fn ensure_reservation(
+        &self,
+        create: &CreateReservationDto,
+        link: &ExternalLink,
+        link_date: Option<DateTime<Utc>>,
+    ) -> Result<Ensured, TopdeskError> {
+        let mut create = create.clone();
+        create.external_link = Some(link.to_dto(link_date));
+        let attempt = || async {
+            if let Some(reservation) = self.find_by_external_link(link).await? {
+                return Ok(Ensured { reservation, created: false });
+            }
+            let reservation = self.create_reservation(&create).await?;
+            Ok(Ensured { reservation, created: true })
+        };
+        let max_after = self.retry.max_retry_after;
+        attempt
+            .retry(self.backoff())
+            .when(TopdeskError::is_retryable)
+            .adjust(move |e: &TopdeskError, planned| {
+                planned.map(|d| e.retry_after().map_or(d, |a| a.min(max_after)))
+            })
+            .await
+    }
+
+    /// `PATCH /reservations/{id}` (descriptive fields; `occurrences` for series members).
+    pub async fn update_reservation(
+        &self,
+        id: ReservationId,
+        update: &UpdateReservationDto,
+        occurrences: Option<Occurrences>,
+    ) -> Result<ReservationDto, TopdeskError> {
+        let action = "updating a reservation";
+        let body = Self::to_body(action, update)?;
+        let mut query = Vec::new();
+        if let Some(o) = occurrences {
+            query.push((
+                "occurrences",
+                if o == Occurrences::Future { "future" } else { "current" }.to_owned(),
+            ));
+        }
+        let what = format!("reservation {id}");
+        let reply = self
+            .send(
+                action,
+                &what,
+                Method::PATCH,
+                &format!("reservations/{id}"),
+                &query,
+                Some(&body),
+                "application/json",
+            )
+            .await?;
+        Self::decode(action, &reply)
+    }
+
+    /// `POST /reservations/{id}/reschedule`.
+    pub async fn reschedule_reservation(
+        &self,
+        id: ReservationId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<ReservationDto, TopdeskError> {
+        let body = RescheduleReservationDto { planned_start_date: Some(start), planned_end_date: Some(end) };
+        self.post_json(
+            "rescheduling a reservation",
+            &format!("reservation {id}"),
+            &format!("reservations/{id}/reschedule"),
+            &[],
+            &body,
+        )
+        .await
+    }
+
+    /// `POST /reservations/{id}/reservedFacilities/move`: replaces room `from` by room `to`.
+    pub async fn move_room(
+        &self,
+        id: ReservationId,
+        from: &TopdeskLocationId,
+        to: &TopdeskLocationId,
+    ) -> Result<ReservationDto, TopdeskError> {
+        let body = MoveFacilityDto {
+            from: ReservedFacilityLookup::location(from),
+            to: ReservedFacilityLookup::location(to),
+        };
+        let path = format!("reservations/{id}/reservedFacilities/move");
+        self.post_json(
+            "moving a reservation to another room",
+            &format!("reservation {id}"),
+            &path,
+            &[],
+            &body,
+        )
+        .await
+    }
+
+    /// `POST /reservations/{id}/cancel` (204). Idempotent: if TOPdesk refuses because the reservation is
+    /// already cancelled (e.g. a retried call whose first answer was lost), this succeeds.
+    pub async fn cancel_reservation(&self, id: ReservationId, reason: &Reason) -> Result<(), TopdeskError> {
+        let action = "cancelling a reservation";
+        let body = reason_body(reason);
+        let what = format!("reservation {id}");
+        let result = self
+            .send(
+                action,
+                &what,
+                Method::POST,
+                &format!("reservations/{id}/cancel"),
+                &[],
+                body.as_ref(),
+                "application/json",
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(rejected @ TopdeskError::Rejected { .. }) => {
+                let current = self.get_reservation(id).await?;
+                if current.status == Some(ReservationStatus::Cancelled) { Ok(()) } else { Err(rejected) }
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `POST /reservations/{id}/reject` (a request, not a planned reservation).
+    pub async fn reject_reservation(
+        &self,
+        id: ReservationId,
+        reason: &Reason,
+    ) -> Result<ReservationDto, TopdeskError> {
+        let action = "rejecting a reservation request";
+        let body = reason_body(reason);
+        let what = format!("reservation {id}");
+        let reply = self
+            .send(
+                action,
+                &what,
+                Method::POST,
+                &format!("reservations/{id}/reject"),
+                &[],
+                body.as_ref(),
+                "application/json",
+            )
+            .await?;
+        Self::decode(action, &reply)
+    }
+
+    /// `POST /reservations/{id}/participants/add` (already linked persons are ignored by TOPdesk).
+    pub async fn add_participants(
+        &self,
+        id: ReservationId,
+        persons: &[PersonId],
+    ) -> Result<ReservationDto, TopdeskError> {
+        let body = participants(persons);
+        let path = format!("reservations/{id}/participants/add");
+        self.post_json("adding participants", &format!("reservation {id}"), &path, &[], &body).await
+    }
+
+    /// `POST /reservations/{id}/participants/remove` (persons not linked are ignored by TOPdesk).
+    pub async fn remove_participants(
+        &self,
+        id: ReservationId,
+        persons: &[PersonId],
+    ) -> Result<ReservationDto, TopdeskError> {
+        let body = participants(persons);
+        let path = format!("reservations/{id}/participants/remove");
+        self.post_json("removing participants", &format!("reservation {id}"), &path, &[], &body).await
+    }
+
+    /// `POST /reservations/{id}/makeRecurrent/dates`: a series on specific dates (same times of day).
+    /// Returns every series member with reduced fields (id, number, status, series, planned dates).
+    pub async fn make_recurrent(
+        &self,
+        id: ReservationId,
+        dates: &[NaiveDate],
+        allow_conflicts: bool,
+    ) -> Result<Vec<ReservationDto>, TopdeskError> {
+        let body = RecurrencyDatesDto { dates: dates.to_vec() };
+        let query = [("allowConflicts", allow_conflicts.to_string())];
+        let path = format!("reservations/{id}/makeRecurrent/dates");
+        let list: ReservationList = self
+            .post_json("making a reservation recurrent", &format!("reservation {id}"), &path, &query, &body)
+            .await?;
+        Ok(list.results)
+    }
+
+    /// `POST /reservations/{id}/occurrences/dates`: adds dates to the series (existing dates are ignored).
+    pub async fn add_occurrences(
+        &self,
+        id: ReservationId,
+        dates: &[NaiveDate],
+        allow_conflicts: bool,
+    ) -> Result<Vec<ReservationDto>, TopdeskError> {
+        let body = RecurrencyDatesDto { dates: dates.to_vec() };
+        let query = [("allowConflicts", allow_conflicts.to_string())];
+        let path = format!("reservations/{id}/occurrences/dates");
+        let list: ReservationList = self
+            .post_json("adding occurrences to a series", &format!("reservation {id}"), &path, &query, &body)
+            .await?;
+        Ok(list.results)
+    }
+
+    /// `PUT /reservations/{id}/occurrences/dates`: sets the dates after this occurrence (later occurrences
+    /// not listed are deleted by TOPdesk).
+    pub async fn set_occurrences(
+        &self,
+        id: ReservationId,
+        dates: &[NaiveDate],
+        allow_conflicts: bool,
+    ) -> Result<Vec<ReservationDto>, TopdeskError> {
+        let action = "setting the dates of a series";
+        let body = Self::to_body(action, &RecurrencyDatesDto { dates: dates.to_vec() })?;
+        let query = [("allowConflicts", allow_conflicts.to_string())];
+        let path = format!("reservations/{id}/occurrences/dates");
+        let reply = self
+            .send(
+                action,
+                &format!("reservation {id}"),
+                Method::PUT,
+                &path,
+                &query,
+                Some(&body),
+                "application/json",
+            )
+            .await?;
+        let list: ReservationList = Self::decode(action, &reply)?;
+        Ok(list.results)
+    }
+
+    // ---- rooms, persons, reasons ----
+
+    /// `GET /reservableLocations` (reservable, non-archived rooms), optionally of some branches only.
+    pub async fn reservable_locations(
+        &self,
+        branches: &[Uuid],
+    ) -> Result<Vec<ReservableLocation>, TopdeskError> {
+        let mut query = vec![("$top", MAX_TOP.to_string())];
+        query.extend(branches.iter().map(|b| ("branchId", b.to_string())));
+        let list: ReservableLocationList = self
+            .get_json("listing reservable rooms", "reservable locations", "reservableLocations", &query)
+            .await?;
+        Ok(list.results)
+    }
+
+    /// `GET /reservableLocations/{id}`.
+    pub async fn reservable_location(
+        &self,
+        id: &TopdeskLocationId,
+    ) -> Result<ReservableLocation, TopdeskError> {
+        let path = format!("reservableLocations/{id}");
+        self.get_json("reading a reservable room", &format!("reservable location {id}"), &path, &[]).await
+    }
+
+    /// `GET /locations` (supporting files) with an optional FIQL filter; `fields` defaults to TOPdesk's
+    /// `id,name,roomNumber,branch`.
+    pub async fn locations(
+        &self,
+        filter: Option<&Fiql>,
+        fields: Option<&str>,
+        page_size: Option<u32>,
+    ) -> Result<Vec<ExtendedLocationDto>, TopdeskError> {
+        let mut query = Vec::new();
+        if let Some(filter) = filter {
+            query.push(("query", filter.to_string()));
+        }
+        if let Some(fields) = fields {
+            query.push(("$fields", fields.to_owned()));
+        }
+        if let Some(size) = page_size {
+            query.push(("pageSize", size.to_string()));
+        }
+        self.get_json("listing locations", "locations", "locations", &query).await
+    }
+
+    /// `GET /locations/id/{id}` (supporting files).
+    pub async fn location(&self, id: &TopdeskLocationId) -> Result<ExtendedLocationDto, TopdeskError> {
+        self.get_json("reading a location", &format!("location {id}"), &format!("locations/id/{id}"), &[])
+            .await
+    }
+
+    /// Active persons whose e-mail equals `email`, compared case-insensitively.
+    ///
+    /// The address is normalised ([`EmailAddress`]); the query asks for both the normalised and the given
+    /// spelling (`email=in=(…)`, whether TOPdesk compares case-sensitively is unverified, reference §10 U7)
+    /// and the answer is filtered again client-side. E-mail is not unique in TOPdesk: 0, 1 or more persons.
+    pub async fn find_persons_by_email(&self, email: &str) -> Result<Vec<PersonV2Dto>, TopdeskError> {
+        let wanted = EmailAddress::parse(email)
+            .map_err(|e| TopdeskError::Invalid { what: "e-mail address".into(), reason: e.to_string() })?;
+        let mut spellings = vec![wanted.as_str().to_owned()];
+        let given = email.trim();
+        if given != wanted.as_str() {
+            spellings.push(given.to_owned());
+        }
+        let filter = Fiql::is_in("email", spellings).and(Fiql::eq("archived", "false"));
+        let query = [
+            ("query", filter.to_string()),
+            ("fields", "id,firstName,surName,dynamicName,email,archived,tasLoginName,branch".to_owned()),
+            ("pageSize", "10".to_owned()),
+        ];
+        let action = "looking up a person by e-mail";
+        let reply =
+            self.send(action, "persons", Method::GET, "persons", &query, None, PERSONS_V2_ACCEPT).await?;
+        if reply.status == StatusCode::NO_CONTENT || reply.body.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: ListOfPersonsV2 = Self::decode(action, &reply)?;
+        Ok(list
+            .item
+            .into_iter()
+            .filter(|p| {
+                p.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()).as_ref() == Some(&wanted)
+            })
+            .collect())
+    }
+
+    /// `GET /reservationCancellationReasons?archived=false`.
+    pub async fn cancellation_reasons(&self) -> Result<Vec<IdName>, TopdeskError> {
+        let query = [("archived", "false".to_owned())];
+        let list: SearchListEnvelope = self
+            .get_json(
+                "listing cancellation reasons",
+                "cancellation reasons",
+                "reservationCancellationReasons",
+                &query,
+            )
+            .await?;
+        Ok(list.results)
+    }
+}
+
+fn reason_body(reason: &Reason) -> Option<serde_json::Value> {
+    match reason {
+        Reason::Default => None,
+        Reason::Id(id) => Some(serde_json::json!({ "id": id.to_string() })),
+        Reason::Name(name) => Some(serde_json::json!({ "name": name })),
+    }
+}
+
+fn participants(persons: &[PersonId]) -> EditParticipantsDto {
+    EditParticipantsDto { persons: Some(persons.iter().map(Lookup::id).collect()), visitors: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_url_gets_tas_api_once() {
+        for (base, expected) in [
+            ("https://x.topdesk.net", "https://x.topdesk.net/tas/api/"),
+            ("https://x.topdesk.net/", "https://x.topdesk.net/tas/api/"),
+            ("https://x.topdesk.net/tas/api", "https://x.topdesk.net/tas/api/"),
+            ("https://x.topdesk.net/tas/api/", "https://x.topdesk.net/tas/api/"),
+            ("http://127.0.0.1:9/prefix", "http://127.0.0.1:9/prefix/tas/api/"),
+        ] {
+            assert_eq!(api_url(&Url::parse(base).unwrap()).as_str(), expected, "{base}");
+        }
+    }
+
+    #[test]
+    fn external_links_are_checked() {
+        assert!(ExternalLink::new("", 7).is_err());
+        assert!(ExternalLink::new("x".repeat(451), 7).is_err());
+        assert!(ExternalLink::new("m-1", 0).is_err());
+        let link = ExternalLink::new("x".repeat(450), -3).unwrap();
+        assert_eq!(link.to_dto(None).kind, "-3");
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let config = TopdeskConfig::new(
+            Url::parse("https://x.topdesk.net").unwrap(),
+            "api",
+            SecretString::from("hunter2-app-password"),
+            Arc::new(orb_core::SystemClock),
+        );
+        let client = TopdeskClient::new(config.clone()).unwrap();
+        for text in [format!("{config:?}"), format!("{client:?}")] {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+}
