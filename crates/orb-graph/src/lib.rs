@@ -3,5 +3,26 @@
 //! ORB's typed Microsoft Graph client and the Graph wire types (shared with the Graph emulator in
 //! `orb-emulators`, so both speak one schema: the subset in the shared reference).
 //!
+//! - [`model`]: serde wire types, field for field as in the schema subset.
+//! - [`auth`]: app-only tokens by client secret or certificate assertion (PS256, `x5t#S256`), cached.
+//! - [`GraphClient`]: events (create with `transactionId` + match property, get, update, cancel, delete,
+//!   find by match id), series instances, calendarView and its delta (paging, deltaLink, fresh start on
+//!   `410` / `syncStateNotFound`), places, sendMail; per-mailbox concurrency cap and budget, `Retry-After`
+//!   honoured, `client-request-id` = ORB's correlation id.
+//! - [`GraphError`]: ORB's failure modes with [`GraphError::is_retryable`].
+//!
+//! ## Invariants
+//! - Time is read only through an injected [`orb_core::Clock`].
+//! - Secrets (client secret, access tokens, private keys) never show in `Debug` output or errors.
+//!
 //! ## Must not depend on
 //! orb-store, orb-web, orb-engine.
+
+pub mod auth;
+mod client;
+mod error;
+pub mod model;
+
+pub use auth::{AppRegistration, CertificateCredential, Credential, TokenProvider};
+pub use client::{ClientOptions, DeltaCursor, DeltaRound, Endpoints, GraphClient, ORB_MATCH_PROPERTY_ID};
+pub use error::GraphError;

@@ -1,0 +1,607 @@
+//! The Graph v1.0 surface (`/v1.0/...`) and the token endpoint (`/{tenant}/oauth2/v2.0/token`).
+//!
+//! Every `/v1.0` request needs a bearer token the emulator issued (not expired), may only reach mailboxes
+//! of the token's tenant, is logged with its `client-request-id`, and passes the per-mailbox throttle:
+//! past [`Knobs::max_concurrent_per_mailbox`](super::Knobs) requests in flight, past the mailbox's budget
+//! in its window, or during a configured storm, it is answered `429` with `Retry-After`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use orb_graph::model::{
+    CancelRequest, Collection, ErrorResponse, Event, Room, SendMailRequest, TokenResponse,
+};
+
+use super::GraphEmulator;
+use super::auth::{self, TokenRequest};
+use super::calendar::{self, CalError, DeltaToken, IdFormat, View};
+use super::state::{DeltaExpiry, RequestRecord, SentMail};
+
+/// An error answer in Graph's shape.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorResponse,
+    headers: Vec<(header::HeaderName, String)>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: ErrorResponse::new(code, message),
+            headers: vec![],
+        }
+    }
+
+    fn with_header(mut self, name: header::HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl From<CalError> for ApiError {
+    fn from(e: CalError) -> Self {
+        Self::new(e.status, e.code, e.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.body)).into_response();
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+        resp
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Parsed `Prefer` headers (several headers or one comma-separated list; reference U12).
+#[derive(Debug, Default)]
+struct Prefer {
+    timezone: Option<String>,
+    immutable: bool,
+    max_page_size: Option<usize>,
+}
+
+fn prefer(headers: &HeaderMap) -> Prefer {
+    let mut out = Prefer::default();
+    for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+        for item in value.split(',') {
+            let Some((k, v)) = item.split_once('=') else { continue };
+            let v = v.trim().trim_matches('"');
+            match k.trim().to_ascii_lowercase().as_str() {
+                "outlook.timezone" => out.timezone = Some(v.to_owned()),
+                "idtype" => out.immutable = v.eq_ignore_ascii_case("ImmutableId"),
+                "odata.maxpagesize" => out.max_page_size = v.parse().ok().filter(|n| *n > 0),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// One authorised request: its tenant, rendering options, base URL, and its place in the mailbox's
+/// in-flight count (released on drop).
+pub(crate) struct Ctx {
+    tenant: String,
+    mailbox: Option<String>,
+    view: View,
+    page_size: Option<usize>,
+    base: String,
+    _flight: Option<Flight>,
+}
+
+/// Holds one in-flight slot of a mailbox.
+pub(crate) struct Flight {
+    em: GraphEmulator,
+    mailbox: String,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        let mut inner = self.em.lock();
+        if let Some(c) = inner.counters.get_mut(&self.mailbox) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+async fn begin(
+    em: &GraphEmulator,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    user: Option<&str>,
+) -> ApiResult<Ctx> {
+    let now = em.now();
+    let pref = prefer(headers);
+    if let Some(tz) = &pref.timezone
+        && orb_core::zones::resolve_graph_zone(tz).is_err()
+    {
+        return Err(ApiError::new(
+            400,
+            "ErrorTimeZoneNotSupported",
+            format!("Time zone '{tz}' is not supported."),
+        ));
+    }
+    let (tenant, mailbox, latency) = {
+        let mut inner = em.lock();
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::new(401, "InvalidAuthenticationToken", "Access token is empty."))?;
+        let issued = inner.tokens.get(token).filter(|t| t.expires > now).cloned().ok_or_else(|| {
+            ApiError::new(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+        })?;
+        let mailbox = match user {
+            None => None,
+            Some(user) => {
+                let key = inner
+                    .mailbox_key(user)
+                    .filter(|k| inner.mailboxes[k].tenant == issued.tenant)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            404,
+                            "ErrorInvalidUser",
+                            format!("The requested user '{user}' is invalid."),
+                        )
+                    })?;
+                Some(key)
+            }
+        };
+        inner.requests.push(RequestRecord {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            mailbox: mailbox.clone(),
+            client_request_id: headers
+                .get("client-request-id")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned),
+        });
+        if let Some(mb) = &mailbox {
+            throttle(&mut inner, mb, now)?;
+        }
+        (issued.tenant, mailbox, inner.knobs.latency_ms)
+    };
+    let flight = mailbox.clone().map(|mailbox| Flight { em: em.clone(), mailbox });
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
+    Ok(Ctx {
+        tenant,
+        mailbox,
+        view: View {
+            tz: pref.timezone,
+            ids: if pref.immutable { IdFormat::Immutable } else { IdFormat::Rest },
+            expand_props: None,
+        },
+        page_size: pref.max_page_size,
+        base: base_url(headers),
+        _flight: flight,
+    })
+}
+
+/// Counts the request against the mailbox and refuses it with `429` when over a limit; otherwise takes an
+/// in-flight slot (the caller's [`Flight`] gives it back).
+fn throttle(inner: &mut super::state::Inner, mb: &str, now: DateTime<Utc>) -> ApiResult<()> {
+    let knobs = inner.knobs.clone();
+    let counters = inner.counters.entry(mb.to_owned()).or_default();
+    counters.requests += 1;
+    let retry = |counters: &mut super::state::MailboxCounters, why: &str| {
+        counters.throttled += 1;
+        ApiError::new(429, "ApplicationThrottled", why.to_owned())
+            .with_header(header::RETRY_AFTER, knobs.retry_after_secs.to_string())
+    };
+    if let Some(left) = inner.knobs.storm.get_mut(mb)
+        && *left > 0
+    {
+        *left -= 1;
+        return Err(retry(counters, "Application is over its MailboxConcurrency limit."));
+    }
+    counters.max_attempted = counters.max_attempted.max(counters.in_flight + 1);
+    if counters.in_flight >= knobs.max_concurrent_per_mailbox {
+        counters.concurrency_refusals += 1;
+        return Err(retry(counters, "Application is over its MailboxConcurrency limit."));
+    }
+    let window = Duration::seconds(i64::try_from(knobs.budget_window_secs).unwrap_or(600));
+    let budget = inner.budgets.entry(mb.to_owned()).or_insert((now, 0));
+    if now - budget.0 >= window {
+        *budget = (now, 0);
+    }
+    if budget.1 >= knobs.mailbox_budget {
+        return Err(retry(counters, "Application is over its mailbox request budget."));
+    }
+    budget.1 += 1;
+    counters.in_flight += 1;
+    counters.max_in_flight = counters.max_in_flight.max(counters.in_flight);
+    Ok(())
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(400, "RequestBodyRead", format!("The request body could not be read: {e}"))
+    })
+}
+
+/// `$expand=singleValueExtendedProperties($filter=id eq '…')`: the property ids asked for.
+fn expand_props(query: &HashMap<String, String>) -> Option<Vec<String>> {
+    let expand = query.get("$expand")?;
+    if !expand.to_ascii_lowercase().contains("singlevalueextendedproperties") {
+        return None;
+    }
+    Some(quoted(expand))
+}
+
+fn quoted(text: &str) -> Vec<String> {
+    text.split('\'').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// `$filter=singleValueExtendedProperties/Any(ep: ep/id eq 'ID' and ep/value eq 'V')`.
+fn ext_filter(query: &HashMap<String, String>) -> ApiResult<Option<(String, String)>> {
+    let Some(filter) = query.get("$filter") else { return Ok(None) };
+    let q = quoted(filter);
+    match (filter.to_ascii_lowercase().contains("singlevalueextendedproperties/any"), q.as_slice()) {
+        (true, [id, value]) => Ok(Some((id.clone(), value.clone()))),
+        _ => Err(ApiError::new(
+            400,
+            "ErrorInvalidUrlQueryFilter",
+            "Only the extended-property filter is supported.",
+        )),
+    }
+}
+
+fn parse_instant(query: &HashMap<String, String>, name: &str) -> ApiResult<DateTime<Utc>> {
+    let text = query.get(name).ok_or_else(|| {
+        ApiError::new(400, "ErrorInvalidParameter", format!("This request requires a time window specified by the query string parameters StartDateTime and EndDateTime; {name} is missing."))
+    })?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.with_timezone(&Utc))
+        .or_else(|_| orb_graph::model::parse_local(text).map(|n: NaiveDateTime| n.and_utc()))
+        .map_err(|_| ApiError::new(400, "ErrorInvalidParameter", format!("{name} is not a valid date-time.")))
+}
+
+/// `POST /{tenant}/oauth2/v2.0/token`.
+pub async fn token(
+    State(em): State<GraphEmulator>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    let mut req = TokenRequest {
+        grant_type: form.get("grant_type").cloned(),
+        client_id: form.get("client_id").cloned(),
+        client_secret: form.get("client_secret").cloned(),
+        assertion_type: form.get("client_assertion_type").cloned(),
+        assertion: form.get("client_assertion").cloned(),
+        scope: form.get("scope").cloned(),
+    };
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    if let Some((id, secret)) = basic.as_deref().and_then(|b| b.split_once(':')) {
+        req.client_id.get_or_insert_with(|| id.to_owned());
+        req.client_secret.get_or_insert_with(|| secret.to_owned());
+    }
+    let audience = format!("{}/{tenant}/oauth2/v2.0/token", base_url(&headers));
+    let now = em.now();
+    let result = auth::issue(&mut em.lock(), &tenant, &audience, &req, now);
+    match result {
+        Ok((access_token, expires_in)) => Json(TokenResponse {
+            token_type: "Bearer".to_owned(),
+            expires_in,
+            ext_expires_in: Some(expires_in),
+            access_token,
+        })
+        .into_response(),
+        Err(e) => {
+            let mut body = *e.body;
+            body.timestamp = Some(now.format("%Y-%m-%d %H:%M:%SZ").to_string());
+            body.trace_id = Some(uuid::Uuid::new_v4().to_string());
+            body.correlation_id = Some(uuid::Uuid::new_v4().to_string());
+            (StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)).into_response()
+        }
+    }
+}
+
+/// `GET /v1.0/places/microsoft.graph.room` (`$top`, `$skip`; pages of 100 by default).
+pub async fn rooms(
+    State(em): State<GraphEmulator>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Collection<Room>>> {
+    let ctx = begin(&em, &headers, &method, &uri, None).await?;
+    let top: usize = query.get("$top").and_then(|t| t.parse().ok()).unwrap_or(100).max(1);
+    let skip: usize = query.get("$skip").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let inner = em.lock();
+    let all: Vec<Room> = inner
+        .mailboxes
+        .values()
+        .filter(|m| m.tenant == ctx.tenant)
+        .filter_map(|m| {
+            let info = m.room.as_ref()?;
+            Some(Room {
+                odata_type: Some("#microsoft.graph.room".to_owned()),
+                id: m.id.clone(),
+                display_name: m.display_name.clone(),
+                address: None,
+                geo_coordinates: None,
+                is_wheel_chair_accessible: Some(false),
+                label: None,
+                parent_id: None,
+                phone: None,
+                place_id: Some(m.id.clone()),
+                tags: Some(vec![]),
+                audio_device_name: None,
+                booking_type: Some(orb_graph::model::BookingType::Standard),
+                building: info.building.clone(),
+                capacity: info.capacity,
+                display_device_name: None,
+                email_address: Some(m.address.clone()),
+                floor_label: None,
+                floor_number: info.floor_number,
+                nickname: Some(m.display_name.clone()),
+                teams_enabled_state: Some(orb_graph::model::PlaceFeatureEnablement::Unknown),
+                video_device_name: None,
+            })
+        })
+        .collect();
+    let more = all.len() > skip + top;
+    let mut page = Collection::of(all.into_iter().skip(skip).take(top).collect());
+    page.odata_context = Some(format!("{}/v1.0/$metadata#places/microsoft.graph.room", ctx.base));
+    if more {
+        page.next_link =
+            Some(format!("{}/v1.0/places/microsoft.graph.room?$top={top}&$skip={}", ctx.base, skip + top));
+    }
+    Ok(Json(page))
+}
+
+/// `GET /v1.0/users/{user}/events` (singles and series masters; optional extended-property filter).
+pub async fn list_events(
+    State(em): State<GraphEmulator>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Collection<Event>>> {
+    let mut ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    let filter = ext_filter(&query)?;
+    ctx.view.expand_props = expand_props(&query);
+    let mb = ctx.mailbox.clone().unwrap_or_default();
+    let inner = em.lock();
+    let mut view_all = ctx.view.clone();
+    view_all.expand_props = Some(vec![]);
+    let events = calendar::list(&inner, &mb, &view_all)?;
+    let keep: Vec<Event> = events
+        .into_iter()
+        .filter(|e| filter.as_ref().is_none_or(|(id, value)| e.extended_property(id) == Some(value.as_str())))
+        .map(|mut e| {
+            e.single_value_extended_properties = match &ctx.view.expand_props {
+                None => None,
+                Some(ids) => e.single_value_extended_properties.map(|props| {
+                    props
+                        .into_iter()
+                        .filter(|p| ids.is_empty() || ids.iter().any(|i| i.eq_ignore_ascii_case(&p.id)))
+                        .collect()
+                }),
+            };
+            e
+        })
+        .collect();
+    Ok(Json(Collection::of(keep)))
+}
+
+/// `POST /v1.0/users/{user}/events` → `201`. A repeated `transactionId` returns the first event.
+pub async fn create_event(
+    State(em): State<GraphEmulator>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    let input: Event = json_body(&body)?;
+    let mb = ctx.mailbox.clone().unwrap_or_default();
+    let event = em.create_in(&mb, &input, &ctx.view)?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
+}
+
+/// `GET /v1.0/users/{user}/events/{id}` (optional `$expand` of extended properties).
+pub async fn get_event(
+    State(em): State<GraphEmulator>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Event>> {
+    let mut ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    ctx.view.expand_props = expand_props(&query);
+    let mb = ctx.mailbox.clone().unwrap_or_default();
+    Ok(Json(calendar::get(&em.lock(), &mb, &id, &ctx.view)?))
+}
+
+/// `PATCH /v1.0/users/{user}/events/{id}` → `200` + event.
+pub async fn update_event(
+    State(em): State<GraphEmulator>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Event>> {
+    let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    let input: Event = json_body(&body)?;
+    let mb = ctx.mailbox.clone().unwrap_or_default();
+    Ok(Json(em.update_in(&mb, &id, &input, &ctx.view)?))
+}
+
+/// `DELETE /v1.0/users/{user}/events/{id}` → `204`.
+pub async fn delete_event(
+    State(em): State<GraphEmulator>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+) -> ApiResult<StatusCode> {
+    let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    em.remove_in(ctx.mailbox.as_deref().unwrap_or_default(), &id, false)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1.0/users/{user}/events/{id}/cancel` → `202` (organizer only).
+pub async fn cancel_event(
+    State(em): State<GraphEmulator>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    if !body.is_empty() {
+        let _: CancelRequest = json_body(&body)?;
+    }
+    em.remove_in(ctx.mailbox.as_deref().unwrap_or_default(), &id, true)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `GET /v1.0/users/{user}/events/{id}/instances?startDateTime&endDateTime`.
+pub async fn instances(
+    State(em): State<GraphEmulator>,
+    Path((user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Collection<Event>>> {
+    let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    let (from, to) = (parse_instant(&query, "startDateTime")?, parse_instant(&query, "endDateTime")?);
+    let mb = ctx.mailbox.clone().unwrap_or_default();
+    Ok(Json(Collection::of(calendar::series_instances(&em.lock(), &mb, &id, from, to, &ctx.view)?)))
+}
+
+/// `GET /v1.0/users/{user}/calendarView?startDateTime&endDateTime`.
+pub async fn calendar_view(
+    State(em): State<GraphEmulator>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Collection<Event>>> {
+    let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    let (from, to) = (parse_instant(&query, "startDateTime")?, parse_instant(&query, "endDateTime")?);
+    let mb = ctx.mailbox.clone().unwrap_or_default();
+    Ok(Json(Collection::of(calendar::calendar_view(&em.lock(), &mb, from, to, &ctx.view)?)))
+}
+
+/// `GET /v1.0/users/{user}/calendarView/delta` (initial with a range, or `$skiptoken` / `$deltatoken`).
+pub async fn delta(
+    State(em): State<GraphEmulator>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Collection<Event>>> {
+    let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    let mb = ctx.mailbox.clone().unwrap_or_default();
+    let inner = em.lock();
+    let generation = inner.mailboxes[&mb].delta_generation;
+    let given = query.get("$skiptoken").or_else(|| query.get("$deltatoken"));
+    let token = match given {
+        Some(text) => DeltaToken::decode(text)
+            .filter(|t| t.mb == mb)
+            .ok_or_else(|| ApiError::new(400, "ErrorInvalidUrlQuery", "The delta token is malformed."))?,
+        None => DeltaToken {
+            mb: mb.clone(),
+            start: parse_instant(&query, "startDateTime")?,
+            end: parse_instant(&query, "endDateTime")?,
+            since: 0,
+            generation,
+            upto: None,
+            skip: 0,
+        },
+    };
+    let link = |q: String| format!("{}/v1.0/users/{user}/calendarView/delta?{q}", ctx.base);
+    if token.generation != generation {
+        let fresh = link(format!(
+            "startDateTime={}&endDateTime={}",
+            token.start.format("%Y-%m-%dT%H:%M:%SZ"),
+            token.end.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+        return Err(match inner.mailboxes[&mb].delta_expiry {
+            DeltaExpiry::Gone => ApiError::new(
+                410,
+                "resyncRequired",
+                "Resync required. Replace any local cached data with the items returned by the Location URL.",
+            )
+            .with_header(header::LOCATION, fresh),
+            DeltaExpiry::SyncStateNotFound => ApiError::new(
+                400,
+                "syncStateNotFound",
+                "The sync state generation is not found. Do a full sync.",
+            ),
+        });
+    }
+    let upto = token.upto.unwrap_or(inner.seq);
+    let items = calendar::delta_items(&inner, &token, upto, &ctx.view)?;
+    let size = ctx.page_size.unwrap_or(100);
+    let end = (token.skip + size).min(items.len());
+    let mut page = Collection::of(items.get(token.skip..end).map(<[Event]>::to_vec).unwrap_or_default());
+    if end < items.len() {
+        let next = DeltaToken { upto: Some(upto), skip: end, ..token.clone() };
+        page.next_link = Some(link(format!("$skiptoken={}", next.encode())));
+    } else {
+        let next = DeltaToken { since: upto, upto: None, skip: 0, ..token.clone() };
+        page.delta_link = Some(link(format!("$deltatoken={}", next.encode())));
+    }
+    Ok(Json(page))
+}
+
+/// `POST /v1.0/users/{user}/sendMail` → `202`; the message lands in the outbox.
+pub async fn send_mail(
+    State(em): State<GraphEmulator>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    method: Method,
+    uri: Uri,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
+    let req: SendMailRequest = json_body(&body)?;
+    if req.message.to_recipients.as_deref().unwrap_or_default().is_empty() {
+        return Err(ApiError::new(400, "ErrorInvalidRecipients", "At least one recipient is not valid."));
+    }
+    let now = em.now();
+    em.lock().outbox.push(SentMail {
+        from: ctx.mailbox.clone().unwrap_or_default(),
+        message: req.message,
+        save_to_sent_items: req.save_to_sent_items.unwrap_or(true),
+        at: now,
+    });
+    Ok(StatusCode::ACCEPTED)
+}

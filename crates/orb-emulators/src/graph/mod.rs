@@ -1,0 +1,261 @@
+//! The Microsoft Graph emulator: an axum app that behaves like Graph v1.0 and the Microsoft identity
+//! platform token endpoint for the parts ORB uses, with a control API under `/_emulator/`.
+//!
+//! - [`auth`]: token endpoint (client secret; certificate assertion verified with aws-lc-rs).
+//! - [`calendar`]: events in any mailbox with Exchange meeting semantics (organizer copy + room copies,
+//!   room auto-accept / decline on conflict, `DeleteSubject` / `AddOrganizerToSubject` /
+//!   `AllowConflicts`), series with exceptions and cancelled occurrences, calendarView and its delta.
+//! - [`api`]: the `/v1.0` routes, bearer-token checks, `Prefer` headers, per-mailbox throttling.
+//! - [`control`]: `/_emulator/…` to set up apps, users and rooms, act as a person in Outlook, inspect
+//!   state and counters, and turn knobs.
+//!
+//! Wire types are `orb_graph::model`: the client and the emulator share one schema.
+//!
+//! ## Invariants
+//! - All state sits in one [`std::sync::Mutex`]; no lock is held across an `.await`.
+//! - Time comes from the injected [`Clock`] (tokens, budgets, timestamps), never from the wall clock.
+//! - Nothing is deleted for real: deleted items are tombstones, so delta can report them.
+//!
+//! ## Must not depend on
+//! orb-engine, orb-web, orb-store.
+
+pub mod api;
+pub mod auth;
+pub mod calendar;
+pub mod control;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use orb_core::Clock;
+use orb_graph::model::Event;
+
+pub use calendar::{CalError, View};
+pub use state::{DeltaExpiry, Knobs, MailboxCounters, RequestRecord, RoomInfo, RoomSettings, SentMail};
+
+/// A handle on one emulator's state. Clones share the state.
+#[derive(Clone)]
+pub struct GraphEmulator {
+    inner: Arc<Mutex<state::Inner>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for GraphEmulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphEmulator").finish_non_exhaustive()
+    }
+}
+
+impl GraphEmulator {
+    /// An empty emulator that tells time by `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { inner: Arc::new(Mutex::new(state::Inner::default())), clock }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, state::Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Registers an app in `tenant` that may authenticate with `secret`.
+    pub fn add_app_secret(&self, tenant: &str, client_id: &str, secret: &str) {
+        let mut inner = self.lock();
+        let app = inner.apps.entry((tenant.to_owned(), client_id.to_owned())).or_default();
+        app.secrets.push(secret.to_owned());
+    }
+
+    /// Registers a certificate (DER) for an app in `tenant` (several may be registered for rotation).
+    pub fn add_app_certificate(&self, tenant: &str, client_id: &str, certificate_der: &[u8]) {
+        let mut inner = self.lock();
+        let app = inner.apps.entry((tenant.to_owned(), client_id.to_owned())).or_default();
+        app.certificates.push(certificate_der.to_vec());
+    }
+
+    fn add_mailbox(&self, tenant: &str, address: &str, display_name: &str, room: Option<RoomInfo>) -> String {
+        let mut inner = self.lock();
+        let address = address.trim().to_ascii_lowercase();
+        let id = uuid::Uuid::new_v4().to_string();
+        inner.mailboxes.insert(
+            address.clone(),
+            state::Mailbox {
+                tenant: tenant.to_owned(),
+                id: id.clone(),
+                address,
+                display_name: display_name.to_owned(),
+                room,
+                events: BTreeMap::new(),
+                delta_generation: 0,
+                delta_expiry: DeltaExpiry::Gone,
+            },
+        );
+        id
+    }
+
+    /// Adds a user mailbox; returns its directory id.
+    pub fn add_user(&self, tenant: &str, address: &str, display_name: &str) -> String {
+        self.add_mailbox(tenant, address, display_name, None)
+    }
+
+    /// Adds a room mailbox (listed by the Places API); returns its directory id.
+    pub fn add_room(&self, tenant: &str, address: &str, display_name: &str, info: RoomInfo) -> String {
+        self.add_mailbox(tenant, address, display_name, Some(info))
+    }
+
+    /// Changes a room's calendar-attendant settings. Returns false if there is no such room.
+    pub fn set_room_settings(&self, address: &str, settings: RoomSettings) -> bool {
+        let mut inner = self.lock();
+        let key = address.trim().to_ascii_lowercase();
+        match inner.mailboxes.get_mut(&key).and_then(|m| m.room.as_mut()) {
+            Some(room) => {
+                room.settings = settings;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The current knobs.
+    pub fn knobs(&self) -> Knobs {
+        self.lock().knobs.clone()
+    }
+
+    /// Replaces the knobs.
+    pub fn set_knobs(&self, knobs: Knobs) {
+        self.lock().knobs = knobs;
+    }
+
+    /// Invalidates every delta token of a mailbox; they will be answered as `how` says.
+    pub fn expire_delta_tokens(&self, mailbox: &str, how: DeltaExpiry) -> bool {
+        let mut inner = self.lock();
+        let Some(key) = inner.mailbox_key(mailbox) else { return false };
+        let m = inner.mailboxes.get_mut(&key).expect("key just found");
+        m.delta_generation += 1;
+        m.delta_expiry = how;
+        true
+    }
+
+    /// Per-mailbox request counters.
+    pub fn counters(&self) -> BTreeMap<String, MailboxCounters> {
+        self.lock().counters.clone()
+    }
+
+    /// Every `/v1.0` request seen, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.lock().requests.clone()
+    }
+
+    /// Mail sent through `sendMail`.
+    pub fn outbox(&self) -> Vec<SentMail> {
+        self.lock().outbox.clone()
+    }
+
+    /// A mailbox's live items (singles and series masters, with all extended properties), as Graph would
+    /// render them in UTC with regular ids.
+    pub fn events(&self, mailbox: &str) -> Result<Vec<Event>, CalError> {
+        let inner = self.lock();
+        let key = inner.mailbox_key(mailbox).unwrap_or_default();
+        calendar::list(&inner, &key, &View { expand_props: Some(vec![]), ..View::default() })
+    }
+
+    /// A mailbox's instances in `[from, to)` (what Outlook's calendar shows).
+    pub fn calendar_view(
+        &self,
+        mailbox: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Event>, CalError> {
+        let inner = self.lock();
+        let key = inner.mailbox_key(mailbox).unwrap_or_default();
+        calendar::calendar_view(&inner, &key, from, to, &View::default())
+    }
+
+    fn resolve(&self, mailbox: &str) -> Result<String, CalError> {
+        self.lock().mailbox_key(mailbox).ok_or_else(|| {
+            CalError::new(404, "ErrorInvalidUser", format!("The requested user '{mailbox}' is invalid."))
+        })
+    }
+
+    /// Creates an item as the mailbox's owner would in Outlook (a meeting when it invites rooms). Returns
+    /// the organizer's copy as the create response shows it (rooms not yet answered).
+    pub fn create_in(&self, mailbox: &str, input: &Event, view: &View) -> Result<Event, CalError> {
+        let mb = self.resolve(mailbox)?;
+        let now = self.now();
+        let mut inner = self.lock();
+        let (key, existed) = calendar::create(&mut inner, &mb, input, now)?;
+        let shown = calendar::render(&inner.mailboxes[&mb].events[&key], view);
+        if !existed {
+            calendar::process_meeting(&mut inner, &mb, &key, now);
+        }
+        Ok(shown)
+    }
+
+    /// Changes an item or one occurrence (by id) as its owner would in Outlook.
+    pub fn update_in(&self, mailbox: &str, id: &str, input: &Event, view: &View) -> Result<Event, CalError> {
+        let mb = self.resolve(mailbox)?;
+        let now = self.now();
+        let mut inner = self.lock();
+        let key = calendar::update(&mut inner, &mb, id, input, now)?;
+        let shown = calendar::get(&inner, &mb, id, view)?;
+        calendar::process_meeting(&mut inner, &mb, &key, now);
+        Ok(shown)
+    }
+
+    /// Deletes an item or occurrence; with `cancel`, as the organizer's "Cancel meeting" (refused for
+    /// attendees' copies).
+    pub fn remove_in(&self, mailbox: &str, id: &str, cancel: bool) -> Result<(), CalError> {
+        let mb = self.resolve(mailbox)?;
+        let now = self.now();
+        let mut inner = self.lock();
+        let key = calendar::remove(&mut inner, &mb, id, cancel, now)?;
+        calendar::process_meeting(&mut inner, &mb, &key, now);
+        Ok(())
+    }
+}
+
+/// The emulator's axum app: Graph under `/v1.0`, the token endpoint under `/{tenant}/oauth2/v2.0/token`,
+/// the control API under `/_emulator`.
+pub fn router(em: GraphEmulator) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(api::token))
+        .route("/v1.0/places/microsoft.graph.room", get(api::rooms))
+        .route("/v1.0/users/{user}/events", get(api::list_events).post(api::create_event))
+        .route(
+            "/v1.0/users/{user}/events/{id}",
+            get(api::get_event).patch(api::update_event).delete(api::delete_event),
+        )
+        .route("/v1.0/users/{user}/events/{id}/cancel", post(api::cancel_event))
+        .route("/v1.0/users/{user}/events/{id}/instances", get(api::instances))
+        .route("/v1.0/users/{user}/calendarView", get(api::calendar_view))
+        .route("/v1.0/users/{user}/calendarView/delta", get(api::delta))
+        .route("/v1.0/users/{user}/sendMail", post(api::send_mail))
+        .nest("/_emulator", control::router())
+        .with_state(em)
+}
+
+/// A running emulator.
+#[derive(Debug)]
+pub struct Served {
+    /// `http://127.0.0.1:{port}`: the login base URL; Graph's is this plus `/v1.0`.
+    pub base_url: String,
+    /// The server task (aborting it stops the server).
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Serves the emulator on `127.0.0.1:0` and returns its base URL.
+pub async fn serve(em: GraphEmulator) -> std::io::Result<Served> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let app = router(em);
+    let task = tokio::spawn(async move {
+        // A serve error ends the task; requests then fail with connection errors, which tests see.
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(Served { base_url, task })
+}

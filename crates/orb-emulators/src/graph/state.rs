@@ -1,0 +1,319 @@
+//! The emulator's in-memory world: tenants' apps, issued tokens, the mailbox directory (users and rooms),
+//! calendars, the sent-mail outbox and request counters. Everything sits behind one mutex in
+//! [`super::GraphEmulator`]; functions here take `&mut Inner` and never block or await.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use orb_graph::model::{
+    Attendee, FreeBusyStatus, ItemBody, Location, Message, PatternedRecurrence, Recipient, ResponseType,
+    SingleValueExtendedProperty,
+};
+use serde::{Deserialize, Serialize};
+
+/// How a room mailbox's calendar attendant (`Set-CalendarProcessing`) treats meeting requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RoomSettings {
+    /// `DeleteSubject` (Exchange Online default `true`): the room copy does not keep the subject.
+    pub delete_subject: bool,
+    /// `AddOrganizerToSubject` (default `true`): the organizer's name is put in the room copy's subject.
+    pub add_organizer_to_subject: bool,
+    /// `AllowConflicts` (default `false`): accept meetings that overlap existing bookings.
+    pub allow_conflicts: bool,
+    /// `BookingWindowInDays` (default 180): meetings starting later are declined.
+    pub booking_window_days: u32,
+    /// `RemoveCanceledMeetings` (Exchange Online default `false`): cancelled meetings are removed from the
+    /// room calendar instead of being kept, marked cancelled.
+    pub remove_canceled_meetings: bool,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            delete_subject: true,
+            add_organizer_to_subject: true,
+            allow_conflicts: false,
+            booking_window_days: 180,
+            remove_canceled_meetings: false,
+        }
+    }
+}
+
+impl RoomSettings {
+    /// The subject the room's copy shows, following Exchange's rules: `DeleteSubject` drops the organizer's
+    /// subject, `AddOrganizerToSubject` puts the organizer's name first (alone when the subject was deleted).
+    pub fn room_subject(&self, subject: Option<&str>, organizer_name: &str) -> String {
+        let subject = if self.delete_subject { "" } else { subject.unwrap_or_default() };
+        match (self.add_organizer_to_subject, subject.is_empty()) {
+            (true, true) => organizer_name.to_owned(),
+            (true, false) => format!("{organizer_name} {subject}"),
+            (false, _) => subject.to_owned(),
+        }
+    }
+}
+
+/// Descriptive place data of a room (what `GET /places/microsoft.graph.room` shows).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RoomInfo {
+    /// Capacity.
+    pub capacity: Option<i32>,
+    /// Building.
+    pub building: Option<String>,
+    /// Floor.
+    pub floor_number: Option<i32>,
+    /// Calendar attendant settings.
+    pub settings: RoomSettings,
+}
+
+/// A mailbox: a user or a room.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    /// Tenant id it belongs to.
+    pub tenant: String,
+    /// Directory object id (GUID).
+    pub id: String,
+    /// SMTP address, lower case.
+    pub address: String,
+    /// Display name.
+    pub display_name: String,
+    /// Set for room mailboxes.
+    pub room: Option<RoomInfo>,
+    /// Calendar items by key (tombstones included, for delta).
+    pub events: BTreeMap<String, StoredEvent>,
+    /// Bumped to invalidate every delta token of this mailbox.
+    pub delta_generation: u64,
+    /// How an invalidated delta token is answered.
+    pub delta_expiry: DeltaExpiry,
+}
+
+/// How the emulator answers a delta token it has invalidated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DeltaExpiry {
+    /// `410 Gone` with `Location` = a fresh initial URL (tenant maintenance).
+    #[default]
+    Gone,
+    /// `400` with error code `syncStateNotFound` (token fell out of the sync-state cache).
+    SyncStateNotFound,
+}
+
+/// A modified occurrence of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExceptionData {
+    /// New start.
+    pub start: DateTime<Utc>,
+    /// New end.
+    pub end: DateTime<Utc>,
+    /// New subject, if changed.
+    pub subject: Option<String>,
+    /// New location, if changed.
+    pub location: Option<Location>,
+}
+
+/// A calendar item as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Key inside the mailbox (rendered into an id by the id format).
+    pub key: String,
+    /// Shared by every copy of the meeting.
+    pub ical_uid: String,
+    /// The organizer.
+    pub organizer: Recipient,
+    /// Whether this mailbox organizes it.
+    pub is_organizer: bool,
+    /// This mailbox's response.
+    pub response: ResponseType,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Body.
+    pub body: Option<ItemBody>,
+    /// Start (of the series' first occurrence for masters).
+    pub start: DateTime<Utc>,
+    /// End.
+    pub end: DateTime<Utc>,
+    /// Zone the start was given in.
+    pub start_zone: String,
+    /// Zone the end was given in.
+    pub end_zone: String,
+    /// Location.
+    pub location: Option<Location>,
+    /// Attendees with their responses.
+    pub attendees: Vec<Attendee>,
+    /// Recurrence (series masters).
+    pub recurrence: Option<PatternedRecurrence>,
+    /// Modified occurrences by original start.
+    pub exceptions: BTreeMap<DateTime<Utc>, ExceptionData>,
+    /// Cancelled occurrences by original start.
+    pub cancelled: BTreeSet<DateTime<Utc>>,
+    /// Cancelled by the organizer (kept in attendee calendars).
+    pub is_cancelled: bool,
+    /// Free/busy.
+    pub show_as: FreeBusyStatus,
+    /// Client idempotency key.
+    pub transaction_id: Option<String>,
+    /// Extended properties.
+    pub extended: Vec<SingleValueExtendedProperty>,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Last modified.
+    pub modified: DateTime<Utc>,
+    /// Change sequence in this mailbox (delta cursor and change key).
+    pub seq: u64,
+    /// Deleted: kept as a tombstone so delta can report `@removed`.
+    pub deleted: bool,
+}
+
+/// A sent message, as captured in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentMail {
+    /// Mailbox that sent it.
+    pub from: String,
+    /// The message.
+    pub message: Message,
+    /// Whether a copy went to Sent Items.
+    pub save_to_sent_items: bool,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A registered app (client credentials).
+#[derive(Debug, Clone, Default)]
+pub struct App {
+    /// Valid client secrets.
+    pub secrets: Vec<String>,
+    /// Registered certificates (DER).
+    pub certificates: Vec<Vec<u8>>,
+}
+
+/// An access token the emulator issued.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// Tenant.
+    pub tenant: String,
+    /// App.
+    pub client_id: String,
+    /// Expiry.
+    pub expires: DateTime<Utc>,
+}
+
+/// One request as seen by the emulator (for tests to inspect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Target mailbox, if any.
+    pub mailbox: Option<String>,
+    /// The `client-request-id` header.
+    pub client_request_id: Option<String>,
+}
+
+/// Per-mailbox request counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxCounters {
+    /// Requests received.
+    pub requests: u64,
+    /// Requests answered 429.
+    pub throttled: u64,
+    /// Requests in flight now.
+    pub in_flight: u32,
+    /// Highest number in flight at once (admitted requests only: never above the limit).
+    pub max_in_flight: u32,
+    /// Highest number of requests at the mailbox at once counting the arriving one, refused or not: above
+    /// the limit exactly when a client sent more concurrent requests than allowed.
+    pub max_attempted: u32,
+    /// Requests refused with 429 because the mailbox already had the maximum in flight.
+    pub concurrency_refusals: u64,
+}
+
+/// Throttling and fault knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Knobs {
+    /// Concurrent requests per mailbox before `429` (Graph: 4).
+    pub max_concurrent_per_mailbox: u32,
+    /// Requests per mailbox per budget window before `429` (Graph: 10,000 per 10 minutes).
+    pub mailbox_budget: u64,
+    /// Budget window in seconds.
+    pub budget_window_secs: u64,
+    /// `Retry-After` seconds sent with a `429`.
+    pub retry_after_secs: u64,
+    /// Answer the next N requests to a mailbox with 429 (a throttling storm), per mailbox.
+    pub storm: BTreeMap<String, u32>,
+    /// Extra latency per Graph request, milliseconds.
+    pub latency_ms: u64,
+    /// Lifetime of issued access tokens, seconds.
+    pub token_lifetime_secs: u64,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            max_concurrent_per_mailbox: 4,
+            mailbox_budget: 10_000,
+            budget_window_secs: 600,
+            retry_after_secs: 1,
+            storm: BTreeMap::new(),
+            latency_ms: 0,
+            token_lifetime_secs: 3599,
+        }
+    }
+}
+
+/// Everything the emulator holds.
+#[derive(Debug, Default)]
+pub struct Inner {
+    /// Apps by (tenant, client id).
+    pub apps: HashMap<(String, String), App>,
+    /// Issued tokens.
+    pub tokens: HashMap<String, IssuedToken>,
+    /// Assertion ids already used (replay protection).
+    pub used_jti: HashSet<String>,
+    /// Mailboxes by lower-case address.
+    pub mailboxes: BTreeMap<String, Mailbox>,
+    /// Id counter.
+    pub next_id: u64,
+    /// Global change counter.
+    pub seq: u64,
+    /// Sent mail.
+    pub outbox: Vec<SentMail>,
+    /// Requests seen.
+    pub requests: Vec<RequestRecord>,
+    /// Per-mailbox counters.
+    pub counters: BTreeMap<String, MailboxCounters>,
+    /// Per-mailbox budget windows: (window start, count).
+    pub budgets: HashMap<String, (DateTime<Utc>, u64)>,
+    /// Knobs.
+    pub knobs: Knobs,
+}
+
+impl Inner {
+    /// A fresh id number.
+    pub fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A fresh change sequence number.
+    pub fn bump(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// The mailbox for an address or directory id (case-insensitive).
+    pub fn mailbox_key(&self, user: &str) -> Option<String> {
+        let lower = user.trim().to_ascii_lowercase();
+        if self.mailboxes.contains_key(&lower) {
+            return Some(lower);
+        }
+        self.mailboxes.values().find(|m| m.id.eq_ignore_ascii_case(&lower)).map(|m| m.address.clone())
+    }
+}

@@ -1,0 +1,285 @@
+//! The Graph emulator's meeting semantics, control API and throttling.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use orb_core::FixedClock;
+use orb_emulators::graph::{GraphEmulator, Knobs, RoomInfo, RoomSettings, View, serve};
+use orb_graph::model::{Attendee, DateTimeTimeZone, Event, Location, ResponseType};
+use serde_json::{Value, json};
+
+const TENANT: &str = "tenant-1";
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+fn world() -> GraphEmulator {
+    let em = GraphEmulator::new(Arc::new(FixedClock::new(at("2026-09-01T06:00:00Z"))));
+    em.add_user(TENANT, "anna@contoso.com", "Anna Bakker");
+    em.add_user(TENANT, "bob@contoso.com", "Bob de Vries");
+    em.add_room(TENANT, "room1@contoso.com", "Room 1", RoomInfo::default());
+    em
+}
+
+fn meeting(subject: &str, start: &str, end: &str) -> Event {
+    let dt = |t: &str| Some(DateTimeTimeZone { date_time: t.to_owned(), time_zone: Some("UTC".to_owned()) });
+    Event {
+        subject: Some(subject.to_owned()),
+        start: dt(start),
+        end: dt(end),
+        location: Some(Location::room("Room 1", "room1@contoso.com")),
+        attendees: Some(vec![Attendee::resource("room1@contoso.com", Some("Room 1"))]),
+        ..Event::default()
+    }
+}
+
+fn room_items(em: &GraphEmulator) -> Vec<Event> {
+    em.calendar_view("room1@contoso.com", at("2026-09-01T00:00:00Z"), at("2027-09-01T00:00:00Z")).unwrap()
+}
+
+#[test]
+fn room_settings_decide_what_the_room_copy_shows_and_whether_it_conflicts() {
+    struct Case {
+        settings: RoomSettings,
+        subject: &'static str,
+        second_meeting: ResponseType,
+    }
+    fn check(case: Case) {
+        let em = world();
+        em.set_room_settings("room1@contoso.com", case.settings.clone());
+        let first = em
+            .create_in(
+                "anna@contoso.com",
+                &meeting("Budget", "2026-09-02T09:00:00", "2026-09-02T10:00:00"),
+                &View::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            first.attendee_response("room1@contoso.com"),
+            Some(ResponseType::None),
+            "the create response shows the room's answer as not yet given"
+        );
+        let copy = &room_items(&em)[0];
+        assert_eq!(copy.subject.as_deref(), Some(case.subject), "{:?}", case.settings);
+        let second = em
+            .create_in(
+                "bob@contoso.com",
+                &meeting("Clash", "2026-09-02T09:30:00", "2026-09-02T10:30:00"),
+                &View::default(),
+            )
+            .unwrap();
+        let second = em.events("bob@contoso.com").unwrap().into_iter().find(|e| e.id == second.id).unwrap();
+        assert_eq!(
+            second.attendee_response("room1@contoso.com"),
+            Some(case.second_meeting),
+            "{:?}",
+            case.settings
+        );
+    }
+    let base = RoomSettings::default();
+    check(Case { settings: base.clone(), subject: "Anna Bakker", second_meeting: ResponseType::Declined });
+    check(Case {
+        settings: RoomSettings { add_organizer_to_subject: false, ..base.clone() },
+        subject: "",
+        second_meeting: ResponseType::Declined,
+    });
+    check(Case {
+        settings: RoomSettings { delete_subject: false, add_organizer_to_subject: false, ..base.clone() },
+        subject: "Budget",
+        second_meeting: ResponseType::Declined,
+    });
+    check(Case {
+        settings: RoomSettings { delete_subject: false, ..base.clone() },
+        subject: "Anna Bakker Budget",
+        second_meeting: ResponseType::Declined,
+    });
+    check(Case {
+        settings: RoomSettings { allow_conflicts: true, ..base },
+        subject: "Anna Bakker",
+        second_meeting: ResponseType::Accepted,
+    });
+}
+
+#[test]
+fn meetings_beyond_the_booking_window_are_declined_and_cancellations_follow_the_setting() {
+    let em = world();
+    let far = em
+        .create_in(
+            "anna@contoso.com",
+            &meeting("Far", "2027-06-01T09:00:00", "2027-06-01T10:00:00"),
+            &View::default(),
+        )
+        .unwrap();
+    let far = em.events("anna@contoso.com").unwrap().into_iter().find(|e| e.id == far.id).unwrap();
+    assert_eq!(far.attendee_response("room1@contoso.com"), Some(ResponseType::Declined));
+    assert!(room_items(&em).is_empty());
+
+    let near = em
+        .create_in(
+            "anna@contoso.com",
+            &meeting("Near", "2026-09-02T09:00:00", "2026-09-02T10:00:00"),
+            &View::default(),
+        )
+        .unwrap();
+    em.remove_in("anna@contoso.com", near.id.as_deref().unwrap(), true).unwrap();
+    assert_eq!(room_items(&em)[0].is_cancelled, Some(true), "kept as cancelled by default");
+
+    em.set_room_settings(
+        "room1@contoso.com",
+        RoomSettings { remove_canceled_meetings: true, ..RoomSettings::default() },
+    );
+    let other = em
+        .create_in(
+            "anna@contoso.com",
+            &meeting("Other", "2026-09-03T09:00:00", "2026-09-03T10:00:00"),
+            &View::default(),
+        )
+        .unwrap();
+    em.remove_in("anna@contoso.com", other.id.as_deref().unwrap(), false).unwrap();
+    assert_eq!(room_items(&em).len(), 1, "RemoveCanceledMeetings removes the cancelled copy");
+}
+
+async fn post(http: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
+    http.post(url).json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_control_api_acts_as_a_person_in_outlook() {
+    let em = GraphEmulator::new(Arc::new(FixedClock::new(at("2026-09-01T06:00:00Z"))));
+    let served = serve(em.clone()).await.unwrap();
+    let c = format!("{}/_emulator", served.base_url);
+    let http = reqwest::Client::new();
+    assert_eq!(
+        post(&http, format!("{c}/apps"), json!({"tenant": TENANT, "clientId": "app", "secret": "s3"}))
+            .await
+            .status(),
+        204
+    );
+    post(
+        &http,
+        format!("{c}/users"),
+        json!({"tenant": TENANT, "address": "anna@contoso.com", "displayName": "Anna"}),
+    )
+    .await;
+    post(
+        &http,
+        format!("{c}/rooms"),
+        json!({"tenant": TENANT, "address": "room1@contoso.com", "displayName": "Room 1",
+        "info": {"capacity": 6, "settings": {"deleteSubject": false, "addOrganizerToSubject": false}}}),
+    )
+    .await;
+
+    let booked = post(&http, format!("{c}/book"), json!({"organizer": "anna@contoso.com", "room": "room1@contoso.com",
+        "subject": "Stand-up", "start": "2026-09-02T09:00:00", "end": "2026-09-02T09:15:00",
+        "recurrence": {"pattern": {"type": "daily", "interval": 1}, "range": {"type": "numbered", "startDate": "2026-09-02", "numberOfOccurrences": 3}}})).await;
+    assert_eq!(booked.status(), 201);
+    let booked: Value = booked.json().await.unwrap();
+    assert_eq!(booked["type"], "seriesMaster");
+    let master = booked["id"].as_str().unwrap().to_owned();
+    assert_eq!(room_items(&em).len(), 3, "the room holds three occurrences");
+    assert_eq!(
+        room_items(&em)[0].subject.as_deref(),
+        Some("Stand-up"),
+        "room keeps the subject as configured"
+    );
+
+    // Move the second occurrence (an exception) and cancel the third.
+    let occurrences =
+        em.calendar_view("anna@contoso.com", at("2026-09-01T00:00:00Z"), at("2026-09-10T00:00:00Z")).unwrap();
+    let second = occurrences[1].id.clone().unwrap();
+    let third = occurrences[2].id.clone().unwrap();
+    let moved = http
+        .patch(format!("{c}/mailboxes/anna@contoso.com/events/{second}"))
+        .json(&json!({"start": {"dateTime": "2026-09-03T11:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-09-03T11:15:00", "timeZone": "UTC"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    assert_eq!(
+        post(&http, format!("{c}/mailboxes/anna@contoso.com/events/{third}/cancel"), json!({}))
+            .await
+            .status(),
+        202
+    );
+    let starts: Vec<_> =
+        room_items(&em).iter().map(|e| e.start.as_ref().unwrap().to_utc().unwrap()).collect();
+    assert_eq!(starts, vec![at("2026-09-02T09:00:00Z"), at("2026-09-03T11:00:00Z")]);
+
+    let listed: Value = http
+        .get(format!("{c}/mailboxes/anna@contoso.com/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap()[0]["id"], master.as_str());
+    assert_eq!(listed[0]["cancelledOccurrences"].as_array().unwrap().len(), 1);
+
+    let deleted =
+        http.delete(format!("{c}/mailboxes/anna@contoso.com/events/{master}")).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(
+        room_items(&em).iter().all(|e| e.is_cancelled == Some(true)),
+        "deleting the series cancels the room's copy"
+    );
+
+    let knobs: Value = http.get(format!("{c}/knobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(knobs["maxConcurrentPerMailbox"], 4);
+    let unknown =
+        post(&http, format!("{c}/mailboxes/nobody@contoso.com/expire-delta"), json!({"mode": "gone"})).await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn the_emulator_refuses_a_fifth_concurrent_request_and_a_spent_budget() {
+    let em = world();
+    em.add_app_secret(TENANT, "app", "s3");
+    em.set_knobs(Knobs { latency_ms: 150, retry_after_secs: 7, ..Knobs::default() });
+    let served = serve(em.clone()).await.unwrap();
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", served.base_url))
+        .form(&[
+            ("client_id", "app"),
+            ("client_secret", "s3"),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let url = format!(
+        "{}/v1.0/users/room1@contoso.com/calendarView?startDateTime=2026-09-01T00:00:00Z&endDateTime=2026-09-02T00:00:00Z",
+        served.base_url
+    );
+    let calls: Vec<_> = (0..8).map(|_| http.get(&url).header("Authorization", &bearer).send()).collect();
+    let answers = futures_join(calls).await;
+    let throttled: Vec<_> = answers.iter().filter(|r| r.status() == 429).collect();
+    assert_eq!(throttled.len(), 4, "four admitted, four refused");
+    assert_eq!(throttled[0].headers()["retry-after"], "7");
+    let counters = em.counters()["room1@contoso.com"].clone();
+    assert_eq!((counters.max_in_flight, counters.concurrency_refusals, counters.max_attempted), (4, 4, 5));
+
+    em.set_knobs(Knobs { mailbox_budget: 4, ..Knobs::default() });
+    let after = http.get(&url).header("Authorization", &bearer).send().await.unwrap();
+    assert_eq!(after.status(), 429, "the four admitted requests spent a budget of four");
+    let unauthenticated = http.get(&url).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+}
+
+async fn futures_join(
+    calls: Vec<impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static>,
+) -> Vec<reqwest::Response> {
+    let handles: Vec<_> = calls.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap().unwrap());
+    }
+    out
+}

@@ -1,0 +1,637 @@
+//! The Graph client for one tenant's app registration.
+//!
+//! ## Invariants
+//! - At most [`ClientOptions::per_mailbox_concurrency`] (Graph's limit: 4) requests to one mailbox are in
+//!   flight at once, across all tasks sharing the client (one [`tokio::sync::Semaphore`] per mailbox).
+//! - A per-mailbox budget ([`ClientOptions::mailbox_budget`] per [`ClientOptions::budget_window`]) is kept
+//!   on the client side: past it, calls fail at once with [`GraphError::Throttled`] instead of adding to
+//!   Graph's throttling.
+//! - `429` and `503` are retried after the `Retry-After` Graph sends (exponential back-off without one);
+//!   the mailbox's slot is released while waiting. Other 5xx and network errors are retried only for
+//!   idempotent calls (creates are idempotent through `transactionId`).
+//! - Every request carries `client-request-id` = the caller's [`CorrelationId`].
+//! - Events are created with `transactionId` = ORB's match id and a single-value extended property holding
+//!   the same match id ([`ClientOptions::match_property_id`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use orb_core::{Clock, CorrelationId, EmailAddress};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::GraphError;
+use crate::auth::{AppRegistration, TokenProvider};
+use crate::model::{
+    CancelRequest, Collection, ErrorResponse, Event, Message, Room, SendMailRequest,
+    SingleValueExtendedProperty,
+};
+
+/// ORB's extended property holding a booking's match id (a fixed GUID namespace for ORB).
+pub const ORB_MATCH_PROPERTY_ID: &str = "String {6c1f3a52-8f0e-4d4b-9b7e-0a5d2c9e4f11} Name OrbMatchId";
+
+/// Tunables; the defaults follow Graph's documented Outlook limits.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Requests in flight per mailbox (Graph: 4).
+    pub per_mailbox_concurrency: usize,
+    /// Requests per mailbox per window (Graph: 10,000 per 10 minutes).
+    pub mailbox_budget: u64,
+    /// The budget's window.
+    pub budget_window: Duration,
+    /// Attempts per call (first try included) for throttled or transient failures.
+    pub max_attempts: u32,
+    /// A `Retry-After` longer than this is not waited out: the call fails with `Throttled`.
+    pub max_retry_after: Duration,
+    /// First back-off when Graph gives no `Retry-After` (doubles per attempt).
+    pub backoff_base: Duration,
+    /// `Prefer: outlook.timezone` (Windows or IANA name); `None` = UTC.
+    pub time_zone: Option<String>,
+    /// `Prefer: IdType="ImmutableId"`.
+    pub immutable_ids: bool,
+    /// `Prefer: odata.maxpagesize` for delta and lists.
+    pub page_size: u32,
+    /// Id of the extended property holding ORB's match id.
+    pub match_property_id: String,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            per_mailbox_concurrency: 4,
+            mailbox_budget: 10_000,
+            budget_window: Duration::from_secs(600),
+            max_attempts: 8,
+            max_retry_after: Duration::from_secs(120),
+            backoff_base: Duration::from_millis(500),
+            time_zone: None,
+            immutable_ids: true,
+            page_size: 50,
+            match_property_id: ORB_MATCH_PROPERTY_ID.to_owned(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where Graph and the identity platform are (configurable for national clouds and the emulator).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// e.g. `https://login.microsoftonline.com`.
+    pub login_base: Url,
+    /// e.g. `https://graph.microsoft.com/v1.0`.
+    pub graph_base: Url,
+}
+
+impl Endpoints {
+    /// Microsoft's global cloud.
+    pub fn global() -> Self {
+        Self {
+            login_base: Url::parse("https://login.microsoftonline.com").expect("constant URL"),
+            graph_base: Url::parse("https://graph.microsoft.com/v1.0").expect("constant URL"),
+        }
+    }
+
+    /// Both bases from one root (`{root}` for login, `{root}/v1.0` for Graph), as the emulator serves them.
+    pub fn from_root(root: &str) -> Result<Self, GraphError> {
+        let parse = |s: &str| {
+            Url::parse(s).map_err(|e| GraphError::Config { reason: format!("{s:?} is not a URL: {e}") })
+        };
+        let root = root.trim_end_matches('/');
+        Ok(Self { login_base: parse(root)?, graph_base: parse(&format!("{root}/v1.0"))? })
+    }
+}
+
+/// Where a calendarView delta stands for one mailbox: the fixed range and, after a round, the deltaLink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaCursor {
+    /// Range start.
+    pub start: DateTime<Utc>,
+    /// Range end.
+    pub end: DateTime<Utc>,
+    /// The last round's `@odata.deltaLink`; `None` = start with a full sync.
+    pub delta_link: Option<String>,
+}
+
+impl DeltaCursor {
+    /// A cursor that starts with a full sync of `[start, end)`.
+    pub fn initial(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        Self { start, end, delta_link: None }
+    }
+}
+
+/// One complete delta round.
+#[derive(Debug, Clone)]
+pub struct DeltaRound {
+    /// Created or changed instances (may repeat an id; the last one wins).
+    pub changed: Vec<Event>,
+    /// Ids reported `@removed`.
+    pub removed: Vec<String>,
+    /// The cursor for the next round.
+    pub cursor: DeltaCursor,
+    /// The stored token was refused (410 / `syncStateNotFound`) and this round is a full sync: whatever
+    /// is not in `changed` is gone.
+    pub restarted: bool,
+}
+
+/// The Graph client of one tenant. Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    tokens: Arc<TokenProvider>,
+    app: AppRegistration,
+    graph_base: Url,
+    clock: Arc<dyn Clock>,
+    options: ClientOptions,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    budgets: Mutex<HashMap<String, (DateTime<Utc>, u64)>>,
+}
+
+struct Call<'a> {
+    method: Method,
+    url: Url,
+    mailbox: Option<&'a EmailAddress>,
+    body: Option<serde_json::Value>,
+    corr: CorrelationId,
+    idempotent: bool,
+    paged: bool,
+}
+
+fn transient(message: impl Into<String>, source: Option<reqwest::Error>) -> GraphError {
+    GraphError::Transient { message: message.into(), source }
+}
+
+impl GraphClient {
+    /// A client for `app` at `endpoints`, with its own HTTP client and token provider.
+    pub fn new(
+        endpoints: Endpoints,
+        app: AppRegistration,
+        clock: Arc<dyn Clock>,
+        options: ClientOptions,
+    ) -> Result<Self, GraphError> {
+        let http = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .build()
+            .map_err(|e| GraphError::Config { reason: format!("cannot build the HTTP client: {e}") })?;
+        let tokens = Arc::new(TokenProvider::new(http.clone(), endpoints.login_base, clock.clone()));
+        Ok(Self::with_parts(http, tokens, endpoints.graph_base, app, clock, options))
+    }
+
+    /// A client sharing an HTTP client and token provider with others (one per tenant).
+    pub fn with_parts(
+        http: reqwest::Client,
+        tokens: Arc<TokenProvider>,
+        graph_base: Url,
+        app: AppRegistration,
+        clock: Arc<dyn Clock>,
+        options: ClientOptions,
+    ) -> Self {
+        Self {
+            http,
+            tokens,
+            app,
+            graph_base,
+            clock,
+            options,
+            slots: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The token provider (to check credentials without calling Graph).
+    pub fn tokens(&self) -> &TokenProvider {
+        &self.tokens
+    }
+
+    /// The app registration.
+    pub fn app(&self) -> &AppRegistration {
+        &self.app
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.graph_base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    fn slot(&self, mailbox: &EmailAddress) -> Arc<Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry(mailbox.as_str().to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.options.per_mailbox_concurrency.max(1))))
+            .clone()
+    }
+
+    fn spend_budget(&self, mailbox: &EmailAddress) -> Result<(), GraphError> {
+        let now = self.clock.now();
+        let window =
+            chrono::Duration::from_std(self.options.budget_window).unwrap_or(chrono::Duration::minutes(10));
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = budgets.entry(mailbox.as_str().to_owned()).or_insert((now, 0));
+        if now - entry.0 >= window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.options.mailbox_budget {
+            let retry_after = (entry.0 + window - now).to_std().unwrap_or(Duration::from_secs(1));
+            return Err(GraphError::Throttled { retry_after });
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    fn prefer(&self, paged: bool) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(tz) = &self.options.time_zone {
+            parts.push(format!("outlook.timezone=\"{tz}\""));
+        }
+        if self.options.immutable_ids {
+            parts.push("IdType=\"ImmutableId\"".to_owned());
+        }
+        if paged {
+            parts.push(format!("odata.maxpagesize={}", self.options.page_size));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    fn retry_after(&self, resp: &reqwest::Response) -> Option<Duration> {
+        let text = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+        if let Ok(secs) = text.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
+        Some((at - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.options.backoff_base.saturating_mul(1u32 << attempt.min(6))
+    }
+
+    /// Sends a call with throttling, retries and token refresh; returns a success response.
+    async fn send(&self, call: Call<'_>) -> Result<reqwest::Response, GraphError> {
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.options.max_attempts;
+            let permit = match call.mailbox {
+                Some(mb) => {
+                    self.spend_budget(mb)?;
+                    let slot = self.slot(mb);
+                    Some(slot.acquire_owned().await.map_err(|_| transient("mailbox slot closed", None))?)
+                }
+                None => None,
+            };
+            let token = self.tokens.token(&self.app).await?;
+            let mut req = self
+                .http
+                .request(call.method.clone(), call.url.clone())
+                .bearer_auth(token.secret())
+                .header("client-request-id", call.corr.to_string());
+            if let Some(prefer) = self.prefer(call.paged) {
+                req = req.header("Prefer", prefer);
+            }
+            if let Some(body) = &call.body {
+                req = req.json(body);
+            }
+            let resp = match req.send().await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    drop(permit);
+                    if call.idempotent && !last {
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(transient(format!("{} {} failed", call.method, call.url.path()), Some(e)));
+                }
+            };
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            drop(permit);
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                refreshed = true;
+                self.tokens.invalidate(&self.app).await;
+                continue;
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+                let wait = self.retry_after(&resp).unwrap_or_else(|| self.backoff(attempt));
+                if last || wait > self.options.max_retry_after {
+                    return Err(GraphError::Throttled { retry_after: wait });
+                }
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status.is_server_error() && call.idempotent && !last {
+                tokio::time::sleep(self.backoff(attempt)).await;
+                continue;
+            }
+            return Err(self.error_from(resp, &call).await);
+        }
+    }
+
+    async fn error_from(&self, resp: reqwest::Response, call: &Call<'_>) -> GraphError {
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_slice::<ErrorResponse>(&body) {
+            Ok(e) => (e.error.code, e.error.message),
+            Err(_) => (String::new(), String::from_utf8_lossy(&body).chars().take(200).collect()),
+        };
+        let what = || format!("{} {}", call.method, call.url.path());
+        match status.as_u16() {
+            400 | 422 => GraphError::Rejected { code, reason: message },
+            401 => GraphError::Unauthorized {
+                tenant: self.app.tenant.clone(),
+                reason: format!("{code}: {message}"),
+            },
+            403 => GraphError::Forbidden { code, message },
+            404 => GraphError::NotFound { what: what() },
+            409 | 412 => GraphError::Conflict { message: format!("{code}: {message}") },
+            s if s >= 500 => transient(format!("{} answered {status}: {code}", what()), None),
+            s => GraphError::Permanent { status: s, code, message },
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, call: Call<'_>, what: &'static str) -> Result<T, GraphError> {
+        let resp = self.send(call).await?;
+        let bytes = resp.bytes().await.map_err(|e| transient("reading the response failed", Some(e)))?;
+        serde_json::from_slice(&bytes).map_err(|source| GraphError::Decode { what, source })
+    }
+
+    fn call<'a>(
+        &self,
+        method: Method,
+        url: Url,
+        mailbox: Option<&'a EmailAddress>,
+        corr: CorrelationId,
+    ) -> Call<'a> {
+        let idempotent = method != Method::POST;
+        Call { method, url, mailbox, body: None, corr, idempotent, paged: false }
+    }
+
+    fn with_body<'a, B: Serialize>(mut call: Call<'a>, body: &B) -> Result<Call<'a>, GraphError> {
+        call.body = Some(
+            serde_json::to_value(body)
+                .map_err(|source| GraphError::Decode { what: "a request body", source })?,
+        );
+        Ok(call)
+    }
+
+    async fn pages<T: DeserializeOwned>(
+        &self,
+        mut url: Url,
+        mailbox: Option<&EmailAddress>,
+        corr: CorrelationId,
+        what: &'static str,
+    ) -> Result<Vec<T>, GraphError> {
+        let mut out = Vec::new();
+        loop {
+            let mut call = self.call(Method::GET, url, mailbox, corr);
+            call.paged = true;
+            let page: Collection<T> = self.json(call, what).await?;
+            out.extend(page.value);
+            match page.next_link {
+                Some(next) => url = parse_link(&next)?,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    fn expand_match(&self, url: &mut Url) {
+        let id = &self.options.match_property_id;
+        url.query_pairs_mut()
+            .append_pair("$expand", &format!("singleValueExtendedProperties($filter=id eq '{id}')"));
+    }
+
+    /// Creates an event in `mailbox` (a meeting when it invites rooms), tagged with ORB's `match_id` as
+    /// `transactionId` and extended property. Retrying with the same match id returns the first event.
+    pub async fn create_event(
+        &self,
+        mailbox: &EmailAddress,
+        event: &Event,
+        match_id: &str,
+        corr: CorrelationId,
+    ) -> Result<Event, GraphError> {
+        let mut body = event.clone();
+        body.transaction_id = Some(match_id.to_owned());
+        let mut props = body.single_value_extended_properties.take().unwrap_or_default();
+        props.retain(|p| !p.id.eq_ignore_ascii_case(&self.options.match_property_id));
+        props.push(SingleValueExtendedProperty {
+            id: self.options.match_property_id.clone(),
+            value: Some(match_id.to_owned()),
+        });
+        body.single_value_extended_properties = Some(props);
+        let mut call =
+            self.call(Method::POST, self.url(&["users", mailbox.as_str(), "events"]), Some(mailbox), corr);
+        call.idempotent = true; // transactionId makes a retried create return the first event
+        self.json(Self::with_body(call, &body)?, "an event").await
+    }
+
+    /// Reads one event (or occurrence), with ORB's match property expanded.
+    pub async fn get_event(
+        &self,
+        mailbox: &EmailAddress,
+        id: &str,
+        corr: CorrelationId,
+    ) -> Result<Event, GraphError> {
+        let mut url = self.url(&["users", mailbox.as_str(), "events", id]);
+        self.expand_match(&mut url);
+        self.json(self.call(Method::GET, url, Some(mailbox), corr), "an event").await
+    }
+
+    /// Finds the live event ORB created for `match_id` (single items and series masters).
+    pub async fn find_by_match_id(
+        &self,
+        mailbox: &EmailAddress,
+        match_id: &str,
+        corr: CorrelationId,
+    ) -> Result<Option<Event>, GraphError> {
+        let mut url = self.url(&["users", mailbox.as_str(), "events"]);
+        let id = &self.options.match_property_id;
+        let value = match_id.replace('\'', "''");
+        url.query_pairs_mut().append_pair(
+            "$filter",
+            &format!("singleValueExtendedProperties/Any(ep: ep/id eq '{id}' and ep/value eq '{value}')"),
+        );
+        self.expand_match(&mut url);
+        let found: Vec<Event> = self.pages(url, Some(mailbox), corr, "a list of events").await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// Changes an event (only the fields set in `changes`).
+    pub async fn update_event(
+        &self,
+        mailbox: &EmailAddress,
+        id: &str,
+        changes: &Event,
+        corr: CorrelationId,
+    ) -> Result<Event, GraphError> {
+        let call = self.call(
+            Method::PATCH,
+            self.url(&["users", mailbox.as_str(), "events", id]),
+            Some(mailbox),
+            corr,
+        );
+        self.json(Self::with_body(call, changes)?, "an event").await
+    }
+
+    /// Cancels a meeting as its organizer (attendees are told, with `comment`).
+    pub async fn cancel_event(
+        &self,
+        mailbox: &EmailAddress,
+        id: &str,
+        comment: Option<&str>,
+        corr: CorrelationId,
+    ) -> Result<(), GraphError> {
+        let url = self.url(&["users", mailbox.as_str(), "events", id, "cancel"]);
+        let call = self.call(Method::POST, url, Some(mailbox), corr);
+        let body = CancelRequest { comment: comment.map(str::to_owned) };
+        self.send(Self::with_body(call, &body)?).await.map(drop)
+    }
+
+    /// Deletes an event (from an organizer's calendar this also cancels the meeting).
+    pub async fn delete_event(
+        &self,
+        mailbox: &EmailAddress,
+        id: &str,
+        corr: CorrelationId,
+    ) -> Result<(), GraphError> {
+        let url = self.url(&["users", mailbox.as_str(), "events", id]);
+        self.send(self.call(Method::DELETE, url, Some(mailbox), corr)).await.map(drop)
+    }
+
+    /// Occurrences and exceptions of a series in `[from, to)` (not cancelled occurrences).
+    pub async fn instances(
+        &self,
+        mailbox: &EmailAddress,
+        series_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        corr: CorrelationId,
+    ) -> Result<Vec<Event>, GraphError> {
+        let mut url = self.url(&["users", mailbox.as_str(), "events", series_id, "instances"]);
+        window(&mut url, from, to);
+        self.pages(url, Some(mailbox), corr, "a list of instances").await
+    }
+
+    /// The expanded calendar of `mailbox` in `[from, to)`.
+    pub async fn calendar_view(
+        &self,
+        mailbox: &EmailAddress,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        corr: CorrelationId,
+    ) -> Result<Vec<Event>, GraphError> {
+        let mut url = self.url(&["users", mailbox.as_str(), "calendarView"]);
+        window(&mut url, from, to);
+        self.pages(url, Some(mailbox), corr, "a calendar view").await
+    }
+
+    /// One calendarView delta round: follows `@odata.nextLink` to the `@odata.deltaLink`. A refused token
+    /// (`410 Gone` or `syncStateNotFound`) starts over with a full sync of the cursor's range, once.
+    pub async fn delta(
+        &self,
+        mailbox: &EmailAddress,
+        cursor: &DeltaCursor,
+        corr: CorrelationId,
+    ) -> Result<DeltaRound, GraphError> {
+        let initial = || {
+            let mut url = self.url(&["users", mailbox.as_str(), "calendarView", "delta"]);
+            window(&mut url, cursor.start, cursor.end);
+            url
+        };
+        let mut url = match &cursor.delta_link {
+            Some(link) => parse_link(link)?,
+            None => initial(),
+        };
+        let mut restarted = false;
+        let (mut changed, mut removed) = (Vec::new(), Vec::new());
+        loop {
+            let mut call = self.call(Method::GET, url.clone(), Some(mailbox), corr);
+            call.paged = true;
+            let page: Collection<Event> = match self.json(call, "a delta page").await {
+                Ok(page) => page,
+                Err(e) if is_sync_reset(&e) => {
+                    if restarted {
+                        return Err(GraphError::SyncReset { mailbox: mailbox.to_string() });
+                    }
+                    restarted = true;
+                    changed.clear();
+                    removed.clear();
+                    url = initial();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for item in page.value {
+                match (&item.removed, &item.id) {
+                    (Some(_), Some(id)) => removed.push(id.clone()),
+                    _ => changed.push(item),
+                }
+            }
+            if let Some(next) = page.next_link {
+                url = parse_link(&next)?;
+                continue;
+            }
+            let Some(delta_link) = page.delta_link else {
+                return Err(GraphError::Permanent {
+                    status: 200,
+                    code: "noDeltaLink".to_owned(),
+                    message: "a delta page had neither nextLink nor deltaLink".to_owned(),
+                });
+            };
+            let cursor = DeltaCursor { delta_link: Some(delta_link), ..cursor.clone() };
+            return Ok(DeltaRound { changed, removed, cursor, restarted });
+        }
+    }
+
+    /// All room mailboxes of the tenant (`GET /places/microsoft.graph.room`, every page).
+    pub async fn list_rooms(&self, corr: CorrelationId) -> Result<Vec<Room>, GraphError> {
+        self.pages(self.url(&["places", "microsoft.graph.room"]), None, corr, "a list of rooms").await
+    }
+
+    /// Sends a mail from `from` (`202 Accepted`: queued, not yet delivered).
+    pub async fn send_mail(
+        &self,
+        from: &EmailAddress,
+        message: &Message,
+        save_to_sent_items: bool,
+        corr: CorrelationId,
+    ) -> Result<(), GraphError> {
+        let url = self.url(&["users", from.as_str(), "sendMail"]);
+        let body = SendMailRequest { message: message.clone(), save_to_sent_items: Some(save_to_sent_items) };
+        self.send(Self::with_body(self.call(Method::POST, url, Some(from), corr), &body)?).await.map(drop)
+    }
+}
+
+fn is_sync_reset(e: &GraphError) -> bool {
+    match e {
+        GraphError::Permanent { status: 410, .. } => true,
+        GraphError::Rejected { code, .. } | GraphError::Permanent { code, .. } => {
+            code.eq_ignore_ascii_case("syncStateNotFound") || code.eq_ignore_ascii_case("resyncRequired")
+        }
+        _ => false,
+    }
+}
+
+fn window(url: &mut Url, from: DateTime<Utc>, to: DateTime<Utc>) {
+    url.query_pairs_mut()
+        .append_pair("startDateTime", &from.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .append_pair("endDateTime", &to.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+}
+
+fn parse_link(link: &str) -> Result<Url, GraphError> {
+    Url::parse(link).map_err(|e| GraphError::Permanent {
+        status: 200,
+        code: "badLink".to_owned(),
+        message: format!("Graph sent an unusable paging link {link:?}: {e}"),
+    })
+}

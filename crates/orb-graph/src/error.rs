@@ -1,0 +1,141 @@
+//! What can go wrong talking to Graph, in ORB's words.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A failed Graph call. Foreign errors are only ever a `#[source]`.
+#[derive(Debug, Error)]
+pub enum GraphError {
+    /// The token endpoint refused the app's credentials, or Graph refused the token.
+    #[error(
+        "Microsoft refused ORB's credentials for tenant {tenant}: {reason}; check the app's client id, \
+         client secret or certificate in the tenant's settings (and that admin consent was given)"
+    )]
+    Unauthorized {
+        /// Tenant id or domain.
+        tenant: String,
+        /// Entra's or Graph's explanation.
+        reason: String,
+    },
+    /// Graph denied access to a mailbox or resource.
+    #[error(
+        "Graph denied access ({code}): {message}; grant the app the Graph permission and check the \
+         mailbox is inside the app's access policy / RBAC scope"
+    )]
+    Forbidden {
+        /// Graph error code, e.g. `ErrorAccessDenied`.
+        code: String,
+        /// Graph's message.
+        message: String,
+    },
+    /// The item, mailbox or subscription does not exist (any more).
+    #[error("{what} was not found in Graph; it may have been deleted meanwhile")]
+    NotFound {
+        /// What was asked for.
+        what: String,
+    },
+    /// Someone else changed the item first.
+    #[error("Graph reported a conflict: {message}; reload the item and plan again")]
+    Conflict {
+        /// Graph's message.
+        message: String,
+    },
+    /// Graph (or ORB's own per-mailbox budget) throttled the call; try again after `retry_after`.
+    #[error("Graph throttled the request; try again in {} s", retry_after.as_secs_f64())]
+    Throttled {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// A network error or a 5xx: may succeed later.
+    #[error("Graph is temporarily unreachable or failing ({message}); the call will be retried later")]
+    Transient {
+        /// What happened.
+        message: String,
+        /// The HTTP client's error, if any.
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+    /// Graph refused the request as invalid; sending it again will not help.
+    #[error("Graph rejected the request ({code}): {reason}; the request has to change before it can succeed")]
+    Rejected {
+        /// Graph error code.
+        code: String,
+        /// Graph's message.
+        reason: String,
+    },
+    /// A delta token is no longer valid (410 or `syncStateNotFound`) even after a fresh start.
+    #[error("the calendar delta of {mailbox} had to restart twice in one round; run a full resync later")]
+    SyncReset {
+        /// The mailbox.
+        mailbox: String,
+    },
+    /// Any other failure that retrying will not fix.
+    #[error("Graph failed (HTTP {status}, {code}): {message}")]
+    Permanent {
+        /// HTTP status.
+        status: u16,
+        /// Graph error code.
+        code: String,
+        /// Graph's message.
+        message: String,
+    },
+    /// Graph's answer did not have the expected shape.
+    #[error("Graph's response could not be read as {what}: {source}; report this to the ORB developers")]
+    Decode {
+        /// What was expected.
+        what: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The client's configuration is unusable.
+    #[error("invalid Graph client configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl GraphError {
+    /// Whether the same call can succeed later without changes.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Transient { .. } | Self::SyncReset { .. })
+    }
+
+    /// How long to wait before retrying, if Graph said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(err: GraphError, retryable: bool, says: &str) {
+        assert_eq!(err.is_retryable(), retryable, "{err}");
+        assert!(err.to_string().contains(says), "{err:?} should say {says:?}");
+    }
+
+    #[test]
+    fn errors_name_the_fix_and_classify() {
+        check(GraphError::Throttled { retry_after: Duration::from_secs(3) }, true, "try again in 3 s");
+        check(GraphError::Transient { message: "503".into(), source: None }, true, "retried later");
+        check(GraphError::NotFound { what: "event X".into() }, false, "event X was not found");
+        check(
+            GraphError::Rejected { code: "ErrorInvalidRequest".into(), reason: "bad".into() },
+            false,
+            "has to change",
+        );
+        check(
+            GraphError::Unauthorized { tenant: "t".into(), reason: "AADSTS7000215".into() },
+            false,
+            "client secret",
+        );
+        check(GraphError::Conflict { message: "etag".into() }, false, "reload");
+    }
+}
