@@ -1,5 +1,6 @@
 //! orb-core must stay free of I/O crates: its normal dependency tree may not contain tokio, sqlx,
-//! reqwest, hyper or axum. Uses `cargo metadata --offline` (no network).
+//! reqwest, hyper or axum. Uses `cargo metadata --offline --filter-platform <host>` (no network: only the
+//! packages this platform builds, which `cargo test` has already fetched, are needed).
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
@@ -9,8 +10,16 @@ const FORBIDDEN: &[&str] = &["tokio", "sqlx", "reqwest", "hyper", "axum"];
 #[test]
 fn no_io_crates_in_the_normal_dependency_tree() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let version = Command::new(rustc).arg("-vV").output().expect("rustc -vV runs");
+    let host = String::from_utf8(version.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc -vV names the host");
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--offline", "--format-version", "1", "--manifest-path", manifest])
+        .args(["metadata", "--offline", "--format-version", "1", "--filter-platform", &host])
+        .args(["--manifest-path", manifest])
         .output()
         .expect("cargo metadata runs");
     assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
