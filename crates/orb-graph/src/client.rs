@@ -153,14 +153,14 @@ pub struct GraphClient {
     budgets: Mutex<HashMap<String, (DateTime<Utc>, u64)>>,
 }
 
-struct Call<'a> {
-    method: Method,
-    url: Url,
-    mailbox: Option<&'a EmailAddress>,
-    body: Option<serde_json::Value>,
-    corr: CorrelationId,
-    idempotent: bool,
-    paged: bool,
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) mailbox: Option<&'a EmailAddress>,
+    pub(crate) body: Option<serde_json::Value>,
+    pub(crate) corr: CorrelationId,
+    pub(crate) idempotent: bool,
+    pub(crate) paged: bool,
 }
 
 fn transient(message: impl Into<String>, source: Option<reqwest::Error>) -> GraphError {
@@ -214,7 +214,12 @@ impl GraphClient {
         &self.app
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    /// The clock the client tells time by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.graph_base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
@@ -275,7 +280,7 @@ impl GraphClient {
     }
 
     /// Sends a call with throttling, retries and token refresh; returns a success response.
-    async fn send(&self, call: Call<'_>) -> Result<reqwest::Response, GraphError> {
+    pub(crate) async fn send(&self, call: Call<'_>) -> Result<reqwest::Response, GraphError> {
         let mut refreshed = false;
         let mut attempt = 0u32;
         loop {
@@ -338,7 +343,7 @@ impl GraphClient {
         }
     }
 
-    async fn error_from(&self, resp: reqwest::Response, call: &Call<'_>) -> GraphError {
+    pub(crate) async fn error_from(&self, resp: reqwest::Response, call: &Call<'_>) -> GraphError {
         let status = resp.status();
         let body = resp.bytes().await.unwrap_or_default();
         let (code, message) = match serde_json::from_slice::<ErrorResponse>(&body) {
@@ -360,13 +365,17 @@ impl GraphClient {
         }
     }
 
-    async fn json<T: DeserializeOwned>(&self, call: Call<'_>, what: &'static str) -> Result<T, GraphError> {
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+        what: &'static str,
+    ) -> Result<T, GraphError> {
         let resp = self.send(call).await?;
         let bytes = resp.bytes().await.map_err(|e| transient("reading the response failed", Some(e)))?;
         serde_json::from_slice(&bytes).map_err(|source| GraphError::Decode { what, source })
     }
 
-    fn call<'a>(
+    pub(crate) fn call<'a>(
         &self,
         method: Method,
         url: Url,
@@ -377,7 +386,7 @@ impl GraphClient {
         Call { method, url, mailbox, body: None, corr, idempotent, paged: false }
     }
 
-    fn with_body<'a, B: Serialize>(mut call: Call<'a>, body: &B) -> Result<Call<'a>, GraphError> {
+    pub(crate) fn with_body<'a, B: Serialize>(mut call: Call<'a>, body: &B) -> Result<Call<'a>, GraphError> {
         call.body = Some(
             serde_json::to_value(body)
                 .map_err(|source| GraphError::Decode { what: "a request body", source })?,
@@ -385,7 +394,7 @@ impl GraphClient {
         Ok(call)
     }
 
-    async fn pages<T: DeserializeOwned>(
+    pub(crate) async fn pages<T: DeserializeOwned>(
         &self,
         mut url: Url,
         mailbox: Option<&EmailAddress>,

@@ -89,6 +89,42 @@ pub enum GraphError {
         #[source]
         source: serde_json::Error,
     },
+    /// Graph refused to create a subscription because ORB's notification (or lifecycle) endpoint failed the
+    /// validation handshake.
+    #[error(
+        "Graph could not validate the notification endpoint {url}: {reason}; make sure ORB's webhook URL is \
+         reachable from Microsoft over HTTPS and answers `?validationToken=` with 200, text/plain and the \
+         decoded token within 10 seconds"
+    )]
+    EndpointValidation {
+        /// The notification URL that was asked for.
+        url: String,
+        /// Graph's message.
+        reason: String,
+    },
+    /// A change notification (or a whole POST) failed ORB's checks: unknown subscription, wrong
+    /// clientState, a bad validationToken, or content that does not decrypt.
+    #[error(
+        "a change notification was refused: {reason}; it is ignored (if this keeps happening, check the \
+         subscription's clientState, the JWKS URL and the encryption certificates, or someone is forging \
+         notifications)"
+    )]
+    NotificationRefused {
+        /// Which check failed.
+        reason: String,
+        /// The crypto error behind it, if any.
+        #[source]
+        source: Option<orb_crypto::CryptoError>,
+    },
+    /// A validationToken names a signing key the cached JWKS does not have: refetch the JWKS and check
+    /// again (at most once; [`crate::JwksCache`] does this).
+    #[error(
+        "a validationToken is signed with key {kid:?}, which the cached JWKS does not hold; refetch the JWKS"
+    )]
+    UnknownSigningKey {
+        /// The token's `kid`.
+        kid: String,
+    },
     /// The client's configuration is unusable.
     #[error("invalid Graph client configuration: {reason}")]
     Config {
@@ -100,7 +136,13 @@ pub enum GraphError {
 impl GraphError {
     /// Whether the same call can succeed later without changes.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Throttled { .. } | Self::Transient { .. } | Self::SyncReset { .. })
+        matches!(
+            self,
+            Self::Throttled { .. }
+                | Self::Transient { .. }
+                | Self::SyncReset { .. }
+                | Self::UnknownSigningKey { .. }
+        )
     }
 
     /// How long to wait before retrying, if Graph said.
@@ -137,5 +179,16 @@ mod tests {
             "client secret",
         );
         check(GraphError::Conflict { message: "etag".into() }, false, "reload");
+        check(
+            GraphError::EndpointValidation { url: "https://x/hook".into(), reason: "timed out".into() },
+            false,
+            "validationToken",
+        );
+        check(
+            GraphError::NotificationRefused { reason: "clientState differs".into(), source: None },
+            false,
+            "clientState differs",
+        );
+        check(GraphError::UnknownSigningKey { kid: "k9".into() }, true, "refetch the JWKS");
     }
 }

@@ -9,6 +9,10 @@
 //!   find by match id), series instances, calendarView and its delta (paging, deltaLink, fresh start on
 //!   `410` / `syncStateNotFound`), places, sendMail; per-mailbox concurrency cap and budget, `Retry-After`
 //!   honoured, `client-request-id` = ORB's correlation id.
+//! - [`subscriptions`]: change-notification subscriptions (create basic or rich, renew, reauthorize,
+//!   delete, get, list) and their helpers ([`generate_client_state`], [`subscription_expiry`]).
+//! - [`notifications`]: checking what Graph POSTs to ORB's webhooks (handshake echo, clientState in constant
+//!   time, validationTokens, decryption of rich content); [`JwksCache`] fetches the signing keys.
 //! - [`GraphError`]: ORB's failure modes with [`GraphError::is_retryable`].
 //!
 //! ## Invariants
@@ -21,8 +25,16 @@
 pub mod auth;
 mod client;
 mod error;
+mod jwks;
 pub mod model;
+pub mod notifications;
+pub mod subscriptions;
 
 pub use auth::{AppRegistration, CertificateCredential, Credential, TokenProvider};
 pub use client::{ClientOptions, DeltaCursor, DeltaRound, Endpoints, GraphClient, ORB_MATCH_PROPERTY_ID};
 pub use error::GraphError;
+pub use jwks::{JwksCache, JwksCacheOptions};
+pub use subscriptions::{
+    RICH_EVENT_SELECT, RichNotifications, SubscriptionRequest, events_resource, generate_client_state,
+    subscription_expiry,
+};

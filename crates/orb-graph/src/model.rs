@@ -938,8 +938,17 @@ pub struct CancelRequest {
     pub comment: Option<String>,
 }
 
-/// `microsoft.graph.subscription`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Graph refuses a subscription whose `clientState` is longer (reference §2.1).
+pub const CLIENT_STATE_MAX_LEN: usize = 128;
+/// Expirations closer than this are silently raised to now + 45 minutes (reference §2.1).
+pub const SUBSCRIPTION_MIN_LIFETIME_MINUTES: i64 = 45;
+/// Longest lifetime of a basic Outlook `event` subscription: 10,080 minutes (reference §2.2).
+pub const EVENT_SUBSCRIPTION_MAX_MINUTES: i64 = 10_080;
+/// Longest lifetime of an Outlook subscription with resource data: 1,440 minutes (reference §2.2).
+pub const EVENT_RICH_SUBSCRIPTION_MAX_MINUTES: i64 = 1_440;
+
+/// `microsoft.graph.subscription`. `Debug` redacts `clientState`.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
     /// Id (GUID).
@@ -989,6 +998,22 @@ pub struct Subscription {
     pub resource: Option<String>,
 }
 
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("resource", &self.resource)
+            .field("change_type", &self.change_type)
+            .field("notification_url", &self.notification_url)
+            .field("lifecycle_notification_url", &self.lifecycle_notification_url)
+            .field("expiration_date_time", &self.expiration_date_time)
+            .field("include_resource_data", &self.include_resource_data)
+            .field("encryption_certificate_id", &self.encryption_certificate_id)
+            .field("client_state", &self.client_state.as_ref().map(|_| "[REDACTED]"))
+            .finish_non_exhaustive()
+    }
+}
+
 /// `microsoft.graph.changeNotificationEncryptedContent`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1026,8 +1051,8 @@ pub struct ResourceData {
 }
 
 /// `microsoft.graph.changeNotification`. `resource`/`changeType` are optional because lifecycle items
-/// carry neither (the CSDL says otherwise; the reference §5 explains).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// carry neither (the CSDL says otherwise; the reference §5 explains). `Debug` redacts `clientState`.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeNotification {
     /// Change type (resource notifications).
@@ -1060,6 +1085,22 @@ pub struct ChangeNotification {
     /// Tenant id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+}
+
+impl std::fmt::Debug for ChangeNotification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeNotification")
+            .field("subscription_id", &self.subscription_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("change_type", &self.change_type)
+            .field("lifecycle_event", &self.lifecycle_event)
+            .field("resource", &self.resource)
+            .field("resource_data", &self.resource_data)
+            .field("encrypted_content", &self.encrypted_content.is_some())
+            .field("subscription_expiration_date_time", &self.subscription_expiration_date_time)
+            .field("client_state", &self.client_state.as_ref().map(|_| "[REDACTED]"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// `microsoft.graph.changeNotificationCollection`: the body Graph POSTs to a webhook.

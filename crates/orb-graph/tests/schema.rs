@@ -484,6 +484,67 @@ async fn every_emulator_body_the_client_reads_follows_the_schema() {
     assert_eq!(rooms["value"].as_array().map(Vec::len), Some(2));
     record("rooms", schema.collection_errors("microsoft.graph.room", &rooms));
 
+    // Subscriptions (rich, with the lifecycle URL) and the notifications ORB's webhooks read.
+    let rx = support::Receiver::start().await;
+    let now =
+        chrono::DateTime::parse_from_rfc3339("2026-09-01T06:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let key = orb_crypto::NotificationPrivateKey::generate().unwrap();
+    let cert =
+        orb_crypto::EncryptionCertificate::generate(key, now, now + chrono::Duration::days(30)).unwrap();
+    let new_sub = json!({
+        "changeType": "created,updated,deleted", "notificationUrl": rx.notify_url().as_str(),
+        "lifecycleNotificationUrl": rx.lifecycle_url().as_str(),
+        "resource": "users/room1@contoso.com/events?$select=subject,start,end,iCalUId",
+        "expirationDateTime": "2026-09-02T05:00:00Z", "clientState": "s3cr3t-state", "includeResourceData": true,
+        "encryptionCertificate": cert.certificate_base64(), "encryptionCertificateId": cert.id()
+    });
+    let sub = body(
+        req(reqwest::Method::POST, format!("{g}/subscriptions")).json(&new_sub).send().await.unwrap(),
+        201,
+    )
+    .await;
+    record("create subscription", schema.errors("microsoft.graph.subscription", &sub));
+    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    let got =
+        body(req(reqwest::Method::GET, format!("{g}/subscriptions/{sub_id}")).send().await.unwrap(), 200)
+            .await;
+    assert!(got.get("clientState").is_none(), "GET never returns clientState");
+    record("get subscription", schema.errors("microsoft.graph.subscription", &got));
+    let renewed = body(
+        req(reqwest::Method::PATCH, format!("{g}/subscriptions/{sub_id}"))
+            .json(&json!({"expirationDateTime": "2026-09-02T06:00:00Z"}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    record("renew subscription", schema.errors("microsoft.graph.subscription", &renewed));
+    let listed =
+        body(req(reqwest::Method::GET, format!("{g}/subscriptions")).send().await.unwrap(), 200).await;
+    record("list subscriptions", schema.collection_errors("microsoft.graph.subscription", &listed));
+    let reauth =
+        req(reqwest::Method::POST, format!("{g}/subscriptions/{sub_id}/reauthorize")).send().await.unwrap();
+    assert_eq!(reauth.status().as_u16(), 204);
+
+    req(reqwest::Method::POST, format!("{g}/users/anna@contoso.com/events"))
+        .json(&json!({"subject": "Notified", "start": {"dateTime": "2026-09-20T09:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2026-09-20T10:00:00", "timeZone": "UTC"},
+            "attendees": [{"emailAddress": {"address": "room1@contoso.com"}, "type": "resource"}]}))
+        .send()
+        .await
+        .unwrap();
+    world.em.send_lifecycle(&sub_id, orb_graph::model::LifecycleEventType::Missed);
+    for path in ["/notify", "/lifecycle"] {
+        let posts = rx.wait_for(path, 1).await;
+        record(
+            &format!("notification at {path}"),
+            schema.errors("microsoft.graph.changeNotificationCollection", &posts[0].json()),
+        );
+    }
+    let jwks: Value = http.get(world.served.jwks_url()).send().await.unwrap().json().await.unwrap();
+    assert!(jwks["keys"][0]["kid"].is_string(), "{jwks}");
+
     assert!(all_errors.is_empty(), "schema violations:\n{}", all_errors.join("\n"));
-    assert!(checked.len() >= 14, "the session covered {checked:?}");
+    assert!(checked.len() >= 20, "the session covered {checked:?}");
 }

@@ -93,11 +93,12 @@ fn prefer(headers: &HeaderMap) -> Prefer {
 /// One authorised request: its tenant, rendering options, base URL, and its place in the mailbox's
 /// in-flight count (released on drop).
 pub(crate) struct Ctx {
-    tenant: String,
-    mailbox: Option<String>,
-    view: View,
-    page_size: Option<usize>,
-    base: String,
+    pub(crate) tenant: String,
+    pub(crate) client_id: String,
+    pub(crate) mailbox: Option<String>,
+    pub(crate) view: View,
+    pub(crate) page_size: Option<usize>,
+    pub(crate) base: String,
     _flight: Option<Flight>,
 }
 
@@ -121,7 +122,7 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-async fn begin(
+pub(crate) async fn begin(
     em: &GraphEmulator,
     headers: &HeaderMap,
     method: &Method,
@@ -139,8 +140,9 @@ async fn begin(
             format!("Time zone '{tz}' is not supported."),
         ));
     }
-    let (tenant, mailbox, latency) = {
+    let (tenant, client_id, mailbox, latency) = {
         let mut inner = em.lock();
+        super::subscriptions::sweep(&mut inner, now);
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
@@ -174,10 +176,14 @@ async fn begin(
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned),
         });
+        let every = inner.knobs.error_every;
+        if every > 0 && (inner.requests.len() as u64).is_multiple_of(every) {
+            return Err(ApiError::new(500, "generalException", "An unexpected error occurred (injected)."));
+        }
         if let Some(mb) = &mailbox {
             throttle(&mut inner, mb, now)?;
         }
-        (issued.tenant, mailbox, inner.knobs.latency_ms)
+        (issued.tenant, issued.client_id, mailbox, inner.knobs.latency_ms)
     };
     let flight = mailbox.clone().map(|mailbox| Flight { em: em.clone(), mailbox });
     if latency > 0 {
@@ -185,6 +191,7 @@ async fn begin(
     }
     Ok(Ctx {
         tenant,
+        client_id,
         mailbox,
         view: View {
             tz: pref.timezone,
@@ -233,7 +240,7 @@ fn throttle(inner: &mut super::state::Inner, mb: &str, now: DateTime<Utc>) -> Ap
     Ok(())
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(400, "RequestBodyRead", format!("The request body could not be read: {e}"))
     })

@@ -11,14 +11,21 @@
 //! | `GET /mailboxes/{m}/events` | the mailbox's items with extended properties |
 //! | `POST /mailboxes/{m}/expire-delta` `{mode: gone \| syncStateNotFound}` | invalidates its delta tokens |
 //! | `GET /counters`, `GET /requests`, `GET /outbox` | per-mailbox counters, request log, sent mail |
-//! | `GET /knobs`, `PUT /knobs` | throttling and fault knobs |
+//! | `GET /knobs`, `PUT /knobs` | throttling and fault knobs (notification faults in `notifications`) |
+//! | `GET /subscriptions` | the subscriptions (id, mailbox, expiry, rich, pending reauthorization) |
+//! | `POST /subscriptions/{id}/lifecycle` `{event}` | sends a lifecycle notification (`subscriptionRemoved` also removes it) |
+//! | `POST /tick` | runs the expiry sweep at the clock's time (expired removed, `reauthorizationRequired` sent) |
+//! | `GET /notifications` | every outgoing POST: handshakes, change and lifecycle notifications, with outcome |
+//! | `GET /jwks`, `POST /jwks/rotate` | the validation-token signing keys; a new signing key |
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
-use orb_graph::model::{Attendee, DateTimeTimeZone, Event, Location, PatternedRecurrence};
+use orb_graph::model::{
+    Attendee, DateTimeTimeZone, Event, LifecycleEventType, Location, PatternedRecurrence,
+};
 use serde::Deserialize;
 
 use super::api::ApiError;
@@ -39,6 +46,42 @@ pub(crate) fn router() -> Router<GraphEmulator> {
         .route("/requests", get(|State(em): State<GraphEmulator>| async move { Json(em.requests()) }))
         .route("/outbox", get(|State(em): State<GraphEmulator>| async move { Json(em.outbox()) }))
         .route("/knobs", get(get_knobs).put(put_knobs))
+        .route(
+            "/subscriptions",
+            get(|State(em): State<GraphEmulator>| async move { Json(em.subscriptions()) }),
+        )
+        .route("/subscriptions/{id}/lifecycle", post(lifecycle))
+        .route(
+            "/tick",
+            post(|State(em): State<GraphEmulator>| async move {
+                em.tick();
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .route("/notifications", get(|State(em): State<GraphEmulator>| async move { Json(em.deliveries()) }))
+        .route("/jwks", get(super::subscriptions::jwks))
+        .route("/jwks/rotate", post(rotate))
+}
+
+#[derive(Deserialize)]
+struct Lifecycle {
+    event: LifecycleEventType,
+}
+
+async fn lifecycle(
+    State(em): State<GraphEmulator>,
+    Path(id): Path<String>,
+    Json(body): Json<Lifecycle>,
+) -> Result<StatusCode, ApiError> {
+    if em.send_lifecycle(&id, body.event) {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::new(404, "ResourceNotFound", format!("no subscription {id}")))
+    }
+}
+
+async fn rotate(State(em): State<GraphEmulator>) -> Result<Json<String>, ApiError> {
+    Ok(Json(em.rotate_signing_key()?))
 }
 
 #[derive(Deserialize)]

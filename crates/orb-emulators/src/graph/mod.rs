@@ -8,6 +8,9 @@
 //! - [`api`]: the `/v1.0` routes, bearer-token checks, `Prefer` headers, per-mailbox throttling.
 //! - [`control`]: `/_emulator/…` to set up apps, users and rooms, act as a person in Outlook, inspect
 //!   state and counters, and turn knobs.
+//! - [`subscriptions`]: subscriptions with the validation handshake, basic and rich (encrypted, with
+//!   validation tokens) change notifications and lifecycle notifications delivered by HTTP, with fault
+//!   knobs; the signing keys' JWKS at `/common/discovery/keys`.
 //!
 //! Wire types are `orb_graph::model`: the client and the emulator share one schema.
 //!
@@ -24,6 +27,7 @@ pub mod auth;
 pub mod calendar;
 pub mod control;
 pub mod state;
+pub mod subscriptions;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,12 +40,15 @@ use orb_graph::model::Event;
 
 pub use calendar::{CalError, View};
 pub use state::{DeltaExpiry, Knobs, MailboxCounters, RequestRecord, RoomInfo, RoomSettings, SentMail};
+pub use subscriptions::{DeliveryKind, DeliveryRecord, NotificationKnobs, SubscriptionInfo};
 
 /// A handle on one emulator's state. Clones share the state.
 #[derive(Clone)]
 pub struct GraphEmulator {
     inner: Arc<Mutex<state::Inner>>,
     clock: Arc<dyn Clock>,
+    /// For validation handshakes (deliveries use a clone on the delivery task).
+    pub(crate) http: reqwest::Client,
 }
 
 impl std::fmt::Debug for GraphEmulator {
@@ -53,7 +60,10 @@ impl std::fmt::Debug for GraphEmulator {
 impl GraphEmulator {
     /// An empty emulator that tells time by `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { inner: Arc::new(Mutex::new(state::Inner::default())), clock }
+        // No proxy: the emulator talks to webhooks on this machine. Building fails only without TLS roots,
+        // and then the plain default client is as good.
+        let http = reqwest::Client::builder().no_proxy().build().unwrap_or_default();
+        Self { inner: Arc::new(Mutex::new(state::Inner::default())), clock, http }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, state::Inner> {
@@ -193,6 +203,7 @@ impl GraphEmulator {
         if !existed {
             calendar::process_meeting(&mut inner, &mb, &key, now);
         }
+        subscriptions::collect(&mut inner, now);
         Ok(shown)
     }
 
@@ -204,6 +215,7 @@ impl GraphEmulator {
         let key = calendar::update(&mut inner, &mb, id, input, now)?;
         let shown = calendar::get(&inner, &mb, id, view)?;
         calendar::process_meeting(&mut inner, &mb, &key, now);
+        subscriptions::collect(&mut inner, now);
         Ok(shown)
     }
 
@@ -215,7 +227,41 @@ impl GraphEmulator {
         let mut inner = self.lock();
         let key = calendar::remove(&mut inner, &mb, id, cancel, now)?;
         calendar::process_meeting(&mut inner, &mb, &key, now);
+        subscriptions::collect(&mut inner, now);
         Ok(())
+    }
+
+    /// The subscriptions.
+    pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        let inner = self.lock();
+        inner.notifier.subscriptions.values().map(|s| s.info(&inner)).collect()
+    }
+
+    /// Sends a lifecycle notification for subscription `id` (`subscriptionRemoved` also removes it).
+    /// Returns false if there is no such subscription.
+    pub fn send_lifecycle(&self, id: &str, event: orb_graph::model::LifecycleEventType) -> bool {
+        subscriptions::lifecycle(&mut self.lock(), id, event)
+    }
+
+    /// Runs the subscription sweep at the clock's time (also done on every Graph request).
+    pub fn tick(&self) {
+        let now = self.now();
+        subscriptions::sweep(&mut self.lock(), now);
+    }
+
+    /// Every outgoing POST so far (handshakes, notifications), with its outcome.
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.lock().notifier.log.clone()
+    }
+
+    /// The JWKS that verifies the emulator's validation tokens.
+    pub fn jwks(&self) -> Result<orb_crypto::Jwks, CalError> {
+        self.lock().notifier.jwks().map_err(|e| CalError::new(500, "generalException", format!("{e:?}")))
+    }
+
+    /// Starts signing validation tokens with a new key (the old one stays in the JWKS); returns its kid.
+    pub fn rotate_signing_key(&self) -> Result<String, api::ApiError> {
+        self.lock().notifier.rotate()
     }
 }
 
@@ -235,27 +281,56 @@ pub fn router(em: GraphEmulator) -> Router {
         .route("/v1.0/users/{user}/calendarView", get(api::calendar_view))
         .route("/v1.0/users/{user}/calendarView/delta", get(api::delta))
         .route("/v1.0/users/{user}/sendMail", post(api::send_mail))
+        .route("/v1.0/subscriptions", get(subscriptions::list).post(subscriptions::create))
+        .route(
+            "/v1.0/subscriptions/{id}",
+            get(subscriptions::get).patch(subscriptions::update).delete(subscriptions::delete),
+        )
+        .route("/v1.0/subscriptions/{id}/reauthorize", post(subscriptions::reauthorize))
+        .route("/common/discovery/keys", get(subscriptions::jwks))
         .nest("/_emulator", control::router())
         .with_state(em)
 }
 
-/// A running emulator.
+/// A running emulator. Dropping it stops the server and the notification delivery task.
 #[derive(Debug)]
 pub struct Served {
     /// `http://127.0.0.1:{port}`: the login base URL; Graph's is this plus `/v1.0`.
     pub base_url: String,
     /// The server task (aborting it stops the server).
     pub task: tokio::task::JoinHandle<()>,
+    /// The notification delivery task (`None` when another served instance already delivers).
+    pub delivery: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Served {
+    /// The JWKS URL of the emulator's validation-token signing keys (Microsoft's path).
+    pub fn jwks_url(&self) -> String {
+        format!("{}/common/discovery/keys", self.base_url)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(delivery) = &self.delivery {
+            delivery.abort();
+        }
+    }
 }
 
 /// Serves the emulator on `127.0.0.1:0` and returns its base URL.
 pub async fn serve(em: GraphEmulator) -> std::io::Result<Served> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
+    let receiver = em.lock().notifier.take_receiver();
+    let delivery = receiver.map(|rx| {
+        tokio::spawn(subscriptions::run_deliveries(rx, em.http.clone(), Arc::downgrade(&em.inner)))
+    });
     let app = router(em);
     let task = tokio::spawn(async move {
         // A serve error ends the task; requests then fail with connection errors, which tests see.
         let _ = axum::serve(listener, app).await;
     });
-    Ok(Served { base_url, task })
+    Ok(Served { base_url, task, delivery })
 }

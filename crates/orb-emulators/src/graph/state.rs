@@ -11,6 +11,8 @@ use orb_graph::model::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::subscriptions::{NotificationKnobs, Notifier};
+
 /// How a room mailbox's calendar attendant (`Set-CalendarProcessing`) treats meeting requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -252,6 +254,14 @@ pub struct Knobs {
     pub latency_ms: u64,
     /// Lifetime of issued access tokens, seconds.
     pub token_lifetime_secs: u64,
+    /// Answer every Nth `/v1.0` request with `500 generalException` (0 = never).
+    pub error_every: u64,
+    /// How long a validation handshake may take, milliseconds (Graph: 10 s).
+    pub handshake_timeout_ms: u64,
+    /// Send `reauthorizationRequired` this many minutes before a subscription expires (0 = never).
+    pub reauthorize_before_expiry_minutes: i64,
+    /// Notification delivery faults.
+    pub notifications: NotificationKnobs,
 }
 
 impl Default for Knobs {
@@ -264,6 +274,10 @@ impl Default for Knobs {
             storm: BTreeMap::new(),
             latency_ms: 0,
             token_lifetime_secs: 3599,
+            error_every: 0,
+            handshake_timeout_ms: 10_000,
+            reauthorize_before_expiry_minutes: 15,
+            notifications: NotificationKnobs::default(),
         }
     }
 }
@@ -293,6 +307,8 @@ pub struct Inner {
     pub budgets: HashMap<String, (DateTime<Utc>, u64)>,
     /// Knobs.
     pub knobs: Knobs,
+    /// Subscriptions and notification delivery.
+    pub notifier: Notifier,
 }
 
 impl Inner {
