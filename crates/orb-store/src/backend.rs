@@ -251,6 +251,37 @@ macro_rules! impl_store {
             })
         }
 
+        fn subscription_from_row(row: &DbRow) -> Result<SubscriptionRow> {
+            let e = || StoreError::db("reading a subscription");
+            Ok(SubscriptionRow {
+                id: row.try_get("id").map_err(e())?,
+                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
+                room_id: RoomId::from_uuid(row.try_get("room_id").map_err(e())?),
+                resource: row.try_get("resource").map_err(e())?,
+                client_state_hash: row.try_get("client_state_hash").map_err(e())?,
+                rich: row.try_get("rich").map_err(e())?,
+                encryption_certificate_id: row.try_get("encryption_certificate_id").map_err(e())?,
+                expires_at: from_ts(row.try_get("expires_at").map_err(e())?, "subscription expires_at")?,
+                created_at: from_ts(row.try_get("created_at").map_err(e())?, "subscription created_at")?,
+                updated_at: from_ts(row.try_get("updated_at").map_err(e())?, "subscription updated_at")?,
+            })
+        }
+
+        fn inbox_from_row(row: &DbRow) -> Result<InboxItem> {
+            let e = || StoreError::db("reading an inbox item");
+            let payload: String = row.try_get("payload").map_err(e())?;
+            Ok(InboxItem {
+                id: row.try_get("id").map_err(e())?,
+                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
+                source: row.try_get::<String, _>("source").map_err(e())?.parse()?,
+                received_at: from_ts(row.try_get("received_at").map_err(e())?, "inbox received_at")?,
+                remote_ip: row.try_get("remote_ip").map_err(e())?,
+                payload: serde_json::from_str(&payload)
+                    .map_err(|err| StoreError::Corrupt { what: "inbox payload".into(), reason: err.to_string() })?,
+                processed_at: opt_ts(row.try_get("processed_at").map_err(e())?, "inbox processed_at")?,
+            })
+        }
+
         fn job_from_row(row: &DbRow) -> Result<Job> {
             let e = || StoreError::db("reading job");
             let payload: String = row.try_get("payload").map_err(e())?;
@@ -776,6 +807,143 @@ macro_rules! impl_store {
                 }
                 insert_audit(&mut tx, audit).await?;
                 commit(tx, "rotating secrets").await
+            }
+
+            async fn upsert_subscription(&self, sub: &SubscriptionRow) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO subscriptions (id, tenant_id, room_id, resource, client_state_hash, rich, \
+                     encryption_certificate_id, expires_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (id) DO UPDATE SET room_id = excluded.room_id, resource = excluded.resource, \
+                     client_state_hash = excluded.client_state_hash, rich = excluded.rich, \
+                     encryption_certificate_id = excluded.encryption_certificate_id, \
+                     expires_at = excluded.expires_at, updated_at = excluded.updated_at \
+                     WHERE subscriptions.tenant_id = excluded.tenant_id",
+                )
+                .bind(sub.id.clone())
+                .bind(sub.tenant_id.as_uuid())
+                .bind(sub.room_id.as_uuid())
+                .bind(sub.resource.clone())
+                .bind(sub.client_state_hash.clone())
+                .bind(sub.rich)
+                .bind(sub.encryption_certificate_id.clone())
+                .bind(ts(sub.expires_at))
+                .bind(ts(sub.created_at))
+                .bind(ts(sub.updated_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("saving a subscription"))?;
+                commit(tx, "saving a subscription").await
+            }
+
+            async fn get_subscription(&self, tenant: TenantId, id: &str) -> Result<SubscriptionRow> {
+                let row = sqlx::query("SELECT * FROM subscriptions WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(id.to_owned())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::db("reading a subscription"))?;
+                subscription_from_row(&require(row, || format!("subscription {id:?}"))?)
+            }
+
+            async fn list_subscriptions(&self, tenant: TenantId) -> Result<Vec<SubscriptionRow>> {
+                let rows = sqlx::query("SELECT * FROM subscriptions WHERE tenant_id = $1 ORDER BY expires_at, id")
+                    .bind(tenant.as_uuid())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::db("listing subscriptions"))?;
+                rows.iter().map(subscription_from_row).collect()
+            }
+
+            async fn delete_subscription(&self, tenant: TenantId, id: &str) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("DELETE FROM subscriptions WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("deleting a subscription"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { what: format!("subscription {id:?}") });
+                }
+                commit(tx, "deleting a subscription").await
+            }
+
+            async fn accept_inbox(&self, item: &NewInboxItem, job: &NewJob, now: DateTime<Utc>) -> Result<(i64, JobId)> {
+                let mut tx = self.begin_write().await?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO inbox (tenant_id, source, received_at, remote_ip, payload) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(item.tenant_id.as_uuid())
+                .bind(item.source.as_str())
+                .bind(ts(item.received_at))
+                .bind(item.remote_ip.clone())
+                .bind(item.payload.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::db("keeping a received notification"))?;
+                let mut job = job.clone();
+                match &mut job.payload {
+                    serde_json::Value::Object(map) => {
+                        map.insert("inbox_id".into(), serde_json::Value::from(id));
+                    }
+                    other => *other = serde_json::json!({ "inbox_id": id }),
+                }
+                let job_id = insert_job(&mut tx, &job, now).await?;
+                commit(tx, "keeping a received notification").await?;
+                Ok((id, job_id))
+            }
+
+            async fn get_inbox(&self, tenant: TenantId, id: i64) -> Result<InboxItem> {
+                let row = sqlx::query("SELECT * FROM inbox WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::db("reading an inbox item"))?;
+                inbox_from_row(&require(row, || format!("inbox item {id}"))?)
+            }
+
+            async fn mark_inbox_processed(&self, tenant: TenantId, id: i64, now: DateTime<Utc>) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("UPDATE inbox SET processed_at = $3 WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(id)
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("marking an inbox item processed"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { what: format!("inbox item {id}") });
+                }
+                commit(tx, "marking an inbox item processed").await
+            }
+
+            async fn set_push_token_hash(&self, tenant: TenantId, hash: &[u8], audit: &NewAuditEntry) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO push_tokens (tenant_id, token_hash, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET token_hash = excluded.token_hash, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(tenant.as_uuid())
+                .bind(hash.to_vec())
+                .bind(ts(audit.at))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("saving a push token"))?;
+                insert_audit(&mut tx, audit).await?;
+                commit(tx, "saving a push token").await
+            }
+
+            async fn push_token_hash(&self, tenant: TenantId) -> Result<Option<Vec<u8>>> {
+                sqlx::query_scalar("SELECT token_hash FROM push_tokens WHERE tenant_id = $1")
+                    .bind(tenant.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::db("reading a push token"))
             }
 
             async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<JobId> {

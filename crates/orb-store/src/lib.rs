@@ -45,8 +45,9 @@ pub use postgres::PgStore;
 pub use queue::{ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lane, Lease, NewJob, RetryPolicy};
 pub use sqlite::SqliteStore;
 pub use types::{
-    AuditEntry, BookingEvent, BookingFilter, BookingKey, NewAuditEntry, NewBookingEvent, NewRoom, Room,
-    SealedSecretRow, SecretMeta, Series, Tenant,
+    AuditEntry, BookingEvent, BookingFilter, BookingKey, InboxItem, InboxSource, NewAuditEntry,
+    NewBookingEvent, NewInboxItem, NewRoom, Room, SealedSecretRow, SecretMeta, Series, SubscriptionRow,
+    Tenant,
 };
 
 use async_trait::async_trait;
@@ -169,6 +170,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// is replacing (`previous_key_id`), so a concurrent change is detected as [`StoreError::Conflict`] and
     /// nothing is written.
     async fn rotate_secrets(&self, rows: &[(SealedSecretRow, String)], audit: &NewAuditEntry) -> Result<()>;
+
+    // ---- webhook intake ----
+
+    /// Inserts or replaces a subscription row (create, renewal, certificate switch).
+    async fn upsert_subscription(&self, subscription: &SubscriptionRow) -> Result<()>;
+    /// One subscription by Graph's id.
+    async fn get_subscription(&self, tenant: TenantId, id: &str) -> Result<SubscriptionRow>;
+    /// The tenant's subscriptions, by expiry.
+    async fn list_subscriptions(&self, tenant: TenantId) -> Result<Vec<SubscriptionRow>>;
+    /// Forgets a subscription (deleted or removed by Graph).
+    async fn delete_subscription(&self, tenant: TenantId, id: &str) -> Result<()>;
+    /// Keeps a received item and enqueues the job that will process it, in one transaction: the intake's
+    /// only write. The job's payload gets `"inbox_id"` set to the new item's id.
+    async fn accept_inbox(
+        &self,
+        item: &NewInboxItem,
+        job: &NewJob,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, JobId)>;
+    /// One inbox item.
+    async fn get_inbox(&self, tenant: TenantId, id: i64) -> Result<InboxItem>;
+    /// Marks an inbox item processed.
+    async fn mark_inbox_processed(&self, tenant: TenantId, id: i64, now: DateTime<Utc>) -> Result<()>;
+    /// Sets the SHA-256 of the tenant's TOPdesk push token, with an audit entry, in one transaction.
+    async fn set_push_token_hash(&self, tenant: TenantId, hash: &[u8], audit: &NewAuditEntry) -> Result<()>;
+    /// The SHA-256 of the tenant's TOPdesk push token, if one is set.
+    async fn push_token_hash(&self, tenant: TenantId) -> Result<Option<Vec<u8>>>;
 
     // ---- jobs ----
 

@@ -7,8 +7,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::migrate::{Migration, impl_migrations};
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
+    Migration { version: 2, name: "intake", sql: include_str!("../migrations/postgres/0002_intake.sql") },
+];
 
 const CLAIM_SQL: &str = "SELECT j.id FROM jobs j \
      WHERE j.status = 'queued' AND j.run_at <= $1 \

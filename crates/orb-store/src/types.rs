@@ -214,3 +214,113 @@ pub struct SecretMeta {
     /// Last written.
     pub updated_at: DateTime<Utc>,
 }
+
+/// A Graph change-notification subscription ORB holds for a room mailbox. The `clientState` itself is never
+/// stored: only its SHA-256, which the intake compares (in constant time) with the hash of what arrives.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    /// Graph's subscription id.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// The room whose mailbox it watches.
+    pub room_id: RoomId,
+    /// Graph resource, e.g. `users/room@contoso.com/events`.
+    pub resource: String,
+    /// SHA-256 of the subscription's `clientState`.
+    pub client_state_hash: Vec<u8>,
+    /// Rich (encrypted resource data) or basic notifications.
+    pub rich: bool,
+    /// Id of the encryption certificate the subscription uses (rich only).
+    pub encryption_certificate_id: Option<String>,
+    /// When Graph ends it unless renewed.
+    pub expires_at: DateTime<Utc>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed (renewal, certificate switch).
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SubscriptionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionRow")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("room_id", &self.room_id)
+            .field("resource", &self.resource)
+            .field("rich", &self.rich)
+            .field("encryption_certificate_id", &self.encryption_certificate_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where an inbox item came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum InboxSource {
+    /// A Graph change notification (`POST /hooks/graph/{tenant}`).
+    Graph,
+    /// A Graph lifecycle notification (`POST /hooks/graph/{tenant}/lifecycle`).
+    GraphLifecycle,
+    /// A TOPdesk push hint (`POST /hooks/topdesk/{tenant}`).
+    Topdesk,
+}
+
+impl InboxSource {
+    /// Stored text.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Graph => "graph",
+            Self::GraphLifecycle => "graph-lifecycle",
+            Self::Topdesk => "topdesk",
+        }
+    }
+}
+
+impl std::str::FromStr for InboxSource {
+    type Err = crate::StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "graph" => Ok(Self::Graph),
+            "graph-lifecycle" => Ok(Self::GraphLifecycle),
+            "topdesk" => Ok(Self::Topdesk),
+            other => {
+                Err(crate::StoreError::Corrupt { what: "inbox source".into(), reason: format!("{other:?}") })
+            }
+        }
+    }
+}
+
+/// Something a webhook received, to keep durably before answering `202`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInboxItem {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Which endpoint.
+    pub source: InboxSource,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// The sender's address.
+    pub remote_ip: Option<String>,
+    /// The item as received (one notification, or one push hint). Rich content stays encrypted.
+    pub payload: serde_json::Value,
+}
+
+/// A stored inbox item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboxItem {
+    /// Sequence number.
+    pub id: i64,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Which endpoint.
+    pub source: InboxSource,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// The sender's address.
+    pub remote_ip: Option<String>,
+    /// The item as received.
+    pub payload: serde_json::Value,
+    /// When a worker finished with it.
+    pub processed_at: Option<DateTime<Utc>>,
+}

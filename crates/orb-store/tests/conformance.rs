@@ -55,4 +55,7 @@ conformance!(
     expired_lease_is_run_again_and_old_holder_is_refused,
     failing_job_backs_off_then_dies_and_blocks_its_lane_meanwhile,
     jobs_wait_for_run_at_and_heartbeat_extends_the_lease,
+    subscriptions_round_trip_renew_and_delete,
+    inbox_item_and_its_job_commit_together,
+    push_token_hash_is_per_tenant_and_audited,
 );

@@ -10,8 +10,9 @@ use orb_core::{
     Side, SyncStatus, TenantId, TenantName, TimeZoneName, TopdeskLocationId,
 };
 use orb_store::{
-    BookingFilter, BookingKey, JobOutcome, JobStatus, Lane, NewAuditEntry, NewBookingEvent, NewJob, NewRoom,
-    RetryPolicy, Room, SealedSecretRow, Series, Store, StoreError, Tenant,
+    BookingFilter, BookingKey, InboxSource, JobOutcome, JobStatus, Lane, NewAuditEntry, NewBookingEvent,
+    NewInboxItem, NewJob, NewRoom, RetryPolicy, Room, SealedSecretRow, Series, Store, StoreError,
+    SubscriptionRow, Tenant,
 };
 use serde_json::json;
 
@@ -103,7 +104,7 @@ pub async fn migrations_are_idempotent_and_append_only(h: &Harness) {
         .await
         .unwrap();
     let err = h.store.migrate().await.unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 1 }), "{err:?}");
+    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 2 }), "{err:?}");
 }
 
 pub async fn tenants_are_unique_and_listed(h: &Harness) {
@@ -781,4 +782,96 @@ pub async fn jobs_wait_for_run_at_and_heartbeat_extends_the_lease(h: &Harness) {
     assert_eq!(s.requeue_expired(t1 + Duration::seconds(10), 5).await.unwrap(), 0);
     s.complete_job(&c.lease, t1 + Duration::seconds(20)).await.unwrap();
     assert!(matches!(s.complete_job(&c.lease, t1).await, Err(StoreError::LeaseLost { .. })), "done twice");
+}
+
+fn subscription(t: &Tenant, r: &Room, id: &str, expires: DateTime<Utc>) -> SubscriptionRow {
+    SubscriptionRow {
+        id: id.into(),
+        tenant_id: t.id,
+        room_id: r.id,
+        resource: format!("users/{}/events", r.mailbox),
+        client_state_hash: vec![0xab; 32],
+        rich: true,
+        encryption_certificate_id: Some("enc-20261123-ABCDEF01".into()),
+        expires_at: expires,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+pub async fn subscriptions_round_trip_renew_and_delete(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    let a = subscription(&t, &r, "sub-a", t0() + Duration::days(3));
+    let b = subscription(&t, &r, "sub-b", t0() + Duration::days(1));
+    s.upsert_subscription(&a).await.unwrap();
+    s.upsert_subscription(&b).await.unwrap();
+    assert_eq!(s.get_subscription(t.id, "sub-a").await.unwrap(), a);
+    let ids: Vec<_> = s.list_subscriptions(t.id).await.unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(ids, ["sub-b", "sub-a"], "listed by expiry");
+    // Renewal and a certificate switch replace the row.
+    let renewed = SubscriptionRow {
+        expires_at: t0() + Duration::days(6),
+        encryption_certificate_id: Some("enc-20261201-12345678".into()),
+        updated_at: t0() + Duration::hours(1),
+        ..a.clone()
+    };
+    s.upsert_subscription(&renewed).await.unwrap();
+    assert_eq!(s.get_subscription(t.id, "sub-a").await.unwrap(), renewed);
+    assert!(!format!("{renewed:?}").contains("171"), "Debug shows no clientState hash bytes");
+    // Another tenant neither sees nor can take over the row.
+    assert!(matches!(s.get_subscription(other.id, "sub-a").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.delete_subscription(other.id, "sub-a").await, Err(StoreError::NotFound { .. })));
+    s.delete_subscription(t.id, "sub-a").await.unwrap();
+    assert!(matches!(s.get_subscription(t.id, "sub-a").await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.list_subscriptions(t.id).await.unwrap().len(), 1);
+}
+
+pub async fn inbox_item_and_its_job_commit_together(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let lane = Lane::room(t.id, r.id);
+    let item = NewInboxItem {
+        tenant_id: t.id,
+        source: InboxSource::Graph,
+        received_at: t0(),
+        remote_ip: Some("127.0.0.1".into()),
+        payload: json!({"subscriptionId": "sub-a", "changeType": "updated"}),
+    };
+    let (inbox_id, job_id) =
+        s.accept_inbox(&item, &job(&lane, "graph.notification", json!({"k": 1})), t0()).await.unwrap();
+    let stored = s.get_inbox(t.id, inbox_id).await.unwrap();
+    assert_eq!(stored.payload, item.payload);
+    assert_eq!(stored.source, InboxSource::Graph);
+    assert_eq!(stored.remote_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(stored.processed_at, None);
+    let queued = s.get_job(t.id, job_id).await.unwrap();
+    assert_eq!(queued.payload, json!({"k": 1, "inbox_id": inbox_id}), "the job points at its inbox item");
+    s.mark_inbox_processed(t.id, inbox_id, t0() + Duration::seconds(2)).await.unwrap();
+    assert_eq!(s.get_inbox(t.id, inbox_id).await.unwrap().processed_at, Some(t0() + Duration::seconds(2)));
+    // A job for a tenant that does not exist fails the whole intake write: no item without its job.
+    let ghost = Lane::room(TenantId::generate(t0()), r.id);
+    let err = s.accept_inbox(&item, &job(&ghost, "x", json!({})), t0()).await;
+    assert!(err.is_err());
+    assert!(matches!(s.get_inbox(t.id, inbox_id + 1).await, Err(StoreError::NotFound { .. })));
+    // Tenant scoping.
+    let other = tenant(s, "fabrikam").await;
+    assert!(matches!(s.get_inbox(other.id, inbox_id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        s.mark_inbox_processed(other.id, inbox_id, t0()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn push_token_hash_is_per_tenant_and_audited(h: &Harness) {
+    let s = &*h.store;
+    let (t, _) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    assert_eq!(s.push_token_hash(t.id).await.unwrap(), None);
+    s.set_push_token_hash(t.id, &[1; 32], &audit(Some(t.id), "push_token.set", "topdesk")).await.unwrap();
+    s.set_push_token_hash(t.id, &[2; 32], &audit(Some(t.id), "push_token.set", "topdesk")).await.unwrap();
+    assert_eq!(s.push_token_hash(t.id).await.unwrap(), Some(vec![2; 32]));
+    assert_eq!(s.push_token_hash(other.id).await.unwrap(), None);
+    assert_eq!(s.list_audit(t.id, 10).await.unwrap().len(), 2);
 }
