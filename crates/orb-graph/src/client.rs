@@ -143,12 +143,12 @@ pub struct DeltaRound {
 /// The Graph client of one tenant. Cheap to share behind an `Arc`; all methods take `&self`.
 #[derive(Debug)]
 pub struct GraphClient {
-    http: reqwest::Client,
-    tokens: Arc<TokenProvider>,
-    app: AppRegistration,
-    graph_base: Url,
+    pub(crate) http: reqwest::Client,
+    pub(crate) tokens: Arc<TokenProvider>,
+    pub(crate) app: AppRegistration,
+    pub(crate) graph_base: Url,
     clock: Arc<dyn Clock>,
-    options: ClientOptions,
+    pub(crate) options: ClientOptions,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     budgets: Mutex<HashMap<String, (DateTime<Utc>, u64)>>,
 }
@@ -163,7 +163,7 @@ pub(crate) struct Call<'a> {
     pub(crate) paged: bool,
 }
 
-fn transient(message: impl Into<String>, source: Option<reqwest::Error>) -> GraphError {
+pub(crate) fn transient(message: impl Into<String>, source: Option<reqwest::Error>) -> GraphError {
     GraphError::Transient { message: message.into(), source }
 }
 
@@ -227,7 +227,7 @@ impl GraphClient {
         url
     }
 
-    fn slot(&self, mailbox: &EmailAddress) -> Arc<Semaphore> {
+    pub(crate) fn slot(&self, mailbox: &EmailAddress) -> Arc<Semaphore> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .entry(mailbox.as_str().to_owned())
@@ -235,7 +235,7 @@ impl GraphClient {
             .clone()
     }
 
-    fn spend_budget(&self, mailbox: &EmailAddress) -> Result<(), GraphError> {
+    pub(crate) fn spend_budget(&self, mailbox: &EmailAddress) -> Result<(), GraphError> {
         let now = self.clock.now();
         let window =
             chrono::Duration::from_std(self.options.budget_window).unwrap_or(chrono::Duration::minutes(10));
@@ -252,7 +252,7 @@ impl GraphClient {
         Ok(())
     }
 
-    fn prefer(&self, paged: bool) -> Option<String> {
+    pub(crate) fn prefer(&self, paged: bool) -> Option<String> {
         let mut parts = Vec::new();
         if let Some(tz) = &self.options.time_zone {
             parts.push(format!("outlook.timezone=\"{tz}\""));
@@ -267,7 +267,12 @@ impl GraphClient {
     }
 
     fn retry_after(&self, resp: &reqwest::Response) -> Option<Duration> {
-        let text = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+        self.parse_retry_after(resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
+    }
+
+    /// A `Retry-After` value: delay in seconds or an HTTP date (read against the injected clock).
+    pub(crate) fn parse_retry_after(&self, text: &str) -> Option<Duration> {
+        let text = text.trim();
         if let Ok(secs) = text.parse::<u64>() {
             return Some(Duration::from_secs(secs));
         }
@@ -275,7 +280,7 @@ impl GraphClient {
         Some((at - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         self.options.backoff_base.saturating_mul(1u32 << attempt.min(6))
     }
 
@@ -344,14 +349,18 @@ impl GraphClient {
     }
 
     pub(crate) async fn error_from(&self, resp: reqwest::Response, call: &Call<'_>) -> GraphError {
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let body = resp.bytes().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_slice::<ErrorResponse>(&body) {
+        self.error_for(status, &body, || format!("{} {}", call.method, call.url.path()))
+    }
+
+    /// Maps a failed status and Graph's error body to a [`GraphError`] (direct calls and batch items alike).
+    pub(crate) fn error_for(&self, status: u16, body: &[u8], what: impl FnOnce() -> String) -> GraphError {
+        let (code, message) = match serde_json::from_slice::<ErrorResponse>(body) {
             Ok(e) => (e.error.code, e.error.message),
-            Err(_) => (String::new(), String::from_utf8_lossy(&body).chars().take(200).collect()),
+            Err(_) => (String::new(), String::from_utf8_lossy(body).chars().take(200).collect()),
         };
-        let what = || format!("{} {}", call.method, call.url.path());
-        match status.as_u16() {
+        match status {
             400 | 422 => GraphError::Rejected { code, reason: message },
             401 => GraphError::Unauthorized {
                 tenant: self.app.tenant.clone(),
@@ -414,7 +423,7 @@ impl GraphClient {
         }
     }
 
-    fn expand_match(&self, url: &mut Url) {
+    pub(crate) fn expand_match(&self, url: &mut Url) {
         let id = &self.options.match_property_id;
         url.query_pairs_mut()
             .append_pair("$expand", &format!("singleValueExtendedProperties($filter=id eq '{id}')"));

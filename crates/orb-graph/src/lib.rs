@@ -9,6 +9,9 @@
 //!   find by match id), series instances, calendarView and its delta (paging, deltaLink, fresh start on
 //!   `410` / `syncStateNotFound`), places, sendMail; per-mailbox concurrency cap and budget, `Retry-After`
 //!   honoured, `client-request-id` = ORB's correlation id.
+//! - [`batch`]: JSON batching for bulk work ([`GraphClient::batch`], [`GraphClient::get_events_batch`]):
+//!   ≤ 20 per batch, results in the caller's order, only throttled items re-sent after their `Retry-After`,
+//!   the per-mailbox cap kept across batches and direct calls.
 //! - [`subscriptions`]: change-notification subscriptions (create basic or rich, renew, reauthorize,
 //!   delete, get, list) and their helpers ([`generate_client_state`], [`subscription_expiry`]).
 //! - [`notifications`]: checking what Graph POSTs to ORB's webhooks (handshake echo, clientState in constant
@@ -23,6 +26,7 @@
 //! orb-store, orb-web, orb-engine.
 
 pub mod auth;
+pub mod batch;
 mod client;
 mod error;
 mod jwks;
@@ -31,6 +35,7 @@ pub mod notifications;
 pub mod subscriptions;
 
 pub use auth::{AppRegistration, CertificateCredential, Credential, TokenProvider};
+pub use batch::{BatchCall, BatchItemResult, BatchReply};
 pub use client::{ClientOptions, DeltaCursor, DeltaRound, Endpoints, GraphClient, ORB_MATCH_PROPERTY_ID};
 pub use error::GraphError;
 pub use jwks::{JwksCache, JwksCacheOptions};

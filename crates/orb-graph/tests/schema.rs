@@ -266,6 +266,42 @@ fn the_checker_refuses_wrong_bodies() {
     check(&required, "t", json!({}), Some("required property \"id\""));
 }
 
+/// The `$batch` envelope and Graph's error body, which the YAML subset does not carry (`paths: {}`): written
+/// from the shared reference's JSON-batching section (§8).
+fn batch_schema() -> Schema {
+    Schema {
+        root: json!({"components": {"schemas": {
+            "batchResponse": {"type": "object", "required": ["responses"], "properties": {
+                "responses": {"type": "array", "items": {"$ref": "#/components/schemas/batchResponseItem"}}}},
+            "batchResponseItem": {"type": "object", "required": ["id", "status"], "properties": {
+                "id": {"type": "string"}, "status": {"type": "integer", "format": "int32"},
+                "headers": {"type": "object", "additionalProperties": true},
+                "body": {"additionalProperties": true}}},
+            "odataError": {"type": "object", "required": ["error"], "properties": {
+                "error": {"type": "object", "required": ["code", "message"], "additionalProperties": true,
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}
+        }}}),
+    }
+}
+
+#[test]
+fn the_batch_schema_refuses_wrong_envelopes() {
+    let schema = batch_schema();
+    let ok = json!({"responses": [{"id": "1", "status": 200, "headers": {"Content-Type": "application/json"}, "body": {"id": "A"}}]});
+    assert!(schema.errors("batchResponse", &ok).is_empty());
+    let cases = [
+        (json!({"value": []}), "required property \"responses\""),
+        (json!({"responses": [{"id": "1", "status": "200"}]}), "expected an integer"),
+        (json!({"responses": [{"status": 200}]}), "required property \"id\""),
+        (json!({"responses": [{"id": "1", "status": 200, "Status": 1}]}), "\"Status\""),
+    ];
+    for (body, says) in cases {
+        let errors = schema.errors("batchResponse", &body);
+        assert!(errors.iter().any(|e| e.contains(says)), "{body}: expected {says:?} in {errors:?}");
+    }
+    assert!(!schema.errors("odataError", &json!({"error": {"code": 5}})).is_empty());
+}
+
 async fn body(resp: reqwest::Response, status: u16) -> Value {
     assert_eq!(resp.status().as_u16(), status, "{}", resp.url());
     resp.json().await.expect("JSON body")
@@ -544,6 +580,38 @@ async fn every_emulator_body_the_client_reads_follows_the_schema() {
     }
     let jwks: Value = http.get(world.served.jwks_url()).send().await.unwrap().json().await.unwrap();
     assert!(jwks["keys"][0]["kid"].is_string(), "{jwks}");
+
+    // `$batch`: the envelope, and each sub-response body by what it is.
+    let batch = body(
+        req(reqwest::Method::POST, format!("{g}/$batch"))
+            .json(&json!({"requests": [
+                {"id": "get", "method": "GET", "url": format!("/users/anna@contoso.com/events/{master_id}"),
+                 "headers": {"Prefer": prefer}},
+                {"id": "view", "method": "GET", "url": "/users/room1@contoso.com/calendarView?startDateTime=2026-09-01T00:00:00Z&endDateTime=2026-10-01T00:00:00Z"},
+                {"id": "rooms", "method": "GET", "url": "/places/microsoft.graph.room"},
+                {"id": "nobody", "method": "GET", "url": "/users/nobody@contoso.com/events"}
+            ]}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let batch_schema = batch_schema();
+    record("batch envelope", batch_schema.errors("batchResponse", &batch));
+    let responses = batch["responses"].as_array().expect("responses");
+    assert_eq!(responses.len(), 4, "{batch}");
+    for item in responses {
+        let (id, status, sub) = (item["id"].as_str().unwrap_or_default(), &item["status"], &item["body"]);
+        let errors = match id {
+            "get" => schema.errors("microsoft.graph.event", sub),
+            "view" => schema.collection_errors("microsoft.graph.event", sub),
+            "rooms" => schema.collection_errors("microsoft.graph.room", sub),
+            _ => batch_schema.errors("odataError", sub),
+        };
+        assert_eq!(status, if id == "nobody" { 404 } else { 200 }, "{item}");
+        record(&format!("batch item {id}"), errors);
+    }
 
     assert!(all_errors.is_empty(), "schema violations:\n{}", all_errors.join("\n"));
     assert!(checked.len() >= 20, "the session covered {checked:?}");

@@ -6,6 +6,7 @@
 //!   room auto-accept / decline on conflict, `DeleteSubject` / `AddOrganizerToSubject` /
 //!   `AllowConflicts`), series with exceptions and cancelled occurrences, calendarView and its delta.
 //! - [`api`]: the `/v1.0` routes, bearer-token checks, `Prefer` headers, per-mailbox throttling.
+//! - [`batch`]: `POST /v1.0/$batch`, each sub-request dispatched through the same `/v1.0` routes.
 //! - [`control`]: `/_emulator/…` to set up apps, users and rooms, act as a person in Outlook, inspect
 //!   state and counters, and turn knobs.
 //! - [`subscriptions`]: subscriptions with the validation handshake, basic and rich (encrypted, with
@@ -24,6 +25,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod calendar;
 pub mod control;
 pub mod state;
@@ -265,11 +267,10 @@ impl GraphEmulator {
     }
 }
 
-/// The emulator's axum app: Graph under `/v1.0`, the token endpoint under `/{tenant}/oauth2/v2.0/token`,
-/// the control API under `/_emulator`.
-pub fn router(em: GraphEmulator) -> Router {
+/// The `/v1.0` Graph routes a sub-request of a batch may reach (everything under `/v1.0` except `$batch`
+/// itself: batches do not nest).
+pub(crate) fn v1_routes() -> Router<GraphEmulator> {
     Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(api::token))
         .route("/v1.0/places/microsoft.graph.room", get(api::rooms))
         .route("/v1.0/users/{user}/events", get(api::list_events).post(api::create_event))
         .route(
@@ -287,8 +288,17 @@ pub fn router(em: GraphEmulator) -> Router {
             get(subscriptions::get).patch(subscriptions::update).delete(subscriptions::delete),
         )
         .route("/v1.0/subscriptions/{id}/reauthorize", post(subscriptions::reauthorize))
+}
+
+/// The emulator's axum app: Graph under `/v1.0` (with `$batch`), the token endpoint under
+/// `/{tenant}/oauth2/v2.0/token`, the control API under `/_emulator`.
+pub fn router(em: GraphEmulator) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(api::token))
+        .route("/v1.0/$batch", post(batch::batch))
         .route("/common/discovery/keys", get(subscriptions::jwks))
         .nest("/_emulator", control::router())
+        .merge(v1_routes())
         .with_state(em)
 }
 

@@ -262,6 +262,8 @@ pub struct Knobs {
     pub reauthorize_before_expiry_minutes: i64,
     /// Notification delivery faults.
     pub notifications: NotificationKnobs,
+    /// Answer `$batch` with the sub-responses in reverse completion order (Graph promises no order).
+    pub batch_responses_reversed: bool,
 }
 
 impl Default for Knobs {
@@ -278,6 +280,7 @@ impl Default for Knobs {
             handshake_timeout_ms: 10_000,
             reauthorize_before_expiry_minutes: 15,
             notifications: NotificationKnobs::default(),
+            batch_responses_reversed: false,
         }
     }
 }
