@@ -1,0 +1,125 @@
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use orb_store::StoreError;
+use thiserror::Error;
+
+/// Why the intake refused a request, in ORB's words. Messages say what the sender should do and never
+/// contain a secret (clientState, push token) or a body.
+#[derive(Debug, Error)]
+pub enum WebError {
+    /// The URL names no tenant ORB knows.
+    #[error("unknown tenant; check the tenant name in the webhook URL")]
+    UnknownTenant,
+    /// The body is larger than the endpoint accepts.
+    #[error("the request body is larger than {limit} bytes; send smaller batches")]
+    BodyTooLarge {
+        /// The endpoint's limit, in bytes.
+        limit: usize,
+    },
+    /// The body could not be read (the connection broke while sending it).
+    #[error("the request body could not be read completely; send it again")]
+    BodyUnreadable,
+    /// The body is not what the endpoint expects.
+    #[error("the request body is not {expected}; fix the sender")]
+    MalformedBody {
+        /// What the endpoint expects, e.g. `a changeNotificationCollection (JSON)`.
+        expected: &'static str,
+    },
+    /// A TOPdesk push body is JSON of the right shape but its hints break the rules.
+    #[error("invalid reservation hints: {reason}; send 1 to 100 ids or numbers of at most 64 characters")]
+    InvalidHints {
+        /// What is wrong (counts and positions only, never the values).
+        reason: String,
+    },
+    /// The TOPdesk push carries no valid bearer token.
+    #[error("{reason}; send `Authorization: Bearer <the tenant's TOPdesk push token>`")]
+    Unauthorized {
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The store could not be read or written: nothing was kept.
+    #[error("the webhook could not be stored ({source}); nothing was kept, the sender should retry")]
+    Store {
+        /// The store's error.
+        #[from]
+        source: StoreError,
+    },
+}
+
+impl WebError {
+    /// Whether the sender sending the same request again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Store { .. } | Self::BodyUnreadable)
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownTenant => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyUnreadable | Self::MalformedBody { .. } | Self::InvalidHints { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            // 503 so Graph (and TOPdesk) retry: the item was not kept.
+            Self::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The text sent back: the message, except that a store failure's details (database internals) stay in
+    /// the server's log.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Store { .. } => "the webhook could not be stored; nothing was kept, retry later".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        if let Self::Store { source } = &self {
+            tracing::error!(error = %source, "webhook intake: store failure, answering 503");
+        }
+        let status = self.status();
+        let mut response = (status, self.public_message()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        match self {
+            Self::Unauthorized { .. } => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Store { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_retryability() {
+        let check = |err: WebError, status: u16, retryable: bool, says: &str| {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+            assert_eq!(err.is_retryable(), retryable, "{err}");
+            assert!(err.public_message().contains(says), "{err}");
+        };
+        check(WebError::UnknownTenant, 404, false, "check the tenant name");
+        check(WebError::BodyTooLarge { limit: 10 }, 413, false, "larger than 10 bytes");
+        check(WebError::BodyUnreadable, 400, true, "send it again");
+        check(WebError::MalformedBody { expected: "JSON" }, 400, false, "not JSON");
+        check(WebError::InvalidHints { reason: "none".into() }, 400, false, "1 to 100");
+        check(WebError::Unauthorized { reason: "no token" }, 401, false, "Bearer");
+        let store = StoreError::Corrupt { what: "secret db detail".into(), reason: "x".into() };
+        let err = WebError::from(store);
+        check(err, 503, true, "retry later");
+        let err = WebError::from(StoreError::Corrupt { what: "secret db detail".into(), reason: "x".into() });
+        assert!(!err.public_message().contains("secret db detail"), "store internals stay in the log");
+    }
+}

@@ -1,0 +1,32 @@
+//! # orb-web
+//!
+//! ORB's HTTP front: for now the **webhook intake** ([`hooks`]), where Microsoft Graph delivers change and
+//! lifecycle notifications and a TOPdesk action sequence pushes "reservation X changed" hints.
+//!
+//! ## Routes
+//! - `POST /hooks/graph/{tenant}`: Graph change notifications (`changeNotificationCollection`).
+//! - `POST /hooks/graph/{tenant}/lifecycle`: Graph lifecycle notifications.
+//! - `POST /hooks/topdesk/{tenant}`: TOPdesk push hints, `Authorization: Bearer <per-tenant token>`.
+//!
+//! ## Invariants
+//! - **Intake is never slow** (design §3). The request path does only: handshake echo, size/shape check,
+//!   constant-time clientState check, one durable insert + job, `202`. Decryption, `validationTokens` JWT
+//!   checks, HMAC checks, fetching and planning all happen later, in the worker that runs the job.
+//! - The validation handshake (`?validationToken=`) is answered before anything else and touches no store.
+//! - Every accepted item is kept with [`orb_store::Store::accept_inbox`]: the inbox row and its job commit in
+//!   one transaction, so an answered `202` always means "durably queued".
+//! - Secrets are compared in constant time, on their SHA-256 (the store keeps only hashes), and are never
+//!   echoed: not in responses, not in the audit log, not in logs. A kept Graph item is stored without its
+//!   `clientState`.
+//! - Every refusal of a request or item that names a known tenant is recorded in the audit log
+//!   (actor `webhook`, action `webhook.refused`); a refused item or request writes nothing else.
+//! - Time comes from an injected [`orb_core::Clock`].
+//!
+//! ## Must not depend on
+//! orb-engine (the worker consumes what the intake keeps, through the store only).
+
+mod error;
+pub mod hooks;
+
+pub use error::WebError;
+pub use hooks::{HooksState, Limits, router};

@@ -1,0 +1,555 @@
+//! The webhook intake end to end: the real router served on 127.0.0.1, real HTTP, a real store (SQLite in a
+//! tempdir; PostgreSQL too when `ORB_TEST_POSTGRES_URL` is set, required when `CI` is set). After each
+//! request the store is inspected through the Store API: inbox items (via their jobs), jobs, audit log.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use chrono::{DateTime, TimeZone, Utc};
+use orb_core::{FixedClock, RoomMailbox, TenantName, TopdeskLocationId};
+use orb_store::{
+    InboxSource, JobStatus, NewAuditEntry, NewRoom, PgStore, Room, SqliteStore, Store, SubscriptionRow,
+    Tenant,
+};
+use orb_web::{HooksState, router};
+use serde_json::{Value, json};
+
+const MIB: usize = 1 << 20;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap()
+}
+
+fn sha256(s: &str) -> Vec<u8> {
+    digest(&SHA256, s.as_bytes()).as_ref().to_vec()
+}
+
+/// A served intake over one store.
+struct Env {
+    base: String,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn serve(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Env {
+    let clock = FixedClock::new(t0());
+    let app = router(HooksState::new(store.clone(), Arc::new(clock)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+    });
+    Env { base: format!("http://{addr}"), store, http: reqwest::Client::new(), _dir: dir }
+}
+
+async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("orb.db"), 4).await.unwrap();
+    store.migrate().await.unwrap();
+    (Arc::new(store), dir)
+}
+
+/// `None` when no PostgreSQL is configured (allowed only outside CI).
+async fn postgres_store() -> Option<Arc<dyn Store>> {
+    let url = match std::env::var("ORB_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but ORB_TEST_POSTGRES_URL is not: the PostgreSQL run must not be skipped"
+            );
+            eprintln!("ORB_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
+            return None;
+        }
+    };
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("ORB_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
+    let schema = format!("orb_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
+    admin.close().await;
+    let options =
+        sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    let store = PgStore::connect_with(options, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    Some(Arc::new(store))
+}
+
+/// One tenant with one room, one subscription and a TOPdesk push token, per case.
+struct Fixture {
+    tenant: Tenant,
+    room: Room,
+    subscription: String,
+    client_state: String,
+    push_token: String,
+}
+
+async fn fixture(store: &dyn Store, n: usize) -> Fixture {
+    let tenant = store.create_tenant(&TenantName::parse(&format!("case-{n}")).unwrap(), t0()).await.unwrap();
+    let room = NewRoom {
+        mailbox: RoomMailbox::parse(&format!("room{n}@contoso.com")).unwrap(),
+        topdesk_location_id: TopdeskLocationId::parse(&format!("loc-{n}")).unwrap(),
+        display_name: None,
+    };
+    let room = store.add_room(tenant.id, &room, t0()).await.unwrap();
+    let f = Fixture {
+        subscription: format!("sub-{n}"),
+        client_state: format!("client-state-secret-{n}"),
+        push_token: format!("push-token-secret-{n}"),
+        tenant,
+        room,
+    };
+    store
+        .upsert_subscription(&SubscriptionRow {
+            id: f.subscription.clone(),
+            tenant_id: f.tenant.id,
+            room_id: f.room.id,
+            resource: format!("users/{}/events", f.room.mailbox),
+            client_state_hash: sha256(&f.client_state),
+            rich: false,
+            encryption_certificate_id: None,
+            expires_at: t0() + chrono::Duration::days(3),
+            created_at: t0(),
+            updated_at: t0(),
+        })
+        .await
+        .unwrap();
+    let audit = NewAuditEntry {
+        tenant_id: Some(f.tenant.id),
+        at: t0(),
+        actor: "test".into(),
+        action: "push_token.set".into(),
+        target: "topdesk".into(),
+        ip: None,
+    };
+    store.set_push_token_hash(f.tenant.id, &sha256(&f.push_token), &audit).await.unwrap();
+    f
+}
+
+fn notification(subscription: &str, client_state: &str) -> Value {
+    json!({
+        "subscriptionId": subscription,
+        "subscriptionExpirationDateTime": "2026-09-03T10:00:00.0000000Z",
+        "changeType": "updated",
+        "resource": "Users/622eaaff/Events/AAMkAGUwNjQ4ZjIxAAA=",
+        "resourceData": { "@odata.type": "#Microsoft.Graph.Event", "id": "AAMkAGUwNjQ4ZjIxAAA=" },
+        "clientState": client_state,
+        "tenantId": "7a1c0000-0000-0000-0000-000000000001",
+        "someFutureField": {"kept": true}
+    })
+}
+
+fn lifecycle(subscription: &str, client_state: &str) -> Value {
+    json!({
+        "subscriptionId": subscription,
+        "subscriptionExpirationDateTime": "2026-09-03T10:00:00.0000000Z",
+        "tenantId": "7a1c0000-0000-0000-0000-000000000001",
+        "clientState": client_state,
+        "lifecycleEvent": "missed"
+    })
+}
+
+fn collection(items: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "value": items })).unwrap()
+}
+
+#[derive(Clone, Copy)]
+enum Url {
+    Graph,
+    Lifecycle,
+    Topdesk,
+    GraphOfUnknownTenant,
+}
+
+#[derive(Clone, Copy)]
+enum Auth {
+    None,
+    Right,
+    Wrong,
+}
+
+/// What one kept item must look like.
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    source: InboxSource,
+    job: &'static str,
+}
+
+const GRAPH: Kept = Kept { source: InboxSource::Graph, job: "graph.notification" };
+const LIFECYCLE: Kept = Kept { source: InboxSource::GraphLifecycle, job: "graph.lifecycle" };
+const TOPDESK: Kept = Kept { source: InboxSource::Topdesk, job: "topdesk.hint" };
+
+struct Case {
+    name: &'static str,
+    url: Url,
+    query: &'static str,
+    auth: Auth,
+    body: fn(&Fixture) -> Vec<u8>,
+    status: u16,
+    /// Exact response body and that it is `text/plain`.
+    reply: Option<&'static str>,
+    kept: &'static [Kept],
+    /// Audit entries written (all refusals).
+    refusals: usize,
+    /// Text every refusal entry must contain.
+    says: &'static str,
+}
+
+const fn case(name: &'static str, url: Url, body: fn(&Fixture) -> Vec<u8>, status: u16) -> Case {
+    Case {
+        name,
+        url,
+        query: "",
+        auth: Auth::None,
+        body,
+        status,
+        reply: None,
+        kept: &[],
+        refusals: 0,
+        says: "",
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            query: "?validationToken=Validation%3A%20Testing%20client%20application%2B%26",
+            reply: Some("Validation: Testing client application+&"),
+            ..case("handshake echoes the decoded token", Url::Graph, |_| Vec::new(), 200)
+        },
+        Case {
+            query: "?validationToken=abc%3D%3D",
+            reply: Some("abc=="),
+            ..case("lifecycle handshake echoes the token", Url::Lifecycle, |_| Vec::new(), 200)
+        },
+        Case {
+            query: "?validationToken=x%3Cb%3E",
+            reply: Some("x<b>"),
+            ..case("handshake needs no tenant lookup", Url::GraphOfUnknownTenant, |_| Vec::new(), 200)
+        },
+        Case {
+            kept: &[GRAPH],
+            ..case(
+                "a valid notification is kept",
+                Url::Graph,
+                |f| collection(vec![notification(&f.subscription, &f.client_state)]),
+                202,
+            )
+        },
+        Case {
+            kept: &[GRAPH],
+            refusals: 1,
+            says: "clientState mismatch for subscription",
+            ..case(
+                "one good and one wrong-clientState item",
+                Url::Graph,
+                |f| {
+                    collection(vec![
+                        notification(&f.subscription, &f.client_state),
+                        notification(&f.subscription, "wrong-client-state-secret"),
+                    ])
+                },
+                202,
+            )
+        },
+        Case {
+            refusals: 1,
+            says: "clientState mismatch",
+            ..case(
+                "an item without clientState is refused",
+                Url::Graph,
+                |f| {
+                    let mut item = notification(&f.subscription, "");
+                    item.as_object_mut().unwrap().remove("clientState");
+                    collection(vec![item])
+                },
+                202,
+            )
+        },
+        Case {
+            refusals: 1,
+            says: "unknown subscription \"no-such-subscription\"",
+            ..case(
+                "an unknown subscription is refused",
+                Url::Graph,
+                |f| collection(vec![notification("no-such-subscription", &f.client_state)]),
+                202,
+            )
+        },
+        Case {
+            refusals: 1,
+            says: "(413)",
+            ..case(
+                "an oversized body is refused",
+                Url::Graph,
+                |f| {
+                    // Valid JSON, too long only because of trailing whitespace.
+                    let mut body = collection(vec![notification(&f.subscription, &f.client_state)]);
+                    body.resize(MIB + 1, b' ');
+                    body
+                },
+                413,
+            )
+        },
+        Case {
+            kept: &[GRAPH],
+            ..case(
+                "a body of exactly the limit is kept",
+                Url::Graph,
+                |f| {
+                    let mut body = collection(vec![notification(&f.subscription, &f.client_state)]);
+                    body.resize(MIB, b' ');
+                    body
+                },
+                202,
+            )
+        },
+        Case {
+            refusals: 1,
+            says: "(400)",
+            ..case("malformed JSON is refused", Url::Graph, |_| b"{\"value\": [".to_vec(), 400)
+        },
+        Case {
+            refusals: 1,
+            says: "not a changeNotificationCollection",
+            ..case("JSON of the wrong shape is refused", Url::Graph, |_| b"{\"values\": []}".to_vec(), 400)
+        },
+        case(
+            "an unknown tenant is 404",
+            Url::GraphOfUnknownTenant,
+            |f| collection(vec![notification(&f.subscription, &f.client_state)]),
+            404,
+        ),
+        Case {
+            kept: &[LIFECYCLE],
+            ..case(
+                "the lifecycle endpoint keeps a lifecycle item",
+                Url::Lifecycle,
+                |f| collection(vec![lifecycle(&f.subscription, &f.client_state)]),
+                202,
+            )
+        },
+        Case {
+            refusals: 1,
+            says: "graph lifecycle: lifecycle notification refused: clientState mismatch",
+            ..case(
+                "a lifecycle item with a wrong clientState is refused",
+                Url::Lifecycle,
+                |f| collection(vec![lifecycle(&f.subscription, "wrong-client-state-secret")]),
+                202,
+            )
+        },
+        Case {
+            auth: Auth::Right,
+            kept: &[TOPDESK],
+            ..case(
+                "a TOPdesk push with the right token is kept",
+                Url::Topdesk,
+                |_| br#"{"reservations": ["R2609 001", "7d3b1f4e-0000-4000-8000-000000000001"]}"#.to_vec(),
+                202,
+            )
+        },
+        Case {
+            auth: Auth::Wrong,
+            refusals: 1,
+            says: "the bearer token is wrong",
+            ..case("a TOPdesk push with a wrong token is 401", Url::Topdesk, |_| hints(1), 401)
+        },
+        Case {
+            refusals: 1,
+            says: "no bearer token",
+            ..case("a TOPdesk push without a token is 401", Url::Topdesk, |_| hints(1), 401)
+        },
+        Case {
+            auth: Auth::Right,
+            refusals: 1,
+            says: "101 hints",
+            ..case("a TOPdesk push with too many hints is 400", Url::Topdesk, |_| hints(101), 400)
+        },
+        Case {
+            auth: Auth::Right,
+            kept: &[TOPDESK],
+            ..case("a TOPdesk push with 100 hints is kept", Url::Topdesk, |_| hints(100), 202)
+        },
+        Case {
+            auth: Auth::Right,
+            refusals: 1,
+            says: "hint 2 is empty",
+            ..case(
+                "a TOPdesk push with an empty hint is 400",
+                Url::Topdesk,
+                |_| br#"{"reservations": ["R1", " "]}"#.to_vec(),
+                400,
+            )
+        },
+        Case {
+            auth: Auth::Right,
+            refusals: 1,
+            says: "(400)",
+            ..case("a malformed TOPdesk push is 400", Url::Topdesk, |_| br#"{"ids": ["R1"]}"#.to_vec(), 400)
+        },
+    ]
+}
+
+fn hints(n: usize) -> Vec<u8> {
+    let hints: Vec<String> = (0..n).map(|i| format!("R2609 {i:03}")).collect();
+    serde_json::to_vec(&json!({ "reservations": hints })).unwrap()
+}
+
+async fn check(env: &Env, n: usize, case: &Case) {
+    let name = case.name;
+    let f = fixture(env.store.as_ref(), n).await;
+    let path = match case.url {
+        Url::Graph => format!("/hooks/graph/{}", f.tenant.name),
+        Url::Lifecycle => format!("/hooks/graph/{}/lifecycle", f.tenant.name),
+        Url::Topdesk => format!("/hooks/topdesk/{}", f.tenant.name),
+        Url::GraphOfUnknownTenant => "/hooks/graph/nobody".to_owned(),
+    };
+    let mut request = env
+        .http
+        .post(format!("{}{path}{}", env.base, case.query))
+        .header("content-type", "application/json")
+        .body((case.body)(&f));
+    match case.auth {
+        Auth::None => {}
+        Auth::Right => request = request.bearer_auth(&f.push_token),
+        Auth::Wrong => request = request.bearer_auth("wrong-push-token-secret"),
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    let status = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, case.status, "{name}: status ({text})");
+    if let Some(reply) = case.reply {
+        assert_eq!(text, reply, "{name}: reply");
+        assert!(content_type.starts_with("text/plain"), "{name}: content type {content_type}");
+    }
+    let secrets =
+        [f.client_state.as_str(), f.push_token.as_str(), "wrong-client-state-secret", "wrong-push-token"];
+    for secret in secrets {
+        assert!(!text.contains(secret), "{name}: the response echoes a secret");
+    }
+
+    // What was kept: every inbox item has its job (one transaction), so the jobs list them all.
+    let jobs = env.store.list_jobs(f.tenant.id, JobStatus::Queued).await.unwrap();
+    let kinds: Vec<_> = jobs.iter().map(|j| j.kind.as_str()).collect();
+    let want: Vec<_> = case.kept.iter().map(|k| k.job).collect();
+    assert_eq!(kinds, want, "{name}: jobs");
+    for (job, kept) in jobs.iter().zip(case.kept) {
+        let inbox_id = job.payload["inbox_id"].as_i64().unwrap_or_else(|| panic!("{name}: no inbox id"));
+        let item = env.store.get_inbox(f.tenant.id, inbox_id).await.unwrap();
+        assert_eq!(item.source, kept.source, "{name}: inbox source");
+        assert_eq!(item.received_at, t0(), "{name}: time comes from the injected clock");
+        assert_eq!(item.remote_ip.as_deref(), Some("127.0.0.1"), "{name}: remote address");
+        assert_eq!(item.processed_at, None, "{name}");
+        assert!(job.correlation_id.is_some(), "{name}: correlation id");
+        let stored = item.payload.to_string();
+        for secret in secrets {
+            assert!(!stored.contains(secret), "{name}: a secret was stored: {stored}");
+        }
+        if kept.source == InboxSource::Topdesk {
+            assert_eq!(job.lane, "tenant", "{name}: lane");
+            let want: Value = serde_json::from_slice::<Value>(&(case.body)(&f)).unwrap();
+            assert_eq!(item.payload, want, "{name}: the hints are kept");
+        } else {
+            assert_eq!(job.lane, format!("room:{}", f.room.id), "{name}: the room's lane");
+            assert_eq!(job.payload["subscription_id"], json!(f.subscription), "{name}");
+            let mut want = if kept.source == InboxSource::Graph {
+                notification(&f.subscription, &f.client_state)
+            } else {
+                lifecycle(&f.subscription, &f.client_state)
+            };
+            want.as_object_mut().unwrap().remove("clientState");
+            assert_eq!(item.payload, want, "{name}: the item as received, without its clientState");
+        }
+    }
+
+    // What was refused: recorded, without secrets.
+    let audit: Vec<_> = env
+        .store
+        .list_audit(f.tenant.id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.actor != "test")
+        .collect();
+    assert_eq!(audit.len(), case.refusals, "{name}: audit {audit:#?}");
+    for entry in &audit {
+        assert_eq!((entry.actor.as_str(), entry.action.as_str()), ("webhook", "webhook.refused"), "{name}");
+        assert_eq!(entry.ip.as_deref(), Some("127.0.0.1"), "{name}: audit ip");
+        assert_eq!(entry.at, t0(), "{name}");
+        assert!(entry.target.contains(case.says), "{name}: audit target {:?}", entry.target);
+        for secret in secrets {
+            assert!(!entry.target.contains(secret), "{name}: the audit log holds a secret");
+        }
+    }
+}
+
+async fn run_table(env: &Env) {
+    for (n, case) in cases().iter().enumerate() {
+        check(env, n, case).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_on_sqlite() {
+    let (store, dir) = sqlite_store().await;
+    run_table(&serve(store, Some(dir)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_on_postgres() {
+    let Some(store) = postgres_store().await else { return };
+    run_table(&serve(store, None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_of_one_post_are_audited_up_to_a_cap() {
+    let (store, dir) = sqlite_store().await;
+    let env = serve(store, Some(dir)).await;
+    let f = fixture(env.store.as_ref(), 0).await;
+    let mut items = vec![notification(&f.subscription, &f.client_state)];
+    items.extend((0..30).map(|i| notification(&format!("bogus-{i}"), "x")));
+    let response = env
+        .http
+        .post(format!("{}/hooks/graph/{}", env.base, f.tenant.name))
+        .body(collection(items))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(env.store.list_jobs(f.tenant.id, JobStatus::Queued).await.unwrap().len(), 1);
+    let audit: Vec<_> = env
+        .store
+        .list_audit(f.tenant.id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "webhook.refused")
+        .collect();
+    assert_eq!(audit.len(), orb_web::hooks::MAX_AUDITED_REFUSALS_PER_POST + 1, "20 entries and one summary");
+    assert!(audit.iter().any(|a| a.target.contains("10 more items")), "{audit:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_is_503_and_the_handshake_still_works() {
+    let (store, dir) = sqlite_store().await;
+    let env = serve(store.clone(), Some(dir)).await;
+    let f = fixture(env.store.as_ref(), 0).await;
+    store.close().await;
+    let url = format!("{}/hooks/graph/{}", env.base, f.tenant.name);
+    let body = collection(vec![notification(&f.subscription, &f.client_state)]);
+    let response = env.http.post(&url).body(body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503, "Graph must retry what was not kept");
+    assert!(response.headers().contains_key("retry-after"));
+    let text = response.text().await.unwrap();
+    assert!(text.contains("nothing was kept") && !text.contains("pool"), "{text}");
+
+    let response = env.http.post(format!("{url}?validationToken=still-here")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "the handshake touches no store");
+    assert_eq!(response.text().await.unwrap(), "still-here");
+}
