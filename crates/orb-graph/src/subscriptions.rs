@@ -25,8 +25,9 @@ use crate::model::{
 };
 use crate::{GraphClient, GraphError};
 
-/// The event properties rich notifications carry: what ORB needs for a booking, never `body` (§2.3 of the
-/// design: `$select` without `body`).
+/// The event properties rich notifications carry: what ORB needs to make an observation of a booking
+/// (including `lastModifiedDateTime`, the watermark that makes reordered notifications stale), never
+/// `body` (§2.3 of the design: `$select` without `body`).
 pub const RICH_EVENT_SELECT: &[&str] = &[
     "subject",
     "start",
@@ -39,6 +40,13 @@ pub const RICH_EVENT_SELECT: &[&str] = &[
     "type",
     "seriesMasterId",
     "iCalUId",
+    "lastModifiedDateTime",
+    "changeKey",
+    "originalStart",
+    "originalStartTimeZone",
+    "isOrganizer",
+    "responseStatus",
+    "transactionId",
 ];
 
 /// Rich notifications: Graph encrypts the `$select`ed resource with this certificate.

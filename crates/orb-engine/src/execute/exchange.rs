@@ -1,0 +1,403 @@
+//! Exchange writes: create the meeting (organizer mode) or the room event (room-only mode), update it,
+//! cancel it / remove the room / delete the room event.
+
+use chrono::{DateTime, Duration, Utc};
+use orb_core::{
+    Action, BookingId, BookingRecord, EmailAddress, ExchangeCancel, ExchangeChanges, ExchangeTarget,
+    RoomMailbox, Side, TimeZoneName,
+};
+use orb_graph::GraphError;
+use orb_graph::model::{Attendee, BodyType, DateTimeTimeZone, Event, ItemBody, Location};
+
+use super::{Done, EventIds, ExecContext, ExecError};
+
+/// Sent to the attendees with a cancellation (no subject, no names).
+const CANCEL_COMMENT: &str = "The room booking for this meeting was cancelled.";
+
+pub(super) async fn write(
+    action: &Action,
+    record: &BookingRecord,
+    before: Option<&BookingRecord>,
+    ctx: &ExecContext<'_>,
+) -> Result<Done, ExecError> {
+    match action {
+        Action::CreateExchangeEvent {
+            booking,
+            target,
+            room,
+            start,
+            end,
+            time_zone,
+            organizer,
+            participants,
+            subject,
+        } => {
+            let (mailbox, in_room) = target_mailbox(target);
+            let mut event = Event {
+                subject: subject.clone(),
+                start: Some(when(*start, time_zone)),
+                end: Some(when(*end, time_zone)),
+                location: Some(Location::room(&room_name(record, room), room.as_str())),
+                ..Event::default()
+            };
+            if in_room {
+                event.body = Some(ItemBody {
+                    content_type: Some(BodyType::Text),
+                    content: Some(format!("Reserved in TOPdesk for {organizer}.")),
+                });
+            } else {
+                event.attendees = Some(attendees(participants, room));
+            }
+            let (written, created) = ensure_created(mailbox, *booking, &event, ctx).await?;
+            let copy = if in_room { None } else { room_copy(room, &written, (*start, *end), ctx).await };
+            let written =
+                if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
+            Ok(Done::Event { ids: event_ids(mailbox, in_room, &written, copy.as_ref(), Some(room)), created })
+        }
+        Action::UpdateExchangeEvent { booking, target, event_id, changes } => {
+            update(*booking, target, event_id.as_deref(), changes, record, before, ctx).await
+        }
+        Action::CancelExchangeEvent { booking, target, event_id, how } => {
+            cancel(*booking, target, event_id.as_deref(), *how, record, before, ctx).await
+        }
+        other => Err(ExecError::Invalid {
+            side: Side::Exchange,
+            action: "executing",
+            reason: format!("{other:?} is not an Exchange write"),
+        }),
+    }
+}
+
+fn target_mailbox(target: &ExchangeTarget) -> (&EmailAddress, bool) {
+    match target {
+        ExchangeTarget::Organizer { mailbox } => (mailbox, false),
+        ExchangeTarget::RoomOnly { mailbox } => (mailbox.address(), true),
+    }
+}
+
+/// An instant in the booking's zone, as the Windows name Graph accepts (UTC if the zone has none).
+fn when(at: DateTime<Utc>, zone: &TimeZoneName) -> DateTimeTimeZone {
+    orb_core::zones::windows_zone_for(zone)
+        .ok()
+        .and_then(|windows| DateTimeTimeZone::in_zone(at, windows).ok())
+        .unwrap_or_else(|| DateTimeTimeZone::from_utc(at))
+}
+
+fn room_name(record: &BookingRecord, room: &RoomMailbox) -> String {
+    record.location_text.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| room.as_str().to_owned())
+}
+
+fn attendees(people: &[EmailAddress], room: &RoomMailbox) -> Vec<Attendee> {
+    people
+        .iter()
+        .map(|p| Attendee::required(p.as_str(), None))
+        .chain([Attendee::resource(room.as_str(), None)])
+        .collect()
+}
+
+fn record_room(record: &BookingRecord, ctx: &ExecContext<'_>) -> Result<RoomMailbox, ExecError> {
+    ctx.rooms
+        .by_id(record.room_id)
+        .map(|m| m.mailbox.clone())
+        .ok_or(ExecError::UnmappedRoom { room: record.room_id })
+}
+
+/// Finds ORB's earlier create by match id first; creates (with `transactionId`) only if there is none.
+async fn ensure_created(
+    mailbox: &EmailAddress,
+    booking: BookingId,
+    event: &Event,
+    ctx: &ExecContext<'_>,
+) -> Result<(Event, bool), ExecError> {
+    let action = "creating a meeting";
+    let match_id = booking.to_string();
+    let corr = ctx.correlation;
+    if let Some(found) =
+        ctx.graph.find_by_match_id(mailbox, &match_id, corr).await.map_err(ExecError::graph(action))?
+    {
+        return Ok((found, false));
+    }
+    let created =
+        ctx.graph.create_event(mailbox, event, &match_id, corr).await.map_err(ExecError::graph(action))?;
+    Ok((created, true))
+}
+
+/// The room's copy of a meeting (same iCalUId) around `times`; best effort (ids are learned later anyway).
+async fn room_copy(
+    room: &RoomMailbox,
+    meeting: &Event,
+    times: (DateTime<Utc>, DateTime<Utc>),
+    ctx: &ExecContext<'_>,
+) -> Option<Event> {
+    let ical = meeting.ical_uid.as_deref()?;
+    match ctx.graph.calendar_view(room.address(), times.0, times.1, ctx.correlation).await {
+        Ok(events) => {
+            events.into_iter().find(|e| e.ical_uid.as_deref() == Some(ical) && e.is_cancelled != Some(true))
+        }
+        Err(e) => {
+            tracing::warn!(room = %room, error = %e, "could not read the room's copy of a meeting");
+            None
+        }
+    }
+}
+
+/// The organizer's copy read back (the rooms' answers are on it after the write); best effort.
+async fn reread(mailbox: &EmailAddress, written: Event, ctx: &ExecContext<'_>) -> Event {
+    let Some(id) = written.id.as_deref() else { return written };
+    match ctx.graph.get_event(mailbox, id, ctx.correlation).await {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::warn!(mailbox = %mailbox, error = %e, "could not read a written meeting back");
+            written
+        }
+    }
+}
+
+fn event_ids(
+    mailbox: &EmailAddress,
+    in_room: bool,
+    event: &Event,
+    copy: Option<&Event>,
+    room: Option<&RoomMailbox>,
+) -> EventIds {
+    let version = copy.unwrap_or(event);
+    EventIds {
+        mailbox: mailbox.clone(),
+        in_room_calendar: in_room,
+        event_id: event.id.clone().unwrap_or_default(),
+        ical_uid: event.ical_uid.clone(),
+        room_event_id: copy.and_then(|c| c.id.clone()),
+        change_key: version.change_key.clone(),
+        modified_at: version.last_modified_date_time,
+        room_response: match (in_room, copy) {
+            (true, _) => None,
+            (false, Some(copy)) => copy.response_status.as_ref().and_then(|s| s.response),
+            (false, None) => room.and_then(|r| event.attendee_response(r.as_str())),
+        },
+    }
+}
+
+/// The id of the booking's event in `mailbox`: the record's id for that calendar (or the action's), else
+/// ORB's match property, else the meeting's iCalUId around the booking's old and new times.
+async fn locate(
+    mailbox: &EmailAddress,
+    in_room: bool,
+    known: Option<&str>,
+    record: &BookingRecord,
+    before: Option<&BookingRecord>,
+    ctx: &ExecContext<'_>,
+) -> Result<String, ExecError> {
+    let action = "finding the meeting";
+    let link = &record.exchange;
+    let candidate = if in_room {
+        link.room_event_id.as_deref().or(known)
+    } else {
+        link.organizer_event_id.as_deref().or(known.filter(|k| Some(*k) != link.room_event_id.as_deref()))
+    };
+    if let Some(id) = candidate {
+        return Ok(id.to_owned());
+    }
+    let corr = ctx.correlation;
+    let by_match = ctx
+        .graph
+        .find_by_match_id(mailbox, &record.id.to_string(), corr)
+        .await
+        .map_err(ExecError::graph(action))?;
+    if let Some(id) = by_match.and_then(|e| e.id) {
+        return Ok(id);
+    }
+    if let Some(ical) = link.ical_uid.as_deref() {
+        let spans = [Some(record), before].into_iter().flatten().map(|r| (r.start, r.end));
+        let (from, to) = spans.fold((record.start, record.end), |(f, t), (s, e)| (f.min(s), t.max(e)));
+        let view = ctx
+            .graph
+            .calendar_view(mailbox, from - Duration::days(1), to + Duration::days(1), corr)
+            .await
+            .map_err(ExecError::graph(action))?;
+        if let Some(id) = view.into_iter().find(|e| e.ical_uid.as_deref() == Some(ical)).and_then(|e| e.id) {
+            return Ok(id);
+        }
+    }
+    Err(ExecError::Gone {
+        side: Side::Exchange,
+        what: format!("the meeting of booking {} in {mailbox}", record.id),
+    })
+}
+
+async fn update(
+    booking: BookingId,
+    target: &ExchangeTarget,
+    known: Option<&str>,
+    changes: &ExchangeChanges,
+    record: &BookingRecord,
+    before: Option<&BookingRecord>,
+    ctx: &ExecContext<'_>,
+) -> Result<Done, ExecError> {
+    let action = "updating a meeting";
+    let (mailbox, in_room) = target_mailbox(target);
+    if in_room && let Some(room) = &changes.room {
+        return move_room_event(booking, room, known, changes, record, before, ctx).await;
+    }
+    let id = locate(mailbox, in_room, known, record, before, ctx).await?;
+    let mut patch = Event::default();
+    if let Some((start, end)) = changes.times {
+        patch.start = Some(when(start, &record.time_zone));
+        patch.end = Some(when(end, &record.time_zone));
+    }
+    if let Some(subject) = &changes.subject {
+        patch.subject = Some(subject.clone().unwrap_or_default());
+    }
+    let room = match &changes.room {
+        Some(room) => Some(room.clone()),
+        None if in_room => None,
+        None => Some(record_room(record, ctx)?),
+    };
+    if !in_room && (changes.room.is_some() || changes.participants.is_some()) {
+        let room = room.as_ref().ok_or(ExecError::UnmappedRoom { room: record.room_id })?;
+        patch.attendees =
+            Some(attendees(changes.participants.as_deref().unwrap_or(&record.participants), room));
+        if changes.room.is_some() {
+            patch.location = Some(Location::room(room.as_str(), room.as_str()));
+        }
+    }
+    let corr = ctx.correlation;
+    let written = if patch == Event::default() {
+        ctx.graph.get_event(mailbox, &id, corr).await
+    } else {
+        ctx.graph.update_event(mailbox, &id, &patch, corr).await
+    }
+    .map_err(ExecError::graph(action))?;
+    let copy = match (&room, in_room) {
+        (Some(room), false) => room_copy(room, &written, (record.start, record.end), ctx).await,
+        _ => None,
+    };
+    let written = if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
+    Ok(Done::Event {
+        ids: event_ids(mailbox, in_room, &written, copy.as_ref(), room.as_ref()),
+        created: false,
+    })
+}
+
+/// Room-only mode, other room: an event cannot change calendars, so it is made in the new room's calendar
+/// (found again by match id on a rerun) and then deleted from the old room's.
+async fn move_room_event(
+    booking: BookingId,
+    room: &RoomMailbox,
+    known: Option<&str>,
+    changes: &ExchangeChanges,
+    record: &BookingRecord,
+    before: Option<&BookingRecord>,
+    ctx: &ExecContext<'_>,
+) -> Result<Done, ExecError> {
+    let action = "moving a room event to another room";
+    let old_room =
+        before.and_then(|b| ctx.rooms.by_id(b.room_id)).map(|m| m.mailbox.clone()).ok_or_else(|| {
+            ExecError::Invalid {
+                side: Side::Exchange,
+                action,
+                reason: "the previous record (with the old room) is needed to move a room-only event".into(),
+            }
+        })?;
+    let corr = ctx.correlation;
+    let old = match locate(old_room.address(), true, known, record, before, ctx).await {
+        Ok(id) => match ctx.graph.get_event(old_room.address(), &id, corr).await {
+            Ok(e) => Some(e),
+            Err(GraphError::NotFound { .. }) => None,
+            Err(e) => return Err(ExecError::graph(action)(e)),
+        },
+        Err(e) if e.is_gone() => None,
+        Err(e) => return Err(e),
+    };
+    let (start, end) = changes.times.unwrap_or((record.start, record.end));
+    let subject = match &changes.subject {
+        Some(s) => s.clone(),
+        None => old.as_ref().and_then(|o| o.subject.clone()),
+    };
+    let event = Event {
+        subject,
+        body: old.as_ref().and_then(|o| o.body.clone()).filter(|b| b.content_type == Some(BodyType::Text)),
+        start: Some(when(start, &record.time_zone)),
+        end: Some(when(end, &record.time_zone)),
+        location: Some(Location::room(room.as_str(), room.as_str())),
+        ..Event::default()
+    };
+    let (written, created) = ensure_created(room.address(), booking, &event, ctx).await?;
+    if let Some(old_id) = old.and_then(|o| o.id) {
+        match ctx.graph.delete_event(old_room.address(), &old_id, corr).await {
+            Ok(()) | Err(GraphError::NotFound { .. }) => {}
+            Err(e) => return Err(ExecError::graph(action)(e)),
+        }
+    }
+    Ok(Done::Event { ids: event_ids(room.address(), true, &written, None, None), created })
+}
+
+async fn cancel(
+    _booking: BookingId,
+    target: &ExchangeTarget,
+    known: Option<&str>,
+    how: ExchangeCancel,
+    record: &BookingRecord,
+    before: Option<&BookingRecord>,
+    ctx: &ExecContext<'_>,
+) -> Result<Done, ExecError> {
+    let (mailbox, in_room) = target_mailbox(target);
+    let already = Done::EventCancelled { how, ids: None, already: true };
+    let id = match locate(mailbox, in_room, known, record, before, ctx).await {
+        Ok(id) => id,
+        Err(e) if e.is_gone() => return Ok(already),
+        Err(e) => return Err(e),
+    };
+    let graph = ctx.graph;
+    let corr = ctx.correlation;
+    match how {
+        ExchangeCancel::CancelMeeting => {
+            let action = "cancelling a meeting";
+            match graph.cancel_event(mailbox, &id, Some(CANCEL_COMMENT), corr).await {
+                Ok(()) => Ok(Done::EventCancelled { how, ids: None, already: false }),
+                Err(GraphError::NotFound { .. }) => Ok(already),
+                Err(e @ GraphError::Rejected { .. }) => match graph.get_event(mailbox, &id, corr).await {
+                    Err(GraphError::NotFound { .. }) => Ok(already),
+                    Ok(ev) if ev.is_cancelled == Some(true) => Ok(already),
+                    _ => Err(ExecError::graph(action)(e)),
+                },
+                Err(e) => Err(ExecError::graph(action)(e)),
+            }
+        }
+        ExchangeCancel::DeleteRoomEvent => match graph.delete_event(mailbox, &id, corr).await {
+            Ok(()) => Ok(Done::EventCancelled { how, ids: None, already: false }),
+            Err(GraphError::NotFound { .. }) => Ok(already),
+            Err(e) => Err(ExecError::graph("deleting a room event")(e)),
+        },
+        ExchangeCancel::RemoveRoom => {
+            let action = "removing the room from a meeting";
+            let current = match graph.get_event(mailbox, &id, corr).await {
+                Ok(ev) => ev,
+                Err(GraphError::NotFound { .. }) => return Ok(already),
+                Err(e) => return Err(ExecError::graph(action)(e)),
+            };
+            let is_room = |address: Option<&str>| {
+                address
+                    .and_then(|a| EmailAddress::parse(a).ok())
+                    .is_some_and(|a| ctx.rooms.is_room_address(&a))
+            };
+            let all = current.attendees.clone().unwrap_or_default();
+            let kept: Vec<Attendee> = all.iter().filter(|a| !is_room(a.address())).cloned().collect();
+            let room_location =
+                current.location.as_ref().is_some_and(|l| is_room(l.location_email_address.as_deref()));
+            if current.is_cancelled == Some(true) || (kept.len() == all.len() && !room_location) {
+                let ids = event_ids(mailbox, in_room, &current, None, None);
+                return Ok(Done::EventCancelled { how, ids: Some(ids), already: true });
+            }
+            let patch = Event {
+                attendees: Some(kept),
+                location: room_location
+                    .then(|| Location { display_name: Some(String::new()), ..Location::default() }),
+                ..Event::default()
+            };
+            let written =
+                graph.update_event(mailbox, &id, &patch, corr).await.map_err(ExecError::graph(action))?;
+            let ids = event_ids(mailbox, in_room, &written, None, None);
+            Ok(Done::EventCancelled { how, ids: Some(ids), already: false })
+        }
+    }
+}

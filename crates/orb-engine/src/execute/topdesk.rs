@@ -1,0 +1,250 @@
+//! TOPdesk writes: create (by external link), PATCH, reschedule, move room, cancel.
+
+use orb_core::{Action, BookingId, BookingRecord, EmailAddress, Requester, Side};
+use orb_topdesk::wire::{
+    CreateReservationDto, EditParticipantsDto, Lookup, ReservationDto, UpdateReservationDto,
+};
+use orb_topdesk::{ExternalLink, PersonId, ReservationId};
+
+use super::{Done, ExecContext, ExecError, ReservationIds};
+
+const SIDE: Side = Side::Topdesk;
+
+pub(super) async fn write(
+    action: &Action,
+    record: &BookingRecord,
+    ctx: &ExecContext<'_>,
+) -> Result<Done, ExecError> {
+    let td = ctx.topdesk;
+    match action {
+        Action::CreateReservation {
+            booking,
+            location,
+            start,
+            end,
+            requester,
+            participants,
+            brief_description,
+            series: _,
+        } => {
+            let action = "creating a reservation";
+            let mut dto =
+                CreateReservationDto::new(person(requester_id(requester), action)?, location, *start, *end);
+            dto.brief_description.clone_from(brief_description);
+            dto.notes = notes(requester);
+            let persons = person_ids(participants, requester.email(), ctx).await?;
+            if !persons.is_empty() {
+                dto.participants = Some(EditParticipantsDto {
+                    persons: Some(persons.iter().map(Lookup::id).collect()),
+                    visitors: None,
+                });
+            }
+            let link = link(*booking, ctx)?;
+            let ensured = td
+                .ensure_reservation(&dto, &link, Some(ctx.clock.now()))
+                .await
+                .map_err(ExecError::topdesk(action))?;
+            Ok(Done::Reservation { ids: ids(&ensured.reservation, action)?, created: ensured.created })
+        }
+        Action::UpdateReservation { booking, reservation_id, changes } => {
+            let action = "updating a reservation";
+            let id = resolve(*booking, reservation_id.as_deref(), record, ctx).await?;
+            let mut latest = None;
+            let mut dto = UpdateReservationDto::default();
+            if let Some(requester) = &changes.requester {
+                dto.requester = Some(Lookup::id(person(requester_id(requester), action)?));
+                dto.notes = notes(requester);
+            }
+            if let Some(text) = &changes.brief_description {
+                dto.brief_description = Some(text.clone().unwrap_or_default());
+            }
+            if dto != UpdateReservationDto::default() {
+                latest =
+                    Some(td.update_reservation(id, &dto, None).await.map_err(ExecError::topdesk(action))?);
+            }
+            if let Some(participants) = &changes.participants {
+                let requester = changes.requester.as_ref().map(Requester::email).unwrap_or(&record.organizer);
+                let wanted = person_ids(participants, requester, ctx).await?;
+                latest = Some(set_participants(id, &wanted, ctx).await?);
+            }
+            let latest = match latest {
+                Some(r) => r,
+                None => td.get_reservation(id).await.map_err(ExecError::topdesk(action))?,
+            };
+            Ok(Done::Reservation { ids: ids(&latest, action)?, created: false })
+        }
+        Action::RescheduleReservation { booking, reservation_id, start, end } => {
+            let action = "rescheduling a reservation";
+            let id = resolve(*booking, reservation_id.as_deref(), record, ctx).await?;
+            let r = td.reschedule_reservation(id, *start, *end).await.map_err(ExecError::topdesk(action))?;
+            Ok(Done::Reservation { ids: ids(&r, action)?, created: false })
+        }
+        Action::MoveReservationRoom { booking, reservation_id, from, to } => {
+            let action = "moving a reservation to another room";
+            let id = resolve(*booking, reservation_id.as_deref(), record, ctx).await?;
+            let r = match td.move_room(id, from, to).await {
+                Ok(r) => r,
+                Err(e @ orb_topdesk::TopdeskError::Rejected { .. }) => {
+                    // A retried move: TOPdesk refuses to move a room the reservation no longer holds.
+                    let current = td.get_reservation(id).await.map_err(ExecError::topdesk(action))?;
+                    let rooms = current.location_ids();
+                    if rooms.contains(to) && !rooms.contains(from) {
+                        current
+                    } else {
+                        return Err(ExecError::topdesk(action)(e));
+                    }
+                }
+                Err(e) => return Err(ExecError::topdesk(action)(e)),
+            };
+            Ok(Done::Reservation { ids: ids(&r, action)?, created: false })
+        }
+        Action::CancelReservation { booking, reservation_id } => {
+            let action = "cancelling a reservation";
+            let id = match resolve(*booking, reservation_id.as_deref(), record, ctx).await {
+                Ok(id) => id,
+                Err(e) if e.is_gone() => return Ok(Done::ReservationCancelled { ids: None, already: true }),
+                Err(e) => return Err(e),
+            };
+            let already = match td.get_reservation(id).await {
+                Ok(r) => r.status.is_some_and(|s| !s.is_active()),
+                Err(orb_topdesk::TopdeskError::NotFound { .. }) => {
+                    return Ok(Done::ReservationCancelled { ids: None, already: true });
+                }
+                Err(e) => return Err(ExecError::topdesk(action)(e)),
+            };
+            if !already {
+                td.cancel_reservation(id, ctx.cancel_reason).await.map_err(ExecError::topdesk(action))?;
+            }
+            // Learn the new modificationDate (so ORB's own cancel is recognised when polled); best effort.
+            let after = match td.get_reservation(id).await {
+                Ok(r) => ids(&r, action).ok(),
+                Err(e) => {
+                    tracing::warn!(booking = %booking, error = %e, "could not read a cancelled reservation back");
+                    None
+                }
+            };
+            Ok(Done::ReservationCancelled { ids: after, already })
+        }
+        _ => unreachable_write(action),
+    }
+}
+
+fn unreachable_write(action: &Action) -> Result<Done, ExecError> {
+    Err(ExecError::Invalid {
+        side: SIDE,
+        action: "executing",
+        reason: format!("{action:?} is not a TOPdesk write"),
+    })
+}
+
+fn requester_id(r: &Requester) -> &str {
+    match r {
+        Requester::Person { person_id, .. } | Requester::Fallback { person_id, .. } => person_id,
+    }
+}
+
+/// For the fallback person, who the reservation is really for (the organizer's e-mail, no subject).
+fn notes(r: &Requester) -> Option<String> {
+    match r {
+        Requester::Person { .. } => None,
+        Requester::Fallback { organizer, .. } => {
+            Some(format!("Booked in Outlook by {organizer} (not a TOPdesk person)."))
+        }
+    }
+}
+
+fn person(id: &str, action: &'static str) -> Result<PersonId, ExecError> {
+    id.parse().map_err(|e| ExecError::Invalid {
+        side: SIDE,
+        action,
+        reason: format!("TOPdesk person id {id:?} is not a UUID: {e}"),
+    })
+}
+
+fn link(booking: BookingId, ctx: &ExecContext<'_>) -> Result<ExternalLink, ExecError> {
+    ExternalLink::new(booking.to_string(), ctx.link_type).map_err(ExecError::topdesk("linking a reservation"))
+}
+
+fn ids(r: &ReservationDto, action: &'static str) -> Result<ReservationIds, ExecError> {
+    let id = r.id.ok_or_else(|| ExecError::Invalid {
+        side: SIDE,
+        action,
+        reason: "TOPdesk answered without a reservation id".into(),
+    })?;
+    Ok(ReservationIds {
+        reservation_id: id.to_string(),
+        number: r.number.clone(),
+        modification_date: r.modification_date,
+    })
+}
+
+/// The reservation's id: from the action, else the record, else by ORB's external link.
+async fn resolve(
+    booking: BookingId,
+    known: Option<&str>,
+    record: &BookingRecord,
+    ctx: &ExecContext<'_>,
+) -> Result<ReservationId, ExecError> {
+    let action = "finding the reservation";
+    if let Some(text) = known.or(record.topdesk.reservation_id.as_deref()) {
+        return text.parse().map_err(|e| ExecError::Invalid {
+            side: SIDE,
+            action,
+            reason: format!("reservation id {text:?} is not a UUID: {e}"),
+        });
+    }
+    let found =
+        ctx.topdesk.find_by_external_link(&link(booking, ctx)?).await.map_err(ExecError::topdesk(action))?;
+    found.and_then(|r| r.id).ok_or_else(|| ExecError::Gone {
+        side: SIDE,
+        what: format!("a reservation linked to booking {booking}"),
+    })
+}
+
+/// TOPdesk persons for attendees' e-mails (unknown addresses and the requester are left out).
+async fn person_ids(
+    emails: &[EmailAddress],
+    requester: &EmailAddress,
+    ctx: &ExecContext<'_>,
+) -> Result<Vec<PersonId>, ExecError> {
+    let mut out = Vec::new();
+    for email in emails.iter().filter(|e| *e != requester) {
+        let found = ctx
+            .topdesk
+            .find_persons_by_email(email.as_str())
+            .await
+            .map_err(ExecError::topdesk("looking up participants"))?;
+        if let Some(id) = found.into_iter().find_map(|p| p.id)
+            && !out.contains(&id)
+        {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the reservation's participating persons exactly `wanted`.
+async fn set_participants(
+    id: ReservationId,
+    wanted: &[PersonId],
+    ctx: &ExecContext<'_>,
+) -> Result<ReservationDto, ExecError> {
+    let action = "changing participants";
+    let td = ctx.topdesk;
+    let mut current = td.get_reservation(id).await.map_err(ExecError::topdesk(action))?;
+    let have: Vec<PersonId> = current
+        .participants
+        .iter()
+        .flat_map(|p| p.persons.iter().flatten())
+        .filter_map(|p| p.id.map(PersonId))
+        .collect();
+    let add: Vec<PersonId> = wanted.iter().filter(|p| !have.contains(p)).copied().collect();
+    let remove: Vec<PersonId> = have.iter().filter(|p| !wanted.contains(p)).copied().collect();
+    if !add.is_empty() {
+        current = td.add_participants(id, &add).await.map_err(ExecError::topdesk(action))?;
+    }
+    if !remove.is_empty() {
+        current = td.remove_participants(id, &remove).await.map_err(ExecError::topdesk(action))?;
+    }
+    Ok(current)
+}
