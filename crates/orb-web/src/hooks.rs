@@ -182,13 +182,15 @@ async fn graph_intake(
         .zip(serde_json::from_slice::<Value>(&body).ok())
         .and_then(|(typed, raw)| match raw {
             Value::Object(mut top) => match top.remove("value") {
-                Some(Value::Array(items)) if items.len() == typed.value.len() => Some((typed.value, items)),
+                Some(Value::Array(items)) if items.len() == typed.value.len() => {
+                    Some((typed.value, items, typed.validation_tokens))
+                }
                 _ => None,
             },
             _ => None,
         })
         .ok_or(WebError::MalformedBody { expected: "a changeNotificationCollection (JSON)" });
-    let (items, raw_items) = auditor.guard(parsed, url.label()).await?;
+    let (items, raw_items, validation_tokens) = auditor.guard(parsed, url.label()).await?;
 
     let mut subscriptions: HashMap<String, Option<SubscriptionRow>> = HashMap::new();
     let mut refused = 0_usize;
@@ -217,7 +219,10 @@ async fn graph_intake(
             Some(_) => None,
         };
         match (reason, subscription) {
-            (None, Some(subscription)) => keep_graph_item(state, &auditor, item, raw, &subscription).await?,
+            (None, Some(subscription)) => {
+                keep_graph_item(state, &auditor, item, raw, validation_tokens.as_deref(), &subscription)
+                    .await?
+            }
             (reason, _) => {
                 refused += 1;
                 if refused <= MAX_AUDITED_REFUSALS_PER_POST {
@@ -239,11 +244,17 @@ async fn keep_graph_item(
     auditor: &Auditor<'_>,
     item: &ChangeNotification,
     mut raw: Value,
+    validation_tokens: Option<&[String]>,
     subscription: &SubscriptionRow,
 ) -> Result<(), WebError> {
     // The clear clientState is never stored (the store keeps only its hash), and the worker does not need it.
+    // Graph signs a POST's items with the POST's `validationTokens`; each kept item carries them, so the
+    // worker can check the tokens of exactly the items it processes.
     if let Value::Object(fields) = &mut raw {
         fields.remove("clientState");
+        if let Some(tokens) = validation_tokens {
+            fields.insert("validationTokens".to_owned(), Value::from(tokens.to_vec()));
+        }
     }
     let (source, kind) = if item.lifecycle_event.is_some() {
         (InboxSource::GraphLifecycle, JOB_GRAPH_LIFECYCLE)

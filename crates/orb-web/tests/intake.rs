@@ -553,3 +553,30 @@ async fn a_store_failure_is_503_and_the_handshake_still_works() {
     assert_eq!(response.status().as_u16(), 200, "the handshake touches no store");
     assert_eq!(response.text().await.unwrap(), "still-here");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kept_item_carries_the_posts_validation_tokens() {
+    let (store, dir) = sqlite_store().await;
+    let env = serve(store, Some(dir)).await;
+    let f = fixture(env.store.as_ref(), 0).await;
+    let body = serde_json::to_vec(&json!({
+        "value": [notification(&f.subscription, &f.client_state), notification(&f.subscription, &f.client_state)],
+        "validationTokens": ["eyJ0eXAiOiJKV1QifQ.token-one.sig", "eyJ0eXAiOiJKV1QifQ.token-two.sig"]
+    }))
+    .unwrap();
+    let response =
+        env.http.post(format!("{}/hooks/graph/{}", env.base, f.tenant.name)).body(body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let jobs = env.store.list_jobs(f.tenant.id, JobStatus::Queued).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    for job in jobs {
+        let inbox =
+            env.store.get_inbox(f.tenant.id, job.payload["inbox_id"].as_i64().unwrap()).await.unwrap();
+        assert_eq!(
+            inbox.payload["validationTokens"],
+            json!(["eyJ0eXAiOiJKV1QifQ.token-one.sig", "eyJ0eXAiOiJKV1QifQ.token-two.sig"]),
+            "the worker needs the POST's tokens to check this item"
+        );
+        assert!(inbox.payload.get("clientState").is_none(), "the clear clientState is never kept");
+    }
+}
