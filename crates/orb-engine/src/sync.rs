@@ -1,0 +1,984 @@
+//! **Sync**: one observation in, one committed booking out (DESIGN §3, "ORB record → planner → executor").
+//!
+//! [`sync_observation`] finds the booking's ORB record, builds the [`PlanContext`] (the tenant's policy and
+//! room map from [`TenantRuntime`], TOPdesk persons looked up by e-mail, ids and time from the injected
+//! clock), runs the pure planner, carries out the plan's writes ([`crate::execute`]) and commits the
+//! result. [`process_job`] turns the queue's jobs (`graph.notification`, `topdesk.hint`, `sync.retry`) into
+//! observations and syncs them; [`crate::worker::Worker`] runs jobs from the store's queue.
+//!
+//! ## Invariants
+//! - **One commit.** The record change, its timeline (the planner's entries plus one entry per executed
+//!   write, mail or failure) and the follow-up jobs (retries) are written in *one* store call
+//!   ([`Store::insert_booking`] / [`Store::update_booking`]): the transactional outbox of DESIGN §3. A crash
+//!   before the commit leaves remote writes that the next run finds again by their idempotency keys.
+//! - **A write's failure never loses the observation.** When a write fails, the record keeps the *old*
+//!   fingerprint of the failed side (the contract in [`crate::execute`]); [`plan_write_failure`] records
+//!   the failure and, for transient failures, a `sync.retry` job carrying the observation itself is
+//!   committed with the record, to run at the planner's back-off. After a transient failure the observed
+//!   side keeps its old fingerprint too, so the retried observation is not mistaken for an echo; after a
+//!   permanent refusal the same observation again is an echo (no second refusal), a changed one is
+//!   planned again.
+//! - A side the planner left `Pending` (a create) becomes `Synced` in the commit once its writes succeeded.
+//! - **A record whose other side was never written is planned as new again** (same match id and
+//!   correlation id) unless the observation is an echo or stale, so a create that failed is retried as a
+//!   create, idempotently.
+//! - **Optimistic concurrency.** A [`StoreError::Conflict`] (someone changed the record since it was read)
+//!   reloads and plans again, at most [`SyncDeps::max_conflict_tries`] times. Writes of an earlier try may
+//!   run again: they are idempotent.
+//! - **Tracing.** Every sync runs in a `sync` span carrying the booking's match id and correlation id.
+//! - Time only from [`SyncDeps::clock`]; nothing here reads the wall clock.
+//! - **Refused notifications write nothing but an audit entry** (`notification.refused`) and mark their
+//!   inbox item processed: a bad `validationToken`, content that does not decrypt or whose signature
+//!   does not match, a certificate ORB does not hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use orb_core::{
+    Action, BookingId, BookingRecord, Clock, CorrelationId, EmailAddress, Mode, NewIds, NothingReason,
+    Observation, ObservationSource, PersonDirectory, Plan, PlanContext, Policy, RecordChange, RemoteIds,
+    RoomMap, Side, SyncStatus, TenantId, TimelineEntry, TimelineKind, WriteFailure, plan, plan_write_failure,
+};
+use orb_crypto::{CertificateRing, ValidationTokenExpectations};
+use orb_graph::model::{ChangeNotification, ChangeNotificationCollection, ChangeType};
+use orb_graph::notifications::decrypt_event;
+use orb_graph::{GraphClient, GraphError, JwksCache};
+use orb_store::{BookingKey, ClaimedJob, Lane, NewAuditEntry, NewBookingEvent, NewJob, Store, StoreError};
+use orb_topdesk::{Reason, ReservationId, TopdeskClient, TopdeskError};
+use serde_json::{Value, json};
+use thiserror::Error;
+use tracing::Instrument as _;
+
+use crate::execute::{ExecContext, ExecutionReport, Outcome, apply_to_record, execute};
+use crate::observe::{self, ObserveContext, ObserveError, SeriesKey};
+
+/// Job kind of a Graph change notification kept by the intake.
+pub const JOB_GRAPH_NOTIFICATION: &str = "graph.notification";
+/// Job kind of a TOPdesk push kept by the intake.
+pub const JOB_TOPDESK_HINT: &str = "topdesk.hint";
+/// Job kind of a retried sync (a failed write), committed with the record.
+pub const JOB_SYNC_RETRY: &str = "sync.retry";
+/// Job kind: sync one observation in its room's lane (a TOPdesk hint fans out into these, so a booking's
+/// work always runs in its room's lane, in order with the Graph notifications of that room).
+pub const JOB_SYNC_OBSERVATION: &str = "sync.observation";
+/// Audit action of a notification the worker refused.
+pub const AUDIT_NOTIFICATION_REFUSED: &str = "notification.refused";
+/// Audit actor of the worker.
+pub const AUDIT_ACTOR: &str = "worker";
+
+/// What one tenant's sync needs: its policy, rooms and clients. Policy storage does not exist yet, so the
+/// caller builds this.
+pub struct TenantRuntime {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Its sync policy.
+    pub policy: Policy,
+    /// Its rooms.
+    pub rooms: RoomMap,
+    /// Its Graph client.
+    pub graph: Arc<GraphClient>,
+    /// Its TOPdesk client.
+    pub topdesk: TopdeskClient,
+    /// Its TOPdesk external-link type (ORB's match id is the link's id).
+    pub link_type: i64,
+    /// The mailbox ORB's mails are sent from.
+    pub mail_sender: EmailAddress,
+    /// The portal's base URL (links in mails).
+    pub portal_base_url: String,
+    /// Reason sent with TOPdesk cancellations.
+    pub cancel_reason: Reason,
+}
+
+impl fmt::Debug for TenantRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantRuntime")
+            .field("tenant_id", &self.tenant_id)
+            .field("link_type", &self.link_type)
+            .field("mail_sender", &self.mail_sender)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the engine's sync shares across tenants.
+pub struct SyncDeps {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The tenants this engine serves.
+    pub tenants: BTreeMap<TenantId, Arc<TenantRuntime>>,
+    /// The certificates rich notifications are encrypted for.
+    pub certificates: Arc<CertificateRing>,
+    /// Microsoft's validation-token signing keys.
+    pub jwks: Arc<JwksCache>,
+    /// Refuse rich notifications that arrive without `validationTokens` (the intake copies the POST's
+    /// tokens onto every item it keeps, so `true` is the production setting; tokens present on an item are
+    /// always checked).
+    pub require_validation_tokens: bool,
+    /// Tries of plan + commit when the record changed concurrently (at least 1).
+    pub max_conflict_tries: u32,
+}
+
+impl fmt::Debug for SyncDeps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncDeps")
+            .field("store", &self.store)
+            .field("tenants", &self.tenants.keys().collect::<Vec<_>>())
+            .field("require_validation_tokens", &self.require_validation_tokens)
+            .field("max_conflict_tries", &self.max_conflict_tries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncDeps {
+    /// The runtime of `tenant`.
+    pub fn tenant(&self, tenant: TenantId) -> Result<&Arc<TenantRuntime>, SyncError> {
+        self.tenants.get(&tenant).ok_or(SyncError::UnknownTenant { tenant })
+    }
+}
+
+/// What the sync of one observation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// The booking, when there is (now) a record.
+    pub booking: Option<BookingId>,
+    /// Its correlation id.
+    pub correlation: Option<CorrelationId>,
+    /// How the record was committed.
+    pub commit: Commit,
+    /// Why nothing was done, when the plan says so.
+    pub nothing: Option<NothingReason>,
+    /// Writes carried out successfully.
+    pub writes_done: usize,
+    /// Sides whose write failed.
+    pub failed: Vec<Side>,
+    /// When the failed write is retried (a `sync.retry` job).
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Plan + commit tries (more than 1 after concurrent changes).
+    pub tries: u32,
+}
+
+/// How a sync was committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// A new record.
+    Inserted,
+    /// The record changed.
+    Updated,
+    /// Nothing to store.
+    Nothing,
+}
+
+/// What one job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// Observations were synced.
+    Synced(Vec<SyncOutcome>),
+    /// A notification was refused (audit entry written, inbox item marked processed).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Nothing to do (already processed, an untracked deletion, an unknown subscription).
+    Ignored {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a sync or a job failed. [`SyncError::is_retryable`] decides between a retry and a dead job.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A Graph call failed (reading an event, the JWKS).
+    #[error("Graph: {0}")]
+    Graph(#[from] GraphError),
+    /// A TOPdesk call failed (a person look-up, reading a reservation).
+    #[error("TOPdesk: {0}")]
+    Topdesk(#[from] TopdeskError),
+    /// The item could not become an observation.
+    #[error("observing the item failed: {0}")]
+    Observe(#[from] ObserveError),
+    /// The record kept changing under us.
+    #[error("booking {booking} changed concurrently {tries} times in a row; the job is retried later")]
+    ConflictRetriesExhausted {
+        /// The booking.
+        booking: String,
+        /// How many tries were made.
+        tries: u32,
+    },
+    /// The job names a tenant this engine does not serve.
+    #[error("tenant {tenant} is not configured in this engine; add its runtime (policy, rooms, clients)")]
+    UnknownTenant {
+        /// The tenant.
+        tenant: TenantId,
+    },
+    /// A job kind this engine does not handle.
+    #[error(
+        "job kind {kind:?} is not handled by this worker (known: graph.notification, topdesk.hint, sync.retry, \
+         sync.observation)"
+    )]
+    UnknownJobKind {
+        /// The kind.
+        kind: String,
+    },
+    /// A job's payload or inbox item is not what its kind needs.
+    #[error("{kind} job has a bad payload: {reason}")]
+    BadPayload {
+        /// The job kind.
+        kind: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl SyncError {
+    /// Whether running the same job again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Graph(e) => e.is_retryable(),
+            Self::Topdesk(e) => e.is_retryable(),
+            Self::ConflictRetriesExhausted { .. } => true,
+            Self::Observe(_)
+            | Self::UnknownTenant { .. }
+            | Self::UnknownJobKind { .. }
+            | Self::BadPayload { .. } => false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// sync_observation
+// ---------------------------------------------------------------------------------------------------------
+
+/// Syncs one observation of `tenant`: find the record, plan, execute, commit (see the module docs).
+pub async fn sync_observation(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    observation: &Observation,
+) -> Result<SyncOutcome, SyncError> {
+    sync_from(deps, tenant, observation, false).await
+}
+
+/// [`sync_observation`]; `room_copy`: the observation was read from the room mailbox's own copy of the
+/// meeting, whose subject Exchange rewrites by default (`DeleteSubject`/`AddOrganizerToSubject`: the room's
+/// copy shows the organizer's name). In organizer mode such a subject is not the meeting's: for a known
+/// booking the record's subject stands in for it, so the rewrite is neither an echo breaker nor a change.
+async fn sync_from(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    observation: &Observation,
+    room_copy: bool,
+) -> Result<SyncOutcome, SyncError> {
+    let max = deps.max_conflict_tries.max(1);
+    let mut last_booking = String::from("(new)");
+    for attempt in 1..=max {
+        match sync_once(deps, tenant, observation, room_copy, attempt).await {
+            Err(SyncError::Store(StoreError::Conflict { what, .. } | StoreError::AlreadyExists { what })) => {
+                tracing::info!(attempt, %what, "booking changed concurrently; reloading and planning again");
+                last_booking = what;
+            }
+            other => return other,
+        }
+    }
+    Err(SyncError::ConflictRetriesExhausted { booking: last_booking, tries: max })
+}
+
+async fn find_record(
+    store: &dyn Store,
+    tenant: TenantId,
+    obs: &Observation,
+) -> Result<Option<BookingRecord>, SyncError> {
+    if let Some(id) = obs.orb_match_id {
+        return match store.get_booking(tenant, id).await {
+            Ok(r) => Ok(Some(r)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let ids = &obs.ids;
+    let mut keys: Vec<BookingKey<'_>> = Vec::new();
+    match obs.side {
+        Side::Topdesk => keys.extend(ids.reservation_id.as_deref().map(BookingKey::TopdeskReservation)),
+        Side::Exchange => {
+            keys.extend(ids.event_id.as_deref().map(BookingKey::ExchangeEvent));
+            keys.extend(ids.ical_uid.as_deref().map(|ical_uid| BookingKey::ICalUid {
+                ical_uid,
+                original_start: obs.series.map(|s| s.original_start),
+            }));
+        }
+    }
+    for key in &keys {
+        if let Some(found) = store.find_booking(tenant, key).await? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// TOPdesk persons of the organizer and participants (only needed when the plan may write TOPdesk).
+async fn person_directory(tenant: &TenantRuntime, obs: &Observation) -> Result<PersonDirectory, SyncError> {
+    if obs.side != Side::Exchange {
+        return Ok(PersonDirectory::default());
+    }
+    let wanted: BTreeSet<&EmailAddress> = std::iter::once(&obs.organizer)
+        .chain(&obs.participants)
+        .filter(|e| !tenant.rooms.is_room_address(e))
+        .collect();
+    let mut found = Vec::new();
+    for email in wanted {
+        let persons = tenant.topdesk.find_persons_by_email(email.as_str()).await?;
+        if persons.len() > 1 {
+            tracing::warn!(
+                count = persons.len(),
+                "several TOPdesk persons share an e-mail; the first is used"
+            );
+        }
+        if let Some(id) = persons.into_iter().find_map(|p| p.id) {
+            found.push((email.clone(), id.to_string()));
+        }
+    }
+    Ok(PersonDirectory::new(found))
+}
+
+/// Whether the side the observation is *not* from was never written for this record.
+fn other_side_never_written(record: &BookingRecord, observed: Side) -> bool {
+    let other = observed.other();
+    let linked = match other {
+        Side::Exchange => {
+            record.exchange.organizer_event_id.is_some() || record.exchange.room_event_id.is_some()
+        }
+        Side::Topdesk => record.topdesk.reservation_id.is_some(),
+    };
+    record.fingerprint(other).is_none() && !linked && !record.cancelled
+}
+
+async fn sync_once(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    obs: &Observation,
+    room_copy: bool,
+    attempt: u32,
+) -> Result<SyncOutcome, SyncError> {
+    let record = find_record(deps.store.as_ref(), tenant.tenant_id, obs).await?;
+    let substituted;
+    let obs = match &record {
+        Some(r) if room_copy && obs.side == Side::Exchange && tenant.policy.mode == Mode::Organizer => {
+            substituted = Observation { subject: r.subject.clone(), ..obs.clone() };
+            &substituted
+        }
+        _ => obs,
+    };
+    let persons = person_directory(tenant, obs).await?;
+    let now = deps.clock.now();
+    let replan_as_new = record.as_ref().filter(|r| other_side_never_written(r, obs.side));
+    let new_ids = match replan_as_new {
+        Some(r) => NewIds { booking: r.id, correlation: r.correlation_id },
+        None => NewIds { booking: BookingId::generate(now), correlation: CorrelationId::generate(now) },
+    };
+    let ctx = PlanContext {
+        tenant_id: tenant.tenant_id,
+        policy: &tenant.policy,
+        rooms: &tenant.rooms,
+        persons: &persons,
+        now,
+        new_ids,
+        sweep: None,
+    };
+    let mut the_plan = plan(record.as_ref(), obs, &ctx);
+    let settled = matches!(the_plan.nothing_reason(), Some(NothingReason::Echo | NothingReason::Stale));
+    if let Some(stored) = replan_as_new.filter(|_| !settled) {
+        let fresh = plan(None, obs, &ctx);
+        if let RecordChange::Create(mut new) = fresh.record {
+            // The same booking, planned as new again: keep what the store holds of it.
+            new.version = stored.version;
+            new.created_at = stored.created_at;
+            new.processor_created = stored.processor_created;
+            new.original_organizer = stored.original_organizer.clone();
+            new.failed_at = stored.failed_at;
+            new.failed_processor = stored.failed_processor;
+            new.failed_count = stored.failed_count;
+            new.retry_count = stored.retry_count;
+            new.complexity_index = stored.complexity_index;
+            the_plan =
+                Plan { actions: fresh.actions, record: RecordChange::Update(new), timeline: fresh.timeline };
+        }
+    }
+    let (booking, correlation) = match the_plan.record.record().or(record.as_ref()) {
+        Some(r) => (Some(r.id), Some(r.correlation_id)),
+        None => (None, None),
+    };
+    let span = tracing::info_span!(
+        "sync",
+        tenant = %tenant.tenant_id,
+        side = %obs.side,
+        booking = booking.map(tracing::field::display),
+        correlation = correlation.map(tracing::field::display),
+        attempt,
+    );
+    commit_plan(deps, tenant, obs, record.as_ref(), the_plan, &ctx, attempt).instrument(span).await
+}
+
+async fn commit_plan(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    obs: &Observation,
+    before: Option<&BookingRecord>,
+    the_plan: Plan,
+    ctx: &PlanContext<'_>,
+    attempt: u32,
+) -> Result<SyncOutcome, SyncError> {
+    let now = ctx.now;
+    let nothing = the_plan.nothing_reason();
+    let Some(after) = the_plan.record.record().cloned() else {
+        if the_plan.writes().next().is_some() {
+            tracing::warn!(actions = ?the_plan.actions, "plan writes without a record change; not executed");
+        }
+        tracing::info!(reason = ?nothing, "nothing to commit");
+        return Ok(SyncOutcome {
+            booking: before.map(|r| r.id),
+            correlation: before.map(|r| r.correlation_id),
+            commit: Commit::Nothing,
+            nothing,
+            writes_done: 0,
+            failed: Vec::new(),
+            retry_at: None,
+            tries: attempt,
+        });
+    };
+    let exec_ctx = ExecContext {
+        graph: &tenant.graph,
+        topdesk: &tenant.topdesk,
+        rooms: &tenant.rooms,
+        link_type: tenant.link_type,
+        mail_sender: &tenant.mail_sender,
+        correlation: after.correlation_id,
+        portal_base_url: &tenant.portal_base_url,
+        cancel_reason: &tenant.cancel_reason,
+        clock: deps.clock.as_ref(),
+    };
+    let has_effects = the_plan.actions.iter().any(|a| a.is_write() || matches!(a, Action::SendMail { .. }));
+    let report = if has_effects { Some(execute(&the_plan, &after, before, &exec_ctx).await) } else { None };
+
+    let mut next = after;
+    let mut events: Vec<NewBookingEvent> = the_plan.timeline.iter().map(timeline_event).collect();
+    let mut writes_done = 0;
+    if let Some(report) = &report {
+        apply_to_record(&mut next, report);
+        mark_written_sides(&mut next, report);
+        events.extend(outcome_events(&the_plan, report, now));
+        writes_done = report
+            .outcomes
+            .iter()
+            .filter(|o| o.side.is_some() && matches!(o.outcome, Outcome::Done(_)))
+            .count();
+    }
+
+    let mut jobs = Vec::new();
+    let mut failed = Vec::new();
+    let mut retry_at = None;
+    for side in [Side::Exchange, Side::Topdesk] {
+        let Some(failure) = report.as_ref().and_then(|r| r.failure(side)) else { continue };
+        failed.push(side);
+        // The execute contract: keep the failed side's old fingerprint. For a transient failure the observed
+        // side's too, so the retried observation is planned again (not taken for an echo); after a
+        // permanent refusal the same observation again is an echo (no refusal mail per notification), a
+        // changed one is planned again.
+        keep_old_side(&mut next, before, side);
+        if matches!(failure, WriteFailure::Transient { .. }) {
+            keep_old_side(&mut next, before, obs.side);
+        }
+        let on_failure = plan_write_failure(&next, side, &failure, ctx);
+        events.extend(on_failure.timeline.iter().map(timeline_event));
+        if let Some(r) = on_failure.record.record() {
+            next = r.clone();
+        }
+        for action in &on_failure.actions {
+            if let Action::ScheduleRetry { after, .. } = action {
+                let at = now + *after;
+                retry_at = Some(retry_at.map_or(at, |t: DateTime<Utc>| t.min(at)));
+                jobs.push(NewJob {
+                    lane: Lane::room(tenant.tenant_id, next.room_id),
+                    kind: JOB_SYNC_RETRY.to_owned(),
+                    payload: json!({
+                        "booking_id": next.id,
+                        "side": side,
+                        "observation": obs,
+                    }),
+                    correlation_id: Some(next.correlation_id),
+                    run_at: Some(at),
+                });
+            }
+        }
+        let mails: Vec<Action> =
+            on_failure.actions.iter().filter(|a| matches!(a, Action::SendMail { .. })).cloned().collect();
+        if !mails.is_empty() {
+            let mail_plan = Plan { actions: mails, record: RecordChange::Unchanged, timeline: Vec::new() };
+            let mail_report = execute(&mail_plan, &next, before, &exec_ctx).await;
+            events.extend(outcome_events(&mail_plan, &mail_report, now));
+        }
+        tracing::warn!(%side, ?failure, retry_at = ?retry_at, "write failed; failure recorded");
+    }
+
+    let (stored, commit) = if before.is_none() {
+        (deps.store.insert_booking(&next, &events, &jobs, now).await?, Commit::Inserted)
+    } else {
+        (deps.store.update_booking(&next, &events, &jobs, now).await?, Commit::Updated)
+    };
+    tracing::info!(
+        version = stored.version,
+        complexity = stored.complexity_index,
+        writes_done,
+        failed = failed.len(),
+        "booking committed"
+    );
+    Ok(SyncOutcome {
+        booking: Some(stored.id),
+        correlation: Some(stored.correlation_id),
+        commit,
+        nothing,
+        writes_done,
+        failed,
+        retry_at,
+        tries: attempt,
+    })
+}
+
+/// A side the planner left `Pending` (a create) is `Synced` once every write to it succeeded.
+fn mark_written_sides(next: &mut BookingRecord, report: &ExecutionReport) {
+    for side in [Side::Exchange, Side::Topdesk] {
+        let mut writes = report.outcomes.iter().filter(|o| o.side == Some(side)).peekable();
+        let written = writes.peek().is_some() && writes.all(|o| matches!(o.outcome, Outcome::Done(_)));
+        if written && next.status(side) == SyncStatus::Pending {
+            match side {
+                Side::Exchange => next.exchange_status = SyncStatus::Synced,
+                Side::Topdesk => next.topdesk_status = SyncStatus::Synced,
+            }
+        }
+    }
+}
+
+/// Puts `side`'s fingerprint and status back to what `before` had (none / pending for a new record).
+fn keep_old_side(next: &mut BookingRecord, before: Option<&BookingRecord>, side: Side) {
+    let fingerprint = before.and_then(|b| b.fingerprint(side).cloned());
+    let status = before.map_or(SyncStatus::Pending, |b| b.status(side));
+    match side {
+        Side::Exchange => {
+            next.exchange_fingerprint = fingerprint;
+            next.exchange_status = status;
+        }
+        Side::Topdesk => {
+            next.topdesk_fingerprint = fingerprint;
+            next.topdesk_status = status;
+        }
+    }
+}
+
+fn timeline_kind(kind: TimelineKind) -> &'static str {
+    match kind {
+        TimelineKind::Observed => "observed",
+        TimelineKind::Decision => "decision",
+        TimelineKind::Conflict => "conflict",
+        TimelineKind::Alert => "alert",
+        TimelineKind::Mail => "mail",
+        TimelineKind::Failure => "failure",
+        TimelineKind::Skipped => "skipped",
+    }
+}
+
+fn timeline_event(entry: &TimelineEntry) -> NewBookingEvent {
+    NewBookingEvent {
+        at: entry.at,
+        kind: timeline_kind(entry.kind).to_owned(),
+        side: entry.side,
+        detail: json!({ "detail": entry.detail }),
+    }
+}
+
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::CreateReservation { .. } => "create-reservation",
+        Action::UpdateReservation { .. } => "update-reservation",
+        Action::RescheduleReservation { .. } => "reschedule-reservation",
+        Action::MoveReservationRoom { .. } => "move-reservation-room",
+        Action::CancelReservation { .. } => "cancel-reservation",
+        Action::CreateExchangeEvent { .. } => "create-exchange-event",
+        Action::UpdateExchangeEvent { .. } => "update-exchange-event",
+        Action::CancelExchangeEvent { .. } => "cancel-exchange-event",
+        Action::SendMail { .. } => "send-mail",
+        Action::RaiseConflict { .. } => "raise-conflict",
+        Action::MassDeletionAlert { .. } => "mass-deletion-alert",
+        Action::ScheduleRetry { .. } => "schedule-retry",
+        Action::Nothing { .. } => "nothing",
+    }
+}
+
+/// One timeline entry per executed write or mail: done, failed (with the error, never a subject) or
+/// skipped after an earlier failure.
+fn outcome_events(the_plan: &Plan, report: &ExecutionReport, at: DateTime<Utc>) -> Vec<NewBookingEvent> {
+    report
+        .outcomes
+        .iter()
+        .filter_map(|o| {
+            let action = the_plan.actions.get(o.index)?;
+            let name = action_name(action);
+            let (kind, detail) = match &o.outcome {
+                Outcome::NotAWrite => return None,
+                Outcome::Done(done) => ("written", json!({ "action": name, "done": format!("{done:?}") })),
+                Outcome::Failed { error, .. } => {
+                    ("write-failed", json!({ "action": name, "error": error.to_string() }))
+                }
+                Outcome::Skipped { after } => ("write-skipped", json!({ "action": name, "after": after })),
+            };
+            let kind = if matches!(action, Action::SendMail { .. }) {
+                match kind {
+                    "written" => "mail-sent",
+                    "write-failed" => "mail-failed",
+                    _ => "mail-skipped",
+                }
+            } else {
+                kind
+            };
+            Some(NewBookingEvent { at, kind: kind.to_owned(), side: o.side, detail })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// process_job
+// ---------------------------------------------------------------------------------------------------------
+
+fn no_series(_: &SeriesKey<'_>) -> Option<orb_core::SeriesId> {
+    None
+}
+
+fn no_person(_: &orb_topdesk::PersonId) -> Option<EmailAddress> {
+    None
+}
+
+// The observe context is not `Send`: it is built and dropped inside these synchronous helpers.
+
+fn observe_event(
+    tenant: &TenantRuntime,
+    mailbox: &EmailAddress,
+    event: &orb_graph::model::Event,
+) -> Result<Observation, ObserveError> {
+    let octx =
+        ObserveContext::new(&tenant.rooms, tenant.link_type, &no_series, ObservationSource::Notification)
+            .with_persons(&no_person)
+            .with_mailbox(mailbox);
+    match observe::from_graph_event(event, &octx) {
+        Err(ObserveError::SeveralRooms { .. }) => observe::from_graph_event_for_room(event, mailbox, &octx),
+        other => other,
+    }
+}
+
+fn observe_deleted(
+    tenant: &TenantRuntime,
+    mailbox: &EmailAddress,
+    event_id: String,
+    record: &BookingRecord,
+    now: DateTime<Utc>,
+) -> Observation {
+    let octx =
+        ObserveContext::new(&tenant.rooms, tenant.link_type, &no_series, ObservationSource::Notification)
+            .with_mailbox(mailbox);
+    let ids = RemoteIds { event_id: Some(event_id), ..RemoteIds::default() };
+    observe::deleted(Side::Exchange, ids, record, now, &octx)
+}
+
+fn observe_reservation(
+    tenant: &TenantRuntime,
+    reservation: &orb_topdesk::wire::ReservationDto,
+) -> Result<Observation, ObserveError> {
+    let octx =
+        ObserveContext::new(&tenant.rooms, tenant.link_type, &no_series, ObservationSource::Notification)
+            .with_persons(&no_person);
+    observe::from_topdesk_reservation(reservation, &octx)
+}
+
+fn bad(kind: &str, reason: impl Into<String>) -> SyncError {
+    SyncError::BadPayload { kind: kind.to_owned(), reason: reason.into() }
+}
+
+fn payload_str<'a>(job: &'a ClaimedJob, field: &str) -> Result<&'a str, SyncError> {
+    job.job
+        .payload
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(&job.job.kind, format!("no {field:?}")))
+}
+
+fn payload_i64(job: &ClaimedJob, field: &str) -> Result<i64, SyncError> {
+    job.job
+        .payload
+        .get(field)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| bad(&job.job.kind, format!("no {field:?}")))
+}
+
+/// Runs one claimed job: `graph.notification`, `topdesk.hint` or `sync.retry` (see the module docs).
+/// Unknown kinds are [`SyncError::UnknownJobKind`] (not retryable: the job is dead).
+pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
+    let span = tracing::info_span!(
+        "job",
+        id = %job.job.id,
+        kind = %job.job.kind,
+        tenant = %job.job.tenant_id,
+        correlation = job.job.correlation_id.map(tracing::field::display),
+        attempts = job.job.attempts,
+    );
+    async {
+        match job.job.kind.as_str() {
+            JOB_GRAPH_NOTIFICATION => graph_notification(deps, job).await,
+            JOB_TOPDESK_HINT => topdesk_hint(deps, job).await,
+            JOB_SYNC_RETRY | JOB_SYNC_OBSERVATION => sync_retry(deps, job).await,
+            other => Err(SyncError::UnknownJobKind { kind: other.to_owned() }),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn refuse(
+    deps: &SyncDeps,
+    tenant: TenantId,
+    inbox_id: i64,
+    reason: String,
+) -> Result<JobResult, SyncError> {
+    let now = deps.clock.now();
+    tracing::warn!(inbox_id, %reason, "notification refused");
+    deps.store
+        .append_audit(&NewAuditEntry {
+            tenant_id: Some(tenant),
+            at: now,
+            actor: AUDIT_ACTOR.to_owned(),
+            action: AUDIT_NOTIFICATION_REFUSED.to_owned(),
+            target: format!("inbox item {inbox_id}: {reason}"),
+            ip: None,
+        })
+        .await?;
+    deps.store.mark_inbox_processed(tenant, inbox_id, now).await?;
+    Ok(JobResult::Refused { reason })
+}
+
+/// A refusal of Graph's content, as opposed to a failure that may pass (JWKS unreachable).
+fn is_refusal(e: &GraphError) -> bool {
+    matches!(e, GraphError::NotificationRefused { .. } | GraphError::Decode { .. })
+}
+
+async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
+    let kind = &job.job.kind;
+    let tenant_id = job.job.tenant_id;
+    let subscription_id = payload_str(job, "subscription_id")?;
+    let inbox_id = payload_i64(job, "inbox_id")?;
+    let inbox = deps.store.get_inbox(tenant_id, inbox_id).await?;
+    if inbox.processed_at.is_some() {
+        return Ok(JobResult::Ignored { reason: format!("inbox item {inbox_id} was processed already") });
+    }
+    let tenant = deps.tenant(tenant_id)?;
+    let subscription = match deps.store.get_subscription(tenant_id, subscription_id).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound { .. }) => {
+            deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
+            return Ok(JobResult::Ignored { reason: format!("subscription {subscription_id} is gone") });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let room = deps.store.get_room(tenant_id, subscription.room_id).await?;
+    let mailbox = room.mailbox.address().clone();
+    let item: ChangeNotification = match serde_json::from_value(inbox.payload.clone()) {
+        Ok(item) => item,
+        Err(e) => return refuse(deps, tenant_id, inbox_id, format!("not a change notification ({e})")).await,
+    };
+    let tokens: Option<Vec<String>> = match inbox.payload.get("validationTokens") {
+        None | Some(Value::Null) => None,
+        Some(v) => match serde_json::from_value(v.clone()) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                return refuse(deps, tenant_id, inbox_id, "validationTokens is not a list".into()).await;
+            }
+        },
+    };
+
+    let event = if item.encrypted_content.is_some() {
+        if tokens.is_none() && deps.require_validation_tokens {
+            return refuse(deps, tenant_id, inbox_id, "encrypted content without validationTokens".into())
+                .await;
+        }
+        if tokens.is_some() {
+            let collection =
+                ChangeNotificationCollection { validation_tokens: tokens, value: vec![item.clone()] };
+            let app = tenant.graph.app();
+            let expected = ValidationTokenExpectations::new(app.client_id.clone(), app.tenant.clone());
+            match deps.jwks.check_validation_tokens(&collection, &expected).await {
+                Ok(_) => {}
+                Err(e) if is_refusal(&e) => return refuse(deps, tenant_id, inbox_id, e.to_string()).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match decrypt_event(&item, &deps.certificates) {
+            Ok(event) => event,
+            Err(e) => return refuse(deps, tenant_id, inbox_id, e.to_string()).await,
+        }
+    } else {
+        None
+    };
+
+    let resource_id = item.resource_data.as_ref().and_then(|r| r.id.clone());
+    let deleted = item.change_type == Some(ChangeType::Deleted);
+    let event = match (event, deleted, &resource_id) {
+        (Some(event), false, _) => Some(event),
+        (_, true, _) => None,
+        (None, false, Some(id)) => {
+            match tenant
+                .graph
+                .get_event(
+                    &mailbox,
+                    id,
+                    job.job.correlation_id.unwrap_or_else(|| CorrelationId::generate(deps.clock.now())),
+                )
+                .await
+            {
+                Ok(event) => Some(event),
+                Err(GraphError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (None, false, None) => return Err(bad(kind, "the notification names no event (resourceData.id)")),
+    };
+
+    let observation = match event {
+        Some(event) => observe_event(tenant, &mailbox, &event)?,
+        None => {
+            let Some(id) = resource_id else {
+                return Err(bad(kind, "a deleted notification names no event"));
+            };
+            match deps.store.find_booking(tenant_id, &BookingKey::ExchangeEvent(&id)).await? {
+                Some(record) => observe_deleted(tenant, &mailbox, id, &record, deps.clock.now()),
+                None => {
+                    deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
+                    return Ok(JobResult::Ignored { reason: "a deleted event ORB does not track".into() });
+                }
+            }
+        }
+    };
+    let outcome = sync_from(deps, tenant, &observation, true).await?;
+    deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
+    Ok(JobResult::Synced(vec![outcome]))
+}
+
+async fn topdesk_hint(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
+    let kind = &job.job.kind;
+    let tenant_id = job.job.tenant_id;
+    let inbox_id = payload_i64(job, "inbox_id")?;
+    let inbox = deps.store.get_inbox(tenant_id, inbox_id).await?;
+    if inbox.processed_at.is_some() {
+        return Ok(JobResult::Ignored { reason: format!("inbox item {inbox_id} was processed already") });
+    }
+    let tenant = deps.tenant(tenant_id)?;
+    let hints: Vec<String> = inbox
+        .payload
+        .get("reservations")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| bad(kind, "the inbox item has no \"reservations\" list"))?;
+    let mut fanned_out = 0_usize;
+    for hint in &hints {
+        let fetched = match hint.parse::<ReservationId>() {
+            Ok(id) => tenant.topdesk.get_reservation(id).await,
+            Err(_) => tenant.topdesk.get_reservation_by_number(hint).await,
+        };
+        let reservation = match fetched {
+            Ok(r) => r,
+            Err(TopdeskError::NotFound { .. }) => {
+                tracing::warn!(%hint, "hinted reservation not found; skipped");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let observation = match observe_reservation(tenant, &reservation) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(%hint, error = %e, "hinted reservation is not a booking ORB syncs; skipped");
+                continue;
+            }
+        };
+        // The hint arrives on the tenant lane; the booking's work belongs in its room's lane, so it runs in
+        // order with that room's Graph notifications (never two workers on one booking at once).
+        let room = match &observation.room {
+            orb_core::ObservedRoom::Location(loc) => tenant.rooms.by_location(loc).map(|m| m.id),
+            _ => None,
+        };
+        let Some(room) = room else {
+            tracing::info!(%hint, "hinted reservation is not in a mapped room; skipped");
+            continue;
+        };
+        let payload = serde_json::json!({ "observation": observation });
+        let follow_up = NewJob {
+            lane: Lane::room(tenant_id, room),
+            kind: JOB_SYNC_OBSERVATION.to_owned(),
+            payload,
+            correlation_id: job.job.correlation_id,
+            run_at: None,
+        };
+        deps.store.enqueue(&follow_up, deps.clock.now()).await?;
+        fanned_out += 1;
+    }
+    deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
+    Ok(JobResult::Ignored {
+        reason: format!("{fanned_out} hinted reservation(s) queued in their rooms' lanes"),
+    })
+}
+
+async fn sync_retry(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
+    let tenant = deps.tenant(job.job.tenant_id)?;
+    let observation: Observation = job
+        .job
+        .payload
+        .get("observation")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| bad(&job.job.kind, "no readable \"observation\""))?;
+    Ok(JobResult::Synced(vec![sync_observation(deps, tenant, &observation).await?]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_passing_failures_are_retryable() {
+        let conflict = StoreError::Conflict { what: "booking".into(), expected: 1, actual: 2 };
+        assert!(SyncError::Store(conflict).is_retryable());
+        assert!(!SyncError::Store(StoreError::NotFound { what: "inbox item".into() }).is_retryable());
+        assert!(SyncError::ConflictRetriesExhausted { booking: "b".into(), tries: 3 }.is_retryable());
+        assert!(!SyncError::UnknownJobKind { kind: "x".into() }.is_retryable());
+        assert!(!SyncError::BadPayload { kind: "x".into(), reason: "y".into() }.is_retryable());
+        let observe = ObserveError::SeriesMaster { event_id: "e".into() };
+        assert!(!SyncError::Observe(observe).is_retryable());
+        let unknown = SyncError::UnknownJobKind { kind: "graph.lifecycle".into() };
+        assert!(unknown.to_string().contains("graph.lifecycle"), "{unknown}");
+    }
+
+    #[test]
+    fn timeline_entries_keep_kind_side_and_detail() {
+        let at = DateTime::parse_from_rfc3339("2026-09-01T06:00:00Z").unwrap().with_timezone(&Utc);
+        let entry = TimelineEntry {
+            at,
+            kind: TimelineKind::Decision,
+            side: Some(Side::Topdesk),
+            detail: "create".into(),
+        };
+        let event = timeline_event(&entry);
+        assert_eq!(event.kind, "decision");
+        assert_eq!(event.side, Some(Side::Topdesk));
+        assert_eq!(event.detail, json!({"detail": "create"}));
+        assert_eq!(event.at, at);
+    }
+}
