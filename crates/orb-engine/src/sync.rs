@@ -60,6 +60,8 @@ pub const JOB_GRAPH_NOTIFICATION: &str = "graph.notification";
 pub const JOB_TOPDESK_HINT: &str = "topdesk.hint";
 /// Job kind of a retried sync (a failed write), committed with the record.
 pub const JOB_SYNC_RETRY: &str = "sync.retry";
+/// Job kind of a Graph lifecycle notification kept by the intake ([`crate::subscriptions`]).
+pub const JOB_GRAPH_LIFECYCLE: &str = "graph.lifecycle";
 /// Job kind: sync one observation in its room's lane (a TOPdesk hint fans out into these, so a booking's
 /// work always runs in its room's lane, in order with the Graph notifications of that room).
 pub const JOB_SYNC_OBSERVATION: &str = "sync.observation";
@@ -89,6 +91,9 @@ pub struct TenantRuntime {
     pub portal_base_url: String,
     /// Reason sent with TOPdesk cancellations.
     pub cancel_reason: Reason,
+    /// ORB's public base URL for Graph's webhooks (`{base}/hooks/graph/{tenant}`): needed to recreate a
+    /// subscription Graph removed (`None`: such a lifecycle job fails until it is configured).
+    pub notification_base_url: Option<String>,
 }
 
 impl fmt::Debug for TenantRuntime {
@@ -219,8 +224,8 @@ pub enum SyncError {
     },
     /// A job kind this engine does not handle.
     #[error(
-        "job kind {kind:?} is not handled by this worker (known: graph.notification, topdesk.hint, sync.retry, \
-         sync.observation)"
+        "job kind {kind:?} is not handled by this worker (known: graph.notification, graph.lifecycle, \
+         topdesk.hint, sync.retry, sync.observation)"
     )]
     UnknownJobKind {
         /// The kind.
@@ -722,7 +727,8 @@ fn payload_i64(job: &ClaimedJob, field: &str) -> Result<i64, SyncError> {
         .ok_or_else(|| bad(&job.job.kind, format!("no {field:?}")))
 }
 
-/// Runs one claimed job: `graph.notification`, `topdesk.hint` or `sync.retry` (see the module docs).
+/// Runs one claimed job: `graph.notification`, `graph.lifecycle` ([`crate::subscriptions`]),
+/// `topdesk.hint`, `sync.retry` or `sync.observation` (see the module docs).
 /// Unknown kinds are [`SyncError::UnknownJobKind`] (not retryable: the job is dead).
 pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
     let span = tracing::info_span!(
@@ -736,6 +742,7 @@ pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult,
     async {
         match job.job.kind.as_str() {
             JOB_GRAPH_NOTIFICATION => graph_notification(deps, job).await,
+            JOB_GRAPH_LIFECYCLE => crate::subscriptions::process_lifecycle(deps, job).await,
             JOB_TOPDESK_HINT => topdesk_hint(deps, job).await,
             JOB_SYNC_RETRY | JOB_SYNC_OBSERVATION => sync_retry(deps, job).await,
             other => Err(SyncError::UnknownJobKind { kind: other.to_owned() }),
@@ -962,8 +969,8 @@ mod tests {
         assert!(!SyncError::BadPayload { kind: "x".into(), reason: "y".into() }.is_retryable());
         let observe = ObserveError::SeriesMaster { event_id: "e".into() };
         assert!(!SyncError::Observe(observe).is_retryable());
-        let unknown = SyncError::UnknownJobKind { kind: "graph.lifecycle".into() };
-        assert!(unknown.to_string().contains("graph.lifecycle"), "{unknown}");
+        let unknown = SyncError::UnknownJobKind { kind: "graph.other".into() };
+        assert!(unknown.to_string().contains("graph.other"), "{unknown}");
     }
 
     #[test]

@@ -290,6 +290,7 @@ impl World {
             mail_sender: mail("orb@contoso.com"),
             portal_base_url: "https://orb.example.test".into(),
             cancel_reason: Reason::Default,
+            notification_base_url: Some(intake.clone()),
         };
         let jwks = JwksCache::new(
             reqwest::Client::new(),
