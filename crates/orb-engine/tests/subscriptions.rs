@@ -4,17 +4,16 @@
 //! `ensure_subscriptions` creates, renews, recreates and deletes; lifecycle notifications sent through the
 //! emulator's control API are processed by the worker.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use orb_core::{
-    Clock as _, EmailAddress, FixedClock, Policy, RoomMailbox, RoomMap, RoomMapping, TenantName, TimeZoneName,
-};
+use orb_core::{Clock as _, FixedClock, Policy, RoomMailbox, RoomMap, RoomMapping, TenantName, TimeZoneName};
 use orb_crypto::{CertificateRing, EncryptionCertificate, NotificationPrivateKey};
 use orb_emulators::graph::{GraphEmulator, RoomInfo, Served, SubscriptionInfo, serve};
 use orb_emulators::topdesk::{DoubleBooking, ServedEmulator, TopdeskEmulator};
@@ -29,12 +28,12 @@ use orb_graph::{
     AppRegistration, ClientOptions, Credential, Endpoints, GraphClient, JwksCache, JwksCacheOptions,
 };
 use orb_store::{
-    InboxSource, JobStatus, Lane, NewInboxItem, NewJob, NewRoom, PgStore, Room, SqliteStore, Store,
-    SubscriptionRow, Tenant,
+    InboxSource, JobStatus, Lane, NewInboxItem, NewJob, NewRoom, Room, Store, SubscriptionRow, Tenant,
 };
 use orb_topdesk::{Reason, RetryPolicy, TopdeskClient, TopdeskConfig};
 use secrecy::SecretString;
 use serde_json::json;
+use support::{StoreUnderTest, eventually, mail, postgres, sqlite};
 use tokio_util::sync::CancellationToken;
 
 const TENANT: &str = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d";
@@ -43,71 +42,9 @@ const SECRET: &str = "emulator-secret-value";
 const ROOM: &str = "room1@contoso.com";
 const ROOM2: &str = "room2@contoso.com";
 const LINK_TYPE: i64 = 7;
-const WAIT: StdDuration = StdDuration::from_secs(15);
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
-}
-
-fn mail(text: &str) -> EmailAddress {
-    EmailAddress::parse(text).unwrap()
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, failing after [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-}
-
-// ---- stores ----
-
-struct StoreUnderTest {
-    name: &'static str,
-    store: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite() -> StoreUnderTest {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("orb.db"), 8).await.unwrap();
-    store.migrate().await.unwrap();
-    StoreUnderTest { name: "sqlite", store: Arc::new(store), _dir: Some(dir) }
-}
-
-/// `None` when no PostgreSQL is configured (allowed only outside CI).
-async fn postgres() -> Option<StoreUnderTest> {
-    let url = match std::env::var("ORB_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but ORB_TEST_POSTGRES_URL is not: the PostgreSQL run must not be skipped"
-            );
-            eprintln!("ORB_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
-            return None;
-        }
-    };
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("ORB_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
-    let schema = format!("orb_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
-    admin.close().await;
-    let options =
-        sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    let store = PgStore::connect_with(options, 8).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(StoreUnderTest { name: "postgres", store: Arc::new(store), _dir: None })
 }
 
 /// Runs `scenario` on SQLite, then on PostgreSQL when configured.

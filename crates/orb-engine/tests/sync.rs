@@ -4,17 +4,18 @@
 //! set) and the `Worker` running in the background. Each scenario acts as a person would (Outlook through
 //! the Graph emulator's control API, TOPdesk through its API) and asserts on both emulators and the store.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use orb_core::{
-    BookingRecord, Clock as _, EmailAddress, FixedClock, Policy, RoomMailbox, RoomMap, RoomMapping, Side,
-    TenantName, TimeZoneName,
+    BookingRecord, Clock as _, FixedClock, Policy, RoomMailbox, RoomMap, RoomMapping, Side, TenantName,
+    TimeZoneName,
 };
 use orb_crypto::{CertificateRing, EncryptionCertificate, NotificationPrivateKey};
 use orb_emulators::graph::{DeliveryKind, GraphEmulator, Knobs, NotificationKnobs, RoomInfo, Served, serve};
@@ -28,13 +29,13 @@ use orb_graph::{
     subscription_expiry,
 };
 use orb_store::{
-    BookingFilter, InboxSource, JobStatus, Lane, NewInboxItem, NewJob, NewRoom, PgStore, Room, SqliteStore,
-    Store, SubscriptionRow, Tenant,
+    BookingFilter, InboxSource, JobStatus, Lane, NewInboxItem, NewJob, NewRoom, Room, Store, SubscriptionRow,
+    Tenant,
 };
 use orb_topdesk::{PersonId, Reason, ReservationStatus, RetryPolicy, TopdeskClient, TopdeskConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use support::{StoreUnderTest, eventually, mail, postgres, sha256, sqlite};
 use tokio_util::sync::CancellationToken;
 
 const TENANT: &str = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d";
@@ -44,75 +45,9 @@ const ROOM: &str = "room1@contoso.com";
 const ANNA: &str = "anna@contoso.com";
 const LINK_TYPE: i64 = 7;
 const PUSH_TOKEN: &str = "push-token-for-tests";
-const WAIT: StdDuration = StdDuration::from_secs(15);
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
-}
-
-fn mail(text: &str) -> EmailAddress {
-    EmailAddress::parse(text).unwrap()
-}
-
-fn sha256(text: &str) -> Vec<u8> {
-    Sha256::digest(text.as_bytes()).to_vec()
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, failing after [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-}
-
-// ---- stores ----
-
-struct StoreUnderTest {
-    name: &'static str,
-    store: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite() -> StoreUnderTest {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("orb.db"), 8).await.unwrap();
-    store.migrate().await.unwrap();
-    StoreUnderTest { name: "sqlite", store: Arc::new(store), _dir: Some(dir) }
-}
-
-/// `None` when no PostgreSQL is configured (allowed only outside CI).
-async fn postgres() -> Option<StoreUnderTest> {
-    let url = match std::env::var("ORB_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but ORB_TEST_POSTGRES_URL is not: the PostgreSQL run must not be skipped"
-            );
-            eprintln!("ORB_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
-            return None;
-        }
-    };
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("ORB_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
-    let schema = format!("orb_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
-    admin.close().await;
-    let options =
-        sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    let store = PgStore::connect_with(options, 8).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(StoreUnderTest { name: "postgres", store: Arc::new(store), _dir: None })
 }
 
 /// Runs `scenario` on SQLite, then on PostgreSQL when configured.
