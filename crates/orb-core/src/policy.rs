@@ -197,6 +197,11 @@ impl RoomMap {
         Self { rooms }
     }
 
+    /// Every mapping, enabled or not, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = &RoomMapping> {
+        self.rooms.iter()
+    }
+
     /// The enabled mapping for a room mailbox.
     pub fn by_mailbox(&self, mailbox: &EmailAddress) -> Option<&RoomMapping> {
         self.rooms.iter().find(|r| r.enabled && r.mailbox.address() == mailbox)

@@ -3,14 +3,15 @@
 //! ORB's sync engine: turning what each side says into planner observations ([`observe`]), carrying out a
 //! plan's writes against Graph and TOPdesk ([`execute`]), syncing one observation end to end and running
 //! the queue's jobs ([`sync`]), Graph subscriptions and their lifecycle
-//! notifications ([`subscriptions`]), and the queue worker ([`worker`]). Schedulers and reconciliation come
-//! next.
+//! notifications ([`subscriptions`]), TOPdesk change detection by polling ([`poller`]), and the queue worker
+//! ([`worker`]). Schedulers and reconciliation come next.
 //!
 //! ## Must not depend on
 //! orb-web (the intake hands work over through the store only).
 
 pub mod execute;
 pub mod observe;
+pub mod poller;
 pub mod subscriptions;
 pub mod sync;
 pub mod worker;
