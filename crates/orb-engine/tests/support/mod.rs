@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod world;
+
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
