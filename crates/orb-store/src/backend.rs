@@ -267,6 +267,30 @@ macro_rules! impl_store {
             })
         }
 
+        fn tenant_settings_from_row(row: &DbRow) -> Result<TenantSettingsRow> {
+            let e = || StoreError::db("reading tenant settings");
+            Ok(TenantSettingsRow {
+                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
+                document: row.try_get("document").map_err(e())?,
+                version: row.try_get("version").map_err(e())?,
+                updated_at: from_ts(row.try_get("updated_at").map_err(e())?, "tenant settings updated_at")?,
+            })
+        }
+
+        fn encryption_key_from_row(row: &DbRow) -> Result<EncryptionKeyRow> {
+            let e = || StoreError::db("reading an encryption key");
+            Ok(EncryptionKeyRow {
+                id: row.try_get("id").map_err(e())?,
+                certificate_der: row.try_get("certificate").map_err(e())?,
+                thumbprint: row.try_get("thumbprint").map_err(e())?,
+                not_before: from_ts(row.try_get("not_before").map_err(e())?, "encryption key not_before")?,
+                not_after: from_ts(row.try_get("not_after").map_err(e())?, "encryption key not_after")?,
+                key_id: row.try_get("key_id").map_err(e())?,
+                sealed_private_key: row.try_get("sealed_private_key").map_err(e())?,
+                created_at: from_ts(row.try_get("created_at").map_err(e())?, "encryption key created_at")?,
+            })
+        }
+
         fn inbox_from_row(row: &DbRow) -> Result<InboxItem> {
             let e = || StoreError::db("reading an inbox item");
             let payload: String = row.try_get("payload").map_err(e())?;
@@ -946,6 +970,157 @@ macro_rules! impl_store {
                     .map_err(StoreError::db("reading a push token"))
             }
 
+            async fn get_tenant_settings(&self, tenant: TenantId) -> Result<Option<TenantSettingsRow>> {
+                let row = sqlx::query("SELECT * FROM tenant_settings WHERE tenant_id = $1")
+                    .bind(tenant.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::db("reading tenant settings"))?;
+                row.as_ref().map(tenant_settings_from_row).transpose()
+            }
+
+            async fn put_tenant_settings(
+                &self,
+                tenant: TenantId,
+                document: &str,
+                expected_version: Option<i64>,
+                now: DateTime<Utc>,
+                audit: &NewAuditEntry,
+            ) -> Result<TenantSettingsRow> {
+                let mut tx = self.begin_write().await?;
+                let q = match expected_version {
+                    None => sqlx::query($crate::sql::UPSERT_TENANT_SETTINGS),
+                    Some(0) => sqlx::query($crate::sql::INSERT_TENANT_SETTINGS),
+                    Some(_) => sqlx::query($crate::sql::UPDATE_TENANT_SETTINGS),
+                };
+                let q = q.bind(tenant.as_uuid()).bind(document.to_owned()).bind(ts(now));
+                let q = match expected_version {
+                    Some(v) if v != 0 => q.bind(v),
+                    _ => q,
+                };
+                let row = q
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::parent_or_db("storing tenant settings", || format!("tenant {tenant}")))?;
+                let Some(row) = row else {
+                    // Only the optimistic forms return nothing: the stored version is not the expected one.
+                    let expected = expected_version.unwrap_or_default();
+                    let actual: Option<i64> =
+                        sqlx::query_scalar("SELECT version FROM tenant_settings WHERE tenant_id = $1")
+                            .bind(tenant.as_uuid())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(StoreError::db("storing tenant settings"))?;
+                    if actual.is_none() {
+                        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = $1")
+                            .bind(tenant.as_uuid())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(StoreError::db("storing tenant settings"))?;
+                        if exists.is_none() {
+                            return Err(StoreError::NotFound { what: format!("tenant {tenant}") });
+                        }
+                    }
+                    return Err(StoreError::Conflict {
+                        what: format!("settings of tenant {tenant}"),
+                        expected,
+                        actual: actual.unwrap_or(0),
+                    });
+                };
+                let stored = tenant_settings_from_row(&row)?;
+                insert_audit(&mut tx, audit).await?;
+                commit(tx, "storing tenant settings").await?;
+                Ok(stored)
+            }
+
+            async fn list_encryption_keys(&self) -> Result<Vec<EncryptionKeyRow>> {
+                let rows = sqlx::query("SELECT * FROM encryption_keys ORDER BY not_before, id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::db("listing encryption keys"))?;
+                rows.iter().map(encryption_key_from_row).collect()
+            }
+
+            async fn insert_encryption_key(&self, row: &EncryptionKeyRow, audit: &NewAuditEntry) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO encryption_keys (id, certificate, thumbprint, not_before, not_after, key_id, \
+                     sealed_private_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(row.id.clone())
+                .bind(row.certificate_der.clone())
+                .bind(row.thumbprint.clone())
+                .bind(ts(row.not_before))
+                .bind(ts(row.not_after))
+                .bind(row.key_id.clone())
+                .bind(row.sealed_private_key.clone())
+                .bind(ts(row.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::unique_or_db("storing an encryption key", || format!("encryption key {:?}", row.id)))?;
+                insert_audit(&mut tx, audit).await?;
+                commit(tx, "storing an encryption key").await
+            }
+
+            async fn delete_encryption_key(&self, id: &str, audit: &NewAuditEntry) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("DELETE FROM encryption_keys WHERE id = $1")
+                    .bind(id.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("deleting an encryption key"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { what: format!("encryption key {id:?}") });
+                }
+                insert_audit(&mut tx, audit).await?;
+                commit(tx, "deleting an encryption key").await
+            }
+
+            async fn reseal_encryption_keys(&self, rows: &[(String, String, Vec<u8>)], audit: &NewAuditEntry) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                for (id, key_id, sealed) in rows {
+                    let done = sqlx::query("UPDATE encryption_keys SET key_id = $2, sealed_private_key = $3 WHERE id = $1")
+                        .bind(id.clone())
+                        .bind(key_id.clone())
+                        .bind(sealed.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("resealing encryption keys"))?;
+                    if done.rows_affected() == 0 {
+                        // Dropping the transaction rolls back the keys already resealed: all or nothing.
+                        return Err(StoreError::NotFound { what: format!("encryption key {id:?}") });
+                    }
+                }
+                insert_audit(&mut tx, audit).await?;
+                commit(tx, "resealing encryption keys").await
+            }
+
+            async fn try_lease(&self, name: &str, holder: &str, now: DateTime<Utc>, ttl: Duration) -> Result<bool> {
+                let until = now.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                let mut tx = self.begin_write().await?;
+                let held: Option<String> = sqlx::query_scalar($crate::sql::TRY_LEASE)
+                    .bind(name.to_owned())
+                    .bind(holder.to_owned())
+                    .bind(ts(until))
+                    .bind(ts(now))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("taking a lease"))?;
+                commit(tx, "taking a lease").await?;
+                Ok(held.is_some())
+            }
+
+            async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                    .bind(name.to_owned())
+                    .bind(holder.to_owned())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("releasing a lease"))?;
+                commit(tx, "releasing a lease").await
+            }
+
             async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<JobId> {
                 let mut tx = self.begin_write().await?;
                 let id = insert_job(&mut tx, job, now).await?;
@@ -1078,6 +1253,28 @@ macro_rules! impl_store {
                 .map_err(StoreError::db("requeueing expired jobs"))?;
                 commit(tx, "requeueing expired jobs").await?;
                 Ok(dead.rows_affected() + requeued.rows_affected())
+            }
+
+            async fn release_jobs_of(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64> {
+                if owner_prefix.is_empty() {
+                    return Err(StoreError::InvalidArgument {
+                        reason: "an empty lease-owner prefix would release every instance's jobs".into(),
+                    });
+                }
+                let mut tx = self.begin_write().await?;
+                let released = sqlx::query(
+                    "UPDATE jobs SET status = 'queued', updated_at = $1, \
+                     last_error = 'the instance running it started again; run again', \
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
+                     WHERE status = 'running' AND substr(lease_owner, 1, length($2)) = $2",
+                )
+                .bind(ts(now))
+                .bind(owner_prefix)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("releasing an instance's jobs"))?;
+                commit(tx, "releasing an instance's jobs").await?;
+                Ok(released.rows_affected())
             }
 
             async fn get_job(&self, tenant: TenantId, job: JobId) -> Result<Job> {

@@ -65,6 +65,12 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The caller asked for something the store refuses (a programming error, not bad data).
+    #[error("invalid store call: {reason}")]
+    InvalidArgument {
+        /// What is wrong.
+        reason: String,
+    },
     /// The database could not be reached or is busy; may succeed later.
     #[error("database unavailable: {message}; check that the database is running and reachable")]
     Unavailable {
@@ -123,6 +129,23 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Maps a foreign-key violation to [`StoreError::NotFound`] (naming `what`, the missing parent), anything
+    /// else as [`StoreError::db`] does.
+    pub(crate) fn parent_or_db(
+        context: &'static str,
+        what: impl FnOnce() -> String,
+    ) -> impl FnOnce(sqlx::Error) -> Self {
+        move |err| {
+            if is_foreign_key_violation(&err) {
+                Self::NotFound { what: what() }
+            } else {
+                Self::db(context)(err)
+            }
+        }
+    }
+}
+
 /// SQLite BUSY/LOCKED and PostgreSQL serialization / deadlock / connection errors.
 fn is_busy(code: Option<&str>) -> bool {
     matches!(code, Some("5" | "6" | "517" | "262" | "40001" | "40P01" | "57P01" | "08006" | "08001"))
@@ -132,6 +155,14 @@ fn is_busy(code: Option<&str>) -> bool {
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Database(db) => db.is_unique_violation(),
+        _ => false,
+    }
+}
+
+/// Whether a driver error is a foreign-key violation (e.g. a row naming a tenant that does not exist).
+pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.is_foreign_key_violation(),
         _ => false,
     }
 }

@@ -6,8 +6,11 @@
 //!
 //! ## What lives here
 //! tenants, rooms (Exchange room mailbox ↔ TOPdesk location), series, bookings (the ORB record),
-//! booking_events (append-only timeline), cursors, audit_log (append-only), secrets (ciphertext only) and
-//! jobs (the durable queue, see [`queue`]).
+//! booking_events (append-only timeline), cursors, audit_log (append-only), secrets (ciphertext only),
+//! jobs (the durable queue, see [`queue`]), the webhook intake (subscriptions, inbox, push tokens), tenant
+//! settings (one versioned JSON document per tenant), encryption keys (installation-wide certificates for
+//! Graph rich notifications, private keys sealed by the caller) and named leases (one holder at a time,
+//! across processes).
 //!
 //! ## Invariants
 //! - **Every query is scoped by tenant in the API itself**: each method that touches tenant data takes a
@@ -24,8 +27,10 @@
 //!   at start-up ([`StoreError::MigrationChanged`]).
 //! - **Queue lanes**: at most one running job per lane, enforced by a partial unique index, and jobs of a
 //!   lane run in enqueue order.
-//! - Secrets are stored only as ciphertext ([`SealedSecretRow`]); this crate never sees a plaintext secret
-//!   and does not depend on the crypto crate.
+//! - Secrets are stored only as ciphertext ([`SealedSecretRow`], and the private keys of
+//!   [`EncryptionKeyRow`]); this crate never sees a plaintext secret and does not depend on the crypto crate.
+//! - **Leases**: [`Store::try_lease`] is one atomic statement, so of several processes asking for the same
+//!   free lease at the same time exactly one gets it.
 //! - Time comes in as a parameter (`now`); this crate never reads the wall clock.
 //!
 //! ## Must not depend on
@@ -45,9 +50,9 @@ pub use postgres::PgStore;
 pub use queue::{ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lane, Lease, NewJob, RetryPolicy};
 pub use sqlite::SqliteStore;
 pub use types::{
-    AuditEntry, BookingEvent, BookingFilter, BookingKey, InboxItem, InboxSource, NewAuditEntry,
-    NewBookingEvent, NewInboxItem, NewRoom, Room, SealedSecretRow, SecretMeta, Series, SubscriptionRow,
-    Tenant,
+    AuditEntry, BookingEvent, BookingFilter, BookingKey, EncryptionKeyRow, InboxItem, InboxSource,
+    NewAuditEntry, NewBookingEvent, NewInboxItem, NewRoom, Room, SealedSecretRow, SecretMeta, Series,
+    SubscriptionRow, Tenant, TenantSettingsRow,
 };
 
 use async_trait::async_trait;
@@ -198,6 +203,52 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The SHA-256 of the tenant's TOPdesk push token, if one is set.
     async fn push_token_hash(&self, tenant: TenantId) -> Result<Option<Vec<u8>>>;
 
+    // ---- tenant settings ----
+
+    /// A tenant's settings document, if any was stored.
+    async fn get_tenant_settings(&self, tenant: TenantId) -> Result<Option<TenantSettingsRow>>;
+    /// Stores `document` as the tenant's settings (version + 1) together with `audit`, in one transaction.
+    /// `expected_version`: `Some(v)` = optimistic — fail with [`StoreError::Conflict`] unless the stored
+    /// version is `v` (`Some(0)` = "must not exist yet"); `None` = overwrite whatever is there. On a
+    /// conflict nothing is written (neither the document nor the audit entry). An unknown tenant is
+    /// [`StoreError::NotFound`].
+    async fn put_tenant_settings(
+        &self,
+        tenant: TenantId,
+        document: &str,
+        expected_version: Option<i64>,
+        now: DateTime<Utc>,
+        audit: &NewAuditEntry,
+    ) -> Result<TenantSettingsRow>;
+
+    // ---- encryption keys (installation-wide; private keys sealed by the caller) ----
+
+    /// Every stored encryption key, oldest `not_before` first.
+    async fn list_encryption_keys(&self) -> Result<Vec<EncryptionKeyRow>>;
+    /// Adds a key, with the audit entry in the same transaction; an existing id is
+    /// [`StoreError::AlreadyExists`].
+    async fn insert_encryption_key(&self, row: &EncryptionKeyRow, audit: &NewAuditEntry) -> Result<()>;
+    /// Deletes a key that is no longer used (destroys the sealed private key), with the audit entry in the
+    /// same transaction; [`StoreError::NotFound`] if absent.
+    async fn delete_encryption_key(&self, id: &str, audit: &NewAuditEntry) -> Result<()>;
+    /// Master-key rotation: replaces `(key_id, sealed_private_key)` of each listed key id — rows are
+    /// `(id, new key_id, new sealed bytes)` — in one transaction with the audit entry. All or nothing: an
+    /// unknown id fails the whole call with [`StoreError::NotFound`] and changes nothing.
+    async fn reseal_encryption_keys(
+        &self,
+        rows: &[(String, String, Vec<u8>)],
+        audit: &NewAuditEntry,
+    ) -> Result<()>;
+
+    // ---- leases (one holder per name, across processes) ----
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl` when it is free, expired
+    /// (`expires_at <= now`), or already held by `holder`; returns whether `holder` holds it now. One atomic
+    /// statement: of several callers racing for a free lease exactly one gets `true`.
+    async fn try_lease(&self, name: &str, holder: &str, now: DateTime<Utc>, ttl: Duration) -> Result<bool>;
+    /// Gives the lease up if `holder` holds it (no error otherwise).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
     // ---- jobs ----
 
     /// Enqueues one job on its own.
@@ -225,6 +276,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Puts jobs whose lease expired before `now` back in the queue (or marks them dead once they used up
     /// `max_attempts`). Returns how many were touched.
     async fn requeue_expired(&self, now: DateTime<Utc>, max_attempts: u32) -> Result<u64>;
+    /// Puts every running job whose lease owner starts with `owner_prefix` back in the queue at once, lease
+    /// or not: for an instance with a stable name that starts again after it was killed (its earlier run
+    /// holds leases nobody will renew). Attempts are kept. Returns how many were put back. An empty prefix
+    /// is refused with [`StoreError::InvalidArgument`] (it would release every instance's jobs).
+    async fn release_jobs_of(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64>;
     /// One job.
     async fn get_job(&self, tenant: TenantId, job: JobId) -> Result<Job>;
     /// A tenant's jobs in one state, oldest first.

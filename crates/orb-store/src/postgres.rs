@@ -10,6 +10,7 @@ use crate::migrate::{Migration, impl_migrations};
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
     Migration { version: 2, name: "intake", sql: include_str!("../migrations/postgres/0002_intake.sql") },
+    Migration { version: 3, name: "runtime", sql: include_str!("../migrations/postgres/0003_runtime.sql") },
 ];
 
 const CLAIM_SQL: &str = "SELECT j.id FROM jobs j \

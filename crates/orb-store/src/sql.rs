@@ -23,3 +23,25 @@ pub(crate) const UPDATE_BOOKING: &str = "UPDATE bookings SET appointment_type = 
      exchange_modified_at = $30, topdesk_reservation_id = $31, topdesk_reservation_number = $32, \
      topdesk_modification_date = $33, exchange_fingerprint = $34, topdesk_fingerprint = $35, version \
      = version + 1 WHERE tenant_id = $1 AND id = $2 AND version = $3";
+
+/// Tenant settings, `expected_version = None`: insert at version 1, or overwrite and bump the version.
+pub(crate) const UPSERT_TENANT_SETTINGS: &str = "INSERT INTO tenant_settings (tenant_id, document, version, updated_at) \
+     VALUES ($1, $2, 1, $3) ON CONFLICT (tenant_id) DO UPDATE SET document = excluded.document, \
+     version = tenant_settings.version + 1, updated_at = excluded.updated_at RETURNING *";
+
+/// Tenant settings, `expected_version = Some(0)`: insert at version 1 only if none exist (no row returned
+/// otherwise).
+pub(crate) const INSERT_TENANT_SETTINGS: &str = "INSERT INTO tenant_settings (tenant_id, document, version, updated_at) \
+     VALUES ($1, $2, 1, $3) ON CONFLICT (tenant_id) DO NOTHING RETURNING *";
+
+/// Tenant settings, `expected_version = Some(v)`: overwrite only at version `$4`, bumping it.
+pub(crate) const UPDATE_TENANT_SETTINGS: &str = "UPDATE tenant_settings SET document = $2, version = version + 1, updated_at = $3 \
+     WHERE tenant_id = $1 AND version = $4 RETURNING *";
+
+/// Takes or renews a lease in one statement: `$1` name, `$2` holder, `$3` new expiry, `$4` now. The row is
+/// written (and returned) only when the lease is free, expired or already ours; otherwise nothing is
+/// returned. Atomic on both back-ends: PostgreSQL re-checks the `WHERE` against the row a concurrent
+/// inserter committed, SQLite runs it inside `BEGIN IMMEDIATE`.
+pub(crate) const TRY_LEASE: &str = "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+     WHERE leases.holder = excluded.holder OR leases.expires_at <= $4 RETURNING holder";

@@ -324,3 +324,55 @@ pub struct InboxItem {
     /// When a worker finished with it.
     pub processed_at: Option<DateTime<Utc>>,
 }
+
+/// A tenant's non-secret settings: one JSON document per tenant, versioned for optimistic concurrency. The
+/// store keeps the document as opaque text (byte-exact); parsing and validation belong to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantSettingsRow {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// The settings document (JSON text, stored as given).
+    pub document: String,
+    /// 1 after the first put, + 1 on every put since.
+    pub version: i64,
+    /// When the last put happened.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An encryption certificate for Graph rich notifications, installation-wide (not per tenant). The private
+/// key is stored only sealed (an AES-GCM envelope made by the caller under the master key `key_id`); this
+/// crate never sees it in clear, and `Debug` shows only the sealed key's length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKeyRow {
+    /// The certificate id (what subscriptions name as `encryptionCertificateId`).
+    pub id: String,
+    /// The certificate, DER.
+    pub certificate_der: Vec<u8>,
+    /// The certificate's thumbprint.
+    pub thumbprint: String,
+    /// Start of the certificate's validity.
+    pub not_before: DateTime<Utc>,
+    /// End of the certificate's validity.
+    pub not_after: DateTime<Utc>,
+    /// Id of the master key that sealed the private key.
+    pub key_id: String,
+    /// The sealed private key (envelope bytes, never plaintext).
+    pub sealed_private_key: Vec<u8>,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for EncryptionKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionKeyRow")
+            .field("id", &self.id)
+            .field("thumbprint", &self.thumbprint)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("key_id", &self.key_id)
+            .field("certificate_der_len", &self.certificate_der.len())
+            .field("sealed_private_key_len", &self.sealed_private_key.len())
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}

@@ -20,6 +20,14 @@ impl Raw {
             Raw::Pg(pool) => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
         }
     }
+
+    /// Runs a query returning one `BIGINT` (e.g. a `COUNT(*)`) outside the Store API.
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        match self {
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+            Raw::Pg(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        }
+    }
 }
 
 pub struct Harness {

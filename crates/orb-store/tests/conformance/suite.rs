@@ -10,9 +10,9 @@ use orb_core::{
     Side, SyncStatus, TenantId, TenantName, TimeZoneName, TopdeskLocationId,
 };
 use orb_store::{
-    BookingFilter, BookingKey, InboxSource, JobOutcome, JobStatus, Lane, NewAuditEntry, NewBookingEvent,
-    NewInboxItem, NewJob, NewRoom, RetryPolicy, Room, SealedSecretRow, Series, Store, StoreError,
-    SubscriptionRow, Tenant,
+    BookingFilter, BookingKey, EncryptionKeyRow, InboxSource, JobOutcome, JobStatus, Lane, NewAuditEntry,
+    NewBookingEvent, NewInboxItem, NewJob, NewRoom, RetryPolicy, Room, SealedSecretRow, Series, Store,
+    StoreError, SubscriptionRow, Tenant,
 };
 use serde_json::json;
 
@@ -104,7 +104,7 @@ pub async fn migrations_are_idempotent_and_append_only(h: &Harness) {
         .await
         .unwrap();
     let err = h.store.migrate().await.unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 2 }), "{err:?}");
+    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 3 }), "{err:?}");
 }
 
 pub async fn tenants_are_unique_and_listed(h: &Harness) {
@@ -559,8 +559,18 @@ pub async fn every_read_is_scoped_by_tenant(h: &Harness) {
     )
     .await
     .unwrap();
+    s.put_tenant_settings(
+        t.id,
+        r#"{"policy":"theirs"}"#,
+        Some(0),
+        t0(),
+        &audit(Some(t.id), "settings.put", "x"),
+    )
+    .await
+    .unwrap();
     let job_id = s.list_jobs(t.id, JobStatus::Queued).await.unwrap()[0].id;
     let i = intruder.id;
+    assert_eq!(s.get_tenant_settings(i).await.unwrap(), None);
     assert!(matches!(s.get_booking(i, rec.id).await, Err(StoreError::NotFound { .. })));
     assert!(s.find_booking(i, &BookingKey::TopdeskReservation("res-9")).await.unwrap().is_none());
     assert!(
@@ -661,6 +671,32 @@ pub async fn queue_lane_order_holds_across_two_pools(h: &Harness) {
     let second = h.second_store().await;
     run_workers(vec![h.store.clone(), second], 8, &lanes, 200).await;
     assert_eq!(h.store.list_jobs(t.id, JobStatus::Done).await.unwrap().len(), 600);
+}
+
+pub async fn a_restarted_instance_releases_its_own_jobs_only(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let (a, b) = (Lane::room(t.id, r.id), Lane::tenant(t.id));
+    let mine = s.enqueue(&job(&a, "sync", json!({})), t0()).await.unwrap();
+    let theirs = s.enqueue(&job(&b, "sync", json!({})), t0()).await.unwrap();
+    let first = s.claim_job("orb-1/g0/w0", t0(), Duration::minutes(5)).await.unwrap().unwrap();
+    let second = s.claim_job("orb-10/g0/w0", t0(), Duration::minutes(5)).await.unwrap().unwrap();
+    assert_eq!((first.job.id, second.job.id), (mine, theirs));
+    assert!(matches!(s.release_jobs_of("", t0()).await, Err(StoreError::InvalidArgument { .. })));
+    // "orb-1/" must not match "orb-10/...".
+    assert_eq!(s.release_jobs_of("orb-1/", t0() + Duration::seconds(1)).await.unwrap(), 1);
+    let released = s.get_job(t.id, mine).await.unwrap();
+    assert_eq!(released.status, JobStatus::Queued);
+    assert_eq!(released.attempts, 1, "attempts are kept");
+    assert_eq!(s.get_job(t.id, theirs).await.unwrap().status, JobStatus::Running);
+    // The old holder's lease is gone; the job runs again at once, before its lease would have expired.
+    assert!(matches!(
+        s.complete_job(&first.lease, t0() + Duration::seconds(2)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let again = s.claim_job("orb-1/g0/w1", t0() + Duration::seconds(2), Duration::minutes(5)).await.unwrap();
+    assert_eq!(again.unwrap().job.id, mine);
+    assert_eq!(s.release_jobs_of("nobody/", t0()).await.unwrap(), 0);
 }
 
 pub async fn expired_lease_is_run_again_and_old_holder_is_refused(h: &Harness) {
@@ -874,4 +910,340 @@ pub async fn push_token_hash_is_per_tenant_and_audited(h: &Harness) {
     assert_eq!(s.push_token_hash(t.id).await.unwrap(), Some(vec![2; 32]));
     assert_eq!(s.push_token_hash(other.id).await.unwrap(), None);
     assert_eq!(s.list_audit(t.id, 10).await.unwrap().len(), 2);
+}
+
+// ---- tenant settings ----
+
+/// Not normalised JSON on purpose: key order, whitespace, escapes and non-ASCII must come back byte-exact.
+const SETTINGS_V1: &str =
+    "{\"zeta\": 1,\n  \"alpha\": \"Kantoor \u{e9}\u{e9}n \u{2713}\",\t\"esc\": \"\\u00e9\\n\" }\n";
+const SETTINGS_V2: &str = r#"{"policy":{"privacy":"neutral-subject"},"rooms":[]}"#;
+
+pub async fn tenant_settings_are_versioned_per_tenant_and_audited(h: &Harness) {
+    let s = &*h.store;
+    let (t, _) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    assert_eq!(s.get_tenant_settings(t.id).await.unwrap(), None, "no settings before the first put");
+
+    let put = |doc: &'static str, expected: Option<i64>, at: DateTime<Utc>| async move {
+        s.put_tenant_settings(t.id, doc, expected, at, &audit(Some(t.id), "settings.put", "contoso")).await
+    };
+    let first = put(SETTINGS_V1, None, t0()).await.unwrap();
+    assert_eq!(first.version, 1);
+    assert_eq!(first.tenant_id, t.id);
+    assert_eq!(first.updated_at, t0());
+    assert_eq!(first.document, SETTINGS_V1);
+    let read = s.get_tenant_settings(t.id).await.unwrap().unwrap();
+    assert_eq!(read, first);
+    assert_eq!(read.document.as_bytes(), SETTINGS_V1.as_bytes(), "document round-trips byte-exact");
+
+    let later = t0() + Duration::minutes(3);
+    let second = put(SETTINGS_V2, None, later).await.unwrap();
+    assert_eq!((second.version, second.updated_at, second.document.as_str()), (2, later, SETTINGS_V2));
+    assert_eq!(s.get_tenant_settings(t.id).await.unwrap().unwrap(), second);
+    let third = put(SETTINGS_V1, Some(2), later + Duration::seconds(1)).await.unwrap();
+    assert_eq!(third.version, 3, "an optimistic put at the stored version bumps it too");
+    assert_eq!(s.get_tenant_settings(t.id).await.unwrap().unwrap().document, SETTINGS_V1);
+
+    // Every put is audited with it.
+    let log = s.list_audit(t.id, 10).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|e| e.action == "settings.put" && e.target == "contoso"));
+
+    // Tenant isolation: the other tenant sees nothing, and its own settings start at version 1.
+    assert_eq!(s.get_tenant_settings(other.id).await.unwrap(), None);
+    assert!(s.list_audit(other.id, 10).await.unwrap().is_empty());
+    let theirs = s
+        .put_tenant_settings(other.id, "{}", Some(0), t0(), &audit(Some(other.id), "settings.put", "f"))
+        .await
+        .unwrap();
+    assert_eq!((theirs.version, theirs.tenant_id), (1, other.id));
+    assert_eq!(s.get_tenant_settings(t.id).await.unwrap().unwrap(), third, "A untouched by B's put");
+
+    // A tenant that does not exist has no settings to write, whatever the form.
+    let ghost = TenantId::generate(t0());
+    for expected in [None, Some(0), Some(4)] {
+        let err = s
+            .put_tenant_settings(ghost, "{}", expected, t0(), &audit(None, "settings.put", "ghost"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{expected:?}: {err:?}");
+    }
+    assert_eq!(s.get_tenant_settings(ghost).await.unwrap(), None);
+}
+
+pub async fn tenant_settings_optimistic_put_conflicts_and_changes_nothing(h: &Harness) {
+    let s = &*h.store;
+    let (t, _) = setup(h).await;
+    let raw = h.raw().await;
+    let audit_rows = || raw.scalar("SELECT COUNT(*) FROM audit_log");
+    let put = |doc: &'static str, expected: Option<i64>| async move {
+        s.put_tenant_settings(
+            t.id,
+            doc,
+            expected,
+            t0() + Duration::hours(1),
+            &audit(Some(t.id), "settings.put", "c"),
+        )
+        .await
+    };
+
+    // Nothing stored yet: only None or Some(0) can write; Some(v > 0) expects a row that is not there.
+    let err = put(SETTINGS_V2, Some(1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { expected: 1, actual: 0, .. }), "{err:?}");
+    assert_eq!(s.get_tenant_settings(t.id).await.unwrap(), None);
+    assert_eq!(audit_rows().await, 0, "a refused put writes no audit entry");
+
+    let v1 = s
+        .put_tenant_settings(t.id, SETTINGS_V1, Some(0), t0(), &audit(Some(t.id), "settings.put", "c"))
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    assert_eq!(audit_rows().await, 1);
+
+    // "Must not exist yet" on an existing row, and a stale version: Conflict, and nothing changes.
+    for (expected, stale) in [(Some(0), 0), (Some(5), 5), (Some(-1), -1)] {
+        let err = put(SETTINGS_V2, expected).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { expected: e, actual: 1, .. } if e == stale),
+            "{expected:?}: {err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(s.get_tenant_settings(t.id).await.unwrap().unwrap(), v1, "{expected:?} changed the row");
+        assert_eq!(audit_rows().await, 1, "{expected:?} wrote an audit entry");
+    }
+    // The right version writes.
+    let v2 = put(SETTINGS_V2, Some(1)).await.unwrap();
+    assert_eq!((v2.version, v2.document.as_str()), (2, SETTINGS_V2));
+    assert_eq!(audit_rows().await, 2);
+    // The version a writer read before is stale now.
+    let err = put(SETTINGS_V1, Some(1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { expected: 1, actual: 2, .. }), "{err:?}");
+    assert_eq!(s.get_tenant_settings(t.id).await.unwrap().unwrap(), v2);
+}
+
+pub async fn concurrent_settings_puts_from_one_version_have_one_winner(h: &Harness) {
+    let (t, _) = setup(h).await;
+    h.store
+        .put_tenant_settings(t.id, "{}", None, t0(), &audit(Some(t.id), "settings.put", "c"))
+        .await
+        .unwrap();
+    let second = h.second_store().await;
+    let stores = [h.store.clone(), second, h.store.clone(), h.store.clone()];
+    let barrier = Arc::new(tokio::sync::Barrier::new(stores.len()));
+    let mut handles = Vec::new();
+    for (n, store) in stores.into_iter().enumerate() {
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            let doc = format!("{{\"writer\":{n}}}");
+            barrier.wait().await;
+            let got = store
+                .put_tenant_settings(t.id, &doc, Some(1), t0(), &audit(Some(t.id), "settings.put", "c"))
+                .await;
+            (doc, got)
+        }));
+    }
+    let mut winners = Vec::new();
+    for handle in handles {
+        match handle.await.unwrap() {
+            (doc, Ok(row)) => winners.push((doc, row)),
+            (_, Err(StoreError::Conflict { expected: 1, actual: 2, .. })) => {}
+            (_, Err(err)) => panic!("unexpected {err:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins");
+    let stored = h.store.get_tenant_settings(t.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.document, winners[0].0, "the stored document is the winner's");
+    assert_eq!(h.store.list_audit(t.id, 10).await.unwrap().len(), 2, "losers wrote no audit entry");
+}
+
+// ---- encryption keys ----
+
+fn key(id: &str, not_before: DateTime<Utc>, key_id: &str, sealed: &[u8]) -> EncryptionKeyRow {
+    EncryptionKeyRow {
+        id: id.into(),
+        certificate_der: vec![0x30, 0x82, 0x01, 0x0a, id.len() as u8],
+        thumbprint: format!("thumb-{id}"),
+        not_before,
+        not_after: not_before + Duration::days(30),
+        key_id: key_id.into(),
+        sealed_private_key: sealed.to_vec(),
+        created_at: t0(),
+    }
+}
+
+async fn operator_audit_rows(h: &Harness) -> i64 {
+    h.raw().await.scalar("SELECT COUNT(*) FROM audit_log WHERE tenant_id IS NULL").await
+}
+
+pub async fn encryption_keys_are_listed_by_not_before_and_deleted_with_audit(h: &Harness) {
+    let s = &*h.store;
+    assert!(s.list_encryption_keys().await.unwrap().is_empty());
+    // Inserted out of order; listed oldest not_before first.
+    let mid = key("enc-b", t0() + Duration::days(10), "k-1", b"sealed-b");
+    let new = key("enc-c", t0() + Duration::days(20), "k-1", b"sealed-c");
+    let old = key("enc-a", t0(), "k-1", b"sealed-a");
+    for k in [&mid, &new, &old] {
+        s.insert_encryption_key(k, &audit(None, "encryption_key.add", &k.id)).await.unwrap();
+    }
+    assert_eq!(operator_audit_rows(h).await, 3, "each insert is audited");
+    let listed = s.list_encryption_keys().await.unwrap();
+    assert_eq!(listed, [old.clone(), mid.clone(), new.clone()], "every field round-trips, by not_before");
+
+    // A duplicate id is refused and leaves the stored row (and the audit log) as it was.
+    let dup = key("enc-b", t0() + Duration::days(1), "k-2", b"other");
+    let err = s.insert_encryption_key(&dup, &audit(None, "encryption_key.add", "enc-b")).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(s.list_encryption_keys().await.unwrap(), [old.clone(), mid.clone(), new.clone()]);
+    assert_eq!(operator_audit_rows(h).await, 3);
+
+    s.delete_encryption_key("enc-b", &audit(None, "encryption_key.delete", "enc-b")).await.unwrap();
+    assert_eq!(s.list_encryption_keys().await.unwrap(), [old.clone(), new.clone()]);
+    assert_eq!(operator_audit_rows(h).await, 4);
+    let raw = h.raw().await;
+    assert_eq!(
+        raw.scalar("SELECT COUNT(*) FROM encryption_keys WHERE id = 'enc-b'").await,
+        0,
+        "the sealed private key is gone from the table"
+    );
+    for id in ["enc-b", "nope"] {
+        let err = s.delete_encryption_key(id, &audit(None, "encryption_key.delete", id)).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{id}: {err:?}");
+    }
+    assert_eq!(operator_audit_rows(h).await, 4, "a failed delete writes no audit entry");
+
+    // Debug never prints the sealed private key, only its length.
+    let secret = b"PRIVATE-KEY-ENVELOPE";
+    let row = key("enc-x", t0(), "k-1", secret);
+    let shown = format!("{row:?}");
+    assert!(!shown.contains(&format!("{:?}", secret.to_vec())), "{shown}");
+    let first_bytes = secret[..4].iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+    assert!(!shown.contains(&first_bytes), "not even in part: {shown}");
+    assert!(!shown.contains("PRIVATE-KEY"), "nor as text: {shown}");
+    assert!(shown.contains(&format!("sealed_private_key_len: {}", secret.len())), "{shown}");
+    assert!(shown.contains("enc-x") && shown.contains("k-1"), "{shown}");
+}
+
+pub async fn encryption_keys_reseal_is_all_or_nothing(h: &Harness) {
+    let s = &*h.store;
+    let keys = [
+        key("enc-a", t0(), "k-old", b"a-old"),
+        key("enc-b", t0() + Duration::days(1), "k-old", b"b-old"),
+        key("enc-c", t0() + Duration::days(2), "k-old", b"c-old"),
+    ];
+    for k in &keys {
+        s.insert_encryption_key(k, &audit(None, "encryption_key.add", &k.id)).await.unwrap();
+    }
+    let reseal = |id: &str, key_id: &str, sealed: &[u8]| (id.to_owned(), key_id.to_owned(), sealed.to_vec());
+
+    s.reseal_encryption_keys(
+        &[reseal("enc-a", "k-new", b"a-new"), reseal("enc-b", "k-new", b"b-new")],
+        &audit(None, "keys.rotate", "encryption_keys"),
+    )
+    .await
+    .unwrap();
+    let after = s.list_encryption_keys().await.unwrap();
+    assert_eq!(
+        after.iter().map(|k| (k.key_id.as_str(), k.sealed_private_key.as_slice())).collect::<Vec<_>>(),
+        [("k-new", &b"a-new"[..]), ("k-new", &b"b-new"[..]), ("k-old", &b"c-old"[..])],
+        "the listed keys are resealed, the others untouched"
+    );
+    for (stored, original) in after.iter().zip(&keys) {
+        // Only key_id and the sealed bytes change.
+        let expected = EncryptionKeyRow {
+            key_id: stored.key_id.clone(),
+            sealed_private_key: stored.sealed_private_key.clone(),
+            ..original.clone()
+        };
+        assert_eq!(stored, &expected);
+    }
+    assert_eq!(operator_audit_rows(h).await, 4);
+
+    // One unknown id (listed last, after ones that would succeed) fails the whole call and changes nothing.
+    let err = s
+        .reseal_encryption_keys(
+            &[
+                reseal("enc-a", "k-newer", b"a-newer"),
+                reseal("enc-c", "k-newer", b"c-newer"),
+                reseal("enc-gone", "k-newer", b"x"),
+            ],
+            &audit(None, "keys.rotate", "encryption_keys"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert_eq!(s.list_encryption_keys().await.unwrap(), after, "nothing changed");
+    assert_eq!(operator_audit_rows(h).await, 4, "no audit entry for the refused rotation");
+}
+
+// ---- leases ----
+
+pub async fn leases_have_one_holder_renew_expire_and_release(h: &Harness) {
+    let s = &*h.store;
+    let ttl = Duration::seconds(30);
+    let at = |secs: i64| t0() + Duration::seconds(secs);
+    assert!(s.try_lease("sweep", "a", at(0), ttl).await.unwrap(), "a free lease is taken");
+    assert!(!s.try_lease("sweep", "b", at(10), ttl).await.unwrap(), "held and unexpired: refused");
+    assert!(s.try_lease("sweep", "a", at(20), ttl).await.unwrap(), "the holder renews");
+    // Had the renewal not moved the expiry (a's first lease ended at 30 s), b would get it at 40 s.
+    assert!(!s.try_lease("sweep", "b", at(40), ttl).await.unwrap(), "renewal moved the expiry to 50 s");
+    assert!(!s.try_lease("sweep", "b", at(49), ttl).await.unwrap());
+    assert!(s.try_lease("sweep", "b", at(50), ttl).await.unwrap(), "expired (expires_at <= now): taken over");
+    assert!(!s.try_lease("sweep", "a", at(55), ttl).await.unwrap(), "the old holder lost it");
+    // Names are independent.
+    assert!(s.try_lease("renew-subscriptions", "a", at(55), ttl).await.unwrap());
+
+    // Release by someone who does not hold it does nothing.
+    s.release_lease("sweep", "a").await.unwrap();
+    s.release_lease("never-taken", "a").await.unwrap();
+    assert!(!s.try_lease("sweep", "a", at(60), ttl).await.unwrap(), "b still holds it");
+    // Release by the holder frees it at once, long before its expiry.
+    s.release_lease("sweep", "b").await.unwrap();
+    assert!(s.try_lease("sweep", "a", at(61), ttl).await.unwrap(), "released: free for anyone");
+    assert!(!s.try_lease("sweep", "b", at(62), ttl).await.unwrap());
+    // The other lease was not touched by any of this.
+    assert!(!s.try_lease("renew-subscriptions", "b", at(62), ttl).await.unwrap());
+}
+
+pub async fn lease_race_has_exactly_one_winner_across_two_pools(h: &Harness) {
+    let second = h.second_store().await;
+    let stores = [h.store.clone(), second];
+    let ttl = Duration::minutes(1);
+    for round in 0..5 {
+        let name = format!("task-{round}");
+        // Round 0 races for a lease nobody has held; the others for one that expired exactly now.
+        let now = t0() + Duration::minutes(2 * round);
+        if round > 0 {
+            assert!(h.store.try_lease(&name, "previous", now - ttl, ttl).await.unwrap());
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let mut handles = Vec::new();
+        for n in 0..8 {
+            let (store, barrier, name) = (stores[n % 2].clone(), barrier.clone(), name.clone());
+            handles.push(tokio::spawn(async move {
+                let holder = format!("instance-{n}");
+                barrier.wait().await;
+                let got = store.try_lease(&name, &holder, now, ttl).await.unwrap();
+                (holder, got)
+            }));
+        }
+        let mut winners = Vec::new();
+        for handle in handles {
+            let (holder, got) = handle.await.unwrap();
+            if got {
+                winners.push(holder);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        // The winner really holds it: it renews, everyone else is still refused.
+        let later = now + Duration::seconds(1);
+        assert!(h.store.try_lease(&name, &winners[0], later, ttl).await.unwrap());
+        for n in 0..8 {
+            let holder = format!("instance-{n}");
+            if holder != winners[0] {
+                assert!(!h.store.try_lease(&name, &holder, later, ttl).await.unwrap(), "round {round}");
+            }
+        }
+    }
 }
