@@ -140,6 +140,47 @@ fn meetings_beyond_the_booking_window_are_declined_and_cancellations_follow_the_
     assert_eq!(room_items(&em).len(), 1, "RemoveCanceledMeetings removes the cancelled copy");
 }
 
+#[test]
+fn an_occurrence_moved_to_another_room_leaves_the_first_room_and_joins_the_other() {
+    let em = world();
+    em.add_room(TENANT, "room2@contoso.com", "Room 2", RoomInfo::default());
+    let mut series = meeting("Weekly", "2026-09-08T09:00:00", "2026-09-08T10:00:00");
+    series.recurrence = Some(
+        serde_json::from_value(json!({
+            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["tuesday"]},
+            "range": {"type": "numbered", "startDate": "2026-09-08", "numberOfOccurrences": 4}
+        }))
+        .unwrap(),
+    );
+    em.create_in("anna@contoso.com", &series, &View::default()).unwrap();
+    let view =
+        |mb: &str| em.calendar_view(mb, at("2026-09-01T00:00:00Z"), at("2026-10-15T00:00:00Z")).unwrap();
+    let second = view("anna@contoso.com")[1].clone();
+    let moved = Event {
+        location: Some(Location::room("Room 2", "room2@contoso.com")),
+        attendees: Some(vec![Attendee::resource("room2@contoso.com", Some("Room 2"))]),
+        ..Event::default()
+    };
+    em.update_in("anna@contoso.com", second.id.as_deref().unwrap(), &moved, &View::default()).unwrap();
+
+    let organizer = view("anna@contoso.com");
+    assert_eq!(organizer.len(), 4);
+    assert_eq!(organizer[1].attendee_response("room2@contoso.com"), Some(ResponseType::Accepted));
+    assert_eq!(organizer[1].attendee_response("room1@contoso.com"), None, "room 1 is not on that occurrence");
+    let starts = |items: &[Event]| items.iter().map(|e| e.original_start.unwrap()).collect::<Vec<_>>();
+    let room1 = view("room1@contoso.com");
+    assert_eq!(
+        starts(&room1),
+        [at("2026-09-08T09:00:00Z"), at("2026-09-22T09:00:00Z"), at("2026-09-29T09:00:00Z")],
+        "room 1 no longer holds the moved occurrence"
+    );
+    let room2 = view("room2@contoso.com");
+    assert_eq!(starts(&room2), [at("2026-09-15T09:00:00Z")], "room 2 holds only the moved occurrence");
+    assert_eq!(room2[0].kind, Some(orb_graph::model::EventType::Exception));
+    assert_eq!(room2[0].ical_uid, organizer[1].ical_uid, "the occurrence's iCalUId in every calendar");
+    assert_eq!(room2[0].series_master_id, em.events("room2@contoso.com").unwrap()[0].id);
+}
+
 async fn post(http: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
     http.post(url).json(&body).send().await.unwrap()
 }

@@ -55,7 +55,8 @@
 //!   `requester.email` is `booked_by`), else `requester.email`, as TOPdesk shows it (the planner recognises
 //!   the tenant's fallback person).
 //! - Participants: TOPdesk lists participant persons by id only; the context's person resolver turns ids
-//!   into e-mails. Unknown persons and visitors are left out and counted in `unsynced`.
+//!   into e-mails. Unknown persons and visitors are left out and counted in `unsynced`; the ids of unknown
+//!   persons are kept there too ([`UNRESOLVED_PARTICIPANT_IDS`]) for the engine to resolve.
 //! - Lifecycle from `status` (`cancelled`, `rejectedRequest` → cancelled). `archived` is a separate flag in
 //!   TOPdesk (reference §3.3) that does not end a reservation: it is reported in `unsynced` only.
 //! - Times are UTC already; the zone is the mapped room's zone. A reservation with `series.id` is an
@@ -74,6 +75,10 @@ use orb_core::{
 use orb_graph::model::{AttendeeType, DateTimeTimeZone, Event, EventType, ResponseType};
 use orb_topdesk::wire::ReservationDto;
 use orb_topdesk::{PersonId, ReservationSeriesId, ReservationStatus};
+
+/// Key in [`Observation::unsynced`] of a TOPdesk observation: the participant person ids the context's
+/// resolver did not know, comma-separated (ids only), so the engine can resolve them later.
+pub const UNRESOLVED_PARTICIPANT_IDS: &str = "unresolvedParticipantIds";
 
 /// What names a series on its side, for [`ObserveContext::series`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -642,12 +647,18 @@ pub fn from_topdesk_reservation(
     let mut unsynced = BTreeMap::new();
     let mut participants = Vec::new();
     let mut unknown = 0usize;
+    let mut unresolved_ids: Vec<String> = Vec::new();
     if let Some(p) = &r.participants {
         for person in p.persons.iter().flatten() {
             match person.id.map(PersonId).and_then(|pid| (ctx.persons)(&pid)) {
                 Some(e) if !participants.contains(&e) => participants.push(e),
                 Some(_) => {}
-                None => unknown += 1,
+                None => {
+                    unknown += 1;
+                    if let Some(id) = person.id {
+                        unresolved_ids.push(id.to_string());
+                    }
+                }
             }
         }
         let visitors = p.visitors.as_ref().map_or(0, Vec::len);
@@ -657,6 +668,10 @@ pub fn from_topdesk_reservation(
     }
     if unknown > 0 {
         unsynced.insert("unresolvedParticipants".to_owned(), unknown.to_string());
+    }
+    if !unresolved_ids.is_empty() {
+        // Ids only (never names): the engine resolves them later against the persons it knows.
+        unsynced.insert(UNRESOLVED_PARTICIPANT_IDS.to_owned(), unresolved_ids.join(","));
     }
 
     let lifecycle = match status {

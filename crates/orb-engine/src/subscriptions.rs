@@ -27,10 +27,14 @@
 //! - `reauthorizationRequired` → **renew** (`PATCH expirationDateTime`, which reauthorizes too — reference
 //!   §4 — and extends the expiry, moving to the current certificate if it changed); a 404 recreates.
 //! - `subscriptionRemoved` → the row is deleted and a new subscription is created for the room (when the
-//!   room is still wanted; the base URL is [`TenantRuntime::notification_base_url`]).
-//! - `missed` → there is no reconciliation sweep yet: an audit entry [`AUDIT_SUBSCRIPTION_MISSED`] naming
-//!   the room tells an admin, and the item is marked processed. **This is the hook the calendarView delta
-//!   sweep will use** (DESIGN §3: a sweep of the room after `missed` / `subscriptionRemoved`).
+//!   room is still wanted; the base URL is [`TenantRuntime::notification_base_url`]); then the room is
+//!   swept ([`crate::reconcile::sweep_room`], a day back to the policy's horizon), so what changed while
+//!   Graph had no subscription is healed. A failed sweep is audited ([`AUDIT_SWEEP_FAILED`]) and does not
+//!   fail the job.
+//! - `missed` → an audit entry [`AUDIT_SUBSCRIPTION_MISSED`] naming the room tells an admin, then the room is
+//!   swept the same way (DESIGN §3: a sweep of the room after `missed` / `subscriptionRemoved`); the sweep
+//!   runs in the room's lane (lifecycle jobs are queued there) and enqueues its `sync.observation` jobs
+//!   behind itself. A failed sweep fails the job, which is retried.
 //! - any other event → audit [`AUDIT_SUBSCRIPTION_LIFECYCLE_UNKNOWN`] and processed.
 //!
 //! ## Invariants
@@ -51,6 +55,7 @@ use orb_store::{ClaimedJob, NewAuditEntry, Room, StoreError, SubscriptionRow};
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
 
+use crate::reconcile::{self, AUDIT_SWEEP_FAILED};
 use crate::sync::{AUDIT_ACTOR, AUDIT_NOTIFICATION_REFUSED, JobResult, SyncDeps, SyncError, TenantRuntime};
 
 /// The lifetime ORB asks for (Graph caps rich event subscriptions at one day).
@@ -347,14 +352,28 @@ pub async fn process_lifecycle(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobR
         "subscriptionRemoved" => {
             forget_row(deps, &row).await?;
             let reason = recreate(deps, tenant, &room, &row, now).await?;
-            Ok(JobResult::Ignored { reason: done(reason).await? })
+            // What changed while Graph had no subscription was never notified: sweep the room now that a
+            // new subscription catches what follows. A failed sweep does not fail the job (a retry would
+            // find the old subscription gone and refuse the item); the scheduled sweep heals it.
+            let swept = match sweep_after_lifecycle(deps, tenant, &room, now).await {
+                Ok(summary) => summary,
+                Err(e) => {
+                    tracing::warn!(room = %mailbox, error = %e, "sweep after subscriptionRemoved failed");
+                    let target = format!("room {mailbox}: sweep after subscriptionRemoved failed: {e}");
+                    audit(deps, tenant_id, AUDIT_SWEEP_FAILED, target, now).await?;
+                    "sweep failed".to_owned()
+                }
+            };
+            Ok(JobResult::Ignored { reason: done(format!("{reason}; {swept}")).await? })
         }
         "missed" => {
-            // The hook of the reconciliation sweep: once it exists, this enqueues the room's delta sweep.
+            // Graph lost notifications of this room: tell an admin, then sweep the room (DESIGN §3). A failed
+            // sweep fails the job, which is retried (the audit entry is then written again).
             let target = format!("room {mailbox} (subscription {}): notifications were lost", row.id);
             audit(deps, tenant_id, AUDIT_SUBSCRIPTION_MISSED, target, now).await?;
+            let swept = sweep_after_lifecycle(deps, tenant, &room, now).await?;
             Ok(JobResult::Ignored {
-                reason: done(format!("missed notifications of {mailbox} audited")).await?,
+                reason: done(format!("missed notifications of {mailbox} audited; {swept}")).await?,
             })
         }
         other => {
@@ -363,6 +382,28 @@ pub async fn process_lifecycle(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobR
             Ok(JobResult::Ignored { reason: done(format!("unknown lifecycle event {other:?}")).await? })
         }
     }
+}
+
+/// Sweeps `room` over [`reconcile::lifecycle_window`] (a day back to the policy's horizon) after a lifecycle
+/// event; returns a one-line summary for the job result.
+async fn sweep_after_lifecycle(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    room: &Room,
+    now: DateTime<Utc>,
+) -> Result<String, SyncError> {
+    let window = reconcile::lifecycle_window(&tenant.policy, now);
+    let report = reconcile::sweep_room(deps, tenant.tenant_id, room.id, window, now).await?;
+    Ok(if report.swept {
+        format!(
+            "room swept: {} job(s) enqueued, {} pair(s) onboarded, {} deletion(s) held",
+            report.jobs.total(),
+            report.paired,
+            report.held_deletions
+        )
+    } else {
+        "room not swept (not watched)".to_owned()
+    })
 }
 
 /// Creates a new subscription for `room` after Graph dropped `old` (whose row is already gone).

@@ -14,10 +14,12 @@
 //! - **A write's failure never loses the observation.** When a write fails, the record keeps the *old*
 //!   fingerprint of the failed side (the contract in [`crate::execute`]); [`plan_write_failure`] records
 //!   the failure and, for transient failures, a `sync.retry` job carrying the observation itself is
-//!   committed with the record, to run at the planner's back-off. After a transient failure the observed
-//!   side keeps its old fingerprint too, so the retried observation is not mistaken for an echo; after a
-//!   permanent refusal the same observation again is an echo (no second refusal), a changed one is
-//!   planned again.
+//!   committed with the record, to run at the planner's back-off. After a transient failure of a known
+//!   booking the record stays as it was (only the failure bookkeeping and ids a successful write learned
+//!   change), so the retried observation is planned exactly as before (a booking live again after a
+//!   cancellation, an occurrence moved room: cancel + create); for a new booking the observed side keeps
+//!   no fingerprint, so the retry is not mistaken for an echo. After a permanent refusal the same
+//!   observation again is an echo (no second refusal), a changed one is planned again.
 //! - A side the planner left `Pending` (a create) becomes `Synced` in the commit once its writes succeeded.
 //! - **A record whose other side was never written is planned as new again** (same match id and
 //!   correlation id) unless the observation is an echo or stale, so a create that failed is retried as a
@@ -27,6 +29,21 @@
 //!   run again: they are idempotent.
 //! - **Tracing.** Every sync runs in a `sync` span carrying the booking's match id and correlation id.
 //! - Time only from [`SyncDeps::clock`]; nothing here reads the wall clock.
+//! - **A room's copy is not the meeting** (`observe_in_room`): for a meeting someone else organizes, the
+//!   organizer's copy (same `iCalUId`; one calendarView per organizer and job) supplies the fields, so
+//!   the subject is the meeting's (Exchange rewrites the room copy's), and a room copy that is cancelled
+//!   or gone is told apart: the meeting moved to another room (rule 7: a move, or for an unmanaged room a
+//!   cancellation and a mail), the room declined a change (rule 8), or the meeting is cancelled (rule 6).
+//!   The room's own events (room-only mode) are organized by the room: the record's organizer stands in.
+//! - **Series** (`room_series`): a room's series master is kept as a series row (id derived from the
+//!   room and the master's id, [`series_id_for`]); its instances within the horizon are synced as one
+//!   booking each, and occurrences ORB knows in that room that are no longer among them are observed as
+//!   gone (cancelled, moved to another room, declined).
+//! - **Privacy first** (rule 13): under `drop` an observation loses its subject as soon as it is made
+//!   (`scrubbed`), before it is planned, logged, put in a job or written.
+//! - **TOPdesk person look-ups**: only the organizer (the requester) is looked up before planning, once per
+//!   job (a series costs one look-up). TOPdesk names participants by id; the ids are resolved against the
+//!   record's participants (`resolve_participants`).
 //! - **Refused notifications write nothing but an audit entry** (`notification.refused`) and mark their
 //!   inbox item processed: a bad `validationToken`, content that does not decrypt or whose signature
 //!   does not match, a certificate ORB does not hold.
@@ -37,15 +54,19 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use orb_core::{
-    Action, BookingId, BookingRecord, Clock, CorrelationId, EmailAddress, Mode, NewIds, NothingReason,
+    Action, BookingId, BookingRecord, Clock, CorrelationId, EmailAddress, Lifecycle, NewIds, NothingReason,
     Observation, ObservationSource, PersonDirectory, Plan, PlanContext, Policy, RecordChange, RemoteIds,
-    RoomMap, Side, SyncStatus, TenantId, TimelineEntry, TimelineKind, WriteFailure, plan, plan_write_failure,
+    RoomMap, SeriesId, Side, SubjectPolicy, SyncStatus, TenantId, TimeZoneName, TimelineEntry, TimelineKind,
+    WriteFailure, plan, plan_write_failure,
 };
 use orb_crypto::{CertificateRing, ValidationTokenExpectations};
-use orb_graph::model::{ChangeNotification, ChangeNotificationCollection, ChangeType};
+use orb_graph::model::{ChangeNotification, ChangeNotificationCollection, ChangeType, Event};
 use orb_graph::notifications::decrypt_event;
 use orb_graph::{GraphClient, GraphError, JwksCache};
-use orb_store::{BookingKey, ClaimedJob, Lane, NewAuditEntry, NewBookingEvent, NewJob, Store, StoreError};
+use orb_store::{
+    BookingFilter, BookingKey, ClaimedJob, Lane, NewAuditEntry, NewBookingEvent, NewJob, Series, Store,
+    StoreError,
+};
 use orb_topdesk::{Reason, ReservationId, TopdeskClient, TopdeskError};
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -267,23 +288,25 @@ pub async fn sync_observation(
     tenant: &TenantRuntime,
     observation: &Observation,
 ) -> Result<SyncOutcome, SyncError> {
-    sync_from(deps, tenant, observation, false).await
+    sync_from(deps, tenant, observation, false, &JobCache::default()).await
 }
 
-/// [`sync_observation`]; `room_copy`: the observation was read from the room mailbox's own copy of the
-/// meeting, whose subject Exchange rewrites by default (`DeleteSubject`/`AddOrganizerToSubject`: the room's
-/// copy shows the organizer's name). In organizer mode such a subject is not the meeting's: for a known
-/// booking the record's subject stands in for it, so the rewrite is neither an echo breaker nor a change.
+/// [`sync_observation`]; `room_copy_subject`: the subject was read from the room mailbox's own copy of a
+/// meeting someone else organizes (the organizer's copy could not be read), which Exchange rewrites by
+/// default (`DeleteSubject`/`AddOrganizerToSubject`: the room's copy shows the organizer's name). Such a
+/// subject is not the meeting's: for a known booking the record's subject stands in for it, so the
+/// rewrite is neither an echo breaker nor a change.
 async fn sync_from(
     deps: &SyncDeps,
     tenant: &TenantRuntime,
     observation: &Observation,
-    room_copy: bool,
+    room_copy_subject: bool,
+    cache: &JobCache,
 ) -> Result<SyncOutcome, SyncError> {
     let max = deps.max_conflict_tries.max(1);
     let mut last_booking = String::from("(new)");
     for attempt in 1..=max {
-        match sync_once(deps, tenant, observation, room_copy, attempt).await {
+        match sync_once(deps, tenant, observation, room_copy_subject, attempt, cache).await {
             Err(SyncError::Store(StoreError::Conflict { what, .. } | StoreError::AlreadyExists { what })) => {
                 tracing::info!(attempt, %what, "booking changed concurrently; reloading and planning again");
                 last_booking = what;
@@ -326,29 +349,76 @@ async fn find_record(
     Ok(None)
 }
 
-/// TOPdesk persons of the organizer and participants (only needed when the plan may write TOPdesk).
-async fn person_directory(tenant: &TenantRuntime, obs: &Observation) -> Result<PersonDirectory, SyncError> {
-    if obs.side != Side::Exchange {
-        return Ok(PersonDirectory::default());
+/// The TOPdesk person with `email` (`None`: no person), looked up once per job.
+async fn person_id(
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    email: &EmailAddress,
+) -> Result<Option<String>, SyncError> {
+    if let Some(known) = cache.persons.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(email) {
+        return Ok(known.clone());
     }
-    let wanted: BTreeSet<&EmailAddress> = std::iter::once(&obs.organizer)
-        .chain(&obs.participants)
+    let persons = tenant.topdesk.find_persons_by_email(email.as_str()).await?;
+    if persons.len() > 1 {
+        tracing::warn!(count = persons.len(), "several TOPdesk persons share an e-mail; the first is used");
+    }
+    let id = persons.into_iter().find_map(|p| p.id).map(|id| id.to_string());
+    cache.persons.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(email.clone(), id.clone());
+    Ok(id)
+}
+
+/// The TOPdesk persons the planner needs: the requester, i.e. the organizer of an Exchange observation (or
+/// of its Exchange counterpart). Participants are not looked up here: the planner never needs their
+/// person ids (the executor looks them up when it writes them).
+async fn person_directory(
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    obs: &Observation,
+) -> Result<PersonDirectory, SyncError> {
+    let wanted: BTreeSet<&EmailAddress> = std::iter::once(obs)
+        .chain(obs.counterpart.as_deref())
+        .filter(|o| o.side == Side::Exchange)
+        .map(|o| &o.organizer)
         .filter(|e| !tenant.rooms.is_room_address(e))
         .collect();
     let mut found = Vec::new();
     for email in wanted {
-        let persons = tenant.topdesk.find_persons_by_email(email.as_str()).await?;
-        if persons.len() > 1 {
-            tracing::warn!(
-                count = persons.len(),
-                "several TOPdesk persons share an e-mail; the first is used"
-            );
-        }
-        if let Some(id) = persons.into_iter().find_map(|p| p.id) {
-            found.push((email.clone(), id.to_string()));
+        if let Some(id) = person_id(tenant, cache, email).await? {
+            found.push((email.clone(), id));
         }
     }
     Ok(PersonDirectory::new(found))
+}
+
+/// TOPdesk names participants by person id only. The ids the observation could not resolve are matched
+/// against the record's participants (looked up by e-mail); record participants that are no TOPdesk
+/// person cannot be held by TOPdesk at all and stay. So a TOPdesk observation of an unchanged reservation
+/// has the record's participants (no attendee is dropped from the meeting), and a person removed in
+/// TOPdesk is removed. A person added in TOPdesk that the record does not know stays unresolved (counted
+/// in `unsynced`).
+async fn resolve_participants(
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    record: &BookingRecord,
+    obs: &mut Observation,
+) -> Result<(), SyncError> {
+    let unresolved: BTreeSet<&str> = obs
+        .unsynced
+        .get(observe::UNRESOLVED_PARTICIPANT_IDS)
+        .map(|ids| ids.split(',').filter(|i| !i.is_empty()).collect())
+        .unwrap_or_default();
+    let mut participants = obs.participants.clone();
+    for email in record.participants.iter().filter(|e| !tenant.rooms.is_room_address(e)) {
+        let keep = match person_id(tenant, cache, email).await? {
+            Some(id) => unresolved.contains(id.as_str()),
+            None => true,
+        };
+        if keep && !participants.contains(email) {
+            participants.push(email.clone());
+        }
+    }
+    obs.participants = participants;
+    Ok(())
 }
 
 /// Whether the side the observation is *not* from was never written for this record.
@@ -367,19 +437,31 @@ async fn sync_once(
     deps: &SyncDeps,
     tenant: &TenantRuntime,
     obs: &Observation,
-    room_copy: bool,
+    room_copy_subject: bool,
     attempt: u32,
+    cache: &JobCache,
 ) -> Result<SyncOutcome, SyncError> {
-    let record = find_record(deps.store.as_ref(), tenant.tenant_id, obs).await?;
-    let substituted;
-    let obs = match &record {
-        Some(r) if room_copy && obs.side == Side::Exchange && tenant.policy.mode == Mode::Organizer => {
-            substituted = Observation { subject: r.subject.clone(), ..obs.clone() };
-            &substituted
+    let mut adjusted = scrubbed(&tenant.policy, obs.clone());
+    let record = find_record(deps.store.as_ref(), tenant.tenant_id, &adjusted).await?;
+    match (&record, adjusted.side) {
+        (Some(r), Side::Exchange) => {
+            if room_copy_subject {
+                adjusted.subject.clone_from(&r.subject);
+            }
+            // A room-only event is organized by the room itself: the booking's organizer stands in.
+            if tenant.rooms.is_room_address(&adjusted.organizer) {
+                adjusted.organizer = r.organizer.clone();
+            }
         }
-        _ => obs,
-    };
-    let persons = person_directory(tenant, obs).await?;
+        (Some(r), Side::Topdesk) => resolve_participants(tenant, cache, r, &mut adjusted).await?,
+        (None, _) => {
+            if let Some(series) = adjusted.series {
+                ensure_series_row(deps, tenant, &adjusted, series.series_id).await?;
+            }
+        }
+    }
+    let obs = &adjusted;
+    let persons = person_directory(tenant, cache, obs).await?;
     let now = deps.clock.now();
     let replan_as_new = record.as_ref().filter(|r| other_side_never_written(r, obs.side));
     let new_ids = match replan_as_new {
@@ -495,8 +577,20 @@ async fn commit_plan(
         // permanent refusal the same observation again is an echo (no refusal mail per notification), a
         // changed one is planned again.
         keep_old_side(&mut next, before, side);
-        if matches!(failure, WriteFailure::Transient { .. }) {
-            keep_old_side(&mut next, before, obs.side);
+        match (&failure, before) {
+            (WriteFailure::Transient { .. }, Some(before)) => {
+                // Nothing changes but the failure bookkeeping (and ids a successful write learned): the
+                // retried observation is planned again from the same record, so a booking live again after
+                // a cancellation, or an occurrence moved room (cancel + create), is planned the same way and
+                // not taken for "already holds it".
+                let mut reverted = before.clone();
+                if let Some(report) = &report {
+                    apply_to_record(&mut reverted, report);
+                }
+                next = reverted;
+            }
+            (WriteFailure::Transient { .. }, None) => keep_old_side(&mut next, before, obs.side),
+            (WriteFailure::Permanent { .. }, _) => {}
         }
         let on_failure = plan_write_failure(&next, side, &failure, ctx);
         events.extend(on_failure.timeline.iter().map(timeline_event));
@@ -658,12 +752,52 @@ fn outcome_events(the_plan: &Plan, report: &ExecutionReport, at: DateTime<Utc>) 
 // process_job
 // ---------------------------------------------------------------------------------------------------------
 
-fn no_series(_: &SeriesKey<'_>) -> Option<orb_core::SeriesId> {
-    None
+/// Per-job memory: TOPdesk person look-ups by e-mail and organizers' calendar views, so a series of ten
+/// occurrences costs one look-up and one view, not ten. Never shared between jobs (people and calendars
+/// change).
+#[derive(Default)]
+pub(crate) struct JobCache {
+    persons: std::sync::Mutex<BTreeMap<EmailAddress, Option<String>>>,
+    views: std::sync::Mutex<Vec<CalendarWindow>>,
+}
+
+/// One calendarView of a mailbox, as read.
+struct CalendarWindow {
+    mailbox: EmailAddress,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    events: Arc<Vec<Event>>,
+}
+
+/// ORB's series id for a side's series key: a name-based UUID (version 8) of the tenant and the key, so
+/// the same master (or TOPdesk series) always gives the same id without a look-up table.
+pub fn series_id_for(tenant: TenantId, key: &SeriesKey<'_>) -> SeriesId {
+    let text = match key {
+        SeriesKey::GraphMaster { mailbox, master_id } => {
+            format!("graph\n{tenant}\n{}\n{master_id}", mailbox.map_or("", |m| m.as_str()))
+        }
+        SeriesKey::TopdeskSeries(id) => format!("topdesk\n{tenant}\n{id}"),
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    SeriesId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
 fn no_person(_: &orb_topdesk::PersonId) -> Option<EmailAddress> {
     None
+}
+
+/// The observation as the tenant's privacy policy allows it to travel: under `drop` the subject is gone
+/// before anything is planned, logged, stored in a job or written (DESIGN §4 rule 13).
+fn scrubbed(policy: &Policy, mut obs: Observation) -> Observation {
+    if policy.subject == SubjectPolicy::Drop {
+        obs.subject = None;
+        if let Some(other) = obs.counterpart.take() {
+            obs.counterpart = Some(Box::new(scrubbed(policy, *other)));
+        }
+    }
+    obs
 }
 
 // The observe context is not `Send`: it is built and dropped inside these synchronous helpers.
@@ -671,29 +805,49 @@ fn no_person(_: &orb_topdesk::PersonId) -> Option<EmailAddress> {
 fn observe_event(
     tenant: &TenantRuntime,
     mailbox: &EmailAddress,
-    event: &orb_graph::model::Event,
+    event: &Event,
 ) -> Result<Observation, ObserveError> {
-    let octx =
-        ObserveContext::new(&tenant.rooms, tenant.link_type, &no_series, ObservationSource::Notification)
-            .with_persons(&no_person)
-            .with_mailbox(mailbox);
+    let series = |k: &SeriesKey<'_>| Some(series_id_for(tenant.tenant_id, k));
+    let octx = ObserveContext::new(&tenant.rooms, tenant.link_type, &series, ObservationSource::Notification)
+        .with_persons(&no_person)
+        .with_mailbox(mailbox);
     match observe::from_graph_event(event, &octx) {
-        Err(ObserveError::SeveralRooms { .. }) => observe::from_graph_event_for_room(event, mailbox, &octx),
+        Err(ObserveError::SeveralRooms { .. }) if tenant.rooms.is_room_address(mailbox) => {
+            observe::from_graph_event_for_room(event, mailbox, &octx)
+        }
+        Err(ObserveError::SeveralRooms { rooms }) => match rooms.first() {
+            Some(first) => observe::from_graph_event_for_room(event, first, &octx),
+            None => Err(ObserveError::SeveralRooms { rooms }),
+        },
         other => other,
     }
+}
+
+/// [`observe_event`] for one room of the event.
+fn observe_event_for_room(
+    tenant: &TenantRuntime,
+    mailbox: &EmailAddress,
+    event: &Event,
+    room: &EmailAddress,
+) -> Result<Observation, ObserveError> {
+    let series = |k: &SeriesKey<'_>| Some(series_id_for(tenant.tenant_id, k));
+    let octx = ObserveContext::new(&tenant.rooms, tenant.link_type, &series, ObservationSource::Notification)
+        .with_persons(&no_person)
+        .with_mailbox(mailbox);
+    observe::from_graph_event_for_room(event, room, &octx)
 }
 
 fn observe_deleted(
     tenant: &TenantRuntime,
     mailbox: &EmailAddress,
-    event_id: String,
+    event_id: Option<String>,
     record: &BookingRecord,
     now: DateTime<Utc>,
 ) -> Observation {
-    let octx =
-        ObserveContext::new(&tenant.rooms, tenant.link_type, &no_series, ObservationSource::Notification)
-            .with_mailbox(mailbox);
-    let ids = RemoteIds { event_id: Some(event_id), ..RemoteIds::default() };
+    let series = |k: &SeriesKey<'_>| Some(series_id_for(tenant.tenant_id, k));
+    let octx = ObserveContext::new(&tenant.rooms, tenant.link_type, &series, ObservationSource::Notification)
+        .with_mailbox(mailbox);
+    let ids = RemoteIds { event_id, ..RemoteIds::default() };
     observe::deleted(Side::Exchange, ids, record, now, &octx)
 }
 
@@ -701,10 +855,336 @@ fn observe_reservation(
     tenant: &TenantRuntime,
     reservation: &orb_topdesk::wire::ReservationDto,
 ) -> Result<Observation, ObserveError> {
-    let octx =
-        ObserveContext::new(&tenant.rooms, tenant.link_type, &no_series, ObservationSource::Notification)
-            .with_persons(&no_person);
-    observe::from_topdesk_reservation(reservation, &octx)
+    let series = |k: &SeriesKey<'_>| Some(series_id_for(tenant.tenant_id, k));
+    let octx = ObserveContext::new(&tenant.rooms, tenant.link_type, &series, ObservationSource::Notification)
+        .with_persons(&no_person);
+    observe::from_topdesk_reservation(reservation, &octx).map(|o| scrubbed(&tenant.policy, o))
+}
+
+/// Makes sure the series row exists before the first occurrence's record refers to it.
+async fn ensure_series_row(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    obs: &Observation,
+    series_id: SeriesId,
+) -> Result<(), SyncError> {
+    match deps.store.get_series(tenant.tenant_id, series_id).await {
+        Ok(_) => return Ok(()),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let room = match &obs.room {
+        orb_core::ObservedRoom::Mailbox(m) => tenant.rooms.by_mailbox(m),
+        orb_core::ObservedRoom::Location(l) => tenant.rooms.by_location(l),
+        orb_core::ObservedRoom::None => None,
+    };
+    let Some(room) = room else { return Ok(()) }; // no record will be made in an unmapped room
+    let now = deps.clock.now();
+    let row = Series {
+        id: series_id,
+        tenant_id: tenant.tenant_id,
+        room_id: room.id,
+        organizer: obs.organizer.clone(),
+        ical_uid: None,
+        exchange_master_event_id: None,
+        topdesk_series_id: None,
+        pattern: Value::Null,
+        time_zone: obs.time_zone.clone().unwrap_or_else(|| room.time_zone.clone()),
+        created_at: now,
+        updated_at: now,
+    };
+    deps.store.upsert_series(&row).await?;
+    Ok(())
+}
+
+// ---- a room's calendar: the room's copy, the organizer's copy, series ----
+
+/// Whether `room` is still booked by `event` (a resource attendee or a location with its address).
+fn books_room(event: &Event, room: &EmailAddress) -> bool {
+    let same = |a: &str| EmailAddress::parse(a).is_ok_and(|a| a == *room);
+    event
+        .attendees
+        .iter()
+        .flatten()
+        .filter(|a| a.kind == Some(orb_graph::model::AttendeeType::Resource))
+        .filter_map(|a| a.address())
+        .any(same)
+        || event
+            .location
+            .iter()
+            .chain(event.locations.iter().flatten())
+            .filter_map(|l| l.location_email_address.as_deref())
+            .any(same)
+}
+
+/// The organizer's copy of the meeting `ical_uid` around `[from, to)` (`None`: not in the organizer's
+/// calendar any more, or the organizer has no mailbox ORB can read). One calendarView per organizer and
+/// window per job.
+async fn organizer_copy(
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    organizer: &EmailAddress,
+    ical_uid: &str,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    corr: CorrelationId,
+) -> Result<Option<Event>, SyncError> {
+    if tenant.rooms.is_room_address(organizer) {
+        return Ok(None);
+    }
+    let from = from - chrono::Duration::days(1);
+    let to = to + chrono::Duration::days(1);
+    let cached = cache
+        .views
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|w| w.mailbox == *organizer && w.from <= from && w.to >= to)
+        .map(|w| w.events.clone());
+    let events = match cached {
+        Some(events) => events,
+        None => {
+            let events = match tenant.graph.calendar_view(organizer, from, to, corr).await {
+                Ok(events) => events,
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => {
+                    // Not a mailbox of this tenant (an external organizer), or not readable: the room's
+                    // copy is all ORB has.
+                    tracing::info!(error = %e, "the organizer's calendar cannot be read; using the room's copy");
+                    Vec::new()
+                }
+            };
+            let events = Arc::new(events);
+            cache.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(CalendarWindow {
+                mailbox: organizer.clone(),
+                from,
+                to,
+                events: events.clone(),
+            });
+            events
+        }
+    };
+    Ok(events.iter().find(|e| e.ical_uid.as_deref() == Some(ical_uid)).cloned())
+}
+
+/// What the room's calendar holds of one booking.
+enum RoomCopy<'a> {
+    /// The room's copy of a meeting (or the room's own event).
+    Item(&'a Event),
+    /// Gone from the room's calendar (deleted, or an occurrence no longer among the series' instances):
+    /// what the record knows.
+    Gone {
+        /// The id the room's copy had, when the notification named it.
+        event_id: Option<String>,
+        /// The booking.
+        record: &'a BookingRecord,
+    },
+}
+
+/// One observation of a booking read from a room's calendar, and whether its subject is the room copy's
+/// (rewritten by Exchange) rather than the meeting's.
+struct RoomObservation {
+    observation: Observation,
+    room_copy_subject: bool,
+}
+
+/// Observes one booking in the room `mailbox`'s calendar.
+///
+/// The room's copy of a meeting someone else organizes is not the meeting: Exchange rewrites its subject
+/// (`DeleteSubject`, `AddOrganizerToSubject`) and cancels or removes it when the room is taken off the
+/// meeting, whether the meeting was cancelled, moved to another room, or declined by the room. So the
+/// organizer's copy (same `iCalUId`) is read too, and it decides:
+/// - it still books this room: the organizer's fields, the room copy's ids and the room's answer (the
+///   room copy's when it is live; the organizer's copy's when the room's copy is gone, so a room that
+///   declined a change is seen as declined, DESIGN rule 8);
+/// - it books another room (mapped or not) or none: that is what the booking is now (rule 7: a move, or a
+///   move to a room ORB does not manage);
+/// - it is gone (or unreadable): the room's copy is all there is (a cancellation when it is cancelled or
+///   gone).
+async fn observe_in_room(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    mailbox: &EmailAddress,
+    copy: RoomCopy<'_>,
+    corr: CorrelationId,
+) -> Result<RoomObservation, SyncError> {
+    let now = deps.clock.now();
+    let (room_obs, ical, span, organizer, live) = match &copy {
+        RoomCopy::Item(event) => {
+            let room_obs = scrubbed(&tenant.policy, observe_event(tenant, mailbox, event)?);
+            let organized_here =
+                event.is_organizer == Some(true) || tenant.rooms.is_room_address(&room_obs.organizer);
+            let Some(ical) = event.ical_uid.clone().filter(|_| !organized_here) else {
+                return Ok(RoomObservation { observation: room_obs, room_copy_subject: false });
+            };
+            let live = room_obs.lifecycle == Lifecycle::Active
+                && room_obs.room_response != orb_core::RoomResponse::Declined;
+            let span = (room_obs.start, room_obs.end);
+            let organizer = room_obs.organizer.clone();
+            (room_obs, ical, span, organizer, live)
+        }
+        RoomCopy::Gone { event_id, record } => {
+            let mut room_obs =
+                scrubbed(&tenant.policy, observe_deleted(tenant, mailbox, event_id.clone(), record, now));
+            // What identifies the booking when the room's copy has no id any more (an occurrence).
+            room_obs.ids.ical_uid.clone_from(&record.exchange.ical_uid);
+            let Some(ical) = record.exchange.ical_uid.clone() else {
+                return Ok(RoomObservation { observation: room_obs, room_copy_subject: false });
+            };
+            let span = (record.start, record.end);
+            let organizer = record.organizer.clone();
+            (room_obs, ical, span, organizer, false)
+        }
+    };
+    let room_copy_subject = matches!(copy, RoomCopy::Item(_));
+    let Some(org) = organizer_copy(tenant, cache, &organizer, &ical, span, corr).await? else {
+        return Ok(RoomObservation { observation: room_obs, room_copy_subject });
+    };
+    let still_here = books_room(&org, mailbox);
+    let mut obs = if still_here {
+        observe_event_for_room(tenant, &organizer, &org, mailbox)?
+    } else {
+        observe_event(tenant, &organizer, &org)?
+    };
+    obs = scrubbed(&tenant.policy, obs);
+    if still_here {
+        if live {
+            obs.room_response = room_obs.room_response;
+        } else if obs.room_response != orb_core::RoomResponse::Declined {
+            // The room's copy is gone although the organizer still books the room (and the room did not
+            // decline): the room's calendar decides.
+            return Ok(RoomObservation { observation: room_obs, room_copy_subject: false });
+        }
+    }
+    obs.source = room_obs.source;
+    obs.ids = RemoteIds {
+        event_id: room_obs.ids.event_id.clone().filter(|_| still_here),
+        ical_uid: Some(ical),
+        change_key: room_obs.ids.change_key.clone().filter(|_| still_here),
+        reservation_id: None,
+        reservation_number: None,
+    };
+    obs.series = room_obs.series;
+    obs.appointment_type = room_obs.appointment_type;
+    obs.booked_by = None;
+    obs.modified_at = obs.modified_at.max(room_obs.modified_at);
+    Ok(RoomObservation { observation: obs, room_copy_subject: false })
+}
+
+/// A room's series master: the series row is kept, its occurrences within the horizon are read (Graph
+/// instances) and each is synced as its own booking; occurrences ORB knows in this room that are no longer
+/// among the instances are observed as gone (an occurrence cancelled, moved to another room, declined).
+async fn room_series(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    mailbox: &EmailAddress,
+    room: &orb_store::Room,
+    master: &Event,
+    corr: CorrelationId,
+) -> Result<Vec<SyncOutcome>, SyncError> {
+    let master_id = master.id.clone().unwrap_or_default();
+    // Rich notifications do not carry the pattern: read the master once for the series row.
+    let fetched;
+    let master = match &master.recurrence {
+        Some(_) => master,
+        None => match tenant.graph.get_event(mailbox, &master_id, corr).await {
+            Ok(full) => {
+                fetched = full;
+                &fetched
+            }
+            Err(GraphError::NotFound { .. }) => master,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let series_id = series_id_for(
+        tenant.tenant_id,
+        &SeriesKey::GraphMaster { mailbox: Some(mailbox), master_id: &master_id },
+    );
+    let now = deps.clock.now();
+    let created_at = match deps.store.get_series(tenant.tenant_id, series_id).await {
+        Ok(existing) => existing.created_at,
+        Err(StoreError::NotFound { .. }) => now,
+        Err(e) => return Err(e.into()),
+    };
+    let zone = master
+        .original_start_time_zone
+        .as_deref()
+        .and_then(|z| orb_core::zones::resolve_graph_zone(z).ok())
+        .unwrap_or_else(|| {
+            tenant.rooms.by_id(room.id).map_or_else(TimeZoneName::utc, |m| m.time_zone.clone())
+        });
+    let organizer = master
+        .organizer
+        .as_ref()
+        .and_then(|o| o.address())
+        .and_then(|a| EmailAddress::parse(a).ok())
+        .unwrap_or_else(|| mailbox.clone());
+    deps.store
+        .upsert_series(&Series {
+            id: series_id,
+            tenant_id: tenant.tenant_id,
+            room_id: room.id,
+            organizer,
+            ical_uid: master.ical_uid.clone(),
+            exchange_master_event_id: master.id.clone(),
+            topdesk_series_id: None,
+            pattern: master
+                .recurrence
+                .as_ref()
+                .and_then(|r| serde_json::to_value(r).ok())
+                .unwrap_or(Value::Null),
+            time_zone: zone,
+            created_at,
+            updated_at: now,
+        })
+        .await?;
+
+    let until = now + tenant.policy.horizon;
+    let instances = match tenant.graph.instances(mailbox, &master_id, now, until, corr).await {
+        Ok(list) => list,
+        Err(GraphError::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let filter = BookingFilter {
+        room: Some(room.id),
+        series: Some(series_id),
+        from: Some(now),
+        include_cancelled: false,
+        ..BookingFilter::default()
+    };
+    let known = deps.store.list_bookings(tenant.tenant_id, &filter).await?;
+    // One organizer view for the whole series.
+    let starts = instances.iter().filter_map(|e| e.start.as_ref()?.to_utc().ok());
+    let ends = instances.iter().filter_map(|e| e.end.as_ref()?.to_utc().ok());
+    let first = starts.chain(known.iter().map(|r| r.start)).min();
+    let last = ends.chain(known.iter().map(|r| r.end)).max();
+    if let (Some(first), Some(last), Some(ical)) = (first, last, master.ical_uid.as_deref()) {
+        let organizer =
+            master.organizer.as_ref().and_then(|o| o.address()).and_then(|a| EmailAddress::parse(a).ok());
+        if let Some(organizer) = organizer {
+            // Warms the job's view cache; the master itself is not an occurrence.
+            organizer_copy(tenant, cache, &organizer, ical, (first, last), corr).await?;
+        }
+    }
+
+    let mut outcomes = Vec::new();
+    let mut seen = BTreeSet::new();
+    for instance in &instances {
+        if let Some(original) = instance.original_start {
+            seen.insert(original);
+        }
+        let observed = observe_in_room(deps, tenant, cache, mailbox, RoomCopy::Item(instance), corr).await?;
+        outcomes
+            .push(sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, cache).await?);
+    }
+    for record in known.iter().filter(|r| r.original_start.is_none_or(|o| !seen.contains(&o))) {
+        let copy = RoomCopy::Gone { event_id: None, record };
+        let observed = observe_in_room(deps, tenant, cache, mailbox, copy, corr).await?;
+        outcomes
+            .push(sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, cache).await?);
+    }
+    Ok(outcomes)
 }
 
 fn bad(kind: &str, reason: impl Into<String>) -> SyncError {
@@ -839,45 +1319,66 @@ async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResu
 
     let resource_id = item.resource_data.as_ref().and_then(|r| r.id.clone());
     let deleted = item.change_type == Some(ChangeType::Deleted);
+    let corr = job.job.correlation_id.unwrap_or_else(|| CorrelationId::generate(deps.clock.now()));
     let event = match (event, deleted, &resource_id) {
         (Some(event), false, _) => Some(event),
         (_, true, _) => None,
-        (None, false, Some(id)) => {
-            match tenant
-                .graph
-                .get_event(
-                    &mailbox,
-                    id,
-                    job.job.correlation_id.unwrap_or_else(|| CorrelationId::generate(deps.clock.now())),
-                )
-                .await
-            {
-                Ok(event) => Some(event),
-                Err(GraphError::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        (None, false, Some(id)) => match tenant.graph.get_event(&mailbox, id, corr).await {
+            Ok(event) => Some(event),
+            Err(GraphError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
         (None, false, None) => return Err(bad(kind, "the notification names no event (resourceData.id)")),
     };
 
-    let observation = match event {
-        Some(event) => observe_event(tenant, &mailbox, &event)?,
+    let cache = JobCache::default();
+    let outcomes = match event {
+        Some(event) if event.kind == Some(orb_graph::model::EventType::SeriesMaster) => {
+            room_series(deps, tenant, &cache, &mailbox, &room, &event, corr).await?
+        }
+        Some(event) => {
+            let observed =
+                observe_in_room(deps, tenant, &cache, &mailbox, RoomCopy::Item(&event), corr).await?;
+            vec![sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, &cache).await?]
+        }
         None => {
             let Some(id) = resource_id else {
                 return Err(bad(kind, "a deleted notification names no event"));
             };
-            match deps.store.find_booking(tenant_id, &BookingKey::ExchangeEvent(&id)).await? {
-                Some(record) => observe_deleted(tenant, &mailbox, id, &record, deps.clock.now()),
+            let gone = match deps.store.find_booking(tenant_id, &BookingKey::ExchangeEvent(&id)).await? {
+                Some(record) => vec![record],
                 None => {
-                    deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
-                    return Ok(JobResult::Ignored { reason: "a deleted event ORB does not track".into() });
+                    // A series master gone from the room: its occurrences in this room.
+                    let key = SeriesKey::GraphMaster { mailbox: Some(&mailbox), master_id: &id };
+                    let filter = BookingFilter {
+                        room: Some(room.id),
+                        series: Some(series_id_for(tenant_id, &key)),
+                        from: Some(deps.clock.now()),
+                        include_cancelled: false,
+                        ..BookingFilter::default()
+                    };
+                    deps.store.list_bookings(tenant_id, &filter).await?
                 }
+            };
+            if gone.is_empty() {
+                deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
+                return Ok(JobResult::Ignored { reason: "a deleted event ORB does not track".into() });
             }
+            let mut outcomes = Vec::new();
+            for record in &gone {
+                let event_id = (record.series_id.is_none()).then(|| id.clone());
+                let copy = RoomCopy::Gone { event_id, record };
+                let observed = observe_in_room(deps, tenant, &cache, &mailbox, copy, corr).await?;
+                outcomes.push(
+                    sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, &cache)
+                        .await?,
+                );
+            }
+            outcomes
         }
     };
-    let outcome = sync_from(deps, tenant, &observation, true).await?;
     deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
-    Ok(JobResult::Synced(vec![outcome]))
+    Ok(JobResult::Synced(outcomes))
 }
 
 async fn topdesk_hint(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
@@ -926,6 +1427,7 @@ async fn topdesk_hint(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, Sy
             tracing::info!(%hint, "hinted reservation is not in a mapped room; skipped");
             continue;
         };
+        // The observation is scrubbed by the privacy policy (observe_reservation) before it is stored.
         let payload = serde_json::json!({ "observation": observation });
         let follow_up = NewJob {
             lane: Lane::room(tenant_id, room),
@@ -952,6 +1454,7 @@ async fn sync_retry(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, Sync
         .cloned()
         .and_then(|v| serde_json::from_value(v).ok())
         .ok_or_else(|| bad(&job.job.kind, "no readable \"observation\""))?;
+    let observation = scrubbed(&tenant.policy, observation);
     Ok(JobResult::Synced(vec![sync_observation(deps, tenant, &observation).await?]))
 }
 
@@ -971,6 +1474,54 @@ mod tests {
         assert!(!SyncError::Observe(observe).is_retryable());
         let unknown = SyncError::UnknownJobKind { kind: "graph.other".into() };
         assert!(unknown.to_string().contains("graph.other"), "{unknown}");
+    }
+
+    #[test]
+    fn series_ids_are_stable_per_tenant_and_key() {
+        let tenant: TenantId = "0190f0e4-7d1c-7a3b-9a6f-0000000000f0".parse().unwrap();
+        let other: TenantId = "0190f0e4-7d1c-7a3b-9a6f-0000000000f1".parse().unwrap();
+        let room = EmailAddress::parse("room1@contoso.com").unwrap();
+        let key = SeriesKey::GraphMaster { mailbox: Some(&room), master_id: "AAMk1" };
+        assert_eq!(series_id_for(tenant, &key), series_id_for(tenant, &key));
+        assert_ne!(series_id_for(tenant, &key), series_id_for(other, &key));
+        let other_master = SeriesKey::GraphMaster { mailbox: Some(&room), master_id: "AAMk2" };
+        assert_ne!(series_id_for(tenant, &key), series_id_for(tenant, &other_master));
+        let td = SeriesKey::TopdeskSeries(orb_topdesk::ReservationSeriesId(uuid::Uuid::nil()));
+        assert_ne!(series_id_for(tenant, &key), series_id_for(tenant, &td));
+    }
+
+    #[test]
+    fn a_dropped_subject_leaves_the_observation_at_once() {
+        let at = DateTime::parse_from_rfc3339("2026-09-01T06:00:00Z").unwrap().with_timezone(&Utc);
+        let obs = Observation {
+            side: Side::Exchange,
+            source: ObservationSource::Notification,
+            orb_match_id: None,
+            ids: RemoteIds::default(),
+            room: orb_core::ObservedRoom::None,
+            start: at,
+            end: at + chrono::Duration::hours(1),
+            time_zone: None,
+            organizer: EmailAddress::parse("anna@contoso.com").unwrap(),
+            booked_by: None,
+            participants: Vec::new(),
+            subject: Some("Secret".into()),
+            location_text: None,
+            lifecycle: Lifecycle::Active,
+            room_response: orb_core::RoomResponse::Accepted,
+            modified_at: at,
+            appointment_type: orb_core::AppointmentType::Single,
+            series: None,
+            unsynced: BTreeMap::new(),
+            counterpart: None,
+        };
+        let with_counterpart = Observation { counterpart: Some(Box::new(obs.clone())), ..obs.clone() };
+        let mut policy = Policy::new();
+        assert_eq!(scrubbed(&policy, with_counterpart.clone()), with_counterpart, "keep: untouched");
+        policy.subject = SubjectPolicy::Drop;
+        let dropped = scrubbed(&policy, with_counterpart);
+        assert_eq!(dropped.subject, None);
+        assert_eq!(dropped.counterpart.and_then(|c| c.subject), None);
     }
 
     #[test]

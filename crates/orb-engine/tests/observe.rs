@@ -700,6 +700,7 @@ fn topdesk_ids_and_unsynced_fields() {
             "hasNotes=true",
             "numberOfPersons=2",
             "status=planned",
+            "unresolvedParticipantIds=aaaaaaaa-0000-4000-8000-00000000dead",
             "unresolvedParticipants=1",
             "visitors=1"
         ]

@@ -46,6 +46,11 @@ async fn an_outlook_booking_appears_in_topdesk_with_the_organizer_as_requester()
         assert_eq!(r.planned_start_date, Some(at("2026-09-03T09:00:00Z")));
         assert_eq!(r.planned_end_date, Some(at("2026-09-03T10:00:00Z")));
         assert_eq!(r.status, Some(ReservationStatus::Planned));
+        assert_eq!(
+            r.brief_description.as_deref(),
+            Some("Quarterly planning"),
+            "the organizer's subject, not the room copy's (Exchange rewrites it to the organizer's name)"
+        );
 
         assert_eq!(record.processor_created, Side::Exchange);
         assert_eq!(record.original_organizer, mail(ANNA));

@@ -180,6 +180,11 @@ pub(crate) async fn begin(
         if every > 0 && (inner.requests.len() as u64).is_multiple_of(every) {
             return Err(ApiError::new(500, "generalException", "An unexpected error occurred (injected)."));
         }
+        let every = inner.knobs.throttle_every;
+        if every > 0 && (inner.requests.len() as u64).is_multiple_of(every) {
+            return Err(ApiError::new(429, "ApplicationThrottled", "Application is throttled (injected).")
+                .with_header(header::RETRY_AFTER, inner.knobs.retry_after_secs.to_string()));
+        }
         if let Some(mb) = &mailbox {
             throttle(&mut inner, mb, now)?;
         }

@@ -10,6 +10,10 @@
 //! - A series is one stored master; occurrences are computed (orb-core's expansion), exceptions and
 //!   cancelled occurrences are kept on the master by original start. A room declines a series when any
 //!   occurrence in its booking window conflicts (Exchange's default `MaximumConflictInstances` = 0).
+//! - An occurrence can have its own attendees (another room for that occurrence only): the series' room
+//!   then holds it as a cancelled occurrence, and a room invited to some occurrences only holds a copy of
+//!   the series whose instances are just those exceptions (same per-occurrence `iCalUId` as the
+//!   organizer's).
 //! - Nothing is ever removed: deleted items stay as tombstones so calendarView delta can report `@removed`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -147,8 +151,12 @@ pub fn instances(
     let tz =
         orb_core::zones::resolve_graph_zone(&ev.start_zone).map_err(|e| CalError::invalid(e.to_string()))?;
     let local = ev.start.with_timezone(&tz.tz()).time();
-    let occurrences = orb_core::recurrence::expand(&core, local, ev.end - ev.start, &ev.start_zone, from, to)
-        .map_err(|e| CalError::invalid(e.to_string()))?;
+    let occurrences = if ev.exceptions_only {
+        Vec::new()
+    } else {
+        orb_core::recurrence::expand(&core, local, ev.end - ev.start, &ev.start_zone, from, to)
+            .map_err(|e| CalError::invalid(e.to_string()))?
+    };
     let mut out: Vec<Instance> = occurrences
         .into_iter()
         .filter(|o| {
@@ -180,6 +188,9 @@ pub fn instances(
 fn is_occurrence_of(ev: &StoredEvent, original_start: DateTime<Utc>) -> bool {
     if ev.exceptions.contains_key(&original_start) {
         return true;
+    }
+    if ev.exceptions_only {
+        return false;
     }
     let Some(rec) = &ev.recurrence else { return false };
     let Ok(core) = rec.to_core() else { return false };
@@ -291,6 +302,9 @@ pub fn render_instance(ev: &StoredEvent, inst: &Instance, view: &View) -> Event 
         if let Some(location) = &ex.location {
             out.location = Some(location.clone());
             out.locations = Some(vec![location.clone()]);
+        }
+        if let Some(attendees) = &ex.attendees {
+            out.attendees = Some(attendees.clone());
         }
     }
     out
@@ -420,6 +434,7 @@ pub fn create(
         recurrence: input.recurrence.clone(),
         exceptions: BTreeMap::new(),
         cancelled: Default::default(),
+        exceptions_only: false,
         is_cancelled: false,
         show_as: input.show_as.unwrap_or(FreeBusyStatus::Busy),
         transaction_id: input.transaction_id.clone(),
@@ -457,7 +472,9 @@ pub fn update(
                 end: at + (ev.end - ev.start),
                 subject: None,
                 location: None,
+                attendees: None,
             });
+            let previous = current.attendees.clone().unwrap_or_else(|| ev.attendees.clone());
             let (start, end) = new_times.map(|(s, e, _, _)| (s, e)).unwrap_or((current.start, current.end));
             ev.exceptions.insert(
                 at,
@@ -466,6 +483,11 @@ pub fn update(
                     end,
                     subject: input.subject.clone().or(current.subject),
                     location: input.location.clone().or(current.location),
+                    attendees: input
+                        .attendees
+                        .as_ref()
+                        .map(|a| fresh_attendees(a, &previous))
+                        .or(current.attendees),
                 },
             );
         }
@@ -566,6 +588,36 @@ fn organizer_name(ev: &StoredEvent) -> String {
     email.name.or(email.address).unwrap_or_default()
 }
 
+fn invites(attendees: &[Attendee], room: &str) -> bool {
+    attendees.iter().filter_map(|a| a.address()).any(|a| a.eq_ignore_ascii_case(room))
+}
+
+/// The part of the organizer's item that concerns `room` (`None`: the room is not invited at all). For a
+/// series, an occurrence with its own attendee list (another room for that occurrence) leaves the series'
+/// room (a cancelled occurrence in its copy) and joins the other room's calendar; a room invited to some
+/// occurrences only holds them as the exceptions of an otherwise empty series (as Exchange delivers a
+/// single-occurrence invitation).
+fn room_view(ev: &StoredEvent, room: &str) -> Option<StoredEvent> {
+    let in_series = invites(&ev.attendees, room);
+    if ev.recurrence.is_none() {
+        return in_series.then(|| ev.clone());
+    }
+    let mut view = ev.clone();
+    let mut any = in_series;
+    for (orig, ex) in &ev.exceptions {
+        if ex.attendees.as_deref().map_or(in_series, |a| invites(a, room)) {
+            any = true;
+        } else {
+            view.exceptions.remove(orig);
+            if in_series {
+                view.cancelled.insert(*orig);
+            }
+        }
+    }
+    view.exceptions_only = !in_series;
+    any.then_some(view)
+}
+
 /// Lets every room mailbox answer the organizer's item `key` in `mb` (after create, update, cancel or
 /// delete): makes, updates or cancels the rooms' copies and records their answers on the organizer's copy.
 pub fn process_meeting(inner: &mut Inner, mb: &str, key: &str, now: DateTime<Utc>) {
@@ -575,8 +627,6 @@ pub fn process_meeting(inner: &mut Inner, mb: &str, key: &str, now: DateTime<Utc
         return;
     }
     let tenant = owner.tenant.clone();
-    let invited: Vec<String> =
-        ev.attendees.iter().filter_map(|a| a.address()).map(str::to_ascii_lowercase).collect();
     let rooms: Vec<String> = inner
         .mailboxes
         .values()
@@ -585,23 +635,33 @@ pub fn process_meeting(inner: &mut Inner, mb: &str, key: &str, now: DateTime<Utc
         .collect();
     let live = !ev.deleted && !ev.is_cancelled;
     let mut answers: HashMap<String, ResponseType> = HashMap::new();
+    let mut views: HashMap<String, StoredEvent> = HashMap::new();
     for room in &rooms {
-        if live && invited.contains(room) {
-            let accepted = room_accepts(&inner.mailboxes[room], &ev, now);
+        if let Some(view) = room_view(&ev, room).filter(|_| live) {
+            let accepted = room_accepts(&inner.mailboxes[room], &view, now);
             answers
                 .insert(room.clone(), if accepted { ResponseType::Accepted } else { ResponseType::Declined });
+            views.insert(room.clone(), view);
         }
     }
     // Record the answers on the organizer's copy (a change of answer is a change of the item).
     let mut organizer_copy = ev.clone();
     let mut changed = false;
-    for attendee in &mut organizer_copy.attendees {
-        let Some(addr) = attendee.address().map(str::to_ascii_lowercase) else { continue };
-        if let Some(answer) = answers.get(&addr)
-            && attendee.response() != Some(*answer)
-        {
-            attendee.status = Some(ResponseStatus { response: Some(*answer), time: Some(now) });
-            changed = true;
+    let mut record = |attendees: &mut [Attendee]| {
+        for attendee in attendees {
+            let Some(addr) = attendee.address().map(str::to_ascii_lowercase) else { continue };
+            if let Some(answer) = answers.get(&addr)
+                && attendee.response() != Some(*answer)
+            {
+                attendee.status = Some(ResponseStatus { response: Some(*answer), time: Some(now) });
+                changed = true;
+            }
+        }
+    };
+    record(&mut organizer_copy.attendees);
+    for ex in organizer_copy.exceptions.values_mut() {
+        if let Some(attendees) = &mut ex.attendees {
+            record(attendees);
         }
     }
     if changed && !ev.deleted {
@@ -621,7 +681,11 @@ pub fn process_meeting(inner: &mut Inner, mb: &str, key: &str, now: DateTime<Utc
         let answer = answers.get(room).copied();
         match (answer, existing) {
             (Some(ResponseType::Accepted), existing) => {
-                upsert_room_copy(inner, room, existing, &organizer_copy, now)
+                // The room's part of the organizer's copy, with the answers recorded.
+                let view = room_view(&organizer_copy, room).or_else(|| views.remove(room));
+                if let Some(view) = view {
+                    upsert_room_copy(inner, room, existing, &view, now);
+                }
             }
             (Some(_), Some(k)) => tombstone(inner, room, &k, now),
             (None, Some(k)) => cancel_room_copy(inner, room, &k, now),

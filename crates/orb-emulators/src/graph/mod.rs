@@ -42,7 +42,9 @@ use orb_graph::model::Event;
 
 pub use calendar::{CalError, View};
 pub use state::{DeltaExpiry, Knobs, MailboxCounters, RequestRecord, RoomInfo, RoomSettings, SentMail};
-pub use subscriptions::{DeliveryKind, DeliveryRecord, NotificationKnobs, SubscriptionInfo};
+pub use subscriptions::{
+    DeliveryKind, DeliveryRecord, NotificationFaults, NotificationKnobs, SubscriptionInfo,
+};
 
 /// A handle on one emulator's state. Clones share the state.
 #[derive(Clone)]
@@ -254,6 +256,11 @@ impl GraphEmulator {
     /// Every outgoing POST so far (handshakes, notifications), with its outcome.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.lock().notifier.log.clone()
+    }
+
+    /// What the notification fault knobs did so far (queued, dropped, duplicated, held back).
+    pub fn notification_faults(&self) -> NotificationFaults {
+        self.lock().notifier.faults
     }
 
     /// The JWKS that verifies the emulator's validation tokens.

@@ -112,6 +112,9 @@ pub struct ExceptionData {
     pub subject: Option<String>,
     /// New location, if changed.
     pub location: Option<Location>,
+    /// The occurrence's own attendee list, when it differs from the series' (e.g. another room for this
+    /// occurrence only).
+    pub attendees: Option<Vec<Attendee>>,
 }
 
 /// A calendar item as stored.
@@ -149,6 +152,9 @@ pub struct StoredEvent {
     pub exceptions: BTreeMap<DateTime<Utc>, ExceptionData>,
     /// Cancelled occurrences by original start.
     pub cancelled: BTreeSet<DateTime<Utc>>,
+    /// A room's copy of a series the room is invited to for some occurrences only: its instances are its
+    /// exceptions, not the pattern's occurrences.
+    pub exceptions_only: bool,
     /// Cancelled by the organizer (kept in attendee calendars).
     pub is_cancelled: bool,
     /// Free/busy.
@@ -256,6 +262,9 @@ pub struct Knobs {
     pub token_lifetime_secs: u64,
     /// Answer every Nth `/v1.0` request with `500 generalException` (0 = never).
     pub error_every: u64,
+    /// Answer every Nth `/v1.0` request with `429` + `Retry-After` (0 = never; `error_every` goes first
+    /// when both hit the same request).
+    pub throttle_every: u64,
     /// How long a validation handshake may take, milliseconds (Graph: 10 s).
     pub handshake_timeout_ms: u64,
     /// Send `reauthorizationRequired` this many minutes before a subscription expires (0 = never).
@@ -277,6 +286,7 @@ impl Default for Knobs {
             latency_ms: 0,
             token_lifetime_secs: 3599,
             error_every: 0,
+            throttle_every: 0,
             handshake_timeout_ms: 10_000,
             reauthorize_before_expiry_minutes: 15,
             notifications: NotificationKnobs::default(),

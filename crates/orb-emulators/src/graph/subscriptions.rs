@@ -63,6 +63,27 @@ pub struct NotificationKnobs {
     pub reorder_next: u32,
     /// Wait this long before each POST, milliseconds.
     pub delay_ms: u64,
+    /// Drop each notification POST with this probability, in percent (after `drop_next`).
+    pub drop_percent: u32,
+    /// Deliver each notification POST twice with this probability, in percent (after `duplicate_next`).
+    pub duplicate_percent: u32,
+    /// Hold back each notification POST until the next one was sent with this probability, in percent
+    /// (after `reorder_next`).
+    pub reorder_percent: u32,
+}
+
+/// What the notification fault knobs did so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationFaults {
+    /// Notification POSTs queued (before faults).
+    pub queued: u64,
+    /// Dropped.
+    pub dropped: u64,
+    /// Sent twice.
+    pub duplicated: u64,
+    /// Held back behind the next one.
+    pub reordered: u64,
 }
 
 /// What a subscription with resource data encrypts for.
@@ -181,6 +202,8 @@ pub struct Notifier {
     rx: Option<UnboundedReceiver<Delivery>>,
     held: Option<Delivery>,
     signers: Vec<Arc<ValidationTokenSigner>>,
+    /// What the fault knobs did.
+    pub faults: NotificationFaults,
 }
 
 impl Default for Notifier {
@@ -193,6 +216,7 @@ impl Default for Notifier {
             rx: Some(rx),
             held: None,
             signers: Vec::new(),
+            faults: NotificationFaults::default(),
         }
     }
 }
@@ -235,11 +259,28 @@ fn not_found(id: &str) -> ApiError {
     ApiError::new(404, "ResourceNotFound", format!("The object was not found: subscription {id}."))
 }
 
+/// A deterministic percentage draw: the `n`th value of a splitmix64 sequence, below 100.
+fn percent_draw(n: u64) -> u32 {
+    let mut z = n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    u32::try_from((z ^ (z >> 31)) % 100).unwrap_or(0)
+}
+
 /// Queues a POST through the fault knobs.
 fn enqueue(inner: &mut Inner, delivery: Delivery) {
     let knobs = &mut inner.knobs.notifications;
-    if knobs.drop_next > 0 {
-        knobs.drop_next -= 1;
+    let faults = &mut inner.notifier.faults;
+    let n = faults.queued;
+    faults.queued += 1;
+    // Three independent draws per POST (one sequence), so the shares do not overlap by construction.
+    let (drop, duplicate, reorder) = (percent_draw(3 * n), percent_draw(3 * n + 1), percent_draw(3 * n + 2));
+    let drop = knobs.drop_next > 0 || drop < knobs.drop_percent;
+    let duplicate = knobs.duplicate_next > 0 || duplicate < knobs.duplicate_percent;
+    let reorder = knobs.reorder_next > 0 || reorder < knobs.reorder_percent;
+    if drop {
+        knobs.drop_next = knobs.drop_next.saturating_sub(1);
+        faults.dropped += 1;
         inner.notifier.log.push(DeliveryRecord {
             kind: delivery.kind,
             url: delivery.url,
@@ -249,14 +290,20 @@ fn enqueue(inner: &mut Inner, delivery: Delivery) {
         });
         return;
     }
-    let copies = if knobs.duplicate_next > 0 {
-        knobs.duplicate_next -= 1;
+    let copies = if duplicate {
+        knobs.duplicate_next = knobs.duplicate_next.saturating_sub(1);
+        faults.duplicated += 1;
         2
     } else {
         1
     };
-    if knobs.reorder_next > 0 && inner.notifier.held.is_none() {
-        knobs.reorder_next -= 1;
+    if reorder && inner.notifier.held.is_none() {
+        knobs.reorder_next = knobs.reorder_next.saturating_sub(1);
+        inner.notifier.faults.reordered += 1;
+        if copies == 2 {
+            // The held copy goes out after the next POST; its twin goes now.
+            let _ = inner.notifier.tx.send(delivery.clone());
+        }
         inner.notifier.held = Some(delivery);
         return;
     }

@@ -95,21 +95,50 @@ async fn gate(
         } else if shared.faults.error_next > 0 {
             shared.faults.error_next -= 1;
             Fault::Unavailable
-        } else if shared.faults.error_rate > 0.0 {
+        } else if shared.faults.error_rate > 0.0 || shared.faults.throttle_rate > 0.0 {
             // xorshift64: deterministic for a given sequence of requests.
             let mut x = shared.rng;
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             shared.rng = x;
-            if ((x >> 11) as f64 / (1u64 << 53) as f64) < shared.faults.error_rate {
+            let draw = (x >> 11) as f64 / (1u64 << 53) as f64;
+            if draw < shared.faults.error_rate {
                 Fault::Unavailable
+            } else if draw < shared.faults.error_rate + shared.faults.throttle_rate {
+                Fault::Throttle(shared.faults.retry_after_secs)
             } else {
                 Fault::None
             }
         } else {
             Fault::None
         };
+        let status = match fault {
+            Fault::None => None,
+            Fault::Throttle(_) => {
+                shared.counts.injected_throttles += 1;
+                Some(429)
+            }
+            Fault::Unavailable => {
+                shared.counts.injected_errors += 1;
+                Some(503)
+            }
+        };
+        let login = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|text| text.split_once(':').map(|(login, _)| login.to_owned()));
+        shared.log.push(super::RequestRecord {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+            query: req.uri().query().map(str::to_owned),
+            login,
+            fault: status,
+        });
         (latency, fault)
     };
     if latency > 0 {

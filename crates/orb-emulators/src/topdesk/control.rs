@@ -66,7 +66,9 @@ async fn requests(State(emu): State<TopdeskEmulator>) -> Response {
 }
 
 async fn reset_requests(State(emu): State<TopdeskEmulator>) -> StatusCode {
-    emu.lock().counts = Default::default();
+    let mut shared = emu.lock();
+    shared.counts = Default::default();
+    shared.log.clear();
     StatusCode::NO_CONTENT
 }
 

@@ -50,6 +50,9 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Share of requests (0.0–1.0) answered 503 before they are handled (deterministic pseudo-random).
     pub error_rate: f64,
+    /// Share of requests (0.0–1.0) answered 429 with `Retry-After` before they are handled (drawn with the
+    /// same deterministic pseudo-random number as `error_rate`, so the two shares add up).
+    pub throttle_rate: f64,
     /// The next N requests are answered 429 with `Retry-After`.
     pub throttle_next: u32,
     /// `Retry-After` seconds sent with 429.
@@ -70,12 +73,33 @@ pub struct RequestCounts {
     pub by_route: BTreeMap<String, u64>,
     /// Requests refused for bad credentials.
     pub unauthorized: u64,
+    /// Requests answered 429 by a fault knob (`throttle_next`, `throttle_rate`).
+    pub injected_throttles: u64,
+    /// Requests answered 503 by a fault knob (`error_next`, `error_rate`; not `fail_after_commit_next`).
+    pub injected_errors: u64,
+}
+
+/// One `/tas/api/` request as the emulator saw it (the request log, for tests that attribute calls).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Path (e.g. `/tas/api/reservations/123`).
+    pub path: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
+    /// The login name of the Basic credentials sent (not checked yet; never the password).
+    pub login: Option<String>,
+    /// The status a fault knob answered with instead of handling the request (429 or 503).
+    pub fault: Option<u16>,
 }
 
 pub(crate) struct Shared {
     pub(crate) state: State,
     pub(crate) faults: Faults,
     pub(crate) counts: RequestCounts,
+    pub(crate) log: Vec<RequestRecord>,
     pub(crate) rng: u64,
 }
 
@@ -117,6 +141,7 @@ impl TopdeskEmulator {
             state: State::default(),
             faults: Faults::default(),
             counts: RequestCounts::default(),
+            log: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
         };
         Self { shared: Arc::new(Mutex::new(shared)), clock }
@@ -211,6 +236,11 @@ impl TopdeskEmulator {
     /// The request counters.
     pub fn request_counts(&self) -> RequestCounts {
         self.lock().counts.clone()
+    }
+
+    /// Every `/tas/api/` request so far, in arrival order.
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.lock().log.clone()
     }
 
     /// Every reservation (full `ReservationDto`), ordered by start.

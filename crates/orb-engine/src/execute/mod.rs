@@ -218,8 +218,9 @@ impl ExecutionReport {
 
 /// Carries out `plan` for the booking whose record (after the plan) is `record`.
 ///
-/// `before` is the record as it was before the plan (`None` for a new booking); it is needed only to find
-/// the old room when a room-only event moves to another room. See the module docs for order, stopping and
+/// `before` is the record as it was before the plan (`None` for a new booking); it is needed to find the old
+/// room when a room-only event moves to another room, and to know that a TOPdesk create replaces an
+/// earlier (cancelled) reservation of the same booking. See the module docs for order, stopping and
 /// idempotency.
 pub async fn execute(
     plan: &orb_core::Plan,
@@ -242,7 +243,7 @@ pub async fn execute(
             (Action::SendMail { template, to, .. }, _) => {
                 finish(mail::send(*template, to, record, ctx).await)
             }
-            (_, Some(Side::Topdesk)) => finish(topdesk::write(action, record, ctx).await),
+            (_, Some(Side::Topdesk)) => finish(topdesk::write(action, record, before, ctx).await),
             (_, Some(Side::Exchange)) => finish(exchange::write(action, record, before, ctx).await),
             (_, None) => Outcome::NotAWrite,
         };

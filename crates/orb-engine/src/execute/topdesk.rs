@@ -13,6 +13,7 @@ const SIDE: Side = Side::Topdesk;
 pub(super) async fn write(
     action: &Action,
     record: &BookingRecord,
+    before: Option<&BookingRecord>,
     ctx: &ExecContext<'_>,
 ) -> Result<Done, ExecError> {
     let td = ctx.topdesk;
@@ -40,10 +41,13 @@ pub(super) async fn write(
                 });
             }
             let link = link(*booking, ctx)?;
-            let ensured = td
-                .ensure_reservation(&dto, &link, Some(ctx.clock.now()))
-                .await
-                .map_err(ExecError::topdesk(action))?;
+            // A booking that had a reservation before may own a cancelled one under the same link.
+            let ensured = if before.is_some_and(|b| b.topdesk.reservation_id.is_some()) {
+                ensure_live(&dto, &link, ctx).await
+            } else {
+                td.ensure_reservation(&dto, &link, Some(ctx.clock.now())).await
+            }
+            .map_err(ExecError::topdesk(action))?;
             Ok(Done::Reservation { ids: ids(&ensured.reservation, action)?, created: ensured.created })
         }
         Action::UpdateReservation { booking, reservation_id, changes } => {
@@ -127,6 +131,43 @@ pub(super) async fn write(
         }
         _ => unreachable_write(action),
     }
+}
+
+/// The booking's *live* reservation, created if there is none.
+///
+/// A booking can own a cancelled reservation and need a new one under the same match id: a booking that
+/// is live again after a cancellation, or an occurrence of a series moved to another room (TOPdesk cannot
+/// move an occurrence, so the planner cancels it and creates a single reservation). A cancelled or
+/// rejected reservation carrying the link therefore does not count as "created already" (which
+/// [`orb_topdesk::TopdeskClient::ensure_reservation`] alone would answer); the new one carries the same
+/// link. Idempotent like `ensure_reservation`: a rerun finds the live one.
+async fn ensure_live(
+    dto: &CreateReservationDto,
+    link: &ExternalLink,
+    ctx: &ExecContext<'_>,
+) -> Result<orb_topdesk::Ensured, orb_topdesk::TopdeskError> {
+    let td = ctx.topdesk;
+    let now = Some(ctx.clock.now());
+    let fiql = orb_topdesk::Fiql::eq("externalLinks.type", link.kind().to_string())
+        .and(orb_topdesk::Fiql::eq("externalLinks.id", link.id().to_owned()));
+    let linked: Vec<ReservationDto> = match td.list_reservations(Some(&fiql), None, Some(50)).await {
+        Ok(page) => page.reservations.into_iter().filter(|r| link.is_on(r)).collect(),
+        // A server that refuses the field path: the client's own lookup (legacy filters) decides.
+        Err(orb_topdesk::TopdeskError::Rejected { .. }) => {
+            return td.ensure_reservation(dto, link, now).await;
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(live) = linked.iter().find(|r| r.status.is_some_and(|s| s.is_active())) {
+        return Ok(orb_topdesk::Ensured { reservation: live.clone(), created: false });
+    }
+    if linked.is_empty() {
+        return td.ensure_reservation(dto, link, now).await;
+    }
+    let mut create = dto.clone();
+    create.external_link = Some(link.to_dto(now));
+    let reservation = td.create_reservation(&create).await?;
+    Ok(orb_topdesk::Ensured { reservation, created: true })
 }
 
 fn unreachable_write(action: &Action) -> Result<Done, ExecError> {

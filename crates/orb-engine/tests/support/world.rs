@@ -15,7 +15,7 @@ use orb_core::{
     TimeZoneName,
 };
 use orb_crypto::{CertificateRing, EncryptionCertificate, NotificationPrivateKey};
-use orb_emulators::graph::{DeliveryKind, GraphEmulator, RoomInfo, Served, serve};
+use orb_emulators::graph::{DeliveryKind, GraphEmulator, RoomInfo, RoomSettings, Served, serve};
 use orb_emulators::topdesk::{DoubleBooking, ServedEmulator, TopdeskEmulator};
 use orb_engine::sync::{SyncDeps, TenantRuntime};
 use orb_engine::worker::{Worker, WorkerOptions};
@@ -49,12 +49,87 @@ where
     F: Fn(World) -> Fut,
     Fut: Future<Output = ()>,
 {
+    on_every_store_with(&WorldOptions::default(), scenario).await;
+}
+
+/// [`on_every_store`] in a world built with `options`.
+pub async fn on_every_store_with<F, Fut>(options: &WorldOptions, scenario: F)
+where
+    F: Fn(World) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut stores = vec![sqlite().await];
     stores.extend(postgres().await);
     for s in stores {
         eprintln!("-- store: {}", s.name);
-        let world = World::start(s).await;
+        let world = World::start_with(s, options.clone()).await;
         scenario(world).await;
+    }
+}
+
+// ---- options ----
+
+/// A room mailbox besides [`ROOM`].
+#[derive(Debug, Clone)]
+pub struct ExtraRoom {
+    /// Its SMTP address.
+    pub address: &'static str,
+    /// Its display name (Graph and TOPdesk).
+    pub name: &'static str,
+    /// Mapped: a TOPdesk room, a mapping in the store and the engine, and a rich subscription. Unmapped:
+    /// only a room mailbox in Exchange.
+    pub mapped: bool,
+    /// Its calendar attendant's settings.
+    pub settings: RoomSettings,
+}
+
+impl ExtraRoom {
+    /// A mapped room with Exchange's default settings.
+    pub fn mapped(address: &'static str, name: &'static str) -> Self {
+        Self { address, name, mapped: true, settings: RoomSettings::default() }
+    }
+
+    /// A room mailbox ORB does not manage.
+    pub fn unmapped(address: &'static str, name: &'static str) -> Self {
+        Self { address, name, mapped: false, settings: RoomSettings::default() }
+    }
+}
+
+/// A person besides Anna: a mailbox, and a TOPdesk person card (with the same e-mail) when `in_topdesk`.
+#[derive(Debug, Clone)]
+pub struct ExtraPerson {
+    /// E-mail address.
+    pub address: &'static str,
+    /// Display name ("First Last").
+    pub name: &'static str,
+    /// Whether TOPdesk knows the person.
+    pub in_topdesk: bool,
+}
+
+/// How [`World::start_with`] builds the world. The default is [`World::start`]'s world.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// The tenant's policy (the fallback person, if [`Self::fallback_person`] is set, is filled in).
+    pub policy: Policy,
+    /// Settings of [`ROOM`]'s calendar attendant.
+    pub room_settings: RoomSettings,
+    /// More rooms.
+    pub rooms: Vec<ExtraRoom>,
+    /// More people.
+    pub people: Vec<ExtraPerson>,
+    /// The e-mail of a TOPdesk person ("Service Desk") made the policy's fallback person.
+    pub fallback_person: Option<&'static str>,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self {
+            policy: Policy::new(),
+            room_settings: RoomSettings::default(),
+            rooms: Vec::new(),
+            people: Vec::new(),
+            fallback_person: None,
+        }
     }
 }
 
@@ -75,6 +150,10 @@ pub struct World {
     pub subscription: String,
     pub client_state: SecretString,
     pub anna: PersonId,
+    /// Every mapped room (including [`ROOM`]) by mailbox address.
+    pub rooms: BTreeMap<String, Room>,
+    /// TOPdesk person ids by e-mail (Anna, the extra people TOPdesk knows, the fallback person).
+    pub persons: BTreeMap<String, PersonId>,
     pub cancel: CancellationToken,
     pub deps: Arc<SyncDeps>,
     pub http: reqwest::Client,
@@ -88,6 +167,10 @@ impl Drop for World {
 
 impl World {
     pub async fn start(sut: StoreUnderTest) -> Self {
+        Self::start_with(sut, WorldOptions::default()).await
+    }
+
+    pub async fn start_with(sut: StoreUnderTest, options: WorldOptions) -> Self {
         let clock = FixedClock::new(at("2026-09-01T06:00:00Z"));
         let arc_clock: Arc<dyn orb_core::Clock> = Arc::new(clock.clone());
 
@@ -96,7 +179,19 @@ impl World {
         graph_em.add_app_secret(TENANT, CLIENT_ID, SECRET);
         graph_em.add_user(TENANT, ANNA, "Anna Bakker");
         graph_em.add_user(TENANT, "orb@contoso.com", "ORB");
-        graph_em.add_room(TENANT, ROOM, "Room 1", RoomInfo::default());
+        graph_em.add_room(
+            TENANT,
+            ROOM,
+            "Room 1",
+            RoomInfo { settings: options.room_settings.clone(), ..RoomInfo::default() },
+        );
+        for extra in &options.rooms {
+            let info = RoomInfo { settings: extra.settings.clone(), ..RoomInfo::default() };
+            graph_em.add_room(TENANT, extra.address, extra.name, info);
+        }
+        for person in &options.people {
+            graph_em.add_user(TENANT, person.address, person.name);
+        }
         let graph_served = serve(graph_em.clone()).await.unwrap();
         let app = AppRegistration {
             tenant: TENANT.into(),
@@ -105,15 +200,33 @@ impl World {
         };
         let endpoints = Endpoints::from_root(&graph_served.base_url).unwrap();
         // A Retry-After longer than a second is not waited out: the write fails as throttled (transient).
-        let options =
+        let client_options =
             ClientOptions { max_retry_after: StdDuration::from_secs(1), ..ClientOptions::default() };
-        let graph = Arc::new(GraphClient::new(endpoints, app, arc_clock.clone(), options).unwrap());
+        let graph = Arc::new(GraphClient::new(endpoints, app, arc_clock.clone(), client_options).unwrap());
 
         // TOPdesk.
         let em = TopdeskEmulator::new(arc_clock.clone());
         em.add_account("orb-api", "app-secret-1");
         let anna = em.add_person("Anna", "Bakker", Some("Anna@Contoso.com"));
         let location = em.add_room("Room A", 0, DoubleBooking::Refuse);
+        let mut persons = BTreeMap::from([(ANNA.to_owned(), anna)]);
+        for person in options.people.iter().filter(|p| p.in_topdesk) {
+            let (first, last) = person.name.split_once(' ').unwrap_or((person.name, ""));
+            persons.insert(person.address.to_owned(), em.add_person(first, last, Some(person.address)));
+        }
+        let mut policy = options.policy.clone();
+        if let Some(email) = options.fallback_person {
+            let id = em.add_person("Service", "Desk", Some(email));
+            persons.insert(email.to_owned(), id);
+            policy.fallback_person =
+                Some(orb_core::FallbackPerson { person_id: id.to_string(), email: mail(email) });
+        }
+        let extra_locations: Vec<_> = options
+            .rooms
+            .iter()
+            .filter(|r| r.mapped)
+            .map(|r| (r.address, em.add_room(r.name, 0, DoubleBooking::Refuse)))
+            .collect();
         em.add_cancellation_reason("No longer needed", true);
         let td = em.serve().await.unwrap();
         let mut config = TopdeskConfig::new(
@@ -146,6 +259,23 @@ impl World {
             )
             .await
             .unwrap();
+        let mut rooms = BTreeMap::from([(ROOM.to_owned(), room.clone())]);
+        for (address, loc) in &extra_locations {
+            let name = options.rooms.iter().find(|r| r.address == *address).map(|r| r.name.to_owned());
+            let added = store
+                .add_room(
+                    tenant.id,
+                    &NewRoom {
+                        mailbox: RoomMailbox::parse(address).unwrap(),
+                        topdesk_location_id: loc.clone(),
+                        display_name: name,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            rooms.insert((*address).to_owned(), added);
+        }
         let audit = orb_store::NewAuditEntry {
             tenant_id: Some(tenant.id),
             at: now,
@@ -164,55 +294,66 @@ impl World {
             let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
         });
 
-        // A rich subscription for the room, notifying the intake.
+        // A rich subscription for each mapped room, notifying the intake.
         let key = NotificationPrivateKey::generate().unwrap();
         let cert =
             EncryptionCertificate::generate(key, now - Duration::hours(1), now + Duration::days(30)).unwrap();
         let ring = CertificateRing::from_entries([cert]).unwrap();
         let client_state = generate_client_state().unwrap();
         let current = ring.current().unwrap();
-        let request = SubscriptionRequest {
-            resource: events_resource(&mail(ROOM), Some(RICH_EVENT_SELECT)),
-            change_types: vec![ChangeType::Created, ChangeType::Updated, ChangeType::Deleted],
-            notification_url: url::Url::parse(&format!("{intake}/hooks/graph/contoso")).unwrap(),
-            lifecycle_notification_url: Some(
-                url::Url::parse(&format!("{intake}/hooks/graph/contoso/lifecycle")).unwrap(),
-            ),
-            client_state: client_state.clone(),
-            expiration: subscription_expiry(now, Duration::days(1), true, Duration::minutes(30)),
-            rich: Some(RichNotifications::for_certificate(current)),
-        };
-        let corr = orb_core::CorrelationId::generate(now);
-        let sub = graph.create_subscription(&request, corr).await.unwrap();
-        let subscription = sub.id.clone().unwrap();
-        store
-            .upsert_subscription(&SubscriptionRow {
-                id: subscription.clone(),
-                tenant_id: tenant.id,
-                room_id: room.id,
-                resource: request.resource.clone(),
-                client_state_hash: sha256(client_state.expose_secret()),
-                rich: true,
-                encryption_certificate_id: Some(current.id().to_owned()),
-                expires_at: sub.expiration_date_time.unwrap_or(request.expiration),
-                created_at: now,
-                updated_at: now,
-            })
-            .await
-            .unwrap();
+        let mut subscription = String::new();
+        for (address, mapped) in &rooms {
+            let request = SubscriptionRequest {
+                resource: events_resource(&mail(address), Some(RICH_EVENT_SELECT)),
+                change_types: vec![ChangeType::Created, ChangeType::Updated, ChangeType::Deleted],
+                notification_url: url::Url::parse(&format!("{intake}/hooks/graph/contoso")).unwrap(),
+                lifecycle_notification_url: Some(
+                    url::Url::parse(&format!("{intake}/hooks/graph/contoso/lifecycle")).unwrap(),
+                ),
+                client_state: client_state.clone(),
+                expiration: subscription_expiry(now, Duration::days(1), true, Duration::minutes(30)),
+                rich: Some(RichNotifications::for_certificate(current)),
+            };
+            let corr = orb_core::CorrelationId::generate(now);
+            let sub = graph.create_subscription(&request, corr).await.unwrap();
+            let id = sub.id.clone().unwrap();
+            store
+                .upsert_subscription(&SubscriptionRow {
+                    id: id.clone(),
+                    tenant_id: tenant.id,
+                    room_id: mapped.id,
+                    resource: request.resource.clone(),
+                    client_state_hash: sha256(client_state.expose_secret()),
+                    rich: true,
+                    encryption_certificate_id: Some(current.id().to_owned()),
+                    expires_at: sub.expiration_date_time.unwrap_or(request.expiration),
+                    created_at: now,
+                    updated_at: now,
+                })
+                .await
+                .unwrap();
+            if address == ROOM {
+                subscription = id;
+            }
+        }
 
         // The engine.
-        let rooms = RoomMap::new(vec![RoomMapping {
-            id: room.id,
-            mailbox: room.mailbox.clone(),
-            location,
-            time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
-            enabled: true,
-        }]);
+        let room_map = RoomMap::new(
+            rooms
+                .values()
+                .map(|r| RoomMapping {
+                    id: r.id,
+                    mailbox: r.mailbox.clone(),
+                    location: r.topdesk_location_id.clone(),
+                    time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
+                    enabled: true,
+                })
+                .collect(),
+        );
         let runtime = TenantRuntime {
             tenant_id: tenant.id,
-            policy: Policy::new(),
-            rooms,
+            policy,
+            rooms: room_map,
             graph,
             topdesk: topdesk.clone(),
             link_type: LINK_TYPE,
@@ -238,11 +379,11 @@ impl World {
             require_validation_tokens: true,
             max_conflict_tries: 3,
         });
-        let mut options = WorkerOptions::new("test-worker");
-        options.idle_min = StdDuration::from_millis(10);
-        options.idle_max = StdDuration::from_millis(50);
-        options.heartbeat_every = StdDuration::from_millis(500);
-        let worker = Worker::new(deps.clone(), options);
+        let mut worker_options = WorkerOptions::new("test-worker");
+        worker_options.idle_min = StdDuration::from_millis(10);
+        worker_options.idle_max = StdDuration::from_millis(50);
+        worker_options.heartbeat_every = StdDuration::from_millis(500);
+        let worker = Worker::new(deps.clone(), worker_options);
         let cancel = CancellationToken::new();
         let token = cancel.clone();
         tokio::spawn(async move { worker.run(token).await });
@@ -262,6 +403,8 @@ impl World {
             subscription,
             client_state,
             anna,
+            rooms,
+            persons,
             cancel,
             deps,
             http: reqwest::Client::new(),

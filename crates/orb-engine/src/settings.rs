@@ -1,0 +1,551 @@
+//! **Tenant settings**: what one customer's sync needs besides its rooms and secrets — the Entra app
+//! registration, the TOPdesk instance, the sync policy — as one typed document, parsed and validated at the
+//! boundary ([`TenantSettings::from_toml`] / [`TenantSettings::from_json`]), stored as JSON in the store's
+//! `tenant_settings` table, and turned into a [`TenantRuntime`] by [`build_runtime`].
+//!
+//! ## Invariants
+//! - **No secret in the document.** The Graph client secret and the TOPdesk application password are tenant
+//!   secrets ([`SECRET_GRAPH_CLIENT_SECRET`], [`SECRET_TOPDESK_PASSWORD`]), sealed under the master key and
+//!   handed to [`build_runtime`] already opened ([`TenantSecrets`]); the document is shown back to admins.
+//! - Unknown keys are errors that name the key (`deny_unknown_fields`), so a typo never silently falls back
+//!   to a default; every value is checked before anything is stored ([`TenantSettings::validate`]).
+//! - Nothing here reads the clock or the environment.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use orb_core::{
+    CancellationPolicy, Clock, ConflictPolicy, EmailAddress, FallbackPerson, MailTemplate, MassDeletionGuard,
+    Mode, Policy, RoomMap, RoomMapping, SubjectPolicy, TenantId, TimeZoneName,
+};
+use orb_graph::{AppRegistration, ClientOptions, Credential, Endpoints, GraphClient};
+use orb_store::Room;
+use orb_topdesk::{Reason, TopdeskClient, TopdeskConfig};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use url::Url;
+
+use crate::sync::TenantRuntime;
+
+/// Name of the tenant secret holding the Graph app registration's client secret.
+pub const SECRET_GRAPH_CLIENT_SECRET: &str = "graph.client_secret";
+/// Name of the tenant secret holding the TOPdesk operator's application password.
+pub const SECRET_TOPDESK_PASSWORD: &str = "topdesk.app_password";
+
+/// A tenant's settings document (see the module docs). The TOML form an admin writes:
+///
+/// ```toml
+/// [graph]
+/// tenant_id = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d"   # the Entra directory id (or a verified domain)
+/// client_id = "0f3b6a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+/// mail_sender = "orb@contoso.com"                       # mailbox ORB's mails are sent from
+/// # login_url / graph_url: only for national clouds or the emulator
+///
+/// [topdesk]
+/// url = "https://contoso.topdesk.net"
+/// username = "orb-api"
+/// link_type = 7                                         # the external-link type reserved for ORB
+///
+/// [sync]
+/// mode = "organizer"          # or "room-only"
+/// subject = "keep"            # "keep" | "hide" | "drop"
+/// time_zone = "Europe/Amsterdam"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Exchange Online through Microsoft Graph.
+    pub graph: GraphSettings,
+    /// TOPdesk.
+    pub topdesk: TopdeskSettings,
+    /// The sync policy.
+    #[serde(default)]
+    pub sync: SyncSettings,
+}
+
+/// `[graph]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSettings {
+    /// The Entra tenant (directory) id or a verified domain.
+    pub tenant_id: String,
+    /// The app registration's application (client) id.
+    pub client_id: String,
+    /// The mailbox ORB's mails to users are sent from (needs `Mail.Send`).
+    pub mail_sender: EmailAddress,
+    /// Token endpoint root; default `https://login.microsoftonline.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<Url>,
+    /// Graph root including the version; default `https://graph.microsoft.com/v1.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_url: Option<Url>,
+}
+
+/// `[topdesk]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopdeskSettings {
+    /// The TOPdesk instance, e.g. `https://contoso.topdesk.net`.
+    pub url: Url,
+    /// Login name of the API operator (its application password is the secret
+    /// [`SECRET_TOPDESK_PASSWORD`]).
+    pub username: String,
+    /// The external-link type reserved for ORB (ORB's match id is the link's id).
+    pub link_type: i64,
+    /// Name of the cancellation reason ORB gives; default: TOPdesk's configured default reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+}
+
+/// Subject privacy as written in the settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectSetting {
+    /// Subjects are synced as they are.
+    #[default]
+    Keep,
+    /// The room side shows [`SyncSettings::hidden_subject`].
+    Hide,
+    /// Subjects are never stored, logged or sent.
+    Drop,
+}
+
+/// `[sync]`: the policy (DESIGN §4). Every key has the default of [`Policy::new`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    /// `organizer` (default) or `room-only`.
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// `keep` (default), `hide` or `drop`.
+    #[serde(default)]
+    pub subject: SubjectSetting,
+    /// The text the room side shows when `subject = "hide"` (default `Booked`).
+    #[serde(default = "default_hidden_subject")]
+    pub hidden_subject: String,
+    /// `exchange-wins` (default), `topdesk-wins` or `latest-wins`.
+    #[serde(default = "default_conflict")]
+    pub conflict: ConflictPolicy,
+    /// `cancel-meeting` (default) or `remove-room`.
+    #[serde(default = "default_cancellation")]
+    pub cancellation: CancellationPolicy,
+    /// Requester for organizers unknown to TOPdesk: the person's TOPdesk id and e-mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_person: Option<FallbackPerson>,
+    /// The rooms' time zone (IANA; TOPdesk only knows UTC). Default `Europe/Amsterdam`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: TimeZoneName,
+    /// How many days ahead bookings are synced (1–730, default 180).
+    #[serde(default = "default_horizon_days")]
+    pub horizon_days: u32,
+    /// Mass-deletion guard: the largest share (percent) of a room's future bookings one sweep may cancel.
+    #[serde(default = "default_guard_percent")]
+    pub mass_deletion_percent: u8,
+    /// Mass-deletion guard: rooms with at most this many future bookings are not guarded.
+    #[serde(default = "default_guard_min")]
+    pub mass_deletion_min_bookings: u32,
+    /// Mails ORB sends to users (default: all of them).
+    #[serde(default = "default_mails")]
+    pub mails: BTreeSet<MailTemplate>,
+}
+
+fn default_mode() -> Mode {
+    Mode::Organizer
+}
+fn default_hidden_subject() -> String {
+    "Booked".to_owned()
+}
+fn default_conflict() -> ConflictPolicy {
+    ConflictPolicy::ExchangeWins
+}
+fn default_cancellation() -> CancellationPolicy {
+    CancellationPolicy::CancelMeeting
+}
+fn default_time_zone() -> TimeZoneName {
+    TimeZoneName::parse("Europe/Amsterdam").expect("a zone chrono-tz knows")
+}
+fn default_horizon_days() -> u32 {
+    180
+}
+fn default_guard_percent() -> u8 {
+    30
+}
+fn default_guard_min() -> u32 {
+    5
+}
+fn default_mails() -> BTreeSet<MailTemplate> {
+    MailTemplate::ALL.iter().copied().collect()
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            mode: default_mode(),
+            subject: SubjectSetting::default(),
+            hidden_subject: default_hidden_subject(),
+            conflict: default_conflict(),
+            cancellation: default_cancellation(),
+            fallback_person: None,
+            time_zone: default_time_zone(),
+            horizon_days: default_horizon_days(),
+            mass_deletion_percent: default_guard_percent(),
+            mass_deletion_min_bookings: default_guard_min(),
+            mails: default_mails(),
+        }
+    }
+}
+
+/// Why settings were refused. Every message names the key and says what is accepted.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    /// The TOML or JSON does not parse, has an unknown key or a value of the wrong kind.
+    #[error("the tenant settings are not valid: {0}; see `orb tenant settings --help` for the keys")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("invalid tenant setting {key}: {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// The tenant has no settings yet.
+    #[error(
+        "tenant {tenant} has no settings yet: write them with `orb tenant settings --tenant NAME --file \
+         settings.toml`"
+    )]
+    Missing {
+        /// The tenant.
+        tenant: TenantId,
+    },
+    /// A client could not be built from the settings.
+    #[error("tenant {tenant}: cannot set up the {side} client: {reason}")]
+    Client {
+        /// The tenant.
+        tenant: TenantId,
+        /// `Graph` or `TOPdesk`.
+        side: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl SettingsError {
+    /// Settings errors are fixed by an admin, never by trying again.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+impl TenantSettings {
+    /// Parses the TOML form an admin writes, and validates it.
+    pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
+        let settings: Self =
+            toml::from_str(text).map_err(|e| SettingsError::Parse(e.message().to_owned()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses the stored JSON form, and validates it.
+    pub fn from_json(text: &str) -> Result<Self, SettingsError> {
+        let settings: Self = serde_json::from_str(text).map_err(|e| SettingsError::Parse(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The stored JSON form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("settings always serialise")
+    }
+
+    /// The TOML form (for showing to an admin; it holds no secret).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("settings always serialise")
+    }
+
+    /// Checks the values serde cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, reason: &str| Err(SettingsError::Invalid { key, reason: reason.to_owned() });
+        if self.graph.tenant_id.trim().is_empty() {
+            return invalid("graph.tenant_id", "it is empty: give the Entra directory id");
+        }
+        if self.graph.client_id.trim().is_empty() {
+            return invalid("graph.client_id", "it is empty: give the app registration's client id");
+        }
+        for (key, url) in
+            [("graph.login_url", &self.graph.login_url), ("graph.graph_url", &self.graph.graph_url)]
+        {
+            if let Some(url) = url
+                && !matches!(url.scheme(), "https" | "http")
+            {
+                return invalid(key, "use an https:// URL");
+            }
+        }
+        if !matches!(self.topdesk.url.scheme(), "https" | "http") {
+            return invalid("topdesk.url", "use the https:// URL of the TOPdesk instance");
+        }
+        if self.topdesk.username.trim().is_empty() {
+            return invalid("topdesk.username", "it is empty: give the API operator's login name");
+        }
+        if self.topdesk.link_type <= 0 {
+            return invalid("topdesk.link_type", "use the positive external-link type reserved for ORB");
+        }
+        if !(1..=730).contains(&self.sync.horizon_days) {
+            return invalid("sync.horizon_days", "use a number of days from 1 to 730");
+        }
+        if self.sync.mass_deletion_percent == 0 || self.sync.mass_deletion_percent > 100 {
+            return invalid("sync.mass_deletion_percent", "use a percentage from 1 to 100");
+        }
+        if self.sync.subject == SubjectSetting::Hide && self.sync.hidden_subject.trim().is_empty() {
+            return invalid("sync.hidden_subject", "it is empty: give the text the room side shows");
+        }
+        Ok(())
+    }
+
+    /// The planner's policy.
+    pub fn policy(&self) -> Policy {
+        let s = &self.sync;
+        Policy {
+            mode: s.mode,
+            subject: match s.subject {
+                SubjectSetting::Keep => SubjectPolicy::Keep,
+                SubjectSetting::Hide => SubjectPolicy::HideOnRoom { text: s.hidden_subject.clone() },
+                SubjectSetting::Drop => SubjectPolicy::Drop,
+            },
+            conflict: s.conflict,
+            cancellation: s.cancellation,
+            fallback_person: s.fallback_person.clone(),
+            mass_deletion: MassDeletionGuard {
+                max_share_percent: s.mass_deletion_percent,
+                min_bookings: s.mass_deletion_min_bookings,
+            },
+            horizon: Duration::days(i64::from(s.horizon_days)),
+            mail: s.mails.clone(),
+        }
+    }
+
+    /// The Graph endpoints: Microsoft's global cloud unless overridden.
+    pub fn graph_endpoints(&self) -> Endpoints {
+        let global = Endpoints::global();
+        Endpoints {
+            login_base: self.graph.login_url.clone().unwrap_or(global.login_base),
+            graph_base: self.graph.graph_url.clone().unwrap_or(global.graph_base),
+        }
+    }
+}
+
+/// A tenant's opened secrets, for [`build_runtime`]. `Debug` shows no value.
+pub struct TenantSecrets {
+    /// [`SECRET_GRAPH_CLIENT_SECRET`].
+    pub graph_client_secret: SecretString,
+    /// [`SECRET_TOPDESK_PASSWORD`].
+    pub topdesk_password: SecretString,
+}
+
+impl fmt::Debug for TenantSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TenantSecrets([REDACTED])")
+    }
+}
+
+/// What [`build_runtime`] needs from the installation (not the tenant).
+#[derive(Debug, Clone)]
+pub struct InstallationUrls {
+    /// ORB's public base URL, where Graph posts notifications (`None`: subscriptions cannot be made).
+    pub notification_base_url: Option<String>,
+    /// The admin portal's base URL (links in mails).
+    pub portal_base_url: String,
+}
+
+/// Client limits the installation may tune (tests shorten them).
+#[derive(Debug, Clone, Default)]
+pub struct ClientTuning {
+    /// Graph client options; `None` = the defaults.
+    pub graph: Option<ClientOptions>,
+    /// TOPdesk retry policy; `None` = the defaults.
+    pub topdesk_retry: Option<orb_topdesk::RetryPolicy>,
+    /// TOPdesk request timeout; `None` = the default.
+    pub topdesk_timeout: Option<StdDuration>,
+}
+
+/// Builds a tenant's runtime: the policy and room map from its settings and rooms (enabled and disabled:
+/// the room map knows which are synced), and its Graph and TOPdesk clients.
+pub fn build_runtime(
+    tenant: TenantId,
+    settings: &TenantSettings,
+    secrets: TenantSecrets,
+    rooms: &[Room],
+    clock: Arc<dyn Clock>,
+    urls: &InstallationUrls,
+    tuning: &ClientTuning,
+) -> Result<TenantRuntime, SettingsError> {
+    let client_err = |side, reason: String| SettingsError::Client { tenant, side, reason };
+    let app = AppRegistration {
+        tenant: settings.graph.tenant_id.clone(),
+        client_id: settings.graph.client_id.clone(),
+        credential: Arc::new(Credential::Secret(secrets.graph_client_secret)),
+    };
+    let options = tuning.graph.clone().unwrap_or_default();
+    let graph = GraphClient::new(settings.graph_endpoints(), app, clock.clone(), options)
+        .map_err(|e| client_err("Graph", e.to_string()))?;
+    let mut config = TopdeskConfig::new(
+        settings.topdesk.url.clone(),
+        settings.topdesk.username.clone(),
+        secrets.topdesk_password,
+        clock,
+    );
+    if let Some(retry) = tuning.topdesk_retry {
+        config.retry = retry;
+    }
+    if let Some(timeout) = tuning.topdesk_timeout {
+        config.request_timeout = timeout;
+    }
+    let topdesk = TopdeskClient::new(config).map_err(|e| client_err("TOPdesk", e.to_string()))?;
+    let rooms = RoomMap::new(
+        rooms
+            .iter()
+            .map(|r| RoomMapping {
+                id: r.id,
+                mailbox: r.mailbox.clone(),
+                location: r.topdesk_location_id.clone(),
+                time_zone: settings.sync.time_zone.clone(),
+                enabled: r.enabled,
+            })
+            .collect(),
+    );
+    Ok(TenantRuntime {
+        tenant_id: tenant,
+        policy: settings.policy(),
+        rooms,
+        graph: Arc::new(graph),
+        topdesk,
+        link_type: settings.topdesk.link_type,
+        mail_sender: settings.graph.mail_sender.clone(),
+        portal_base_url: urls.portal_base_url.clone(),
+        cancel_reason: settings
+            .topdesk
+            .cancel_reason
+            .as_ref()
+            .map_or(Reason::Default, |name| Reason::Name(name.clone())),
+        notification_base_url: urls.notification_base_url.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[graph]
+tenant_id = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d"
+client_id = "0f3b6a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+mail_sender = "ORB@Contoso.com"
+
+[topdesk]
+url = "https://contoso.topdesk.net"
+username = "orb-api"
+link_type = 7
+"#;
+
+    /// Parses `extra` appended to the minimal document; `Ok` carries the policy, `Err` the message.
+    fn check(extra: &str, expected: Result<fn(&TenantSettings), &str>) {
+        let text = format!("{MINIMAL}{extra}");
+        match (TenantSettings::from_toml(&text), expected) {
+            (Ok(s), Ok(assert)) => {
+                assert(&s);
+                // The stored form round-trips exactly.
+                assert_eq!(TenantSettings::from_json(&s.to_json()).unwrap(), s);
+                assert_eq!(TenantSettings::from_toml(&s.to_toml()).unwrap(), s);
+            }
+            (Err(e), Err(needle)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
+            }
+            (Ok(s), Err(needle)) => panic!("accepted {s:?}, expected an error mentioning {needle:?}"),
+            (Err(e), Ok(_)) => panic!("refused: {e}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_policy_defaults() {
+        check(
+            "",
+            Ok(|s| {
+                let mut expected = Policy::new();
+                expected.horizon = Duration::days(180);
+                assert_eq!(s.policy(), expected);
+                assert_eq!(s.graph.mail_sender.as_str(), "orb@contoso.com");
+                let (ours, global) = (s.graph_endpoints(), Endpoints::global());
+                assert_eq!((ours.login_base, ours.graph_base), (global.login_base, global.graph_base));
+            }),
+        );
+    }
+
+    #[test]
+    fn every_policy_key_is_read() {
+        check(
+            r#"
+[sync]
+mode = "room-only"
+subject = "hide"
+hidden_subject = "Gereserveerd"
+conflict = "latest-wins"
+cancellation = "remove-room"
+time_zone = "America/New_York"
+horizon_days = 30
+mass_deletion_percent = 50
+mass_deletion_min_bookings = 2
+mails = ["room-declined"]
+fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
+"#,
+            Ok(|s| {
+                let p = s.policy();
+                assert_eq!(p.mode, Mode::RoomOnly);
+                assert_eq!(p.subject, SubjectPolicy::HideOnRoom { text: "Gereserveerd".into() });
+                assert_eq!(p.conflict, ConflictPolicy::LatestWins);
+                assert_eq!(p.cancellation, CancellationPolicy::RemoveRoom);
+                assert_eq!(p.horizon, Duration::days(30));
+                assert_eq!(p.mass_deletion, MassDeletionGuard { max_share_percent: 50, min_bookings: 2 });
+                assert_eq!(p.mail, [MailTemplate::RoomDeclined].into_iter().collect());
+                assert_eq!(p.fallback_person.unwrap().email.as_str(), "desk@contoso.com");
+                assert_eq!(s.sync.time_zone.as_str(), "America/New_York");
+            }),
+        );
+        check("[sync]\nsubject = \"drop\"\n", Ok(|s| assert_eq!(s.policy().subject, SubjectPolicy::Drop)));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_key_named() {
+        check("[sync]\nmodee = \"organizer\"\n", Err("modee"));
+        check("[sync]\nmode = \"everywhere\"\n", Err("everywhere"));
+        check("[sync]\nhorizon_days = 0\n", Err("sync.horizon_days"));
+        check("[sync]\nhorizon_days = 1000\n", Err("sync.horizon_days"));
+        check("[sync]\ntime_zone = \"Mars/Olympus\"\n", Err("Mars/Olympus"));
+        check("[sync]\nmass_deletion_percent = 0\n", Err("sync.mass_deletion_percent"));
+        check("[sync]\nsubject = \"hide\"\nhidden_subject = \" \"\n", Err("sync.hidden_subject"));
+        check("[sync]\nmails = [\"spam\"]\n", Err("spam"));
+        check("[graph2]\nx = 1\n", Err("graph2"));
+        let no_sender = MINIMAL.replace("mail_sender = \"ORB@Contoso.com\"\n", "");
+        assert!(TenantSettings::from_toml(&no_sender).unwrap_err().to_string().contains("mail_sender"));
+        let bad_link = MINIMAL.replace("link_type = 7", "link_type = 0");
+        assert!(TenantSettings::from_toml(&bad_link).unwrap_err().to_string().contains("topdesk.link_type"));
+        let ftp = MINIMAL.replace("https://contoso.topdesk.net", "ftp://contoso.topdesk.net");
+        assert!(TenantSettings::from_toml(&ftp).unwrap_err().to_string().contains("topdesk.url"));
+        let bad_mail = MINIMAL.replace("ORB@Contoso.com", "not-an-address");
+        assert!(TenantSettings::from_toml(&bad_mail).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = TenantSecrets {
+            graph_client_secret: SecretString::from("gcs-value"),
+            topdesk_password: SecretString::from("tdp-value"),
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("gcs-value") && !shown.contains("tdp-value"), "{shown}");
+    }
+}
