@@ -10,6 +10,7 @@ use chrono::Utc;
 use orb_core::{RoomMailbox, TenantName, TopdeskLocationId};
 use orb_crypto::secrecy::{ExposeSecret, SecretString};
 use orb_crypto::{KeyRing, MasterKey};
+use orb_engine::settings::{SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings};
 use orb_store::{NewAuditEntry, NewRoom, PgStore, SqliteStore, Store, StoreError, Tenant};
 
 use crate::config::{Backend, Config, LogFormat, process_env};
@@ -21,7 +22,28 @@ pub async fn run(cli: Cli) -> Result<()> {
     init_logging(&config);
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
-        Command::Demo => demo(&config).await,
+        Command::Demo { run_for } => crate::demo::demo(&config, run_for).await,
+        Command::Sync { dry_run, tenant, room } => {
+            crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, dry_run).await
+        }
+        Command::Backfill { tenant, room } => {
+            crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, false).await
+        }
+        Command::Serve => {
+            let master = MasterKey::from_process_env()?;
+            let store = open_store(&config).await?;
+            let clock: Arc<dyn orb_core::Clock> = Arc::new(orb_core::SystemClock);
+            crate::serve::serve(
+                &config,
+                store,
+                KeyRing::new(master),
+                clock,
+                crate::serve::ServeOptions::default(),
+                std::future::pending(),
+                crate::serve::Bind::default(),
+            )
+            .await
+        }
         Command::Migrate => {
             let store = open_store(&config).await?;
             out!("database schema is up to date ({})", config.database.url.redacted());
@@ -35,12 +57,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             let current = MasterKey::from_process_env()?;
             let store = open_store(&config).await?;
             let (new, created) = secrets::load_or_create_key(&new_key_file)?;
-            let count = secrets::rotate(&*store, current, new.clone(), Utc::now()).await?;
+            let count = secrets::rotate(&*store, current.clone(), new.clone(), Utc::now()).await?;
+            // The notification certificates' private keys are sealed under the master key too.
+            let ring = KeyRing::new(new.clone()).with_previous([current])?;
+            let certificates = orb_engine::keys::reseal_all(&*store, &ring, Utc::now()).await?;
             if created {
                 out!("generated a new master key {} in {}", new.id(), new_key_file.display());
             }
             out!(
-                "re-encrypted {count} secret(s) under key {}; now set ORB_MASTER_KEY_FILE={} (and unset \
+                "re-encrypted {count} secret(s) and {certificates} notification certificate key(s) under key {}; now set ORB_MASTER_KEY_FILE={} (and unset \
                  ORB_MASTER_KEY) wherever ORB runs, and restart it",
                 new.id(),
                 new_key_file.display()
@@ -50,8 +75,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Keys(KeysCommand::Check) => {
             let key = MasterKey::from_process_env()?;
             let store = open_store(&config).await?;
-            let count = secrets::check(&*store, &KeyRing::new(key.clone())).await?;
-            out!("all {count} secret(s) open with master key {}", key.id());
+            let ring = KeyRing::new(key.clone());
+            let count = secrets::check(&*store, &ring).await?;
+            let certificates = orb_engine::keys::load_ring(&*store, &ring).await?.len();
+            out!(
+                "all {count} secret(s) open with master key {}, and all {certificates} notification \
+                 certificate key(s)",
+                key.id()
+            );
             Ok(())
         }
     }
@@ -69,7 +100,7 @@ fn init_logging(config: &Config) {
 }
 
 /// Opens the store the database URL names, and brings its schema up to date.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     let max = config.database.max_connections;
     let store: Arc<dyn Store> = match config.database.url.backend() {
         Backend::Sqlite { path } => {
@@ -113,6 +144,52 @@ async fn tenant(store: &dyn Store, cmd: TenantCommand) -> Result<()> {
             let tenant = store.create_tenant(&name, Utc::now()).await?;
             store.append_audit(&audit(&tenant, "tenant.add", tenant.name.as_str())).await?;
             out!("added tenant {} ({})", tenant.name, tenant.id);
+        }
+        TenantCommand::Settings { tenant, file } => {
+            let Some(file) = file else {
+                let tenant = find_tenant(store, &tenant.tenant).await?;
+                match store.get_tenant_settings(tenant.id).await? {
+                    None => out!(
+                        "tenant {} has no settings yet; write them with `orb tenant settings --tenant {} --file \
+                         FILE`",
+                        tenant.name,
+                        tenant.name
+                    ),
+                    Some(row) => {
+                        let settings = TenantSettings::from_json(&row.document)?;
+                        out!("# settings of tenant {} (version {})", tenant.name, row.version);
+                        out!("{}", settings.to_toml().trim_end());
+                    }
+                }
+                return Ok(());
+            };
+            // Parse and check everything before touching the store: bad input writes nothing.
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the settings file {}", file.display()))?;
+            let settings = TenantSettings::from_toml(&text)
+                .with_context(|| format!("{} was not stored", file.display()))?;
+            let tenant = find_tenant(store, &tenant.tenant).await?;
+            let row = store
+                .put_tenant_settings(
+                    tenant.id,
+                    &settings.to_json(),
+                    None,
+                    Utc::now(),
+                    &audit(&tenant, "tenant.settings", tenant.name.as_str()),
+                )
+                .await?;
+            out!("stored the settings of tenant {} (version {})", tenant.name, row.version);
+            let missing: Vec<&str> = {
+                let have: Vec<String> =
+                    store.list_secrets(tenant.id).await?.into_iter().map(|m| m.name).collect();
+                [SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD]
+                    .into_iter()
+                    .filter(|n| !have.iter().any(|h| h == n))
+                    .collect()
+            };
+            for name in missing {
+                out!("still needed: the secret {name} (`orb secret set --tenant {} {name}`)", tenant.name);
+            }
         }
         TenantCommand::List => {
             let tenants = store.list_tenants().await?;
@@ -241,7 +318,7 @@ fn keys_generate(out: Option<&Path>) -> Result<()> {
 
 /// The demo's master key: from the environment when set, otherwise `<data dir>/master.key`, made on first
 /// run.
-fn demo_key(config: &Config) -> Result<(MasterKey, String)> {
+pub(crate) fn demo_key(config: &Config) -> Result<(MasterKey, String)> {
     let env_has_key = ["ORB_MASTER_KEY", "ORB_MASTER_KEY_FILE"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
@@ -252,61 +329,4 @@ fn demo_key(config: &Config) -> Result<(MasterKey, String)> {
     let (key, created) = secrets::load_or_create_key(&path)?;
     let how = if created { "generated into" } else { "read from" };
     Ok((key, format!("{how} {}", path.display())))
-}
-
-const DEMO_ROOMS: &[(&str, &str, &str)] = &[
-    ("room-1.01@rooms.orb-demo.example", "demo-loc-101", "Amsterdam 1.01 (6 seats)"),
-    ("room-2.14@rooms.orb-demo.example", "demo-loc-214", "Amsterdam 2.14 (12 seats)"),
-    ("boardroom@rooms.orb-demo.example", "demo-loc-board", "Boardroom (20 seats)"),
-];
-
-/// Sets up a demo installation (idempotent) and shows what is in it.
-async fn demo(config: &Config) -> Result<()> {
-    std::fs::create_dir_all(&config.data.dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data.dir.display()))?;
-    let (key, key_origin) = demo_key(config)?;
-    let store = open_store(config).await?;
-    let now = Utc::now();
-    let name = TenantName::parse("demo")?;
-    let tenant = match store.tenant_by_name(&name).await {
-        Ok(t) => t,
-        Err(StoreError::NotFound { .. }) => store.create_tenant(&name, now).await?,
-        Err(e) => return Err(e.into()),
-    };
-    for (mailbox, location, display) in DEMO_ROOMS {
-        let mailbox = RoomMailbox::parse(mailbox)?;
-        if store.room_by_mailbox(tenant.id, &mailbox).await.is_err() {
-            let new = NewRoom {
-                mailbox,
-                topdesk_location_id: TopdeskLocationId::parse(location)?,
-                display_name: Some((*display).to_owned()),
-            };
-            store.add_room(tenant.id, &new, now).await?;
-        }
-    }
-    if store.list_secrets(tenant.id).await?.is_empty() {
-        let value = SecretString::from("demo-topdesk-application-password".to_owned());
-        secrets::set(&*store, &key, tenant.id, "topdesk.app_password", &value, now).await?;
-    }
-    let count = secrets::check(&*store, &KeyRing::new(key.clone())).await?;
-
-    out!("ORB demo installation");
-    out!("  database     {}", config.database.url.redacted());
-    out!("  master key   {} ({key_origin})", key.id());
-    out!("  tenant       {} ({})", tenant.name, tenant.id);
-    for room in store.list_rooms(tenant.id).await? {
-        out!(
-            "  room         {} <-> TOPdesk {}  {}  [{}]",
-            room.mailbox,
-            room.topdesk_location_id,
-            room.display_name.unwrap_or_default(),
-            if room.enabled { "enabled" } else { "disabled" }
-        );
-    }
-    out!("  secrets      {count} stored, all open with the master key (values are never shown)");
-    out!();
-    out!(
-        "Try: orb room list --tenant demo | orb room disable --tenant demo boardroom@rooms.orb-demo.example"
-    );
-    Ok(())
 }

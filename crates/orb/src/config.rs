@@ -33,6 +33,8 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 pub const DEFAULT_DATA_DIR: &str = "./orb-data";
 /// Default for `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default port of `server.listen`.
+pub const DEFAULT_PORT: u16 = 8080;
 /// Upper bound for `database.max_connections`.
 const MAX_CONNECTIONS_LIMIT: u32 = 1000;
 
@@ -45,6 +47,42 @@ pub struct Config {
     pub data: DataConfig,
     /// `[log]`
     pub log: LogConfig,
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[schedule]`
+    pub schedule: ScheduleConfig,
+}
+
+/// `[server]`: what `orb serve` listens on and how it is reached.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `listen`: the socket address of the web server (webhooks, health); default `127.0.0.1:8080`.
+    pub listen: std::net::SocketAddr,
+    /// `public_url`: the HTTPS base URL under which Graph reaches this server (`{public_url}/hooks/graph/…`);
+    /// without it no Graph subscription can be made.
+    pub public_url: Option<String>,
+    /// `portal_url`: the admin portal's base URL for links in mails; default `public_url`, else
+    /// `http://{listen}`.
+    pub portal_url: String,
+    /// `workers`: queue workers (1–64, default 4).
+    pub workers: u32,
+    /// `instance`: this instance's name in job and scheduler leases; default `{hostname}-{pid}`.
+    pub instance: Option<String>,
+}
+
+/// `[schedule]`: the beats of the periodic work, in seconds.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// `near_poll_seconds`: TOPdesk near-window poll (default 10).
+    pub near_poll_seconds: u32,
+    /// `horizon_poll_seconds`: TOPdesk whole-horizon poll (default 300).
+    pub horizon_poll_seconds: u32,
+    /// `subscriptions_seconds`: Graph subscription upkeep (default 300).
+    pub subscriptions_seconds: u32,
+    /// `reconcile_seconds`: reconciliation sweep of every room (default 3600).
+    pub reconcile_seconds: u32,
+    /// `reload_seconds`: how often tenants, rooms and settings are re-read (default 10).
+    pub reload_seconds: u32,
 }
 
 /// `[database]`: where ORB keeps its state.
@@ -350,6 +388,16 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("data", "dir", Kind::Text),
     ("log", "level", Kind::Text),
     ("log", "format", Kind::Text),
+    ("server", "listen", Kind::Text),
+    ("server", "public_url", Kind::Text),
+    ("server", "portal_url", Kind::Text),
+    ("server", "workers", Kind::Count),
+    ("server", "instance", Kind::Text),
+    ("schedule", "near_poll_seconds", Kind::Count),
+    ("schedule", "horizon_poll_seconds", Kind::Count),
+    ("schedule", "subscriptions_seconds", Kind::Count),
+    ("schedule", "reconcile_seconds", Kind::Count),
+    ("schedule", "reload_seconds", Kind::Count),
 ];
 
 fn known_keys() -> String {
@@ -495,9 +543,50 @@ impl Config {
                 }
             },
         };
-        let max_connections = match values.remove("database.max_connections") {
-            None => DEFAULT_MAX_CONNECTIONS,
-            Some((raw, origin)) => count("database.max_connections", raw, origin)?,
+        let listen = match take_text("server.listen")? {
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            Some((text, origin)) => text.trim().parse().map_err(|_| ConfigError::InvalidValue {
+                key: "server.listen".to_owned(),
+                origin,
+                reason: format!("{text:?} is not a socket address: write e.g. 0.0.0.0:8080 or [::]:8080"),
+            })?,
+        };
+        let mut base_url = |key: &str| -> Result<Option<String>, ConfigError> {
+            let Some((text, origin)) = take_text(key)? else { return Ok(None) };
+            let text = text.trim().trim_end_matches('/').to_owned();
+            let ok = (text.starts_with("https://") || text.starts_with("http://"))
+                && !text.contains('?')
+                && !text.contains('#');
+            if !ok {
+                return Err(ConfigError::InvalidValue {
+                    key: key.to_owned(),
+                    origin,
+                    reason: format!("{text:?} is not a base URL: write e.g. https://orb.example.com"),
+                });
+            }
+            Ok(Some(text))
+        };
+        let public_url = base_url("server.public_url")?;
+        let portal_url = base_url("server.portal_url")?
+            .or_else(|| public_url.clone())
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let instance = take_text("server.instance")?.map(|(t, _)| t.trim().to_owned());
+        let mut counted = |key: &str, default: u32, max: u32| -> Result<u32, ConfigError> {
+            match values.remove(key) {
+                None => Ok(default),
+                Some((raw, origin)) => count(key, raw, origin, max),
+            }
+        };
+        let max_connections =
+            counted("database.max_connections", DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT)?;
+        let workers = counted("server.workers", 4, 64)?;
+        let day = 86_400;
+        let schedule = ScheduleConfig {
+            near_poll_seconds: counted("schedule.near_poll_seconds", 10, day)?,
+            horizon_poll_seconds: counted("schedule.horizon_poll_seconds", 300, day)?,
+            subscriptions_seconds: counted("schedule.subscriptions_seconds", 300, 3600)?,
+            reconcile_seconds: counted("schedule.reconcile_seconds", 3600, day)?,
+            reload_seconds: counted("schedule.reload_seconds", 10, 3600)?,
         };
         debug_assert!(values.is_empty(), "every known key is read: {values:?}");
 
@@ -505,6 +594,8 @@ impl Config {
             database: DatabaseConfig { url, max_connections },
             data: DataConfig { dir },
             log: LogConfig { level, format },
+            server: ServerConfig { listen, public_url, portal_url, workers, instance },
+            schedule,
         })
     }
 }
@@ -517,11 +608,11 @@ pub fn process_env() -> Vec<(String, String)> {
         .collect()
 }
 
-fn count(key: &str, raw: Raw, origin: Origin) -> Result<u32, ConfigError> {
+fn count(key: &str, raw: Raw, origin: Origin, max: u32) -> Result<u32, ConfigError> {
     let invalid = |origin, shown: String| ConfigError::InvalidValue {
         key: key.to_owned(),
         origin,
-        reason: format!("{shown} is not allowed: use a whole number from 1 to {MAX_CONNECTIONS_LIMIT}"),
+        reason: format!("{shown} is not allowed: use a whole number from 1 to {max}"),
     };
     let n = match raw {
         Raw::Integer(n) => n,
@@ -534,7 +625,7 @@ fn count(key: &str, raw: Raw, origin: Origin) -> Result<u32, ConfigError> {
         }
     };
     match u32::try_from(n) {
-        Ok(n) if (1..=MAX_CONNECTIONS_LIMIT).contains(&n) => Ok(n),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(invalid(origin, n.to_string())),
     }
 }
@@ -913,9 +1004,50 @@ mod tests {
     }
 
     #[test]
+    fn server_and_schedule() {
+        check(Case {
+            name: "server defaults",
+            toml: None,
+            env: &[],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+                assert_eq!(c.server.public_url, None);
+                assert_eq!(c.server.portal_url, "http://127.0.0.1:8080");
+                assert_eq!((c.server.workers, c.server.instance.as_deref()), (4, None));
+                let s = &c.schedule;
+                assert_eq!(
+                    (s.near_poll_seconds, s.horizon_poll_seconds, s.subscriptions_seconds),
+                    (10, 300, 300)
+                );
+                assert_eq!((s.reconcile_seconds, s.reload_seconds), (3600, 10));
+            }),
+        });
+        check(Case {
+            name: "server set",
+            toml: Some(
+                "[server]\nlisten = \"0.0.0.0:9000\"\npublic_url = \"https://orb.example.com/\"\nworkers = 2\n\
+                 instance = \"orb-a\"\n[schedule]\nnear_poll_seconds = 3\n",
+            ),
+            env: &[("ORB__SCHEDULE__RECONCILE_SECONDS", "600")],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
+                assert_eq!(c.server.public_url.as_deref(), Some("https://orb.example.com"));
+                assert_eq!(
+                    c.server.portal_url, "https://orb.example.com",
+                    "the portal defaults to the public URL"
+                );
+                assert_eq!((c.server.workers, c.server.instance.as_deref()), (2, Some("orb-a")));
+                assert_eq!((c.schedule.near_poll_seconds, c.schedule.reconcile_seconds), (3, 600));
+            }),
+        });
+    }
+
+    #[test]
     fn bad_values_are_refused_with_the_fix() {
         type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
-        let cases: [BadCase; 7] = [
+        let cases: [BadCase; 12] = [
             (
                 "string count",
                 Some("[database]\nmax_connections = \"eight\"\n"),
@@ -938,6 +1070,16 @@ mod tests {
             ("log format", None, &[("ORB__LOG__FORMAT", "yaml")], &["\"yaml\"", "\"text\" or \"json\""]),
             ("log level", None, &[("ORB__LOG__LEVEL", "orb=loud")], &["invalid log.level", "info,orb=debug"]),
             ("empty value", None, &[("ORB__DATA__DIR", "")], &["invalid data.dir", "empty"]),
+            ("listen", None, &[("ORB__SERVER__LISTEN", "localhost")], &["server.listen", "0.0.0.0:8080"]),
+            ("public url", Some("[server]\npublic_url = \"orb.example.com\"\n"), &[], &["server.public_url"]),
+            (
+                "public url query",
+                None,
+                &[("ORB__SERVER__PUBLIC_URL", "https://x/?a=b")],
+                &["server.public_url"],
+            ),
+            ("workers", Some("[server]\nworkers = 65\n"), &[], &["server.workers", "from 1 to 64"]),
+            ("beat", None, &[("ORB__SCHEDULE__NEAR_POLL_SECONDS", "0")], &["schedule.near_poll_seconds"]),
         ];
         for (name, toml, env, needles) in cases {
             check(Case { name, toml, env, files: &[], want: Want::Err(needles) });

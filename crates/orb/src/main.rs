@@ -24,9 +24,12 @@ macro_rules! out {
     }};
 }
 
+mod backfill;
 mod commands;
 mod config;
+mod demo;
 mod secrets;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,8 +51,37 @@ pub(crate) struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Set up and show a self-contained demo installation (embedded SQLite, generated master key).
-    Demo,
+    /// Run ORB against built-in Graph and TOPdesk emulators (embedded SQLite, generated master key) and
+    /// show a booking sync both ways.
+    Demo {
+        /// Stop this many seconds after the demo script (default: run until Ctrl-C).
+        #[arg(long = "for", value_name = "SECONDS")]
+        run_for: Option<u64>,
+    },
+    /// Run ORB: webhook intake, workers and schedulers, until SIGTERM or Ctrl-C.
+    Serve,
+    /// Compare the rooms' calendars, TOPdesk reservations and ORB's records; with --dry-run only print
+    /// what ORB would do (nothing is written), otherwise carry it out like `orb backfill`.
+    Sync {
+        /// Print the plan, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this room mailbox.
+        #[arg(long)]
+        room: Option<String>,
+    },
+    /// Onboard rooms: link bookings already on both sides, create the missing ones, with a progress bar.
+    Backfill {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this room mailbox.
+        #[arg(long)]
+        room: Option<String>,
+    },
     /// Create or upgrade the database schema.
     Migrate,
     /// Manage tenants (customers).
@@ -76,6 +108,15 @@ pub(crate) enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Show a tenant's settings, or replace them with a TOML file (checked before anything is stored).
+    Settings {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The settings file (TOML with the sections graph, topdesk and sync); without it the current settings are
+        /// shown.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
 }
 
 /// Selects a tenant.

@@ -208,6 +208,25 @@ pub async fn rotate(
     Ok(batch.len())
 }
 
+/// Opens the secret `name` of `tenant`; `None` when it was never set.
+pub async fn open(
+    store: &dyn Store,
+    ring: &KeyRing,
+    tenant: TenantId,
+    name: &str,
+) -> Result<Option<SecretString>> {
+    let row = match store.get_secret(tenant, name).await {
+        Ok(row) => row,
+        Err(orb_store::StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let aad = SecretAad::new(tenant, SECRET_KIND, name);
+    let value = ring
+        .open(&aad, &sealed_of(&row)?)
+        .with_context(|| format!("secret {name:?} of tenant {tenant} does not open with the master key"))?;
+    Ok(Some(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,6 +207,45 @@ fn bad_input_gets_one_clear_message_and_writes_nothing() {
 }
 
 #[test]
+fn tenant_settings_are_checked_before_they_are_stored_and_shown_back() {
+    let env = Env::new();
+    env.ok(&["tenant", "add", "contoso"], None);
+    assert!(env.ok(&["tenant", "settings", "--tenant", "contoso"], None).contains("has no settings yet"));
+    let good = "[graph]\ntenant_id = \"t-1\"\nclient_id = \"c-1\"\nmail_sender = \"ORB@Contoso.com\"\n\n\
+                [topdesk]\nurl = \"https://contoso.topdesk.net\"\nusername = \"orb-api\"\nlink_type = 7\n\n\
+                [sync]\nsubject = \"drop\"\n";
+    for (name, text, needle) in [
+        ("typo.toml", good.replace("[sync]", "[sink]"), "sink"),
+        ("mode.toml", good.replace("subject = \"drop\"", "mode = \"sometimes\""), "sometimes"),
+        ("horizon.toml", good.replace("subject = \"drop\"", "horizon_days = 0"), "sync.horizon_days"),
+        ("link.toml", good.replace("link_type = 7", "link_type = -1"), "topdesk.link_type"),
+    ] {
+        std::fs::write(env.path(name), text).unwrap();
+        env.fails(&["tenant", "settings", "--tenant", "contoso", "--file", name], None, needle);
+    }
+    env.fails(&["tenant", "settings", "--tenant", "contoso", "--file", "nope.toml"], None, "nope.toml");
+    env.fails(&["tenant", "settings", "--tenant", "nobody", "--file", "typo.toml"], None, "sink");
+    assert!(
+        env.ok(&["tenant", "settings", "--tenant", "contoso"], None).contains("has no settings yet"),
+        "nothing was stored by the refused files"
+    );
+    std::fs::write(env.path("good.toml"), good).unwrap();
+    let out = env.ok(&["tenant", "settings", "--tenant", "contoso", "--file", "good.toml"], None);
+    assert!(out.contains("(version 1)"), "{out}");
+    assert!(out.contains("still needed: the secret graph.client_secret"), "{out}");
+    assert!(out.contains("still needed: the secret topdesk.app_password"), "{out}");
+    let shown = env.ok(&["tenant", "settings", "--tenant", "contoso"], None);
+    assert!(shown.contains("version 1"), "{shown}");
+    assert!(shown.contains("mail_sender = \"orb@contoso.com\""), "validated and lower-cased: {shown}");
+    assert!(shown.contains("subject = \"drop\""), "{shown}");
+    assert!(shown.contains("horizon_days = 180"), "defaults are shown: {shown}");
+    // What is shown can be stored again as it is.
+    std::fs::write(env.path("again.toml"), shown).unwrap();
+    let out = env.ok(&["tenant", "settings", "--tenant", "contoso", "--file", "again.toml"], None);
+    assert!(out.contains("(version 2)"), "{out}");
+}
+
+#[test]
 fn secrets_are_encrypted_at_rest_and_survive_key_rotation() {
     let mut env = Env::new();
     let first_key_file = env.with_new_key("first.key");

@@ -1,0 +1,158 @@
+//! `orb sync --dry-run` and `orb backfill`: onboarding rooms whose bookings already exist on both sides.
+//!
+//! Both compare each selected room's calendar, its TOPdesk reservations and ORB's records over the window
+//! from a day back to the tenant's horizon — the reconciliation sweep ([`orb_engine::reconcile`]). The dry
+//! run lists every difference and what ORB would do about it, and writes nothing. The backfill onboards the
+//! matching pairs (one record each, nothing written to either side), enqueues the rest in the rooms' lanes
+//! and runs workers until they are done, with a progress bar; a running `orb serve` may take part of the
+//! work, which is fine (lanes keep a room's work in order).
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{Duration, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use orb_core::{Clock, RoomMailbox, SystemClock};
+use orb_crypto::{KeyRing, MasterKey};
+use orb_engine::reconcile::{SweepOptions, sweep_room_with};
+use orb_engine::sync::SyncDeps;
+use orb_engine::worker::{Worker, WorkerOptions};
+use orb_store::{JobStatus, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::open_store;
+use crate::config::Config;
+use crate::serve::{Env, instance_name, load};
+
+/// Which rooms.
+pub struct Selection {
+    /// Only this tenant (by name).
+    pub tenant: Option<String>,
+    /// Only this room mailbox.
+    pub room: Option<String>,
+}
+
+/// Runs the sweep of every selected room; `dry_run` only prints.
+pub async fn run(config: &Config, selection: Selection, dry_run: bool) -> Result<()> {
+    let master = MasterKey::from_process_env()?;
+    let store = open_store(config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let env = Env::new(config, store.clone(), KeyRing::new(master), clock.clone());
+    let deps = load(&env).await?.deps;
+    let room_filter = selection.room.as_deref().map(RoomMailbox::parse).transpose()?;
+    let mut selected = Vec::new();
+    for tenant in store.list_tenants().await? {
+        if selection.tenant.as_deref().is_some_and(|t| t != tenant.name.as_str()) {
+            continue;
+        }
+        let Some(runtime) = deps.tenants.get(&tenant.id) else {
+            if selection.tenant.is_some() {
+                bail!(
+                    "tenant {} cannot be synced: its settings or secrets are incomplete (see `orb tenant \
+                     settings --tenant {}` and `orb secret list --tenant {}`)",
+                    tenant.name,
+                    tenant.name,
+                    tenant.name
+                );
+            }
+            continue;
+        };
+        for room in runtime.rooms.iter().filter(|r| r.enabled) {
+            if room_filter.as_ref().is_some_and(|m| m != &room.mailbox) {
+                continue;
+            }
+            selected.push((tenant.clone(), room.clone(), runtime.policy.horizon));
+        }
+    }
+    if selected.is_empty() {
+        bail!("no enabled room matches; see `orb room list --tenant NAME`");
+    }
+    let options = SweepOptions { dry_run, ..SweepOptions::default() };
+    let mut enqueued = 0;
+    for (tenant, room, horizon) in &selected {
+        let now = clock.now();
+        let window = (now - Duration::days(1), now + *horizon);
+        let report = sweep_room_with(&deps, tenant.id, room.id, window, now, options)
+            .await
+            .with_context(|| format!("sweeping {} of tenant {}", room.mailbox, tenant.name))?;
+        out!(
+            "{} / {}: {} event(s), {} reservation(s), {} record(s); {} to link, {} new, {} changed, {} to cancel, \
+             {} held by the mass-deletion guard",
+            tenant.name,
+            room.mailbox,
+            report.events_read,
+            report.reservations_read,
+            report.records,
+            report.paired,
+            report.jobs.new,
+            report.jobs.changed,
+            report.jobs.deleted,
+            report.held_deletions
+        );
+        for change in &report.planned {
+            out!(
+                "  {} – {}  {:<28} {}",
+                change.start.format("%Y-%m-%d %H:%M"),
+                change.end.format("%H:%M UTC"),
+                change.organizer.as_str(),
+                change.action()
+            );
+        }
+        enqueued += report.jobs.total();
+    }
+    if dry_run {
+        out!("dry run: nothing was written; run `orb backfill` with the same options to carry it out");
+        return Ok(());
+    }
+    drain(config, &deps, &store, &selected, enqueued).await
+}
+
+/// Runs workers until the selected tenants have no queued or running job left.
+async fn drain(
+    config: &Config,
+    deps: &Arc<SyncDeps>,
+    store: &Arc<dyn Store>,
+    selected: &[(orb_store::Tenant, orb_core::RoomMapping, Duration)],
+    enqueued: usize,
+) -> Result<()> {
+    let mut tenants: Vec<_> = selected.iter().map(|(t, _, _)| t.id).collect();
+    tenants.dedup();
+    let bar = ProgressBar::new(enqueued as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {elapsed}  {msg}")
+            .expect("a valid template"),
+    );
+    let cancel = CancellationToken::new();
+    let instance = instance_name(config);
+    let mut handles = Vec::new();
+    for i in 0..config.server.workers {
+        let mut options = WorkerOptions::new(format!("{instance}/backfill/w{i}"));
+        options.idle_max = StdDuration::from_millis(200);
+        let worker = Worker::new(deps.clone(), options);
+        let token = cancel.clone();
+        handles.push(tokio::spawn(async move { worker.run(token).await }));
+    }
+    loop {
+        let mut open = 0;
+        let mut dead = 0;
+        for tenant in &tenants {
+            open += store.list_jobs(*tenant, JobStatus::Queued).await?.len();
+            open += store.list_jobs(*tenant, JobStatus::Running).await?.len();
+            dead += store.list_jobs(*tenant, JobStatus::Dead).await?.len();
+        }
+        bar.set_position(enqueued.saturating_sub(open) as u64);
+        bar.set_message(if dead > 0 { format!("{dead} dead job(s) in the queue") } else { String::new() });
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    bar.finish();
+    cancel.cancel();
+    for handle in handles {
+        let _ = handle.await;
+    }
+    out!("backfill done at {}", Utc::now().format("%Y-%m-%d %H:%M:%S UTC"));
+    Ok(())
+}

@@ -1,0 +1,438 @@
+//! `orb serve`: the web server (webhook intake, health), the queue workers and the schedulers in one
+//! process, with graceful shutdown.
+//!
+//! - **Loading.** Every tenant with settings and both secrets gets a runtime ([`orb_engine::settings`]);
+//!   a tenant that lacks something is skipped with a log line saying what to set, and picked up by the
+//!   next reload once it is complete. The encryption certificate ring is read from the store (sealed under
+//!   the master key); a first certificate is made when there is none.
+//! - **Reload.** Every `schedule.reload_seconds` the *generation* of the configuration (tenants, settings
+//!   versions, rooms, secrets, certificates) is read; when it changed, the engine is rebuilt, the
+//!   schedulers see the new one at their next beat, and the workers are replaced: the old ones finish the
+//!   job in hand, the new ones start.
+//! - **Restart.** With a stable `server.instance` name, the jobs an earlier run of the same instance held
+//!   when it was killed are put back in the queue at start (their leases would otherwise block their lanes
+//!   until they expire), and the scheduler leases it held are its own again at once.
+//! - **Shutdown** (SIGTERM, Ctrl-C, or the caller's future): the web server stops accepting and finishes
+//!   the requests in hand, workers finish their current job, schedulers give their leases up. A job cut off
+//!   by a hard kill is run again after its lease expires (every write is idempotent).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use orb_core::Clock;
+use orb_crypto::{KeyRing, RotationPolicy};
+use orb_engine::keys;
+use orb_engine::scheduler::{Scheduler, SchedulerOptions};
+use orb_engine::settings::{
+    ClientTuning, InstallationUrls, SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSecrets,
+    TenantSettings, build_runtime,
+};
+use orb_engine::sync::{SyncDeps, TenantRuntime};
+use orb_engine::worker::{Worker, WorkerOptions};
+use orb_graph::{Endpoints, JwksCache, JwksCacheOptions};
+use orb_store::Store;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::secrets;
+
+/// Knobs of a serve run that are not configuration (the demo and tests set them).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Client limits.
+    pub tuning: ClientTuning,
+    /// Certificate rotation.
+    pub rotation: RotationPolicy,
+    /// Longest idle pause of a worker (default 2 s).
+    pub worker_idle_max: StdDuration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            tuning: ClientTuning::default(),
+            rotation: RotationPolicy::default(),
+            worker_idle_max: StdDuration::from_secs(2),
+        }
+    }
+}
+
+/// What the engine was built from; a change means a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Generation(Vec<String>);
+
+async fn generation(store: &dyn Store) -> Result<Generation> {
+    let mut parts = Vec::new();
+    for tenant in store.list_tenants().await? {
+        let settings = store.get_tenant_settings(tenant.id).await?.map(|s| s.version);
+        parts.push(format!("tenant {} settings {settings:?}", tenant.id));
+        for room in store.list_rooms(tenant.id).await? {
+            parts.push(format!("room {} {} {}", room.id, room.enabled, room.updated_at.timestamp_micros()));
+        }
+        for secret in store.list_secrets(tenant.id).await? {
+            parts.push(format!("secret {} {}", secret.name, secret.updated_at.timestamp_micros()));
+        }
+    }
+    for key in store.list_encryption_keys().await? {
+        parts.push(format!("key {} {}", key.id, key.key_id));
+    }
+    Ok(Generation(parts))
+}
+
+/// The engine as loaded from the store.
+pub(crate) struct Loaded {
+    pub(crate) deps: Arc<SyncDeps>,
+    generation: Generation,
+}
+
+/// Everything [`load`] needs.
+pub(crate) struct Env {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) master: KeyRing,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) urls: InstallationUrls,
+    pub(crate) options: ServeOptions,
+}
+
+impl Env {
+    /// The environment of a command that builds the engine from `config`.
+    pub(crate) fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        master: KeyRing,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let urls = InstallationUrls {
+            notification_base_url: config.server.public_url.clone(),
+            portal_base_url: config.server.portal_url.clone(),
+        };
+        Self { store, master, clock, urls, options: ServeOptions::default() }
+    }
+}
+
+async fn tenant_runtime(env: &Env, tenant: &orb_store::Tenant) -> Result<Option<TenantRuntime>> {
+    let Some(row) = env.store.get_tenant_settings(tenant.id).await? else {
+        tracing::warn!(
+            tenant = %tenant.name,
+            "tenant is not synced: it has no settings yet (orb tenant settings --tenant {} --file FILE)",
+            tenant.name
+        );
+        return Ok(None);
+    };
+    let settings = TenantSettings::from_json(&row.document)
+        .with_context(|| format!("the stored settings of tenant {} are not valid", tenant.name))?;
+    let mut opened = BTreeMap::new();
+    for name in [SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD] {
+        match secrets::open(&*env.store, &env.master, tenant.id, name).await? {
+            Some(value) => {
+                opened.insert(name, value);
+            }
+            None => {
+                tracing::warn!(
+                    tenant = %tenant.name,
+                    "tenant is not synced: secret {name} is not set (orb secret set --tenant {} {name})",
+                    tenant.name
+                );
+                return Ok(None);
+            }
+        }
+    }
+    let secrets = TenantSecrets {
+        graph_client_secret: opened.remove(SECRET_GRAPH_CLIENT_SECRET).expect("opened above"),
+        topdesk_password: opened.remove(SECRET_TOPDESK_PASSWORD).expect("opened above"),
+    };
+    let rooms = env.store.list_rooms(tenant.id).await?;
+    let runtime = build_runtime(
+        tenant.id,
+        &settings,
+        secrets,
+        &rooms,
+        env.clock.clone(),
+        &env.urls,
+        &env.options.tuning,
+    )?;
+    Ok(Some(runtime))
+}
+
+/// Where Microsoft's validation-token signing keys are: under the login root of the tenants (the global
+/// cloud unless a tenant's settings name another, e.g. a national cloud or the emulator).
+async fn jwks_root(env: &Env) -> Result<url::Url> {
+    for tenant in env.store.list_tenants().await? {
+        if let Some(row) = env.store.get_tenant_settings(tenant.id).await?
+            && let Ok(settings) = TenantSettings::from_json(&row.document)
+            && settings.graph.login_url.is_some()
+        {
+            return Ok(settings.graph_endpoints().login_base);
+        }
+    }
+    Ok(Endpoints::global().login_base)
+}
+
+pub(crate) async fn load(env: &Env) -> Result<Loaded> {
+    let generation = generation(&*env.store).await?;
+    let ring = keys::load_ring(&*env.store, &env.master).await?;
+    let mut tenants = BTreeMap::new();
+    for tenant in env.store.list_tenants().await? {
+        match tenant_runtime(env, &tenant).await {
+            Ok(Some(runtime)) => {
+                tenants.insert(tenant.id, Arc::new(runtime));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(tenant = %tenant.name, error = %format!("{e:#}"), "tenant is not synced")
+            }
+        }
+    }
+    let jwks_url = jwks_root(env).await?.join("common/discovery/keys").context("the JWKS URL")?;
+    let jwks =
+        JwksCache::new(reqwest::Client::new(), jwks_url, env.clock.clone(), JwksCacheOptions::default());
+    let deps = SyncDeps {
+        store: env.store.clone(),
+        clock: env.clock.clone(),
+        tenants,
+        certificates: Arc::new(ring),
+        jwks: Arc::new(jwks),
+        require_validation_tokens: true,
+        max_conflict_tries: 3,
+    };
+    Ok(Loaded { deps: Arc::new(deps), generation })
+}
+
+/// This instance's name in leases.
+pub(crate) fn instance_name(config: &Config) -> String {
+    config.server.instance.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+        let host = if host.is_empty() { "orb".to_owned() } else { host };
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+#[derive(Clone)]
+struct Health {
+    store: Arc<dyn Store>,
+    tenants: watch::Receiver<Arc<SyncDeps>>,
+}
+
+async fn healthz(State(health): State<Health>) -> (StatusCode, String) {
+    match health.store.list_tenants().await {
+        Ok(all) => {
+            let synced = health.tenants.borrow().tenants.len();
+            (StatusCode::OK, format!("ok: {synced} of {} tenant(s) synced\n", all.len()))
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")),
+    }
+}
+
+/// A running set of workers over one engine generation.
+struct Workers {
+    cancel: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn start_workers(
+    deps: &Arc<SyncDeps>,
+    count: u32,
+    instance: &str,
+    gen_no: u64,
+    options: &ServeOptions,
+) -> Workers {
+    let cancel = CancellationToken::new();
+    let handles = (0..count)
+        .map(|i| {
+            let mut opts = WorkerOptions::new(format!("{instance}/g{gen_no}/w{i}"));
+            opts.idle_max = options.worker_idle_max;
+            opts.idle_min = opts.idle_min.min(options.worker_idle_max);
+            let worker = Worker::new(deps.clone(), opts);
+            let token = cancel.clone();
+            tokio::spawn(async move { worker.run(token).await })
+        })
+        .collect();
+    Workers { cancel, handles }
+}
+
+impl Workers {
+    async fn stop(self) {
+        self.cancel.cancel();
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Where the web server listens.
+#[derive(Debug, Default)]
+pub struct Bind {
+    /// A listener bound by the caller (the demo); `None` binds `server.listen`.
+    pub listener: Option<tokio::net::TcpListener>,
+    /// Learns the address once the server listens.
+    pub bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+}
+
+/// Runs ORB until `shutdown` completes (or SIGTERM / Ctrl-C). The web server uses `listener`, or binds
+/// `server.listen`; `bound` learns its address once it listens.
+pub async fn serve(
+    config: &Config,
+    store: Arc<dyn Store>,
+    master: KeyRing,
+    clock: Arc<dyn Clock>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    bind: Bind,
+) -> Result<()> {
+    let Bind { listener, bound } = bind;
+    let instance = instance_name(config);
+    let env = Env { options, ..Env::new(config, store.clone(), master.clone(), clock.clone()) };
+
+    // A first certificate when there is none (and a due rotation), before anything subscribes.
+    let (_, report) = keys::rotate_certificates(&*store, &master, &env.options.rotation, clock.now())
+        .await
+        .context("preparing the notification encryption certificates")?;
+    if let Some(id) = report.created {
+        tracing::info!(certificate = %id, "encryption certificate created");
+    }
+    // A stable instance name that starts again was killed before: its jobs run again now, not only
+    // once their leases expire.
+    if config.server.instance.is_some() {
+        let released = store.release_jobs_of(&format!("{instance}/"), clock.now()).await?;
+        if released > 0 {
+            tracing::warn!(jobs = released, "jobs of this instance's earlier run put back in the queue");
+        }
+    }
+    let loaded = load(&env).await?;
+    tracing::info!(instance = %instance, tenants = loaded.deps.tenants.len(), "engine loaded");
+    let (deps_tx, deps_rx) = watch::channel(loaded.deps.clone());
+    let mut generation = loaded.generation;
+
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = signal() => {}
+            }
+            stop.cancel();
+        });
+    }
+
+    // Web.
+    let listener = match listener {
+        Some(listener) => listener,
+        None => tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?,
+    };
+    let addr = listener.local_addr()?;
+    let health = Health { store: store.clone(), tenants: deps_rx.clone() };
+    let app = orb_web::router(orb_web::HooksState::new(store.clone(), clock.clone()))
+        .merge(Router::new().route("/healthz", get(healthz)).with_state(health));
+    let web_stop = stop.clone();
+    let web = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { web_stop.cancelled().await })
+            .await
+    });
+    tracing::info!(address = %addr, public_url = ?config.server.public_url, "listening");
+    if let Some(bound) = bound {
+        let _ = bound.send(addr);
+    }
+
+    // Schedulers.
+    let reload_now = Arc::new(Notify::new());
+    let mut sched_options = SchedulerOptions::new(instance.clone());
+    let s = &config.schedule;
+    sched_options.poll_near_every = StdDuration::from_secs(s.near_poll_seconds.into());
+    sched_options.poll_horizon_every = StdDuration::from_secs(s.horizon_poll_seconds.into());
+    sched_options.subscriptions_every = StdDuration::from_secs(s.subscriptions_seconds.into());
+    sched_options.reconcile_every = Some(StdDuration::from_secs(s.reconcile_seconds.into()));
+    sched_options.rotation = env.options.rotation;
+    let changed = {
+        let reload_now = reload_now.clone();
+        Arc::new(move || reload_now.notify_one())
+    };
+    let scheduler = Scheduler::new(deps_rx.clone(), sched_options).with_certificates(master.clone(), changed);
+    let sched = tokio::spawn(scheduler.run(stop.clone()));
+
+    // Workers, replaced on reload.
+    let mut gen_no = 0;
+    let mut workers = start_workers(&loaded.deps, config.server.workers, &instance, gen_no, &env.options);
+    let reload_every = StdDuration::from_secs(config.schedule.reload_seconds.into());
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(reload_every) => {}
+            () = reload_now.notified() => {}
+        }
+        let now_gen = match generation_of(&store).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reading the configuration generation failed");
+                continue;
+            }
+        };
+        if now_gen == generation {
+            continue;
+        }
+        match load(&env).await {
+            Ok(loaded) => {
+                tracing::info!(tenants = loaded.deps.tenants.len(), "configuration changed: engine reloaded");
+                generation = loaded.generation;
+                let _ = deps_tx.send(loaded.deps.clone());
+                gen_no += 1;
+                let old = std::mem::replace(
+                    &mut workers,
+                    start_workers(&loaded.deps, config.server.workers, &instance, gen_no, &env.options),
+                );
+                old.stop().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "reloading the engine failed; the old one runs on")
+            }
+        }
+    }
+    tracing::info!("shutting down: finishing the jobs in hand");
+    workers.stop().await;
+    let _ = sched.await;
+    match web.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "web server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "web server task failed"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn generation_of(store: &Arc<dyn Store>) -> Result<Generation> {
+    generation(&**store).await
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
