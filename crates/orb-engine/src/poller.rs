@@ -227,7 +227,8 @@ async fn enqueue_changed(
     let job = NewJob {
         lane: Lane::room(runtime.tenant_id, room),
         kind: JOB_SYNC_OBSERVATION.to_owned(),
-        payload: serde_json::json!({ "observation": observation }),
+        // Under `drop` the subject never reaches the job table.
+        payload: serde_json::json!({ "observation": crate::sync::scrubbed(&runtime.policy, observation) }),
         correlation_id: Some(orb_core::CorrelationId::generate(now)),
         run_at: None,
     };

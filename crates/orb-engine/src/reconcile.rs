@@ -953,7 +953,11 @@ impl<'a> Sweep<'a> {
             let job = NewJob {
                 lane: Lane::room(self.tenant(), self.mapping.id),
                 kind: JOB_SYNC_OBSERVATION.to_owned(),
-                payload: json!({ "observation": p.observation, "sweep": stats }),
+                // Under `drop` the subject never reaches the job table.
+                payload: json!({
+                    "observation": crate::sync::scrubbed(&self.runtime.policy, p.observation),
+                    "sweep": stats
+                }),
                 correlation_id: Some(p.correlation.unwrap_or_else(|| self.corr())),
                 run_at: None,
             };

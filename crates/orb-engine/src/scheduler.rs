@@ -1,6 +1,7 @@
 //! **Schedulers**: the periodic work of a running ORB (DESIGN §3) — renewing Graph subscriptions, polling
 //! TOPdesk's near window on a fast beat and the whole horizon on a slow one, reconciliation sweeps of every
-//! room, and rotating the encryption certificates.
+//! room (enqueued as `reconcile.sweep` jobs in the rooms' lanes, so a sweep never runs beside that room's
+//! notifications), and rotating the encryption certificates.
 //!
 //! [`Scheduler::run`] runs every task on its own beat until cancelled. Each beat of a task first takes a
 //! **store lease** named after the task (and tenant) for [`LEASE_BEATS`] of its beats
@@ -128,6 +129,40 @@ pub async fn onboard_unswept(
         }
     }
     Ok(swept)
+}
+
+/// Enqueues one `reconcile.sweep` job per enabled room in the room's lane (so a sweep never runs beside
+/// the room's notifications), unless one is still waiting. Returns how many were enqueued.
+pub async fn enqueue_sweeps(
+    deps: &SyncDeps,
+    runtime: &crate::sync::TenantRuntime,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, crate::sync::SyncError> {
+    let tenant = runtime.tenant_id;
+    let waiting: std::collections::BTreeSet<String> = deps
+        .store
+        .list_jobs(tenant, orb_store::JobStatus::Queued)
+        .await?
+        .into_iter()
+        .filter(|j| j.kind == crate::sync::JOB_RECONCILE_SWEEP)
+        .filter_map(|j| j.payload["room"].as_str().map(str::to_owned))
+        .collect();
+    let mut enqueued = 0;
+    for room in runtime.rooms.iter().filter(|r| r.enabled) {
+        if waiting.contains(&room.id.to_string()) {
+            continue;
+        }
+        let job = orb_store::NewJob {
+            lane: orb_store::Lane::room(tenant, room.id),
+            kind: crate::sync::JOB_RECONCILE_SWEEP.to_owned(),
+            payload: serde_json::json!({ "room": room.id.to_string() }),
+            correlation_id: Some(orb_core::CorrelationId::generate(now)),
+            run_at: None,
+        };
+        deps.store.enqueue(&job, now).await?;
+        enqueued += 1;
+    }
+    Ok(enqueued)
 }
 
 /// Called after the certificate ring changed in the store (a new certificate or a retired one), so the
@@ -299,18 +334,9 @@ impl Scheduler {
                         Ok(())
                     }
                 },
-                Task::Reconcile => {
-                    let window = (now - self.options.near_before, now + runtime.policy.horizon);
-                    crate::reconcile::sweep_tenant(deps, *tenant_id, window, now).await.and_then(|r| {
-                        let jobs: usize = r.rooms.iter().map(|room| room.jobs.total()).sum();
-                        let held: usize = r.rooms.iter().map(|room| room.held_deletions).sum();
-                        tracing::info!(tenant = %tenant_id, rooms = r.rooms.len(), jobs, held, failed = r.failed.len(), "reconciliation sweep");
-                        match r.failed.into_iter().next() {
-                            Some((_, e)) => Err(e),
-                            None => Ok(()),
-                        }
-                    })
-                }
+                Task::Reconcile => enqueue_sweeps(deps, runtime, now).await.map(|n| {
+                    tracing::info!(tenant = %tenant_id, rooms = n, "reconciliation sweeps enqueued");
+                }),
                 Task::Certificates => Ok(()),
             };
             if let Err(e) = result {

@@ -86,6 +86,9 @@ pub const JOB_GRAPH_LIFECYCLE: &str = "graph.lifecycle";
 /// Job kind: sync one observation in its room's lane (a TOPdesk hint fans out into these, so a booking's
 /// work always runs in its room's lane, in order with the Graph notifications of that room).
 pub const JOB_SYNC_OBSERVATION: &str = "sync.observation";
+/// Job kind: a reconciliation sweep of one room, in that room's lane (payload `{"room": id}`), so the
+/// sweep never runs at the same time as the room's notifications ([`crate::reconcile`]).
+pub const JOB_RECONCILE_SWEEP: &str = "reconcile.sweep";
 /// Audit action of a notification the worker refused.
 pub const AUDIT_NOTIFICATION_REFUSED: &str = "notification.refused";
 /// Audit actor of the worker.
@@ -246,7 +249,7 @@ pub enum SyncError {
     /// A job kind this engine does not handle.
     #[error(
         "job kind {kind:?} is not handled by this worker (known: graph.notification, graph.lifecycle, \
-         topdesk.hint, sync.retry, sync.observation)"
+         topdesk.hint, sync.retry, sync.observation, reconcile.sweep)"
     )]
     UnknownJobKind {
         /// The kind.
@@ -790,7 +793,7 @@ fn no_person(_: &orb_topdesk::PersonId) -> Option<EmailAddress> {
 
 /// The observation as the tenant's privacy policy allows it to travel: under `drop` the subject is gone
 /// before anything is planned, logged, stored in a job or written (DESIGN §4 rule 13).
-fn scrubbed(policy: &Policy, mut obs: Observation) -> Observation {
+pub(crate) fn scrubbed(policy: &Policy, mut obs: Observation) -> Observation {
     if policy.subject == SubjectPolicy::Drop {
         obs.subject = None;
         if let Some(other) = obs.counterpart.take() {
@@ -1225,11 +1228,34 @@ pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult,
             JOB_GRAPH_LIFECYCLE => crate::subscriptions::process_lifecycle(deps, job).await,
             JOB_TOPDESK_HINT => topdesk_hint(deps, job).await,
             JOB_SYNC_RETRY | JOB_SYNC_OBSERVATION => sync_retry(deps, job).await,
+            JOB_RECONCILE_SWEEP => reconcile_sweep(deps, job).await,
             other => Err(SyncError::UnknownJobKind { kind: other.to_owned() }),
         }
     }
     .instrument(span)
     .await
+}
+
+/// Runs one `reconcile.sweep` job: the sweep of its room over the lifecycle window.
+async fn reconcile_sweep(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
+    let bad = |reason: &str| SyncError::BadPayload {
+        kind: JOB_RECONCILE_SWEEP.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let room = job.job.payload["room"].as_str().ok_or_else(|| bad("no room id"))?;
+    let room: orb_core::RoomId = room.parse().map_err(|_| bad("the room id is not a UUID"))?;
+    let tenant = deps.tenant(job.job.tenant_id)?;
+    let now = deps.clock.now();
+    let window = crate::reconcile::lifecycle_window(&tenant.policy, now);
+    let report = crate::reconcile::sweep_room(deps, job.job.tenant_id, room, window, now).await?;
+    Ok(JobResult::Ignored {
+        reason: format!(
+            "swept: {} job(s) enqueued, {} pair(s) linked, {} deletion(s) held",
+            report.jobs.total(),
+            report.paired,
+            report.held_deletions
+        ),
+    })
 }
 
 async fn refuse(

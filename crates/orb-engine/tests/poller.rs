@@ -239,3 +239,26 @@ async fn orbs_own_reservation_is_unchanged_until_a_person_edits_it_in_topdesk() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn under_subject_drop_a_polled_subject_never_reaches_the_job_table() {
+    let mut options = WorldOptions::default();
+    options.policy.subject = orb_core::SubjectPolicy::Drop;
+    on_every_store_with(&options, |w| async move {
+        let loc = w.reservations_location();
+        w.reserve_in_topdesk(&loc, "Secret merger talk", "2026-09-03T09:00:00Z", "2026-09-03T10:00:00Z").await;
+        let report = w.poll().await;
+        assert_eq!(report.enqueued, 1, "{report:?}");
+        let jobs = w.observation_jobs().await;
+        assert_eq!(jobs.len(), 1);
+        assert!(
+            !jobs[0].payload.to_string().contains("Secret merger"),
+            "the subject was stored in the job: {}",
+            jobs[0].payload
+        );
+        assert!(jobs[0].payload["observation"]["start"].is_string(), "the rest is there: {}", jobs[0].payload);
+        w.settled().await;
+        assert!(w.bookings().await.iter().all(|r| r.subject.is_none()));
+    })
+    .await;
+}

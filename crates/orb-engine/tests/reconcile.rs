@@ -638,3 +638,26 @@ async fn a_sweep_with_nothing_different_enqueues_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_scheduled_sweep_runs_as_a_job_in_the_rooms_lane() {
+    on_every_store(|w| async move {
+        w.book_unnotified("Quarterly planning", "2026-09-03T09:00:00", "2026-09-03T10:00:00").await;
+        w.settled().await;
+        assert!(w.reservations().is_empty(), "the notification was lost");
+
+        let runtime = w.deps.tenant(w.tenant.id).unwrap().clone();
+        let enqueued = orb_engine::scheduler::enqueue_sweeps(&w.deps, &runtime, w.clock.now()).await.unwrap();
+        assert_eq!(enqueued, 1, "one enabled room");
+        eventually("the swept booking's reservation", || async { (w.reservations().len() == 1).then_some(()) })
+            .await;
+        w.settled().await;
+        let done = w.jobs(JobStatus::Done).await;
+        let sweep = done.iter().find(|j| j.kind == "reconcile.sweep").expect("the sweep ran as a job");
+        assert_eq!(sweep.lane, Lane::room(w.tenant.id, w.room.id).key, "in the room's lane");
+        assert_eq!(sweep.payload["room"], w.room.id.to_string());
+        assert_eq!(w.bookings().await.len(), 1);
+        w.no_dead_jobs().await;
+    })
+    .await;
+}
