@@ -3,6 +3,9 @@
 //! real HTTP), on SQLite and on PostgreSQL (when `ORB_TEST_POSTGRES_URL` is set; CI sets it).
 //!
 //! - both directions, a room added while it runs (reload), graceful stop on SIGTERM;
+//! - `orb sync --dry-run` / `orb backfill` onboarding rooms whose bookings exist on both sides;
+//! - two instances on one database: one subscription per room (scheduler leases), and when one instance
+//!   is killed the other takes its scheduled work over and heals what was sent to the dead one;
 //! - **crash**: the process is killed with SIGKILL at random moments during a burst of changes on both
 //!   sides, at least 20 times, and restarted; afterwards the convergence checker (orb-testkit) finds both
 //!   sides equal with nothing doubled.
@@ -218,5 +221,72 @@ async fn sync_dry_run_lists_the_onboarding_plan_and_backfill_carries_it_out() {
         assert_eq!((convergence.exchange, convergence.topdesk), (3, 3), "the pair was linked, not doubled");
         let after = site.ok(&["sync", "--dry-run", "--tenant", "contoso"], None);
         assert!(after.contains("0 to link, 0 new, 0 changed, 0 to cancel"), "{after}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_database_do_not_double_and_the_survivor_takes_over() {
+    for db in databases() {
+        let site = Site::new(&db, "instance-a").await;
+        let mut a = site.spawn();
+        site.healthy(&mut a).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log_b = site.dir.path().join("serve-b.log");
+        let mut b = site.spawn_second(port, "instance-b", &log_b);
+        site.eventually("instance b to listen", 30, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .await;
+        let health = site.http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.unwrap();
+        assert!(health.text().await.unwrap().contains("1 of 1 tenant(s) synced"));
+        site.eventually("the subscriptions", 20, || {
+            (site.subscribed(ROOMS[0]) && site.subscribed(ROOMS[1])).then_some(())
+        })
+        .await;
+        // Both run schedulers; the leases let only one of them make each room's subscription.
+        tokio::time::sleep(StdDuration::from_secs(3)).await;
+        let subs = site.graph_em.subscriptions();
+        assert_eq!(subs.len(), 2, "one subscription per room, not one per instance: {subs:?}");
+
+        let book = |i: i64| {
+            let site = &site;
+            async move {
+                let start = tomorrow() + Duration::hours(8) + Duration::days(i / 6) + Duration::hours(i % 6);
+                if i % 2 == 0 {
+                    site.book(ROOMS[(i as usize / 2) % 2], start, &format!("Meeting {i}")).await;
+                } else {
+                    site.reserve((i as usize / 2) % 2, start).await;
+                }
+            }
+        };
+        for i in 0..6 {
+            book(i).await;
+        }
+        let converged = |n: usize| {
+            let site = &site;
+            move || {
+                let c = site.converged();
+                (c.is_clean() && c.exchange == n && c.topdesk == n).then_some(c)
+            }
+        };
+        site.eventually("both sides equal", 60, converged(6)).await;
+
+        // Instance a dies (its scheduler leases and the notification URL with it); b carries on alone:
+        // its schedulers take over once a's leases expire, and its sweeps heal the notifications that
+        // went to the dead instance.
+        a.kill().unwrap();
+        a.wait().unwrap();
+        for i in 6..12 {
+            book(i).await;
+        }
+        let c = site.eventually("instance b to sync the rest alone", 120, converged(12)).await;
+        let log_b_text = std::fs::read_to_string(&log_b).unwrap();
+        eprintln!(
+            "figures: after instance a died, b synced to {c}; b ran {} jobs",
+            log_b_text.matches("job done").count()
+        );
+        assert_eq!(site.graph_em.subscriptions().len(), 2, "still one subscription per room");
+        sigterm(&b);
+        assert!(wait_exit(&mut b, 20).await.success());
     }
 }

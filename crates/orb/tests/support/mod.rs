@@ -211,6 +211,20 @@ impl Site {
         self.command(&["serve"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap()
     }
 
+    /// A second `orb serve` of the same installation (same database and public URL, as behind a load
+    /// balancer) listening on `port` under another instance name; its log goes to `log`.
+    pub fn spawn_second(&self, port: u16, instance: &str, log: &std::path::Path) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        self.command(&["serve"])
+            .env("ORB__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("ORB__SERVER__INSTANCE", instance)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
