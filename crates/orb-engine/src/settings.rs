@@ -432,6 +432,7 @@ pub fn build_runtime(
             .as_ref()
             .map_or(Reason::Default, |name| Reason::Name(name.clone())),
         notification_base_url: urls.notification_base_url.clone(),
+        persons: crate::sync::PersonCache::default(),
     })
 }
 

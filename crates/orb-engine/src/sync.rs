@@ -115,6 +115,8 @@ pub struct TenantRuntime {
     pub portal_base_url: String,
     /// Reason sent with TOPdesk cancellations.
     pub cancel_reason: Reason,
+    /// TOPdesk person ids by e-mail, shared by this tenant's jobs for a while.
+    pub persons: PersonCache,
     /// ORB's public base URL for Graph's webhooks (`{base}/hooks/graph/{tenant}`): needed to recreate a
     /// subscription Graph removed (`None`: such a lifecycle job fails until it is configured).
     pub notification_base_url: Option<String>,
@@ -127,6 +129,33 @@ impl fmt::Debug for TenantRuntime {
             .field("link_type", &self.link_type)
             .field("mail_sender", &self.mail_sender)
             .finish_non_exhaustive()
+    }
+}
+
+/// TOPdesk person ids by e-mail, shared by a tenant's jobs for [`PersonCache::TTL`], so an organizer who
+/// books often costs one look-up, not one per change. Only found persons are kept: a person added in
+/// TOPdesk is found at once, a person removed is noticed within the TTL (TOPdesk then refuses the write
+/// and the refusal path takes over).
+#[derive(Debug, Default)]
+pub struct PersonCache {
+    entries: std::sync::Mutex<BTreeMap<EmailAddress, (String, std::time::Instant)>>,
+}
+
+impl PersonCache {
+    /// How long a found person id is reused.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+    fn get(&self, email: &EmailAddress) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(email).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(id, _)| id.clone())
+    }
+
+    fn put(&self, email: &EmailAddress, id: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() > 10_000 {
+            entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+        }
+        entries.insert(email.clone(), (id.to_owned(), std::time::Instant::now()));
     }
 }
 
@@ -352,7 +381,8 @@ async fn find_record(
     Ok(None)
 }
 
-/// The TOPdesk person with `email` (`None`: no person), looked up once per job.
+/// The TOPdesk person with `email` (`None`: no person), looked up once per job, and found persons reused
+/// across jobs ([`PersonCache`]).
 async fn person_id(
     tenant: &TenantRuntime,
     cache: &JobCache,
@@ -361,11 +391,17 @@ async fn person_id(
     if let Some(known) = cache.persons.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(email) {
         return Ok(known.clone());
     }
+    if let Some(id) = tenant.persons.get(email) {
+        return Ok(Some(id));
+    }
     let persons = tenant.topdesk.find_persons_by_email(email.as_str()).await?;
     if persons.len() > 1 {
         tracing::warn!(count = persons.len(), "several TOPdesk persons share an e-mail; the first is used");
     }
     let id = persons.into_iter().find_map(|p| p.id).map(|id| id.to_string());
+    if let Some(id) = &id {
+        tenant.persons.put(email, id);
+    }
     cache.persons.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(email.clone(), id.clone());
     Ok(id)
 }

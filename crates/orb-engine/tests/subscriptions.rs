@@ -173,6 +173,7 @@ impl World {
             portal_base_url: "https://orb.example.test".into(),
             cancel_reason: Reason::Default,
             notification_base_url: Some(intake.clone()),
+            persons: orb_engine::sync::PersonCache::default(),
         };
         let jwks = JwksCache::new(
             reqwest::Client::new(),

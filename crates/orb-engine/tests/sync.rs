@@ -489,3 +489,22 @@ async fn a_refused_write_is_recorded_and_the_organizer_is_told() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_organizer_who_books_again_is_looked_up_in_topdesk_once() {
+    on_every_store(|w| async move {
+        w.book("First", "2026-09-03T09:00:00", "2026-09-03T10:00:00").await;
+        eventually("the first reservation", || async { (w.reservations().len() == 1).then_some(()) }).await;
+        w.settled().await;
+        let lookups =
+            |w: &World| w.td.emulator.request_counts().by_route.get("GET /tas/api/persons").copied();
+        let after_first = lookups(&w);
+        assert_eq!(after_first, Some(1), "{:?}", w.td.emulator.request_counts().by_route);
+        w.book("Second", "2026-09-04T09:00:00", "2026-09-04T10:00:00").await;
+        eventually("the second reservation", || async { (w.reservations().len() == 2).then_some(()) }).await;
+        w.settled().await;
+        assert_eq!(lookups(&w), after_first, "the person id is reused by the next job");
+        assert!(w.reservations().iter().all(|r| r.requester.as_ref().and_then(|p| p.id) == Some(w.anna)));
+    })
+    .await;
+}
