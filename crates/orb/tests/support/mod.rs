@@ -47,6 +47,31 @@ pub fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
+/// A running `orb serve` child process; killed when dropped, so a failing test leaves no process behind.
+pub struct Orb(pub Child);
+
+impl std::ops::Deref for Orb {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Orb {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Orb {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Emulators plus one ORB installation (a data dir, a master key, a database) configured through the CLI.
 pub struct Site {
     pub dir: tempfile::TempDir,
@@ -206,23 +231,24 @@ impl Site {
         );
     }
 
-    pub fn spawn(&self) -> Child {
+    pub fn spawn(&self) -> Orb {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        self.command(&["serve"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap()
+        Orb(self.command(&["serve"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap())
     }
 
     /// A second `orb serve` of the same installation (same database and public URL, as behind a load
     /// balancer) listening on `port` under another instance name; its log goes to `log`.
-    pub fn spawn_second(&self, port: u16, instance: &str, log: &std::path::Path) -> Child {
+    pub fn spawn_second(&self, port: u16, instance: &str, log: &std::path::Path) -> Orb {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        self.command(&["serve"])
+        Orb(self
+            .command(&["serve"])
             .env("ORB__SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("ORB__SERVER__INSTANCE", instance)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap()
+            .unwrap())
     }
 
     pub fn log_text(&self) -> String {
