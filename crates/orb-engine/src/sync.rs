@@ -433,28 +433,50 @@ async fn person_directory(
 /// against the record's participants (looked up by e-mail); record participants that are no TOPdesk
 /// person cannot be held by TOPdesk at all and stay. So a TOPdesk observation of an unchanged reservation
 /// has the record's participants (no attendee is dropped from the meeting), and a person removed in
-/// TOPdesk is removed. A person added in TOPdesk that the record does not know stays unresolved (counted
-/// in `unsynced`).
+/// TOPdesk is removed. Ids the record does not explain (a person added in TOPdesk, or every participant of
+/// a reservation made in TOPdesk) are looked up by id in one call and become their e-mail addresses;
+/// persons without an e-mail stay counted in `unsynced`.
 async fn resolve_participants(
     tenant: &TenantRuntime,
     cache: &JobCache,
-    record: &BookingRecord,
+    record: Option<&BookingRecord>,
     obs: &mut Observation,
 ) -> Result<(), SyncError> {
-    let unresolved: BTreeSet<&str> = obs
+    let mut unresolved: BTreeSet<String> = obs
         .unsynced
         .get(observe::UNRESOLVED_PARTICIPANT_IDS)
-        .map(|ids| ids.split(',').filter(|i| !i.is_empty()).collect())
+        .map(|ids| ids.split(',').filter(|i| !i.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default();
     let mut participants = obs.participants.clone();
-    for email in record.participants.iter().filter(|e| !tenant.rooms.is_room_address(e)) {
+    for email in
+        record.iter().flat_map(|r| r.participants.iter()).filter(|e| !tenant.rooms.is_room_address(e))
+    {
         let keep = match person_id(tenant, cache, email).await? {
-            Some(id) => unresolved.contains(id.as_str()),
+            Some(id) => unresolved.remove(&id),
             None => true,
         };
         if keep && !participants.contains(email) {
             participants.push(email.clone());
         }
+    }
+    let ids: Vec<orb_topdesk::PersonId> =
+        unresolved.iter().filter_map(|i| i.parse().ok()).take(100).collect();
+    if !ids.is_empty() {
+        for person in tenant.topdesk.find_persons_by_ids(&ids).await? {
+            let (Some(id), Some(email)) = (person.id, person.email.as_deref()) else { continue };
+            let Ok(email) = EmailAddress::parse(email) else { continue };
+            unresolved.remove(&id.to_string());
+            tenant.persons.put(&email, &id.to_string());
+            if !participants.contains(&email) {
+                participants.push(email);
+            }
+        }
+    }
+    if unresolved.is_empty() {
+        obs.unsynced.remove(observe::UNRESOLVED_PARTICIPANT_IDS);
+    } else {
+        let left: Vec<String> = unresolved.into_iter().collect();
+        obs.unsynced.insert(observe::UNRESOLVED_PARTICIPANT_IDS.to_owned(), left.join(","));
     }
     obs.participants = participants;
     Ok(())
@@ -492,8 +514,11 @@ async fn sync_once(
                 adjusted.organizer = r.organizer.clone();
             }
         }
-        (Some(r), Side::Topdesk) => resolve_participants(tenant, cache, r, &mut adjusted).await?,
-        (None, _) => {
+        (Some(r), Side::Topdesk) => resolve_participants(tenant, cache, Some(r), &mut adjusted).await?,
+        (None, side) => {
+            if side == Side::Topdesk {
+                resolve_participants(tenant, cache, None, &mut adjusted).await?;
+            }
             if let Some(series) = adjusted.series {
                 ensure_series_row(deps, tenant, &adjusted, series.series_id).await?;
             }

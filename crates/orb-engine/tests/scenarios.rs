@@ -1038,3 +1038,30 @@ async fn a_dropped_subject_is_nowhere_in_topdesk_the_database_or_the_logs() {
     })
     .await;
 }
+
+// ---- participants named by id in TOPdesk ----
+
+#[tokio::test]
+async fn participants_added_in_topdesk_are_invited_in_outlook_by_their_e_mail() {
+    on_every_store_with(&with_people(WorldOptions::default()), |w| async move {
+        // A reservation made in TOPdesk with Bob as participant: TOPdesk names him by id only.
+        let made = w.reserve_in_topdesk("Planning", "2026-09-04T09:00:00Z", "2026-09-04T10:00:00Z").await;
+        let id = made.id.unwrap();
+        w.booking_where("the reservation in Outlook", |r| r.exchange.organizer_event_id.is_some()).await;
+        w.settled().await;
+        w.topdesk.add_participants(id, &[w.person(BOB)]).await.unwrap();
+        w.push(&id.to_string()).await;
+        let record = w.booking_where("Bob on the booking", |r| r.participants.contains(&mail(BOB))).await;
+        w.settled().await;
+        let events = w.graph_em.events(ANNA).unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            attendees(&events[0]),
+            vec![(BOB.to_owned(), "required"), (ROOM.to_owned(), "resource")],
+            "Bob, found by his TOPdesk id, is invited by e-mail"
+        );
+        assert_eq!(record.participants, [mail(BOB)]);
+        w.assert_healthy().await;
+    })
+    .await;
+}

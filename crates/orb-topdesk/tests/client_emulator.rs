@@ -503,3 +503,25 @@ async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F:
     .await;
     results.into_iter().map(|r| r.expect("ready")).collect()
 }
+
+#[tokio::test]
+async fn persons_by_id_return_the_known_ones_only() {
+    let w = world().await;
+    let bob = w.served.emulator.add_person("Bob", "Jansen", Some("bob@contoso.com"));
+    let no_mail = w.served.emulator.add_person("Visitor", "Desk", None);
+    let unknown: PersonId = "00000000-0000-4000-8000-000000000001".parse().unwrap();
+    let mut found = w.client.find_persons_by_ids(&[bob, unknown, w.anna, no_mail]).await.unwrap();
+    found.sort_by_key(|p| p.sur_name.clone());
+    let got: Vec<_> = found.iter().map(|p| (p.id, p.email.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(w.anna), Some("Anna.Bakker@Contoso.com".to_owned())),
+            (Some(no_mail), None),
+            (Some(bob), Some("bob@contoso.com".to_owned())),
+        ]
+    );
+    assert!(w.client.find_persons_by_ids(&[]).await.unwrap().is_empty());
+    let many = vec![bob; 101];
+    assert!(matches!(w.client.find_persons_by_ids(&many).await, Err(TopdeskError::Invalid { .. })));
+}
