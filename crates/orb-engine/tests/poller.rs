@@ -246,7 +246,8 @@ async fn under_subject_drop_a_polled_subject_never_reaches_the_job_table() {
     options.policy.subject = orb_core::SubjectPolicy::Drop;
     on_every_store_with(&options, |w| async move {
         let loc = w.reservations_location();
-        w.reserve_in_topdesk(&loc, "Secret merger talk", "2026-09-03T09:00:00Z", "2026-09-03T10:00:00Z").await;
+        w.reserve_in_topdesk(&loc, "Secret merger talk", "2026-09-03T09:00:00Z", "2026-09-03T10:00:00Z")
+            .await;
         let report = w.poll().await;
         assert_eq!(report.enqueued, 1, "{report:?}");
         let jobs = w.observation_jobs().await;
@@ -256,7 +257,11 @@ async fn under_subject_drop_a_polled_subject_never_reaches_the_job_table() {
             "the subject was stored in the job: {}",
             jobs[0].payload
         );
-        assert!(jobs[0].payload["observation"]["start"].is_string(), "the rest is there: {}", jobs[0].payload);
+        assert!(
+            jobs[0].payload["observation"]["start"].is_string(),
+            "the rest is there: {}",
+            jobs[0].payload
+        );
         w.settled().await;
         assert!(w.bookings().await.iter().all(|r| r.subject.is_none()));
     })

@@ -649,8 +649,10 @@ async fn the_scheduled_sweep_runs_as_a_job_in_the_rooms_lane() {
         let runtime = w.deps.tenant(w.tenant.id).unwrap().clone();
         let enqueued = orb_engine::scheduler::enqueue_sweeps(&w.deps, &runtime, w.clock.now()).await.unwrap();
         assert_eq!(enqueued, 1, "one enabled room");
-        eventually("the swept booking's reservation", || async { (w.reservations().len() == 1).then_some(()) })
-            .await;
+        eventually("the swept booking's reservation", || async {
+            (w.reservations().len() == 1).then_some(())
+        })
+        .await;
         w.settled().await;
         let done = w.jobs(JobStatus::Done).await;
         let sweep = done.iter().find(|j| j.kind == "reconcile.sweep").expect("the sweep ran as a job");
