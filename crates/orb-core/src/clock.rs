@@ -1,6 +1,6 @@
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike as _, Utc};
 
 /// The only way ORB logic learns the time. Production passes [`SystemClock`]; tests pass [`FixedClock`].
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -11,6 +11,14 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 /// The real wall clock. Used only at the edges (the binary), never read inside planner logic.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
+
+/// `at` at the precision ORB stores instants with (whole microseconds). Graph's `lastModifiedDateTime` has
+/// 100-ns digits; a watermark read back from the store has only microseconds, so every instant that is
+/// compared with a stored one is cut to this precision first (else an unchanged item looks newer).
+pub fn stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    let micros = at.timestamp_subsec_micros();
+    at.with_nanosecond(micros * 1000).unwrap_or(at)
+}
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
@@ -49,6 +57,15 @@ impl Clock for FixedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_precision_cuts_to_whole_microseconds() {
+        let graph = DateTime::parse_from_rfc3339("2026-09-01T06:00:00.1234567Z").unwrap().with_timezone(&Utc);
+        let stored = stored_precision(graph);
+        assert_eq!(stored.to_rfc3339(), "2026-09-01T06:00:00.123456+00:00");
+        assert!(stored < graph, "the raw value looks newer than the stored one");
+        assert_eq!(stored_precision(stored), stored, "idempotent");
+    }
 
     #[test]
     fn fixed_clock_moves_only_when_told_and_clones_share_time() {

@@ -33,7 +33,7 @@ mod side;
 mod tenant;
 pub mod zones;
 
-pub use clock::{Clock, FixedClock, SystemClock};
+pub use clock::{Clock, FixedClock, SystemClock, stored_precision};
 pub use email::EmailAddress;
 pub use error::CoreError;
 pub use ids::{BookingId, CorrelationId, RoomId, SeriesId, TenantId};

@@ -421,7 +421,7 @@ fn observe_graph(
     let start = graph_instant(event.start.as_ref(), "start", "start.timeZone")?;
     let end = graph_instant(event.end.as_ref(), "end", "end.timeZone")?;
     let time_zone = graph_time_zone(event)?;
-    let modified_at = event.last_modified_date_time.ok_or_else(|| {
+    let modified_at = event.last_modified_date_time.map(orb_core::stored_precision).ok_or_else(|| {
         missing(S, "lastModifiedDateTime", "select it (rich notifications) or fetch the event with a GET")
     })?;
     let organizer_text = event
@@ -593,6 +593,7 @@ pub fn from_topdesk_reservation(
     let status = r.status.ok_or_else(|| missing(S, "status", "include status in $fields"))?;
     let modified_at = r
         .modification_date
+        .map(orb_core::stored_precision)
         .ok_or_else(|| missing(S, "modificationDate", "include modificationDate in $fields"))?;
     let locations: Vec<TopdeskLocationId> = {
         let mut v = r.location_ids();

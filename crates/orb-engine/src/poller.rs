@@ -171,7 +171,7 @@ async fn diff(deps: &SyncDeps, runtime: &TenantRuntime, r: &ReservationDto) -> R
         };
     }
     Ok(match record.and_then(|rec| rec.topdesk.modification_date) {
-        Some(stored) if stored >= modified => Diff::Unchanged,
+        Some(stored) if stored >= orb_core::stored_precision(modified) => Diff::Unchanged,
         _ => Diff::Changed,
     })
 }

@@ -607,7 +607,7 @@ impl<'a> Sweep<'a> {
             Side::Exchange => record.exchange.modified_at,
             Side::Topdesk => record.topdesk.modification_date,
         };
-        watermark.is_none_or(|w| w < modified)
+        watermark.is_none_or(|w| w < orb_core::stored_precision(modified))
     }
 
     /// Compares the room's calendar with the records.
@@ -954,7 +954,10 @@ impl<'a> Sweep<'a> {
                 lane: Lane::room(self.tenant(), self.mapping.id),
                 kind: JOB_SYNC_OBSERVATION.to_owned(),
                 // Under `drop` the subject never reaches the job table.
+                // In organizer mode an Exchange observation of the sweep is the room's copy, whose subject
+                // Exchange rewrote (the organizer's name): the worker must not take it for the meeting's.
                 payload: json!({
+                    "room_copy": p.observation.side == Side::Exchange && self.runtime.policy.mode == Mode::Organizer,
                     "observation": crate::sync::scrubbed(&self.runtime.policy, p.observation),
                     "sweep": stats
                 }),

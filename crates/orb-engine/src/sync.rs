@@ -519,6 +519,20 @@ async fn sync_once(
             if side == Side::Topdesk {
                 resolve_participants(tenant, cache, None, &mut adjusted).await?;
             }
+            if side == Side::Exchange && room_copy_subject {
+                // A new booking seen only in the room's copy (a sweep found it): its subject is Exchange's
+                // rewrite (the organizer's name). The organizer's copy has the meeting's; without it the
+                // booking starts without a subject and the organizer's next change brings it.
+                let corr = CorrelationId::generate(deps.clock.now());
+                let span = (adjusted.start, adjusted.end);
+                let organizer = adjusted.organizer.clone();
+                let org = match adjusted.ids.ical_uid.clone() {
+                    Some(ical) => organizer_copy(tenant, cache, &organizer, &ical, span, corr).await?,
+                    None => None,
+                };
+                adjusted.subject = org.and_then(|e| e.subject);
+                adjusted = scrubbed(&tenant.policy, adjusted);
+            }
             if let Some(series) = adjusted.series {
                 ensure_series_row(deps, tenant, &adjusted, series.series_id).await?;
             }
@@ -1542,7 +1556,10 @@ async fn sync_retry(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, Sync
         .and_then(|v| serde_json::from_value(v).ok())
         .ok_or_else(|| bad(&job.job.kind, "no readable \"observation\""))?;
     let observation = scrubbed(&tenant.policy, observation);
-    Ok(JobResult::Synced(vec![sync_observation(deps, tenant, &observation).await?]))
+    // A swept room copy (`room_copy`): its subject is Exchange's rewrite, not the meeting's.
+    let room_copy = job.job.payload["room_copy"].as_bool().unwrap_or(false);
+    let outcome = sync_from(deps, tenant, &observation, room_copy, &JobCache::default()).await?;
+    Ok(JobResult::Synced(vec![outcome]))
 }
 
 #[cfg(test)]

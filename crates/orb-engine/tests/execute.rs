@@ -363,14 +363,41 @@ async fn reschedule_and_move_in_topdesk() {
         },
         Action::RescheduleReservation { booking: record.id, reservation_id: None, start, end },
     ]);
+    // The executor runs a plan against the planned record: the new room and times.
+    let mut after = record.clone();
+    (after.start, after.end, after.room_id) = (start, end, w.room_ids[1]);
     for run in 0..2 {
-        let report = w.run(&plan, &record).await;
+        let report = w.run(&plan, &after).await;
         assert!(report.all_done(), "run {run}: a repeated move and reschedule are done: {report:?}");
-        let mut applied = record.clone();
+        let mut applied = after.clone();
         apply_to_record(&mut applied, &report);
         let r = &w.td.emulator.reservations()[0];
         assert_eq!(applied.topdesk.modification_date, r.modification_date, "run {run}");
     }
+    // Someone moves it again in TOPdesk before ORB's answer is read: that answer is not ORB's write, so
+    // its modificationDate must not become the watermark (the poller must see the change).
+    let id = w.td.emulator.reservations()[0].id.unwrap();
+    w.topdesk
+        .reschedule_reservation(id, at("2026-09-03T15:00:00Z"), at("2026-09-03T16:00:00Z"))
+        .await
+        .unwrap();
+    let report = w
+        .run(
+            &plan_of(vec![Action::MoveReservationRoom {
+                booking: record.id,
+                reservation_id: None,
+                from: w.locations[0].clone(),
+                to: w.locations[1].clone(),
+            }]),
+            &after,
+        )
+        .await;
+    assert!(report.all_done(), "{report:?}");
+    let mut applied = after.clone();
+    applied.topdesk.modification_date = None;
+    apply_to_record(&mut applied, &report);
+    assert_eq!(applied.topdesk.modification_date, None, "a foreign change is not taken as ORB's own");
+    w.topdesk.reschedule_reservation(id, start, end).await.unwrap();
     let r = &w.td.emulator.reservations()[0];
     assert_eq!(r.location_ids(), vec![w.locations[1].clone()]);
     assert_eq!((r.planned_start_date, r.planned_end_date), (Some(start), Some(end)));

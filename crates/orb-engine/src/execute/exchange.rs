@@ -168,7 +168,7 @@ fn event_ids(
         ical_uid: event.ical_uid.clone(),
         room_event_id: copy.and_then(|c| c.id.clone()),
         change_key: version.change_key.clone(),
-        modified_at: version.last_modified_date_time,
+        modified_at: version.last_modified_date_time.map(orb_core::stored_precision),
         room_response: match (in_room, copy) {
             (true, _) => None,
             (false, Some(copy)) => copy.response_status.as_ref().and_then(|s| s.response),

@@ -48,7 +48,10 @@ pub(super) async fn write(
                 td.ensure_reservation(&dto, &link, Some(ctx.clock.now())).await
             }
             .map_err(ExecError::topdesk(action))?;
-            Ok(Done::Reservation { ids: ids(&ensured.reservation, action)?, created: ensured.created })
+            Ok(Done::Reservation {
+                ids: written_ids(&ensured.reservation, action, record, true, ctx)?,
+                created: ensured.created,
+            })
         }
         Action::UpdateReservation { booking, reservation_id, changes } => {
             let action = "updating a reservation";
@@ -75,13 +78,13 @@ pub(super) async fn write(
                 Some(r) => r,
                 None => td.get_reservation(id).await.map_err(ExecError::topdesk(action))?,
             };
-            Ok(Done::Reservation { ids: ids(&latest, action)?, created: false })
+            Ok(Done::Reservation { ids: written_ids(&latest, action, record, true, ctx)?, created: false })
         }
         Action::RescheduleReservation { booking, reservation_id, start, end } => {
             let action = "rescheduling a reservation";
             let id = resolve(*booking, reservation_id.as_deref(), record, ctx).await?;
             let r = td.reschedule_reservation(id, *start, *end).await.map_err(ExecError::topdesk(action))?;
-            Ok(Done::Reservation { ids: ids(&r, action)?, created: false })
+            Ok(Done::Reservation { ids: written_ids(&r, action, record, true, ctx)?, created: false })
         }
         Action::MoveReservationRoom { booking, reservation_id, from, to } => {
             let action = "moving a reservation to another room";
@@ -100,7 +103,7 @@ pub(super) async fn write(
                 }
                 Err(e) => return Err(ExecError::topdesk(action)(e)),
             };
-            Ok(Done::Reservation { ids: ids(&r, action)?, created: false })
+            Ok(Done::Reservation { ids: written_ids(&r, action, record, true, ctx)?, created: false })
         }
         Action::CancelReservation { booking, reservation_id } => {
             let action = "cancelling a reservation";
@@ -121,7 +124,7 @@ pub(super) async fn write(
             }
             // Learn the new modificationDate (so ORB's own cancel is recognised when polled); best effort.
             let after = match td.get_reservation(id).await {
-                Ok(r) => ids(&r, action).ok(),
+                Ok(r) => written_ids(&r, action, record, false, ctx).ok(),
                 Err(e) => {
                     tracing::warn!(booking = %booking, error = %e, "could not read a cancelled reservation back");
                     None
@@ -215,8 +218,43 @@ fn ids(r: &ReservationDto, action: &'static str) -> Result<ReservationIds, ExecE
     Ok(ReservationIds {
         reservation_id: id.to_string(),
         number: r.number.clone(),
-        modification_date: r.modification_date,
+        modification_date: r.modification_date.map(orb_core::stored_precision),
     })
+}
+
+/// The ids of `r` as TOPdesk answered a write, keeping its `modificationDate` (ORB's watermark) only when
+/// the answer shows exactly what ORB wrote: live or not as intended, and — for a live one — the record's
+/// times and room. TOPdesk answers with the reservation's *current* state, which may hold a person's change
+/// made between ORB's read and ORB's write; taking that answer's date as the watermark would hide the
+/// person's change from the poller and the sweep for good (a lost update). Without the date the next poll
+/// reads the reservation again and the planner sees the change.
+fn written_ids(
+    r: &ReservationDto,
+    action: &'static str,
+    record: &BookingRecord,
+    live: bool,
+    ctx: &ExecContext<'_>,
+) -> Result<ReservationIds, ExecError> {
+    let mut ids = ids(r, action)?;
+    let is_live = r.status.is_none_or(|s| s.is_active());
+    let as_written = if live {
+        let location = ctx.rooms.by_id(record.room_id).map(|m| &m.location);
+        is_live
+            && r.planned_start_date == Some(record.start)
+            && r.planned_end_date == Some(record.end)
+            && location.is_some_and(|l| r.location_ids().contains(l))
+    } else {
+        !is_live
+    };
+    if !as_written {
+        tracing::info!(
+            booking = %record.id,
+            action,
+            "TOPdesk's answer holds a change ORB did not write; its modificationDate is not taken as the watermark"
+        );
+        ids.modification_date = None;
+    }
+    Ok(ids)
 }
 
 /// The reservation's id: from the action, else the record, else by ORB's external link.
