@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub workers: u32,
     /// `instance`: this instance's name in job and scheduler leases; default `{hostname}-{pid}`.
     pub instance: Option<String>,
+    /// `job_lease_seconds`: how long a worker's claim on a job lasts without a heartbeat (10–3600, default
+    /// 60): after an instance dies, its jobs (and their rooms' lanes) wait this long for another instance.
+    pub job_lease_seconds: u32,
 }
 
 /// `[schedule]`: the beats of the periodic work, in seconds.
@@ -393,6 +396,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "portal_url", Kind::Text),
     ("server", "workers", Kind::Count),
     ("server", "instance", Kind::Text),
+    ("server", "job_lease_seconds", Kind::Count),
     ("schedule", "near_poll_seconds", Kind::Count),
     ("schedule", "horizon_poll_seconds", Kind::Count),
     ("schedule", "subscriptions_seconds", Kind::Count),
@@ -571,12 +575,15 @@ impl Config {
             .or_else(|| public_url.clone())
             .unwrap_or_else(|| format!("http://{listen}"));
         let instance = take_text("server.instance")?.map(|(t, _)| t.trim().to_owned());
-        let mut counted = |key: &str, default: u32, max: u32| -> Result<u32, ConfigError> {
+        let mut counted_from = |key: &str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
             match values.remove(key) {
                 None => Ok(default),
-                Some((raw, origin)) => count(key, raw, origin, max),
+                Some((raw, origin)) => count(key, raw, origin, min, max),
             }
         };
+
+        let job_lease_seconds = counted_from("server.job_lease_seconds", 60, 10, 3600)?;
+        let mut counted = |key: &str, default: u32, max: u32| counted_from(key, default, 1, max);
         let max_connections =
             counted("database.max_connections", DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT)?;
         let workers = counted("server.workers", 4, 64)?;
@@ -594,7 +601,7 @@ impl Config {
             database: DatabaseConfig { url, max_connections },
             data: DataConfig { dir },
             log: LogConfig { level, format },
-            server: ServerConfig { listen, public_url, portal_url, workers, instance },
+            server: ServerConfig { listen, public_url, portal_url, workers, instance, job_lease_seconds },
             schedule,
         })
     }
@@ -608,11 +615,11 @@ pub fn process_env() -> Vec<(String, String)> {
         .collect()
 }
 
-fn count(key: &str, raw: Raw, origin: Origin, max: u32) -> Result<u32, ConfigError> {
+fn count(key: &str, raw: Raw, origin: Origin, min: u32, max: u32) -> Result<u32, ConfigError> {
     let invalid = |origin, shown: String| ConfigError::InvalidValue {
         key: key.to_owned(),
         origin,
-        reason: format!("{shown} is not allowed: use a whole number from 1 to {max}"),
+        reason: format!("{shown} is not allowed: use a whole number from {min} to {max}"),
     };
     let n = match raw {
         Raw::Integer(n) => n,
@@ -625,7 +632,7 @@ fn count(key: &str, raw: Raw, origin: Origin, max: u32) -> Result<u32, ConfigErr
         }
     };
     match u32::try_from(n) {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(invalid(origin, n.to_string())),
     }
 }
@@ -1015,6 +1022,7 @@ mod tests {
                 assert_eq!(c.server.public_url, None);
                 assert_eq!(c.server.portal_url, "http://127.0.0.1:8080");
                 assert_eq!((c.server.workers, c.server.instance.as_deref()), (4, None));
+                assert_eq!(c.server.job_lease_seconds, 60);
                 let s = &c.schedule;
                 assert_eq!(
                     (s.near_poll_seconds, s.horizon_poll_seconds, s.subscriptions_seconds),
@@ -1047,7 +1055,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_fix() {
         type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
-        let cases: [BadCase; 12] = [
+        let cases: [BadCase; 13] = [
             (
                 "string count",
                 Some("[database]\nmax_connections = \"eight\"\n"),
@@ -1080,6 +1088,12 @@ mod tests {
             ),
             ("workers", Some("[server]\nworkers = 65\n"), &[], &["server.workers", "from 1 to 64"]),
             ("beat", None, &[("ORB__SCHEDULE__NEAR_POLL_SECONDS", "0")], &["schedule.near_poll_seconds"]),
+            (
+                "lease",
+                None,
+                &[("ORB__SERVER__JOB_LEASE_SECONDS", "5")],
+                &["server.job_lease_seconds", "from 10 to 3600"],
+            ),
         ];
         for (name, toml, env, needles) in cases {
             check(Case { name, toml, env, files: &[], want: Want::Err(needles) });

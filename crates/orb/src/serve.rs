@@ -240,15 +240,20 @@ struct Workers {
 
 fn start_workers(
     deps: &Arc<SyncDeps>,
-    count: u32,
+    config: &Config,
     instance: &str,
     gen_no: u64,
     options: &ServeOptions,
 ) -> Workers {
+    let count = config.server.workers;
+    let lease = StdDuration::from_secs(config.server.job_lease_seconds.into());
     let cancel = CancellationToken::new();
     let handles = (0..count)
         .map(|i| {
             let mut opts = WorkerOptions::new(format!("{instance}/g{gen_no}/w{i}"));
+            opts.lease = chrono::Duration::from_std(lease).unwrap_or(opts.lease);
+            opts.heartbeat_every = lease / 4;
+            opts.requeue_every = lease / 2;
             opts.idle_max = options.worker_idle_max;
             opts.idle_min = opts.idle_min.min(options.worker_idle_max);
             let worker = Worker::new(deps.clone(), opts);
@@ -364,7 +369,7 @@ pub async fn serve(
 
     // Workers, replaced on reload.
     let mut gen_no = 0;
-    let mut workers = start_workers(&loaded.deps, config.server.workers, &instance, gen_no, &env.options);
+    let mut workers = start_workers(&loaded.deps, config, &instance, gen_no, &env.options);
     let reload_every = StdDuration::from_secs(config.schedule.reload_seconds.into());
     loop {
         tokio::select! {
@@ -390,7 +395,7 @@ pub async fn serve(
                 gen_no += 1;
                 let old = std::mem::replace(
                     &mut workers,
-                    start_workers(&loaded.deps, config.server.workers, &instance, gen_no, &env.options),
+                    start_workers(&loaded.deps, config, &instance, gen_no, &env.options),
                 );
                 old.stop().await;
             }

@@ -144,6 +144,8 @@ impl Site {
             ("ORB__SCHEDULE__SUBSCRIPTIONS_SECONDS".to_owned(), "1".to_owned()),
             ("ORB__SCHEDULE__RECONCILE_SECONDS".to_owned(), "3".to_owned()),
             ("ORB__SCHEDULE__RELOAD_SECONDS".to_owned(), "1".to_owned()),
+            // A dead instance's jobs wait this long for another instance.
+            ("ORB__SERVER__JOB_LEASE_SECONDS".to_owned(), "10".to_owned()),
             ("ORB__LOG__LEVEL".to_owned(), "info".to_owned()),
         ];
         let log = dir.path().join("serve.log");
