@@ -381,6 +381,25 @@ async fn find_record(
     Ok(None)
 }
 
+/// The match id a *new* booking gets from its first observation: derived from the item's identity on its
+/// side (tenant, side, event / reservation id, iCalUId and original start), laid out as a UUIDv7 whose
+/// time is the booking's start. A job that created the other side's item and was killed before its commit
+/// runs again with the same match id, so the executor finds that item by the match id (TOPdesk external
+/// link, Graph transactionId) instead of making a second one. `None` when the item has no id.
+fn derived_booking_id(tenant: TenantId, obs: &Observation) -> Option<BookingId> {
+    let key = match obs.side {
+        Side::Exchange => obs.ids.ical_uid.clone().or_else(|| obs.ids.event_id.clone())?,
+        Side::Topdesk => obs.ids.reservation_id.clone()?,
+    };
+    let original = obs.series.map(|s| s.original_start.to_rfc3339()).unwrap_or_default();
+    let text = format!("{tenant}\n{:?}\n{key}\n{original}", obs.side);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut random = [0_u8; 10];
+    random.copy_from_slice(&digest.as_ref()[..10]);
+    let millis = u64::try_from(obs.start.timestamp_millis()).unwrap_or(0);
+    Some(BookingId::from_uuid(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()))
+}
+
 /// The TOPdesk person with `email` (`None`: no person), looked up once per job, and found persons reused
 /// across jobs ([`PersonCache`]).
 async fn person_id(
@@ -503,7 +522,17 @@ async fn sync_once(
     cache: &JobCache,
 ) -> Result<SyncOutcome, SyncError> {
     let mut adjusted = scrubbed(&tenant.policy, obs.clone());
-    let record = find_record(deps.store.as_ref(), tenant.tenant_id, &adjusted).await?;
+    let mut record = find_record(deps.store.as_ref(), tenant.tenant_id, &adjusted).await?;
+    let derived = derived_booking_id(tenant.tenant_id, &adjusted);
+    if record.is_none()
+        && let Some(id) = derived
+    {
+        record = match deps.store.get_booking(tenant.tenant_id, id).await {
+            Ok(found) => Some(found),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+    }
     match (&record, adjusted.side) {
         (Some(r), Side::Exchange) => {
             if room_copy_subject {
@@ -544,7 +573,10 @@ async fn sync_once(
     let replan_as_new = record.as_ref().filter(|r| other_side_never_written(r, obs.side));
     let new_ids = match replan_as_new {
         Some(r) => NewIds { booking: r.id, correlation: r.correlation_id },
-        None => NewIds { booking: BookingId::generate(now), correlation: CorrelationId::generate(now) },
+        None => NewIds {
+            booking: derived.unwrap_or_else(|| BookingId::generate(now)),
+            correlation: CorrelationId::generate(now),
+        },
     };
     let ctx = PlanContext {
         tenant_id: tenant.tenant_id,
