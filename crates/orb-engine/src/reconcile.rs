@@ -1,13 +1,14 @@
-//! **Reconciliation**: the per-room sweep that heals what change detection missed (DESIGN §3, "a
-//! calendarView delta sweep per room after `missed`/`subscriptionRemoved` and on a schedule"; §4 rule 12).
+//! **Reconciliation**: the per-room sweep that heals what change detection missed, and what failed writes
+//! left behind (DESIGN §3, "a calendarView delta sweep per room after `missed`/`subscriptionRemoved` and on
+//! a schedule"; §4 rules 9 and 12).
 //!
 //! [`sweep_room`] reads three things for one room over a window — the room mailbox's calendar, the TOPdesk
 //! reservations of the room's location, and the ORB records of the room — compares them and feeds one
 //! `sync.observation` job ([`JOB_SYNC_OBSERVATION`]) per difference into the room's lane, exactly as the
 //! TOPdesk poller does, so the worker applies them in order with that room's notifications, with the
-//! planner, the executor and the mails. [`sweep_tenant`] sweeps every enabled room of a tenant.
-//! `crate::subscriptions` runs [`sweep_room`] after a `missed` lifecycle notification and after recreating
-//! a subscription Graph removed.
+//! planner, the executor and the mails. [`sweep_tenant`] sweeps every enabled room of a tenant;
+//! [`sweep_job`] runs one scheduled `reconcile.sweep` job. `crate::subscriptions` runs [`sweep_room`] after
+//! a `missed` lifecycle notification and after recreating a subscription Graph removed.
 //!
 //! ## What is read
 //! - **Exchange: a full `calendarView` of the room mailbox over the window, every sweep** (not the delta).
@@ -20,21 +21,34 @@
 //! - **TOPdesk**: one paged list of the room's location over the window with the poller's small `$fields`
 //!   ([`crate::poller::POLL_FIELDS`]); only new or changed reservations are read again in full.
 //! - **Records**: the room's records overlapping the window, cancelled ones included.
+//! - **By id**, only where the listings cannot answer: a live future record's item that is not listed (gone
+//!   or moved?), the items of a record that is owed a write (below), a reservation whose listed start
+//!   disagrees with its record.
 //!
 //! ## What is compared (each difference becomes one job, source [`ObservationSource::Sweep`])
 //! - An event or reservation **without a record** → *new*. Items the planner would not record are not
-//!   enqueued (cancelled, over, beyond the horizon, not accepted by the room, ORB's own item without a
-//!   record, an organizer TOPdesk does not know while there is no fallback person), so a sweep does not
-//!   re-send a refusal mail for the same item every time.
-//! - **Onboarding pairs**: the planner does not match items of both sides (it plans a new booking from one
-//!   observation and creates its counterpart). So the sweep pairs them itself: a room-calendar event and a
-//!   reservation of the room, both without a record, active, with the same start and end (to the minute)
-//!   and the event's organizer equal to the reservation's organizer (`reservedForOther`, else the
-//!   requester) become **one** record linked to both, and nothing is written to either side. The record is
-//!   built with the planner (`plan` of each side's observation: the Exchange one gives the booking, the
-//!   TOPdesk one its TOPdesk link and fingerprint), so both fingerprints are exactly what the next
-//!   observations will hash, and it is inserted with one timeline entry. In organizer mode the room copy's
-//!   subject is Exchange's rewrite (the organizer's name), so the booking takes TOPdesk's subject instead.
+//!   enqueued (cancelled, over, beyond the horizon, not accepted by the room, an organizer TOPdesk does
+//!   not know while there is no fallback person), so a sweep does not re-send a refusal mail for the same
+//!   item every time.
+//! - **Pairs** (onboarding, and re-pairing after a database restore): the planner does not match items of
+//!   both sides (it plans a new booking from one observation and creates its counterpart). So the sweep
+//!   pairs record-less items itself, and inserts **one** record linked to both, writing nothing to either
+//!   side: first by ORB's match id (an item carrying it — Graph's extended property / `transactionId`,
+//!   TOPdesk's external link — pairs with the other side's item carrying the same one, or whose
+//!   first-observation id (`sync::derived_booking_id`) it is), then by the same start and end
+//!   (to the minute) and the event's organizer equal to the reservation's organizer (`reservedForOther`,
+//!   else the requester). The record keeps the match id as its id (for a pair without one: the
+//!   reservation's derived id). It is built with the planner (`plan` of each side's observation: the
+//!   Exchange one gives the booking, the TOPdesk one its TOPdesk link and fingerprint), so both
+//!   fingerprints are exactly what the next observations will hash, and it is inserted with one timeline
+//!   entry. In organizer mode the room copy's subject is Exchange's rewrite (the organizer's name), so the
+//!   booking takes TOPdesk's subject instead.
+//! - **ORB's item without a record and without a partner** (the record was lost, e.g. a database restored
+//!   from an older backup, and the other side's item is gone): the record is made again from the item
+//!   under its match id, with the other side unwritten, and the item's observation is enqueued, so the
+//!   worker creates the missing side again (idempotently, by the match id). When the other side shows a
+//!   *cancelled* record-less item of the same booking, the record links it and its cancellation is
+//!   enqueued instead, so ORB's item is cancelled rather than a cancelled meeting made again.
 //! - A record whose side shows a **newer modification time** than the record's watermark (Graph
 //!   `lastModifiedDateTime`, TOPdesk `modificationDate`) → *changed* (*deleted* when the item is now
 //!   cancelled). Equal or older is unchanged: ORB's own writes store the time the side answered with. When
@@ -44,46 +58,70 @@
 //!   by id: gone (404) → *deleted* ([`observe::deleted`]); still there (moved out of the window, to another
 //!   room, cancelled) → compared as above. A record without a known room-calendar event id is not checked
 //!   for an Exchange deletion (the calendar cannot say whether its copy is gone).
+//! - A record whose side **owes** the booking (see [`Owing`]) → *re-drive*: the side's write failed
+//!   (`Failed`), was cut off (`Pending` for longer than [`PENDING_GRACE_MINUTES`]), or its item disagrees
+//!   with the record (times, room, cancellation) although it did not change since ORB last processed it.
+//!   One job carries the good side's observation with the owing side's current state as its counterpart
+//!   (`None` when that side holds no item), and `"redrive": "<side>"` in the payload; the planner then
+//!   writes to the owing side whatever makes it match the record (or only marks it synced when it already
+//!   does). A change a person made to the owing side is planned as a change instead. The scheduled sweep
+//!   re-drives a `Failed` side with back-off ([`redrive_not_before`]: `failed_at` + 2^`failed_count`
+//!   minutes, at most 6 h), so a refusal mail is not re-sent every sweep, and not while a transient
+//!   failure's own `sync.retry` job is queued; [`SweepOptions::redrive_now`] (`orb sync --retry-failed`)
+//!   ignores both. [`SweepReport::owed`] lists every owing record, re-driven now or not.
 //!
 //! ## The mass-deletion guard (rule 12)
-//! The sweep counts the room's live future records it would cancel (either side cancelled or gone) and the
-//! live future records in the window. When [`orb_core::MassDeletionGuard::trips`] says so (and the caller
-//! did not approve, [`SweepOptions::approve_mass_deletion`]), those deletions are **held**: no job is
-//! enqueued for them, an audit entry [`AUDIT_MASS_DELETION_HELD`] names the room and the counts, and the
-//! report counts them in [`SweepReport::held_deletions`]. Everything else of the sweep still goes ahead.
-//! The next sweep finds the same deletions again (a full read keeps no cursor), so nothing is lost while an
-//! admin decides. Each job also carries the sweep's [`SweepStats`] in its payload (`"sweep"`), so the
-//! planner's own guard can apply once the worker reads it (today `sync` plans `sync.observation` jobs with
-//! no sweep context, which is why the sweep holds deletions itself).
+//! The guard is for deletions the sweep **infers from absence** (an item not listed and 404 by id): a
+//! listing that broke, or a room mapped to the wrong calendar, must not cancel a room's bookings. The sweep
+//! counts the room's live future records it would cancel that way and the live future records in the
+//! window. When [`orb_core::MassDeletionGuard::trips`] says so (and the caller did not approve,
+//! [`SweepOptions::approve_mass_deletion`]), those deletions are **held**: no job is enqueued for them, an
+//! audit entry [`AUDIT_MASS_DELETION_HELD`] names the room and the counts, and the report counts them in
+//! [`SweepReport::held_deletions`]. Deletions a side confirmed — the item is listed (or read) as
+//! cancelled, or the record is already cancelled and only the other side's cancellation is owed — are
+//! neither counted nor held. Everything else of the sweep still goes ahead. The next sweep finds the held
+//! deletions again (a full read keeps no cursor), so nothing is lost while an admin decides. Each job also
+//! carries the sweep's [`SweepStats`] in its payload (`"sweep"`), so the planner's own guard can apply once
+//! the worker reads it.
+//!
+//! ## A sweep in a room's lane
+//! A `reconcile.sweep` job runs in the room's lane, so the room's notifications wait while it runs. It only
+//! reads remotely (the listings, by-id reads, person look-ups for new Outlook bookings) and writes only to
+//! the store (jobs, audit, cursor, the records of pairs and of ORB's items without a record); every write
+//! to Exchange or TOPdesk happens in the jobs it enqueues. [`sweep_job`] bounds it by
+//! [`SWEEP_JOB_BUDGET`], and a sweep that fails on a passing error (or runs out of its budget) completes
+//! its job with an audit entry [`AUDIT_SWEEP_FAILED`] instead of failing it: a failed job waits for its
+//! retry at the head of its lane and would hold the room's notifications back; the next beat sweeps again.
 //!
 //! ## Invariants
 //! - **Never plans a change or writes a side inline.** Differences become jobs in the room's lane; the
-//!   only store write besides jobs, the audit log and the cursor is the insert of an onboarded pair, which
-//!   writes nothing remote.
+//!   only store writes besides jobs, the audit log and the cursor are the inserts of pairs and of ORB's
+//!   items without a record, which write nothing remote.
 //! - **Idempotent.** A sweep right after a sweep whose jobs ran enqueues nothing.
 //! - A sweep that fails part-way has enqueued only whole jobs; the next sweep finds the rest.
 //! - The cursor `reconcile.sweep.<room id>` ([`cursor_name`]) holds the time of the last completed sweep,
 //!   for observability only.
-//! - Time only from the `now` argument.
+//! - Time only from the `now` argument (the job's budget is a runtime bound, not logic).
 //! - Race note: a sweep run outside the room's lane may read a side just before the worker changes it; the
-//!   job it enqueues is then stale or an echo for the planner, and an onboarding insert that loses a race
-//!   to the worker fails on the store's unique reservation id and is skipped. Sweeps started from a
-//!   lifecycle job run inside the room's lane.
+//!   job it enqueues is then stale or an echo for the planner, and an insert that loses a race to the
+//!   worker fails on the store's unique reservation id (or match id) and is skipped. Scheduled sweeps and
+//!   sweeps started from a lifecycle job run inside the room's lane.
 //!
 //! ## Must not depend on
 //! orb-web (work comes in through the store), the wall clock, and the order in which the sides list items.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use orb_core::{
     BookingId, BookingRecord, CorrelationId, EmailAddress, Lifecycle, Mode, NewIds, Observation,
-    ObservationSource, PersonDirectory, PlanContext, RecordChange, RemoteIds, RoomId, RoomMapping,
-    RoomResponse, Side, SubjectPolicy, SweepStats, SyncStatus, TenantId, plan,
+    ObservationSource, ObservedRoom, PersonDirectory, PlanContext, RecordChange, RemoteIds, RoomId, RoomMap,
+    RoomMapping, RoomResponse, Side, SubjectPolicy, SweepStats, SyncStatus, TenantId, plan,
 };
 use orb_graph::GraphError;
 use orb_graph::model::{Event, EventType};
-use orb_store::{BookingFilter, Lane, NewAuditEntry, NewBookingEvent, NewJob, StoreError};
+use orb_store::{BookingFilter, JobStatus, Lane, NewAuditEntry, NewBookingEvent, NewJob, StoreError};
 use orb_topdesk::wire::ReservationDto;
 use orb_topdesk::{Fiql, ReservationId, TopdeskError};
 use serde_json::json;
@@ -91,20 +129,104 @@ use tracing::Instrument as _;
 
 use crate::observe::{self, ObserveContext, ObserveError, SeriesKey};
 use crate::poller::{POLL_FIELDS, POLL_PAGE_SIZE};
-use crate::sync::{AUDIT_ACTOR, JOB_SYNC_OBSERVATION, SyncDeps, SyncError, TenantRuntime};
+use crate::sync::{
+    AUDIT_ACTOR, JOB_SYNC_OBSERVATION, JOB_SYNC_RETRY, SyncDeps, SyncError, TenantRuntime, derived_booking_id,
+};
 
 /// Audit action: a sweep held deletions because of the mass-deletion guard.
 pub const AUDIT_MASS_DELETION_HELD: &str = "reconcile.mass_deletion_held";
 
-/// Audit action: a sweep that follows a lifecycle event failed (the scheduled sweep heals later).
+/// Audit action: a sweep failed on a passing error (or ran out of its budget); the next one heals.
 pub const AUDIT_SWEEP_FAILED: &str = "reconcile.sweep_failed";
 
 /// Timeline kind of the entry an onboarded pair's record starts with.
 pub const TIMELINE_ONBOARDED: &str = "decision";
 
+/// Payload key of a re-drive job naming the side that owes the booking (`"exchange"` / `"topdesk"`).
+pub const PAYLOAD_REDRIVE: &str = "redrive";
+
+/// A side left `Pending` for longer than this (a job cut off between its writes and its commit, longer
+/// than any job lease) owes the booking.
+pub const PENDING_GRACE_MINUTES: i64 = 15;
+
+/// Longest a `reconcile.sweep` job may run in its room's lane ([`sweep_job`]): far more than the reads of
+/// a room take, far less than a person waits for a booking to reach the other side.
+pub const SWEEP_JOB_BUDGET: StdDuration = StdDuration::from_secs(120);
+
 /// The name of a room's sweep cursor: `reconcile.sweep.<room id>`.
 pub fn cursor_name(room: RoomId) -> String {
     format!("reconcile.sweep.{room}")
+}
+
+/// When a scheduled sweep re-drives a side whose write failed at `failed_at` for the `failed_count`th time:
+/// `failed_at + min(2^failed_count minutes, 6 h)`. A refusal for a business reason (the room is occupied in
+/// TOPdesk) is thus tried again after 2, 4, 8 … minutes, at most every 6 hours, and its refusal mail is not
+/// sent on every sweep.
+pub fn redrive_not_before(failed_at: DateTime<Utc>, failed_count: u32) -> DateTime<Utc> {
+    let minutes = 1_i64 << failed_count.min(20);
+    failed_at + Duration::minutes(minutes).min(Duration::hours(6))
+}
+
+/// Why a side owes a booking: it does not hold what ORB decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owing {
+    /// ORB's write to it failed for good, or transiently beyond the retry limit (status `Failed`).
+    Failed,
+    /// It stayed `Pending` for longer than [`PENDING_GRACE_MINUTES`] (a write cut off).
+    Stuck,
+    /// Its item disagrees with the record (times, room, cancellation) although it did not change since ORB
+    /// last processed it.
+    Drifted,
+}
+
+impl Owing {
+    /// In words.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed => "failed",
+            Self::Stuck => "left pending",
+            Self::Drifted => "differs from the record",
+        }
+    }
+}
+
+/// The side of `record` that owes the booking by its status, why, and since when: a `Failed` side (when
+/// both failed, the side other than the last good one: `failed_processor`, else TOPdesk, so the good side
+/// is `failed_processor`'s other side, else Exchange), or a side `Pending` for longer than
+/// [`PENDING_GRACE_MINUTES`] while the other one is not. `None`: nothing owed by status (drift needs the
+/// items; the sweep finds it).
+pub fn owed_by_status(record: &BookingRecord, now: DateTime<Utc>) -> Option<(Side, Owing, DateTime<Utc>)> {
+    let failed_since = record.failed_at.unwrap_or(record.last_updated_at);
+    let is = |side: Side, status: SyncStatus| record.status(side) == status;
+    match (is(Side::Exchange, SyncStatus::Failed), is(Side::Topdesk, SyncStatus::Failed)) {
+        (true, true) => {
+            let good = record.failed_processor.map_or(Side::Exchange, Side::other);
+            return Some((good.other(), Owing::Failed, failed_since));
+        }
+        (true, false) => return Some((Side::Exchange, Owing::Failed, failed_since)),
+        (false, true) => return Some((Side::Topdesk, Owing::Failed, failed_since)),
+        (false, false) => {}
+    }
+    let stuck = record.last_updated_at + Duration::minutes(PENDING_GRACE_MINUTES) <= now;
+    match (is(Side::Exchange, SyncStatus::Pending), is(Side::Topdesk, SyncStatus::Pending)) {
+        (true, false) if stuck => Some((Side::Exchange, Owing::Stuck, record.last_updated_at)),
+        (false, true) if stuck => Some((Side::Topdesk, Owing::Stuck, record.last_updated_at)),
+        _ => None,
+    }
+}
+
+/// Whether a side's item disagrees with what the record says the booking is: start or end (to the minute),
+/// room, or live vs cancelled.
+pub fn disagrees(record: &BookingRecord, obs: &Observation, rooms: &RoomMap) -> bool {
+    let room = match &obs.room {
+        ObservedRoom::Mailbox(m) => rooms.by_mailbox(m).map(|r| r.id),
+        ObservedRoom::Location(l) => rooms.by_location(l).map(|r| r.id),
+        ObservedRoom::None => None,
+    };
+    minute(obs.start) != minute(record.start)
+        || minute(obs.end) != minute(record.end)
+        || room != Some(record.room_id)
+        || (obs.lifecycle == Lifecycle::Active) == record.cancelled
 }
 
 /// How a sweep may act beyond the defaults.
@@ -112,9 +234,12 @@ pub fn cursor_name(room: RoomId) -> String {
 pub struct SweepOptions {
     /// An admin approved this sweep's cancellations: the mass-deletion guard does not hold them.
     pub approve_mass_deletion: bool,
-    /// Only report: enqueue nothing, onboard nothing, write no audit entry or cursor; the differences are
+    /// Only report: enqueue nothing, insert no record, write no audit entry or cursor; the differences are
     /// listed in [`SweepReport::planned`] (`orb sync --dry-run`).
     pub dry_run: bool,
+    /// Re-drive every owing record now, ignoring the back-off and queued retries (`orb sync
+    /// --retry-failed`).
+    pub redrive_now: bool,
 }
 
 /// What kind of change a sweep found (and, outside a dry run, enqueued).
@@ -130,6 +255,13 @@ pub enum Difference {
     Held,
     /// An event and a reservation of the same booking, linked without writing either side.
     Paired,
+    /// An event and a reservation carrying ORB's match id whose record was lost: linked again.
+    Relinked,
+    /// ORB's item whose record was lost and whose counterpart is gone: recorded again, the counterpart
+    /// made again.
+    Recreated,
+    /// A record whose side owes the booking ([`PlannedChange::side`] is that side): written again.
+    Redrive,
 }
 
 /// One difference a sweep found, in words an operator can check before a backfill.
@@ -137,7 +269,7 @@ pub enum Difference {
 pub struct PlannedChange {
     /// What kind.
     pub difference: Difference,
-    /// The side the difference was seen on (for a pair: Exchange).
+    /// The side the difference was seen on (for a pair: Exchange; for a re-drive: the side that owes it).
     pub side: Side,
     /// The booking's start.
     pub start: DateTime<Utc>,
@@ -147,6 +279,13 @@ pub struct PlannedChange {
     pub organizer: EmailAddress,
 }
 
+const fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Exchange => "Exchange",
+        Side::Topdesk => "TOPdesk",
+    }
+}
+
 impl PlannedChange {
     fn of(difference: Difference, o: &Observation) -> Self {
         Self { difference, side: o.side, start: o.start, end: o.end, organizer: o.organizer.clone() }
@@ -154,20 +293,26 @@ impl PlannedChange {
 
     /// What ORB does about it, in words.
     pub fn action(&self) -> String {
-        let other = match self.side {
-            Side::Exchange => "TOPdesk",
-            Side::Topdesk => "Exchange",
-        };
-        let seen = match self.side {
-            Side::Exchange => "Exchange",
-            Side::Topdesk => "TOPdesk",
-        };
+        let seen = side_name(self.side);
+        let other = side_name(self.side.other());
         match self.difference {
             Difference::New => format!("new in {seen}: create it in {other}"),
             Difference::Changed => format!("changed in {seen}: update {other}"),
             Difference::Deleted => format!("gone or cancelled in {seen}: cancel it in {other}"),
             Difference::Held => format!("gone in {seen}: held by the mass-deletion guard (needs approval)"),
             Difference::Paired => "on both sides already: link them, write nothing".to_owned(),
+            Difference::Relinked => {
+                "ORB's booking on both sides (match id), its record lost: link them again, write nothing"
+                    .to_owned()
+            }
+            Difference::Recreated => {
+                format!(
+                    "ORB's item in {seen}, its record lost and {other}'s gone: record it, create it in {other}"
+                )
+            }
+            Difference::Redrive => {
+                format!("{seen} does not hold the booking as ORB decided: write it to {seen} again")
+            }
         }
     }
 }
@@ -175,19 +320,44 @@ impl PlannedChange {
 /// Jobs one sweep enqueued, by kind of difference.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobsByKind {
-    /// Items without a record.
+    /// Items without a record (and ORB's items recorded again whose counterpart is made again).
     pub new: usize,
     /// Records whose side changed.
     pub changed: usize,
     /// Records whose side cancelled or lost the item.
     pub deleted: usize,
+    /// Records re-driven: a side that owes the booking is written again.
+    pub redriven: usize,
 }
 
 impl JobsByKind {
     /// All jobs.
     pub fn total(&self) -> usize {
-        self.new + self.changed + self.deleted
+        self.new + self.changed + self.deleted + self.redriven
     }
+}
+
+/// A record whose side owes the booking (see [`Owing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedBooking {
+    /// The booking.
+    pub booking: BookingId,
+    /// The side that does not hold it as ORB decided.
+    pub side: Side,
+    /// Why.
+    pub owing: Owing,
+    /// Since when (the failure, or ORB's last change of the record).
+    pub since: DateTime<Utc>,
+    /// When a scheduled sweep re-drives it (back-off after a failure; a queued retry goes first).
+    pub due: DateTime<Utc>,
+    /// Whether this sweep re-drove it (in a dry run: would).
+    pub redriven: bool,
+    /// Why not, when it was not re-driven.
+    pub waiting: Option<String>,
+    /// The booking's start.
+    pub start: DateTime<Utc>,
+    /// The booking's end.
+    pub end: DateTime<Utc>,
 }
 
 impl SweepReport {
@@ -202,9 +372,11 @@ impl SweepReport {
             future_bookings: 0,
             jobs: JobsByKind::default(),
             paired: 0,
+            recreated: 0,
             held_deletions: 0,
             unchanged: 0,
             skipped: 0,
+            owed: Vec::new(),
             planned: Vec::new(),
         }
     }
@@ -227,14 +399,19 @@ pub struct SweepReport {
     pub future_bookings: usize,
     /// `sync.observation` jobs enqueued (in a dry run: that would be enqueued).
     pub jobs: JobsByKind,
-    /// Event + reservation pairs onboarded as one record (nothing written to either side).
+    /// Event + reservation pairs recorded as one booking (onboarded, or linked again by match id); nothing
+    /// written to either side.
     pub paired: usize,
+    /// ORB's items recorded again whose counterpart is made again (their jobs count in [`JobsByKind::new`]).
+    pub recreated: usize,
     /// Deletions held by the mass-deletion guard (no job enqueued).
     pub held_deletions: usize,
     /// Items equal to their record (or older).
     pub unchanged: usize,
     /// Items the sweep leaves alone: not a booking ORB syncs (see the module docs).
     pub skipped: usize,
+    /// Every record whose side owes the booking, re-driven now or waiting for its back-off.
+    pub owed: Vec<OwedBooking>,
     /// Every difference found, in order (filled in a dry run; empty otherwise).
     pub planned: Vec<PlannedChange>,
 }
@@ -282,11 +459,55 @@ pub async fn sweep_tenant(
     Ok(out)
 }
 
+/// Runs one scheduled `reconcile.sweep` job of `room` (see "A sweep in a room's lane" in the module docs):
+/// the sweep over [`lifecycle_window`], bounded by `budget` ([`SWEEP_JOB_BUDGET`] in production). A passing
+/// failure, or a sweep that runs out of its budget, is not an error: it is logged and audited
+/// ([`AUDIT_SWEEP_FAILED`]) and the job completes, so the lane moves on and the next beat sweeps again. A
+/// permanent failure is the job's error (not retryable: the job is dead, the lane moves on too). Returns
+/// what the sweep did, in words.
+pub async fn sweep_job(
+    deps: &SyncDeps,
+    tenant: TenantId,
+    room: RoomId,
+    budget: StdDuration,
+) -> Result<String, SyncError> {
+    let runtime = deps.tenant(tenant)?;
+    let now = deps.clock.now();
+    let window = lifecycle_window(&runtime.policy, now);
+    let failure = match tokio::time::timeout(budget, sweep_room(deps, tenant, room, window, now)).await {
+        Ok(Ok(report)) => {
+            return Ok(format!(
+                "swept: {} job(s) enqueued ({} re-drive(s)), {} pair(s) linked, {} deletion(s) held",
+                report.jobs.total(),
+                report.jobs.redriven,
+                report.paired,
+                report.held_deletions
+            ));
+        }
+        Ok(Err(e)) if !e.is_retryable() => return Err(e),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("the sweep took longer than {} s and was stopped", budget.as_secs()),
+    };
+    tracing::warn!(tenant = %tenant, room = %room, error = %failure, "sweep failed; the next beat sweeps again");
+    let entry = NewAuditEntry {
+        tenant_id: Some(tenant),
+        at: deps.clock.now(),
+        actor: AUDIT_ACTOR.to_owned(),
+        action: AUDIT_SWEEP_FAILED.to_owned(),
+        target: format!("room {room}: {failure}"),
+        ip: None,
+    };
+    if let Err(e) = deps.store.append_audit(&entry).await {
+        tracing::warn!(error = %e, "the failed sweep could not be audited");
+    }
+    Ok(format!("sweep failed ({failure}); the next beat sweeps again"))
+}
+
 /// Sweeps `room` of `tenant` over `window` (see the module docs): reads the room's calendar, its TOPdesk
 /// reservations and its records, enqueues one `sync.observation` job per difference in the room's lane,
-/// onboards matching pairs, holds deletions the mass-deletion guard stops, and sets the room's sweep
-/// cursor to `now`. A room that is not mapped and enabled (in the runtime and the store) is not swept
-/// ([`SweepReport::swept`] is `false`).
+/// records pairs and ORB's items without a record, re-drives records a side owes, holds deletions the
+/// mass-deletion guard stops, and sets the room's sweep cursor to `now`. A room that is not mapped and
+/// enabled (in the runtime and the store) is not swept ([`SweepReport::swept`] is `false`).
 pub async fn sweep_room_with(
     deps: &SyncDeps,
     tenant: TenantId,
@@ -327,7 +548,9 @@ async fn sweep_mapped(
     sweep.compare_exchange(&mut report).await?;
     sweep.compare_topdesk(&mut report).await?;
     sweep.check_gone(&mut report).await?;
+    sweep.redrive(&mut report, options).await?;
     sweep.pair(&mut report, options).await?;
+    sweep.adopt_orphans(&mut report, options).await?;
     sweep.finish(&mut report, options).await?;
     if !options.dry_run {
         deps.store.set_cursor(runtime.tenant_id, &cursor_name(mapping.id), &now.to_rfc3339(), now).await?;
@@ -339,7 +562,10 @@ async fn sweep_mapped(
         new = report.jobs.new,
         changed = report.jobs.changed,
         deleted = report.jobs.deleted,
+        redriven = report.jobs.redriven,
+        owed = report.owed.len(),
         paired = report.paired,
+        recreated = report.recreated,
         held = report.held_deletions,
         "room swept"
     );
@@ -408,6 +634,28 @@ fn minute(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(Duration::minutes(1)).unwrap_or(at)
 }
 
+/// The key of the pairing by times: start and end to the minute, and the organizer.
+fn time_key(o: &Observation) -> (DateTime<Utc>, DateTime<Utc>, EmailAddress) {
+    (minute(o.start), minute(o.end), o.organizer.clone())
+}
+
+/// Whether two record-less items of both sides are one booking by ORB's match id: one carries the id the
+/// other carries, or the id the other's first observation gives ([`derived_booking_id`]).
+fn same_match_id(tenant: TenantId, a: &Observation, b: &Observation) -> bool {
+    let carried = |o: &Observation| o.orb_match_id;
+    let known = |o: &Observation| [o.orb_match_id, derived_booking_id(tenant, o)];
+    carried(a).is_some_and(|id| known(b).contains(&Some(id)))
+        || carried(b).is_some_and(|id| known(a).contains(&Some(id)))
+}
+
+/// Whether two record-less items of both sides are one booking by their times and organizer (and do not
+/// carry different match ids).
+fn same_times(a: &Observation, b: &Observation) -> bool {
+    let different_ids =
+        a.orb_match_id.is_some() && b.orb_match_id.is_some() && a.orb_match_id != b.orb_match_id;
+    !different_ids && time_key(a) == time_key(b)
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // the sweep of one room
 // ---------------------------------------------------------------------------------------------------------
@@ -417,8 +665,13 @@ struct Pending {
     observation: Observation,
     correlation: Option<CorrelationId>,
     kind: Kind,
-    /// The live, future record it would cancel (counted by the guard).
+    /// The live, future record it would cancel on a deletion inferred from absence (counted and held by the
+    /// guard).
     cancels: Option<BookingId>,
+    /// For a re-drive: the side that owes the booking.
+    redrive: Option<Side>,
+    /// Already listed in [`SweepReport::planned`] when it was found.
+    listed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,6 +679,7 @@ enum Kind {
     New,
     Changed,
     Deleted,
+    Redrive,
 }
 
 /// What the sweep saw of one record.
@@ -437,6 +691,43 @@ struct Seen {
     exchange_change: Option<Observation>,
     /// A newer TOPdesk version (or its disappearance).
     topdesk_change: Option<Observation>,
+    /// The Exchange change is the event's absence (not listed, 404 by id): a deletion inferred.
+    exchange_absent: bool,
+    /// The TOPdesk change is the reservation's absence: a deletion inferred.
+    topdesk_absent: bool,
+    /// The room event as it is, when it is not newer than the record's watermark.
+    exchange_now: Option<Observation>,
+    /// The reservation read in full, when it is not newer than the record's watermark.
+    topdesk_now: Option<Observation>,
+    /// The listed reservation: its id and listed start.
+    topdesk_listed: Option<(ReservationId, Option<DateTime<Utc>>)>,
+}
+
+impl Seen {
+    fn change(&self, side: Side) -> Option<&Observation> {
+        match side {
+            Side::Exchange => self.exchange_change.as_ref(),
+            Side::Topdesk => self.topdesk_change.as_ref(),
+        }
+    }
+
+    fn absent(&self, side: Side) -> bool {
+        match side {
+            Side::Exchange => self.exchange_absent,
+            Side::Topdesk => self.topdesk_absent,
+        }
+    }
+}
+
+/// One side's item of a record, as far as the sweep can tell (short-lived: one per read, never stored).
+#[allow(clippy::large_enum_variant)]
+enum Current {
+    /// The item, observed; `absent`: the observation is the item's absence (a deletion inferred).
+    Item { observation: Observation, absent: bool },
+    /// The side holds no item of the booking (gone, or never made).
+    Nothing,
+    /// The item exists but is not a booking the sweep can observe (or its id is not the side's): left alone.
+    Unknown,
 }
 
 struct Sweep<'a> {
@@ -451,8 +742,14 @@ struct Sweep<'a> {
     /// Records by match id: those listed plus any found by id on the way (moved in from elsewhere).
     by_id: BTreeMap<BookingId, BookingRecord>,
     seen: BTreeMap<BookingId, Seen>,
+    /// Live room events without a record (ORB's own ones included).
     new_events: Vec<Observation>,
+    /// Live reservations without a record, with the id of the person they are for.
     new_reservations: Vec<(Observation, Option<String>)>,
+    /// Cancelled items without a record (the counterparts ORB's items without a record may have).
+    cancelled_items: Vec<Observation>,
+    /// Re-drives and the jobs of ORB's items recorded again, waiting for [`Sweep::finish`].
+    pending: Vec<Pending>,
 }
 
 impl<'a> Sweep<'a> {
@@ -477,6 +774,8 @@ impl<'a> Sweep<'a> {
             seen: BTreeMap::new(),
             new_events: Vec::new(),
             new_reservations: Vec::new(),
+            cancelled_items: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -561,6 +860,21 @@ impl<'a> Sweep<'a> {
         }))
     }
 
+    /// The record of ORB's item by its match id, when it is not among the listed records.
+    async fn record_by_match_id(&mut self, match_id: BookingId) -> Result<Option<BookingId>, SyncError> {
+        if self.by_id.contains_key(&match_id) {
+            return Ok(Some(match_id));
+        }
+        match self.deps.store.get_booking(self.tenant(), match_id).await {
+            Ok(rec) => {
+                self.by_id.insert(match_id, rec);
+                Ok(Some(match_id))
+            }
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The record of a listed reservation, from the listed records first, then the store.
     async fn record_of_reservation(&mut self, r: &ReservationDto) -> Result<Option<BookingId>, SyncError> {
         let Some(id) = r.id.map(|i| i.to_string()) else { return Ok(None) };
@@ -572,22 +886,17 @@ impl<'a> Sweep<'a> {
             return Ok(Some(rec.id));
         }
         let store = &self.deps.store;
-        let mut found =
-            store.find_booking(self.tenant(), &orb_store::BookingKey::TopdeskReservation(&id)).await?;
-        if found.is_none()
-            && let Some(match_id) = match_id
+        if let Some(found) =
+            store.find_booking(self.tenant(), &orb_store::BookingKey::TopdeskReservation(&id)).await?
         {
-            found = match store.get_booking(self.tenant(), match_id).await {
-                Ok(rec) => Some(rec),
-                Err(StoreError::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            };
+            let rid = found.id;
+            self.by_id.entry(rid).or_insert(found);
+            return Ok(Some(rid));
         }
-        Ok(found.map(|rec| {
-            let id = rec.id;
-            self.by_id.entry(id).or_insert(rec);
-            id
-        }))
+        match match_id {
+            Some(match_id) => self.record_by_match_id(match_id).await,
+            None => Ok(None),
+        }
     }
 
     /// An Exchange observation as the worker must see it: in organizer mode the room copy's subject is
@@ -614,33 +923,43 @@ impl<'a> Sweep<'a> {
     async fn compare_exchange(&mut self, report: &mut SweepReport) -> Result<(), SyncError> {
         let events = std::mem::take(&mut self.events);
         for event in &events {
-            let record_id = self.record_of_event(event).await?;
-            if let Some(id) = record_id {
-                self.seen.entry(id).or_default().exchange = true;
-            }
+            let mut record_id = self.record_of_event(event).await?;
             let obs = match observe_event(self.runtime, self.mailbox(), event) {
                 Ok(o) => o,
                 Err(e) => {
+                    if let Some(id) = record_id {
+                        self.seen.entry(id).or_default().exchange = true;
+                    }
                     tracing::debug!(event = ?event.id, error = %e, "room event is not a booking the sweep syncs");
                     report.skipped += 1;
                     continue;
                 }
             };
+            if record_id.is_none()
+                && let Some(match_id) = obs.orb_match_id
+            {
+                record_id = self.record_by_match_id(match_id).await?;
+            }
+            if let Some(id) = record_id {
+                self.seen.entry(id).or_default().exchange = true;
+            }
             match record_id.and_then(|id| self.by_id.get(&id)).cloned() {
                 Some(record) => {
+                    let obs = self.as_worker_sees(obs, Some(&record));
+                    let seen = self.seen.entry(record.id).or_default();
                     if Self::is_newer(&record, Side::Exchange, obs.modified_at) {
-                        let obs = self.as_worker_sees(obs, Some(&record));
-                        self.seen.entry(record.id).or_default().exchange_change = Some(obs);
+                        seen.exchange_change = Some(obs);
                     } else {
+                        seen.exchange_now = Some(obs);
                         report.unchanged += 1;
                     }
                 }
+                None if self.worth_recording(&obs) => self.new_events.push(obs),
                 None => {
-                    if self.worth_creating(&obs) {
-                        self.new_events.push(obs);
-                    } else {
-                        report.skipped += 1;
+                    if obs.lifecycle != Lifecycle::Active {
+                        self.cancelled_items.push(obs);
                     }
+                    report.skipped += 1;
                 }
             }
         }
@@ -648,10 +967,10 @@ impl<'a> Sweep<'a> {
         Ok(())
     }
 
-    /// Whether an item without a record is one the planner would record (see the module docs).
-    fn worth_creating(&self, obs: &Observation) -> bool {
+    /// Whether an item without a record is one the planner would record (see the module docs); ORB's own
+    /// items (carrying a match id) are recorded by the sweep itself.
+    fn worth_recording(&self, obs: &Observation) -> bool {
         obs.lifecycle == Lifecycle::Active
-            && obs.orb_match_id.is_none()
             && obs.end > obs.start
             && obs.end > self.now
             && obs.start <= self.now + self.runtime.policy.horizon
@@ -669,7 +988,9 @@ impl<'a> Sweep<'a> {
             };
             let record_id = self.record_of_reservation(summary).await?;
             if let Some(rid) = record_id {
-                self.seen.entry(rid).or_default().topdesk = true;
+                let seen = self.seen.entry(rid).or_default();
+                seen.topdesk = true;
+                seen.topdesk_listed = Some((id, summary.planned_start_date));
                 let record = &self.by_id[&rid];
                 if !Self::is_newer(record, Side::Topdesk, modified) {
                     report.unchanged += 1;
@@ -690,7 +1011,7 @@ impl<'a> Sweep<'a> {
             };
             match record_id {
                 Some(rid) => self.seen.entry(rid).or_default().topdesk_change = Some(obs),
-                None if self.worth_creating(&obs) => {
+                None if self.worth_recording(&obs) => {
                     // The person the booking is for: only needed to plan the pair's record (nothing is written).
                     let requester = full
                         .reserved_for_other
@@ -700,7 +1021,12 @@ impl<'a> Sweep<'a> {
                         .map(|p| p.to_string());
                     self.new_reservations.push((obs, requester));
                 }
-                None => report.skipped += 1,
+                None => {
+                    if obs.lifecycle != Lifecycle::Active {
+                        self.cancelled_items.push(obs);
+                    }
+                    report.skipped += 1;
+                }
             }
         }
         self.reservations = listed;
@@ -725,106 +1051,328 @@ impl<'a> Sweep<'a> {
             let (seen_ex, seen_td) = seen.map_or((false, false), |s| (s.exchange, s.topdesk));
             if !seen_ex
                 && record.exchange_status == SyncStatus::Synced
-                && let Some(event_id) = record.exchange.room_event_id.clone()
+                && record.exchange.room_event_id.is_some()
             {
-                let change = match self.runtime.graph.get_event(self.mailbox(), &event_id, self.corr()).await
-                {
-                    Ok(event) => match observe_event(self.runtime, self.mailbox(), &event) {
-                        Ok(obs) if Self::is_newer(record, Side::Exchange, obs.modified_at) => {
-                            Some(self.as_worker_sees(obs, Some(record)))
-                        }
-                        Ok(_) => {
+                match self.exchange_by_id(record).await? {
+                    Current::Item { observation, absent } => {
+                        let seen = self.seen.entry(record.id).or_default();
+                        if absent || Self::is_newer(record, Side::Exchange, observation.modified_at) {
+                            seen.exchange_change = Some(observation);
+                            seen.exchange_absent = absent;
+                        } else {
+                            seen.exchange_now = Some(observation);
                             report.unchanged += 1;
-                            None
                         }
-                        Err(e) => {
-                            tracing::debug!(event = %event_id, error = %e, "record's room event not observable");
-                            report.skipped += 1;
-                            None
-                        }
-                    },
-                    Err(GraphError::NotFound { .. }) => {
-                        let ids = RemoteIds { event_id: Some(event_id), ..RemoteIds::default() };
-                        Some(observe_gone(self.runtime, Side::Exchange, ids, record, self.now))
                     }
-                    Err(e) => return Err(e.into()),
-                };
-                if let Some(obs) = change {
-                    self.seen.entry(record.id).or_default().exchange_change = Some(obs);
+                    Current::Nothing => {}
+                    Current::Unknown => report.skipped += 1,
                 }
             }
             if !seen_td
                 && record.topdesk_status == SyncStatus::Synced
-                && let Some(text) = record.topdesk.reservation_id.clone()
+                && record.topdesk.reservation_id.is_some()
             {
-                let Ok(id) = text.parse::<ReservationId>() else {
-                    tracing::warn!(reservation = %text, "record's reservation id is not a TOPdesk id");
-                    continue;
-                };
-                let change = match self.read_reservation(id).await? {
-                    Some(full) => match observe_reservation(self.runtime, &full) {
-                        Ok(obs) if Self::is_newer(record, Side::Topdesk, obs.modified_at) => Some(obs),
-                        Ok(_) => {
+                match self.topdesk_by_id(record, None).await? {
+                    Current::Item { observation, absent } => {
+                        let seen = self.seen.entry(record.id).or_default();
+                        if absent || Self::is_newer(record, Side::Topdesk, observation.modified_at) {
+                            seen.topdesk_change = Some(observation);
+                            seen.topdesk_absent = absent;
+                        } else {
+                            seen.topdesk_now = Some(observation);
                             report.unchanged += 1;
-                            None
                         }
-                        Err(e) => {
-                            tracing::debug!(reservation = %text, error = %e, "record's reservation not observable");
-                            report.skipped += 1;
-                            None
-                        }
-                    },
-                    None => {
-                        let ids = RemoteIds { reservation_id: Some(text), ..RemoteIds::default() };
-                        Some(observe_gone(self.runtime, Side::Topdesk, ids, record, self.now))
                     }
-                };
-                if let Some(obs) = change {
-                    self.seen.entry(record.id).or_default().topdesk_change = Some(obs);
+                    Current::Nothing => {}
+                    Current::Unknown => report.skipped += 1,
                 }
             }
         }
         Ok(())
     }
 
-    /// Pairs new events with new reservations of the same booking and onboards each pair as one record.
-    async fn pair(&mut self, report: &mut SweepReport, options: SweepOptions) -> Result<(), SyncError> {
-        let events = std::mem::take(&mut self.new_events);
-        let mut reservations: Vec<Option<(Observation, Option<String>)>> =
-            std::mem::take(&mut self.new_reservations).into_iter().map(Some).collect();
-        let key = |o: &Observation| (minute(o.start), minute(o.end), o.organizer.clone());
-        for event in events {
-            let partner =
-                reservations.iter().position(|r| r.as_ref().is_some_and(|(t, _)| key(t) == key(&event)));
-            let Some(index) = partner else {
-                self.new_events.push(event);
-                continue;
-            };
-            let Some((reservation, requester)) = reservations[index].take() else { continue };
-            if options.dry_run {
-                report.paired += 1;
-                report.planned.push(PlannedChange::of(Difference::Paired, &event));
-                continue;
+    /// The record's room event read by its id: observed, or its absence (404) as a deletion observation.
+    async fn exchange_by_id(&self, record: &BookingRecord) -> Result<Current, SyncError> {
+        let Some(event_id) = record.exchange.room_event_id.clone() else { return Ok(Current::Nothing) };
+        match self.runtime.graph.get_event(self.mailbox(), &event_id, self.corr()).await {
+            Ok(event) => match observe_event(self.runtime, self.mailbox(), &event) {
+                Ok(obs) => {
+                    Ok(Current::Item { observation: self.as_worker_sees(obs, Some(record)), absent: false })
+                }
+                Err(e) => {
+                    tracing::debug!(event = %event_id, error = %e, "record's room event not observable");
+                    Ok(Current::Unknown)
+                }
+            },
+            Err(GraphError::NotFound { .. }) => {
+                let ids = RemoteIds { event_id: Some(event_id), ..RemoteIds::default() };
+                let observation = observe_gone(self.runtime, Side::Exchange, ids, record, self.now);
+                Ok(Current::Item { observation, absent: true })
             }
-            match self.onboard(&event, &reservation, requester).await? {
-                true => report.paired += 1,
-                false => report.skipped += 2,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The record's reservation (or `listed`, the one the listing matched to it) read in full by its id:
+    /// observed, or its absence (404) as a deletion observation.
+    async fn topdesk_by_id(
+        &self,
+        record: &BookingRecord,
+        listed: Option<ReservationId>,
+    ) -> Result<Current, SyncError> {
+        let id = match (listed, record.topdesk.reservation_id.as_deref()) {
+            (Some(id), _) => id,
+            (None, None) => return Ok(Current::Nothing),
+            (None, Some(text)) => match text.parse::<ReservationId>() {
+                Ok(id) => id,
+                Err(_) => {
+                    tracing::warn!(reservation = %text, "record's reservation id is not a TOPdesk id");
+                    return Ok(Current::Unknown);
+                }
+            },
+        };
+        match self.read_reservation(id).await? {
+            Some(full) => match observe_reservation(self.runtime, &full) {
+                Ok(observation) => Ok(Current::Item { observation, absent: false }),
+                Err(e) => {
+                    tracing::debug!(reservation = %id, error = %e, "record's reservation not observable");
+                    Ok(Current::Unknown)
+                }
+            },
+            None => {
+                let ids = RemoteIds { reservation_id: Some(id.to_string()), ..RemoteIds::default() };
+                let observation = observe_gone(self.runtime, Side::Topdesk, ids, record, self.now);
+                Ok(Current::Item { observation, absent: true })
             }
         }
+    }
+
+    /// One side's item of a record as it is now: the change or state the comparison found, else read by id.
+    async fn current(&mut self, record: &BookingRecord, side: Side) -> Result<Current, SyncError> {
+        let seen = self.seen.entry(record.id).or_default();
+        if let Some(change) = seen.change(side) {
+            return Ok(Current::Item { observation: change.clone(), absent: seen.absent(side) });
+        }
+        match side {
+            Side::Exchange => {
+                if let Some(now) = &seen.exchange_now {
+                    return Ok(Current::Item { observation: now.clone(), absent: false });
+                }
+                if seen.exchange {
+                    return Ok(Current::Unknown); // listed, but not a booking the sweep observes
+                }
+                self.exchange_by_id(record).await
+            }
+            Side::Topdesk => {
+                if let Some(now) = &seen.topdesk_now {
+                    return Ok(Current::Item { observation: now.clone(), absent: false });
+                }
+                let listed = seen.topdesk_listed.map(|(id, _)| id);
+                let current = self.topdesk_by_id(record, listed).await?;
+                if let Current::Item { observation, absent: false } = &current {
+                    self.seen.entry(record.id).or_default().topdesk_now = Some(observation.clone());
+                }
+                Ok(current)
+            }
+        }
+    }
+
+    /// The side of a record (with both sides synced and live) whose item disagrees with the record although
+    /// it did not change since ORB last processed it. A reservation is read in full only when its listed
+    /// start disagrees.
+    async fn drifted(&mut self, record: &BookingRecord) -> Result<Option<Side>, SyncError> {
+        if record.cancelled
+            || record.exchange_status != SyncStatus::Synced
+            || record.topdesk_status != SyncStatus::Synced
+        {
+            return Ok(None);
+        }
+        let rooms = &self.runtime.rooms;
+        let (exchange, topdesk_now, listed_start_differs) = {
+            let Some(seen) = self.seen.get(&record.id) else { return Ok(None) };
+            if seen.exchange_change.is_some() || seen.topdesk_change.is_some() {
+                return Ok(None); // changes are planned as changes
+            }
+            let exchange = seen.exchange_now.as_ref().is_some_and(|o| disagrees(record, o, rooms));
+            let listed_start_differs = seen
+                .topdesk_listed
+                .is_some_and(|(_, start)| start.is_some_and(|s| minute(s) != minute(record.start)));
+            (exchange, seen.topdesk_now.clone(), listed_start_differs)
+        };
+        let topdesk = match (topdesk_now, listed_start_differs) {
+            (Some(now), _) => disagrees(record, &now, rooms),
+            (None, true) => match self.current(record, Side::Topdesk).await? {
+                Current::Item { observation, absent: false } => {
+                    disagrees(record, &observation, &self.runtime.rooms)
+                }
+                _ => false,
+            },
+            (None, false) => false,
+        };
+        Ok(match (exchange, topdesk) {
+            (true, false) => Some(Side::Exchange),
+            (false, true) => Some(Side::Topdesk),
+            _ => None,
+        })
+    }
+
+    /// Bookings whose transient failure's own `sync.retry` job is queued (it goes first).
+    async fn retrying(&self) -> Result<BTreeSet<BookingId>, SyncError> {
+        let queued = self.deps.store.list_jobs(self.tenant(), JobStatus::Queued).await?;
+        Ok(queued
+            .iter()
+            .filter(|j| j.kind == JOB_SYNC_RETRY)
+            .filter_map(|j| j.payload["booking_id"].as_str()?.parse().ok())
+            .collect())
+    }
+
+    /// Finds the records a side owes and re-drives them (see the module docs): one job with the good side's
+    /// observation and the owing side's current state as its counterpart.
+    async fn redrive(&mut self, report: &mut SweepReport, options: SweepOptions) -> Result<(), SyncError> {
+        let future: BTreeSet<BookingId> =
+            self.records.iter().filter(|r| !r.cancelled && r.end > self.now).map(|r| r.id).collect();
+        let mut retrying: Option<BTreeSet<BookingId>> = None;
+        for record in self.records.clone() {
+            let owed = match owed_by_status(&record, self.now) {
+                Some(owed) => Some(owed),
+                None => {
+                    self.drifted(&record).await?.map(|side| (side, Owing::Drifted, record.last_updated_at))
+                }
+            };
+            let Some((side, owing, since)) = owed else { continue };
+            if self.seen.get(&record.id).is_some_and(|s| s.change(side).is_some()) {
+                continue; // a person changed the owing side: planned as a change
+            }
+            let due = match (owing, record.failed_at) {
+                (Owing::Failed, Some(at)) => redrive_not_before(at, record.failed_count),
+                _ => self.now,
+            };
+            let mut entry = OwedBooking {
+                booking: record.id,
+                side,
+                owing,
+                since,
+                due,
+                redriven: false,
+                waiting: None,
+                start: record.start,
+                end: record.end,
+            };
+            if !options.redrive_now {
+                if due > self.now {
+                    entry.waiting = Some(format!("back-off after {} failure(s)", record.failed_count));
+                    report.owed.push(entry);
+                    continue;
+                }
+                if retrying.is_none() {
+                    retrying = Some(self.retrying().await?);
+                }
+                if retrying.as_ref().is_some_and(|r| r.contains(&record.id)) {
+                    entry.waiting = Some("its retry is queued".to_owned());
+                    report.owed.push(entry);
+                    continue;
+                }
+            }
+            let good = side.other();
+            let (main, absent) = match self.current(&record, good).await? {
+                Current::Item { observation, absent } => (observation, absent),
+                Current::Nothing | Current::Unknown => {
+                    entry.waiting = Some(format!("{} shows no item ORB can read", side_name(good)));
+                    report.owed.push(entry);
+                    continue;
+                }
+            };
+            let counterpart = match self.current(&record, side).await? {
+                Current::Item { observation, absent: false } => Some(observation),
+                Current::Item { absent: true, .. } | Current::Nothing => None,
+                Current::Unknown => {
+                    entry.waiting = Some(format!("{}'s item is not one ORB can read", side_name(side)));
+                    report.owed.push(entry);
+                    continue;
+                }
+            };
+            let cancelling = main.lifecycle != Lifecycle::Active;
+            let observation =
+                Observation { orb_match_id: Some(record.id), counterpart: counterpart.map(Box::new), ..main };
+            if options.dry_run {
+                report
+                    .planned
+                    .push(PlannedChange { side, ..PlannedChange::of(Difference::Redrive, &observation) });
+            }
+            self.pending.push(Pending {
+                observation,
+                correlation: Some(record.correlation_id),
+                kind: Kind::Redrive,
+                cancels: (cancelling && absent && future.contains(&record.id)).then_some(record.id),
+                redrive: Some(side),
+                listed: true,
+            });
+            // The re-drive carries whatever the comparison found for this record.
+            self.seen.remove(&record.id);
+            entry.redriven = true;
+            report.owed.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Pairs new events with new reservations of the same booking and records each pair as one booking:
+    /// first by ORB's match id, then by times and organizer.
+    async fn pair(&mut self, report: &mut SweepReport, options: SweepOptions) -> Result<(), SyncError> {
+        let tenant = self.tenant();
+        let mut events: Vec<Option<Observation>> =
+            std::mem::take(&mut self.new_events).into_iter().map(Some).collect();
+        let mut reservations: Vec<Option<(Observation, Option<String>)>> =
+            std::mem::take(&mut self.new_reservations).into_iter().map(Some).collect();
+        for by_match_id in [true, false] {
+            for slot in &mut events {
+                let Some(event) = slot.as_ref() else { continue };
+                let partner = reservations.iter().position(|r| {
+                    r.as_ref().is_some_and(|(t, _)| {
+                        if by_match_id { same_match_id(tenant, event, t) } else { same_times(event, t) }
+                    })
+                });
+                let Some(index) = partner else { continue };
+                let (Some(event), Some((reservation, requester))) = (slot.take(), reservations[index].take())
+                else {
+                    continue;
+                };
+                let relinked = event.orb_match_id.is_some() || reservation.orb_match_id.is_some();
+                if options.dry_run {
+                    report.paired += 1;
+                    let difference = if relinked { Difference::Relinked } else { Difference::Paired };
+                    report.planned.push(PlannedChange::of(difference, &event));
+                    continue;
+                }
+                let id = event
+                    .orb_match_id
+                    .or(reservation.orb_match_id)
+                    .or_else(|| derived_booking_id(tenant, &reservation))
+                    .unwrap_or_else(|| BookingId::generate(self.now));
+                match self.onboard(&event, &reservation, requester, id).await? {
+                    true => report.paired += 1,
+                    false => report.skipped += 2,
+                }
+            }
+        }
+        self.new_events = events.into_iter().flatten().collect();
         self.new_reservations = reservations.into_iter().flatten().collect();
         Ok(())
     }
 
-    /// Inserts one record linked to both items of a pair (nothing is written to either side). `false`
+    /// Inserts one record `id` linked to both items of a pair (nothing is written to either side). `false`
     /// when the planner would not make a booking of them or a record appeared meanwhile.
     async fn onboard(
         &self,
         event: &Observation,
         reservation: &Observation,
         requester: Option<String>,
+        id: BookingId,
     ) -> Result<bool, SyncError> {
         let policy = &self.runtime.policy;
-        let mut event = event.clone();
+        // The items are planned as a new booking of each side (ORB's match id says "made by ORB", which the
+        // planner refuses to make a record of: the sweep is doing exactly that).
+        let mut event = Observation { orb_match_id: None, ..event.clone() };
+        let reservation = Observation { orb_match_id: None, ..reservation.clone() };
         if policy.mode == Mode::Organizer {
             // The room copy's subject is Exchange's rewrite; TOPdesk's is the booking's (unless it is only
             // the neutral room-side text).
@@ -833,18 +1381,18 @@ impl<'a> Sweep<'a> {
                 _ => reservation.subject.clone(),
             };
         }
-        let persons = PersonDirectory::new(requester.map(|id| (event.organizer.clone(), id)));
+        let persons = PersonDirectory::new(requester.map(|p| (event.organizer.clone(), p)));
         let ctx = PlanContext {
             tenant_id: self.tenant(),
             policy,
             rooms: &self.runtime.rooms,
             persons: &persons,
             now: self.now,
-            new_ids: NewIds { booking: BookingId::generate(self.now), correlation: self.corr() },
+            new_ids: NewIds { booking: id, correlation: self.corr() },
             sweep: None,
         };
         let (RecordChange::Create(mut record), RecordChange::Create(from_topdesk)) =
-            (plan(None, &event, &ctx).record, plan(None, reservation, &ctx).record)
+            (plan(None, &event, &ctx).record, plan(None, &reservation, &ctx).record)
         else {
             tracing::info!("a matching event and reservation the planner would not book; left alone");
             return Ok(false);
@@ -859,56 +1407,234 @@ impl<'a> Sweep<'a> {
             side: None,
             detail: json!({
                 "detail": "onboarded by the reconciliation sweep: the room's event and the TOPdesk reservation \
-                           (same room, times and organizer) are one booking; nothing written",
+                           (same booking by match id, or same room, times and organizer) are one booking; \
+                           nothing written",
                 "event_id": event.ids.event_id,
                 "reservation_id": reservation.ids.reservation_id,
             }),
         };
-        match self.deps.store.insert_booking(&record, &[entry], &[], self.now).await {
+        self.insert(&record, entry).await
+    }
+
+    /// Inserts a record the sweep made; `false` when one appeared meanwhile.
+    async fn insert(&self, record: &BookingRecord, entry: NewBookingEvent) -> Result<bool, SyncError> {
+        match self.deps.store.insert_booking(record, &[entry], &[], self.now).await {
             Ok(stored) => {
-                tracing::info!(booking = %stored.id, "event and reservation onboarded as one booking");
+                tracing::info!(booking = %stored.id, "booking recorded by the sweep");
                 Ok(true)
             }
             Err(StoreError::AlreadyExists { what } | StoreError::Conflict { what, .. }) => {
-                tracing::info!(%what, "a record for the pair appeared meanwhile; not onboarded");
+                tracing::info!(%what, "a record for the items appeared meanwhile; not recorded");
                 Ok(false)
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Applies the guard and enqueues the jobs: deletions first, then changes, then new items.
+    /// ORB's items (carrying a match id) that no record knows and that no item of the other side paired
+    /// with: recorded again under their match id, and the other side made again — or, when the other side
+    /// shows a cancelled item of the same booking, that cancellation carried over.
+    async fn adopt_orphans(
+        &mut self,
+        report: &mut SweepReport,
+        options: SweepOptions,
+    ) -> Result<(), SyncError> {
+        let tenant = self.tenant();
+        let (orphan_events, events): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.new_events).into_iter().partition(|o| o.orb_match_id.is_some());
+        let (orphan_reservations, reservations): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.new_reservations)
+                .into_iter()
+                .partition(|(o, _)| o.orb_match_id.is_some());
+        self.new_events = events;
+        self.new_reservations = reservations;
+        let orphans = orphan_events.into_iter().map(|o| (o, None)).chain(orphan_reservations);
+        for (orphan, requester) in orphans {
+            let Some(id) = orphan.orb_match_id else { continue };
+            let partner = self
+                .cancelled_items
+                .iter()
+                .find(|c| {
+                    c.side != orphan.side && (same_match_id(tenant, &orphan, c) || same_times(&orphan, c))
+                })
+                .cloned();
+            let (job, kind, difference) = match &partner {
+                Some(cancelled) => (cancelled.clone(), Kind::Deleted, Difference::Deleted),
+                None => (orphan.clone(), Kind::New, Difference::Recreated),
+            };
+            if options.dry_run {
+                report.recreated += usize::from(partner.is_none());
+                report.planned.push(PlannedChange::of(difference, &job));
+                self.pending_job(job, None, kind);
+                continue;
+            }
+            let requester = match (orphan.side, requester) {
+                (Side::Exchange, _) => self.requester(&orphan.organizer).await?,
+                (Side::Topdesk, requester) => requester,
+            };
+            let Some(record) = self.adopt(&orphan, requester, id, partner.as_ref()) else {
+                report.skipped += 1;
+                continue;
+            };
+            let entry = NewBookingEvent {
+                at: self.now,
+                kind: TIMELINE_ONBOARDED.to_owned(),
+                side: Some(orphan.side),
+                detail: json!({
+                    "detail": if partner.is_some() {
+                        "recorded again by the reconciliation sweep: ORB's item carries this match id but no \
+                         record knew it (a restored database?); the other side's item is cancelled, so ORB's \
+                         is cancelled too"
+                    } else {
+                        "recorded again by the reconciliation sweep: ORB's item carries this match id but no \
+                         record knew it (a restored database?) and the other side's item is gone; it is made \
+                         again"
+                    },
+                    "event_id": orphan.ids.event_id,
+                    "reservation_id": orphan.ids.reservation_id,
+                }),
+            };
+            if !self.insert(&record, entry).await? {
+                report.skipped += 1;
+                continue;
+            }
+            report.recreated += usize::from(partner.is_none());
+            self.pending_job(job, Some(record.correlation_id), kind);
+        }
+        Ok(())
+    }
+
+    /// Queues the job of an item recorded again (listed already). The worker finds the record by the item's
+    /// ids; the match id is left out, since the planner takes an item carrying one for ORB's own echo.
+    fn pending_job(&mut self, observation: Observation, correlation: Option<CorrelationId>, kind: Kind) {
+        self.pending.push(Pending {
+            observation: Observation { orb_match_id: None, ..observation },
+            correlation,
+            kind,
+            cancels: None,
+            redrive: None,
+            listed: true,
+        });
+    }
+
+    /// The TOPdesk person id of `organizer` (`None`: no such person).
+    async fn requester(&self, organizer: &EmailAddress) -> Result<Option<String>, SyncError> {
+        let persons = self.runtime.topdesk.find_persons_by_email(organizer.as_str()).await?;
+        Ok(persons.into_iter().find_map(|p| p.id).map(|p| p.to_string()))
+    }
+
+    /// The record of ORB's item `orphan` under its match id `id`, built with the planner. Without a
+    /// `cancelled` partner the other side is left unwritten (no fingerprint, no ids, pending) and the item's
+    /// fingerprint is left out, so the worker plans the booking as new again and creates it there; with one, the partner is linked and
+    /// holds the booking as the record does, so its cancellation is a change the worker carries over.
+    /// `None` when the planner would not book the item.
+    fn adopt(
+        &self,
+        orphan: &Observation,
+        requester: Option<String>,
+        id: BookingId,
+        cancelled: Option<&Observation>,
+    ) -> Option<BookingRecord> {
+        let plain = Observation { orb_match_id: None, ..orphan.clone() };
+        let persons = PersonDirectory::new(requester.map(|p| (orphan.organizer.clone(), p)));
+        let ctx = PlanContext {
+            tenant_id: self.tenant(),
+            policy: &self.runtime.policy,
+            rooms: &self.runtime.rooms,
+            persons: &persons,
+            now: self.now,
+            new_ids: NewIds { booking: id, correlation: self.corr() },
+            sweep: None,
+        };
+        let RecordChange::Create(record) = plan(None, &plain, &ctx).record else {
+            tracing::info!(booking = %id, "ORB's item without a record is not one the planner books; left alone");
+            return None;
+        };
+        let mut record = *record;
+        let other = orphan.side.other();
+        match (cancelled, other) {
+            // The item's own fingerprint is left out too: the worker must not take its observation for an
+            // echo, but plan the booking as new again (the other side never written).
+            (None, _) => {
+                record.exchange_fingerprint = None;
+                record.topdesk_fingerprint = None;
+                match other {
+                    Side::Exchange => record.exchange_status = SyncStatus::Pending,
+                    Side::Topdesk => record.topdesk_status = SyncStatus::Pending,
+                }
+            }
+            (Some(c), Side::Exchange) => {
+                record.exchange.room_event_id.clone_from(&c.ids.event_id);
+                record.exchange.ical_uid.clone_from(&c.ids.ical_uid);
+                record.exchange_status = SyncStatus::Synced;
+            }
+            (Some(c), Side::Topdesk) => {
+                record.topdesk.reservation_id.clone_from(&c.ids.reservation_id);
+                record.topdesk.reservation_number.clone_from(&c.ids.reservation_number);
+                record.topdesk_status = SyncStatus::Synced;
+            }
+        }
+        Some(record)
+    }
+
+    /// Applies the guard and enqueues the jobs: deletions first, then re-drives, changes, new items.
     async fn finish(&mut self, report: &mut SweepReport, options: SweepOptions) -> Result<(), SyncError> {
         let future: BTreeSet<BookingId> =
             self.records.iter().filter(|r| !r.cancelled && r.end > self.now).map(|r| r.id).collect();
         report.future_bookings = future.len();
-        let mut pending = Vec::new();
+        let mut pending = std::mem::take(&mut self.pending);
         for (id, seen) in std::mem::take(&mut self.seen) {
             let Some(record) = self.by_id.get(&id) else { continue };
+            let absent = |side: Side| seen.absent(side);
+            let (ex_absent, td_absent) = (absent(Side::Exchange), absent(Side::Topdesk));
+            let absent = |side: Side| if side == Side::Exchange { ex_absent } else { td_absent };
             let (main, counterpart) = match (seen.exchange_change, seen.topdesk_change) {
                 (Some(ex), Some(td)) => (ex, Some(td)),
                 (Some(one), None) | (None, Some(one)) => (one, None),
                 (None, None) => continue,
             };
-            let cancelling = main.lifecycle != Lifecycle::Active
-                || counterpart.as_ref().is_some_and(|c| c.lifecycle != Lifecycle::Active);
+            // A cancellation the side confirmed (listed or read as cancelled) or one inferred from absence.
+            let cancelling = |o: &Observation, from_absence: bool| {
+                o.lifecycle != Lifecycle::Active && absent(o.side) == from_absence
+            };
+            let both = |from_absence: bool| {
+                cancelling(&main, from_absence)
+                    || counterpart.as_ref().is_some_and(|c| cancelling(c, from_absence))
+            };
+            let (confirmed, inferred) = (both(false), both(true));
             let observation = Observation { counterpart: counterpart.map(Box::new), ..main };
             pending.push(Pending {
                 observation,
                 correlation: Some(record.correlation_id),
-                kind: if cancelling { Kind::Deleted } else { Kind::Changed },
-                cancels: (cancelling && future.contains(&id)).then_some(id),
+                kind: if confirmed || inferred { Kind::Deleted } else { Kind::Changed },
+                cancels: (inferred && !confirmed && future.contains(&id)).then_some(id),
+                redrive: None,
+                listed: false,
             });
         }
         for obs in std::mem::take(&mut self.new_events) {
             if self.has_requester(&obs).await? {
-                pending.push(Pending { observation: obs, correlation: None, kind: Kind::New, cancels: None });
+                pending.push(Pending {
+                    observation: obs,
+                    correlation: None,
+                    kind: Kind::New,
+                    cancels: None,
+                    redrive: None,
+                    listed: false,
+                });
             } else {
                 report.skipped += 1;
             }
         }
         for (obs, _) in std::mem::take(&mut self.new_reservations) {
-            pending.push(Pending { observation: obs, correlation: None, kind: Kind::New, cancels: None });
+            pending.push(Pending {
+                observation: obs,
+                correlation: None,
+                kind: Kind::New,
+                cancels: None,
+                redrive: None,
+                listed: false,
+            });
         }
 
         let cancelling: BTreeSet<BookingId> = pending.iter().filter_map(|p| p.cancels).collect();
@@ -921,55 +1647,58 @@ impl<'a> Sweep<'a> {
         let hold = !stats.approved
             && self.runtime.policy.mass_deletion.trips(stats.cancelling, stats.future_bookings);
         if hold {
-            report.held_deletions = pending.iter().filter(|p| p.kind == Kind::Deleted).count();
+            report.held_deletions = pending.iter().filter(|p| p.cancels.is_some()).count();
             if options.dry_run {
-                let held = pending.iter().filter(|p| p.kind == Kind::Deleted);
+                let held = pending.iter().filter(|p| p.cancels.is_some());
                 report.planned.extend(held.map(|p| PlannedChange::of(Difference::Held, &p.observation)));
             } else {
                 self.audit_held(&stats, report.held_deletions).await?;
             }
-            pending.retain(|p| p.kind != Kind::Deleted);
+            pending.retain(|p| p.cancels.is_none());
         }
         pending.sort_by_key(|p| match p.kind {
             Kind::Deleted => 0,
-            Kind::Changed => 1,
-            Kind::New => 2,
+            Kind::Redrive => 1,
+            Kind::Changed => 2,
+            Kind::New => 3,
         });
         for p in pending {
-            if options.dry_run {
-                let difference = match p.kind {
-                    Kind::New => Difference::New,
-                    Kind::Changed => Difference::Changed,
-                    Kind::Deleted => Difference::Deleted,
-                };
-                report.planned.push(PlannedChange::of(difference, &p.observation));
-                match p.kind {
-                    Kind::New => report.jobs.new += 1,
-                    Kind::Changed => report.jobs.changed += 1,
-                    Kind::Deleted => report.jobs.deleted += 1,
-                }
-                continue;
-            }
-            let job = NewJob {
-                lane: Lane::room(self.tenant(), self.mapping.id),
-                kind: JOB_SYNC_OBSERVATION.to_owned(),
-                // Under `drop` the subject never reaches the job table.
-                // In organizer mode an Exchange observation of the sweep is the room's copy, whose subject
-                // Exchange rewrote (the organizer's name): the worker must not take it for the meeting's.
-                payload: json!({
-                    "room_copy": p.observation.side == Side::Exchange && self.runtime.policy.mode == Mode::Organizer,
-                    "observation": crate::sync::scrubbed(&self.runtime.policy, p.observation),
-                    "sweep": stats
-                }),
-                correlation_id: Some(p.correlation.unwrap_or_else(|| self.corr())),
-                run_at: None,
-            };
-            self.deps.store.enqueue(&job, self.now).await?;
             match p.kind {
                 Kind::New => report.jobs.new += 1,
                 Kind::Changed => report.jobs.changed += 1,
                 Kind::Deleted => report.jobs.deleted += 1,
+                Kind::Redrive => report.jobs.redriven += 1,
             }
+            if options.dry_run {
+                let difference = match p.kind {
+                    Kind::New => Difference::New,
+                    Kind::Changed => Difference::Changed,
+                    Kind::Deleted | Kind::Redrive => Difference::Deleted,
+                };
+                if !p.listed {
+                    report.planned.push(PlannedChange::of(difference, &p.observation));
+                }
+                continue;
+            }
+            let mut payload = json!({
+                // In organizer mode an Exchange observation of the sweep is the room's copy, whose subject
+                // Exchange rewrote (the organizer's name): the worker must not take it for the meeting's.
+                "room_copy": p.observation.side == Side::Exchange && self.runtime.policy.mode == Mode::Organizer,
+                // Under `drop` the subject never reaches the job table.
+                "observation": crate::sync::scrubbed(&self.runtime.policy, p.observation),
+                "sweep": stats
+            });
+            if let Some(side) = p.redrive {
+                payload[PAYLOAD_REDRIVE] = json!(side);
+            }
+            let job = NewJob {
+                lane: Lane::room(self.tenant(), self.mapping.id),
+                kind: JOB_SYNC_OBSERVATION.to_owned(),
+                payload,
+                correlation_id: Some(p.correlation.unwrap_or_else(|| self.corr())),
+                run_at: None,
+            };
+            self.deps.store.enqueue(&job, self.now).await?;
         }
         Ok(())
     }
@@ -981,8 +1710,7 @@ impl<'a> Sweep<'a> {
         if self.runtime.policy.fallback_person.is_some() {
             return Ok(true);
         }
-        let persons = self.runtime.topdesk.find_persons_by_email(obs.organizer.as_str()).await?;
-        if persons.iter().any(|p| p.id.is_some()) {
+        if self.requester(&obs.organizer).await?.is_some() {
             return Ok(true);
         }
         tracing::info!(
@@ -1024,6 +1752,7 @@ pub fn lifecycle_window(policy: &orb_core::Policy, now: DateTime<Utc>) -> (DateT
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orb_core::{AppointmentType, NewBooking, RoomMailbox, TimeZoneName, TopdeskLocationId};
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -1037,8 +1766,8 @@ mod tests {
 
     #[test]
     fn jobs_by_kind_totals() {
-        let jobs = JobsByKind { new: 1, changed: 2, deleted: 3 };
-        assert_eq!(jobs.total(), 6);
+        let jobs = JobsByKind { new: 1, changed: 2, deleted: 3, redriven: 4 };
+        assert_eq!(jobs.total(), 10);
         assert_eq!(JobsByKind::default().total(), 0);
     }
 
@@ -1048,5 +1777,154 @@ mod tests {
         let policy = orb_core::Policy::new();
         assert_eq!(lifecycle_window(&policy, now), (at("2026-08-31T06:00:00Z"), now + policy.horizon));
         assert_eq!(cursor_name(RoomId::generate(now)).split('.').count(), 3);
+    }
+
+    #[test]
+    fn a_failed_side_is_redriven_with_back_off() {
+        let failed = at("2026-09-01T06:00:00Z");
+        // (failures so far, re-driven not before)
+        let table = [
+            (0, "2026-09-01T06:01:00Z"),
+            (1, "2026-09-01T06:02:00Z"),
+            (2, "2026-09-01T06:04:00Z"),
+            (3, "2026-09-01T06:08:00Z"),
+            (6, "2026-09-01T07:04:00Z"),
+            (8, "2026-09-01T10:16:00Z"),
+            (9, "2026-09-01T12:00:00Z"),
+            (40, "2026-09-01T12:00:00Z"),
+            (u32::MAX, "2026-09-01T12:00:00Z"),
+        ];
+        for (count, expected) in table {
+            assert_eq!(redrive_not_before(failed, count), at(expected), "after {count} failure(s)");
+        }
+    }
+
+    fn record(now: DateTime<Utc>) -> BookingRecord {
+        let mut r = BookingRecord::new(
+            NewBooking {
+                tenant_id: TenantId::generate(now),
+                appointment_type: AppointmentType::Single,
+                series_id: None,
+                original_start: None,
+                organizer: EmailAddress::parse("anna@contoso.com").unwrap(),
+                booked_by: None,
+                location_text: None,
+                room_id: RoomId::generate(now),
+                participants: Vec::new(),
+                subject: None,
+                start: at("2026-09-03T09:00:00Z"),
+                end: at("2026-09-03T10:00:00Z"),
+                time_zone: TimeZoneName::utc(),
+                processor_created: Side::Exchange,
+            },
+            now,
+        );
+        r.exchange_status = SyncStatus::Synced;
+        r.topdesk_status = SyncStatus::Synced;
+        r
+    }
+
+    #[test]
+    fn which_side_owes_a_booking_by_its_status() {
+        use SyncStatus::{Cancelled, Failed, Pending, Synced};
+        let created = at("2026-09-01T06:00:00Z");
+        let failed_at = at("2026-09-01T07:00:00Z");
+        let soon = created + Duration::minutes(PENDING_GRACE_MINUTES - 1);
+        let later = created + Duration::minutes(PENDING_GRACE_MINUTES);
+        let owed = |ex, td, failed_processor: Option<Side>, now| {
+            let mut r = record(created);
+            r.exchange_status = ex;
+            r.topdesk_status = td;
+            if ex == Failed || td == Failed {
+                r.failed_at = Some(failed_at);
+                r.failed_processor = failed_processor;
+            }
+            owed_by_status(&r, now)
+        };
+        // (Exchange, TOPdesk, last failed side, now) → owing side, why, since
+        let table = [
+            ((Synced, Synced, None, later), None),
+            ((Cancelled, Cancelled, None, later), None),
+            ((Synced, Failed, Some(Side::Topdesk), soon), Some((Side::Topdesk, Owing::Failed, failed_at))),
+            ((Cancelled, Failed, Some(Side::Topdesk), soon), Some((Side::Topdesk, Owing::Failed, failed_at))),
+            ((Failed, Synced, Some(Side::Exchange), soon), Some((Side::Exchange, Owing::Failed, failed_at))),
+            // Both failed: the good side is the last failed side's other side (else Exchange).
+            ((Failed, Failed, Some(Side::Topdesk), soon), Some((Side::Topdesk, Owing::Failed, failed_at))),
+            ((Failed, Failed, Some(Side::Exchange), soon), Some((Side::Exchange, Owing::Failed, failed_at))),
+            ((Failed, Failed, None, soon), Some((Side::Topdesk, Owing::Failed, failed_at))),
+            // Pending: only once the grace is over, and only one side.
+            ((Synced, Pending, None, soon), None),
+            ((Synced, Pending, None, later), Some((Side::Topdesk, Owing::Stuck, created))),
+            ((Pending, Synced, None, later), Some((Side::Exchange, Owing::Stuck, created))),
+            ((Pending, Pending, None, later), None),
+        ];
+        for ((ex, td, processor, now), expected) in table {
+            assert_eq!(owed(ex, td, processor, now), expected, "{ex:?} / {td:?} / {processor:?} at {now}");
+        }
+    }
+
+    #[test]
+    fn an_item_disagrees_with_its_record_on_times_room_or_cancellation() {
+        let now = at("2026-09-01T06:00:00Z");
+        let mut rec = record(now);
+        let mailbox = RoomMailbox::parse("room1@contoso.com").unwrap();
+        let location = TopdeskLocationId::parse("loc-1").unwrap();
+        let rooms = RoomMap::new(vec![RoomMapping {
+            id: rec.room_id,
+            mailbox: mailbox.clone(),
+            location: location.clone(),
+            time_zone: TimeZoneName::utc(),
+            enabled: true,
+        }]);
+        let held = Observation {
+            side: Side::Topdesk,
+            source: ObservationSource::Sweep,
+            orb_match_id: None,
+            ids: RemoteIds::default(),
+            room: ObservedRoom::Location(location),
+            start: rec.start + Duration::seconds(30),
+            end: rec.end,
+            time_zone: None,
+            organizer: rec.organizer.clone(),
+            booked_by: None,
+            participants: Vec::new(),
+            subject: Some("anything".into()),
+            location_text: None,
+            lifecycle: Lifecycle::Active,
+            room_response: RoomResponse::Accepted,
+            modified_at: now,
+            appointment_type: AppointmentType::Single,
+            series: None,
+            unsynced: BTreeMap::new(),
+            counterpart: None,
+        };
+        let in_room = Observation {
+            side: Side::Exchange,
+            room: ObservedRoom::Mailbox(mailbox.address().clone()),
+            ..held.clone()
+        };
+        let table: Vec<(&str, Observation, bool)> = vec![
+            ("same booking (seconds and subject do not count)", held.clone(), false),
+            ("same booking in the room's calendar", in_room, false),
+            ("another start", Observation { start: rec.start + Duration::hours(1), ..held.clone() }, true),
+            ("another end", Observation { end: rec.end + Duration::minutes(30), ..held.clone() }, true),
+            ("no room", Observation { room: ObservedRoom::None, ..held.clone() }, true),
+            (
+                "an unmapped room",
+                Observation {
+                    room: ObservedRoom::Location(TopdeskLocationId::parse("loc-9").unwrap()),
+                    ..held.clone()
+                },
+                true,
+            ),
+            ("cancelled", Observation { lifecycle: Lifecycle::Cancelled, ..held.clone() }, true),
+        ];
+        for (name, obs, expected) in &table {
+            assert_eq!(disagrees(&rec, obs, &rooms), *expected, "{name}");
+        }
+        rec.cancelled = true;
+        assert!(disagrees(&rec, &held, &rooms), "live while the record is cancelled");
+        let cancelled = Observation { lifecycle: Lifecycle::Deleted, ..held };
+        assert!(!disagrees(&rec, &cancelled, &rooms), "cancelled like the record");
     }
 }

@@ -386,7 +386,7 @@ async fn find_record(
 /// time is the booking's start. A job that created the other side's item and was killed before its commit
 /// runs again with the same match id, so the executor finds that item by the match id (TOPdesk external
 /// link, Graph transactionId) instead of making a second one. `None` when the item has no id.
-fn derived_booking_id(tenant: TenantId, obs: &Observation) -> Option<BookingId> {
+pub(crate) fn derived_booking_id(tenant: TenantId, obs: &Observation) -> Option<BookingId> {
     let key = match obs.side {
         Side::Exchange => obs.ids.ical_uid.clone().or_else(|| obs.ids.event_id.clone())?,
         Side::Topdesk => obs.ids.reservation_id.clone()?,
@@ -1343,7 +1343,8 @@ pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult,
     .await
 }
 
-/// Runs one `reconcile.sweep` job: the sweep of its room over the lifecycle window.
+/// Runs one `reconcile.sweep` job: the sweep of its room over the lifecycle window
+/// ([`crate::reconcile::sweep_job`]: a passing failure completes the job, so the lane moves on).
 async fn reconcile_sweep(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
     let bad = |reason: &str| SyncError::BadPayload {
         kind: JOB_RECONCILE_SWEEP.to_owned(),
@@ -1351,18 +1352,9 @@ async fn reconcile_sweep(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult,
     };
     let room = job.job.payload["room"].as_str().ok_or_else(|| bad("no room id"))?;
     let room: orb_core::RoomId = room.parse().map_err(|_| bad("the room id is not a UUID"))?;
-    let tenant = deps.tenant(job.job.tenant_id)?;
-    let now = deps.clock.now();
-    let window = crate::reconcile::lifecycle_window(&tenant.policy, now);
-    let report = crate::reconcile::sweep_room(deps, job.job.tenant_id, room, window, now).await?;
-    Ok(JobResult::Ignored {
-        reason: format!(
-            "swept: {} job(s) enqueued, {} pair(s) linked, {} deletion(s) held",
-            report.jobs.total(),
-            report.paired,
-            report.held_deletions
-        ),
-    })
+    let budget = crate::reconcile::SWEEP_JOB_BUDGET;
+    let reason = crate::reconcile::sweep_job(deps, job.job.tenant_id, room, budget).await?;
+    Ok(JobResult::Ignored { reason })
 }
 
 async fn refuse(
