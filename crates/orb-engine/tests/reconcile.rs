@@ -160,7 +160,7 @@ impl World {
 }
 
 fn jobs(new: usize, changed: usize, deleted: usize) -> JobsByKind {
-    JobsByKind { new, changed, deleted }
+    JobsByKind { new, changed, deleted, redriven: 0 }
 }
 
 // ---- scenarios ----
@@ -477,8 +477,14 @@ async fn bookings_on_both_sides_before_orb_knew_the_room_are_matched_not_duplica
 }
 
 #[tokio::test]
-async fn a_sweep_that_would_cancel_most_of_a_room_is_held_until_approved() {
+async fn a_sweep_that_would_cancel_most_of_a_room_by_absence_is_held_until_approved() {
     on_every_store(|w| async move {
+        // The room removes cancelled meetings: the deleted meetings are simply not listed any more (and 404
+        // by id), so the sweep infers the deletions from absence, which is what the guard is for.
+        w.graph_em.set_room_settings(
+            ROOM,
+            RoomSettings { remove_canceled_meetings: true, ..RoomSettings::default() },
+        );
         let events = w.ten_synced_bookings().await;
         w.clock.advance(Duration::minutes(1));
         w.drop_notifications(true);
@@ -513,6 +519,41 @@ async fn a_sweep_that_would_cancel_most_of_a_room_is_held_until_approved() {
         eventually("eight cancellations", || async { (w.active_reservations() == 2).then_some(()) }).await;
         w.settled().await;
         assert_eq!(w.bookings().await.iter().filter(|r| r.cancelled).count(), 8);
+        w.no_dead_jobs().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancellations_the_calendar_confirms_are_not_held_by_the_mass_deletion_guard() {
+    on_every_store(|w| async move {
+        let events = w.ten_synced_bookings().await;
+        w.clock.advance(Duration::minutes(1));
+        w.drop_notifications(true);
+        for event in &events[..8] {
+            w.delete_in_outlook(event).await;
+        }
+        w.drop_notifications(false);
+        // Exchange's default: the room keeps the cancelled copies, listed and marked cancelled. That is the
+        // side confirming each cancellation, not a listing that lost them.
+        let room_copies = w.graph_em.events(ROOM).unwrap();
+        assert_eq!(room_copies.iter().filter(|e| e.is_cancelled == Some(true)).count(), 8);
+
+        let dry = SweepOptions { dry_run: true, ..SweepOptions::default() };
+        let window = w.sweep_window();
+        let plan =
+            sweep_room_with(&w.deps, w.tenant.id, w.room.id, window, w.clock.now(), dry).await.unwrap();
+        assert_eq!((plan.held_deletions, plan.jobs), (0, jobs(0, 0, 8)), "{plan:?}");
+        assert!(plan.planned.iter().all(|p| p.difference == Difference::Deleted), "{plan:?}");
+
+        let report = w.sweep().await;
+        assert_eq!((report.future_bookings, report.held_deletions), (10, 0), "{report:?}");
+        assert_eq!(report.jobs, jobs(0, 0, 8), "{report:?}");
+        eventually("eight cancellations", || async { (w.active_reservations() == 2).then_some(()) }).await;
+        w.settled().await;
+        assert_eq!(w.bookings().await.iter().filter(|r| r.cancelled).count(), 8);
+        let audit = w.store.list_audit(w.tenant.id, 50).await.unwrap();
+        assert!(audit.iter().all(|a| a.action != AUDIT_MASS_DELETION_HELD), "{audit:?}");
         w.no_dead_jobs().await;
     })
     .await;
