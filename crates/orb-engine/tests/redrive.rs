@@ -19,7 +19,7 @@ use orb_engine::reconcile::{
     sweep_room_with,
 };
 use orb_engine::sync::{JOB_RECONCILE_SWEEP, JOB_SYNC_OBSERVATION};
-use orb_store::{BookingKey, JobStatus};
+use orb_store::JobStatus;
 use orb_topdesk::wire::ReservationDto;
 use orb_topdesk::{PersonId, Reason, ReservationId, ReservationStatus};
 use serde_json::{Value, json};
