@@ -1434,17 +1434,53 @@ pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult,
         attempts = job.job.attempts,
     );
     async {
-        match job.job.kind.as_str() {
+        // While a side denies the tenant's credentials, its jobs wait without calling anyone (one probe
+        // after each pause); Graph's lifecycle events are still handled while only TOPdesk is paused.
+        if let Ok(tenant) = deps.tenant(job.job.tenant_id) {
+            let now = deps.clock.now();
+            for side in [Side::Exchange, Side::Topdesk] {
+                let exempt = side == Side::Topdesk && job.job.kind == JOB_GRAPH_LIFECYCLE;
+                if !exempt && let Some(until) = tenant.writes.paused_until(side, now) {
+                    return Err(SyncError::WritesPaused { tenant: job.job.tenant_id, side, until });
+                }
+            }
+        }
+        let result = match job.job.kind.as_str() {
             JOB_GRAPH_NOTIFICATION => graph_notification(deps, job).await,
             JOB_GRAPH_LIFECYCLE => crate::subscriptions::process_lifecycle(deps, job).await,
             JOB_TOPDESK_HINT => topdesk_hint(deps, job).await,
             JOB_SYNC_RETRY | JOB_SYNC_OBSERVATION => sync_retry(deps, job).await,
             JOB_RECONCILE_SWEEP => reconcile_sweep(deps, job).await,
             other => Err(SyncError::UnknownJobKind { kind: other.to_owned() }),
+        };
+        match result {
+            Err(e) => Err(paused_if_denied(deps, job.job.tenant_id, e).await),
+            ok => ok,
         }
     }
     .instrument(span)
     .await
+}
+
+/// A read that a side denied (401 / 403: a person look-up, reading an event) is the same configuration
+/// failure as a denied write: the tenant's work with that side pauses ([`crate::pause`]) and the job waits
+/// instead of going dead.
+async fn paused_if_denied(deps: &SyncDeps, tenant_id: TenantId, e: SyncError) -> SyncError {
+    let side = match &e {
+        SyncError::Topdesk(TopdeskError::Unauthorized { .. } | TopdeskError::Forbidden { .. }) => {
+            Side::Topdesk
+        }
+        SyncError::Graph(GraphError::Unauthorized { .. } | GraphError::Forbidden { .. }) => Side::Exchange,
+        _ => return e,
+    };
+    let Ok(tenant) = deps.tenant(tenant_id) else { return e };
+    let now = deps.clock.now();
+    let paused = tenant.writes.deny(side, now);
+    if paused.newly {
+        audit_pause(deps, tenant, side, AUDIT_WRITES_PAUSED, &e.to_string(), now).await;
+    }
+    tracing::error!(%side, until = %paused.until, error = %e, "access denied: tenant paused");
+    SyncError::WritesPaused { tenant: tenant_id, side, until: paused.until }
 }
 
 /// Runs one `reconcile.sweep` job: the sweep of its room over the lifecycle window.
