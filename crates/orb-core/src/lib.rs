@@ -47,9 +47,12 @@ pub use observation::{
 };
 pub use plan::{
     Action, ExchangeCancel, ExchangeChanges, ExchangeTarget, NothingReason, Plan, RecordChange, Requester,
-    ReservationChanges, TimelineEntry, TimelineKind,
+    ReservationChanges, TimelineEntry, TimelineKind, WriteKind,
 };
-pub use planner::{NewIds, PlanContext, SweepStats, WriteFailure, plan, plan_write_failure};
+pub use planner::{
+    FailedWrite, MAX_RETRIES, NewIds, PlanContext, SweepStats, WriteFailure, plan, plan_write_failure,
+    retry_backoff,
+};
 pub use policy::{
     CancellationPolicy, ConflictPolicy, FallbackPerson, MailTemplate, MassDeletionGuard, Mode,
     PersonDirectory, Policy, RoomMap, RoomMapping, SubjectPolicy,

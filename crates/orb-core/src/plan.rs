@@ -141,6 +141,15 @@ pub enum Action {
         /// New room.
         to: TopdeskLocationId,
     },
+    /// Set ORB's match id as the external link of a reservation made at the TOPdesk desk, once its
+    /// Outlook meeting exists: both sides then carry the match id, so a lost database can be rebuilt by
+    /// pairing on ids. TOPdesk takes the first link by PATCH; one already set is left as it is.
+    LinkReservation {
+        /// The booking (its match id is the link's id).
+        booking: BookingId,
+        /// The reservation.
+        reservation_id: Option<String>,
+    },
     /// `POST /reservations/{id}/cancel`.
     CancelReservation {
         /// Match id.
@@ -199,6 +208,8 @@ pub enum Action {
         to: EmailAddress,
         /// The booking it is about.
         booking: BookingId,
+        /// The side's own reason, for mails about a refused write (never holds a subject).
+        detail: Option<String>,
     },
     /// Both sides changed; the policy chose a winner and the loser's change is overwritten.
     RaiseConflict {
@@ -238,7 +249,59 @@ pub enum Action {
     },
 }
 
+/// What kind of change a write carries, as a person would name it: the planner answers a failed write
+/// according to it (a refused create is "could not be made", a refused retime "the room is still booked at
+/// the old time", a cancel is never answered with "pick another room").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WriteKind {
+    /// A new reservation or meeting.
+    Create,
+    /// New start or end.
+    Retime,
+    /// Another room.
+    Move,
+    /// Other fields: requester, participants, subject.
+    Change,
+    /// A cancellation (or the room removed from the meeting).
+    Cancel,
+}
+
+impl WriteKind {
+    /// A short name for timelines and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Retime => "retime",
+            Self::Move => "move",
+            Self::Change => "change",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
 impl Action {
+    /// What kind of change this write carries (`None` for anything but a write). An Exchange update that
+    /// moves the meeting to another room is a move, one that changes its times a retime.
+    pub fn write_kind(&self) -> Option<WriteKind> {
+        Some(match self {
+            Self::CreateReservation { .. } | Self::CreateExchangeEvent { .. } => WriteKind::Create,
+            Self::RescheduleReservation { .. } => WriteKind::Retime,
+            Self::MoveReservationRoom { .. } => WriteKind::Move,
+            Self::UpdateReservation { .. } | Self::LinkReservation { .. } => WriteKind::Change,
+            Self::UpdateExchangeEvent { changes, .. } => {
+                if changes.room.is_some() {
+                    WriteKind::Move
+                } else if changes.times.is_some() {
+                    WriteKind::Retime
+                } else {
+                    WriteKind::Change
+                }
+            }
+            Self::CancelReservation { .. } | Self::CancelExchangeEvent { .. } => WriteKind::Cancel,
+            _ => return None,
+        })
+    }
+
     /// Whether the action writes to Exchange or TOPdesk.
     pub fn is_write(&self) -> bool {
         matches!(
@@ -248,6 +311,7 @@ impl Action {
                 | Self::RescheduleReservation { .. }
                 | Self::MoveReservationRoom { .. }
                 | Self::CancelReservation { .. }
+                | Self::LinkReservation { .. }
                 | Self::CreateExchangeEvent { .. }
                 | Self::UpdateExchangeEvent { .. }
                 | Self::CancelExchangeEvent { .. }
@@ -261,7 +325,8 @@ impl Action {
             | Self::UpdateReservation { .. }
             | Self::RescheduleReservation { .. }
             | Self::MoveReservationRoom { .. }
-            | Self::CancelReservation { .. } => Some(Side::Topdesk),
+            | Self::CancelReservation { .. }
+            | Self::LinkReservation { .. } => Some(Side::Topdesk),
             Self::CreateExchangeEvent { .. }
             | Self::UpdateExchangeEvent { .. }
             | Self::CancelExchangeEvent { .. } => Some(Side::Exchange),

@@ -28,7 +28,7 @@ use crate::canonical::{CanonicalFields, CanonicalRoom, normalise_subject};
 use crate::observation::{Lifecycle, Observation, ObservationSource, ObservedRoom, RoomResponse};
 use crate::plan::{
     Action, ExchangeCancel, ExchangeChanges, ExchangeTarget, NothingReason, Plan, RecordChange, Requester,
-    ReservationChanges, TimelineEntry, TimelineKind,
+    ReservationChanges, TimelineEntry, TimelineKind, WriteKind,
 };
 use crate::policy::{MailTemplate, Mode, PersonDirectory, Policy, RoomMap, SubjectPolicy};
 use crate::{
@@ -40,7 +40,7 @@ use crate::{
 pub const TOPDESK_BRIEF_DESCRIPTION_MAX: usize = 100;
 
 /// Retries of a transient failure before ORB gives up and treats it as permanent.
-pub const MAX_RETRIES: u32 = 8;
+pub const MAX_RETRIES: u32 = 6;
 
 /// Ids the caller generated for a record the plan may create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,9 +266,20 @@ impl Planner<'_, '_> {
         to: &EmailAddress,
         booking: BookingId,
     ) {
+        self.mail_with(actions, template, to, booking, None);
+    }
+
+    fn mail_with(
+        &mut self,
+        actions: &mut Vec<Action>,
+        template: MailTemplate,
+        to: &EmailAddress,
+        booking: BookingId,
+        detail: Option<String>,
+    ) {
         if self.policy().mails(template) {
             self.note(TimelineKind::Mail, None, format!("mail {} to the organizer", template.as_str()));
-            actions.push(Action::SendMail { template, to: to.clone(), booking });
+            actions.push(Action::SendMail { template, to: to.clone(), booking, detail });
         }
     }
 
@@ -636,6 +647,12 @@ fn plan_new(mut p: Planner<'_, '_>, obs: &Observation) -> Plan {
         return p.finish(actions, RecordChange::Unchanged);
     }
     set_fingerprint(&mut rec, target, &p.project(&c, target));
+    if side == Side::Topdesk && obs.ids.reservation_id.is_some() {
+        actions.push(Action::LinkReservation {
+            booking: rec.id,
+            reservation_id: obs.ids.reservation_id.clone(),
+        });
+    }
     p.note(TimelineKind::Decision, Some(target), format!("create on {target} (booking made in {side})"));
     p.finish(actions, RecordChange::Create(Box::new(rec)))
 }
@@ -651,6 +668,10 @@ fn plan_existing(mut p: Planner<'_, '_>, rec: &BookingRecord, obs: &Observation)
         .as_deref()
         .filter(|c| c.side == side.other() && !p.stale(rec, c))
         .filter(|c| Some(&p.as_held(c).fingerprint()) != rec.fingerprint(c.side));
+    let owed = side.other();
+    if !changed_here && rec.status(owed) == SyncStatus::Failed {
+        return redrive(p, rec, obs);
+    }
     match (changed_here, counterpart) {
         (false, None) => {
             p.note(TimelineKind::Skipped, Some(side), "echo of ORB's own write or an unchanged booking");
@@ -740,6 +761,7 @@ fn conflict(mut p: Planner<'_, '_>, rec: &BookingRecord, a: &Observation, b: &Ob
             template: MailTemplate::ConflictOverwritten,
             to: rec.organizer.clone(),
             booking: rec.id,
+            detail: None,
         });
     }
     plan
@@ -951,45 +973,162 @@ fn propagate(
     p.finish(actions, RecordChange::Update(Box::new(next)))
 }
 
-/// Decides what happens after a write to `side` failed (rule 9): failure fields set; a transient failure is
-/// retried with exponential back-off (1, 2, 4 … minutes, at most 6 hours, or the side's `Retry-After`);
-/// a permanent one (or the [`MAX_RETRIES`]th transient one) is given up, marked failed for the portal's
-/// resubmit, and mailed to the organizer if the policy says so.
-pub fn plan_write_failure(
-    record: &BookingRecord,
-    side: Side,
-    failure: &WriteFailure,
-    ctx: &PlanContext<'_>,
-) -> Plan {
+/// Whether ORB ever wrote (or linked) the booking on `side`.
+fn holds_item(rec: &BookingRecord, side: Side) -> bool {
+    match side {
+        Side::Exchange => rec.exchange.organizer_event_id.is_some() || rec.exchange.room_event_id.is_some(),
+        Side::Topdesk => rec.topdesk.reservation_id.is_some(),
+    }
+}
+
+/// A **re-drive**: the observed side `s` holds what the record intends (its observation is an echo), while
+/// ORB's last write to the other side `t` failed (`t` is `Failed`). The record's fields are the intended
+/// state, `t`'s fingerprint is what `t` still holds. With `t`'s current state as the observation's
+/// `counterpart` (a sweep reads both sides), ORB writes to `t` what makes it match; when `t` already
+/// matches, `t` is marked synced. When `t` never got the booking, it is created there. Without a
+/// counterpart for an item `t` holds, ORB cannot tell what to change and waits for the sweep.
+fn redrive(mut p: Planner<'_, '_>, rec: &BookingRecord, obs: &Observation) -> Plan {
+    let s = obs.side;
+    let t = s.other();
+    let target_now = obs.counterpart.as_deref().filter(|c| c.side == t && !p.stale(rec, c));
+    p.note(TimelineKind::Decision, Some(t), format!("{t} still owes ORB's last write: re-drive"));
+    match target_now {
+        Some(cp) => {
+            let held = p.as_held(cp);
+            let mut plan = propagate(p, rec, obs, Some(cp));
+            if plan.writes().next().is_none()
+                && let RecordChange::Update(next) = &mut plan.record
+            {
+                // `t` already holds what the record intends: it is in step again.
+                absorb_ids(next, cp);
+                set_fingerprint(next, t, &held);
+                set_status(next, t, status_after(&held));
+            }
+            plan
+        }
+        None if !holds_item(rec, t) && !rec.cancelled => {
+            let c = p.interpret(obs, Some(rec));
+            let mut next = rec.clone();
+            absorb_ids(&mut next, obs);
+            let mut actions = Vec::new();
+            if !p.create_on(t, &c, &next, &mut actions) {
+                return p.nothing(NothingReason::NoRequester, t);
+            }
+            set_fingerprint(&mut next, t, &p.project(&c, t));
+            set_status(&mut next, t, SyncStatus::Pending);
+            p.finish(actions, RecordChange::Update(Box::new(next)))
+        }
+        None => {
+            p.note(TimelineKind::Skipped, Some(t), "waiting for a sweep to read what it holds");
+            p.finish(vec![Action::Nothing { reason: NothingReason::Echo }], RecordChange::Unchanged)
+        }
+    }
+}
+
+/// A write that failed, as [`plan_write_failure`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedWrite {
+    /// The side that did not take the write.
+    pub side: Side,
+    /// What the write was to do there.
+    pub kind: WriteKind,
+    /// How it failed.
+    pub failure: WriteFailure,
+    /// The write was a re-drive of one that had already failed (a sweep found the sides apart): the
+    /// organizer was told the first time and is not told again.
+    pub redrive: bool,
+}
+
+/// The delay before retry `n` (0-based) of a failed write: 10 s, 20 s, 40 s, then every minute. Short on
+/// purpose: a waiting retry holds its room's lane, and after [`MAX_RETRIES`] the sweep takes over.
+pub fn retry_backoff(n: u32) -> Duration {
+    Duration::seconds(10_i64 << n.min(6)).min(Duration::seconds(60))
+}
+
+/// Decides what happens after a write to a side failed (rule 9). The failure fields are set and the side
+/// is `Failed`, so the record remembers what is owed (the sweep re-drives failed sides, see [`plan`]).
+/// - **Transient** (throttled, 5xx, timeouts): retried after [`retry_backoff`] (or the side's
+///   `Retry-After` when longer), at most [`MAX_RETRIES`] times; then left `Failed` for the sweep. Nobody is
+///   mailed: nothing was refused.
+/// - **Permanent** (the side refused, with its reason):
+///   - a create: the organizer is mailed "could not be made", with the side's reason;
+///   - a retime, a move or another change: the organizer is mailed that the change could not be carried
+///     over and the room is still booked as before;
+///   - a cancel is never answered with a mail asking for another room: it is retried like a transient
+///     failure and then flagged for the operator (an alert in the timeline).
+///
+///   A re-drive ([`FailedWrite::redrive`]) that is refused again mails nobody.
+pub fn plan_write_failure(record: &BookingRecord, failed: &FailedWrite, ctx: &PlanContext<'_>) -> Plan {
     let mut p = Planner { ctx, timeline: Vec::new() };
+    let side = failed.side;
+    let kind = failed.kind;
     let mut next = record.clone();
     next.record_failure(side, ctx.now);
     let mut actions = Vec::new();
-    match failure {
-        WriteFailure::Transient { retry_after } if record.retry_count < MAX_RETRIES => {
-            let backoff = Duration::minutes(1_i64 << record.retry_count.min(9)).min(Duration::hours(6));
-            let after = retry_after.map_or(backoff, |r| r.max(backoff));
-            next.retry_count += 1;
+    let retry = |p: &mut Planner<'_, '_>, next: &mut BookingRecord, actions: &mut Vec<Action>, why: &str| {
+        let backoff = retry_backoff(record.retry_count);
+        let after = match &failed.failure {
+            WriteFailure::Transient { retry_after: Some(r) } => (*r).max(backoff),
+            _ => backoff,
+        };
+        next.retry_count = record.retry_count + 1;
+        p.note(
+            TimelineKind::Failure,
+            Some(side),
+            format!("{why}; {} retry {} in {} s", kind.as_str(), next.retry_count, after.num_seconds()),
+        );
+        actions.push(Action::ScheduleRetry { booking: record.id, side, after });
+    };
+    let can_retry = record.retry_count < MAX_RETRIES;
+    match (&failed.failure, kind) {
+        (WriteFailure::Transient { .. }, _) if can_retry => {
+            retry(&mut p, &mut next, &mut actions, "transient failure");
+        }
+        (WriteFailure::Transient { .. }, WriteKind::Cancel)
+        | (WriteFailure::Permanent { .. }, WriteKind::Cancel)
+            if !can_retry =>
+        {
+            next.retry_count = 0;
+            p.note(
+                TimelineKind::Alert,
+                Some(side),
+                format!(
+                    "the cancellation still fails after {MAX_RETRIES} retries; an operator must look at it \
+                     (the sweep keeps trying)"
+                ),
+            );
+            actions.push(Action::Nothing { reason: NothingReason::GivenUp });
+        }
+        (WriteFailure::Transient { .. }, _) => {
+            next.retry_count = 0;
             p.note(
                 TimelineKind::Failure,
                 Some(side),
-                format!("transient failure; retry {} in {} s", next.retry_count, after.num_seconds()),
+                format!(
+                    "still failing after {MAX_RETRIES} retries; left failed for the reconciliation sweep \
+                     to re-drive"
+                ),
             );
-            actions.push(Action::ScheduleRetry { booking: record.id, side, after });
+            actions.push(Action::Nothing { reason: NothingReason::GivenUp });
         }
-        WriteFailure::Transient { .. } => {
+        (WriteFailure::Permanent { reason }, WriteKind::Cancel) => {
+            retry(&mut p, &mut next, &mut actions, &format!("{side} refused the cancellation: {reason}"));
+        }
+        (WriteFailure::Permanent { reason }, _) => {
+            next.retry_count = 0;
             p.note(
                 TimelineKind::Failure,
                 Some(side),
-                format!("still failing after {MAX_RETRIES} retries; given up"),
+                format!("{side} refused the {}: {reason}", kind.as_str()),
             );
             actions.push(Action::Nothing { reason: NothingReason::GivenUp });
-            p.mail(&mut actions, MailTemplate::BookingRefused, &record.organizer, record.id);
-        }
-        WriteFailure::Permanent { reason } => {
-            p.note(TimelineKind::Failure, Some(side), format!("{side} refused: {reason}"));
-            actions.push(Action::Nothing { reason: NothingReason::GivenUp });
-            p.mail(&mut actions, MailTemplate::BookingRefused, &record.organizer, record.id);
+            if !failed.redrive {
+                let template = match kind {
+                    WriteKind::Create => MailTemplate::BookingRefused,
+                    _ => MailTemplate::ChangeNotCarriedOver,
+                };
+                p.mail_with(&mut actions, template, &record.organizer, record.id, Some(reason.clone()));
+            }
         }
     }
     p.finish(actions, RecordChange::Update(Box::new(next)))

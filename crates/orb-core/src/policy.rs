@@ -69,6 +69,9 @@ pub enum MailTemplate {
     BookingRefused,
     /// The meeting moved to a room ORB does not manage; the reservation was cancelled.
     MovedToUnmanagedRoom,
+    /// The other side refused a change of an existing booking (new time, other room, …) for good: the room
+    /// is still booked as before.
+    ChangeNotCarriedOver,
 }
 
 impl MailTemplate {
@@ -79,6 +82,7 @@ impl MailTemplate {
         Self::ConflictOverwritten,
         Self::BookingRefused,
         Self::MovedToUnmanagedRoom,
+        Self::ChangeNotCarriedOver,
     ];
 
     /// The template's stable name (the file name of the template in the engine).
@@ -89,6 +93,7 @@ impl MailTemplate {
             Self::ConflictOverwritten => "conflict-overwritten",
             Self::BookingRefused => "booking-refused",
             Self::MovedToUnmanagedRoom => "moved-to-unmanaged-room",
+            Self::ChangeNotCarriedOver => "change-not-carried-over",
         }
     }
 }
@@ -183,6 +188,9 @@ pub struct RoomMapping {
     pub time_zone: TimeZoneName,
     /// Only enabled rooms are synced.
     pub enabled: bool,
+    /// The room's name as people know it (mails name the room by it, never by its mailbox address).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// The tenant's mapped rooms.

@@ -110,6 +110,7 @@ impl Model {
                     location: TopdeskLocationId::parse(&format!("loc-{n}")).unwrap(),
                     time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
                     enabled: true,
+                    name: None,
                 })
                 .collect(),
         );

@@ -54,6 +54,7 @@ fn world() -> World {
                 location: loc(n),
                 time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
                 enabled: n != 3,
+                name: None,
             })
             .collect(),
     );
@@ -234,6 +235,7 @@ fn summary(plan: &Plan) -> Vec<String> {
             }
             Action::MoveReservationRoom { from, to, .. } => format!("topdesk.move {from}->{to}"),
             Action::CancelReservation { .. } => "topdesk.cancel".to_owned(),
+            Action::LinkReservation { .. } => "topdesk.link".to_owned(),
             Action::CreateExchangeEvent {
                 target: t,
                 room,
@@ -273,8 +275,9 @@ fn summary(plan: &Plan) -> Vec<String> {
             Action::CancelExchangeEvent { target: t, how, .. } => {
                 format!("exchange.cancel {} {how:?}", target(t))
             }
-            Action::SendMail { template, to, .. } => {
-                format!("mail {} -> {}", template.as_str(), people(std::slice::from_ref(to)))
+            Action::SendMail { template, to, detail, .. } => {
+                let because = detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
+                format!("mail {} -> {}{because}", template.as_str(), people(std::slice::from_ref(to)))
             }
             Action::RaiseConflict { winner, loser, policy, fields, .. } => {
                 format!("conflict {policy:?}: {winner} wins over {loser} ({})", fields.join(","))
@@ -282,7 +285,7 @@ fn summary(plan: &Plan) -> Vec<String> {
             Action::MassDeletionAlert { cancelling, future_bookings, .. } => {
                 format!("alert mass-deletion {cancelling}/{future_bookings}")
             }
-            Action::ScheduleRetry { side, after, .. } => format!("retry {side} in {}m", after.num_minutes()),
+            Action::ScheduleRetry { side, after, .. } => format!("retry {side} in {}s", after.num_seconds()),
             Action::Nothing { reason } => format!("nothing {reason:?}"),
         })
         .collect();
@@ -975,50 +978,257 @@ fn rule_09_refusals() {
     let w = world();
     let rec = booked(&w, &ex(A, B));
     let ctx = w.ctx();
-    let check_failure = |name: &str, rec: &BookingRecord, failure: WriteFailure, expected: &[&str]| {
-        let p = plan_write_failure(rec, Side::Topdesk, &failure, &ctx);
+    let check_failure = |name: &str, rec: &BookingRecord, failed: FailedWrite, expected: &[&str]| {
+        let p = plan_write_failure(rec, &failed, &ctx);
         assert_eq!(summary(&p), expected, "case {name:?}");
         let r = p.record.record().unwrap();
         assert_eq!(r.failed_count, rec.failed_count + 1, "{name}");
-        assert_eq!(r.failed_processor, Some(Side::Topdesk), "{name}");
+        assert_eq!(r.failed_processor, Some(failed.side), "{name}");
         assert_eq!(r.failed_at, Some(now()), "{name}");
-        assert_eq!(r.topdesk_status, SyncStatus::Failed, "{name}");
+        assert_eq!(r.status(failed.side), SyncStatus::Failed, "{name}: the record remembers what is owed");
         p
     };
+    let transient = WriteFailure::Transient { retry_after: None };
+    let refused = WriteFailure::Permanent { reason: "Room occupied".into() };
+    let td = |kind, failure: &WriteFailure| FailedWrite {
+        side: Side::Topdesk,
+        kind,
+        failure: failure.clone(),
+        redrive: false,
+    };
+    let with_retries = |n| {
+        let mut r = rec.clone();
+        r.retry_count = n;
+        r
+    };
+    // Transient failures: retried soon (a waiting retry holds the room's lane), never mailed.
     check_failure(
-        "transient: retry in a minute",
+        "transient: retry in 10 s",
         &rec,
-        WriteFailure::Transient { retry_after: None },
-        &["retry topdesk in 1m", "record: update complexity=0"],
+        td(WriteKind::Retime, &transient),
+        &["retry topdesk in 10s", "record: update complexity=0"],
     );
-    let mut third = rec.clone();
-    third.retry_count = 3;
     check_failure(
         "transient: back-off doubles",
-        &third,
-        WriteFailure::Transient { retry_after: None },
-        &["retry topdesk in 8m", "record: update complexity=0"],
+        &with_retries(2),
+        td(WriteKind::Create, &transient),
+        &["retry topdesk in 40s", "record: update complexity=0"],
+    );
+    check_failure(
+        "transient: back-off stops at a minute",
+        &with_retries(5),
+        td(WriteKind::Move, &transient),
+        &["retry topdesk in 60s", "record: update complexity=0"],
     );
     check_failure(
         "transient with Retry-After longer than the back-off",
         &rec,
-        WriteFailure::Transient { retry_after: Some(Duration::minutes(30)) },
-        &["retry topdesk in 30m", "record: update complexity=0"],
+        td(WriteKind::Create, &WriteFailure::Transient { retry_after: Some(Duration::minutes(30)) }),
+        &["retry topdesk in 1800s", "record: update complexity=0"],
     );
-    let mut worn = rec.clone();
-    worn.retry_count = 8;
+    for kind in [WriteKind::Create, WriteKind::Retime, WriteKind::Move, WriteKind::Change] {
+        let p = check_failure(
+            "transient too often: left failed for the sweep, nobody mailed",
+            &with_retries(MAX_RETRIES),
+            td(kind, &transient),
+            &["nothing GivenUp", "record: update complexity=0"],
+        );
+        assert_eq!(p.record.record().unwrap().retry_count, 0, "the sweep's re-drive starts a new round");
+    }
+    // Permanent refusals: the mail fits the action.
     check_failure(
-        "transient too often: given up, organizer told",
-        &worn,
-        WriteFailure::Transient { retry_after: None },
-        &["nothing GivenUp", "mail booking-refused -> anna", "record: update complexity=0"],
-    );
-    check_failure(
-        "permanent: room occupied in TOPdesk",
+        "refused create: could not be made, with TOPdesk's reason",
         &rec,
-        WriteFailure::Permanent { reason: "room occupied".into() },
-        &["nothing GivenUp", "mail booking-refused -> anna", "record: update complexity=0"],
+        td(WriteKind::Create, &refused),
+        &["nothing GivenUp", "mail booking-refused -> anna (Room occupied)", "record: update complexity=0"],
     );
+    for kind in [WriteKind::Retime, WriteKind::Move, WriteKind::Change] {
+        check_failure(
+            &format!("refused {}: the change was not carried over", kind.as_str()),
+            &rec,
+            td(kind, &refused),
+            &[
+                "nothing GivenUp",
+                "mail change-not-carried-over -> anna (Room occupied)",
+                "record: update complexity=0",
+            ],
+        );
+    }
+    check_failure(
+        "refused again by a sweep's re-drive: nobody is mailed twice",
+        &rec,
+        FailedWrite { redrive: true, ..td(WriteKind::Retime, &refused) },
+        &["nothing GivenUp", "record: update complexity=0"],
+    );
+    // A cancellation is never answered with "pick another room": retried, then flagged for the operator.
+    for failure in [&transient, &refused] {
+        check_failure(
+            "cancel fails: retried",
+            &rec,
+            td(WriteKind::Cancel, failure),
+            &["retry topdesk in 10s", "record: update complexity=0"],
+        );
+        let p = check_failure(
+            "cancel keeps failing: an operator alert, no mail",
+            &with_retries(MAX_RETRIES),
+            td(WriteKind::Cancel, failure),
+            &["nothing GivenUp", "record: update complexity=0"],
+        );
+        assert!(p.timeline.iter().any(|t| t.kind == TimelineKind::Alert), "{:?}", p.timeline);
+    }
+    // The same on the Exchange side.
+    let ex_side = FailedWrite {
+        side: Side::Exchange,
+        kind: WriteKind::Retime,
+        failure: refused.clone(),
+        redrive: false,
+    };
+    check_failure(
+        "Outlook refused a retime",
+        &rec,
+        ex_side,
+        &[
+            "nothing GivenUp",
+            "mail change-not-carried-over -> anna (Room occupied)",
+            "record: update complexity=0",
+        ],
+    );
+}
+
+/// A record whose write to TOPdesk failed for good after `obs` changed the booking: the record holds the
+/// intended state, TOPdesk's fingerprint what TOPdesk still holds, TOPdesk's status `Failed`.
+fn owed(w: &World, rec: &BookingRecord, obs: &Observation) -> BookingRecord {
+    let ctx = w.ctx();
+    let p = plan(Some(rec), obs, &ctx);
+    let mut next = p.record.record().cloned().expect("a record change");
+    next.topdesk_fingerprint = rec.topdesk_fingerprint.clone();
+    let failed = FailedWrite {
+        side: Side::Topdesk,
+        kind: p.writes().next().and_then(Action::write_kind).expect("a write"),
+        failure: WriteFailure::Permanent { reason: "Room occupied".into() },
+        redrive: false,
+    };
+    plan_write_failure(&next, &failed, &ctx).record.record().cloned().expect("failure recorded")
+}
+
+#[test]
+fn rule_09_redrive_of_an_owed_side() {
+    let w = world();
+    let rec = booked(&w, &ex(A, B));
+    let retimed = ex("2026-03-02T12:00", "2026-03-02T13:00").modified(1);
+    let owes = owed(&w, &rec, &retimed);
+    assert_eq!((owes.start, owes.topdesk_status), (at("2026-03-02T12:00"), SyncStatus::Failed));
+    let swept = |o: Observation, counterpart: Option<Observation>| {
+        o.edit(|o| {
+            o.source = ObservationSource::Sweep;
+            o.counterpart = counterpart.map(Box::new);
+        })
+    };
+    let p = check(
+        "the sweep saw TOPdesk still at the old time: reschedule again",
+        &w,
+        Some(&owes),
+        &swept(retimed.clone(), Some(td(A, B))),
+        &["topdesk.reschedule 03-02 12:00-03-02 13:00", "record: update complexity=1"],
+    );
+    assert_eq!(p.record.record().unwrap().topdesk_status, SyncStatus::Pending, "synced once the write lands");
+    let p = check(
+        "TOPdesk already holds it (someone fixed it by hand): marked synced, nothing written",
+        &w,
+        Some(&owes),
+        &swept(retimed.clone(), Some(td("2026-03-02T12:00", "2026-03-02T13:00"))),
+        &["nothing NoSyncedFieldChanged", "record: update complexity=1"],
+    );
+    let r = p.record.record().unwrap();
+    assert_eq!(r.topdesk_status, SyncStatus::Synced);
+    assert_eq!(
+        plan(Some(r), &swept(retimed.clone(), Some(td("2026-03-02T12:00", "2026-03-02T13:00"))), &w.ctx())
+            .nothing_reason(),
+        Some(NothingReason::Echo),
+        "in step: the next sweep changes nothing"
+    );
+    check(
+        "a notification's echo without TOPdesk's state: wait for the sweep",
+        &w,
+        Some(&owes),
+        &retimed,
+        &["nothing Echo", "record: unchanged"],
+    );
+    // A create that never landed.
+    let mut never = rec.clone();
+    never.topdesk = TopdeskLink::default();
+    never.topdesk_fingerprint = None;
+    never.topdesk_status = SyncStatus::Failed;
+    check(
+        "a create that never landed is made",
+        &w,
+        Some(&never),
+        &swept(ex(A, B), None),
+        &[
+            "topdesk.create loc-1 03-02 10:00-03-02 11:00 requester=anna with=bob subject=Some(\"Project review\")",
+            "record: update complexity=0",
+        ],
+    );
+    // A cancellation TOPdesk did not take.
+    let cancelled = ex(A, B).cancelled().modified(1);
+    let owes_cancel = owed(&w, &rec, &cancelled);
+    assert!(owes_cancel.cancelled);
+    check(
+        "the reservation is still live: cancel it again",
+        &w,
+        Some(&owes_cancel),
+        &swept(cancelled.clone(), Some(td(A, B))),
+        &["topdesk.cancel", "record: update complexity=1 cancelled"],
+    );
+    let p = check(
+        "the reservation was cancelled meanwhile: in step",
+        &w,
+        Some(&owes_cancel),
+        &swept(cancelled, Some(td(A, B).cancelled())),
+        &["nothing AlreadyCancelled", "record: update complexity=1 cancelled"],
+    );
+    assert_eq!(p.record.record().unwrap().topdesk_status, SyncStatus::Cancelled);
+}
+
+#[test]
+fn rule_02_a_desk_reservation_gets_orbs_link_once_its_meeting_is_planned() {
+    let w = world();
+    let desk = td(A, B).edit(|o| o.ids.reservation_id = Some("res-9".into()));
+    let p = check(
+        "created in Outlook, then linked",
+        &w,
+        None,
+        &desk,
+        &[
+            "exchange.create organizer:anna room-1@contoso.com 03-02 10:00-03-02 11:00 organizer=anna with=bob subject=Some(\"Project review\")",
+            "topdesk.link",
+            "record: create complexity=0",
+        ],
+    );
+    assert!(
+        matches!(&p.actions[1], Action::LinkReservation { reservation_id: Some(id), .. } if id == "res-9")
+    );
+}
+
+#[test]
+fn write_kinds_name_what_a_person_changed() {
+    let w = world();
+    let rec = booked(&w, &ex(A, B));
+    let cases: Vec<(Plan, Option<WriteKind>)> = vec![
+        (
+            plan(Some(&rec), &ex("2026-03-02T12:00", "2026-03-02T13:00").modified(1), &w.ctx()),
+            Some(WriteKind::Retime),
+        ),
+        (
+            plan(Some(&rec), &ex(A, B).edit(|o| o.lifecycle = Lifecycle::Cancelled).modified(1), &w.ctx()),
+            Some(WriteKind::Cancel),
+        ),
+        (plan(None, &ex(A, B), &w.ctx()), Some(WriteKind::Create)),
+    ];
+    for (p, expected) in cases {
+        let kinds: Vec<_> = p.writes().map(Action::write_kind).collect();
+        assert_eq!(kinds.first().copied().flatten(), expected, "{:?}", p.actions);
+    }
 }
 
 #[test]

@@ -283,7 +283,7 @@ fn malformed_tokens_are_refused() {
     let placeholder: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/reference/graph-vectors/msgraph-core-rich-notification/synthetic/notification-collection.synthetic.json"
+            "/../../testdata/graph-vectors/msgraph-core-rich-notification/synthetic/notification-collection.synthetic.json"
         ))
         .unwrap(),
     )

@@ -11,12 +11,12 @@ use crate::{
     decrypt_notification_content, encrypt_notification_content, sha1_thumbprint,
 };
 
-/// `/work/shared/reference/graph-vectors/msgraph-core-rich-notification/` seen from this crate.
+/// A file of `testdata/graph-vectors/msgraph-core-rich-notification/` (origin: `testdata/README.md`).
 macro_rules! vector_file {
     ($name:literal) => {
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/reference/graph-vectors/msgraph-core-rich-notification/",
+            "/../../testdata/graph-vectors/msgraph-core-rich-notification/",
             $name
         )
     };

@@ -1,5 +1,5 @@
 //! A scripted session against the TOPdesk emulator in which every response body (and every request body
-//! sent) is validated against the TOPdesk spec extracts in `shared/reference/topdesk-openapi/`
+//! sent) is validated against the TOPdesk spec extracts in `testdata/topdesk-openapi/`
 //! (reservations 2.0.0, supporting files 2.7.11, general 1.2.0): types, formats, required fields, enums,
 //! nested objects and arrays with `$ref` resolution; `null` and undeclared properties are errors.
 
@@ -11,7 +11,7 @@ use orb_emulators::topdesk::{DoubleBooking, TopdeskEmulator};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const SPEC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference/topdesk-openapi/");
+const SPEC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/topdesk-openapi/");
 
 struct Operation {
     method: String,

@@ -12,6 +12,7 @@
 pub mod execute;
 pub mod keys;
 pub mod observe;
+pub mod pause;
 pub mod poller;
 pub mod reconcile;
 pub mod scheduler;

@@ -1875,6 +1875,7 @@ mod tests {
             location: location.clone(),
             time_zone: TimeZoneName::utc(),
             enabled: true,
+            name: None,
         }]);
         let held = Observation {
             side: Side::Topdesk,

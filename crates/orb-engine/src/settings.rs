@@ -414,6 +414,7 @@ pub fn build_runtime(
                 location: r.topdesk_location_id.clone(),
                 time_zone: settings.sync.time_zone.clone(),
                 enabled: r.enabled,
+                name: r.display_name.clone(),
             })
             .collect(),
     );
@@ -433,6 +434,7 @@ pub fn build_runtime(
             .map_or(Reason::Default, |name| Reason::Name(name.clone())),
         notification_base_url: urls.notification_base_url.clone(),
         persons: crate::sync::PersonCache::default(),
+        writes: Arc::default(),
     })
 }
 

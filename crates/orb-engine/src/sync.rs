@@ -54,10 +54,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use orb_core::{
-    Action, BookingId, BookingRecord, Clock, CorrelationId, EmailAddress, Lifecycle, NewIds, NothingReason,
-    Observation, ObservationSource, PersonDirectory, Plan, PlanContext, Policy, RecordChange, RemoteIds,
-    RoomMap, SeriesId, Side, SubjectPolicy, SyncStatus, TenantId, TimeZoneName, TimelineEntry, TimelineKind,
-    WriteFailure, plan, plan_write_failure,
+    Action, BookingId, BookingRecord, Clock, CorrelationId, EmailAddress, FailedWrite, Lifecycle, NewIds,
+    NothingReason, Observation, ObservationSource, PersonDirectory, Plan, PlanContext, Policy, RecordChange,
+    RemoteIds, RoomMap, SeriesId, Side, SubjectPolicy, SyncStatus, TenantId, TimeZoneName, TimelineEntry,
+    TimelineKind, WriteFailure, WriteKind, plan, plan_write_failure,
 };
 use orb_crypto::{CertificateRing, ValidationTokenExpectations};
 use orb_graph::model::{ChangeNotification, ChangeNotificationCollection, ChangeType, Event};
@@ -120,6 +120,8 @@ pub struct TenantRuntime {
     /// ORB's public base URL for Graph's webhooks (`{base}/hooks/graph/{tenant}`): needed to recreate a
     /// subscription Graph removed (`None`: such a lifecycle job fails until it is configured).
     pub notification_base_url: Option<String>,
+    /// Writes paused per side after the side denied ORB's credentials (401 / 403).
+    pub writes: Arc<crate::pause::WritePause>,
 }
 
 impl fmt::Debug for TenantRuntime {
@@ -292,6 +294,20 @@ pub enum SyncError {
         /// What is wrong.
         reason: String,
     },
+    /// The side denied ORB's credentials or rights; the tenant's writes to it are paused and the job waits.
+    #[error(
+        "{side} denied ORB's credentials or rights for tenant {tenant}; its writes to {side} are paused until \
+         {until} (check the tenant's secrets and the API account's rights; the job runs again then, nothing \
+         is lost)"
+    )]
+    WritesPaused {
+        /// The tenant.
+        tenant: TenantId,
+        /// The side.
+        side: Side,
+        /// When the job runs again.
+        until: DateTime<Utc>,
+    },
 }
 
 impl SyncError {
@@ -301,11 +317,19 @@ impl SyncError {
             Self::Store(e) => e.is_retryable(),
             Self::Graph(e) => e.is_retryable(),
             Self::Topdesk(e) => e.is_retryable(),
-            Self::ConflictRetriesExhausted { .. } => true,
+            Self::ConflictRetriesExhausted { .. } | Self::WritesPaused { .. } => true,
             Self::Observe(_)
             | Self::UnknownTenant { .. }
             | Self::UnknownJobKind { .. }
             | Self::BadPayload { .. } => false,
+        }
+    }
+
+    /// When the job must run again whatever its attempts (a paused tenant's job is never dead).
+    pub fn resume_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::WritesPaused { until, .. } => Some(*until),
+            _ => None,
         }
     }
 }
@@ -590,7 +614,13 @@ async fn sync_once(
     let mut the_plan = plan(record.as_ref(), obs, &ctx);
     let settled = matches!(the_plan.nothing_reason(), Some(NothingReason::Echo | NothingReason::Stale));
     if let Some(stored) = replan_as_new.filter(|_| !settled) {
-        let fresh = plan(None, obs, &ctx);
+        // The item may carry this booking's own match id already (a reservation ORB linked): planned as
+        // new, it is still this booking's item, not "ORB's item without a record".
+        let mut unlinked = obs.clone();
+        if unlinked.orb_match_id == Some(stored.id) {
+            unlinked.orb_match_id = None;
+        }
+        let fresh = plan(None, &unlinked, &ctx);
         if let RecordChange::Create(mut new) = fresh.record {
             // The same booking, planned as new again: keep what the store holds of it.
             new.version = stored.version;
@@ -660,7 +690,35 @@ async fn commit_plan(
         clock: deps.clock.as_ref(),
     };
     let has_effects = the_plan.actions.iter().any(|a| a.is_write() || matches!(a, Action::SendMail { .. }));
+    // A side that denied ORB's credentials is not called again before its pause ends (crate::pause).
+    for side in [Side::Exchange, Side::Topdesk] {
+        let writes_here = the_plan.writes().any(|a| a.target_side() == Some(side));
+        if writes_here && let Some(until) = tenant.writes.paused_until(side, now) {
+            return Err(SyncError::WritesPaused { tenant: tenant.tenant_id, side, until });
+        }
+    }
     let report = if has_effects { Some(execute(&the_plan, &after, before, &exec_ctx).await) } else { None };
+    if let Some(report) = &report {
+        if let Some((side, reason)) = report.denied() {
+            // A configuration failure of the tenant: nothing of this try is committed (writes that landed
+            // are found again by their idempotency keys when the job runs after the pause), nobody is
+            // mailed, and the operator is told once per pause.
+            let paused = tenant.writes.deny(side, now);
+            if paused.newly {
+                audit_pause(deps, tenant, side, AUDIT_WRITES_PAUSED, reason, now).await;
+            }
+            tracing::error!(%side, until = %paused.until, reason, "writes denied: tenant paused");
+            return Err(SyncError::WritesPaused { tenant: tenant.tenant_id, side, until: paused.until });
+        }
+        for side in [Side::Exchange, Side::Topdesk] {
+            let landed =
+                report.outcomes.iter().any(|o| o.side == Some(side) && matches!(o.outcome, Outcome::Done(_)));
+            if landed && tenant.writes.resume(side) {
+                audit_pause(deps, tenant, side, AUDIT_WRITES_RESUMED, "a write landed again", now).await;
+                tracing::info!(%side, "writes accepted again: tenant resumed");
+            }
+        }
+    }
 
     let mut next = after;
     let mut events: Vec<NewBookingEvent> = the_plan.timeline.iter().map(timeline_event).collect();
@@ -679,30 +737,47 @@ async fn commit_plan(
     let mut jobs = Vec::new();
     let mut failed = Vec::new();
     let mut retry_at = None;
+    if let Some(report) = &report
+        && report.failed_write(Side::Exchange).is_none()
+        && report.failed_write(Side::Topdesk).is_none()
+        && writes_done > 0
+    {
+        // Every write landed: the count of retries of the current failure starts again.
+        next.retry_count = 0;
+    }
     for side in [Side::Exchange, Side::Topdesk] {
-        let Some(failure) = report.as_ref().and_then(|r| r.failure(side)) else { continue };
+        let Some(report) = report.as_ref() else { continue };
+        let Some(failure) = report.failure(side) else { continue };
+        let kind = report
+            .failed_write(side)
+            .and_then(|(index, _)| the_plan.actions.get(index))
+            .and_then(Action::write_kind)
+            .unwrap_or(WriteKind::Change);
         failed.push(side);
-        // The execute contract: keep the failed side's old fingerprint. For a transient failure the observed
-        // side's too, so the retried observation is planned again (not taken for an echo); after a
-        // permanent refusal the same observation again is an echo (no refusal mail per notification), a
-        // changed one is planned again.
+        // The execute contract: keep the failed side's old fingerprint. When the write is tried again
+        // (a transient failure, or a refused cancellation), the observed side's too, so the retried
+        // observation is planned again (not taken for an echo); after a permanent refusal the same
+        // observation again is an echo (no refusal mail per notification), a changed one is planned again.
         keep_old_side(&mut next, before, side);
-        match (&failure, before) {
-            (WriteFailure::Transient { .. }, Some(before)) => {
+        let tried_again = matches!(failure, WriteFailure::Transient { .. }) || kind == WriteKind::Cancel;
+        match (tried_again, before) {
+            (true, Some(before)) => {
                 // Nothing changes but the failure bookkeeping (and ids a successful write learned): the
                 // retried observation is planned again from the same record, so a booking live again after
                 // a cancellation, or an occurrence moved room (cancel + create), is planned the same way and
-                // not taken for "already holds it".
+                // not taken for "already holds it". The watermarks stay where they were, so a sweep finds
+                // the side's change again should the retries run out.
                 let mut reverted = before.clone();
-                if let Some(report) = &report {
-                    apply_to_record(&mut reverted, report);
-                }
+                apply_to_record(&mut reverted, report);
                 next = reverted;
             }
-            (WriteFailure::Transient { .. }, None) => keep_old_side(&mut next, before, obs.side),
-            (WriteFailure::Permanent { .. }, _) => {}
+            (true, None) => keep_old_side(&mut next, before, obs.side),
+            (false, _) => {}
         }
-        let on_failure = plan_write_failure(&next, side, &failure, ctx);
+        let redrive = obs.source == ObservationSource::Sweep
+            && before.is_some_and(|b| b.status(side) == SyncStatus::Failed);
+        let failed_write = FailedWrite { side, kind, failure: failure.clone(), redrive };
+        let on_failure = plan_write_failure(&next, &failed_write, ctx);
         events.extend(on_failure.timeline.iter().map(timeline_event));
         if let Some(r) = on_failure.record.record() {
             next = r.clone();
@@ -756,6 +831,34 @@ async fn commit_plan(
         retry_at,
         tries: attempt,
     })
+}
+
+/// Audit action: a side denied ORB's credentials or rights; the tenant's writes to it are paused.
+pub const AUDIT_WRITES_PAUSED: &str = "sync.writes_paused";
+/// Audit action: writes to a side that was paused land again.
+pub const AUDIT_WRITES_RESUMED: &str = "sync.writes_resumed";
+
+/// Records the start or end of a write pause in the tenant's audit log (a failure to record it is logged,
+/// not fatal: the pause itself is in memory and the job is put back either way).
+async fn audit_pause(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    side: Side,
+    action: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) {
+    let entry = NewAuditEntry {
+        tenant_id: Some(tenant.tenant_id),
+        at: now,
+        actor: AUDIT_ACTOR.to_owned(),
+        action: action.to_owned(),
+        target: format!("{side}: {reason}"),
+        ip: None,
+    };
+    if let Err(e) = deps.store.append_audit(&entry).await {
+        tracing::warn!(error = %e, action, "could not record the write pause in the audit log");
+    }
 }
 
 /// A side the planner left `Pending` (a create) is `Synced` once every write to it succeeded.
@@ -816,6 +919,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::RescheduleReservation { .. } => "reschedule-reservation",
         Action::MoveReservationRoom { .. } => "move-reservation-room",
         Action::CancelReservation { .. } => "cancel-reservation",
+        Action::LinkReservation { .. } => "link-reservation",
         Action::CreateExchangeEvent { .. } => "create-exchange-event",
         Action::UpdateExchangeEvent { .. } => "update-exchange-event",
         Action::CancelExchangeEvent { .. } => "cancel-exchange-event",
@@ -1330,17 +1434,53 @@ pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult,
         attempts = job.job.attempts,
     );
     async {
-        match job.job.kind.as_str() {
+        // While a side denies the tenant's credentials, its jobs wait without calling anyone (one probe
+        // after each pause); Graph's lifecycle events are still handled while only TOPdesk is paused.
+        if let Ok(tenant) = deps.tenant(job.job.tenant_id) {
+            let now = deps.clock.now();
+            for side in [Side::Exchange, Side::Topdesk] {
+                let exempt = side == Side::Topdesk && job.job.kind == JOB_GRAPH_LIFECYCLE;
+                if !exempt && let Some(until) = tenant.writes.paused_until(side, now) {
+                    return Err(SyncError::WritesPaused { tenant: job.job.tenant_id, side, until });
+                }
+            }
+        }
+        let result = match job.job.kind.as_str() {
             JOB_GRAPH_NOTIFICATION => graph_notification(deps, job).await,
             JOB_GRAPH_LIFECYCLE => crate::subscriptions::process_lifecycle(deps, job).await,
             JOB_TOPDESK_HINT => topdesk_hint(deps, job).await,
             JOB_SYNC_RETRY | JOB_SYNC_OBSERVATION => sync_retry(deps, job).await,
             JOB_RECONCILE_SWEEP => reconcile_sweep(deps, job).await,
             other => Err(SyncError::UnknownJobKind { kind: other.to_owned() }),
+        };
+        match result {
+            Err(e) => Err(paused_if_denied(deps, job.job.tenant_id, e).await),
+            ok => ok,
         }
     }
     .instrument(span)
     .await
+}
+
+/// A read that a side denied (401 / 403: a person look-up, reading an event) is the same configuration
+/// failure as a denied write: the tenant's work with that side pauses ([`crate::pause`]) and the job waits
+/// instead of going dead.
+async fn paused_if_denied(deps: &SyncDeps, tenant_id: TenantId, e: SyncError) -> SyncError {
+    let side = match &e {
+        SyncError::Topdesk(TopdeskError::Unauthorized { .. } | TopdeskError::Forbidden { .. }) => {
+            Side::Topdesk
+        }
+        SyncError::Graph(GraphError::Unauthorized { .. } | GraphError::Forbidden { .. }) => Side::Exchange,
+        _ => return e,
+    };
+    let Ok(tenant) = deps.tenant(tenant_id) else { return e };
+    let now = deps.clock.now();
+    let paused = tenant.writes.deny(side, now);
+    if paused.newly {
+        audit_pause(deps, tenant, side, AUDIT_WRITES_PAUSED, &e.to_string(), now).await;
+    }
+    tracing::error!(%side, until = %paused.until, error = %e, "access denied: tenant paused");
+    SyncError::WritesPaused { tenant: tenant_id, side, until: paused.until }
 }
 
 /// Runs one `reconcile.sweep` job: the sweep of its room over the lifecycle window

@@ -166,7 +166,9 @@ impl Worker {
             }
             Some(Err(e)) => {
                 let error = e.to_string();
-                let retry_at = if e.is_retryable() {
+                let retry_at = if let Some(at) = e.resume_at() {
+                    Some(at)
+                } else if e.is_retryable() {
                     self.options.retry.next_run(claimed.job.attempts, now, unit_random())
                 } else {
                     None

@@ -105,6 +105,7 @@ impl World {
                     location: locations[i].clone(),
                     time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
                     enabled: true,
+                    name: Some(format!("Room 1.0{}", i + 1)),
                 })
                 .collect(),
         );
@@ -535,6 +536,7 @@ async fn topdesk_refusal_is_permanent_and_stops_only_topdesk() {
         template: MailTemplate::FallbackPersonUsed,
         to: mail("anna@contoso.com"),
         booking: record.id,
+        detail: None,
     });
     plan.actions.push(Action::Nothing { reason: NothingReason::Echo });
     let report = w.run(&plan, &record).await;
@@ -589,8 +591,12 @@ async fn mails_carry_the_link_and_the_subject_only_when_the_template_needs_it() 
     ];
     for (n, (template, subject, shown)) in cases.into_iter().enumerate() {
         let (_, record) = w.plan_new(&Policy::new(), &observation(Side::Exchange, subject));
-        let plan =
-            plan_of(vec![Action::SendMail { template, to: mail("anna@contoso.com"), booking: record.id }]);
+        let plan = plan_of(vec![Action::SendMail {
+            template,
+            to: mail("anna@contoso.com"),
+            booking: record.id,
+            detail: None,
+        }]);
         let report = w.run(&plan, &record).await;
         assert!(matches!(done(&report, 0), Done::MailSent { .. }), "{report:?}");
         let outbox = w.graph_em.outbox();
@@ -602,6 +608,8 @@ async fn mails_carry_the_link_and_the_subject_only_when_the_template_needs_it() 
         assert!(body.contains(&format!("https://orb.example.test/bookings/{}", record.id)), "{body}");
         assert_eq!(body.contains("Quarterly budget"), shown, "{template:?} / {subject:?}: {body}");
         assert!(!sent.message.subject.as_deref().unwrap().contains("Quarterly"), "never in the title");
+        assert!(body.contains("Room 1.01"), "the room by its name: {body}");
+        assert!(!body.contains("room1@contoso.com"), "never by its mailbox address: {body}");
     }
 }
 

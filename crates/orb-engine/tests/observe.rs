@@ -48,6 +48,7 @@ fn rooms() -> RoomMap {
         location: TopdeskLocationId::parse(loc).unwrap(),
         time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
         enabled,
+        name: None,
     };
     RoomMap::new(vec![
         mapping(R1_ID, ROOM1, LOC1, true),

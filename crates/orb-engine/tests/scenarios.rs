@@ -690,7 +690,8 @@ async fn an_organizer_unknown_to_topdesk_books_through_the_fallback_person_and_i
         assert_eq!(m.message.subject.as_deref(), Some("Your room reservation was made for the service desk"));
         let body = mail_body(m);
         assert!(body.contains(&format!("{PORTAL}/bookings/{}", record.id)), "a link to the booking: {body}");
-        assert!(body.contains("room1@contoso.com"), "{body}");
+        assert!(body.contains("Room 1"), "the room by its name: {body}");
+        assert!(!body.contains("room1@contoso.com"), "never by its mailbox address: {body}");
         assert!(!body.contains("Supplier visit"), "this template does not name the meeting: {body}");
 
         // An echo (the room's later notifications) sends no second mail and makes no second reservation.
@@ -1061,6 +1062,76 @@ async fn participants_added_in_topdesk_are_invited_in_outlook_by_their_e_mail() 
             "Bob, found by his TOPdesk id, is invited by e-mail"
         );
         assert_eq!(record.participants, [mail(BOB)]);
+        w.assert_healthy().await;
+    })
+    .await;
+}
+
+// ---- TOPdesk denies ORB's credentials ----
+
+impl World {
+    fn set_topdesk_password(&self, password: &str) {
+        self.td.emulator.with_state(|s| {
+            s.accounts.get_mut("orb-api").expect("ORB's API account").passwords =
+                vec![(password.to_owned(), None)];
+        });
+    }
+
+    async fn audit_actions(&self) -> Vec<String> {
+        self.store.list_audit(self.tenant.id, 100).await.unwrap().into_iter().map(|a| a.action).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_topdesk_401_pauses_the_tenants_writes_tells_the_operator_mails_nobody_and_loses_nothing() {
+    on_every_store(|w| async move {
+        let event = w.meeting(ANNA, ROOM, "Budget", ("2026-09-03T09:00:00", "2026-09-03T10:00:00"), &[]).await;
+        let id = event["id"].as_str().unwrap().to_owned();
+        let record = w.booking_where("the booking to be synced", |r| r.topdesk.reservation_id.is_some()).await;
+        w.settled().await;
+        let reservation = record.topdesk.reservation_id.clone().unwrap();
+
+        // The application password is revoked in TOPdesk; meanwhile Anna moves her meeting twice.
+        w.set_topdesk_password("revoked-and-replaced");
+        let retime = |from: &str, to: &str| {
+            json!({"start": {"dateTime": from, "timeZone": "UTC"}, "end": {"dateTime": to, "timeZone": "UTC"}})
+        };
+        w.edit(ANNA, &id, retime("2026-09-03T11:00:00", "2026-09-03T12:00:00")).await;
+        eventually("the pause to reach the audit log", || async {
+            w.audit_actions().await.contains(&"sync.writes_paused".to_owned()).then_some(())
+        })
+        .await;
+        w.edit(ANNA, &id, retime("2026-09-03T13:00:00", "2026-09-03T14:00:00")).await;
+        // Both changes wait in the room's lane (the first until the pause ends, the second behind it).
+        eventually("both changes to wait in the room's lane", || async {
+            let queued = w.jobs(JobStatus::Queued).await;
+            let running = w.jobs(JobStatus::Running).await;
+            (queued.len() >= 2 && running.is_empty() && queued.iter().any(|j| j.run_at > orb_core::Clock::now(&w.clock)))
+                .then_some(())
+        })
+        .await;
+        assert!(w.jobs(JobStatus::Dead).await.is_empty(), "nothing is dropped");
+        assert_eq!(w.reservation(&reservation).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
+        assert!(w.graph_em.outbox().is_empty(), "a configuration failure is not the organizer's business");
+        let paused = w.audit_actions().await.iter().filter(|a| *a == "sync.writes_paused").count();
+        assert_eq!(paused, 1, "the operator is told once per pause");
+
+        // The operator enters the new password; after the pause the waiting changes land, in order.
+        w.set_topdesk_password("app-secret-1");
+        w.clock.advance(Duration::minutes(31));
+        eventually("the latest change to reach TOPdesk", || async {
+            (w.reservation(&reservation).planned_start_date == Some(at("2026-09-03T13:00:00Z"))).then_some(())
+        })
+        .await;
+        w.settled().await;
+        let r = w.reservation(&reservation);
+        assert_eq!(r.planned_end_date, Some(at("2026-09-03T14:00:00Z")));
+        assert_eq!(w.reservations().len(), 1);
+        let record = w.store.get_booking(w.tenant.id, record.id).await.unwrap();
+        assert_eq!(record.start, at("2026-09-03T13:00:00Z"));
+        assert_eq!(record.topdesk_status, SyncStatus::Synced);
+        assert!(w.audit_actions().await.contains(&"sync.writes_resumed".to_owned()));
+        assert!(w.graph_em.outbox().is_empty(), "nobody was mailed");
         w.assert_healthy().await;
     })
     .await;

@@ -161,6 +161,7 @@ impl World {
             location: loc.clone(),
             time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
             enabled: true,
+            name: None,
         };
         let runtime = TenantRuntime {
             tenant_id: tenant.id,
@@ -174,6 +175,7 @@ impl World {
             cancel_reason: Reason::Default,
             notification_base_url: Some(intake.clone()),
             persons: orb_engine::sync::PersonCache::default(),
+            writes: std::sync::Arc::default(),
         };
         let jwks = JwksCache::new(
             reqwest::Client::new(),

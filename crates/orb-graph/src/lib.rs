@@ -1,7 +1,7 @@
 //! # orb-graph
 //!
 //! ORB's typed Microsoft Graph client and the Graph wire types (shared with the Graph emulator in
-//! `orb-emulators`, so both speak one schema: the subset in the shared reference).
+//! `orb-emulators`, so both speak one schema: the subset in `testdata/`).
 //!
 //! - [`model`]: serde wire types, field for field as in the schema subset.
 //! - [`auth`]: app-only tokens by client secret or certificate assertion (PS256, `x5t#S256`), cached.

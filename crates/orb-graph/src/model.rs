@@ -1,5 +1,5 @@
-//! Graph wire types: serde structs that follow the shared schema subset
-//! (`shared/reference/graph-openapi-subset.yaml`, extracted from the Graph v1.0 CSDL) field by field.
+//! Graph wire types: serde structs that follow the Graph schema subset
+//! (`testdata/graph-openapi-subset.yaml`, extracted from the Graph v1.0 CSDL) field by field.
 //!
 //! One set of types serves both ORB's client and the Graph emulator, so the two cannot drift apart.
 //!

@@ -1,5 +1,5 @@
 //! A scripted session against the Graph emulator whose every response body (of the kinds ORB's client
-//! reads) is validated against the shared schema subset (`shared/reference/graph-openapi-subset.yaml`).
+//! reads) is validated against the Graph schema subset (`testdata/graph-openapi-subset.yaml`).
 //!
 //! The checker handles `$ref`, `allOf`, `anyOf`, `type`, `nullable`, `enum`, `required`, `items`,
 //! `properties`, the formats `date-time`, `date`, `uuid`, `int32`, and refuses properties a closed type
@@ -12,8 +12,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use support::{CLIENT_ID, SECRET, TENANT, World};
 
-const SCHEMA_PATH: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference/graph-openapi-subset.yaml");
+const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/graph-openapi-subset.yaml");
 
 struct Schema {
     root: Value,
@@ -21,7 +20,7 @@ struct Schema {
 
 impl Schema {
     fn load() -> Self {
-        let text = std::fs::read_to_string(SCHEMA_PATH).expect("the schema subset is in shared/reference");
+        let text = std::fs::read_to_string(SCHEMA_PATH).expect("the schema subset is in testdata/");
         Self { root: serde_yaml_ng::from_str(&text).expect("the schema subset is YAML") }
     }
 
@@ -267,7 +266,7 @@ fn the_checker_refuses_wrong_bodies() {
 }
 
 /// The `$batch` envelope and Graph's error body, which the YAML subset does not carry (`paths: {}`): written
-/// from the shared reference's JSON-batching section (§8).
+/// from Microsoft Graph's documentation of JSON batching.
 fn batch_schema() -> Schema {
     Schema {
         root: json!({"components": {"schemas": {

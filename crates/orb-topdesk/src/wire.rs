@@ -1,6 +1,6 @@
 //! TOPdesk wire types: the JSON bodies of the reservations 2.0.0 and supporting-files 2.7.11 APIs.
 //!
-//! Field names, casing and nesting follow the spec extracts in `reference/topdesk-openapi/` exactly (the
+//! Field names, casing and nesting follow the spec extracts in `testdata/topdesk-openapi/` exactly (the
 //! schema name is given on each type). The specs mark nothing as nullable and almost nothing as required,
 //! so every response field is an `Option`: absent (or `null`, which some TOPdesk versions send) reads as
 //! `None`, and `None` is never written — a body this crate serialises never contains `null`.

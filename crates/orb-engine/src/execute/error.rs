@@ -117,16 +117,25 @@ pub enum FailureClass {
         /// Why.
         reason: String,
     },
+    /// The side denied ORB's credentials or rights (401 / 403): a configuration failure of the tenant, not
+    /// of the booking. The engine pauses the tenant's writes to the side ([`crate::pause`]) and puts the
+    /// job back; nobody is mailed.
+    Config {
+        /// What the side said, and what to check.
+        reason: String,
+    },
 }
 
 impl FailureClass {
-    /// The planner's view of this failure.
-    pub fn to_write_failure(&self) -> WriteFailure {
+    /// The planner's view of this failure (`None` for a configuration failure, which the engine handles
+    /// without the planner).
+    pub fn to_write_failure(&self) -> Option<WriteFailure> {
         match self {
-            Self::Transient { retry_after } => WriteFailure::Transient {
+            Self::Transient { retry_after } => Some(WriteFailure::Transient {
                 retry_after: retry_after.and_then(|d| chrono::Duration::from_std(d).ok()),
-            },
-            Self::Permanent { reason } => WriteFailure::Permanent { reason: reason.clone() },
+            }),
+            Self::Permanent { reason } => Some(WriteFailure::Permanent { reason: reason.clone() }),
+            Self::Config { .. } => None,
         }
     }
 }
@@ -157,6 +166,7 @@ impl ExecError {
             Self::Throttled { retry_after, .. } => FailureClass::Transient { retry_after: *retry_after },
             Self::Unavailable { .. } => FailureClass::Transient { retry_after: None },
             Self::Refused { reason, .. } => FailureClass::Permanent { reason: reason.clone() },
+            Self::Denied { .. } => FailureClass::Config { reason: self.to_string() },
             other => FailureClass::Permanent { reason: other.to_string() },
         }
     }
@@ -221,8 +231,14 @@ mod tests {
         assert_eq!(throttled.class(), FailureClass::Transient { retry_after: Some(Duration::from_secs(7)) });
         assert_eq!(
             throttled.class().to_write_failure(),
-            WriteFailure::Transient { retry_after: Some(chrono::Duration::seconds(7)) }
+            Some(WriteFailure::Transient { retry_after: Some(chrono::Duration::seconds(7)) })
         );
+        let denied = ExecError::topdesk("creating")(TopdeskError::Unauthorized {
+            login: "orb-api".into(),
+            detail: "expired".into(),
+        });
+        assert!(matches!(denied.class(), FailureClass::Config { .. }));
+        assert_eq!(denied.class().to_write_failure(), None, "not the planner's business");
         let refused = ExecError::topdesk("creating")(TopdeskError::Rejected {
             action: "creating a reservation".into(),
             reason: "Room occupied".into(),

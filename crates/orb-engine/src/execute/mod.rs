@@ -54,7 +54,7 @@ use orb_graph::model::ResponseType;
 use orb_topdesk::{Reason, TopdeskClient};
 
 pub use error::{ExecError, FailureClass, RemoteError};
-pub use mail::{RenderedMail, render_mail};
+pub use mail::{MailFacts, RenderedMail, render_mail, room_name};
 
 /// Everything besides the plan and the record that executing depends on (one tenant).
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +144,11 @@ pub enum Done {
         /// Nothing had to be done (already cancelled, gone, or the room was not on the meeting).
         already: bool,
     },
+    /// The reservation already carried an external link: nothing was written.
+    Linked {
+        /// Always `true` (a link that was written is a [`Done::Reservation`]).
+        already: bool,
+    },
     /// A mail was handed to Graph (`202`).
     MailSent {
         /// The recipient.
@@ -194,10 +199,26 @@ pub struct ExecutionReport {
 
 impl ExecutionReport {
     /// The first failed *write* on `side`, as the planner takes it ([`orb_core::plan_write_failure`]).
-    /// Failed mails are not write failures.
+    /// Failed mails are not write failures; a configuration failure (401 / 403) is not the planner's
+    /// ([`ExecutionReport::denied`]).
     pub fn failure(&self, side: Side) -> Option<WriteFailure> {
+        self.failed_write(side).and_then(|(_, class)| class.to_write_failure())
+    }
+
+    /// The index (in the plan) and class of the first failed write on `side`.
+    pub fn failed_write(&self, side: Side) -> Option<(usize, &FailureClass)> {
         self.outcomes.iter().find_map(|o| match &o.outcome {
-            Outcome::Failed { class, .. } if o.side == Some(side) => Some(class.to_write_failure()),
+            Outcome::Failed { class, .. } if o.side == Some(side) => Some((o.index, class)),
+            _ => None,
+        })
+    }
+
+    /// The first side that denied ORB's credentials or rights, with what it said.
+    pub fn denied(&self) -> Option<(Side, &str)> {
+        self.outcomes.iter().find_map(|o| match (&o.outcome, o.side) {
+            (Outcome::Failed { class: FailureClass::Config { reason }, .. }, Some(side)) => {
+                Some((side, reason.as_str()))
+            }
             _ => None,
         })
     }
@@ -237,11 +258,15 @@ pub async fn execute(
             (_, Some(s)) if failed[slot(s)].is_some() => {
                 Outcome::Skipped { after: failed[slot(s)].unwrap_or_default() }
             }
-            (Action::SendMail { .. }, _) if failed.iter().any(Option::is_some) => {
+            // A link (like a mail) follows the writes before it: a desk reservation is linked only once
+            // its Outlook meeting exists.
+            (Action::SendMail { .. } | Action::LinkReservation { .. }, _)
+                if failed.iter().any(Option::is_some) =>
+            {
                 Outcome::Skipped { after: failed.iter().flatten().copied().min().unwrap_or_default() }
             }
-            (Action::SendMail { template, to, .. }, _) => {
-                finish(mail::send(*template, to, record, ctx).await)
+            (Action::SendMail { template, to, detail, .. }, _) => {
+                finish(mail::send(*template, to, detail.as_deref(), record, before, ctx).await)
             }
             (_, Some(Side::Topdesk)) => finish(topdesk::write(action, record, before, ctx).await),
             (_, Some(Side::Exchange)) => finish(exchange::write(action, record, before, ctx).await),
@@ -284,6 +309,7 @@ pub fn apply_to_record(record: &mut BookingRecord, report: &ExecutionReport) -> 
             }
             Done::ReservationCancelled { ids: None, .. }
             | Done::EventCancelled { ids: None, .. }
+            | Done::Linked { .. }
             | Done::MailSent { .. } => {}
         }
     }

@@ -105,6 +105,27 @@ pub(super) async fn write(
             };
             Ok(Done::Reservation { ids: written_ids(&r, action, record, true, ctx)?, created: false })
         }
+        Action::LinkReservation { booking, reservation_id } => {
+            let action = "linking a reservation to its Outlook meeting";
+            let id = resolve(*booking, reservation_id.as_deref(), record, ctx).await?;
+            let link = link(*booking, ctx)?;
+            let dto = UpdateReservationDto {
+                external_link: Some(link.to_dto(Some(ctx.clock.now()))),
+                ..UpdateReservationDto::default()
+            };
+            let occurrences = record.series_id.map(|_| orb_topdesk::Occurrences::Current);
+            match td.update_reservation(id, &dto, occurrences).await {
+                Ok(r) => {
+                    Ok(Done::Reservation { ids: written_ids(&r, action, record, true, ctx)?, created: false })
+                }
+                Err(e @ orb_topdesk::TopdeskError::Rejected { .. }) => {
+                    // TOPdesk takes one link: a retried link, or one someone else set, stays as it is.
+                    tracing::info!(booking = %booking, error = %e, "reservation already carries an external link");
+                    Ok(Done::Linked { already: true })
+                }
+                Err(e) => Err(ExecError::topdesk(action)(e)),
+            }
+        }
         Action::CancelReservation { booking, reservation_id } => {
             let action = "cancelling a reservation";
             let id = match resolve(*booking, reservation_id.as_deref(), record, ctx).await {

@@ -347,6 +347,7 @@ impl World {
                     location: r.topdesk_location_id.clone(),
                     time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
                     enabled: true,
+                    name: r.display_name.clone(),
                 })
                 .collect(),
         );
@@ -362,6 +363,7 @@ impl World {
             cancel_reason: Reason::Default,
             notification_base_url: Some(intake.clone()),
             persons: orb_engine::sync::PersonCache::default(),
+            writes: std::sync::Arc::default(),
         };
         let jwks = JwksCache::new(
             reqwest::Client::new(),
