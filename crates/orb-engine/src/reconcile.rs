@@ -61,14 +61,17 @@
 //! - A record whose side **owes** the booking (see [`Owing`]) → *re-drive*: the side's write failed
 //!   (`Failed`), was cut off (`Pending` for longer than [`PENDING_GRACE_MINUTES`]), or its item disagrees
 //!   with the record (times, room, cancellation) although it did not change since ORB last processed it.
-//!   One job carries the good side's observation with the owing side's current state as its counterpart
-//!   (`None` when that side holds no item), and `"redrive": "<side>"` in the payload; the planner then
-//!   writes to the owing side whatever makes it match the record (or only marks it synced when it already
-//!   does). A change a person made to the owing side is planned as a change instead. The scheduled sweep
-//!   re-drives a `Failed` side with back-off ([`redrive_not_before`]: `failed_at` + 2^`failed_count`
-//!   minutes, at most 6 h), so a refusal mail is not re-sent every sweep, and not while a transient
-//!   failure's own `sync.retry` job is queued; [`SweepOptions::redrive_now`] (`orb sync --retry-failed`)
-//!   ignores both. [`SweepReport::owed`] lists every owing record, re-driven now or not.
+//!   A side found stuck or drifted is first recorded as failed (status `Failed`, failure bookkeeping, a
+//!   timeline entry), so the planner re-drives it like a side whose write failed and later sweeps use the
+//!   failure's back-off. One job carries the good side's observation with the owing side's current state
+//!   as its counterpart (`None` when that side holds no item), and `"redrive": "<side>"` in the payload;
+//!   the planner writes to the owing side whatever makes it match the record (or only marks it synced when
+//!   it already does). A change someone made to the owing side since is planned as that change instead.
+//!   The scheduled sweep re-drives a `Failed` side with back-off ([`redrive_not_before`]: `failed_at` +
+//!   2^`failed_count` minutes, at most 6 h), so a side that keeps refusing is not asked (and its operator
+//!   alert not raised) on every sweep, and not while a transient failure's own `sync.retry` job is queued;
+//!   [`SweepOptions::redrive_now`] (`orb sync --retry-failed`) ignores both. [`SweepReport::owed`] lists
+//!   every owing record, re-driven now or not, with why it waits.
 //!
 //! ## The mass-deletion guard (rule 12)
 //! The guard is for deletions the sweep **infers from absence** (an item not listed and 404 by id): a
@@ -96,7 +99,8 @@
 //! ## Invariants
 //! - **Never plans a change or writes a side inline.** Differences become jobs in the room's lane; the
 //!   only store writes besides jobs, the audit log and the cursor are the inserts of pairs and of ORB's
-//!   items without a record, which write nothing remote.
+//!   items without a record, and the failure bookkeeping of a side found stuck or drifted; none of them
+//!   writes anything remote.
 //! - **Idempotent.** A sweep right after a sweep whose jobs ran enqueues nothing.
 //! - A sweep that fails part-way has enqueued only whole jobs; the next sweep finds the rest.
 //! - The cursor `reconcile.sweep.<room id>` ([`cursor_name`]) holds the time of the last completed sweep,
@@ -1240,9 +1244,6 @@ impl<'a> Sweep<'a> {
                 }
             };
             let Some((side, owing, since)) = owed else { continue };
-            if self.seen.get(&record.id).is_some_and(|s| s.change(side).is_some()) {
-                continue; // a person changed the owing side: planned as a change
-            }
             let due = match (owing, record.failed_at) {
                 (Owing::Failed, Some(at)) => redrive_not_before(at, record.failed_count),
                 _ => self.now,
@@ -1258,6 +1259,12 @@ impl<'a> Sweep<'a> {
                 start: record.start,
                 end: record.end,
             };
+            if self.seen.get(&record.id).is_some_and(|s| s.change(side).is_some()) {
+                // Someone changed the owing side since: that change is planned as a change.
+                entry.waiting = Some(format!("changed in {} since; planned as that change", side_name(side)));
+                report.owed.push(entry);
+                continue;
+            }
             if !options.redrive_now {
                 if due > self.now {
                     entry.waiting = Some(format!("back-off after {} failure(s)", record.failed_count));
@@ -1291,6 +1298,11 @@ impl<'a> Sweep<'a> {
                     continue;
                 }
             };
+            if owing != Owing::Failed && !options.dry_run && !self.mark_failed(&record, side, owing).await? {
+                entry.waiting = Some("the record changed meanwhile".to_owned());
+                report.owed.push(entry);
+                continue;
+            }
             let cancelling = main.lifecycle != Lifecycle::Active;
             let observation =
                 Observation { orb_match_id: Some(record.id), counterpart: counterpart.map(Box::new), ..main };
@@ -1313,6 +1325,33 @@ impl<'a> Sweep<'a> {
             report.owed.push(entry);
         }
         Ok(())
+    }
+
+    /// Records that `side` of `record` owes the booking although no write failed (a write cut off, an item
+    /// that drifted), as a failure of that side with a timeline entry, so the planner re-drives it like any
+    /// failed side (and a later sweep with the failure's back-off). `false` when the record changed
+    /// meanwhile (the worker got there first).
+    async fn mark_failed(&self, record: &BookingRecord, side: Side, owing: Owing) -> Result<bool, SyncError> {
+        let mut next = record.clone();
+        next.record_failure(side, self.now);
+        let entry = NewBookingEvent {
+            at: self.now,
+            kind: "failure".to_owned(),
+            side: Some(side),
+            detail: json!({
+                "detail": format!(
+                    "the reconciliation sweep found that {} does not hold the booking as ORB decided ({}); \
+                     written again",
+                    side_name(side),
+                    owing.as_str()
+                ),
+            }),
+        };
+        match self.deps.store.update_booking(&next, &[entry], &[], self.now).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Pairs new events with new reservations of the same booking and records each pair as one booking:

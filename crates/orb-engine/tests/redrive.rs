@@ -329,6 +329,13 @@ async fn a_meeting_cancelled_in_outlook_whose_topdesk_cancellation_failed_for_go
         w.cancel_in_outlook(&event).await;
         w.booking_where("the refusal", |r| r.topdesk_status == SyncStatus::Failed).await;
         w.settled_except_scheduled().await;
+        let waiting = w.dry_run().await;
+        assert_eq!(waiting.owed.len(), 1, "{waiting:?}");
+        assert_eq!(
+            waiting.owed[0].waiting.as_deref(),
+            Some("changed in TOPdesk since; planned as that change"),
+            "archiving moved the reservation's modificationDate: {waiting:?}"
+        );
         for _ in 0..10 {
             let retries = w.jobs(JobStatus::Queued).await;
             if retries.is_empty() {
@@ -357,6 +364,77 @@ async fn a_meeting_cancelled_in_outlook_whose_topdesk_cancellation_failed_for_go
         assert!(w.annas_meetings().is_empty());
         let again = w.sweep().await;
         assert_eq!((again.jobs.total(), again.owed.len()), (0, 0), "{again:?}");
+        w.no_dead_jobs().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_side_left_pending_is_redriven_and_found_in_step() {
+    on_every_store(|w| async move {
+        w.book("Quarterly planning", "2026-09-03T09:00:00", "2026-09-03T10:00:00").await;
+        let synced =
+            w.booking_where("the booking to be synced", |r| r.topdesk.reservation_id.is_some()).await;
+        w.settled().await;
+        let id: Option<ReservationId> = synced.topdesk.reservation_id.as_deref().map(|i| i.parse().unwrap());
+        let modified = w.reservation(id).modification_date;
+        // The record says its TOPdesk write is still pending (a job cut off between its write and its
+        // commit), and has said so for longer than any job lease.
+        let stuck = BookingRecord { topdesk_status: SyncStatus::Pending, ..synced.clone() };
+        w.store.update_booking(&stuck, &[], &[], w.clock.now()).await.unwrap();
+        w.clock.advance(Duration::minutes(16));
+
+        let report = w.sweep().await;
+        assert_eq!(report.jobs, redriven(1), "{report:?}");
+        assert_eq!((report.owed[0].side, report.owed[0].owing), (Side::Topdesk, Owing::Stuck), "{report:?}");
+        let healed = w.booking_where("the re-drive", |r| r.topdesk_status == SyncStatus::Synced).await;
+        w.settled().await;
+        assert_eq!(w.reservation(id).modification_date, modified, "TOPdesk held it already: nothing written");
+        assert_eq!(healed.start, synced.start);
+        let timeline = w.store.timeline(w.tenant.id, synced.id).await.unwrap();
+        assert!(
+            timeline.iter().any(|e| e.kind == "failure" && e.detail.to_string().contains("left pending")),
+            "{timeline:?}"
+        );
+        assert_eq!(w.sweep().await.jobs.total(), 0);
+        w.no_dead_jobs().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reservation_that_drifted_without_a_newer_modification_date_is_written_again() {
+    on_every_store(|w| async move {
+        w.book("Quarterly planning", "2026-09-03T09:00:00", "2026-09-03T10:00:00").await;
+        let synced =
+            w.booking_where("the booking to be synced", |r| r.topdesk.reservation_id.is_some()).await;
+        w.settled().await;
+        let id: ReservationId = synced.topdesk.reservation_id.as_deref().unwrap().parse().unwrap();
+        // The reservation's time changed while its modificationDate did not (what a watermark comparison
+        // alone can never see).
+        w.td.emulator.with_state(|s| {
+            let r = s.reservations.get_mut(&id).unwrap();
+            r.start = at("2026-09-03T07:00:00Z");
+            r.end = at("2026-09-03T08:00:00Z");
+        });
+        w.clock.advance(Duration::minutes(1));
+
+        let report = w.sweep().await;
+        assert_eq!(report.jobs, redriven(1), "{report:?}");
+        assert_eq!(
+            (report.owed[0].side, report.owed[0].owing),
+            (Side::Topdesk, Owing::Drifted),
+            "{report:?}"
+        );
+        eventually("TOPdesk back at the booking's time", || async {
+            (w.reservation(Some(id)).planned_start_date == Some(at("2026-09-03T09:00:00Z"))).then_some(())
+        })
+        .await;
+        w.settled().await;
+        let record = w.bookings().await.remove(0);
+        assert_eq!((record.start, record.topdesk_status), (synced.start, SyncStatus::Synced), "{record:?}");
+        assert_eq!(w.annas_meetings(), vec![at("2026-09-03T09:00:00Z")], "Outlook untouched");
+        assert_eq!(w.sweep().await.jobs.total(), 0);
         w.no_dead_jobs().await;
     })
     .await;
