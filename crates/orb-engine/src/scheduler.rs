@@ -10,7 +10,9 @@
 //! renews its lease on every beat and gives its leases up on shutdown.
 //!
 //! The tasks read the engine's current [`SyncDeps`] from a [`watch`] channel on every beat, so a reload
-//! (new rooms, settings, certificates) reaches them without a restart.
+//! (new rooms, settings, certificates) reaches them without a restart. The beats themselves
+//! ([`SchedulerOptions`]) are fixed when the scheduler starts: `orb serve` takes them from its static
+//! configuration (`[schedule]`), so changing a beat takes a restart.
 //!
 //! ## Invariants
 //! - A failing task is logged and tried again at its next beat; it never stops the other tasks.
@@ -50,7 +52,9 @@ pub struct SchedulerOptions {
     /// Subscription renewal and creation for newly enabled rooms (default 5 min; renewal itself happens
     /// only when a subscription has less than half its lifetime left).
     pub subscriptions_every: StdDuration,
-    /// Reconciliation sweep of every room (default 1 h; `None` = off).
+    /// Reconciliation sweep of every room (default 5 min, so missed changes and failed writes heal within
+    /// minutes; `None` = off). A sweep costs one paged calendarView and one paged TOPdesk list per room,
+    /// plus by-id reads only where the listings cannot answer ([`crate::reconcile`]).
     pub reconcile_every: Option<StdDuration>,
     /// Encryption certificate rotation check (default 1 h).
     pub certificates_every: StdDuration,
@@ -68,7 +72,7 @@ impl SchedulerOptions {
             near_after: Duration::days(2),
             poll_horizon_every: StdDuration::from_secs(300),
             subscriptions_every: StdDuration::from_secs(300),
-            reconcile_every: Some(StdDuration::from_secs(3600)),
+            reconcile_every: Some(StdDuration::from_secs(300)),
             certificates_every: StdDuration::from_secs(3600),
             rotation: RotationPolicy::default(),
         }

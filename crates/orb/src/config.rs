@@ -73,7 +73,9 @@ pub struct ServerConfig {
     pub job_lease_seconds: u32,
 }
 
-/// `[schedule]`: the beats of the periodic work, in seconds.
+/// `[schedule]`: the beats of the periodic work, in seconds. Read when `orb serve` starts: a change takes
+/// effect at the next restart (the reload every `reload_seconds` re-reads what lives in the database —
+/// tenants, their settings, rooms, secrets, certificates — not this file).
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
     /// `near_poll_seconds`: TOPdesk near-window poll (default 10).
@@ -82,7 +84,11 @@ pub struct ScheduleConfig {
     pub horizon_poll_seconds: u32,
     /// `subscriptions_seconds`: Graph subscription upkeep (default 300).
     pub subscriptions_seconds: u32,
-    /// `reconcile_seconds`: reconciliation sweep of every room (default 3600).
+    /// `reconcile_seconds`: reconciliation sweep of every room (default 300, so a missed change or a failed
+    /// write heals within minutes). Each sweep of a room costs one paged `calendarView` of the room mailbox
+    /// (50 events a page) and one paged TOPdesk reservation list (500 a page), plus by-id reads only where
+    /// the listings cannot answer (a record's item not listed, an owed record's items, a new or changed
+    /// reservation read in full).
     pub reconcile_seconds: u32,
     /// `reload_seconds`: how often tenants, rooms and settings are re-read (default 10).
     pub reload_seconds: u32,
@@ -592,7 +598,7 @@ impl Config {
             near_poll_seconds: counted("schedule.near_poll_seconds", 10, day)?,
             horizon_poll_seconds: counted("schedule.horizon_poll_seconds", 300, day)?,
             subscriptions_seconds: counted("schedule.subscriptions_seconds", 300, 3600)?,
-            reconcile_seconds: counted("schedule.reconcile_seconds", 3600, day)?,
+            reconcile_seconds: counted("schedule.reconcile_seconds", 300, day)?,
             reload_seconds: counted("schedule.reload_seconds", 10, 3600)?,
         };
         debug_assert!(values.is_empty(), "every known key is read: {values:?}");
@@ -1028,7 +1034,7 @@ mod tests {
                     (s.near_poll_seconds, s.horizon_poll_seconds, s.subscriptions_seconds),
                     (10, 300, 300)
                 );
-                assert_eq!((s.reconcile_seconds, s.reload_seconds), (3600, 10));
+                assert_eq!((s.reconcile_seconds, s.reload_seconds), (300, 10));
             }),
         });
         check(Case {
