@@ -1,10 +1,14 @@
-//! `orb sync --dry-run` and `orb backfill`: onboarding rooms whose bookings already exist on both sides.
+//! `orb sync --dry-run`, `orb sync --retry-failed` and `orb backfill`: onboarding rooms whose bookings
+//! already exist on both sides, and repairing records a side owes.
 //!
-//! Both compare each selected room's calendar, its TOPdesk reservations and ORB's records over the window
-//! from a day back to the tenant's horizon — the reconciliation sweep ([`orb_engine::reconcile`]). The dry
-//! run lists every difference and what ORB would do about it, and writes nothing. The backfill onboards the
-//! matching pairs (one record each, nothing written to either side), enqueues the rest in the rooms' lanes
-//! and runs workers until they are done, with a progress bar; a running `orb serve` may take part of the
+//! All of them compare each selected room's calendar, its TOPdesk reservations and ORB's records over the
+//! window from a day back to the tenant's horizon — the reconciliation sweep ([`orb_engine::reconcile`]).
+//! The dry run lists every difference and what ORB would do about it, and every record a side owes (a write
+//! that failed, was cut off or drifted: booking, room, side, since when, the last error in its timeline),
+//! and writes nothing. The backfill records the matching pairs (one record each, nothing written to either
+//! side), enqueues the rest in the rooms' lanes — re-drives of owed records whose back-off is over included
+//! — and runs workers until they are done, with a progress bar; `--retry-failed` does the same but
+//! re-drives every owed record at once, ignoring the back-off. A running `orb serve` may take part of the
 //! work, which is fine (lanes keep a room's work in order).
 
 use std::sync::Arc;
@@ -13,9 +17,9 @@ use std::time::Duration as StdDuration;
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use orb_core::{Clock, RoomMailbox, SystemClock};
+use orb_core::{BookingId, Clock, RoomMailbox, Side, SystemClock, TenantId};
 use orb_crypto::{KeyRing, MasterKey};
-use orb_engine::reconcile::{SweepOptions, sweep_room_with};
+use orb_engine::reconcile::{OwedBooking, SweepOptions, sweep_room_with};
 use orb_engine::sync::SyncDeps;
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_store::{JobStatus, Store};
@@ -33,8 +37,64 @@ pub struct Selection {
     pub room: Option<String>,
 }
 
-/// Runs the sweep of every selected room; `dry_run` only prints.
-pub async fn run(config: &Config, selection: Selection, dry_run: bool) -> Result<()> {
+/// What to do with them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Run {
+    /// Only print.
+    pub dry_run: bool,
+    /// Re-drive every owed record now (ignoring the back-off).
+    pub retry_failed: bool,
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Exchange => "Exchange",
+        Side::Topdesk => "TOPdesk",
+    }
+}
+
+/// The last failure in a booking's timeline, in words (the side's own message when a write failed).
+async fn last_error(store: &dyn Store, tenant: TenantId, booking: BookingId) -> Result<Option<String>> {
+    let timeline = store.timeline(tenant, booking).await?;
+    Ok(timeline.iter().rev().find(|e| e.kind == "failure" || e.kind == "write-failed").and_then(|e| {
+        let text = e.detail.get("error").or_else(|| e.detail.get("detail"))?.as_str()?;
+        Some(text.to_owned())
+    }))
+}
+
+/// One line per owed record.
+async fn print_owed(
+    store: &dyn Store,
+    tenant: TenantId,
+    room: &RoomMailbox,
+    owed: &OwedBooking,
+) -> Result<()> {
+    let state = match (&owed.waiting, owed.redriven) {
+        (_, true) => "re-driven now".to_owned(),
+        (Some(why), false) if owed.due > Utc::now() => {
+            format!("waiting ({why}) until {}", owed.due.format("%Y-%m-%d %H:%M UTC"))
+        }
+        (Some(why), false) => format!("waiting ({why})"),
+        (None, false) => "waiting".to_owned(),
+    };
+    let reason = last_error(store, tenant, owed.booking).await?.unwrap_or_else(|| "-".to_owned());
+    out!(
+        "  owed: booking {}  {}  {} – {}  {} {} since {}; {}; last error: {}",
+        owed.booking,
+        room,
+        owed.start.format("%Y-%m-%d %H:%M"),
+        owed.end.format("%H:%M UTC"),
+        side_name(owed.side),
+        owed.owing.as_str(),
+        owed.since.format("%Y-%m-%d %H:%M UTC"),
+        state,
+        reason
+    );
+    Ok(())
+}
+
+/// Runs the sweep of every selected room (see the module docs).
+pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> {
     let master = MasterKey::from_process_env()?;
     let store = open_store(config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -68,8 +128,11 @@ pub async fn run(config: &Config, selection: Selection, dry_run: bool) -> Result
     if selected.is_empty() {
         bail!("no enabled room matches; see `orb room list --tenant NAME`");
     }
-    let options = SweepOptions { dry_run, ..SweepOptions::default() };
+    let options =
+        SweepOptions { dry_run: run.dry_run, redrive_now: run.retry_failed, ..SweepOptions::default() };
     let mut enqueued = 0;
+    let mut redriven = 0;
+    let mut owed = 0;
     for (tenant, room, horizon) in &selected {
         let now = clock.now();
         let window = (now - Duration::days(1), now + *horizon);
@@ -78,7 +141,7 @@ pub async fn run(config: &Config, selection: Selection, dry_run: bool) -> Result
             .with_context(|| format!("sweeping {} of tenant {}", room.mailbox, tenant.name))?;
         out!(
             "{} / {}: {} event(s), {} reservation(s), {} record(s); {} to link, {} new, {} changed, {} to cancel, \
-             {} held by the mass-deletion guard",
+             {} held by the mass-deletion guard, {} to write again ({} owed)",
             tenant.name,
             room.mailbox,
             report.events_read,
@@ -88,7 +151,9 @@ pub async fn run(config: &Config, selection: Selection, dry_run: bool) -> Result
             report.jobs.new,
             report.jobs.changed,
             report.jobs.deleted,
-            report.held_deletions
+            report.held_deletions,
+            report.jobs.redriven,
+            report.owed.len()
         );
         for change in &report.planned {
             out!(
@@ -99,13 +164,27 @@ pub async fn run(config: &Config, selection: Selection, dry_run: bool) -> Result
                 change.action()
             );
         }
+        for entry in &report.owed {
+            print_owed(&*store, tenant.id, &room.mailbox, entry).await?;
+        }
         enqueued += report.jobs.total();
+        redriven += report.jobs.redriven;
+        owed += report.owed.len();
     }
-    if dry_run {
+    if run.dry_run {
         out!("dry run: nothing was written; run `orb backfill` with the same options to carry it out");
+        if owed > 0 {
+            out!(
+                "{owed} owed record(s); `orb sync --retry-failed` writes them again now, ignoring the back-off"
+            );
+        }
         return Ok(());
     }
-    drain(config, &deps, &store, &selected, enqueued).await
+    drain(config, &deps, &store, &selected, enqueued).await?;
+    if run.retry_failed {
+        out!("re-drove {redriven} owed record(s)");
+    }
+    Ok(())
 }
 
 /// Runs workers until the selected tenants have no queued or running job left.

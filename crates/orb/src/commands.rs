@@ -23,11 +23,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
         Command::Demo { run_for } => crate::demo::demo(&config, run_for).await,
-        Command::Sync { dry_run, tenant, room } => {
-            crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, dry_run).await
+        Command::Sync { dry_run, retry_failed, tenant, room } => {
+            let run = crate::backfill::Run { dry_run, retry_failed };
+            crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, run).await
         }
         Command::Backfill { tenant, room } => {
-            crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, false).await
+            let run = crate::backfill::Run::default();
+            crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, run).await
         }
         Command::Serve => {
             let master = MasterKey::from_process_env()?;

@@ -61,11 +61,15 @@ pub(crate) enum Command {
     /// Run ORB: webhook intake, workers and schedulers, until SIGTERM or Ctrl-C.
     Serve,
     /// Compare the rooms' calendars, TOPdesk reservations and ORB's records; with --dry-run only print
-    /// what ORB would do (nothing is written), otherwise carry it out like `orb backfill`.
+    /// what ORB would do (nothing is written), otherwise carry it out like `orb backfill`. Records a side
+    /// owes (a failed write) are listed with their side, since when and the last error.
     Sync {
-        /// Print the plan, write nothing.
+        /// Print the plan and the owed records, write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Write every record a side owes again now, ignoring the back-off of scheduled sweeps.
+        #[arg(long)]
+        retry_failed: bool,
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
@@ -73,7 +77,8 @@ pub(crate) enum Command {
         #[arg(long)]
         room: Option<String>,
     },
-    /// Onboard rooms: link bookings already on both sides, create the missing ones, with a progress bar.
+    /// Onboard and repair rooms: link bookings already on both sides, create the missing ones, write records
+    /// a side owes again (once their back-off is over), with a progress bar.
     Backfill {
         /// Only this tenant.
         #[arg(long)]

@@ -1,5 +1,9 @@
 //! The `orb` binary as an operator uses it: real processes, a real SQLite file (and a real PostgreSQL
-//! database when `ORB_TEST_POSTGRES_URL` is set), real encryption.
+//! database when `ORB_TEST_POSTGRES_URL` is set), real encryption. The `sync` / `backfill` tests run it
+//! against the Graph and TOPdesk emulators in this test process (`support::Site`), with no `orb serve`
+//! running: only the commands under test sync anything.
+
+mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -373,4 +377,136 @@ fn postgres_dump_holds_no_secret_value() {
             .execute(&admin)
             .await;
     });
+}
+
+// ---- owed records and restores: `orb sync --dry-run`, `--retry-failed`, `orb backfill` ----
+
+/// Anna's TOPdesk-side refusal: her booking synced by a backfill, then moved onto a slot an operator
+/// blocked in TOPdesk for facility work (a person without e-mail: nothing ORB syncs), so TOPdesk refuses
+/// the reschedule. Returns the booking's new start and the blocking reservation.
+async fn refused_move(site: &support::Site) -> (chrono::DateTime<chrono::Utc>, orb_topdesk::ReservationId) {
+    use chrono::Duration;
+    let start = support::tomorrow() + Duration::hours(9);
+    let moved = support::tomorrow() + Duration::hours(13);
+    let event = site.book(support::ROOMS[0], start, "Quarterly planning").await;
+    let out = site.ok(&["backfill", "--tenant", "contoso"], None);
+    assert!(out.contains("backfill done"), "{out}");
+    assert!(site.reservation_at(0, start).is_some(), "synced by the backfill");
+    let facility = site.td.emulator.add_person("Facility", "Desk", None);
+    let mut block = orb_topdesk::wire::CreateReservationDto::new(
+        facility,
+        &site.rooms[0].1,
+        moved,
+        moved + Duration::hours(1),
+    );
+    block.brief_description = Some("Maintenance".into());
+    let blocker = site.topdesk.create_reservation(&block).await.unwrap().id.unwrap();
+    site.retime(&event, moved).await;
+    let out = site.ok(&["backfill", "--tenant", "contoso"], None);
+    assert!(out.contains("0 new, 1 changed"), "the move is found and carried out: {out}");
+    assert!(site.reservation_at(0, start).is_some(), "TOPdesk refused: still at the old time");
+    (moved, blocker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_dry_run_lists_a_failed_record_and_retry_failed_writes_it_again() {
+    for db in support::databases() {
+        let site = support::Site::new(&db, "cli-redrive").await;
+        let (moved, blocker) = refused_move(&site).await;
+        let store = site.open_store().await;
+        let tenant = store.list_tenants().await.unwrap().remove(0);
+        let filter = orb_store::BookingFilter::default();
+        let record = store.list_bookings(tenant.id, &filter).await.unwrap().remove(0);
+        assert_eq!(record.topdesk_status, orb_core::SyncStatus::Failed, "{record:?}");
+
+        // The dry run lists it: booking, room, side, since when, where it stands, the last error.
+        let plan = site.ok(&["sync", "--dry-run", "--tenant", "contoso"], None);
+        let line = plan.lines().find(|l| l.contains("owed: booking")).unwrap_or_else(|| panic!("{plan}"));
+        assert!(line.contains(&record.id.to_string()), "{line}");
+        assert!(line.contains(support::ROOMS[0]), "{line}");
+        assert!(line.contains("TOPdesk failed since"), "{line}");
+        assert!(line.contains("waiting (back-off") || line.contains("re-driven now"), "{line}");
+        let reason = line.split("last error: ").nth(1).unwrap_or_default();
+        assert!(!reason.is_empty() && reason != "-", "the refusal's reason: {line}");
+        assert!(plan.contains("1 owed record(s); `orb sync --retry-failed`"), "{plan}");
+        assert!(plan.contains("dry run: nothing was written"), "{plan}");
+        let before = moved - chrono::Duration::hours(4);
+        assert!(site.reservation_at(0, before).is_some(), "a dry run writes nothing");
+
+        // The room is freed; `--retry-failed` writes the booking to TOPdesk again at once.
+        site.topdesk.cancel_reservation(blocker, &orb_topdesk::Reason::Default).await.unwrap();
+        let out = site.ok(&["sync", "--retry-failed", "--tenant", "contoso"], None);
+        assert!(out.contains("re-drove 1 owed record(s)"), "{out}");
+        assert!(site.reservation_at(0, moved).is_some(), "TOPdesk holds the new time: {out}");
+        assert!(site.reservation_at(0, before).is_none(), "moved, not made again: {out}");
+        let convergence = site.converged();
+        assert!(convergence.is_clean(), "{convergence}");
+        assert_eq!((convergence.exchange, convergence.topdesk), (1, 1), "moved, not doubled");
+        let after = site.ok(&["sync", "--dry-run", "--tenant", "contoso"], None);
+        assert!(!after.contains("owed: booking"), "{after}");
+        assert!(after.contains("0 to write again (0 owed)"), "{after}");
+    }
+}
+
+/// Every file of the SQLite database (main file, WAL, shared memory) copied from `from` to `to`; files `to`
+/// has that `from` lacks are removed.
+fn copy_database(from: &Path, to: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let source = PathBuf::from(format!("{}{suffix}", from.display()));
+        let target = PathBuf::from(format!("{}{suffix}", to.display()));
+        if source.exists() {
+            std::fs::copy(&source, &target).unwrap();
+        } else if target.exists() {
+            std::fs::remove_file(&target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_restored_sqlite_file_backfill_makes_every_booking_one_record_again() {
+    use chrono::Duration;
+    let site = support::Site::new(&support::Db::Sqlite, "cli-restore").await;
+    let day = support::tomorrow();
+    // Before the backup: one booking made in Outlook, one in TOPdesk, both synced by a backfill.
+    let first = site.book(support::ROOMS[0], day + Duration::hours(9), "Made in Outlook").await;
+    site.reserve(0, day + Duration::hours(11)).await;
+    site.ok(&["backfill", "--tenant", "contoso"], None);
+    assert!(site.converged().is_clean());
+    let live = site.dir.path().join("orb.db");
+    let backup = site.dir.path().join("backup.db");
+    copy_database(&live, &backup);
+
+    // After it: two more bookings and a move, all synced.
+    site.book(support::ROOMS[0], day + Duration::hours(13), "Made in Outlook later").await;
+    site.reserve(0, day + Duration::hours(15)).await;
+    site.retime(&first, day + Duration::hours(8)).await;
+    site.ok(&["backfill", "--tenant", "contoso"], None);
+    let convergence = site.converged();
+    assert!(convergence.is_clean(), "{convergence}");
+    assert_eq!((convergence.exchange, convergence.topdesk), (4, 4));
+
+    // The database is restored from the backup: two records are lost, one is old.
+    copy_database(&backup, &live);
+    let plan = site.ok(&["sync", "--dry-run", "--tenant", "contoso", "--room", support::ROOMS[0]], None);
+    assert!(plan.contains("2 to link, 0 new, 1 changed, 0 to cancel"), "{plan}");
+    assert_eq!(plan.matches("its record lost: link them again, write nothing").count(), 2, "{plan}");
+
+    let out = site.ok(&["backfill", "--tenant", "contoso"], None);
+    assert!(out.contains("backfill done"), "{out}");
+    let convergence = site.converged();
+    assert!(convergence.is_clean(), "{convergence}");
+    assert_eq!((convergence.exchange, convergence.topdesk), (4, 4), "nothing doubled on either side");
+    let store = site.open_store().await;
+    let tenant = store.list_tenants().await.unwrap().remove(0);
+    let records = store.list_bookings(tenant.id, &orb_store::BookingFilter::default()).await.unwrap();
+    assert_eq!(records.len(), 4, "{records:?}");
+    for r in &records {
+        assert!(r.exchange.room_event_id.is_some() && r.topdesk.reservation_id.is_some(), "{r:?}");
+    }
+    assert!(
+        records.iter().any(|r| r.start == day + Duration::hours(8)),
+        "the old record caught up: {records:?}"
+    );
+    let after = site.ok(&["sync", "--dry-run", "--tenant", "contoso"], None);
+    assert!(after.contains("0 to link, 0 new, 0 changed, 0 to cancel"), "{after}");
 }
