@@ -60,7 +60,8 @@
 //!   for an Exchange deletion (the calendar cannot say whether its copy is gone).
 //! - A record whose side **owes** the booking (see [`Owing`]) → *re-drive*: the side's write failed
 //!   (`Failed`), was cut off (`Pending` for longer than [`PENDING_GRACE_MINUTES`]), or its item disagrees
-//!   with the record (times, room, cancellation) although it did not change since ORB last processed it.
+//!   with the record (times, room, cancellation) although it did not change since ORB last processed it;
+//!   bookings that are over are left alone.
 //!   A side found stuck or drifted is first recorded as failed (status `Failed`, failure bookkeeping, a
 //!   timeline entry), so the planner re-drives it like a side whose write failed and later sweeps use the
 //!   failure's back-off. One job carries the good side's observation with the owing side's current state
@@ -154,8 +155,10 @@ pub const PAYLOAD_REDRIVE: &str = "redrive";
 pub const PENDING_GRACE_MINUTES: i64 = 15;
 
 /// Longest a `reconcile.sweep` job may run in its room's lane ([`sweep_job`]): far more than the reads of
-/// a room take, far less than a person waits for a booking to reach the other side.
-pub const SWEEP_JOB_BUDGET: StdDuration = StdDuration::from_secs(120);
+/// a room take (a busy room's 180-day calendarView is some 30 pages), far less than a person waits for a
+/// booking to reach the other side. Reads the clients retry internally (a throttled Graph read waits out
+/// `Retry-After`) count against it.
+pub const SWEEP_JOB_BUDGET: StdDuration = StdDuration::from_secs(60);
 
 /// The name of a room's sweep cursor: `reconcile.sweep.<room id>`.
 pub fn cursor_name(room: RoomId) -> String {
@@ -1237,6 +1240,9 @@ impl<'a> Sweep<'a> {
             self.records.iter().filter(|r| !r.cancelled && r.end > self.now).map(|r| r.id).collect();
         let mut retrying: Option<BTreeSet<BookingId>> = None;
         for record in self.records.clone() {
+            if record.end <= self.now {
+                continue; // over: nothing left to put right
+            }
             let owed = match owed_by_status(&record, self.now) {
                 Some(owed) => Some(owed),
                 None => {
