@@ -236,9 +236,23 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         assert_eq!((owed.since, owed.redriven), (failed_at, false));
         assert_eq!(owed.due, failed_at + Duration::minutes(1 << failed.failed_count), "back-off");
 
+        // Once the back-off is over the sweep tries again; the room is still blocked, TOPdesk refuses again:
+        // nobody is mailed a second time, and the next try waits longer.
+        w.clock.advance(Duration::minutes(2));
+        assert_eq!(w.sweep().await.jobs, redriven(1));
+        let refused_again =
+            w.booking_where("the second refusal", |r| r.failed_count == failed.failed_count + 1).await;
+        w.settled().await;
+        assert_eq!(refused_again.topdesk_status, SyncStatus::Failed);
+        assert_eq!(w.graph_em.outbox().len(), mails + 1, "a refused re-drive mails nobody");
+        let waiting = w.sweep().await;
+        assert_eq!(waiting.jobs.total(), 0, "{waiting:?}");
+        let next = refused_again.failed_at.unwrap() + Duration::minutes(1 << refused_again.failed_count);
+        assert_eq!(waiting.owed[0].due, next, "{waiting:?}");
+
         // The operator frees the room; the back-off passes.
         w.topdesk.cancel_reservation(blocker.id.unwrap(), &Reason::Default).await.unwrap();
-        w.clock.advance(Duration::minutes(2));
+        w.clock.advance(Duration::minutes(4));
 
         // `orb sync --dry-run`: listed, nothing written or enqueued.
         let dry = w.dry_run().await;
@@ -256,7 +270,7 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         assert!(dry.owed[0].redriven, "{dry:?}");
         assert!(w.queued_observations().await.is_empty(), "a dry run enqueues nothing");
         assert_eq!(w.reservation(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
-        assert_eq!(w.bookings().await[0].version, failed.version, "a dry run changes no record");
+        assert_eq!(w.bookings().await[0].version, refused_again.version, "a dry run changes no record");
 
         // One sweep re-drives it: TOPdesk gets the booking's time, both sides are equal.
         let report = w.sweep().await;
