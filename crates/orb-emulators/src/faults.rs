@@ -11,7 +11,7 @@
 //!
 //! | kind | what the client sees | write applied? |
 //! |---|---|---|
-//! | `status` | the status with a realistic body: TOPdesk — IIS HTML page for 502/504 and for about half of the 500s (seeded), `[{"message"}]` JSON otherwise; Graph — `{"error":{"code","message"}}` for all but 502, which gets an HTML gateway page; `Retry-After` if `retryAfterSecs` | only with `afterHandling` |
+//! | `status` | the status (or 200 with `body: html`: a maintenance/sign-in page) with a realistic body: TOPdesk — IIS HTML page for 502/504 and for about half of the 500s (seeded), `[{"message"}]` JSON otherwise; Graph — `{"error":{"code","message"}}` for all but 502, which gets an HTML gateway page; `Retry-After` if `retryAfterSecs` | only with `afterHandling` |
 //! | `timeout` | nothing: the connection is held open for `holdMs` (default 60 s, the client gives up first), then dropped | only with `afterHandling` |
 //! | `reset` | the headers and part of the body, then the connection is aborted (before handling: a 200 whose JSON breaks off) | only with `afterHandling` |
 //! | `slowBody` | the real answer, its body trickled `chunkBytes` every `delayMs` | **always** (it is the real answer, sent slowly) |
@@ -147,9 +147,10 @@ impl FaultRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
 pub enum FaultKind {
-    /// An error status (400–599) with a realistic body.
+    /// An error status (400–599) with a realistic body — or 200 with an HTML page where JSON belongs (a
+    /// proxy's maintenance or sign-in page).
     Status {
-        /// The status, e.g. 500, 502, 504.
+        /// The status, e.g. 500, 502, 504 (or 200 with `body: html`).
         status: u16,
         /// The body's form; `auto` follows the service (see the module docs).
         #[serde(default)]
@@ -276,8 +277,12 @@ impl FaultPlan {
                 return bad("method must not be empty (leave it out to match any)".to_owned());
             }
             match &rule.fault {
+                FaultKind::Status { status: 200, body: BodyStyle::Html, .. } => {}
                 FaultKind::Status { status, .. } if !(400..=599).contains(status) => {
-                    return bad(format!("status {status} must be an error status (400 to 599)"));
+                    return bad(format!(
+                        "status {status} must be an error status (400 to 599), or 200 with body \"html\" (a \
+                         maintenance or sign-in page)"
+                    ));
                 }
                 FaultKind::Timeout { hold_ms } if *hold_ms > MAX_HOLD_MS => {
                     return bad(format!("holdMs {hold_ms} must be at most {MAX_HOLD_MS}"));

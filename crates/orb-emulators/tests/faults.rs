@@ -151,6 +151,7 @@ async fn topdesk_faults_look_like_iis_and_topdesk() {
             },
         ),
         (FaultKind::status(408), false, answer(408, "json", "The request could not be processed")),
+        (FaultKind::status_with(200, BodyStyle::Html), false, answer(200, "html", "TOPdesk maintenance")),
         (FaultKind::timeout(Duration::from_secs(10)), false, Seen::NoAnswer),
         (FaultKind::timeout(Duration::from_secs(10)), true, Seen::NoAnswer),
         (FaultKind::Reset, false, Seen::BrokeOff { status: 200 }),
@@ -174,7 +175,7 @@ async fn topdesk_faults_look_like_iis_and_topdesk() {
         let again = observe(desk.request(Method::GET, "/operators/current", None)).await;
         assert!(matches!(again, Seen::Answer { status: 200, .. }), "{fault:?}: {again:?}");
     }
-    assert_eq!(desk.served.emulator.request_counts().injected_faults, 13);
+    assert_eq!(desk.served.emulator.request_counts().injected_faults, 14);
 }
 
 #[tokio::test]
@@ -372,6 +373,7 @@ async fn graph_faults_look_like_graph_and_its_gateway() {
             },
         ),
         (FaultKind::status(504), false, answer(504, "json", "timeout")),
+        (FaultKind::status_with(200, BodyStyle::Html), false, answer(200, "html", "Sign in to your account")),
         (
             FaultKind::status_with(500, BodyStyle::Html),
             true,

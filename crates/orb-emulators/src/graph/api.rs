@@ -634,7 +634,7 @@ pub async fn send_mail(
 }
 
 /// An injected error status as Graph sends it: `{"error":{"code","message"}}` for all but 502, which a
-/// gateway in front of Graph answers with an HTML page.
+/// gateway in front of Graph answers with an HTML page (and a 200 with a sign-in page, when asked for).
 pub(crate) fn fault_page(fault: &crate::faults::FaultKind, _coin: bool) -> Response {
     use crate::faults::{BodyStyle, FaultKind};
     let FaultKind::Status { status, body, retry_after_secs } = fault else {
@@ -649,11 +649,17 @@ pub(crate) fn fault_page(fault: &crate::faults::FaultKind, _coin: bool) -> Respo
         (None, String::new())
     } else if html {
         let reason = StatusCode::from_u16(*status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
-        let page = format!(
-            "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} \
+        let page = if *status == 200 {
+            "<!DOCTYPE html>\r\n<html><head><title>Sign in to your account</title></head><body>\
+             <form method=\"post\" action=\"/common/login\"></form></body></html>\r\n"
+                .to_owned()
+        } else {
+            format!(
+                "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} \
              {reason}</h1></center>\r\n<hr><center>Microsoft-Azure-Application-Gateway/v2</center>\r\n\
              </body>\r\n</html>\r\n"
-        );
+            )
+        };
         (Some("text/html"), page)
     } else {
         let (code, message) = match status {

@@ -247,6 +247,7 @@ fn iis_page(status: u16) -> String {
             "There is a problem with the page you are looking for, and it cannot be displayed. When the Web server (while acting as a gateway or proxy) contacted the upstream content server, it received an invalid response from the content server.",
         ),
         503 => ("Service Unavailable", "HTTP Error 503. The service is unavailable."),
+        200 => ("TOPdesk maintenance", "TOPdesk is being updated. Please try again in a few minutes."),
         504 => (
             "504 - Gateway Timeout",
             "The gateway did not receive a timely response from the upstream server or application.",
