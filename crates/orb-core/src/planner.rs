@@ -569,8 +569,35 @@ pub fn plan(record: Option<&BookingRecord>, observation: &Observation, ctx: &Pla
     );
     match record {
         None => plan_new(p, observation),
-        Some(rec) => plan_existing(p, rec, observation),
+        Some(rec) => link_if_missing(plan_existing(p, rec, observation), rec, observation),
     }
+}
+
+/// A live reservation of a booking whose Outlook meeting exists, seen without ORB's external link (made
+/// at the desk, onboarded, or its link write did not land): ORB links it, so both sides carry the match
+/// id. Once linked, its observations carry the match id and this adds nothing.
+fn link_if_missing(mut plan: Plan, rec: &BookingRecord, obs: &Observation) -> Plan {
+    let wanted = obs.side == Side::Topdesk
+        && obs.orb_match_id.is_none()
+        && obs.lifecycle == Lifecycle::Active
+        && obs.ids.reservation_id.is_some()
+        && holds_item(rec, Side::Exchange)
+        && !rec.cancelled
+        && !matches!(plan.nothing_reason(), Some(NothingReason::Stale))
+        && !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::LinkReservation { .. } | Action::CancelReservation { .. }));
+    if !wanted {
+        return plan;
+    }
+    plan.actions.retain(|a| !matches!(a, Action::Nothing { .. }));
+    plan.actions
+        .push(Action::LinkReservation { booking: rec.id, reservation_id: obs.ids.reservation_id.clone() });
+    if matches!(plan.record, RecordChange::Unchanged) {
+        plan.record = RecordChange::Update(Box::new(rec.clone()));
+    }
+    plan
 }
 
 fn plan_new(mut p: Planner<'_, '_>, obs: &Observation) -> Plan {
@@ -941,6 +968,8 @@ fn propagate(
 
     // Rules 4, 7 (managed room), 10, 11: propagate the changed fields.
     if new == old && new == target_old {
+        // The observed side holds the booking as the record has it.
+        set_status(&mut next, s, SyncStatus::Synced);
         p.note(TimelineKind::Skipped, Some(s), "only fields ORB does not sync changed");
         return p.finish(
             vec![Action::Nothing { reason: NothingReason::NoSyncedFieldChanged }],

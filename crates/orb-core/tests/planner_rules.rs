@@ -1208,6 +1208,30 @@ fn rule_02_a_desk_reservation_gets_orbs_link_once_its_meeting_is_planned() {
     assert!(
         matches!(&p.actions[1], Action::LinkReservation { reservation_id: Some(id), .. } if id == "res-9")
     );
+    // Its link did not land (or it was onboarded without one): the next sight of it links it.
+    let rec = booked(&w, &desk);
+    check(
+        "seen again without ORB's link: linked",
+        &w,
+        Some(&rec),
+        &desk.clone().modified(1),
+        &["topdesk.link", "record: watermark only"],
+    );
+    let linked = desk.clone().modified(1).edit(|o| o.orb_match_id = Some(rec.id));
+    check(
+        "seen with ORB's link: nothing",
+        &w,
+        Some(&rec),
+        &linked,
+        &["nothing Echo", "record: watermark only"],
+    );
+    check(
+        "a cancelled one is not linked",
+        &w,
+        Some(&rec),
+        &desk.cancelled().modified(1),
+        &["exchange.cancel organizer:anna CancelMeeting", "record: update complexity=1 cancelled"],
+    );
 }
 
 #[test]

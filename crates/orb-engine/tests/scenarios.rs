@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use orb_core::{AppointmentType, BookingRecord, Mode, Side, SubjectPolicy, SyncStatus};
+use orb_emulators::faults::{BodyStyle, FaultKind, FaultPlan, FaultRule};
 use orb_graph::model::{AttendeeType, Event, ResponseType};
 use orb_store::JobStatus;
 use orb_topdesk::wire::ReservationDto;
@@ -1135,4 +1136,289 @@ async fn a_topdesk_401_pauses_the_tenants_writes_tells_the_operator_mails_nobody
         w.assert_healthy().await;
     })
     .await;
+}
+
+// ---- every failed write heals ----
+
+/// What a person does, on which side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    OutlookCreate,
+    OutlookRetime,
+    OutlookMove,
+    OutlookCancel,
+    TopdeskCreate,
+    TopdeskRetime,
+    TopdeskMove,
+    TopdeskCancel,
+}
+
+impl Change {
+    /// The other side's write that carries the change over: (method, path) as the emulator sees it.
+    fn write(self) -> (&'static str, &'static str) {
+        match self {
+            Self::OutlookCreate => ("POST", "/tas/api/reservations"),
+            Self::OutlookRetime => ("POST", "/tas/api/reservations/*/reschedule"),
+            Self::OutlookMove => ("POST", "/tas/api/reservations/*/reservedFacilities/move"),
+            Self::OutlookCancel => ("POST", "/tas/api/reservations/*/cancel"),
+            Self::TopdeskCreate => ("POST", "/v1.0/users/*/events"),
+            Self::TopdeskRetime | Self::TopdeskMove => ("PATCH", "/v1.0/users/*/events/*"),
+            Self::TopdeskCancel => ("POST", "/v1.0/users/*/events/*/cancel"),
+        }
+    }
+
+    fn on_topdesk(self) -> bool {
+        matches!(self, Self::OutlookCreate | Self::OutlookRetime | Self::OutlookMove | Self::OutlookCancel)
+    }
+}
+
+impl World {
+    fn set_faults_on(&self, topdesk: bool, plan: FaultPlan) {
+        if topdesk {
+            self.td.emulator.set_fault_plan(plan);
+        } else {
+            self.graph_em.set_fault_plan(plan);
+        }
+    }
+
+    fn faults_injected(&self, topdesk: bool) -> usize {
+        if topdesk {
+            self.td.emulator.request_log().iter().filter(|r| r.fault_kind.is_some()).count()
+        } else {
+            self.graph_em.requests().iter().filter(|r| r.fault_kind.is_some()).count()
+        }
+    }
+
+    /// Makes the change; returns the reservation id and Anna's event id involved.
+    async fn make(&self, change: Change) -> (String, Option<String>) {
+        if change == Change::TopdeskCreate {
+            let made =
+                self.reserve_in_topdesk("Desk booking", "2026-09-03T09:00:00Z", "2026-09-03T10:00:00Z").await;
+            return (made.id.unwrap().to_string(), None);
+        }
+        if change == Change::OutlookCreate {
+            let event = self
+                .meeting(
+                    ANNA,
+                    ROOM,
+                    "Quarterly planning",
+                    ("2026-09-03T09:00:00", "2026-09-03T10:00:00"),
+                    &[BOB],
+                )
+                .await;
+            return (String::new(), event["id"].as_str().map(str::to_owned));
+        }
+        let (id, before) = annas_synced_meeting(self).await;
+        let reservation = before.topdesk.reservation_id.clone().unwrap();
+        match change {
+            Change::OutlookRetime => {
+                self.edit(
+                    ANNA,
+                    &id,
+                    json!({"start": {"dateTime": "2026-09-03T11:00:00", "timeZone": "UTC"},
+                           "end": {"dateTime": "2026-09-03T12:00:00", "timeZone": "UTC"}}),
+                )
+                .await;
+            }
+            Change::OutlookMove => {
+                self.edit(
+                    ANNA,
+                    &id,
+                    json!({
+                        "location": {"displayName": "Room 2", "locationEmailAddress": ROOM_B},
+                        "attendees": [
+                            {"emailAddress": {"address": BOB}, "type": "required"},
+                            {"emailAddress": {"address": CAROL}, "type": "required"},
+                            {"emailAddress": {"address": ROOM_B}, "type": "resource"},
+                        ],
+                    }),
+                )
+                .await;
+            }
+            Change::OutlookCancel => self.cancel_in_outlook(ANNA, &id).await,
+            Change::TopdeskRetime => self.operator(&reservation, "reschedule", retime(self)).await,
+            Change::TopdeskMove => self.operator(&reservation, "move", move_to_b(self)).await,
+            Change::TopdeskCancel => self.operator(&reservation, "cancel", Value::Null).await,
+            Change::OutlookCreate | Change::TopdeskCreate => unreachable!(),
+        }
+        (reservation, Some(id))
+    }
+
+    /// Whether both sides show the change.
+    fn carried_over(&self, change: Change, reservation: &str, event: Option<&str>) -> bool {
+        let live_reservations: Vec<ReservationDto> = self.reservations().into_iter().filter(live).collect();
+        let annas: Vec<Event> = self
+            .graph_em
+            .events(ANNA)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.is_cancelled != Some(true))
+            .collect();
+        let one = |r: &[ReservationDto]| r.len() == 1;
+        match change {
+            Change::OutlookCreate => {
+                one(&live_reservations)
+                    && live_reservations[0].planned_start_date == Some(at("2026-09-03T09:00:00Z"))
+            }
+            Change::OutlookRetime => {
+                one(&live_reservations)
+                    && live_reservations[0].planned_start_date == Some(at("2026-09-03T11:00:00Z"))
+            }
+            Change::OutlookMove => {
+                one(&live_reservations) && live_reservations[0].location_ids() == [self.location(ROOM_B)]
+            }
+            Change::OutlookCancel => live_reservations.is_empty(),
+            Change::TopdeskCreate => {
+                annas.len() == 1 && utc(&annas[0]).0 == at("2026-09-03T09:00:00Z") && {
+                    let r = self.reservation(reservation);
+                    r.external_links.iter().flatten().any(|l| l.kind == LINK_TYPE.to_string())
+                }
+            }
+            Change::TopdeskRetime => self
+                .event(ANNA, event.unwrap())
+                .is_some_and(|e| utc(&e) == (at("2026-09-03T13:00:00Z"), at("2026-09-03T14:30:00Z"))),
+            Change::TopdeskMove => self
+                .event(ANNA, event.unwrap())
+                .is_some_and(|e| location_email(&e).as_deref() == Some(ROOM_B)),
+            Change::TopdeskCancel => annas.is_empty(),
+        }
+    }
+}
+
+const EVERY_CHANGE: [Change; 8] = [
+    Change::OutlookCreate,
+    Change::OutlookRetime,
+    Change::OutlookMove,
+    Change::OutlookCancel,
+    Change::TopdeskCreate,
+    Change::TopdeskRetime,
+    Change::TopdeskMove,
+    Change::TopdeskCancel,
+];
+
+/// A burst of server errors on exactly the write that carries a change over: more than the clients retry
+/// themselves, so ORB's own retries (and the clock) have to heal it. The sides converge, the organizer gets
+/// no mail, nothing is dead or doubled.
+#[tokio::test]
+async fn a_burst_of_server_errors_on_any_write_heals_without_a_mail() {
+    // Each change meets another of the ways servers fail.
+    let faults = [
+        FaultKind::status(500),
+        FaultKind::status_with(502, BodyStyle::Html),
+        FaultKind::status(504),
+        FaultKind::Reset,
+    ];
+    for (n, change) in EVERY_CHANGE.into_iter().enumerate() {
+        let fault = faults[n % faults.len()].clone();
+        on_every_store_with(&two_rooms(), |w| {
+            let fault = fault.clone();
+            async move {
+                let (method, path) = change.write();
+                let burst = 6;
+                let plan = FaultPlan::new(
+                    n as u64,
+                    vec![FaultRule::new(fault.clone()).method(method).path(path).next(burst)],
+                );
+                w.set_faults_on(change.on_topdesk(), plan);
+                let (reservation, event) = w.make(change).await;
+                eventually(&format!("{change:?} to be carried over after {fault:?}"), || async {
+                    // Time passes: ORB's retries come due.
+                    w.clock.advance(Duration::seconds(61));
+                    w.carried_over(change, &reservation, event.as_deref()).then_some(())
+                })
+                .await;
+                w.settled().await;
+                assert_eq!(
+                    w.faults_injected(change.on_topdesk()),
+                    burst as usize,
+                    "{change:?}: the whole burst was met"
+                );
+                assert!(w.graph_em.outbox().is_empty(), "{change:?}: a passing failure mails nobody");
+                assert!(
+                    w.carried_over(change, &reservation, event.as_deref()),
+                    "{change:?}: and it stays so"
+                );
+                assert_eq!(w.bookings().await.len(), 1, "{change:?}: one booking");
+                let record = w.bookings().await.remove(0);
+                assert_ne!(record.topdesk_status, SyncStatus::Failed, "{change:?}");
+                assert_ne!(record.exchange_status, SyncStatus::Failed, "{change:?}");
+                assert_eq!(record.retry_count, 0, "{change:?}: the retries start again next time");
+                assert!(record.failed_count >= 1, "{change:?}: the failure is on the record");
+                w.assert_healthy().await;
+            }
+        })
+        .await;
+    }
+}
+
+/// A write whose answer is lost after the other side carried it out (a reset after handling) is retried
+/// without making a second item.
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_not_made_twice() {
+    for change in [Change::OutlookCreate, Change::TopdeskCreate] {
+        on_every_store_with(&two_rooms(), |w| async move {
+            let (method, path) = change.write();
+            let rule = FaultRule::new(FaultKind::Reset).method(method).path(path).next(3).after_handling();
+            w.set_faults_on(change.on_topdesk(), FaultPlan::new(3, vec![rule]));
+            let (reservation, event) = w.make(change).await;
+            eventually(&format!("{change:?} to be carried over"), || async {
+                w.clock.advance(Duration::seconds(61));
+                w.carried_over(change, &reservation, event.as_deref()).then_some(())
+            })
+            .await;
+            w.settled().await;
+            assert_eq!(w.reservations().len(), 1, "{change:?}: one reservation");
+            let annas = w.graph_em.events(ANNA).unwrap();
+            assert_eq!(annas.len(), 1, "{change:?}: one meeting: {annas:?}");
+            w.assert_healthy().await;
+        })
+        .await;
+    }
+}
+
+/// A refusal for a business reason gets the mail that fits the write; a refused cancellation gets none and
+/// is retried, then flagged for the operator.
+#[tokio::test]
+async fn a_refused_write_gets_the_mail_that_fits_it() {
+    let cases = [
+        (Change::OutlookCreate, Some("Your room booking could not be made")),
+        (Change::OutlookRetime, Some("Your change to a room booking could not be carried over")),
+        (Change::OutlookMove, Some("Your change to a room booking could not be carried over")),
+        (Change::OutlookCancel, None),
+    ];
+    for (change, title) in cases {
+        on_every_store_with(&two_rooms(), |w| async move {
+            let (method, path) = change.write();
+            let refusal = FaultKind::status_with(400, BodyStyle::Json);
+            w.set_faults_on(true, FaultPlan::new(9, vec![FaultRule::new(refusal).method(method).path(path)]));
+            let (_, _) = w.make(change).await;
+            let record = eventually(&format!("{change:?}: the refusal to be recorded"), || async {
+                w.clock.advance(Duration::seconds(61));
+                let all = w.bookings().await;
+                let r = all.into_iter().next()?;
+                let alerted = w
+                    .store
+                    .timeline(w.tenant.id, r.id)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|e| e.kind == "alert" || e.kind == "mail");
+                (r.topdesk_status == SyncStatus::Failed && alerted).then_some(r)
+            })
+            .await;
+            let mails = w.graph_em.outbox();
+            match title {
+                Some(title) => {
+                    assert_eq!(mails.len(), 1, "{change:?}: one mail: {mails:?}");
+                    assert_eq!(mails[0].message.subject.as_deref(), Some(title), "{change:?}");
+                    let body = mail_body(&mails[0]);
+                    assert!(!body.contains("@contoso.com"), "{change:?}: rooms by name: {body}");
+                }
+                None => assert!(mails.is_empty(), "{change:?}: a cancellation is never answered with a mail"),
+            }
+            assert!(record.failed_count >= 1);
+            w.assert_healthy().await;
+        })
+        .await;
+    }
 }

@@ -22,6 +22,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::GraphError;
+use crate::classify;
 use crate::model::{TokenErrorResponse, TokenResponse};
 
 /// The scope of app-only Graph tokens.
@@ -129,12 +130,26 @@ pub struct TokenProvider {
     login_base: Url,
     clock: Arc<dyn Clock>,
     cache: tokio::sync::Mutex<HashMap<(String, String), AccessToken>>,
+    request_timeout: std::time::Duration,
 }
 
 impl TokenProvider {
-    /// A provider asking `login_base` (e.g. `https://login.microsoftonline.com`).
+    /// A provider asking `login_base` (e.g. `https://login.microsoftonline.com`); each token request may
+    /// take at most 30 s ([`Self::with_request_timeout`]).
     pub fn new(http: reqwest::Client, login_base: Url, clock: Arc<dyn Clock>) -> Self {
-        Self { http, login_base, clock, cache: tokio::sync::Mutex::new(HashMap::new()) }
+        Self {
+            http,
+            login_base,
+            clock,
+            cache: tokio::sync::Mutex::new(HashMap::new()),
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
+    /// The same provider with another timeout per token request (whatever the HTTP client's own is).
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// The token endpoint of `tenant`.
@@ -186,18 +201,27 @@ impl TokenProvider {
                 form.push(("client_assertion", cert.assertion(&app.client_id, endpoint.as_str(), now)?));
             }
         }
-        let resp = self.http.post(endpoint).form(&form).send().await.map_err(|e| GraphError::Transient {
-            message: "the token endpoint could not be reached".to_owned(),
-            source: Some(e),
-        })?;
+        let what = "the token request";
+        let resp = self
+            .http
+            .post(endpoint)
+            .timeout(self.request_timeout)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| classify::transport(what, e))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| GraphError::Transient {
-            message: "reading the token response failed".to_owned(),
-            source: Some(e),
-        })?;
-        if status.is_server_error() || status.as_u16() == 429 {
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(|e| classify::transport(what, e))?;
+        if classify::is_transient_status(status.as_u16())
+            || classify::is_html(content_type.as_deref(), &bytes)
+        {
             return Err(GraphError::Transient {
-                message: format!("token endpoint answered {status}"),
+                message: format!("the token endpoint answered {status}"),
                 source: None,
             });
         }

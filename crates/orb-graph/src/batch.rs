@@ -5,10 +5,10 @@
 //! - Any number of [`BatchCall`]s is split into batches of at most [`BATCH_MAX`] (20); up to
 //!   [`BATCHES_IN_FLIGHT`] batches of one call are in flight at once. Results come back in the caller's
 //!   order, whatever order Graph answers in (the sub-request `id` is the caller's index).
-//! - Each item's status is mapped to the same [`GraphError`] a direct request would give (one mapping,
-//!   `GraphClient::error_for`). Items answered `429` or `503` are re-sent, alone, in a new batch after the
-//!   longest `Retry-After` among them (exponential back-off without one); other `5xx` items are re-sent only
-//!   when idempotent. Retries are bounded by [`ClientOptions::max_attempts`](crate::ClientOptions) and
+//! - Each item's answer is mapped to the same [`GraphError`] a direct request would give (one mapping,
+//!   the crate's `classify`). Items answered `429` or `503` are re-sent, alone, in a new batch after the
+//!   longest `Retry-After` among them (exponential back-off without one); other transient items (408, 425,
+//!   5xx, HTML) are re-sent only when idempotent. Retries are bounded by [`ClientOptions::max_attempts`](crate::ClientOptions) and
 //!   `max_retry_after`; an item still throttled then fails with [`GraphError::Throttled`].
 //! - Every sub-request carries the client's `Prefer` header (Graph does not document whether the
 //!   envelope's headers reach sub-requests, so ORB does not rely on it); the envelope carries
@@ -32,14 +32,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
 use orb_core::{CorrelationId, EmailAddress};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
-use crate::client::transient;
+use crate::classify;
+use crate::client::{Reply, transient};
 use crate::model::{BATCH_MAX, BatchRequest, BatchRequestItem, BatchResponse, Event};
 use crate::{GraphClient, GraphError};
 
@@ -300,57 +301,47 @@ impl GraphClient {
             let all_idempotent = todo.iter().all(|(_, c)| c.idempotent);
             let permits = self.batch_permits(&todo).await?;
             let token = self.tokens.token(&self.app).await?;
-            let sent = self
+            let what = || format!("POST {}", url.path());
+            let request = self
                 .http
                 .post(url.clone())
+                .timeout(self.options.request_timeout)
                 .bearer_auth(token.secret())
                 .header("client-request-id", corr.to_string())
-                .json(&envelope)
-                .send()
-                .await;
-            let resp = match sent {
-                Ok(resp) => resp,
-                Err(e) => {
-                    drop(permits);
-                    if all_idempotent && !last {
-                        tokio::time::sleep(self.backoff(attempt)).await;
+                .json(&envelope);
+            let read = async {
+                let resp = request.send().await.map_err(|e| classify::transport(&what(), e))?;
+                let (status, headers) = (resp.status(), resp.headers().clone());
+                let body = resp.bytes().await.map_err(|e| classify::transport(&what(), e))?;
+                Ok::<_, GraphError>(Reply { status, headers, body: body.to_vec() })
+            };
+            let sent = read.await;
+            drop(permits);
+            let outcome = match sent {
+                Ok(reply) => {
+                    let status = reply.status.as_u16();
+                    self.classify_reply(attempt, &reply, what).map(|()| reply).map_err(|e| (e, Some(status)))
+                }
+                Err(e) => Err((e, None)),
+            };
+            let reply = match outcome {
+                Ok(reply) => reply,
+                Err((error, status)) => {
+                    if status == Some(401) && !refreshed {
+                        refreshed = true;
+                        self.tokens.invalidate(&self.app).await;
                         continue;
                     }
-                    return Err(transient(format!("POST {} failed", url.path()), Some(e)));
+                    match self.retry_wait(&error, status, all_idempotent, attempt) {
+                        Some(wait) => {
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        None => return Err(error),
+                    }
                 }
             };
-            let status = resp.status();
-            if !status.is_success() {
-                drop(permits);
-                let retry_after = resp
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|t| self.parse_retry_after(t));
-                let body = resp.bytes().await.unwrap_or_default();
-                if status == StatusCode::UNAUTHORIZED && !refreshed {
-                    refreshed = true;
-                    self.tokens.invalidate(&self.app).await;
-                    continue;
-                }
-                if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-                    let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                    if last || wait > self.options.max_retry_after {
-                        return Err(GraphError::Throttled { retry_after: wait });
-                    }
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                if status.is_server_error() && all_idempotent && !last {
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                    continue;
-                }
-                return Err(self.error_for(status.as_u16(), &body, || format!("POST {}", url.path())));
-            }
-            let bytes =
-                resp.bytes().await.map_err(|e| transient("reading the batch response failed", Some(e)));
-            drop(permits);
-            let answer: BatchResponse = serde_json::from_slice(&bytes?)
+            let answer: BatchResponse = serde_json::from_slice(&reply.body)
                 .map_err(|source| GraphError::Decode { what: "a batch response", source })?;
             let mut by_id: HashMap<String, _> =
                 answer.responses.into_iter().map(|r| (r.id.to_ascii_lowercase(), r)).collect();
@@ -370,31 +361,26 @@ impl GraphClient {
                     }
                     continue;
                 };
-                let throttled = item.status == 429 || item.status == 503;
-                if throttled {
-                    let after = header(item.headers.as_ref(), "retry-after")
-                        .and_then(|t| self.parse_retry_after(t))
-                        .unwrap_or_else(|| self.backoff(attempt));
-                    if last || after > self.options.max_retry_after {
-                        done.push((i, Err(GraphError::Throttled { retry_after: after })));
-                    } else {
-                        wait = wait.max(after);
-                        again.push((i, call));
-                    }
-                    continue;
-                }
-                if item.status >= 500 && call.idempotent && !last {
-                    wait = wait.max(self.backoff(attempt));
-                    again.push((i, call));
-                    continue;
-                }
-                if (200..300).contains(&item.status) {
-                    let headers = item.headers.unwrap_or_default();
-                    done.push((i, Ok(BatchReply { status: item.status, headers, body: item.body })));
-                    continue;
-                }
                 let body = item.body.as_ref().map(|b| serde_json::to_vec(b).unwrap_or_default());
-                done.push((i, Err(self.error_for(item.status, body.as_deref().unwrap_or_default(), what))));
+                let answer = classify::Answer {
+                    status: item.status,
+                    content_type: header(item.headers.as_ref(), "content-type"),
+                    retry_after: header(item.headers.as_ref(), "retry-after"),
+                    body: body.as_deref().unwrap_or_default(),
+                };
+                match classify::classify(&self.classify_context(attempt), answer, what) {
+                    Ok(()) => {
+                        let headers = item.headers.unwrap_or_default();
+                        done.push((i, Ok(BatchReply { status: item.status, headers, body: item.body })));
+                    }
+                    Err(e) => match self.retry_wait(&e, Some(item.status), call.idempotent, attempt) {
+                        Some(after) => {
+                            wait = wait.max(after);
+                            again.push((i, call));
+                        }
+                        None => done.push((i, Err(e))),
+                    },
+                }
             }
             todo = again;
             if !todo.is_empty() {

@@ -6,9 +6,11 @@
 //! - A per-mailbox budget ([`ClientOptions::mailbox_budget`] per [`ClientOptions::budget_window`]) is kept
 //!   on the client side: past it, calls fail at once with [`GraphError::Throttled`] instead of adding to
 //!   Graph's throttling.
-//! - `429` and `503` are retried after the `Retry-After` Graph sends (exponential back-off without one);
-//!   the mailbox's slot is released while waiting. Other 5xx and network errors are retried only for
-//!   idempotent calls (creates are idempotent through `transactionId`).
+//! - Answers are classified in one place (the crate's `classify`). `429` and `503` are retried after the
+//!   `Retry-After` Graph sends (exponential back-off without one); the mailbox's slot is released while
+//!   waiting. Other transient failures (network errors, timeouts, answers cut off, 408/425/5xx, HTML pages
+//!   where JSON was expected) are retried only for idempotent calls (creates are idempotent through
+//!   `transactionId`), honouring a `Retry-After` if one came.
 //! - Every request carries `client-request-id` = the caller's [`CorrelationId`].
 //! - Events are created with `transactionId` = ORB's match id and a single-value extended property holding
 //!   the same match id ([`ClientOptions::match_property_id`]).
@@ -27,9 +29,9 @@ use url::Url;
 
 use crate::GraphError;
 use crate::auth::{AppRegistration, TokenProvider};
+use crate::classify;
 use crate::model::{
-    CancelRequest, Collection, ErrorResponse, Event, Message, Room, SendMailRequest,
-    SingleValueExtendedProperty,
+    CancelRequest, Collection, Event, Message, Room, SendMailRequest, SingleValueExtendedProperty,
 };
 
 /// ORB's extended property holding a booking's match id (a fixed GUID namespace for ORB).
@@ -58,8 +60,11 @@ pub struct ClientOptions {
     pub page_size: u32,
     /// Id of the extended property holding ORB's match id.
     pub match_property_id: String,
-    /// Timeout of one HTTP request.
+    /// Timeout of one HTTP request, from sending it to the last byte of the answer (a body trickling in
+    /// slower than this counts as a timeout: transient). Also bounds token requests.
     pub request_timeout: Duration,
+    /// Timeout of establishing a connection (TCP and TLS).
+    pub connect_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -76,6 +81,7 @@ impl Default for ClientOptions {
             page_size: 50,
             match_property_id: ORB_MATCH_PROPERTY_ID.to_owned(),
             request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -163,6 +169,13 @@ pub(crate) struct Call<'a> {
     pub(crate) paged: bool,
 }
 
+/// A success answer, read in full.
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
 pub(crate) fn transient(message: impl Into<String>, source: Option<reqwest::Error>) -> GraphError {
     GraphError::Transient { message: message.into(), source }
 }
@@ -177,13 +190,18 @@ impl GraphClient {
     ) -> Result<Self, GraphError> {
         let http = reqwest::Client::builder()
             .timeout(options.request_timeout)
+            .connect_timeout(options.connect_timeout.min(options.request_timeout))
             .build()
             .map_err(|e| GraphError::Config { reason: format!("cannot build the HTTP client: {e}") })?;
-        let tokens = Arc::new(TokenProvider::new(http.clone(), endpoints.login_base, clock.clone()));
+        let tokens = Arc::new(
+            TokenProvider::new(http.clone(), endpoints.login_base, clock.clone())
+                .with_request_timeout(options.request_timeout),
+        );
         Ok(Self::with_parts(http, tokens, endpoints.graph_base, app, clock, options))
     }
 
-    /// A client sharing an HTTP client and token provider with others (one per tenant).
+    /// A client sharing an HTTP client and token provider with others (one per tenant). Every Graph request
+    /// still gets [`ClientOptions::request_timeout`]; give `http` a connect timeout.
     pub fn with_parts(
         http: reqwest::Client,
         tokens: Arc<TokenProvider>,
@@ -266,31 +284,62 @@ impl GraphClient {
         (!parts.is_empty()).then(|| parts.join(", "))
     }
 
-    fn retry_after(&self, resp: &reqwest::Response) -> Option<Duration> {
-        self.parse_retry_after(resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
-    }
-
-    /// A `Retry-After` value: delay in seconds or an HTTP date (read against the injected clock).
-    pub(crate) fn parse_retry_after(&self, text: &str) -> Option<Duration> {
-        let text = text.trim();
-        if let Ok(secs) = text.parse::<u64>() {
-            return Some(Duration::from_secs(secs));
-        }
-        let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
-        Some((at - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
-    }
-
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         self.options.backoff_base.saturating_mul(1u32 << attempt.min(6))
     }
 
-    /// Sends a call with throttling, retries and token refresh; returns a success response.
-    pub(crate) async fn send(&self, call: Call<'_>) -> Result<reqwest::Response, GraphError> {
+    /// The context [`classify::classify`] needs for an answer to the `attempt`-th try.
+    pub(crate) fn classify_context(&self, attempt: u32) -> classify::Context<'_> {
+        classify::Context { tenant: &self.app.tenant, now: self.clock.now(), backoff: self.backoff(attempt) }
+    }
+
+    /// Classifies one read answer (see [`classify`]).
+    pub(crate) fn classify_reply(
+        &self,
+        attempt: u32,
+        reply: &Reply,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), GraphError> {
+        let header =
+            |name| reply.headers.get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok());
+        let answer = classify::Answer {
+            status: reply.status.as_u16(),
+            content_type: header(reqwest::header::CONTENT_TYPE),
+            retry_after: header(reqwest::header::RETRY_AFTER),
+            body: &reply.body,
+        };
+        classify::classify(&self.classify_context(attempt), answer, what)
+    }
+
+    /// Whether a failed attempt is tried again, and after how long: only retryable failures, only while
+    /// attempts are left, only for idempotent calls unless Graph said it did not process the request (429,
+    /// 503), and never past a `Retry-After` longer than [`ClientOptions::max_retry_after`].
+    pub(crate) fn retry_wait(
+        &self,
+        error: &GraphError,
+        status: Option<u16>,
+        idempotent: bool,
+        attempt: u32,
+    ) -> Option<Duration> {
+        let last = attempt >= self.options.max_attempts;
+        if last || !error.is_retryable() || !(idempotent || status.is_some_and(classify::not_processed)) {
+            return None;
+        }
+        match error.retry_after() {
+            Some(wait) if wait > self.options.max_retry_after => None,
+            Some(wait) => Some(wait),
+            None => Some(self.backoff(attempt)),
+        }
+    }
+
+    /// Sends a call with throttling, retries and token refresh; returns a success answer, read in full
+    /// (so that an answer breaking off mid-body is retried like any other transient failure).
+    pub(crate) async fn send(&self, call: Call<'_>) -> Result<Reply, GraphError> {
+        let what = || format!("{} {}", call.method, call.url.path());
         let mut refreshed = false;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let last = attempt >= self.options.max_attempts;
             let permit = match call.mailbox {
                 Some(mb) => {
                     self.spend_budget(mb)?;
@@ -303,6 +352,7 @@ impl GraphClient {
             let mut req = self
                 .http
                 .request(call.method.clone(), call.url.clone())
+                .timeout(self.options.request_timeout)
                 .bearer_auth(token.secret())
                 .header("client-request-id", call.corr.to_string());
             if let Some(prefer) = self.prefer(call.paged) {
@@ -311,66 +361,30 @@ impl GraphClient {
             if let Some(body) = &call.body {
                 req = req.json(body);
             }
-            let resp = match req.send().await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    drop(permit);
-                    if call.idempotent && !last {
-                        tokio::time::sleep(self.backoff(attempt)).await;
-                        continue;
-                    }
-                    return Err(transient(format!("{} {} failed", call.method, call.url.path()), Some(e)));
-                }
+            let read = async {
+                let resp = req.send().await.map_err(|e| classify::transport(&what(), e))?;
+                let (status, headers) = (resp.status(), resp.headers().clone());
+                let body = resp.bytes().await.map_err(|e| classify::transport(&what(), e))?;
+                Ok::<_, GraphError>(Reply { status, headers, body: body.to_vec() })
             };
-            let status = resp.status();
-            if status.is_success() {
-                return Ok(resp);
-            }
+            let result = read.await;
             drop(permit);
-            if status == StatusCode::UNAUTHORIZED && !refreshed {
+            let (error, status) = match result {
+                Ok(reply) => match self.classify_reply(attempt, &reply, what) {
+                    Ok(()) => return Ok(reply),
+                    Err(e) => (e, Some(reply.status.as_u16())),
+                },
+                Err(e) => (e, None),
+            };
+            if status == Some(401) && !refreshed {
                 refreshed = true;
                 self.tokens.invalidate(&self.app).await;
                 continue;
             }
-            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-                let wait = self.retry_after(&resp).unwrap_or_else(|| self.backoff(attempt));
-                if last || wait > self.options.max_retry_after {
-                    return Err(GraphError::Throttled { retry_after: wait });
-                }
-                tokio::time::sleep(wait).await;
-                continue;
+            match self.retry_wait(&error, status, call.idempotent, attempt) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(error),
             }
-            if status.is_server_error() && call.idempotent && !last {
-                tokio::time::sleep(self.backoff(attempt)).await;
-                continue;
-            }
-            return Err(self.error_from(resp, &call).await);
-        }
-    }
-
-    pub(crate) async fn error_from(&self, resp: reqwest::Response, call: &Call<'_>) -> GraphError {
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
-        self.error_for(status, &body, || format!("{} {}", call.method, call.url.path()))
-    }
-
-    /// Maps a failed status and Graph's error body to a [`GraphError`] (direct calls and batch items alike).
-    pub(crate) fn error_for(&self, status: u16, body: &[u8], what: impl FnOnce() -> String) -> GraphError {
-        let (code, message) = match serde_json::from_slice::<ErrorResponse>(body) {
-            Ok(e) => (e.error.code, e.error.message),
-            Err(_) => (String::new(), String::from_utf8_lossy(body).chars().take(200).collect()),
-        };
-        match status {
-            400 | 422 => GraphError::Rejected { code, reason: message },
-            401 => GraphError::Unauthorized {
-                tenant: self.app.tenant.clone(),
-                reason: format!("{code}: {message}"),
-            },
-            403 => GraphError::Forbidden { code, message },
-            404 => GraphError::NotFound { what: what() },
-            409 | 412 => GraphError::Conflict { message: format!("{code}: {message}") },
-            s if s >= 500 => transient(format!("{} answered {status}: {code}", what()), None),
-            s => GraphError::Permanent { status: s, code, message },
         }
     }
 
@@ -379,9 +393,8 @@ impl GraphClient {
         call: Call<'_>,
         what: &'static str,
     ) -> Result<T, GraphError> {
-        let resp = self.send(call).await?;
-        let bytes = resp.bytes().await.map_err(|e| transient("reading the response failed", Some(e)))?;
-        serde_json::from_slice(&bytes).map_err(|source| GraphError::Decode { what, source })
+        let reply = self.send(call).await?;
+        serde_json::from_slice(&reply.body).map_err(|source| GraphError::Decode { what, source })
     }
 
     pub(crate) fn call<'a>(

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-/// A failed Graph call. Foreign errors are only ever a `#[source]`.
+/// A failed Graph call. Foreign errors are only ever a `#[source]`. Which answer becomes which variant is
+/// decided in one place, by evidence (status, `Content-Type`, body, `Retry-After`, transport error); the
+/// table is in the crate's `classify` module and its test.
 #[derive(Debug, Error)]
 pub enum GraphError {
     /// The token endpoint refused the app's credentials, or Graph refused the token.
@@ -41,13 +43,16 @@ pub enum GraphError {
         /// Graph's message.
         message: String,
     },
-    /// Graph (or ORB's own per-mailbox budget) throttled the call; try again after `retry_after`.
+    /// Graph (or ORB's own per-mailbox budget) throttled the call (429, 503), or a transient failure (408,
+    /// 425, 5xx but 501/505, HTML error page) came with `Retry-After`; try again after `retry_after`.
     #[error("Graph throttled the request; try again in {} s", retry_after.as_secs_f64())]
     Throttled {
         /// How long to wait.
         retry_after: Duration,
     },
-    /// A network error or a 5xx: may succeed later.
+    /// May succeed later: connection refused or reset, timeout, an answer that broke off mid-body, 408, 425,
+    /// 5xx (but 501/505) without `Retry-After`, or an HTML page (gateway, sign-in, maintenance) where
+    /// Graph's JSON was expected — also on a 200.
     #[error("Graph is temporarily unreachable or failing ({message}); the call will be retried later")]
     Transient {
         /// What happened.

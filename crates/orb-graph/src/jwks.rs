@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::GraphError;
+use crate::classify;
 use crate::model::ChangeNotificationCollection;
 use crate::notifications::check_validation_tokens;
 
@@ -30,11 +31,17 @@ pub struct JwksCacheOptions {
     pub max_age: Duration,
     /// Refetch after an unknown `kid` only if the last fetch is at least this old.
     pub min_refetch_interval: Duration,
+    /// Timeout of one fetch (whatever the HTTP client's own is).
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for JwksCacheOptions {
     fn default() -> Self {
-        Self { max_age: Duration::hours(24), min_refetch_interval: Duration::minutes(5) }
+        Self {
+            max_age: Duration::hours(24),
+            min_refetch_interval: Duration::minutes(5),
+            request_timeout: std::time::Duration::from_secs(10),
+        }
     }
 }
 
@@ -107,24 +114,32 @@ impl JwksCache {
     }
 
     async fn get_json(&self, url: Url) -> Result<serde_json::Value, GraphError> {
-        let transient = |message: String, source| GraphError::Transient { message, source };
+        let what = format!("fetching the JWKS from {url}");
         let resp = self
             .http
             .get(url.clone())
+            .timeout(self.options.request_timeout)
             .send()
             .await
-            .map_err(|e| transient(format!("fetching the JWKS from {url} failed"), Some(e)))?;
+            .map_err(|e| classify::transport(&what, e))?;
         let status = resp.status();
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(transient(format!("the JWKS endpoint {url} answered {status}"), None));
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(|e| classify::transport(&what, e))?;
+        if classify::is_transient_status(status.as_u16())
+            || classify::is_html(content_type.as_deref(), &bytes)
+        {
+            return Err(GraphError::Transient {
+                message: format!("the JWKS endpoint {url} answered {status}"),
+                source: None,
+            });
         }
         if !status.is_success() {
             return Err(bad_jwks(&url, format!("it answered {status}")));
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transient(format!("reading the JWKS from {url} failed"), Some(e)))?;
         serde_json::from_slice(&bytes).map_err(|e| bad_jwks(&url, format!("it is not JSON ({e})")))
     }
 

@@ -27,6 +27,7 @@
 
 pub mod auth;
 pub mod batch;
+mod classify;
 mod client;
 mod error;
 mod jwks;

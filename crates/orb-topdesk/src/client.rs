@@ -1,5 +1,7 @@
-//! The TOPdesk REST client: Basic auth with an application password, typed calls, error mapping, retries
-//! with back-off on 429/503/connection errors only, and a cap on concurrent requests.
+//! The TOPdesk REST client: Basic auth with an application password, typed calls, error mapping (one
+//! function: `classify`), retries with back-off on transient failures only (connection errors,
+//! timeouts, broken-off answers, 408/425/429/5xx but 501/505, HTML error pages), and a cap on concurrent
+//! requests.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, NaiveDate, Utc};
 use orb_core::{Clock, EmailAddress, TopdeskLocationId};
-use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
+use reqwest::header::ACCEPT;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -18,7 +20,8 @@ use tokio::sync::Semaphore;
 use url::Url;
 use uuid::Uuid;
 
-use crate::error::{TopdeskError, parse_error_body};
+use crate::classify;
+use crate::error::TopdeskError;
 use crate::fiql::Fiql;
 use crate::wire::*;
 
@@ -27,7 +30,7 @@ pub const PERSONS_V2_ACCEPT: &str = "application/x.topdesk-collection-person-v2+
 /// The most reservations TOPdesk returns in one list call (`$top` maximum).
 pub const MAX_TOP: u32 = 10_000;
 
-/// How failed calls are retried (429, 503 and connection errors only).
+/// How failed calls are retried (transient failures only, see [`TopdeskError::is_retryable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (0 = never retry).
@@ -65,14 +68,18 @@ pub struct TopdeskConfig {
     pub max_concurrency: usize,
     /// Retry behaviour.
     pub retry: RetryPolicy,
-    /// Timeout of one HTTP attempt.
+    /// Timeout of one HTTP attempt, from sending the request to the last byte of the answer (a body
+    /// trickling in slower than this counts as a timeout: transient).
     pub request_timeout: Duration,
+    /// Timeout of establishing a connection (TCP and TLS).
+    pub connect_timeout: Duration,
     /// Used only to turn an HTTP-date `Retry-After` into a delay.
     pub clock: Arc<dyn Clock>,
 }
 
 impl TopdeskConfig {
-    /// A configuration with default limits (4 concurrent requests, default retries, 30 s timeout).
+    /// A configuration with default limits (4 concurrent requests, default retries, 30 s request timeout,
+    /// 10 s connect timeout).
     pub fn new(
         base_url: Url,
         login: impl Into<String>,
@@ -86,6 +93,7 @@ impl TopdeskConfig {
             max_concurrency: 4,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
             clock,
         }
     }
@@ -214,13 +222,15 @@ fn api_url(base: &Url) -> Url {
 impl TopdeskClient {
     /// Builds a client. Fails only if the TLS back-end cannot be set up.
     pub fn new(config: TopdeskConfig) -> Result<Self, TopdeskError> {
-        let http = reqwest::Client::builder().timeout(config.request_timeout).build().map_err(|e| {
-            TopdeskError::Permanent {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout.min(config.request_timeout))
+            .build()
+            .map_err(|e| TopdeskError::Permanent {
                 action: "setting up the HTTP client".into(),
                 detail: e.to_string(),
                 source: Some(Box::new(e)),
-            }
-        })?;
+            })?;
         Ok(Self {
             http,
             api: api_url(&config.base_url),
@@ -243,18 +253,6 @@ impl TopdeskClient {
             .with_max_delay(self.retry.max_delay)
             .with_max_times(self.retry.max_retries)
             .with_jitter()
-    }
-
-    fn retry_after(&self, headers: &HeaderMap) -> Option<Duration> {
-        let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-        let delay = match text.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
-            Err(_) => {
-                let at = crate::datetime::parse_http(text)?;
-                (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO)
-            }
-        };
-        Some(delay.min(self.retry.max_retry_after))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -289,51 +287,20 @@ impl TopdeskClient {
             detail: "the client is shutting down".into(),
             source: Some(Box::new(e)),
         })?;
-        let transient = |e: reqwest::Error| {
-            if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
-                TopdeskError::Transient { action: action.into(), detail: e.to_string(), source: Some(e) }
-            } else {
-                TopdeskError::Permanent {
-                    action: action.into(),
-                    detail: e.to_string(),
-                    source: Some(Box::new(e)),
-                }
-            }
-        };
-        let response = request.send().await.map_err(transient)?;
+        let response = request.send().await.map_err(|e| classify::transport(action, e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(transient)?;
+        let bytes = response.bytes().await.map_err(|e| classify::transport(action, e))?;
         drop(permit);
-        if status.is_success() {
-            return Ok(Reply { status, body: bytes.to_vec() });
-        }
-        let text = String::from_utf8_lossy(&bytes);
-        let (reason, codes) = parse_error_body(&text);
-        Err(match status {
-            StatusCode::BAD_REQUEST => TopdeskError::Rejected { action: action.into(), reason, codes },
-            StatusCode::UNAUTHORIZED => {
-                TopdeskError::Unauthorized { login: self.login.clone(), detail: reason }
-            }
-            StatusCode::FORBIDDEN => TopdeskError::Forbidden { action: action.into(), detail: reason },
-            StatusCode::NOT_FOUND => TopdeskError::NotFound { what: what.into() },
-            StatusCode::TOO_MANY_REQUESTS => {
-                TopdeskError::Throttled { retry_after: self.retry_after(&headers) }
-            }
-            StatusCode::SERVICE_UNAVAILABLE => match self.retry_after(&headers) {
-                Some(after) => TopdeskError::Throttled { retry_after: Some(after) },
-                None => TopdeskError::Transient {
-                    action: action.into(),
-                    detail: format!("HTTP 503: {reason}"),
-                    source: None,
-                },
-            },
-            other => TopdeskError::Permanent {
-                action: action.into(),
-                detail: format!("unexpected HTTP {other}: {reason}"),
-                source: None,
-            },
-        })
+        let cx = classify::Context {
+            action,
+            what,
+            login: &self.login,
+            now: self.clock.now(),
+            max_retry_after: self.retry.max_retry_after,
+        };
+        classify::classify(&cx, status, &headers, &bytes)?;
+        Ok(Reply { status, body: bytes.to_vec() })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -592,7 +559,7 @@ impl TopdeskClient {
 
     /// Idempotent create: each attempt first looks for a reservation carrying `link` and returns it if found;
     /// otherwise it creates one with `link` as its external link. Attempts are retried (with back-off) on
-    /// 429/503/connection errors, so a create whose answer was lost is found, not repeated.
+    /// transient failures (timeouts, resets, 5xx, …), so a create whose answer was lost is found, not repeated.
     pub async fn ensure_reservation(
         &self,
         create: &CreateReservationDto,

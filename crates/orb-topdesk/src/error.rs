@@ -10,6 +10,8 @@ use crate::wire::{ErrorMessage, ErrorResponseEntity};
 ///
 /// Only [`TopdeskError::Throttled`] and [`TopdeskError::Transient`] are worth retrying
 /// ([`TopdeskError::is_retryable`]); everything else needs a change of input, configuration or rights.
+/// Which answer becomes which variant is decided in one place, by evidence (status, `Content-Type`, body,
+/// `Retry-After`, transport error); the table is in the crate's `classify` module and its test.
 #[derive(Debug, Error)]
 pub enum TopdeskError {
     /// The record does not exist (or branch filters hide it from this account).
@@ -18,7 +20,8 @@ pub enum TopdeskError {
         /// What was asked for, e.g. `reservation 3fa8…`.
         what: String,
     },
-    /// TOPdesk refused the request as invalid (400): `reason` is TOPdesk's own message.
+    /// TOPdesk refused the request (400, 409, 422 with TOPdesk's JSON or text reason: room unavailable,
+    /// person archived, field not updatable, …): `reason` is TOPdesk's own message. Not retryable.
     #[error("TOPdesk rejected {action}: {reason}")]
     Rejected {
         /// What ORB tried, e.g. `creating a reservation`.
@@ -50,13 +53,17 @@ pub enum TopdeskError {
         /// What TOPdesk said.
         detail: String,
     },
-    /// TOPdesk asked ORB to slow down (429, or 503 with `Retry-After`).
-    #[error("TOPdesk is throttling requests{}; ORB retries later", fmt_after(*retry_after))]
+    /// TOPdesk (or a proxy in front of it) asked ORB to slow down or wait: 429, or any transient failure
+    /// (408, 425, 5xx but 501/505, HTML error page) that came with `Retry-After` (seconds or HTTP-date,
+    /// capped at the retry policy's `max_retry_after`).
+    #[error("TOPdesk is throttling requests or asked ORB to wait{}; ORB retries later", fmt_after(*retry_after))]
     Throttled {
         /// How long TOPdesk asked to wait, when it said.
         retry_after: Option<Duration>,
     },
-    /// A temporary failure: connection error, timeout or 503. May succeed later.
+    /// A temporary failure that may pass: connection refused or reset, timeout, an answer that broke off
+    /// mid-body, 408/425/500/502/503/504 (any 5xx but 501/505) without `Retry-After`, or an HTML page (IIS,
+    /// proxy, maintenance) where TOPdesk's JSON was expected — also on a 200.
     #[error("TOPdesk is unreachable or temporarily unavailable while {action}: {detail}; ORB retries later")]
     Transient {
         /// What ORB tried.
@@ -93,7 +100,7 @@ fn fmt_after(after: Option<Duration>) -> String {
 }
 
 impl TopdeskError {
-    /// Whether trying again later may succeed (429, 503, connection errors).
+    /// Whether trying again later may succeed (throttling and transient failures).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Throttled { .. } | Self::Transient { .. })
     }

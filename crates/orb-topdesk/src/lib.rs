@@ -12,8 +12,10 @@
 //!
 //! ## Invariants
 //! - The application password is a [`secrecy::SecretString`]; no `Debug` or error text contains it.
-//! - Only 429, 503 and connection errors are retried (with exponential back-off, honouring `Retry-After`);
-//!   a plain create is never retried blindly — [`TopdeskClient::ensure_reservation`] looks for the external
+//! - Failures are classified by evidence in one place (`classify`): connection errors, timeouts, answers
+//!   that break off, 408/425/429/5xx (but 501/505) and HTML error pages are transient and retried (with
+//!   exponential back-off, honouring `Retry-After`); 400/409/422 with TOPdesk's reason are `Rejected`;
+//!   401/403/404 keep their own variants. A plain create is never retried blindly — [`TopdeskClient::ensure_reservation`] looks for the external
 //!   link before every attempt, so a retried create finds the first instead of making a second.
 //! - At most [`TopdeskConfig::max_concurrency`] requests are in flight per client (clones share the cap).
 //! - Wire bodies written by this crate never contain `null` (the specs declare nothing nullable).
@@ -23,6 +25,7 @@
 //! ## Must not depend on
 //! orb-store, orb-web, orb-engine.
 
+mod classify;
 mod client;
 pub mod datetime;
 mod error;

@@ -193,8 +193,13 @@ pub(crate) async fn load(env: &Env) -> Result<Loaded> {
         }
     }
     let jwks_url = jwks_root(env).await?.join("common/discovery/keys").context("the JWKS URL")?;
-    let jwks =
-        JwksCache::new(reqwest::Client::new(), jwks_url, env.clock.clone(), JwksCacheOptions::default());
+    // Bounded like every other client: a JWKS endpoint that does not answer cannot hold a worker.
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("the HTTP client for the JWKS")?;
+    let jwks = JwksCache::new(http, jwks_url, env.clock.clone(), JwksCacheOptions::default());
     let deps = SyncDeps {
         store: env.store.clone(),
         clock: env.clock.clone(),

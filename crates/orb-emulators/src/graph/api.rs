@@ -167,21 +167,36 @@ pub(crate) async fn begin(
                 Some(key)
             }
         };
-        inner.requests.push(RequestRecord {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-            mailbox: mailbox.clone(),
-            client_request_id: headers
-                .get("client-request-id")
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned),
-        });
+        // A request the fault plan picked is already in the log (see `super::inject_faults`).
+        let logged = !headers.contains_key(super::FAULT_LOGGED);
+        if logged {
+            inner.requests.push(RequestRecord {
+                method: method.to_string(),
+                path: uri.path().to_owned(),
+                mailbox: mailbox.clone(),
+                client_request_id: headers
+                    .get("client-request-id")
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned),
+                fault: None,
+                fault_kind: None,
+                fault_after_handling: false,
+            });
+        }
+        let injected = |inner: &mut super::state::Inner, status: u16| {
+            if let Some(record) = inner.requests.last_mut().filter(|_| logged) {
+                record.fault = Some(status);
+                record.fault_kind = Some("status".to_owned());
+            }
+        };
         let every = inner.knobs.error_every;
         if every > 0 && (inner.requests.len() as u64).is_multiple_of(every) {
+            injected(&mut inner, 500);
             return Err(ApiError::new(500, "generalException", "An unexpected error occurred (injected)."));
         }
         let every = inner.knobs.throttle_every;
         if every > 0 && (inner.requests.len() as u64).is_multiple_of(every) {
+            injected(&mut inner, 429);
             return Err(ApiError::new(429, "ApplicationThrottled", "Application is throttled (injected).")
                 .with_header(header::RETRY_AFTER, inner.knobs.retry_after_secs.to_string()));
         }
@@ -616,4 +631,47 @@ pub async fn send_mail(
         at: now,
     });
     Ok(StatusCode::ACCEPTED)
+}
+
+/// An injected error status as Graph sends it: `{"error":{"code","message"}}` for all but 502, which a
+/// gateway in front of Graph answers with an HTML page (and a 200 with a sign-in page, when asked for).
+pub(crate) fn fault_page(fault: &crate::faults::FaultKind, _coin: bool) -> Response {
+    use crate::faults::{BodyStyle, FaultKind};
+    let FaultKind::Status { status, body, retry_after_secs } = fault else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let html = match body {
+        BodyStyle::Auto => *status == 502,
+        BodyStyle::Html => true,
+        BodyStyle::Json | BodyStyle::Empty => false,
+    };
+    let (content_type, text) = if *body == BodyStyle::Empty {
+        (None, String::new())
+    } else if html {
+        let reason = StatusCode::from_u16(*status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+        let page = if *status == 200 {
+            "<!DOCTYPE html>\r\n<html><head><title>Sign in to your account</title></head><body>\
+             <form method=\"post\" action=\"/common/login\"></form></body></html>\r\n"
+                .to_owned()
+        } else {
+            format!(
+                "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} \
+             {reason}</h1></center>\r\n<hr><center>Microsoft-Azure-Application-Gateway/v2</center>\r\n\
+             </body>\r\n</html>\r\n"
+            )
+        };
+        (Some("text/html"), page)
+    } else {
+        let (code, message) = match status {
+            500 => ("generalException", "General exception while processing."),
+            502 => ("badGateway", "The gateway received an invalid response."),
+            503 => ("serviceNotAvailable", "The service is temporarily unavailable. Try again later."),
+            504 => ("timeout", "The operation timed out."),
+            429 => ("TooManyRequests", "Too many requests."),
+            _ => ("generalException", "The request could not be processed."),
+        };
+        let body = serde_json::to_string(&ErrorResponse::new(code, message)).unwrap_or_default();
+        (Some("application/json"), body)
+    };
+    crate::faults::error_page(*status, content_type, text, *retry_after_secs)
 }

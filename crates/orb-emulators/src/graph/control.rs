@@ -11,7 +11,8 @@
 //! | `GET /mailboxes/{m}/events` | the mailbox's items with extended properties |
 //! | `POST /mailboxes/{m}/expire-delta` `{mode: gone \| syncStateNotFound}` | invalidates its delta tokens |
 //! | `GET /counters`, `GET /requests`, `GET /outbox` | per-mailbox counters, request log, sent mail |
-//! | `GET /knobs`, `PUT /knobs` | throttling and fault knobs (notification faults in `notifications`) |
+//! | `GET /knobs`, `PUT /knobs` | throttling and fault knobs (notification faults in `notifications`, the fault plan in `faultPlan`) |
+//! | `GET /faultPlan`, `PUT /faultPlan` | only the fault plan ([`crate::faults`]): error statuses, timeouts, resets, slow bodies |
 //! | `GET /subscriptions` | the subscriptions (id, mailbox, expiry, rich, pending reauthorization) |
 //! | `POST /subscriptions/{id}/lifecycle` `{event}` | sends a lifecycle notification (`subscriptionRemoved` also removes it) |
 //! | `POST /tick` | runs the expiry sweep at the clock's time (expired removed, `reauthorizationRequired` sent) |
@@ -30,6 +31,7 @@ use serde::Deserialize;
 
 use super::api::ApiError;
 use super::{DeltaExpiry, GraphEmulator, Knobs, RoomInfo, RoomSettings, View};
+use crate::faults::FaultPlan;
 
 pub(crate) fn router() -> Router<GraphEmulator> {
     Router::new()
@@ -46,6 +48,7 @@ pub(crate) fn router() -> Router<GraphEmulator> {
         .route("/requests", get(|State(em): State<GraphEmulator>| async move { Json(em.requests()) }))
         .route("/outbox", get(|State(em): State<GraphEmulator>| async move { Json(em.outbox()) }))
         .route("/knobs", get(get_knobs).put(put_knobs))
+        .route("/faultPlan", get(get_fault_plan).put(put_fault_plan))
         .route(
             "/subscriptions",
             get(|State(em): State<GraphEmulator>| async move { Json(em.subscriptions()) }),
@@ -223,7 +226,24 @@ async fn get_knobs(State(em): State<GraphEmulator>) -> Json<Knobs> {
     Json(em.knobs())
 }
 
-async fn put_knobs(State(em): State<GraphEmulator>, Json(knobs): Json<Knobs>) -> StatusCode {
+async fn put_knobs(
+    State(em): State<GraphEmulator>,
+    Json(knobs): Json<Knobs>,
+) -> Result<StatusCode, ApiError> {
+    knobs.fault_plan.validate().map_err(|e| ApiError::new(400, "invalidFaultPlan", e))?;
     em.set_knobs(knobs);
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_fault_plan(State(em): State<GraphEmulator>) -> Json<FaultPlan> {
+    Json(em.fault_plan())
+}
+
+async fn put_fault_plan(
+    State(em): State<GraphEmulator>,
+    Json(plan): Json<FaultPlan>,
+) -> Result<StatusCode, ApiError> {
+    plan.validate().map_err(|e| ApiError::new(400, "invalidFaultPlan", e))?;
+    em.set_fault_plan(plan);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,9 @@
 //! - [`batch`]: `POST /v1.0/$batch`, each sub-request dispatched through the same `/v1.0` routes.
 //! - [`control`]: `/_emulator/…` to set up apps, users and rooms, act as a person in Outlook, inspect
 //!   state and counters, and turn knobs.
+//! - Faults: [`Knobs::fault_plan`] ([`crate::faults`]) makes requests fail with Graph's error bodies
+//!   (an HTML gateway page for 502), time out, break off mid-body or trickle, before or after handling;
+//!   `GET|PUT /_emulator/faultPlan`.
 //! - [`subscriptions`]: subscriptions with the validation handshake, basic and rich (encrypted, with
 //!   validation tokens) change notifications and lifecycle notifications delivered by HTTP, with fault
 //!   knobs; the signing keys' JWKS at `/common/discovery/keys`.
@@ -40,6 +43,8 @@ use chrono::{DateTime, Utc};
 use orb_core::Clock;
 use orb_graph::model::Event;
 
+use crate::faults::FaultPlan;
+
 pub use calendar::{CalError, View};
 pub use state::{DeltaExpiry, Knobs, MailboxCounters, RequestRecord, RoomInfo, RoomSettings, SentMail};
 pub use subscriptions::{
@@ -66,7 +71,12 @@ impl GraphEmulator {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         // No proxy: the emulator talks to webhooks on this machine. Building fails only without TLS roots,
         // and then the plain default client is as good.
-        let http = reqwest::Client::builder().no_proxy().build().unwrap_or_default();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
         Self { inner: Arc::new(Mutex::new(state::Inner::default())), clock, http }
     }
 
@@ -143,6 +153,17 @@ impl GraphEmulator {
     /// Replaces the knobs.
     pub fn set_knobs(&self, knobs: Knobs) {
         self.lock().knobs = knobs;
+    }
+
+    /// Replaces only the fault plan (restarting from its seed); the other knobs stay. Not validated: see
+    /// [`FaultPlan::validate`].
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        self.lock().knobs.fault_plan = plan;
+    }
+
+    /// The fault plan as it stands (bursts counted down).
+    pub fn fault_plan(&self) -> FaultPlan {
+        self.lock().knobs.fault_plan.clone()
     }
 
     /// Invalidates every delta token of a mailbox; they will be answered as `how` says.
@@ -298,7 +319,8 @@ pub(crate) fn v1_routes() -> Router<GraphEmulator> {
 }
 
 /// The emulator's axum app: Graph under `/v1.0` (with `$batch`), the token endpoint under
-/// `/{tenant}/oauth2/v2.0/token`, the control API under `/_emulator`.
+/// `/{tenant}/oauth2/v2.0/token`, the control API under `/_emulator`; the fault plan in front of all but
+/// the control API.
 pub fn router(em: GraphEmulator) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(api::token))
@@ -306,7 +328,51 @@ pub fn router(em: GraphEmulator) -> Router {
         .route("/common/discovery/keys", get(subscriptions::jwks))
         .nest("/_emulator", control::router())
         .merge(v1_routes())
+        .layer(axum::middleware::from_fn_with_state(em.clone(), inject_faults))
         .with_state(em)
+}
+
+/// Marks a request the fault plan picked and logged, so that [`api::begin`] does not log it again.
+pub(crate) const FAULT_LOGGED: &str = "x-orb-emulator-fault-logged";
+
+/// Applies the fault plan ([`Knobs::fault_plan`]): logs the picked request with its fault, then answers
+/// with an error status in Graph's shape, holds, breaks off or trickles — before or after handling.
+async fn inject_faults(
+    axum::extract::State(em): axum::extract::State<GraphEmulator>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/_emulator/") {
+        return next.run(req).await;
+    }
+    let injection = {
+        let mut inner = em.lock();
+        let injection = inner.knobs.fault_plan.decide(req.method().as_str(), &path);
+        if let Some(injection) = &injection {
+            let mut segments = path.split('/').skip(1);
+            let user = match (segments.next(), segments.next(), segments.next()) {
+                (Some("v1.0"), Some(users), Some(user)) if users.eq_ignore_ascii_case("users") => Some(user),
+                _ => None,
+            };
+            let mailbox = user.and_then(|u| inner.mailbox_key(u));
+            let client_request_id =
+                req.headers().get("client-request-id").and_then(|h| h.to_str().ok()).map(str::to_owned);
+            inner.requests.push(RequestRecord {
+                method: req.method().to_string(),
+                path: path.clone(),
+                mailbox,
+                client_request_id,
+                fault: injection.fault.status_code(),
+                fault_kind: Some(injection.fault.label().to_owned()),
+                fault_after_handling: injection.after_handling,
+            });
+        }
+        injection
+    };
+    let Some(injection) = injection else { return next.run(req).await };
+    req.headers_mut().insert(FAULT_LOGGED, axum::http::HeaderValue::from_static("1"));
+    crate::faults::apply(&injection, next.run(req), api::fault_page).await
 }
 
 /// A running emulator. Dropping it stops the server and the notification delivery task.

@@ -12,6 +12,7 @@ use orb_graph::model::{
 use serde::{Deserialize, Serialize};
 
 use super::subscriptions::{NotificationKnobs, Notifier};
+use crate::faults::FaultPlan;
 
 /// How a room mailbox's calendar attendant (`Set-CalendarProcessing`) treats meeting requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +222,16 @@ pub struct RequestRecord {
     pub mailbox: Option<String>,
     /// The `client-request-id` header.
     pub client_request_id: Option<String>,
+    /// The status an injected fault answered with (`errorEvery`, `throttleEvery`, or the fault plan's
+    /// `status` faults).
+    #[serde(default)]
+    pub fault: Option<u16>,
+    /// The kind of injected fault: `status`, `timeout`, `reset` or `slowBody`.
+    #[serde(default)]
+    pub fault_kind: Option<String>,
+    /// Whether the fault came after the request was handled (its write applied).
+    #[serde(default)]
+    pub fault_after_handling: bool,
 }
 
 /// Per-mailbox request counters.
@@ -273,6 +284,10 @@ pub struct Knobs {
     pub notifications: NotificationKnobs,
     /// Answer `$batch` with the sub-responses in reverse completion order (Graph promises no order).
     pub batch_responses_reversed: bool,
+    /// Faults per endpoint and method: error statuses with Graph's bodies, timeouts, resets mid-body, slow
+    /// bodies, before or after handling (see [`crate::faults`]). Applies to every request but the control
+    /// API (the token endpoint and `$batch` envelopes included; not to sub-requests inside a batch).
+    pub fault_plan: FaultPlan,
 }
 
 impl Default for Knobs {
@@ -291,6 +306,7 @@ impl Default for Knobs {
             reauthorize_before_expiry_minutes: 15,
             notifications: NotificationKnobs::default(),
             batch_responses_reversed: false,
+            fault_plan: FaultPlan::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::TopdeskEmulator;
 use super::state::{ApiError, Reservation, SeriesOp, State as Td, project, reject};
+use crate::faults::{self, BodyStyle, FaultKind, Injection};
 
 type Params = Query<Vec<(String, String)>>;
 
@@ -74,13 +75,14 @@ enum Fault {
     None,
     Throttle(u64),
     Unavailable,
+    Planned(Injection),
 }
 
 /// Counts the request, applies latency and faults, then checks Basic auth.
 async fn gate(
     State(emu): State<TopdeskEmulator>,
     matched: Option<MatchedPath>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let route = format!("{} {}", req.method(), matched.as_ref().map_or(req.uri().path(), |m| m.as_str()));
@@ -113,15 +115,27 @@ async fn gate(
         } else {
             Fault::None
         };
-        let status = match fault {
-            Fault::None => None,
+        let fault = match fault {
+            Fault::None => shared
+                .faults
+                .plan
+                .decide(req.method().as_str(), req.uri().path())
+                .map_or(Fault::None, Fault::Planned),
+            other => other,
+        };
+        let (status, kind, after) = match &fault {
+            Fault::None => (None, None, false),
             Fault::Throttle(_) => {
                 shared.counts.injected_throttles += 1;
-                Some(429)
+                (Some(429), Some("status"), false)
             }
             Fault::Unavailable => {
                 shared.counts.injected_errors += 1;
-                Some(503)
+                (Some(503), Some("status"), false)
+            }
+            Fault::Planned(injection) => {
+                shared.counts.injected_faults += 1;
+                (injection.fault.status_code(), Some(injection.fault.label()), injection.after_handling)
             }
         };
         let login = req
@@ -138,6 +152,8 @@ async fn gate(
             query: req.uri().query().map(str::to_owned),
             login,
             fault: status,
+            fault_kind: kind.map(str::to_owned),
+            fault_after_handling: after,
         });
         (latency, fault)
     };
@@ -146,17 +162,19 @@ async fn gate(
     }
     match fault {
         Fault::Throttle(secs) => {
-            return (StatusCode::TOO_MANY_REQUESTS, [(RETRY_AFTER, secs.to_string())]).into_response();
+            (StatusCode::TOO_MANY_REQUESTS, [(RETRY_AFTER, secs.to_string())]).into_response()
         }
         Fault::Unavailable => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!([{ "message": "Service unavailable" }])),
-            )
-                .into_response();
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!([{ "message": "Service unavailable" }])))
+                .into_response()
         }
-        Fault::None => {}
+        Fault::Planned(injection) => faults::apply(&injection, authorized(emu, req, next), error_page).await,
+        Fault::None => authorized(emu, req, next).await,
     }
+}
+
+/// Checks Basic auth (401 in TOPdesk's shape otherwise), then handles the request.
+async fn authorized(emu: TopdeskEmulator, mut req: Request, next: Next) -> Response {
     let now = emu.now();
     let login = req
         .headers()
@@ -187,6 +205,62 @@ async fn gate(
     };
     req.extensions_mut().insert(Login(login));
     next.run(req).await
+}
+
+/// An injected error status as TOPdesk (behind IIS) sends it: IIS HTML pages for 502 and 504 and for about
+/// half of the 500s (the injection's seeded coin), `[{"message"}]` JSON otherwise.
+fn error_page(fault: &FaultKind, coin: bool) -> Response {
+    let FaultKind::Status { status, body, retry_after_secs } = fault else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let html = match body {
+        BodyStyle::Auto => matches!(status, 502 | 504) || (*status == 500 && coin),
+        BodyStyle::Html => true,
+        BodyStyle::Json | BodyStyle::Empty => false,
+    };
+    let (content_type, text) = if *body == BodyStyle::Empty {
+        (None, String::new())
+    } else if html {
+        (Some("text/html"), iis_page(*status))
+    } else {
+        let message = match status {
+            500 => "An internal error occurred. Contact your application manager.",
+            502 => "Bad gateway",
+            503 => "Service unavailable",
+            504 => "Gateway timeout",
+            _ => "The request could not be processed",
+        };
+        (Some("application/json"), json!([{ "message": message }]).to_string())
+    };
+    faults::error_page(*status, content_type, text, *retry_after_secs)
+}
+
+/// IIS's error pages (as IIS 10 and Application Request Routing render them, shortened).
+fn iis_page(status: u16) -> String {
+    let (title, detail) = match status {
+        500 => (
+            "500 - Internal server error.",
+            "There is a problem with the resource you are looking for, and it cannot be displayed.",
+        ),
+        502 => (
+            "502 - Web server received an invalid response while acting as a gateway or proxy server.",
+            "There is a problem with the page you are looking for, and it cannot be displayed. When the Web server (while acting as a gateway or proxy) contacted the upstream content server, it received an invalid response from the content server.",
+        ),
+        503 => ("Service Unavailable", "HTTP Error 503. The service is unavailable."),
+        200 => ("TOPdesk maintenance", "TOPdesk is being updated. Please try again in a few minutes."),
+        504 => (
+            "504 - Gateway Timeout",
+            "The gateway did not receive a timely response from the upstream server or application.",
+        ),
+        _ => ("Error", "The request could not be processed."),
+    };
+    format!(
+        "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd\">\n\
+         <html xmlns=\"http://www.w3.org/1999/xhtml\">\n<head>\n<meta http-equiv=\"Content-Type\" \
+         content=\"text/html; charset=iso-8859-1\"/>\n<title>{title}</title>\n</head>\n<body>\n\
+         <div id=\"header\"><h1>Server Error</h1></div>\n<div id=\"content\">\n<div class=\"content-container\">\
+         <fieldset>\n<h2>{title}</h2>\n<h3>{detail}</h3>\n</fieldset></div>\n</div>\n</body>\n</html>\n"
+    )
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -1,4 +1,5 @@
-//! The control API under `/_emulator/`: seed and inspect state, count requests, set faults, and act as a
+//! The control API under `/_emulator/`: seed and inspect state, count and log requests, set faults (knobs
+//! and the fault plan), and act as a
 //! service-desk operator in TOPdesk (create, reschedule, move, cancel, make a series, archive). No auth;
 //! never counted in the request counters; TOPdesk's rules apply to operator actions as to API calls.
 
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use super::state::{ApiError, DoubleBooking, SearchItem, SeriesOp, Settings, reject};
 use super::{Account, Faults, Person, TopdeskEmulator};
+use crate::faults::FaultPlan;
 
 pub(super) fn router(emulator: TopdeskEmulator) -> Router {
     Router::new()
@@ -30,6 +32,8 @@ pub(super) fn router(emulator: TopdeskEmulator) -> Router {
         .route("/_emulator/rejectionReasons", post(add_rejection_reason))
         .route("/_emulator/settings", put(set_settings))
         .route("/_emulator/faults", get(get_faults).put(set_faults))
+        .route("/_emulator/faultPlan", get(get_fault_plan).put(set_fault_plan))
+        .route("/_emulator/log", get(request_log))
         .route("/_emulator/reservations", post(operator_create))
         .route("/_emulator/reservations/{identifier}/reschedule", post(operator_reschedule))
         .route("/_emulator/reservations/{identifier}/move", post(operator_move))
@@ -231,8 +235,24 @@ async fn set_faults(State(emu): State<TopdeskEmulator>, bytes: Bytes) -> Result<
     if !(0.0..=1.0).contains(&faults.error_rate) {
         return Err(reject("invalidValue", Some("errorRate"), "errorRate must be between 0 and 1"));
     }
+    faults.plan.validate().map_err(|e| reject("invalidValue", Some("plan"), e))?;
     emu.set_faults(faults);
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_fault_plan(State(emu): State<TopdeskEmulator>) -> Response {
+    Json(emu.fault_plan()).into_response()
+}
+
+async fn set_fault_plan(State(emu): State<TopdeskEmulator>, bytes: Bytes) -> Result<Response, ApiError> {
+    let plan: FaultPlan = parse(&bytes)?;
+    plan.validate().map_err(|e| reject("invalidValue", Some("rules"), e))?;
+    emu.set_fault_plan(plan);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn request_log(State(emu): State<TopdeskEmulator>) -> Response {
+    Json(emu.request_log()).into_response()
 }
 
 fn answer(emu: &TopdeskEmulator, id: ReservationId) -> Response {

@@ -15,7 +15,9 @@
 //!
 //! Control API (no auth): `GET /_emulator/state`, `GET|DELETE /_emulator/requests` (counters),
 //! `POST /_emulator/accounts|persons|rooms|cancellationReasons|rejectionReasons`,
-//! `PUT /_emulator/rooms/{id}/doubleBooking`, `PUT /_emulator/settings`, `PUT /_emulator/faults`, and
+//! `GET /_emulator/log` (the request log), `PUT /_emulator/rooms/{id}/doubleBooking`,
+//! `PUT /_emulator/settings`, `GET|PUT /_emulator/faults` (knobs and plan), `GET|PUT /_emulator/faultPlan`
+//! (the plan only, see [`crate::faults`]), and
 //! operator actions `POST /_emulator/reservations[/{id}/reschedule|move|cancel|makeRecurrent|archive]`.
 //!
 //! Invariants: state lives behind one mutex that is never held across an `.await`; time comes only from
@@ -37,6 +39,8 @@ use orb_core::{Clock, TopdeskLocationId};
 use orb_topdesk::wire::{IdName, PersonId, ReservationDto};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::faults::FaultPlan;
 
 pub use state::{
     Account, ApiError, DoubleBooking, MAX_SERIES, Person, Room, SearchItem, Settings, State, project,
@@ -61,6 +65,10 @@ pub struct Faults {
     pub error_next: u32,
     /// The next N creates (`POST /reservations`) are stored and then answered 503, as if the answer was lost.
     pub fail_after_commit_next: u32,
+    /// Faults per endpoint and method: error statuses with TOPdesk's/IIS's bodies, timeouts, resets
+    /// mid-body, slow bodies, before or after handling (see [`crate::faults`]). Consulted after the knobs
+    /// above, for requests they left alone.
+    pub plan: FaultPlan,
 }
 
 /// Per-route request counters.
@@ -77,6 +85,9 @@ pub struct RequestCounts {
     pub injected_throttles: u64,
     /// Requests answered 503 by a fault knob (`error_next`, `error_rate`; not `fail_after_commit_next`).
     pub injected_errors: u64,
+    /// Requests the fault plan ([`Faults::plan`]) injected a fault into.
+    #[serde(default)]
+    pub injected_faults: u64,
 }
 
 /// One `/tas/api/` request as the emulator saw it (the request log, for tests that attribute calls).
@@ -91,8 +102,15 @@ pub struct RequestRecord {
     pub query: Option<String>,
     /// The login name of the Basic credentials sent (not checked yet; never the password).
     pub login: Option<String>,
-    /// The status a fault knob answered with instead of handling the request (429 or 503).
+    /// The status a fault knob or the fault plan answered with (429 or 503 from the knobs; the plan's
+    /// `status` faults), instead of handling the request unless `fault_after_handling`.
     pub fault: Option<u16>,
+    /// The kind of injected fault: `status` (knobs or plan), `timeout`, `reset` or `slowBody` (plan).
+    #[serde(default)]
+    pub fault_kind: Option<String>,
+    /// Whether the fault came after the request was handled (its write applied).
+    #[serde(default)]
+    pub fault_after_handling: bool,
 }
 
 pub(crate) struct Shared {
@@ -228,9 +246,20 @@ impl TopdeskEmulator {
         id
     }
 
-    /// Sets the fault knobs.
+    /// Sets the fault knobs (the fault plan included, which restarts from its seed).
     pub fn set_faults(&self, faults: Faults) {
         self.lock().faults = faults;
+    }
+
+    /// Replaces only the fault plan (restarting from its seed); the other knobs stay. Not validated: see
+    /// [`FaultPlan::validate`].
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        self.lock().faults.plan = plan;
+    }
+
+    /// The fault plan as it stands (bursts counted down).
+    pub fn fault_plan(&self) -> FaultPlan {
+        self.lock().faults.plan.clone()
     }
 
     /// The request counters.

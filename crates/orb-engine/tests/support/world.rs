@@ -200,8 +200,14 @@ impl World {
         };
         let endpoints = Endpoints::from_root(&graph_served.base_url).unwrap();
         // A Retry-After longer than a second is not waited out: the write fails as throttled (transient).
-        let client_options =
-            ClientOptions { max_retry_after: StdDuration::from_secs(1), ..ClientOptions::default() };
+        // The client's own retries are few and quick (like TOPdesk's below), so a burst of failures
+        // reaches the engine's retries, which run on the test's clock.
+        let client_options = ClientOptions {
+            max_retry_after: StdDuration::from_secs(1),
+            max_attempts: 3,
+            backoff_base: StdDuration::from_millis(5),
+            ..ClientOptions::default()
+        };
         let graph = Arc::new(GraphClient::new(endpoints, app, arc_clock.clone(), client_options).unwrap());
 
         // TOPdesk.
