@@ -27,6 +27,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use orb_core::{SystemClock, TenantName};
+use orb_emulators::faults::{BodyStyle, FaultKind, FaultPlan, FaultRule};
 use orb_emulators::graph::{Knobs, NotificationKnobs};
 use orb_emulators::topdesk::Faults;
 use orb_graph::model::LifecycleEventType;
@@ -234,6 +235,42 @@ async fn diagnose(site: &Site, store: &dyn Store, slots: &[Slot]) -> String {
     out
 }
 
+/// The chaos test's API faults for one emulator, about 5% of the calls: server errors on writes and reads
+/// (500, 502 with an HTML page, 504), a 200 with an HTML maintenance page, resets mid-body, no answer for
+/// 1.5 s then a dropped connection, slow bodies; on the paths in `orb_only` (writes only ORB makes) also
+/// resets after the write was made, so ORB cannot know whether it happened.
+fn chaos_fault_plan(seed: u64, root: &str, orb_only: &[&str]) -> FaultPlan {
+    let all = format!("{root}/**");
+    let mut rules = vec![
+        FaultRule::new(FaultKind::status(500)).method("write").path(&all).rate(0.01),
+        FaultRule::new(FaultKind::status_with(502, BodyStyle::Html)).method("write").path(&all).rate(0.005),
+        FaultRule::new(FaultKind::status(504)).method("read").path(&all).rate(0.01),
+        FaultRule::new(FaultKind::status_with(200, BodyStyle::Html)).method("read").path(&all).rate(0.005),
+        FaultRule::new(FaultKind::Reset).method("read").path(&all).rate(0.005),
+        FaultRule::new(FaultKind::timeout(StdDuration::from_millis(1500))).path(&all).rate(0.003),
+        FaultRule::new(FaultKind::SlowBody { chunk_bytes: 256, delay_ms: 5 })
+            .method("read")
+            .path(&all)
+            .rate(0.005),
+    ];
+    for path in orb_only {
+        rules.push(FaultRule::new(FaultKind::Reset).method("write").path(path).rate(0.01).after_handling());
+    }
+    FaultPlan::new(seed, rules)
+}
+
+fn fault_label(kind: &str, status: Option<u16>, after_handling: bool) -> String {
+    let base = match (kind, status) {
+        ("status", Some(s)) => s.to_string(),
+        (k, _) => k.to_owned(),
+    };
+    if after_handling { format!("{base} after the write") } else { base }
+}
+
+fn describe(faults: &BTreeMap<String, usize>) -> String {
+    faults.iter().map(|(k, n)| format!("{n}× {k}")).collect::<Vec<_>>().join(", ")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_calls_converge() {
     let edits: usize = std::env::var("ORB_CHAOS_EDITS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
@@ -242,6 +279,12 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
         .ok()
         .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
         .unwrap_or(0xC4A0_5EED_2026);
+    // The sweep beat: after the faults stop, both sides must be equal within one beat (plus the time a
+    // sweep of the 2 rooms and the jobs it finds take).
+    let beat = StdDuration::from_secs(
+        std::env::var("ORB_CHAOS_BEAT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30),
+    );
+    let heal_limit = beat + StdDuration::from_secs(30);
     // Every database is run (and its figures printed) before the test fails.
     let mut failures: Vec<String> = Vec::new();
     for db in databases() {
@@ -252,7 +295,7 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
         let test_started = Instant::now();
         let mut rng = Lcg(seed);
         let mut site = Site::new(&db, "chaos-test").await;
-        site.set_var("ORB__SCHEDULE__RECONCILE_SECONDS", "5");
+        site.set_var("ORB__SCHEDULE__RECONCILE_SECONDS", &beat.as_secs().to_string());
         site.set_var("ORB__SCHEDULE__HORIZON_POLL_SECONDS", "5");
         site.map_all_rooms();
         let desk = desk_client(&site);
@@ -261,13 +304,14 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
         site.eventually("the subscriptions", 30, || ROOMS.iter().all(|r| site.subscribed(r)).then_some(()))
             .await;
 
-        // Faults on: 10% dropped, 10% doubled, 10% held back behind the next one; 5% of the API calls
-        // refused (Graph: every 39th request 500, every 41st 429; TOPdesk: 2.5% 503, 2.5% 429).
+        // Faults on: 10% of the notifications dropped, 10% doubled, 10% held back behind the next one; and
+        // on both sides, for reads and writes, the ways servers fail (chaos_fault_plan): 500, 502 with an
+        // HTML page, 504, a 200 with an HTML maintenance page, resets mid-body (for writes also after the
+        // write was made), no answer, slow bodies, and 429 / 503 with Retry-After.
         let graph_before = site.graph_em.requests().len();
         let notif_before = site.graph_em.notification_faults();
         let td_before = site.td.emulator.request_log().len();
         site.graph_em.set_knobs(Knobs {
-            error_every: 39,
             throttle_every: 41,
             retry_after_secs: 1,
             notifications: NotificationKnobs {
@@ -276,12 +320,23 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
                 reorder_percent: 10,
                 ..NotificationKnobs::default()
             },
+            fault_plan: chaos_fault_plan(
+                seed,
+                "/v1.0",
+                &["/v1.0/users/*/events", "/v1.0/users/*/events/*", "/v1.0/users/*/events/*/cancel"],
+            ),
             ..Knobs::default()
         });
         site.td.emulator.set_faults(Faults {
-            error_rate: 0.025,
-            throttle_rate: 0.025,
+            error_rate: 0.0125,
+            throttle_rate: 0.0125,
             retry_after_secs: 1,
+            // ORB's own writes the service desk does not make: their answers may be lost after the write.
+            plan: chaos_fault_plan(
+                seed ^ 0x7d,
+                "/tas/api",
+                &["/tas/api/reservations/*", "/tas/api/reservations/*/reservedFacilities/move"],
+            ),
             ..Faults::default()
         });
 
@@ -402,11 +457,27 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
 
         // Figures.
         let graph_requests = graph_after - graph_before;
-        let graph_500 = (graph_before + 1..=graph_after).filter(|i| i % 39 == 0).count();
-        let graph_429 = (graph_before + 1..=graph_after).filter(|i| i % 39 != 0 && i % 41 == 0).count();
+        let graph_burst = &site.graph_em.requests()[graph_before..graph_after];
+        let graph_faults: BTreeMap<String, usize> = graph_burst
+            .iter()
+            .filter_map(|r| r.fault_kind.as_ref().map(|k| fault_label(k, r.fault, r.fault_after_handling)))
+            .fold(BTreeMap::new(), |mut m, k| {
+                *m.entry(k).or_default() += 1;
+                m
+            });
         let td_burst = &td_log[td_before..];
-        let td_faults = |login: &str, status: u16| {
-            td_burst.iter().filter(|r| r.login.as_deref() == Some(login) && r.fault == Some(status)).count()
+        let td_faults_of = |login: &str| -> BTreeMap<String, usize> {
+            td_burst
+                .iter()
+                .filter(|r| r.login.as_deref() == Some(login))
+                .filter_map(|r| {
+                    let kind = r.fault_kind.clone().or_else(|| r.fault.map(|_| "status".to_owned()))?;
+                    Some(fault_label(&kind, r.fault, r.fault_after_handling))
+                })
+                .fold(BTreeMap::new(), |mut m, k| {
+                    *m.entry(k).or_default() += 1;
+                    m
+                })
         };
         let td_calls = |login: &str| td_burst.iter().filter(|r| r.login.as_deref() == Some(login)).count();
         let deliveries = site.graph_em.deliveries();
@@ -451,19 +522,23 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
             notif.reordered - notif_before.reordered,
             delivered
         );
+        let total = |m: &BTreeMap<String, usize>| m.values().sum::<usize>();
+        let (td_orb, td_desk) = (td_faults_of(TD_LOGIN), td_faults_of(DESK_LOGIN));
         let _ = writeln!(
             fig,
-            "  API faults injected: Graph {graph_500}× 500 + {graph_429}× 429 of {graph_requests} requests by ORB \
-             ({:.1}%); TOPdesk {}× 503 + {}× 429 of {} requests by ORB ({:.1}%), {}× 503 + {}× 429 of {} \
-             requests by the test's service desk",
-            100.0 * (graph_500 + graph_429) as f64 / graph_requests.max(1) as f64,
-            td_faults(TD_LOGIN, 503),
-            td_faults(TD_LOGIN, 429),
+            "  API faults injected: Graph {} of {graph_requests} requests by ORB ({:.1}%): {}",
+            total(&graph_faults),
+            100.0 * total(&graph_faults) as f64 / graph_requests.max(1) as f64,
+            describe(&graph_faults)
+        );
+        let _ = writeln!(
+            fig,
+            "  TOPdesk {} of {} requests by ORB ({:.1}%): {}; {} of {} requests by the test's service desk",
+            total(&td_orb),
             td_calls(TD_LOGIN),
-            100.0 * (td_faults(TD_LOGIN, 503) + td_faults(TD_LOGIN, 429)) as f64
-                / td_calls(TD_LOGIN).max(1) as f64,
-            td_faults(DESK_LOGIN, 503),
-            td_faults(DESK_LOGIN, 429),
+            100.0 * total(&td_orb) as f64 / td_calls(TD_LOGIN).max(1) as f64,
+            describe(&td_orb),
+            total(&td_desk),
             td_calls(DESK_LOGIN),
         );
         let graph_later = site.graph_em.requests().len() - graph_after;
@@ -474,8 +549,9 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
         let _ = writeln!(
             fig,
             "  ORB's calls while the faults were on: Graph {graph_requests}, TOPdesk {}; after (catching up and \
-             healing, with the sweeps every 5 s): Graph {graph_later}, TOPdesk {td_later}",
-            td_calls(TD_LOGIN)
+             healing, with a sweep every {} s): Graph {graph_later}, TOPdesk {td_later}",
+            td_calls(TD_LOGIN),
+            beat.as_secs()
         );
         let _ = writeln!(
             fig,
@@ -550,6 +626,16 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
             failures.push(failure);
             continue;
         }
+        if converge_time > heal_limit {
+            let failure = format!(
+                "{db_name}: converged {:.1} s after the faults stopped, later than one sweep beat ({} s) and 30 s \
+                 for the sweep's own work (seed {seed:#x})",
+                converge_time.as_secs_f64(),
+                beat.as_secs()
+            );
+            eprintln!("{failure}");
+            failures.push(failure);
+        }
         assert!(model.len() > edits / 10, "the burst left bookings: {}", model.len());
         assert_eq!(records, model.len(), "ORB's live records match the live bookings");
         orb.kill().unwrap();
@@ -573,8 +659,9 @@ enum Target {
 
 /// Overall per-change bound asserted by the cost test. The target is 1.1 API calls per synced change; the
 /// engine spends more today (see the printed table), so this is the current figure rounded up: a change
-/// that makes sync more expensive fails here. Lower it as the engine gets cheaper.
-const COST_BOUND: f64 = 3.6;
+/// that makes sync more expensive fails here. Lower it as the engine gets cheaper. (3.6 until a booking
+/// made at the TOPdesk desk got ORB's external link: one PATCH per such booking, 3.72 measured.)
+const COST_BOUND: f64 = 3.8;
 
 /// Changes of each kind the cost test makes.
 const COST_REPS: usize = 3;
