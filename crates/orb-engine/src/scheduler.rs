@@ -10,9 +10,9 @@
 //! renews its lease on every beat and gives its leases up on shutdown.
 //!
 //! The tasks read the engine's current [`SyncDeps`] from a [`watch`] channel on every beat, so a reload
-//! (new rooms, settings, certificates) reaches them without a restart. The beats themselves
-//! ([`SchedulerOptions`]) are fixed when the scheduler starts: `orb serve` takes them from its static
-//! configuration (`[schedule]`), so changing a beat takes a restart.
+//! (new rooms, settings, certificates) reaches them without a restart. The beats start as
+//! [`SchedulerOptions`] says; with [`Scheduler::with_beats`] they follow a watch channel (`orb serve`
+//! re-reads `[schedule]` at every reload), and a changed beat restarts the task's wait at once.
 //!
 //! ## Invariants
 //! - A failing task is logged and tried again at its next beat; it never stops the other tasks.
@@ -177,8 +177,45 @@ pub type RingChanged = Arc<dyn Fn() + Send + Sync>;
 pub struct Scheduler {
     deps: watch::Receiver<Arc<SyncDeps>>,
     options: SchedulerOptions,
+    beats: Option<watch::Receiver<Beats>>,
     master: Option<KeyRing>,
     ring_changed: Option<RingChanged>,
+}
+
+/// The beats of the periodic tasks, when they change while the scheduler runs
+/// ([`Scheduler::with_beats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beats {
+    /// TOPdesk near-window poll.
+    pub poll_near_every: StdDuration,
+    /// TOPdesk whole-horizon poll.
+    pub poll_horizon_every: StdDuration,
+    /// Subscription upkeep.
+    pub subscriptions_every: StdDuration,
+    /// Reconciliation sweeps (`None` = off).
+    pub reconcile_every: Option<StdDuration>,
+}
+
+impl Beats {
+    /// The beats `options` start with.
+    pub fn of(options: &SchedulerOptions) -> Self {
+        Self {
+            poll_near_every: options.poll_near_every,
+            poll_horizon_every: options.poll_horizon_every,
+            subscriptions_every: options.subscriptions_every,
+            reconcile_every: options.reconcile_every,
+        }
+    }
+
+    fn every(&self, task: Task, options: &SchedulerOptions) -> Option<StdDuration> {
+        match task {
+            Task::PollNear => Some(self.poll_near_every),
+            Task::PollHorizon => Some(self.poll_horizon_every),
+            Task::Subscriptions => Some(self.subscriptions_every),
+            Task::Reconcile => self.reconcile_every,
+            Task::Certificates => Some(options.certificates_every),
+        }
+    }
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -191,7 +228,19 @@ impl Scheduler {
     /// A scheduler over the engine's current deps. Without `master` (the master key ring) certificates are
     /// not rotated.
     pub fn new(deps: watch::Receiver<Arc<SyncDeps>>, options: SchedulerOptions) -> Self {
-        Self { deps, options, master: None, ring_changed: None }
+        Self { deps, options, beats: None, master: None, ring_changed: None }
+    }
+
+    /// Takes the beats from `beats` while running: a changed beat applies at once (the task's wait starts
+    /// again with the new beat), so `[schedule]` changes need no restart.
+    pub fn with_beats(mut self, beats: watch::Receiver<Beats>) -> Self {
+        self.beats = Some(beats);
+        self
+    }
+
+    fn current_every(&self, task: Task) -> Option<StdDuration> {
+        let beats = self.beats.as_ref().map_or_else(|| Beats::of(&self.options), |b| *b.borrow());
+        beats.every(task, &self.options)
     }
 
     /// Rotates certificates too, sealing new keys with `master`; `changed` is called when the ring changed.
@@ -204,22 +253,18 @@ impl Scheduler {
     /// Runs every task on its beat until `cancel` is cancelled, then gives the leases up.
     pub async fn run(self, cancel: CancellationToken) {
         let this = Arc::new(self);
-        let mut tasks = vec![
-            (Task::PollNear, this.options.poll_near_every),
-            (Task::PollHorizon, this.options.poll_horizon_every),
-            (Task::Subscriptions, this.options.subscriptions_every),
-        ];
-        if let Some(every) = this.options.reconcile_every {
-            tasks.push((Task::Reconcile, every));
+        let mut tasks = vec![Task::PollNear, Task::PollHorizon, Task::Subscriptions];
+        if this.options.reconcile_every.is_some() || this.beats.is_some() {
+            tasks.push(Task::Reconcile);
         }
         if this.master.is_some() {
-            tasks.push((Task::Certificates, this.options.certificates_every));
+            tasks.push(Task::Certificates);
         }
         let mut handles = Vec::new();
-        for (task, every) in tasks {
+        for task in tasks {
             let this = this.clone();
             let cancel = cancel.clone();
-            handles.push(tokio::spawn(async move { this.beat(task, every, cancel).await }));
+            handles.push(tokio::spawn(async move { this.beat(task, cancel).await }));
         }
         for handle in handles {
             let _ = handle.await;
@@ -227,15 +272,39 @@ impl Scheduler {
         tracing::info!("scheduler stopped");
     }
 
-    async fn beat(&self, task: Task, every: StdDuration, cancel: CancellationToken) {
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    async fn beat(&self, task: Task, cancel: CancellationToken) {
         let mut held: Vec<String> = Vec::new();
+        let mut beats = self.beats.clone();
+        // The first beat runs at once; then one beat after the end of the last run (a slow run is not
+        // followed by a burst of catch-up runs).
+        let mut wait = StdDuration::ZERO;
         loop {
+            let changed = async {
+                match beats.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => break,
-                _ = interval.tick() => {}
+                () = tokio::time::sleep(wait) => {}
+                () = changed => {
+                    // A new beat: wait for it from now.
+                    wait = self.current_every(task).unwrap_or(StdDuration::from_secs(365 * 24 * 3600));
+                    tracing::info!(task = task.name(), every = ?self.current_every(task), "beat changed");
+                    continue;
+                }
             }
+            let Some(every) = self.current_every(task) else {
+                // Switched off: wait for a change.
+                wait = StdDuration::from_secs(365 * 24 * 3600);
+                continue;
+            };
+            wait = every;
             let deps = self.deps.borrow().clone();
             let outcome = tokio::select! {
                 () = cancel.cancelled() => break,

@@ -16,6 +16,11 @@ use orb_store::{NewAuditEntry, NewRoom, PgStore, SqliteStore, Store, StoreError,
 use crate::config::{Backend, Config, LogFormat, process_env};
 use crate::{Cli, Command, KeysCommand, RoomCommand, SecretCommand, TenantCommand, secrets};
 
+/// `[schedule]` as the configuration's file and environment say now (for `orb serve`'s reloads).
+fn schedule_source(file: Option<std::path::PathBuf>) -> crate::serve::ScheduleSource {
+    Arc::new(move || Ok(Config::load(file.as_deref(), process_env())?.schedule))
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref(), process_env())?;
@@ -40,7 +45,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 store,
                 KeyRing::new(master),
                 clock,
-                crate::serve::ServeOptions::default(),
+                crate::serve::ServeOptions {
+                    schedule_source: Some(schedule_source(cli.config.clone())),
+                    ..crate::serve::ServeOptions::default()
+                },
                 std::future::pending(),
                 crate::serve::Bind::default(),
             )

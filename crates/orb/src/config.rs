@@ -73,10 +73,10 @@ pub struct ServerConfig {
     pub job_lease_seconds: u32,
 }
 
-/// `[schedule]`: the beats of the periodic work, in seconds. Read when `orb serve` starts: a change takes
-/// effect at the next restart (the reload every `reload_seconds` re-reads what lives in the database —
-/// tenants, their settings, rooms, secrets, certificates — not this file).
-#[derive(Debug, Clone)]
+/// `[schedule]`: the beats of the periodic work, in seconds. `orb serve` re-reads this section (file and
+/// environment) at every reload (`reload_seconds`): a changed beat applies at once, no restart needed. A
+/// changed `reload_seconds` itself takes a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleConfig {
     /// `near_poll_seconds`: TOPdesk near-window poll (default 10).
     pub near_poll_seconds: u32,

@@ -30,7 +30,7 @@ use axum::routing::get;
 use orb_core::Clock;
 use orb_crypto::{KeyRing, RotationPolicy};
 use orb_engine::keys;
-use orb_engine::scheduler::{Scheduler, SchedulerOptions};
+use orb_engine::scheduler::{Beats, Scheduler, SchedulerOptions};
 use orb_engine::settings::{
     ClientTuning, InstallationUrls, SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSecrets,
     TenantSettings, build_runtime,
@@ -42,11 +42,14 @@ use orb_store::Store;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ScheduleConfig};
 use crate::secrets;
 
+/// Re-reads the `[schedule]` section of the configuration (its file and environment), at each reload.
+pub type ScheduleSource = Arc<dyn Fn() -> Result<ScheduleConfig> + Send + Sync>;
+
 /// Knobs of a serve run that are not configuration (the demo and tests set them).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Client limits.
     pub tuning: ClientTuning,
@@ -54,6 +57,29 @@ pub struct ServeOptions {
     pub rotation: RotationPolicy,
     /// Longest idle pause of a worker (default 2 s).
     pub worker_idle_max: StdDuration,
+    /// Where changed `[schedule]` beats come from while serving (`None`: the beats stay as started).
+    pub schedule_source: Option<ScheduleSource>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("tuning", &self.tuning)
+            .field("rotation", &self.rotation)
+            .field("worker_idle_max", &self.worker_idle_max)
+            .field("schedule_source", &self.schedule_source.is_some())
+            .finish()
+    }
+}
+
+/// The scheduler's beats for a `[schedule]` section.
+fn beats_of(s: &ScheduleConfig) -> Beats {
+    Beats {
+        poll_near_every: StdDuration::from_secs(s.near_poll_seconds.into()),
+        poll_horizon_every: StdDuration::from_secs(s.horizon_poll_seconds.into()),
+        subscriptions_every: StdDuration::from_secs(s.subscriptions_seconds.into()),
+        reconcile_every: Some(StdDuration::from_secs(s.reconcile_seconds.into())),
+    }
 }
 
 impl Default for ServeOptions {
@@ -62,6 +88,7 @@ impl Default for ServeOptions {
             tuning: ClientTuning::default(),
             rotation: RotationPolicy::default(),
             worker_idle_max: StdDuration::from_secs(2),
+            schedule_source: None,
         }
     }
 }
@@ -359,17 +386,20 @@ pub async fn serve(
     // Schedulers.
     let reload_now = Arc::new(Notify::new());
     let mut sched_options = SchedulerOptions::new(instance.clone());
-    let s = &config.schedule;
-    sched_options.poll_near_every = StdDuration::from_secs(s.near_poll_seconds.into());
-    sched_options.poll_horizon_every = StdDuration::from_secs(s.horizon_poll_seconds.into());
-    sched_options.subscriptions_every = StdDuration::from_secs(s.subscriptions_seconds.into());
-    sched_options.reconcile_every = Some(StdDuration::from_secs(s.reconcile_seconds.into()));
+    let mut beats = beats_of(&config.schedule);
+    sched_options.poll_near_every = beats.poll_near_every;
+    sched_options.poll_horizon_every = beats.poll_horizon_every;
+    sched_options.subscriptions_every = beats.subscriptions_every;
+    sched_options.reconcile_every = beats.reconcile_every;
     sched_options.rotation = env.options.rotation;
+    let (beats_tx, beats_rx) = watch::channel(beats);
     let changed = {
         let reload_now = reload_now.clone();
         Arc::new(move || reload_now.notify_one())
     };
-    let scheduler = Scheduler::new(deps_rx.clone(), sched_options).with_certificates(master.clone(), changed);
+    let scheduler = Scheduler::new(deps_rx.clone(), sched_options)
+        .with_beats(beats_rx)
+        .with_certificates(master.clone(), changed);
     let sched = tokio::spawn(scheduler.run(stop.clone()));
 
     // Workers, replaced on reload.
@@ -381,6 +411,19 @@ pub async fn serve(
             () = stop.cancelled() => break,
             () = tokio::time::sleep(reload_every) => {}
             () = reload_now.notified() => {}
+        }
+        if let Some(source) = &env.options.schedule_source {
+            match source() {
+                Ok(schedule) if beats_of(&schedule) != beats => {
+                    beats = beats_of(&schedule);
+                    tracing::info!(?beats, "[schedule] changed: new beats apply now");
+                    let _ = beats_tx.send(beats);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "re-reading [schedule] failed; the beats stay")
+                }
+            }
         }
         let now_gen = match generation_of(&store).await {
             Ok(g) => g,

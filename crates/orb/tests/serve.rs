@@ -290,3 +290,52 @@ async fn two_instances_on_one_database_do_not_double_and_the_survivor_takes_over
         assert!(wait_exit(&mut b, 20).await.success());
     }
 }
+
+/// `[schedule]` changes in the configuration file take effect at the next reload, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_changed_sweep_beat_in_the_configuration_file_applies_without_a_restart() {
+    for db in databases() {
+        let mut site = Site::new(&db, "beat-test").await;
+        site.vars.retain(|(k, _)| k != "ORB__SCHEDULE__RECONCILE_SECONDS");
+        let config = site.dir.path().join("orb.toml");
+        std::fs::write(&config, "[schedule]\nreconcile_seconds = 3600\n").unwrap();
+        let mut orb = site.spawn();
+        site.healthy(&mut orb).await;
+        let store = site.open_store().await;
+        let tenant = store.list_tenants().await.unwrap().remove(0).id;
+        let sweeps = || {
+            let store = store.clone();
+            async move {
+                let done = store.list_jobs(tenant, orb_store::JobStatus::Done).await.unwrap();
+                done.iter().filter(|j| j.kind == "reconcile.sweep").count()
+            }
+        };
+        // The first beat sweeps each room at start; with an hour's beat nothing more comes.
+        let mut first = 0;
+        for _ in 0..150 {
+            first = sweeps().await;
+            if first >= 2 {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+        assert_eq!(first, 2, "one sweep per room at start:\n{}", site.log_text());
+        tokio::time::sleep(StdDuration::from_secs(3)).await;
+        assert_eq!(sweeps().await, 2, "an hour's beat: no second sweep yet");
+
+        // The operator shortens the beat in the file; the running service follows.
+        std::fs::write(&config, "[schedule]\nreconcile_seconds = 2\n").unwrap();
+        let mut now = 0;
+        for _ in 0..200 {
+            now = sweeps().await;
+            if now >= 6 {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+        assert!(now >= 6, "sweeps every 2 s after the change: {now}\n{}", site.log_text());
+        assert!(site.log_text().contains("[schedule] changed"), "the change is logged");
+        sigterm(&orb);
+        wait_exit(&mut orb, 30).await;
+    }
+}
