@@ -1235,6 +1235,62 @@ fn rule_02_a_desk_reservation_gets_orbs_link_once_its_meeting_is_planned() {
 }
 
 #[test]
+fn rule_09_topdesk_dominant_releases_the_room_in_outlook() {
+    for (mode, release) in [
+        (Mode::Organizer, "exchange.cancel organizer:anna RemoveRoom"),
+        (Mode::RoomOnly, "exchange.cancel room:room-1 DeleteRoomEvent"),
+    ] {
+        let w = world().with(|p| {
+            p.topdesk_refusal = TopdeskRefusal::ReleaseRoom;
+            p.mode = mode;
+        });
+        let ctx = w.ctx();
+        let made = plan(None, &ex(A, B), &ctx).record.record().cloned().unwrap();
+        let refused = FailedWrite {
+            side: Side::Topdesk,
+            kind: WriteKind::Create,
+            failure: WriteFailure::Permanent { reason: "Room blocked".into() },
+            redrive: false,
+        };
+        let p = plan_write_failure(&made, &refused, &ctx);
+        assert_eq!(
+            summary(&p),
+            [release, "mail room-released -> anna (Room blocked)", "record: update complexity=0 cancelled"],
+            "{mode:?}"
+        );
+        let r = p.record.record().unwrap();
+        assert_eq!(
+            r.topdesk_status,
+            SyncStatus::Cancelled,
+            "converged, not failed: nothing for a sweep to re-drive"
+        );
+        // A retime TOPdesk refuses keeps the old reservation: no release, the usual mail.
+        let retime = FailedWrite { kind: WriteKind::Retime, ..refused.clone() };
+        assert_eq!(
+            summary(&plan_write_failure(&booked(&w, &ex(A, B)), &retime, &ctx)),
+            [
+                "nothing GivenUp",
+                "mail change-not-carried-over -> anna (Room blocked)",
+                "record: update complexity=0"
+            ]
+        );
+    }
+    // With the default (`mail`), the room stays booked in Outlook.
+    let w = world();
+    let made = plan(None, &ex(A, B), &w.ctx()).record.record().cloned().unwrap();
+    let refused = FailedWrite {
+        side: Side::Topdesk,
+        kind: WriteKind::Create,
+        failure: WriteFailure::Permanent { reason: "Room blocked".into() },
+        redrive: false,
+    };
+    assert_eq!(
+        summary(&plan_write_failure(&made, &refused, &w.ctx())),
+        ["nothing GivenUp", "mail booking-refused -> anna (Room blocked)", "record: update complexity=0"]
+    );
+}
+
+#[test]
 fn write_kinds_name_what_a_person_changed() {
     let w = world();
     let rec = booked(&w, &ex(A, B));
