@@ -15,8 +15,8 @@ use orb_core::{BookingRecord, Clock as _, Side, SyncStatus};
 use orb_emulators::graph::{Knobs, NotificationKnobs, RoomSettings};
 use orb_emulators::topdesk::Faults;
 use orb_engine::reconcile::{
-    AUDIT_SWEEP_FAILED, Difference, JobsByKind, Owing, PAYLOAD_REDRIVE, SweepOptions, SweepReport,
-    sweep_room_with,
+    AUDIT_SWEEP_FAILED, Difference, JobsByKind, Owing, PAYLOAD_REDRIVE, REDRIVE_FREE_FAILURES, SweepOptions,
+    SweepReport, sweep_room_with,
 };
 use orb_engine::sync::{JOB_RECONCILE_SWEEP, JOB_SYNC_OBSERVATION};
 use orb_store::JobStatus;
@@ -226,28 +226,39 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         assert_eq!(w.graph_em.outbox().len(), mails + 1, "one refusal mail");
         let failed_at = failed.failed_at.expect("the failure's time");
 
-        // The sweep sees it (no watermark moved, so comparing watermarks alone never would), but waits for
-        // the back-off: no job, no second refusal mail.
+        // The sweep sees it (no watermark moved, so comparing watermarks alone never would) and re-drives it
+        // at once: a passing fault heals within one beat. The room is still blocked, so TOPdesk refuses
+        // again — nobody is mailed a second time — until the back-off starts.
+        let mut last = failed.clone();
+        while last.failed_count <= REDRIVE_FREE_FAILURES {
+            assert_eq!(w.sweep().await.jobs, redriven(1), "failure {}", last.failed_count);
+            let count = last.failed_count;
+            last = w.booking_where("the refusal again", |r| r.failed_count == count + 1).await;
+            w.settled().await;
+            assert_eq!(last.topdesk_status, SyncStatus::Failed);
+        }
+        assert_eq!(w.graph_em.outbox().len(), mails + 1, "a refused re-drive mails nobody");
+        assert!(last.failed_at > Some(failed_at) || last.failed_at == Some(failed_at));
         let early = w.sweep().await;
         assert_eq!(early.jobs.total(), 0, "{early:?}");
         assert_eq!(early.owed.len(), 1, "{early:?}");
         let owed = &early.owed[0];
         assert_eq!((owed.booking, owed.side, owed.owing), (failed.id, Side::Topdesk, Owing::Failed));
-        assert_eq!((owed.since, owed.redriven), (failed_at, false));
-        assert_eq!(owed.due, failed_at + Duration::minutes(1 << failed.failed_count), "back-off");
+        assert!(!owed.redriven);
+        let last_at = last.failed_at.expect("the failure's time");
+        assert_eq!(owed.due, last_at + Duration::minutes(2), "back-off after {} failures", last.failed_count);
 
-        // Once the back-off is over the sweep tries again; the room is still blocked, TOPdesk refuses again:
-        // nobody is mailed a second time, and the next try waits longer.
+        // Once the back-off is over the sweep tries again; refused again, the next try waits longer.
         w.clock.advance(Duration::minutes(2));
         assert_eq!(w.sweep().await.jobs, redriven(1));
         let refused_again =
-            w.booking_where("the second refusal", |r| r.failed_count == failed.failed_count + 1).await;
+            w.booking_where("the next refusal", |r| r.failed_count == last.failed_count + 1).await;
         w.settled().await;
         assert_eq!(refused_again.topdesk_status, SyncStatus::Failed);
         assert_eq!(w.graph_em.outbox().len(), mails + 1, "a refused re-drive mails nobody");
         let waiting = w.sweep().await;
         assert_eq!(waiting.jobs.total(), 0, "{waiting:?}");
-        let next = refused_again.failed_at.unwrap() + Duration::minutes(1 << refused_again.failed_count);
+        let next = refused_again.failed_at.unwrap() + Duration::minutes(4);
         assert_eq!(waiting.owed[0].due, next, "{waiting:?}");
 
         // The operator frees the room; the back-off passes.
@@ -306,8 +317,15 @@ async fn retry_failed_redrives_at_once_ignoring_the_back_off() {
             w.reserve_for(facility, "Maintenance", "2026-09-03T13:00:00Z", "2026-09-03T14:00:00Z").await;
         w.clock.advance(Duration::minutes(1));
         w.retime_in_outlook(&event, "2026-09-03T13:00:00", "2026-09-03T14:00:00").await;
-        w.booking_where("the refusal", |r| r.topdesk_status == SyncStatus::Failed).await;
+        let mut last = w.booking_where("the refusal", |r| r.topdesk_status == SyncStatus::Failed).await;
         w.settled().await;
+        // The free re-drives are refused too, then the back-off starts.
+        while last.failed_count <= REDRIVE_FREE_FAILURES {
+            assert_eq!(w.sweep().await.jobs, redriven(1));
+            let count = last.failed_count;
+            last = w.booking_where("the refusal again", |r| r.failed_count == count + 1).await;
+            w.settled().await;
+        }
         w.topdesk.cancel_reservation(blocker.id.unwrap(), &Reason::Default).await.unwrap();
 
         // Within the back-off the scheduled sweep waits; `orb sync --retry-failed` does not.
