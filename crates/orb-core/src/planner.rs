@@ -96,6 +96,12 @@ pub enum WriteFailure {
         /// Why, as the side said it (shown in the portal; never contains a subject).
         reason: String,
     },
+    /// The item the write was for is gone from the side (deleted meanwhile): nothing was refused, the
+    /// deletion itself is carried over when it is observed (notification, poll or sweep).
+    Gone {
+        /// What was looked for.
+        what: String,
+    },
 }
 
 fn is_room_side(side: Side, mode: Mode) -> bool {
@@ -1136,6 +1142,17 @@ pub fn plan_write_failure(record: &BookingRecord, failed: &FailedWrite, ctx: &Pl
                 format!(
                     "still failing after {MAX_RETRIES} retries; left failed for the reconciliation sweep \
                      to re-drive"
+                ),
+            );
+            actions.push(Action::Nothing { reason: NothingReason::GivenUp });
+        }
+        (WriteFailure::Gone { what }, _) => {
+            next.retry_count = 0;
+            p.note(
+                TimelineKind::Failure,
+                Some(side),
+                format!(
+                    "{side} no longer holds the booking ({what}); its deletion is carried over when observed"
                 ),
             );
             actions.push(Action::Nothing { reason: NothingReason::GivenUp });

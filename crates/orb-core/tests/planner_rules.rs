@@ -1076,6 +1076,15 @@ fn rule_09_refusals() {
         );
         assert!(p.timeline.iter().any(|t| t.kind == TimelineKind::Alert), "{:?}", p.timeline);
     }
+    // The item was deleted meanwhile: nothing was refused, nobody is mailed; the deletion follows.
+    for kind in [WriteKind::Retime, WriteKind::Move, WriteKind::Change] {
+        check_failure(
+            "the reservation is gone",
+            &rec,
+            td(kind, &WriteFailure::Gone { what: "reservation res-1".into() }),
+            &["nothing GivenUp", "record: update complexity=0"],
+        );
+    }
     // The same on the Exchange side.
     let ex_side = FailedWrite {
         side: Side::Exchange,
