@@ -12,11 +12,11 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use orb_core::{BookingRecord, Clock as _, Side, SyncStatus};
-use orb_emulators::graph::{Knobs, NotificationKnobs, RoomSettings};
+use orb_emulators::graph::RoomSettings;
 use orb_emulators::topdesk::Faults;
 use orb_engine::reconcile::{
     AUDIT_SWEEP_FAILED, Difference, JobsByKind, Owing, PAYLOAD_REDRIVE, REDRIVE_FREE_FAILURES, SweepOptions,
-    SweepReport, sweep_room_with,
+    SweepReport,
 };
 use orb_engine::sync::{JOB_RECONCILE_SWEEP, JOB_SYNC_OBSERVATION};
 use orb_store::JobStatus;
@@ -29,35 +29,8 @@ use support::world::*;
 // ---- helpers ----
 
 impl World {
-    fn window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        let now = self.clock.now();
-        (now - Duration::days(1), now + Duration::days(30))
-    }
-
-    async fn sweep_with(&self, options: SweepOptions) -> SweepReport {
-        sweep_room_with(&self.deps, self.tenant.id, self.room.id, self.window(), self.clock.now(), options)
-            .await
-            .unwrap()
-    }
-
-    async fn sweep(&self) -> SweepReport {
-        self.sweep_with(SweepOptions::default()).await
-    }
-
     async fn dry_run(&self) -> SweepReport {
         self.sweep_with(SweepOptions { dry_run: true, ..SweepOptions::default() }).await
-    }
-
-    /// While on, every Graph notification POST is lost (decided when the change is made).
-    fn drop_notifications(&self, on: bool) {
-        let knobs = self.graph_em.knobs();
-        self.graph_em.set_knobs(Knobs {
-            notifications: NotificationKnobs {
-                drop_next: if on { 1_000_000 } else { 0 },
-                ..knobs.notifications.clone()
-            },
-            ..knobs
-        });
     }
 
     async fn emulator_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
@@ -67,14 +40,6 @@ impl World {
         }
         let resp = request.send().await.unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.text().await.unwrap());
-    }
-
-    /// Anna moves her meeting in Outlook.
-    async fn retime_in_outlook(&self, event: &Value, start: &str, end: &str) {
-        let id = event["id"].as_str().unwrap();
-        let body = json!({"start": {"dateTime": start, "timeZone": "UTC"}, "end": {"dateTime": end, "timeZone": "UTC"}});
-        self.emulator_call(reqwest::Method::PATCH, &format!("mailboxes/{ANNA}/events/{id}"), Some(body))
-            .await;
     }
 
     /// Anna cancels her meeting in Outlook ("Cancel meeting": the room is told).
@@ -121,10 +86,6 @@ impl World {
         assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
     }
 
-    fn reservation(&self, id: Option<ReservationId>) -> ReservationDto {
-        self.reservations().into_iter().find(|r| r.id == id).expect("the reservation")
-    }
-
     fn live_reservations(&self) -> Vec<ReservationDto> {
         self.reservations().into_iter().filter(|r| r.status != Some(ReservationStatus::Cancelled)).collect()
     }
@@ -146,11 +107,6 @@ impl World {
     async fn queued_observations(&self) -> Vec<orb_store::Job> {
         let queued = self.jobs(JobStatus::Queued).await;
         queued.into_iter().filter(|j| j.kind == JOB_SYNC_OBSERVATION).collect()
-    }
-
-    async fn no_dead_jobs(&self) {
-        let dead = self.jobs(JobStatus::Dead).await;
-        assert!(dead.is_empty(), "{dead:?}");
     }
 
     /// "Restores an older backup": every record not in `backup` is forgotten (with its timeline), every
@@ -222,7 +178,7 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         let failed = w.booking_where("the refusal", |r| r.topdesk_status == SyncStatus::Failed).await;
         w.settled().await;
         assert_eq!(failed.start, at("2026-09-03T13:00:00Z"), "the record keeps what ORB decided");
-        assert_eq!(w.reservation(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
+        assert_eq!(w.reservation_by_id(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
         assert_eq!(w.graph_em.outbox().len(), mails + 1, "one refusal mail");
         let failed_at = failed.failed_at.expect("the failure's time");
 
@@ -280,7 +236,7 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         );
         assert!(dry.owed[0].redriven, "{dry:?}");
         assert!(w.queued_observations().await.is_empty(), "a dry run enqueues nothing");
-        assert_eq!(w.reservation(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
+        assert_eq!(w.reservation_by_id(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
         assert_eq!(w.bookings().await[0].version, refused_again.version, "a dry run changes no record");
 
         // One sweep re-drives it: TOPdesk gets the booking's time, both sides are equal.
@@ -291,7 +247,7 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         assert_eq!(job[0].payload[PAYLOAD_REDRIVE], "topdesk", "{:?}", job[0].payload);
         let healed = w.booking_where("the re-drive", |r| r.topdesk_status == SyncStatus::Synced).await;
         w.settled().await;
-        let reservation = w.reservation(reservation_id);
+        let reservation = w.reservation_by_id(reservation_id);
         assert_eq!(reservation.planned_start_date, Some(at("2026-09-03T13:00:00Z")), "{reservation:?}");
         assert_eq!(reservation.status, Some(ReservationStatus::Planned));
         assert_eq!(w.annas_meetings(), vec![at("2026-09-03T13:00:00Z")]);
@@ -379,7 +335,7 @@ async fn a_meeting_cancelled_in_outlook_whose_topdesk_cancellation_failed_for_go
         w.settled().await;
         let given_up = w.bookings().await.remove(0);
         assert_eq!(given_up.topdesk_status, SyncStatus::Failed, "{given_up:?}");
-        assert_eq!(w.reservation(Some(id)).status, Some(ReservationStatus::Planned), "still reserved");
+        assert_eq!(w.reservation_by_id(Some(id)).status, Some(ReservationStatus::Planned), "still reserved");
         assert_eq!(w.graph_em.outbox().len(), mails, "a refused cancellation mails nobody");
 
         // The desk un-archives it (a change of the reservation: its modificationDate moves). One sweep sees
@@ -391,7 +347,7 @@ async fn a_meeting_cancelled_in_outlook_whose_topdesk_cancellation_failed_for_go
         assert_eq!((report.jobs.total(), report.held_deletions), (1, 0), "{report:?}");
         w.booking_where("the cancellation", |r| r.topdesk_status == SyncStatus::Cancelled).await;
         w.settled().await;
-        assert_eq!(w.reservation(Some(id)).status, Some(ReservationStatus::Cancelled));
+        assert_eq!(w.reservation_by_id(Some(id)).status, Some(ReservationStatus::Cancelled));
         assert!(w.bookings().await[0].cancelled);
         assert!(w.annas_meetings().is_empty());
         let again = w.sweep().await;
@@ -409,7 +365,7 @@ async fn a_side_left_pending_is_redriven_and_found_in_step() {
             w.booking_where("the booking to be synced", |r| r.topdesk.reservation_id.is_some()).await;
         w.settled().await;
         let id: Option<ReservationId> = synced.topdesk.reservation_id.as_deref().map(|i| i.parse().unwrap());
-        let modified = w.reservation(id).modification_date;
+        let modified = w.reservation_by_id(id).modification_date;
         // The record says its TOPdesk write is still pending (a job cut off between its write and its
         // commit), and has said so for longer than any job lease.
         let stuck = BookingRecord { topdesk_status: SyncStatus::Pending, ..synced.clone() };
@@ -421,7 +377,11 @@ async fn a_side_left_pending_is_redriven_and_found_in_step() {
         assert_eq!((report.owed[0].side, report.owed[0].owing), (Side::Topdesk, Owing::Stuck), "{report:?}");
         let healed = w.booking_where("the re-drive", |r| r.topdesk_status == SyncStatus::Synced).await;
         w.settled().await;
-        assert_eq!(w.reservation(id).modification_date, modified, "TOPdesk held it already: nothing written");
+        assert_eq!(
+            w.reservation_by_id(id).modification_date,
+            modified,
+            "TOPdesk held it already: nothing written"
+        );
         assert_eq!(healed.start, synced.start);
         let timeline = w.store.timeline(w.tenant.id, synced.id).await.unwrap();
         assert!(
@@ -459,7 +419,8 @@ async fn a_reservation_that_drifted_without_a_newer_modification_date_is_written
             "{report:?}"
         );
         eventually("TOPdesk back at the booking's time", || async {
-            (w.reservation(Some(id)).planned_start_date == Some(at("2026-09-03T09:00:00Z"))).then_some(())
+            (w.reservation_by_id(Some(id)).planned_start_date == Some(at("2026-09-03T09:00:00Z")))
+                .then_some(())
         })
         .await;
         w.settled().await;
@@ -599,7 +560,7 @@ async fn after_a_restore_one_sweep_makes_every_booking_one_record_linked_to_both
         w.clock.advance(Duration::minutes(1));
         w.retime_in_outlook(&json!({"id": c_meeting.id}), "2026-09-05T15:00:00", "2026-09-05T16:00:00").await;
         eventually("the move to reach TOPdesk", || async {
-            (w.reservation(c_reservation).planned_start_date == Some(at("2026-09-05T15:00:00Z")))
+            (w.reservation_by_id(c_reservation).planned_start_date == Some(at("2026-09-05T15:00:00Z")))
                 .then_some(())
         })
         .await;
