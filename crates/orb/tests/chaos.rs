@@ -279,12 +279,14 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
         .ok()
         .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
         .unwrap_or(0xC4A0_5EED_2026);
-    // The sweep beat: after the faults stop, both sides must be equal within one beat (plus the time a
-    // sweep of the 2 rooms and the jobs it finds take).
+    // The sweep beat: after the faults stop, both sides must be equal within one beat plus the time the
+    // burst's backlog (queued notifications and retries, some 20 s here) and one sweep take: 60 s allowed.
+    // Measured over seeds 0x5eed0001…a on a 2-core machine: SQLite 11.5–21.1 s (median 20.5), PostgreSQL
+    // 20.3–49.0 s (median 25.4).
     let beat = StdDuration::from_secs(
         std::env::var("ORB_CHAOS_BEAT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30),
     );
-    let heal_limit = beat + StdDuration::from_secs(30);
+    let heal_limit = beat + StdDuration::from_secs(60);
     // Every database is run (and its figures printed) before the test fails.
     let mut failures: Vec<String> = Vec::new();
     for db in databases() {
@@ -646,8 +648,8 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
         if converge_time > heal_limit {
             let diagnosis = diagnose(&site, &*store, late.as_deref().unwrap_or_default()).await;
             let failure = format!(
-                "{db_name}: converged {:.1} s after the faults stopped, later than one sweep beat ({} s) and 30 s \
-                 for the sweep's own work (seed {seed:#x}); still wrong then:\n{diagnosis}",
+                "{db_name}: converged {:.1} s after the faults stopped, later than one sweep beat ({} s) and 60 s \
+                 for the backlog and the sweep's own work (seed {seed:#x}); still wrong then:\n{diagnosis}",
                 converge_time.as_secs_f64(),
                 beat.as_secs()
             );
