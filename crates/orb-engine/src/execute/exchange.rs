@@ -264,7 +264,7 @@ async fn update(
     let written = if patch == Event::default() {
         ctx.graph.get_event(mailbox, &id, corr).await
     } else {
-        ctx.graph.update_event(mailbox, &id, &patch, corr).await
+        ctx.graph.update_event(mailbox, &id, &patch, None, corr).await
     }
     .map_err(ExecError::graph(action))?;
     let copy = match (&room, in_room) {
@@ -323,7 +323,7 @@ async fn move_room_event(
     };
     let (written, created) = ensure_created(room.address(), booking, &event, ctx).await?;
     if let Some(old_id) = old.and_then(|o| o.id) {
-        match ctx.graph.delete_event(old_room.address(), &old_id, corr).await {
+        match ctx.graph.delete_event(old_room.address(), &old_id, None, corr).await {
             Ok(()) | Err(GraphError::NotFound { .. }) => {}
             Err(e) => return Err(ExecError::graph(action)(e)),
         }
@@ -352,7 +352,7 @@ async fn cancel(
     match how {
         ExchangeCancel::CancelMeeting => {
             let action = "cancelling a meeting";
-            match graph.cancel_event(mailbox, &id, Some(CANCEL_COMMENT), corr).await {
+            match graph.cancel_event(mailbox, &id, Some(CANCEL_COMMENT), None, corr).await {
                 Ok(()) => Ok(Done::EventCancelled { how, ids: None, already: false }),
                 Err(GraphError::NotFound { .. }) => Ok(already),
                 Err(e @ GraphError::Rejected { .. }) => match graph.get_event(mailbox, &id, corr).await {
@@ -363,7 +363,7 @@ async fn cancel(
                 Err(e) => Err(ExecError::graph(action)(e)),
             }
         }
-        ExchangeCancel::DeleteRoomEvent => match graph.delete_event(mailbox, &id, corr).await {
+        ExchangeCancel::DeleteRoomEvent => match graph.delete_event(mailbox, &id, None, corr).await {
             Ok(()) => Ok(Done::EventCancelled { how, ids: None, already: false }),
             Err(GraphError::NotFound { .. }) => Ok(already),
             Err(e) => Err(ExecError::graph("deleting a room event")(e)),
@@ -395,7 +395,7 @@ async fn cancel(
                 ..Event::default()
             };
             let written =
-                graph.update_event(mailbox, &id, &patch, corr).await.map_err(ExecError::graph(action))?;
+                graph.update_event(mailbox, &id, &patch, None, corr).await.map_err(ExecError::graph(action))?;
             let ids = event_ids(mailbox, in_room, &written, None, None);
             Ok(Done::EventCancelled { how, ids: Some(ids), already: false })
         }
