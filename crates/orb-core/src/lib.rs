@@ -55,5 +55,5 @@ pub use planner::{
 };
 pub use policy::{
     CancellationPolicy, ConflictPolicy, FallbackPerson, MailTemplate, MassDeletionGuard, Mode,
-    PersonDirectory, Policy, RoomMap, RoomMapping, SubjectPolicy,
+    PersonDirectory, Policy, RoomMap, RoomMapping, SubjectPolicy, TopdeskRefusal,
 };

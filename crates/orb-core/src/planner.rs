@@ -35,7 +35,7 @@ use crate::plan::{
     Action, ExchangeCancel, ExchangeChanges, ExchangeTarget, NothingReason, Plan, RecordChange, Requester,
     ReservationChanges, TimelineEntry, TimelineKind, WriteKind,
 };
-use crate::policy::{MailTemplate, Mode, PersonDirectory, Policy, RoomMap, SubjectPolicy};
+use crate::policy::{MailTemplate, Mode, PersonDirectory, Policy, RoomMap, SubjectPolicy, TopdeskRefusal};
 use crate::{
     BookingId, BookingRecord, ConflictPolicy, CorrelationId, EmailAddress, NewBooking, RoomId, Side,
     SyncStatus, TenantId,
@@ -100,6 +100,12 @@ pub enum WriteFailure {
     Permanent {
         /// Why, as the side said it (shown in the portal; never contains a subject).
         reason: String,
+    },
+    /// The item the write was for is gone from the side (deleted meanwhile): nothing was refused, the
+    /// deletion itself is carried over when it is observed (notification, poll or sweep).
+    Gone {
+        /// What was looked for.
+        what: String,
     },
 }
 
@@ -1177,8 +1183,48 @@ pub fn plan_write_failure(record: &BookingRecord, failed: &FailedWrite, ctx: &Pl
             );
             actions.push(Action::Nothing { reason: NothingReason::GivenUp });
         }
+        (WriteFailure::Gone { what }, _) => {
+            next.retry_count = 0;
+            p.note(
+                TimelineKind::Failure,
+                Some(side),
+                format!(
+                    "{side} no longer holds the booking ({what}); its deletion is carried over when observed"
+                ),
+            );
+            actions.push(Action::Nothing { reason: NothingReason::GivenUp });
+        }
         (WriteFailure::Permanent { reason }, WriteKind::Cancel) => {
             retry(&mut p, &mut next, &mut actions, &format!("{side} refused the cancellation: {reason}"));
+        }
+        (WriteFailure::Permanent { reason }, WriteKind::Create)
+            if side == Side::Topdesk && ctx.policy.topdesk_refusal == TopdeskRefusal::ReleaseRoom =>
+        {
+            // TOPdesk decides room availability: Outlook is made to show the truth.
+            next.retry_count = 0;
+            let held = p.project(&CanonicalFields::from_record(record), Side::Exchange);
+            let (release, after) = p.cancel_on(Side::Exchange, &held, record, true);
+            actions.push(release);
+            next.cancelled = true;
+            set_fingerprint(&mut next, Side::Exchange, &after);
+            set_status(&mut next, Side::Exchange, status_after(&after));
+            set_status(&mut next, Side::Topdesk, SyncStatus::Cancelled);
+            p.note(
+                TimelineKind::Decision,
+                Some(Side::Exchange),
+                format!(
+                    "TOPdesk refused the booking ({reason}); TOPdesk decides: the room is released in Outlook"
+                ),
+            );
+            if !failed.redrive {
+                p.mail_with(
+                    &mut actions,
+                    MailTemplate::RoomReleased,
+                    &record.organizer,
+                    record.id,
+                    Some(reason.clone()),
+                );
+            }
         }
         (WriteFailure::Permanent { reason }, _) => {
             next.retry_count = 0;

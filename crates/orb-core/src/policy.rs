@@ -69,6 +69,20 @@ pub enum CancellationPolicy {
     RemoveRoom,
 }
 
+/// What happens when TOPdesk refuses a booking made in Outlook (the room is blocked or taken in TOPdesk).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopdeskRefusal {
+    /// The organizer is mailed; the meeting keeps the room in Outlook and the record stays failed for an
+    /// operator (the sides disagree until someone acts).
+    #[default]
+    Mail,
+    /// TOPdesk is the dominant system for room availability: the room is released in Outlook (removed from
+    /// the meeting in organizer mode, the room's event deleted in room-only mode), the organizer is mailed
+    /// why, and the booking ends converged (neither side holds it).
+    ReleaseRoom,
+}
+
 /// A named mail template ORB can send to a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -86,6 +100,8 @@ pub enum MailTemplate {
     /// The other side refused a change of an existing booking (new time, other room, …) for good: the room
     /// is still booked as before.
     ChangeNotCarriedOver,
+    /// TOPdesk refused the booking and decides room availability: the room was released in Outlook.
+    RoomReleased,
 }
 
 impl MailTemplate {
@@ -97,6 +113,7 @@ impl MailTemplate {
         Self::BookingRefused,
         Self::MovedToUnmanagedRoom,
         Self::ChangeNotCarriedOver,
+        Self::RoomReleased,
     ];
 
     /// The template's stable name (the file name of the template in the engine).
@@ -108,6 +125,7 @@ impl MailTemplate {
             Self::BookingRefused => "booking-refused",
             Self::MovedToUnmanagedRoom => "moved-to-unmanaged-room",
             Self::ChangeNotCarriedOver => "change-not-carried-over",
+            Self::RoomReleased => "room-released",
         }
     }
 }
@@ -159,6 +177,8 @@ pub struct Policy {
     pub horizon: Duration,
     /// Which events send which mail.
     pub mail: BTreeSet<MailTemplate>,
+    /// What a booking TOPdesk refuses does in Outlook.
+    pub topdesk_refusal: TopdeskRefusal,
 }
 
 impl Policy {
@@ -174,6 +194,7 @@ impl Policy {
             mass_deletion: MassDeletionGuard { max_share_percent: 30, min_bookings: 5 },
             horizon: Duration::days(180),
             mail: MailTemplate::ALL.iter().copied().collect(),
+            topdesk_refusal: TopdeskRefusal::Mail,
         }
     }
 

@@ -1191,6 +1191,15 @@ fn rule_09_refusals() {
         );
         assert!(p.timeline.iter().any(|t| t.kind == TimelineKind::Alert), "{:?}", p.timeline);
     }
+    // The item was deleted meanwhile: nothing was refused, nobody is mailed; the deletion follows.
+    for kind in [WriteKind::Retime, WriteKind::Move, WriteKind::Change] {
+        check_failure(
+            "the reservation is gone",
+            &rec,
+            td(kind, &WriteFailure::Gone { what: "reservation res-1".into() }),
+            &["nothing GivenUp", "record: update complexity=0"],
+        );
+    }
     // The same on the Exchange side.
     let ex_side = FailedWrite {
         side: Side::Exchange,
@@ -1346,6 +1355,62 @@ fn rule_02_a_desk_reservation_gets_orbs_link_once_its_meeting_is_planned() {
         Some(&rec),
         &desk.cancelled().modified(1),
         &["exchange.cancel organizer:anna CancelMeeting", "record: update complexity=1 cancelled"],
+    );
+}
+
+#[test]
+fn rule_09_topdesk_dominant_releases_the_room_in_outlook() {
+    for (mode, release) in [
+        (Mode::Organizer, "exchange.cancel organizer:anna RemoveRoom"),
+        (Mode::RoomOnly, "exchange.cancel room:room-1 DeleteRoomEvent"),
+    ] {
+        let w = world().with(|p| {
+            p.topdesk_refusal = TopdeskRefusal::ReleaseRoom;
+            p.mode = mode;
+        });
+        let ctx = w.ctx();
+        let made = plan(None, &ex(A, B), &ctx).record.record().cloned().unwrap();
+        let refused = FailedWrite {
+            side: Side::Topdesk,
+            kind: WriteKind::Create,
+            failure: WriteFailure::Permanent { reason: "Room blocked".into() },
+            redrive: false,
+        };
+        let p = plan_write_failure(&made, &refused, &ctx);
+        assert_eq!(
+            summary(&p),
+            [release, "mail room-released -> anna (Room blocked)", "record: update complexity=0 cancelled"],
+            "{mode:?}"
+        );
+        let r = p.record.record().unwrap();
+        assert_eq!(
+            r.topdesk_status,
+            SyncStatus::Cancelled,
+            "converged, not failed: nothing for a sweep to re-drive"
+        );
+        // A retime TOPdesk refuses keeps the old reservation: no release, the usual mail.
+        let retime = FailedWrite { kind: WriteKind::Retime, ..refused.clone() };
+        assert_eq!(
+            summary(&plan_write_failure(&booked(&w, &ex(A, B)), &retime, &ctx)),
+            [
+                "nothing GivenUp",
+                "mail change-not-carried-over -> anna (Room blocked)",
+                "record: update complexity=0"
+            ]
+        );
+    }
+    // With the default (`mail`), the room stays booked in Outlook.
+    let w = world();
+    let made = plan(None, &ex(A, B), &w.ctx()).record.record().cloned().unwrap();
+    let refused = FailedWrite {
+        side: Side::Topdesk,
+        kind: WriteKind::Create,
+        failure: WriteFailure::Permanent { reason: "Room blocked".into() },
+        redrive: false,
+    };
+    assert_eq!(
+        summary(&plan_write_failure(&made, &refused, &w.ctx())),
+        ["nothing GivenUp", "mail booking-refused -> anna (Room blocked)", "record: update complexity=0"]
     );
 }
 

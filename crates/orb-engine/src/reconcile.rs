@@ -165,12 +165,19 @@ pub fn cursor_name(room: RoomId) -> String {
     format!("reconcile.sweep.{room}")
 }
 
+/// Failures of a booking a sweep re-drives at its next beat, before the back-off starts.
+pub const REDRIVE_FREE_FAILURES: u32 = 3;
+
 /// When a scheduled sweep re-drives a side whose write failed at `failed_at` for the `failed_count`th time:
-/// `failed_at + min(2^failed_count minutes, 6 h)`. A refusal for a business reason (the room is occupied in
-/// TOPdesk) is thus tried again after 2, 4, 8 … minutes, at most every 6 hours, and its refusal mail is not
-/// sent on every sweep.
+/// at the next sweep for the first [`REDRIVE_FREE_FAILURES`] failures (a passing fault heals within one
+/// beat), then `failed_at + min(2^(failed_count - 3) minutes, 6 h)`: a refusal for a business reason (the
+/// room is occupied in TOPdesk) is tried again after 2, 4, 8 … minutes, at most every 6 hours. (A refused
+/// re-drive mails nobody.)
 pub fn redrive_not_before(failed_at: DateTime<Utc>, failed_count: u32) -> DateTime<Utc> {
-    let minutes = 1_i64 << failed_count.min(20);
+    if failed_count <= REDRIVE_FREE_FAILURES {
+        return failed_at;
+    }
+    let minutes = 1_i64 << (failed_count - REDRIVE_FREE_FAILURES).min(20);
     failed_at + Duration::minutes(minutes).min(Duration::hours(6))
 }
 
@@ -1829,13 +1836,15 @@ mod tests {
         let failed = at("2026-09-01T06:00:00Z");
         // (failures so far, re-driven not before)
         let table = [
-            (0, "2026-09-01T06:01:00Z"),
-            (1, "2026-09-01T06:02:00Z"),
-            (2, "2026-09-01T06:04:00Z"),
-            (3, "2026-09-01T06:08:00Z"),
-            (6, "2026-09-01T07:04:00Z"),
-            (8, "2026-09-01T10:16:00Z"),
-            (9, "2026-09-01T12:00:00Z"),
+            (0, "2026-09-01T06:00:00Z"),
+            (1, "2026-09-01T06:00:00Z"),
+            (3, "2026-09-01T06:00:00Z"),
+            (4, "2026-09-01T06:02:00Z"),
+            (5, "2026-09-01T06:04:00Z"),
+            (6, "2026-09-01T06:08:00Z"),
+            (9, "2026-09-01T07:04:00Z"),
+            (11, "2026-09-01T10:16:00Z"),
+            (12, "2026-09-01T12:00:00Z"),
             (40, "2026-09-01T12:00:00Z"),
             (u32::MAX, "2026-09-01T12:00:00Z"),
         ];

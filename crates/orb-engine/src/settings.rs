@@ -19,7 +19,7 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use orb_core::{
     CancellationPolicy, Clock, ConflictPolicy, EmailAddress, FallbackPerson, MailTemplate, MassDeletionGuard,
-    Mode, Policy, RoomMap, RoomMapping, SubjectPolicy, TenantId, TimeZoneName,
+    Mode, Policy, RoomMap, RoomMapping, SubjectPolicy, TenantId, TimeZoneName, TopdeskRefusal,
 };
 use orb_graph::{AppRegistration, ClientOptions, Credential, Endpoints, GraphClient};
 use orb_store::Room;
@@ -151,6 +151,10 @@ pub struct SyncSettings {
     /// Mails ORB sends to users (default: all of them).
     #[serde(default = "default_mails")]
     pub mails: BTreeSet<MailTemplate>,
+    /// `mail` (default): a booking TOPdesk refuses is mailed to its organizer and stays failed;
+    /// `release-room`: TOPdesk is dominant, the room is released in Outlook and the organizer told.
+    #[serde(default)]
+    pub topdesk_refusal: TopdeskRefusal,
 }
 
 fn default_mode() -> Mode {
@@ -181,6 +185,17 @@ fn default_mails() -> BTreeSet<MailTemplate> {
     MailTemplate::ALL.iter().copied().collect()
 }
 
+/// `booking-refused` once covered every refusal; settings stored before it was split name only it, so it
+/// still switches the refusal mails that came out of it (`change-not-carried-over`, `room-released`).
+fn with_split_templates(mails: &BTreeSet<MailTemplate>) -> BTreeSet<MailTemplate> {
+    let mut out = mails.clone();
+    if mails.contains(&MailTemplate::BookingRefused) {
+        out.insert(MailTemplate::ChangeNotCarriedOver);
+        out.insert(MailTemplate::RoomReleased);
+    }
+    out
+}
+
 impl Default for SyncSettings {
     fn default() -> Self {
         Self {
@@ -195,6 +210,7 @@ impl Default for SyncSettings {
             mass_deletion_percent: default_guard_percent(),
             mass_deletion_min_bookings: default_guard_min(),
             mails: default_mails(),
+            topdesk_refusal: TopdeskRefusal::default(),
         }
     }
 }
@@ -324,7 +340,8 @@ impl TenantSettings {
                 min_bookings: s.mass_deletion_min_bookings,
             },
             horizon: Duration::days(i64::from(s.horizon_days)),
-            mail: s.mails.clone(),
+            mail: with_split_templates(&s.mails),
+            topdesk_refusal: s.topdesk_refusal,
         }
     }
 

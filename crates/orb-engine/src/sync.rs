@@ -951,12 +951,28 @@ async fn commit_plan(
                 });
             }
         }
-        let mails: Vec<Action> =
-            on_failure.actions.iter().filter(|a| matches!(a, Action::SendMail { .. })).cloned().collect();
-        if !mails.is_empty() {
-            let mail_plan = Plan { actions: mails, record: RecordChange::Unchanged, timeline: Vec::new() };
-            let mail_report = execute(&mail_plan, &next, before, &exec_ctx).await;
-            events.extend(outcome_events(&mail_plan, &mail_report, now));
+        // What the refusal calls for: mails, and under `topdesk_refusal = "release-room"` the room
+        // released in Outlook (a write to the other side).
+        let follow_up: Vec<Action> = on_failure
+            .actions
+            .iter()
+            .filter(|a| a.is_write() || matches!(a, Action::SendMail { .. }))
+            .cloned()
+            .collect();
+        if !follow_up.is_empty() {
+            let follow_plan =
+                Plan { actions: follow_up, record: RecordChange::Unchanged, timeline: Vec::new() };
+            let follow_report = execute(&follow_plan, &next, before, &exec_ctx).await;
+            apply_to_record(&mut next, &follow_report);
+            for other in [Side::Exchange, Side::Topdesk] {
+                if follow_report.failed_write(other).is_some() {
+                    // The release did not land: that side still holds what it held, and owes the write
+                    // (the sweep re-drives it).
+                    keep_old_side(&mut next, before, other);
+                    next.record_failure(other, now);
+                }
+            }
+            events.extend(outcome_events(&follow_plan, &follow_report, now));
         }
         tracing::warn!(%side, ?failure, retry_at = ?retry_at, "write failed; failure recorded");
     }

@@ -10,10 +10,9 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use orb_core::{BookingRecord, Clock as _, Side};
-use orb_emulators::graph::{Knobs, NotificationKnobs, RoomSettings};
+use orb_emulators::graph::RoomSettings;
 use orb_engine::reconcile::{
-    self, AUDIT_MASS_DELETION_HELD, Difference, JobsByKind, SweepOptions, SweepReport, sweep_room,
-    sweep_room_with, sweep_tenant,
+    self, AUDIT_MASS_DELETION_HELD, Difference, JobsByKind, SweepOptions, sweep_room_with, sweep_tenant,
 };
 use orb_engine::subscriptions::AUDIT_SUBSCRIPTION_MISSED;
 use orb_engine::sync::{JOB_GRAPH_LIFECYCLE, JOB_SYNC_OBSERVATION};
@@ -28,31 +27,6 @@ use support::world::*;
 // ---- sweep helpers ----
 
 impl World {
-    /// The sweep window of these tests: a day back, thirty days ahead.
-    fn sweep_window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        let now = self.clock.now();
-        (now - Duration::days(1), now + Duration::days(30))
-    }
-
-    async fn sweep(&self) -> SweepReport {
-        sweep_room(&self.deps, self.tenant.id, self.room.id, self.sweep_window(), self.clock.now())
-            .await
-            .unwrap()
-    }
-
-    /// Sets the Graph emulator's `drop_next` knob: while on, every notification POST (change or
-    /// lifecycle) is lost. Dropping happens when the change is made, so switching it off afterwards is safe.
-    fn drop_notifications(&self, on: bool) {
-        let knobs = self.graph_em.knobs();
-        self.graph_em.set_knobs(Knobs {
-            notifications: NotificationKnobs {
-                drop_next: if on { 1_000_000 } else { 0 },
-                ..knobs.notifications.clone()
-            },
-            ..knobs
-        });
-    }
-
     /// A person books the room in Outlook while Graph's notifications are lost; returns the organizer's event.
     async fn book_unnotified(&self, subject: &str, start: &str, end: &str) -> Value {
         self.drop_notifications(true);
@@ -67,22 +41,6 @@ impl World {
         let resp = self
             .http
             .delete(self.graph_control(&format!("mailboxes/{ANNA}/events/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
-    }
-
-    /// The organizer moves her meeting in Outlook.
-    async fn retime_in_outlook(&self, event: &Value, start: &str, end: &str) {
-        let id = event["id"].as_str().unwrap();
-        let resp = self
-            .http
-            .patch(self.graph_control(&format!("mailboxes/{ANNA}/events/{id}")))
-            .json(&json!({
-                "start": {"dateTime": start, "timeZone": "UTC"},
-                "end": {"dateTime": end, "timeZone": "UTC"}
-            }))
             .send()
             .await
             .unwrap();
@@ -122,18 +80,9 @@ impl World {
             .and_then(|e| e.start.as_ref().map(|s| s.to_utc().unwrap()))
     }
 
-    fn reservation(&self, id: Option<orb_topdesk::ReservationId>) -> ReservationDto {
-        self.reservations().into_iter().find(|r| r.id == id).expect("the reservation")
-    }
-
     async fn record_of(&self, reservation: &ReservationDto) -> Option<BookingRecord> {
         let id = reservation.id.unwrap().to_string();
         self.store.find_booking(self.tenant.id, &BookingKey::TopdeskReservation(&id)).await.unwrap()
-    }
-
-    async fn no_dead_jobs(&self) {
-        let dead = self.jobs(JobStatus::Dead).await;
-        assert!(dead.is_empty(), "{dead:?}");
     }
 
     /// Ten meetings in Outlook, one a day from 2 September, each synced to TOPdesk by its notification.
@@ -335,7 +284,7 @@ async fn an_outlook_move_of_a_topdesk_booking_keeps_topdesks_subject() {
         assert_eq!(report.jobs, jobs(0, 1, 0), "{report:?}");
         w.booking_where("the move to be synced", |r| r.start == at("2026-09-04T15:00:00Z")).await;
         w.settled().await;
-        let reservation = w.reservation(made.id);
+        let reservation = w.reservation_by_id(made.id);
         assert_eq!(reservation.planned_start_date, Some(at("2026-09-04T15:00:00Z")));
         assert_eq!(
             reservation.brief_description.as_deref(),
@@ -446,7 +395,7 @@ async fn bookings_on_both_sides_before_orb_knew_the_room_are_matched_not_duplica
         assert_eq!(reservations.len(), 2, "no second reservation for the pair: {reservations:?}");
         assert_eq!(w.graph_em.events(ANNA).unwrap().len(), 2, "no second meeting for the pair");
         assert_eq!(w.graph_em.events(ROOM).unwrap().len(), 2);
-        let unchanged = w.reservation(existing.id);
+        let unchanged = w.reservation_by_id(existing.id);
         assert_eq!(unchanged.modification_date, existing.modification_date, "nothing written to TOPdesk");
 
         // The pair is a normal booking now: a second sweep is quiet, and a TOPdesk change reaches Outlook.

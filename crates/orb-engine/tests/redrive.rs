@@ -12,11 +12,11 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use orb_core::{BookingRecord, Clock as _, Side, SyncStatus};
-use orb_emulators::graph::{Knobs, NotificationKnobs, RoomSettings};
+use orb_emulators::graph::RoomSettings;
 use orb_emulators::topdesk::Faults;
 use orb_engine::reconcile::{
-    AUDIT_SWEEP_FAILED, Difference, JobsByKind, Owing, PAYLOAD_REDRIVE, SweepOptions, SweepReport,
-    sweep_room_with,
+    AUDIT_SWEEP_FAILED, Difference, JobsByKind, Owing, PAYLOAD_REDRIVE, REDRIVE_FREE_FAILURES, SweepOptions,
+    SweepReport,
 };
 use orb_engine::sync::{JOB_RECONCILE_SWEEP, JOB_SYNC_OBSERVATION};
 use orb_store::JobStatus;
@@ -29,35 +29,8 @@ use support::world::*;
 // ---- helpers ----
 
 impl World {
-    fn window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        let now = self.clock.now();
-        (now - Duration::days(1), now + Duration::days(30))
-    }
-
-    async fn sweep_with(&self, options: SweepOptions) -> SweepReport {
-        sweep_room_with(&self.deps, self.tenant.id, self.room.id, self.window(), self.clock.now(), options)
-            .await
-            .unwrap()
-    }
-
-    async fn sweep(&self) -> SweepReport {
-        self.sweep_with(SweepOptions::default()).await
-    }
-
     async fn dry_run(&self) -> SweepReport {
         self.sweep_with(SweepOptions { dry_run: true, ..SweepOptions::default() }).await
-    }
-
-    /// While on, every Graph notification POST is lost (decided when the change is made).
-    fn drop_notifications(&self, on: bool) {
-        let knobs = self.graph_em.knobs();
-        self.graph_em.set_knobs(Knobs {
-            notifications: NotificationKnobs {
-                drop_next: if on { 1_000_000 } else { 0 },
-                ..knobs.notifications.clone()
-            },
-            ..knobs
-        });
     }
 
     async fn emulator_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
@@ -67,14 +40,6 @@ impl World {
         }
         let resp = request.send().await.unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.text().await.unwrap());
-    }
-
-    /// Anna moves her meeting in Outlook.
-    async fn retime_in_outlook(&self, event: &Value, start: &str, end: &str) {
-        let id = event["id"].as_str().unwrap();
-        let body = json!({"start": {"dateTime": start, "timeZone": "UTC"}, "end": {"dateTime": end, "timeZone": "UTC"}});
-        self.emulator_call(reqwest::Method::PATCH, &format!("mailboxes/{ANNA}/events/{id}"), Some(body))
-            .await;
     }
 
     /// Anna cancels her meeting in Outlook ("Cancel meeting": the room is told).
@@ -121,10 +86,6 @@ impl World {
         assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
     }
 
-    fn reservation(&self, id: Option<ReservationId>) -> ReservationDto {
-        self.reservations().into_iter().find(|r| r.id == id).expect("the reservation")
-    }
-
     fn live_reservations(&self) -> Vec<ReservationDto> {
         self.reservations().into_iter().filter(|r| r.status != Some(ReservationStatus::Cancelled)).collect()
     }
@@ -146,11 +107,6 @@ impl World {
     async fn queued_observations(&self) -> Vec<orb_store::Job> {
         let queued = self.jobs(JobStatus::Queued).await;
         queued.into_iter().filter(|j| j.kind == JOB_SYNC_OBSERVATION).collect()
-    }
-
-    async fn no_dead_jobs(&self) {
-        let dead = self.jobs(JobStatus::Dead).await;
-        assert!(dead.is_empty(), "{dead:?}");
     }
 
     /// "Restores an older backup": every record not in `backup` is forgotten (with its timeline), every
@@ -222,32 +178,43 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         let failed = w.booking_where("the refusal", |r| r.topdesk_status == SyncStatus::Failed).await;
         w.settled().await;
         assert_eq!(failed.start, at("2026-09-03T13:00:00Z"), "the record keeps what ORB decided");
-        assert_eq!(w.reservation(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
+        assert_eq!(w.reservation_by_id(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
         assert_eq!(w.graph_em.outbox().len(), mails + 1, "one refusal mail");
         let failed_at = failed.failed_at.expect("the failure's time");
 
-        // The sweep sees it (no watermark moved, so comparing watermarks alone never would), but waits for
-        // the back-off: no job, no second refusal mail.
+        // The sweep sees it (no watermark moved, so comparing watermarks alone never would) and re-drives it
+        // at once: a passing fault heals within one beat. The room is still blocked, so TOPdesk refuses
+        // again — nobody is mailed a second time — until the back-off starts.
+        let mut last = failed.clone();
+        while last.failed_count <= REDRIVE_FREE_FAILURES {
+            assert_eq!(w.sweep().await.jobs, redriven(1), "failure {}", last.failed_count);
+            let count = last.failed_count;
+            last = w.booking_where("the refusal again", |r| r.failed_count == count + 1).await;
+            w.settled().await;
+            assert_eq!(last.topdesk_status, SyncStatus::Failed);
+        }
+        assert_eq!(w.graph_em.outbox().len(), mails + 1, "a refused re-drive mails nobody");
+        assert!(last.failed_at > Some(failed_at) || last.failed_at == Some(failed_at));
         let early = w.sweep().await;
         assert_eq!(early.jobs.total(), 0, "{early:?}");
         assert_eq!(early.owed.len(), 1, "{early:?}");
         let owed = &early.owed[0];
         assert_eq!((owed.booking, owed.side, owed.owing), (failed.id, Side::Topdesk, Owing::Failed));
-        assert_eq!((owed.since, owed.redriven), (failed_at, false));
-        assert_eq!(owed.due, failed_at + Duration::minutes(1 << failed.failed_count), "back-off");
+        assert!(!owed.redriven);
+        let last_at = last.failed_at.expect("the failure's time");
+        assert_eq!(owed.due, last_at + Duration::minutes(2), "back-off after {} failures", last.failed_count);
 
-        // Once the back-off is over the sweep tries again; the room is still blocked, TOPdesk refuses again:
-        // nobody is mailed a second time, and the next try waits longer.
+        // Once the back-off is over the sweep tries again; refused again, the next try waits longer.
         w.clock.advance(Duration::minutes(2));
         assert_eq!(w.sweep().await.jobs, redriven(1));
         let refused_again =
-            w.booking_where("the second refusal", |r| r.failed_count == failed.failed_count + 1).await;
+            w.booking_where("the next refusal", |r| r.failed_count == last.failed_count + 1).await;
         w.settled().await;
         assert_eq!(refused_again.topdesk_status, SyncStatus::Failed);
         assert_eq!(w.graph_em.outbox().len(), mails + 1, "a refused re-drive mails nobody");
         let waiting = w.sweep().await;
         assert_eq!(waiting.jobs.total(), 0, "{waiting:?}");
-        let next = refused_again.failed_at.unwrap() + Duration::minutes(1 << refused_again.failed_count);
+        let next = refused_again.failed_at.unwrap() + Duration::minutes(4);
         assert_eq!(waiting.owed[0].due, next, "{waiting:?}");
 
         // The operator frees the room; the back-off passes.
@@ -269,7 +236,7 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         );
         assert!(dry.owed[0].redriven, "{dry:?}");
         assert!(w.queued_observations().await.is_empty(), "a dry run enqueues nothing");
-        assert_eq!(w.reservation(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
+        assert_eq!(w.reservation_by_id(reservation_id).planned_start_date, Some(at("2026-09-03T09:00:00Z")));
         assert_eq!(w.bookings().await[0].version, refused_again.version, "a dry run changes no record");
 
         // One sweep re-drives it: TOPdesk gets the booking's time, both sides are equal.
@@ -280,7 +247,7 @@ async fn a_topdesk_refusal_is_redriven_by_one_sweep_once_the_room_is_free() {
         assert_eq!(job[0].payload[PAYLOAD_REDRIVE], "topdesk", "{:?}", job[0].payload);
         let healed = w.booking_where("the re-drive", |r| r.topdesk_status == SyncStatus::Synced).await;
         w.settled().await;
-        let reservation = w.reservation(reservation_id);
+        let reservation = w.reservation_by_id(reservation_id);
         assert_eq!(reservation.planned_start_date, Some(at("2026-09-03T13:00:00Z")), "{reservation:?}");
         assert_eq!(reservation.status, Some(ReservationStatus::Planned));
         assert_eq!(w.annas_meetings(), vec![at("2026-09-03T13:00:00Z")]);
@@ -306,8 +273,15 @@ async fn retry_failed_redrives_at_once_ignoring_the_back_off() {
             w.reserve_for(facility, "Maintenance", "2026-09-03T13:00:00Z", "2026-09-03T14:00:00Z").await;
         w.clock.advance(Duration::minutes(1));
         w.retime_in_outlook(&event, "2026-09-03T13:00:00", "2026-09-03T14:00:00").await;
-        w.booking_where("the refusal", |r| r.topdesk_status == SyncStatus::Failed).await;
+        let mut last = w.booking_where("the refusal", |r| r.topdesk_status == SyncStatus::Failed).await;
         w.settled().await;
+        // The free re-drives are refused too, then the back-off starts.
+        while last.failed_count <= REDRIVE_FREE_FAILURES {
+            assert_eq!(w.sweep().await.jobs, redriven(1));
+            let count = last.failed_count;
+            last = w.booking_where("the refusal again", |r| r.failed_count == count + 1).await;
+            w.settled().await;
+        }
         w.topdesk.cancel_reservation(blocker.id.unwrap(), &Reason::Default).await.unwrap();
 
         // Within the back-off the scheduled sweep waits; `orb sync --retry-failed` does not.
@@ -361,7 +335,7 @@ async fn a_meeting_cancelled_in_outlook_whose_topdesk_cancellation_failed_for_go
         w.settled().await;
         let given_up = w.bookings().await.remove(0);
         assert_eq!(given_up.topdesk_status, SyncStatus::Failed, "{given_up:?}");
-        assert_eq!(w.reservation(Some(id)).status, Some(ReservationStatus::Planned), "still reserved");
+        assert_eq!(w.reservation_by_id(Some(id)).status, Some(ReservationStatus::Planned), "still reserved");
         assert_eq!(w.graph_em.outbox().len(), mails, "a refused cancellation mails nobody");
 
         // The desk un-archives it (a change of the reservation: its modificationDate moves). One sweep sees
@@ -373,7 +347,7 @@ async fn a_meeting_cancelled_in_outlook_whose_topdesk_cancellation_failed_for_go
         assert_eq!((report.jobs.total(), report.held_deletions), (1, 0), "{report:?}");
         w.booking_where("the cancellation", |r| r.topdesk_status == SyncStatus::Cancelled).await;
         w.settled().await;
-        assert_eq!(w.reservation(Some(id)).status, Some(ReservationStatus::Cancelled));
+        assert_eq!(w.reservation_by_id(Some(id)).status, Some(ReservationStatus::Cancelled));
         assert!(w.bookings().await[0].cancelled);
         assert!(w.annas_meetings().is_empty());
         let again = w.sweep().await;
@@ -391,7 +365,7 @@ async fn a_side_left_pending_is_redriven_and_found_in_step() {
             w.booking_where("the booking to be synced", |r| r.topdesk.reservation_id.is_some()).await;
         w.settled().await;
         let id: Option<ReservationId> = synced.topdesk.reservation_id.as_deref().map(|i| i.parse().unwrap());
-        let modified = w.reservation(id).modification_date;
+        let modified = w.reservation_by_id(id).modification_date;
         // The record says its TOPdesk write is still pending (a job cut off between its write and its
         // commit), and has said so for longer than any job lease.
         let stuck = BookingRecord { topdesk_status: SyncStatus::Pending, ..synced.clone() };
@@ -403,7 +377,11 @@ async fn a_side_left_pending_is_redriven_and_found_in_step() {
         assert_eq!((report.owed[0].side, report.owed[0].owing), (Side::Topdesk, Owing::Stuck), "{report:?}");
         let healed = w.booking_where("the re-drive", |r| r.topdesk_status == SyncStatus::Synced).await;
         w.settled().await;
-        assert_eq!(w.reservation(id).modification_date, modified, "TOPdesk held it already: nothing written");
+        assert_eq!(
+            w.reservation_by_id(id).modification_date,
+            modified,
+            "TOPdesk held it already: nothing written"
+        );
         assert_eq!(healed.start, synced.start);
         let timeline = w.store.timeline(w.tenant.id, synced.id).await.unwrap();
         assert!(
@@ -441,7 +419,8 @@ async fn a_reservation_that_drifted_without_a_newer_modification_date_is_written
             "{report:?}"
         );
         eventually("TOPdesk back at the booking's time", || async {
-            (w.reservation(Some(id)).planned_start_date == Some(at("2026-09-03T09:00:00Z"))).then_some(())
+            (w.reservation_by_id(Some(id)).planned_start_date == Some(at("2026-09-03T09:00:00Z")))
+                .then_some(())
         })
         .await;
         w.settled().await;
@@ -581,7 +560,7 @@ async fn after_a_restore_one_sweep_makes_every_booking_one_record_linked_to_both
         w.clock.advance(Duration::minutes(1));
         w.retime_in_outlook(&json!({"id": c_meeting.id}), "2026-09-05T15:00:00", "2026-09-05T16:00:00").await;
         eventually("the move to reach TOPdesk", || async {
-            (w.reservation(c_reservation).planned_start_date == Some(at("2026-09-05T15:00:00Z")))
+            (w.reservation_by_id(c_reservation).planned_start_date == Some(at("2026-09-05T15:00:00Z")))
                 .then_some(())
         })
         .await;

@@ -351,7 +351,7 @@ async fn a_room_change_in_outlook_to_an_unmanaged_room_cancels_the_reservation_a
         assert_eq!(m.from, "orb@contoso.com");
         assert_eq!(m.message.subject.as_deref(), Some("Your room reservation was cancelled"));
         let body = mail_body(m);
-        assert!(body.contains(&format!("{PORTAL}/bookings/{}", record.id)), "{body}");
+        assert!(!body.contains(PORTAL), "no link to a page nothing serves yet: {body}");
         assert!(body.contains("not booked through TOPdesk"), "{body}");
         w.assert_healthy().await;
     })
@@ -690,7 +690,7 @@ async fn an_organizer_unknown_to_topdesk_books_through_the_fallback_person_and_i
         assert_eq!(m.from, "orb@contoso.com");
         assert_eq!(m.message.subject.as_deref(), Some("Your room reservation was made for the service desk"));
         let body = mail_body(m);
-        assert!(body.contains(&format!("{PORTAL}/bookings/{}", record.id)), "a link to the booking: {body}");
+        assert!(!body.contains(PORTAL), "no link to a page nothing serves yet: {body}");
         assert!(body.contains("Room 1"), "the room by its name: {body}");
         assert!(!body.contains("room1@contoso.com"), "never by its mailbox address: {body}");
         assert!(!body.contains("Supplier visit"), "this template does not name the meeting: {body}");
@@ -767,7 +767,7 @@ async fn a_room_that_declines_a_conflicting_change_gets_no_reservation_and_the_o
         assert_eq!(mails_to(&w, ANNA).len(), 1);
         assert_eq!(mails[0].message.subject.as_deref(), Some("The room declined your meeting"));
         let body = mail_body(&mails[0]);
-        assert!(body.contains(&format!("{PORTAL}/bookings/{}", annas.id)), "{body}");
+        assert!(!body.contains(PORTAL), "no link to a page nothing serves yet: {body}");
         assert!(body.contains("Quarterly planning"), "the template names the meeting: {body}");
 
         // A new meeting the room declines leaves nothing to reserve (the room's calendar never holds it).
@@ -1421,4 +1421,57 @@ async fn a_refused_write_gets_the_mail_that_fits_it() {
         })
         .await;
     }
+}
+
+// ---- TOPdesk as the dominant system ----
+
+#[tokio::test]
+async fn with_topdesk_dominant_a_refused_booking_releases_the_room_in_outlook_and_tells_the_organizer() {
+    let mut policy = orb_core::Policy::new();
+    policy.topdesk_refusal = orb_core::TopdeskRefusal::ReleaseRoom;
+    let options = with_people(WorldOptions { policy, ..WorldOptions::default() });
+    on_every_store_with(&options, |w| async move {
+        // The service desk blocked the room in TOPdesk; Outlook does not know.
+        let blocked = orb_topdesk::wire::CreateReservationDto::new(
+            w.anna,
+            &w.room.topdesk_location_id,
+            at("2026-09-03T08:30:00Z"),
+            at("2026-09-03T09:30:00Z"),
+        );
+        let blocked = w.topdesk.create_reservation(&blocked).await.unwrap();
+        let event = w
+            .meeting(ANNA, ROOM, "Quarterly planning", ("2026-09-03T09:00:00", "2026-09-03T10:00:00"), &[BOB])
+            .await;
+        let id = event["id"].as_str().unwrap().to_owned();
+        let record = w.booking_where("the refusal to be handled", |r| r.cancelled).await;
+        w.settled().await;
+
+        // TOPdesk holds only the block; Anna's meeting lives on without the room; the room is free.
+        let reservations = w.reservations();
+        assert_eq!(reservations.len(), 1, "{reservations:?}");
+        assert_eq!(reservations[0].id, blocked.id);
+        let annas = w.event(ANNA, &id).expect("the meeting itself stays");
+        assert_ne!(annas.is_cancelled, Some(true));
+        assert!(
+            attendees(&annas).iter().all(|(a, _)| a != ROOM),
+            "the room is released: {:?}",
+            attendees(&annas)
+        );
+        assert!(
+            w.graph_em.events(ROOM).unwrap().iter().all(|e| e.is_cancelled == Some(true)),
+            "the room is free"
+        );
+        let record = w.store.get_booking(w.tenant.id, record.id).await.unwrap();
+        assert_eq!(record.topdesk_status, SyncStatus::Cancelled, "converged, not failed");
+        assert_ne!(record.exchange_status, SyncStatus::Failed);
+
+        let mails = w.graph_em.outbox();
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        assert_eq!(mails_to(&w, ANNA).len(), 1);
+        assert_eq!(mails[0].message.subject.as_deref(), Some("The room for your meeting was released"));
+        let body = mail_body(&mails[0]);
+        assert!(body.contains("Room 1") && !body.contains(ROOM), "the room by its name: {body}");
+        w.assert_healthy().await;
+    })
+    .await;
 }

@@ -970,6 +970,20 @@ macro_rules! impl_store {
                     .map_err(StoreError::db("reading a push token"))
             }
 
+            async fn delete_push_token(&self, tenant: TenantId, audit: &NewAuditEntry) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("DELETE FROM push_tokens WHERE tenant_id = $1")
+                    .bind(tenant.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("deleting a push token"))?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound { what: "a TOPdesk push token for this tenant".into() });
+                }
+                insert_audit(&mut tx, audit).await?;
+                commit(tx, "deleting a push token").await
+            }
+
             async fn get_tenant_settings(&self, tenant: TenantId) -> Result<Option<TenantSettingsRow>> {
                 let row = sqlx::query("SELECT * FROM tenant_settings WHERE tenant_id = $1")
                     .bind(tenant.as_uuid())
@@ -1295,6 +1309,71 @@ macro_rules! impl_store {
                     .await
                     .map_err(StoreError::db("listing jobs"))?;
                 rows.iter().map(job_from_row).collect()
+            }
+
+            async fn retry_dead_jobs(
+                &self,
+                tenant: TenantId,
+                job: Option<JobId>,
+                now: DateTime<Utc>,
+                audit: &NewAuditEntry,
+            ) -> Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $3, finished_at = NULL, \
+                     updated_at = $3 WHERE tenant_id = $1 AND status = 'dead' AND ($2 IS NULL OR id = $2)",
+                )
+                .bind(tenant.as_uuid())
+                .bind(job.map(|j| j.0))
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("retrying dead jobs"))?;
+                let count = done.rows_affected();
+                if count == 0 {
+                    // Nothing written; say why when one job was named.
+                    if let Some(job) = job {
+                        return Err(not_dead(&mut tx, tenant, job).await);
+                    }
+                    return Ok(0);
+                }
+                insert_audit(&mut tx, audit).await?;
+                commit(tx, "retrying dead jobs").await?;
+                Ok(count)
+            }
+
+            async fn dismiss_dead_job(&self, tenant: TenantId, job: JobId, audit: &NewAuditEntry) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("DELETE FROM jobs WHERE tenant_id = $1 AND id = $2 AND status = 'dead'")
+                    .bind(tenant.as_uuid())
+                    .bind(job.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("dismissing a dead job"))?;
+                if done.rows_affected() == 0 {
+                    return Err(not_dead(&mut tx, tenant, job).await);
+                }
+                insert_audit(&mut tx, audit).await?;
+                commit(tx, "dismissing a dead job").await
+            }
+        }
+
+        /// Why an operator action on the dead job `job` touched no row: it is unknown for this tenant
+        /// ([`StoreError::NotFound`]) or not dead ([`StoreError::NotDead`]).
+        async fn not_dead(tx: &mut Tx, tenant: TenantId, job: JobId) -> StoreError {
+            let status: std::result::Result<Option<String>, _> =
+                sqlx::query_scalar("SELECT status FROM jobs WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(job.0)
+                    .fetch_optional(&mut **tx)
+                    .await;
+            match status {
+                Err(err) => StoreError::db("reading a job")(err),
+                Ok(None) => StoreError::NotFound { what: format!("job {job}") },
+                Ok(Some(status)) => match status.parse::<JobStatus>() {
+                    Ok(status) => StoreError::NotDead { job: job.0, status: status.as_str() },
+                    Err(err) => err,
+                },
             }
         }
     };

@@ -27,6 +27,17 @@ pub enum StoreError {
         /// The version in the store.
         actual: i64,
     },
+    /// An operator action meant for a dead job (retry, dismiss) named a job in another state.
+    #[error(
+        "job {job} is {status}, not dead; only a dead job can be retried or dismissed (a queued or running \
+         job is still being worked on, a done job needs nothing)"
+    )]
+    NotDead {
+        /// The job.
+        job: i64,
+        /// Its state (`queued`, `running`, `done`).
+        status: &'static str,
+    },
     /// The job's lease expired or was taken over; the worker must stop working on it.
     #[error("lease on job {job} was lost (expired or re-claimed); stop working on it")]
     LeaseLost {

@@ -202,6 +202,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_push_token_hash(&self, tenant: TenantId, hash: &[u8], audit: &NewAuditEntry) -> Result<()>;
     /// The SHA-256 of the tenant's TOPdesk push token, if one is set.
     async fn push_token_hash(&self, tenant: TenantId) -> Result<Option<Vec<u8>>>;
+    /// Forgets the tenant's TOPdesk push token (the intake refuses every push from then on), with an audit
+    /// entry, in one transaction; [`StoreError::NotFound`] (and nothing written) if none is set.
+    async fn delete_push_token(&self, tenant: TenantId, audit: &NewAuditEntry) -> Result<()>;
 
     // ---- tenant settings ----
 
@@ -285,4 +288,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_job(&self, tenant: TenantId, job: JobId) -> Result<Job>;
     /// A tenant's jobs in one state, oldest first.
     async fn list_jobs(&self, tenant: TenantId, status: JobStatus) -> Result<Vec<Job>>;
+    /// Puts dead jobs back in the queue — `Some(job)`: that one, `None`: every dead job of the tenant — with
+    /// attempts reset to 0, `run_at = now` and their last error kept until they run again, together with
+    /// `audit`, in one transaction. A retried job keeps its id, so it is again the head of its lane if
+    /// nothing older is unfinished. Returns how many were put back; when that is 0 (no dead job) nothing is
+    /// written, not even the audit entry. `Some(job)` of another tenant or unknown is
+    /// [`StoreError::NotFound`], a job that is not dead is [`StoreError::NotDead`]; both change nothing.
+    async fn retry_dead_jobs(
+        &self,
+        tenant: TenantId,
+        job: Option<JobId>,
+        now: DateTime<Utc>,
+        audit: &NewAuditEntry,
+    ) -> Result<u64>;
+    /// Removes a dead job the operator gave up on (it no longer shows as dead), with `audit`, in one
+    /// transaction: the audit entry is what remains of it. Unknown (for this tenant) is
+    /// [`StoreError::NotFound`], a job that is not dead is [`StoreError::NotDead`]; both change nothing.
+    async fn dismiss_dead_job(&self, tenant: TenantId, job: JobId, audit: &NewAuditEntry) -> Result<()>;
 }

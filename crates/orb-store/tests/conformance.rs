@@ -59,6 +59,8 @@ conformance!(
     subscriptions_round_trip_renew_and_delete,
     inbox_item_and_its_job_commit_together,
     push_token_hash_is_per_tenant_and_audited,
+    push_token_revoke_forgets_only_that_tenants_token_with_audit,
+    only_dead_jobs_are_retried_or_dismissed_and_unknown_ids_are_refused,
     tenant_settings_are_versioned_per_tenant_and_audited,
     tenant_settings_optimistic_put_conflicts_and_changes_nothing,
     concurrent_settings_puts_from_one_version_have_one_winner,

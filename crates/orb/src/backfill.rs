@@ -8,7 +8,8 @@
 //! and writes nothing. The backfill records the matching pairs (one record each, nothing written to either
 //! side), enqueues the rest in the rooms' lanes — re-drives of owed records whose back-off is over included
 //! — and runs workers until they are done, with a progress bar; `--retry-failed` does the same but
-//! re-drives every owed record at once, ignoring the back-off. A running `orb serve` may take part of the
+//! re-drives every owed record at once, ignoring the back-off; `--approve-mass-deletion` (one room) lets
+//! the cancellations the mass-deletion guard would hold through and audits the approval. A running `orb serve` may take part of the
 //! work, which is fine (lanes keep a room's work in order).
 
 use std::sync::Arc;
@@ -22,12 +23,16 @@ use orb_crypto::{KeyRing, MasterKey};
 use orb_engine::reconcile::{OwedBooking, SweepOptions, sweep_room_with};
 use orb_engine::sync::SyncDeps;
 use orb_engine::worker::{Worker, WorkerOptions};
-use orb_store::{JobStatus, Store};
+use orb_store::{JobStatus, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::open_store;
+use crate::commands::{audit, find_tenant, open_store};
 use crate::config::Config;
 use crate::serve::{Env, instance_name, load};
+
+/// The audit action of `orb sync --approve-mass-deletion` (the guard's own entry is
+/// [`orb_engine::reconcile::AUDIT_MASS_DELETION_HELD`]).
+pub const AUDIT_MASS_DELETION_APPROVED: &str = "reconcile.mass_deletion_approved";
 
 /// Which rooms.
 pub struct Selection {
@@ -44,6 +49,8 @@ pub struct Run {
     pub dry_run: bool,
     /// Re-drive every owed record now (ignoring the back-off).
     pub retry_failed: bool,
+    /// Carry out the cancellations the mass-deletion guard would hold (one room; audited).
+    pub approve_mass_deletion: bool,
 }
 
 fn side_name(side: Side) -> &'static str {
@@ -97,10 +104,26 @@ async fn print_owed(
 pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> {
     let master = MasterKey::from_process_env()?;
     let store = open_store(config).await?;
+    let room_filter = selection.room.as_deref().map(RoomMailbox::parse).transpose()?;
+    // A tenant or room that does not exist is refused by name, before anything is read or written.
+    if let Some(name) = selection.tenant.as_deref() {
+        let tenant = find_tenant(&*store, name).await?;
+        if let Some(mailbox) = &room_filter
+            && let Err(err) = store.room_by_mailbox(tenant.id, mailbox).await
+        {
+            if matches!(err, StoreError::NotFound { .. }) {
+                bail!(
+                    "tenant {} has no room {mailbox}; see `orb room list --tenant {}`",
+                    tenant.name,
+                    tenant.name
+                );
+            }
+            return Err(err.into());
+        }
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let env = Env::new(config, store.clone(), KeyRing::new(master), clock.clone());
     let deps = load(&env).await?.deps;
-    let room_filter = selection.room.as_deref().map(RoomMailbox::parse).transpose()?;
     let mut selected = Vec::new();
     for tenant in store.list_tenants().await? {
         if selection.tenant.as_deref().is_some_and(|t| t != tenant.name.as_str()) {
@@ -128,8 +151,12 @@ pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> 
     if selected.is_empty() {
         bail!("no enabled room matches; see `orb room list --tenant NAME`");
     }
-    let options =
-        SweepOptions { dry_run: run.dry_run, redrive_now: run.retry_failed, ..SweepOptions::default() };
+    let options = SweepOptions {
+        dry_run: run.dry_run,
+        redrive_now: run.retry_failed,
+        approve_mass_deletion: run.approve_mass_deletion,
+    };
+    let mut approved = 0;
     let mut enqueued = 0;
     let mut redriven = 0;
     let mut owed = 0;
@@ -167,6 +194,15 @@ pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> 
         for entry in &report.owed {
             print_owed(&*store, tenant.id, &room.mailbox, entry).await?;
         }
+        if run.approve_mass_deletion && !run.dry_run {
+            // Who approved what, and when: the cancellations are enqueued, the workers below carry them out.
+            let target = format!(
+                "room {} ({}): an admin approved the sweep's {} cancellation(s) of {} record(s)",
+                room.mailbox, room.id, report.jobs.deleted, report.records
+            );
+            store.append_audit(&audit(tenant, AUDIT_MASS_DELETION_APPROVED, &target)).await?;
+            approved += report.jobs.deleted;
+        }
         enqueued += report.jobs.total();
         redriven += report.jobs.redriven;
         owed += report.owed.len();
@@ -183,6 +219,9 @@ pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> 
     drain(config, &deps, &store, &selected, enqueued).await?;
     if run.retry_failed {
         out!("re-drove {redriven} owed record(s)");
+    }
+    if run.approve_mass_deletion {
+        out!("mass deletion approved: carried out {approved} cancellation(s)");
     }
     Ok(())
 }

@@ -6,6 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use orb_core::{RoomMailbox, TenantName, TopdeskLocationId};
 use orb_crypto::secrecy::{ExposeSecret, SecretString};
@@ -13,8 +17,12 @@ use orb_crypto::{KeyRing, MasterKey};
 use orb_engine::settings::{SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings};
 use orb_store::{NewAuditEntry, NewRoom, PgStore, SqliteStore, Store, StoreError, Tenant};
 
+use zeroize::Zeroizing;
+
 use crate::config::{Backend, Config, LogFormat, process_env};
-use crate::{Cli, Command, KeysCommand, RoomCommand, SecretCommand, TenantCommand, secrets};
+use crate::{
+    Cli, Command, KeysCommand, PushTokenCommand, RoomCommand, SecretCommand, TenantCommand, secrets,
+};
 
 /// `[schedule]` as the configuration's file and environment say now (for `orb serve`'s reloads).
 fn schedule_source(file: Option<std::path::PathBuf>) -> crate::serve::ScheduleSource {
@@ -28,8 +36,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
         Command::Demo { run_for } => crate::demo::demo(&config, run_for).await,
-        Command::Sync { dry_run, retry_failed, tenant, room } => {
-            let run = crate::backfill::Run { dry_run, retry_failed };
+        Command::Sync { dry_run, retry_failed, tenant, room, approve_mass_deletion } => {
+            let run = crate::backfill::Run { dry_run, retry_failed, approve_mass_deletion };
             crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, run).await
         }
         Command::Backfill { tenant, room } => {
@@ -63,6 +71,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tenant(cmd) => tenant(&*open_store(&config).await?, cmd).await,
         Command::Room(cmd) => room(&*open_store(&config).await?, cmd).await,
         Command::Secret(cmd) => secret(&config, cmd).await,
+        Command::PushToken(cmd) => push_token(&config, &*open_store(&config).await?, cmd).await,
+        Command::Jobs(cmd) => crate::jobs::run(&*open_store(&config).await?, cmd).await,
         Command::Keys(KeysCommand::Rotate { new_key_file }) => {
             let current = MasterKey::from_process_env()?;
             let store = open_store(&config).await?;
@@ -126,7 +136,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-async fn find_tenant(store: &dyn Store, name: &str) -> Result<Tenant> {
+pub(crate) async fn find_tenant(store: &dyn Store, name: &str) -> Result<Tenant> {
     let name = TenantName::parse(name)?;
     match store.tenant_by_name(&name).await {
         Err(StoreError::NotFound { .. }) => {
@@ -136,7 +146,7 @@ async fn find_tenant(store: &dyn Store, name: &str) -> Result<Tenant> {
     }
 }
 
-fn audit(tenant: &Tenant, action: &str, target: &str) -> NewAuditEntry {
+pub(crate) fn audit(tenant: &Tenant, action: &str, target: &str) -> NewAuditEntry {
     NewAuditEntry {
         tenant_id: Some(tenant.id),
         at: Utc::now(),
@@ -305,6 +315,63 @@ async fn secret(config: &Config, cmd: SecretCommand) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// A new TOPdesk push token: 32 bytes from the operating system's CSPRNG, base64url without padding.
+fn new_push_token() -> Result<Zeroizing<String>> {
+    let mut bytes = Zeroizing::new([0_u8; 32]);
+    SystemRandom::new()
+        .fill(&mut bytes[..])
+        .map_err(|_| anyhow::anyhow!("the operating system's random generator failed; try again"))?;
+    Ok(Zeroizing::new(URL_SAFE_NO_PAD.encode(&bytes[..])))
+}
+
+async fn push_token(config: &Config, store: &dyn Store, cmd: PushTokenCommand) -> Result<()> {
+    let (tenant, action) = match cmd {
+        PushTokenCommand::Create { tenant } => (tenant, "push_token.create"),
+        PushTokenCommand::Rotate { tenant } => (tenant, "push_token.rotate"),
+        PushTokenCommand::Revoke { tenant } => (tenant, "push_token.revoke"),
+    };
+    let tenant = find_tenant(store, &tenant.tenant).await?;
+    let name = &tenant.name;
+    let exists = store.push_token_hash(tenant.id).await?.is_some();
+    match (action, exists) {
+        ("push_token.create", true) => bail!(
+            "tenant {name} has a TOPdesk push token already; `orb push-token rotate --tenant {name}` replaces it"
+        ),
+        ("push_token.rotate" | "push_token.revoke", false) => bail!(
+            "tenant {name} has no TOPdesk push token; create one with `orb push-token create --tenant {name}`"
+        ),
+        ("push_token.revoke", true) => {
+            store.delete_push_token(tenant.id, &audit(&tenant, action, "topdesk push token")).await?;
+            out!(
+                "revoked the TOPdesk push token of tenant {name}: TOPdesk's pushes are refused from now on \
+                 (ORB still finds TOPdesk's changes by polling, later)"
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
+    let token = new_push_token()?;
+    let hash = digest(&SHA256, token.as_bytes());
+    store
+        .set_push_token_hash(tenant.id, hash.as_ref(), &audit(&tenant, action, "topdesk push token"))
+        .await?;
+    let base = config.server.public_url.as_deref().map_or_else(
+        || "<server.public_url, not set yet>".to_owned(),
+        |url| url.trim_end_matches('/').to_owned(),
+    );
+    let what = if action == "push_token.rotate" { "new TOPdesk push token" } else { "TOPdesk push token" };
+    out!("{what} of tenant {name} (shown only now; ORB keeps only its SHA-256):");
+    out!("{}", token.as_str());
+    out!(
+        "TOPdesk's action sequence must send it as: POST {base}/hooks/topdesk/{name} with the header \
+         `Authorization: Bearer <token>`"
+    );
+    if action == "push_token.rotate" {
+        out!("the old token is refused from now on: put the new one in TOPdesk's action sequence now");
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ mod backfill;
 mod commands;
 mod config;
 mod demo;
+mod jobs;
 mod secrets;
 mod serve;
 
@@ -76,6 +77,10 @@ pub(crate) enum Command {
         /// Only this room mailbox.
         #[arg(long)]
         room: Option<String>,
+        /// Carry out the cancellations the mass-deletion guard holds for this room (needs --tenant and
+        /// --room; recorded in the audit log with the counts).
+        #[arg(long, requires_all = ["tenant", "room"])]
+        approve_mass_deletion: bool,
     },
     /// Onboard and repair rooms: link bookings already on both sides, create the missing ones, write records
     /// a side owes again (once their back-off is over), with a progress bar.
@@ -101,6 +106,64 @@ pub(crate) enum Command {
     /// Manage the master key that seals the secrets.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage a tenant's TOPdesk push token (the bearer token TOPdesk's action sequence sends to ORB).
+    #[command(subcommand)]
+    PushToken(PushTokenCommand),
+    /// Inspect the job queue; put dead jobs back in it or dismiss them.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+/// `orb push-token ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PushTokenCommand {
+    /// Make the tenant's first push token and print it once (only its SHA-256 is stored).
+    Create {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Replace the tenant's push token with a new one, printed once; the old one is refused at once.
+    Rotate {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Remove the tenant's push token: every TOPdesk push is refused until a new one is created.
+    Revoke {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+/// `orb jobs ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobsCommand {
+    /// List queued, running and dead jobs: id, tenant, kind, lane, status, attempts, run at, last error
+    /// (never the payload).
+    List {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only dead jobs.
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Put a dead job (or every dead job) back in the queue: attempts reset, due now.
+    Retry {
+        /// The dead job's id (see `orb jobs list --dead`).
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        id: Option<i64>,
+        /// Every dead job (of --tenant, otherwise of every tenant).
+        #[arg(long)]
+        all_dead: bool,
+        /// With --all-dead: only this tenant.
+        #[arg(long, requires = "all_dead")]
+        tenant: Option<String>,
+    },
+    /// Remove a dead job that should not run again (the audit log keeps what it was).
+    Dismiss {
+        /// The dead job's id (see `orb jobs list --dead`).
+        id: i64,
+    },
 }
 
 /// `orb tenant ...`

@@ -434,6 +434,8 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
         // When the two sides last changed (so a run that gets stuck still says how long catching up took).
         let mut last_state: Option<(BTreeMap<Slot, usize>, BTreeMap<Slot, usize>)> = None;
         let mut settled = StdDuration::ZERO;
+        // What was still wrong one sweep beat (+ 30 s) after the faults stopped, to explain a late heal.
+        let mut late: Option<Vec<Slot>> = None;
         let (exchange, topdesk) = loop {
             let w = window();
             let exchange = exchange_slots(&site.graph_em, &site.rooms, w);
@@ -447,6 +449,21 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
             };
             if (equal(&exchange) && equal(&topdesk)) || Instant::now() >= deadline {
                 break (exchange, topdesk);
+            }
+            if late.is_none() && settle.elapsed() > heal_limit {
+                let off = |side: &BTreeMap<Slot, usize>| -> Vec<Slot> {
+                    model
+                        .iter()
+                        .filter(|s| side.get(*s) != Some(&1))
+                        .chain(side.keys().filter(|s| !model.contains(*s)))
+                        .cloned()
+                        .collect()
+                };
+                let mut wrong = off(&exchange);
+                wrong.extend(off(&topdesk));
+                wrong.sort();
+                wrong.dedup();
+                late = Some(wrong);
             }
             if let Ok(Some(status)) = orb.try_wait() {
                 panic!("orb serve exited with {status} after the burst:\n{}", site.log_text());
@@ -627,9 +644,10 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
             continue;
         }
         if converge_time > heal_limit {
+            let diagnosis = diagnose(&site, &*store, late.as_deref().unwrap_or_default()).await;
             let failure = format!(
                 "{db_name}: converged {:.1} s after the faults stopped, later than one sweep beat ({} s) and 30 s \
-                 for the sweep's own work (seed {seed:#x})",
+                 for the sweep's own work (seed {seed:#x}); still wrong then:\n{diagnosis}",
                 converge_time.as_secs_f64(),
                 beat.as_secs()
             );

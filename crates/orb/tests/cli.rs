@@ -510,3 +510,259 @@ async fn after_a_restored_sqlite_file_backfill_makes_every_booking_one_record_ag
     let after = site.ok(&["sync", "--dry-run", "--tenant", "contoso"], None);
     assert!(after.contains("0 to link, 0 new, 0 changed, 0 to cancel"), "{after}");
 }
+
+// ---- operator commands: `orb push-token`, `orb jobs`, `orb sync --approve-mass-deletion` ----
+
+/// Runs a command of `site` that must fail with exactly one `error:` line containing `needle`.
+fn site_fails(site: &support::Site, args: &[&str], needle: &str) {
+    let out = site.command(args).stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success(), "orb {args:?} should fail");
+    let err = stderr(&out);
+    let errors: Vec<_> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one clear message expected, got: {err}");
+    assert!(errors[0].contains(needle), "message {:?} should contain {needle:?}", errors[0]);
+}
+
+/// The audit actions of the first tenant, oldest first, with their actor.
+async fn audit_actions(store: &dyn Store) -> Vec<(String, String)> {
+    let tenant = store.list_tenants().await.unwrap().remove(0);
+    let mut log = store.list_audit(tenant.id, 1000).await.unwrap();
+    log.reverse();
+    log.into_iter().map(|e| (e.action, e.actor)).collect()
+}
+
+/// The token `orb push-token create|rotate` printed (the line after the heading), and the whole output.
+fn printed_token(out: &str) -> String {
+    let mut lines = out.lines();
+    let heading = lines.next().unwrap_or_default();
+    assert!(heading.contains("shown only now"), "{out}");
+    lines.next().unwrap_or_else(|| panic!("{out}")).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn push_token_is_shown_once_accepted_at_the_intake_and_refused_once_rotated_or_revoked() {
+    let site = support::Site::new(&support::Db::Sqlite, "cli-push-token").await;
+    let store = site.open_store().await;
+    let tenant = store.list_tenants().await.unwrap().remove(0);
+    let audit_before = audit_actions(&*store).await.len();
+    // Refused, writing nothing: an unknown tenant, nothing to rotate or revoke yet.
+    site_fails(&site, &["push-token", "create", "--tenant", "nosuch"], "tenant \"nosuch\" does not exist");
+    site_fails(&site, &["push-token", "rotate", "--tenant", "contoso"], "has no TOPdesk push token");
+    site_fails(&site, &["push-token", "revoke", "--tenant", "contoso"], "has no TOPdesk push token");
+    assert_eq!(audit_actions(&*store).await.len(), audit_before);
+    assert_eq!(store.push_token_hash(tenant.id).await.unwrap(), None);
+
+    let out = site.ok(&["push-token", "create", "--tenant", "contoso"], None);
+    let first = printed_token(&out);
+    assert!(first.len() >= 43, "32 random bytes: {first:?}");
+    let endpoint = format!("POST {}/hooks/topdesk/contoso", site.base());
+    assert!(out.contains(&endpoint) && out.contains("Authorization: Bearer <token>"), "{out}");
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, first.as_bytes());
+    assert_eq!(store.push_token_hash(tenant.id).await.unwrap().as_deref(), Some(hash.as_ref()));
+    site_fails(&site, &["push-token", "create", "--tenant", "contoso"], "has a TOPdesk push token already");
+
+    let mut orb = site.spawn();
+    site.healthy(&mut orb).await;
+    let push = |token: String| {
+        let request = site
+            .http
+            .post(format!("{}/hooks/topdesk/contoso", site.base()))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"reservations": ["R-1"]}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(push(first.clone()).await, 202, "the printed token is accepted at the intake");
+    assert_eq!(push("not-the-token".into()).await, 401);
+
+    // Rotated: the old token is refused at once, the new one accepted.
+    let out = site.ok(&["push-token", "rotate", "--tenant", "contoso"], None);
+    let second = printed_token(&out);
+    assert_ne!(second, first);
+    assert!(out.contains("the old token is refused from now on"), "{out}");
+    assert_eq!(push(first.clone()).await, 401);
+    assert_eq!(push(second.clone()).await, 202);
+
+    // Revoked: every push is refused.
+    let out = site.ok(&["push-token", "revoke", "--tenant", "contoso"], None);
+    assert!(out.contains("revoked the TOPdesk push token of tenant contoso"), "{out}");
+    assert_eq!(push(second.clone()).await, 401);
+    assert_eq!(store.push_token_hash(tenant.id).await.unwrap(), None);
+    support::sigterm(&orb);
+    support::wait_exit(&mut orb, 30).await;
+
+    let actions = audit_actions(&*store).await;
+    for action in ["push_token.create", "push_token.rotate", "push_token.revoke"] {
+        assert!(actions.contains(&(action.to_owned(), "cli".to_owned())), "{action}: {actions:?}");
+    }
+    // The tokens were shown once and are kept nowhere: not in the database, not in the service's log.
+    let db = files_bytes(site.dir.path());
+    for token in [&first, &second] {
+        assert!(!contains(&db, token), "a push token is stored in clear");
+        assert!(!site.log_text().contains(token.as_str()), "a push token is in the log");
+    }
+}
+
+/// Enqueues a job and lets it die (claimed once, failed without a retry).
+async fn dead_job(store: &dyn Store, lane: &orb_store::Lane, kind: &str, error: &str) -> orb_store::JobId {
+    use chrono::{Duration, Utc};
+    let job = orb_store::NewJob {
+        lane: lane.clone(),
+        kind: kind.into(),
+        payload: serde_json::json!({"organizer": "anna@contoso.com"}),
+        correlation_id: None,
+        run_at: None,
+    };
+    let id = store.enqueue(&job, Utc::now()).await.unwrap();
+    let claimed = store.claim_job("test", Utc::now(), Duration::minutes(1)).await.unwrap().unwrap();
+    assert_eq!(claimed.job.id, id);
+    store.fail_job(&claimed.lease, error, None, Utc::now()).await.unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_are_listed_without_payload_and_dead_ones_retried_or_dismissed() {
+    use orb_store::{JobStatus, Lane, StoreError};
+    let env = Env::new();
+    env.ok(&["tenant", "add", "contoso"], None);
+    let store = SqliteStore::open(&env.db_path(), 1).await.unwrap();
+    let tenant = store.list_tenants().await.unwrap().remove(0);
+    let lane = Lane::tenant(tenant.id);
+    let by_id = dead_job(&store, &lane, "graph.notification", "Graph answered 500\nthen 503").await;
+    let dismissed = dead_job(&store, &lane, "topdesk.poll", "TOPdesk answered 500").await;
+    let by_all = dead_job(&store, &lane, "reconcile.sweep", "TOPdesk answered 502").await;
+    let later = orb_store::NewJob {
+        lane: lane.clone(),
+        kind: "topdesk.poll".into(),
+        payload: serde_json::json!({"organizer": "anna@contoso.com"}),
+        correlation_id: None,
+        run_at: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+    };
+    let queued = store.enqueue(&later, chrono::Utc::now()).await.unwrap();
+
+    let all = env.ok(&["jobs", "list"], None);
+    assert!(all.starts_with("id\ttenant\tkind\tlane\tstatus\tattempts\trun_at\tlast_error\n"), "{all}");
+    assert_eq!(all.lines().count(), 5, "{all}");
+    let line = all.lines().find(|l| l.starts_with(&format!("{by_id}\t"))).unwrap();
+    assert!(line.contains("contoso\tgraph.notification\ttenant\tdead\t1\t"), "{line}");
+    assert!(line.ends_with("Graph answered 500 then 503"), "one line per job: {line}");
+    assert!(all.contains(&format!("{queued}\tcontoso\ttopdesk.poll\ttenant\tqueued\t0\t")), "{all}");
+    assert!(!all.contains("anna@contoso.com"), "never the payload: {all}");
+    let dead = env.ok(&["jobs", "list", "--dead", "--tenant", "contoso"], None);
+    assert_eq!(dead.lines().count(), 4, "{dead}");
+    assert!(!dead.contains("queued"), "{dead}");
+
+    // Refusals: one message each, nothing written.
+    let mut before = Vec::new();
+    for id in [by_id, dismissed, by_all, queued] {
+        before.push(store.get_job(tenant.id, id).await.unwrap());
+    }
+    let audits_before = store.list_audit(tenant.id, 100).await.unwrap().len();
+    let q = queued.to_string();
+    let not_dead = format!("job {queued} is queued, not dead");
+    let refusals: &[(&[&str], &str)] = &[
+        (&["jobs", "retry", "987654"], "there is no job 987654"),
+        (&["jobs", "dismiss", "987654"], "there is no job 987654"),
+        (&["jobs", "retry", &q], &not_dead),
+        (&["jobs", "dismiss", &q], &not_dead),
+        (&["jobs", "list", "--tenant", "nosuch"], "tenant \"nosuch\" does not exist"),
+        (&["jobs", "retry", "--all-dead", "--tenant", "nosuch"], "tenant \"nosuch\" does not exist"),
+        (&["jobs", "retry"], "required arguments were not provided"),
+        (&["jobs", "retry", "1", "--all-dead"], "cannot be used with"),
+    ];
+    for (args, needle) in refusals {
+        env.fails(args, None, needle);
+    }
+    for job in &before {
+        assert_eq!(&store.get_job(tenant.id, job.id).await.unwrap(), job, "a refusal changes nothing");
+    }
+    assert_eq!(store.list_audit(tenant.id, 100).await.unwrap().len(), audits_before);
+
+    // Retry one by id: queued again, attempts reset, due now.
+    let out = env.ok(&["jobs", "retry", &by_id.to_string()], None);
+    assert!(out.contains(&format!("job {by_id} of tenant contoso is queued again")), "{out}");
+    let job = store.get_job(tenant.id, by_id).await.unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Queued, 0));
+    assert!(job.run_at <= chrono::Utc::now() && job.finished_at.is_none(), "{job:?}");
+    // Dismiss one: gone from the dead jobs.
+    let out = env.ok(&["jobs", "dismiss", &dismissed.to_string()], None);
+    assert!(out.contains(&format!("dismissed dead job {dismissed}")), "{out}");
+    assert!(matches!(store.get_job(tenant.id, dismissed).await, Err(StoreError::NotFound { .. })));
+    // Every remaining dead job.
+    let out = env.ok(&["jobs", "retry", "--all-dead"], None);
+    assert!(out.contains("tenant contoso: 1 dead job(s) queued again"), "{out}");
+    assert_eq!(store.get_job(tenant.id, by_all).await.unwrap().status, JobStatus::Queued);
+    assert!(env.ok(&["jobs", "list", "--dead"], None).contains("no dead jobs"));
+    assert!(env.ok(&["jobs", "retry", "--all-dead"], None).contains("no dead jobs; nothing to retry"));
+
+    let log = store.list_audit(tenant.id, 100).await.unwrap();
+    let entries: Vec<_> = log.iter().filter(|e| e.action.starts_with("jobs.")).collect();
+    assert_eq!(entries.len(), 3, "{log:?}");
+    assert!(entries.iter().all(|e| e.actor == "cli"), "{entries:?}");
+    let dismissal = entries.iter().find(|e| e.action == "jobs.dismiss").unwrap();
+    assert!(dismissal.target.contains(&format!("job {dismissed} (topdesk.poll")), "{dismissal:?}");
+    assert!(!log.iter().any(|e| e.target.contains("anna@contoso.com")), "no payload in the audit log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mass_deletion_is_held_until_an_admin_approves_it_for_one_room() {
+    use chrono::Duration;
+    let site = support::Site::new(&support::Db::Sqlite, "cli-mass-deletion").await;
+    let day = support::tomorrow();
+    let room = support::ROOMS[0];
+    let mut events = Vec::new();
+    for hour in 8..14 {
+        events.push((site.book(room, day + Duration::hours(hour), "Team meeting").await, hour));
+    }
+    site.ok(&["backfill", "--tenant", "contoso"], None);
+    assert!(site.converged().is_clean());
+    // Two of six future bookings cancelled in Outlook, in a room that removes cancelled meetings: the
+    // sweep can only infer the deletions from absence, which is what the guard holds (above its 30 %).
+    let removes = orb_emulators::graph::RoomSettings { remove_canceled_meetings: true, ..Default::default() };
+    assert!(site.graph_em.set_room_settings(room, removes));
+    for (id, _) in &events[..2] {
+        site.cancel_meeting(id).await;
+    }
+    let out = site.ok(&["sync", "--tenant", "contoso", "--room", room], None);
+    assert!(out.contains("2 held by the mass-deletion guard"), "{out}");
+    assert!(site.reservation_at(0, day + Duration::hours(8)).is_some(), "held, not cancelled");
+
+    let store = site.open_store().await;
+    let audit_before = audit_actions(&*store).await.len();
+    let refusals: &[(&[&str], &str)] = &[
+        (&["sync", "--approve-mass-deletion", "--tenant", "contoso"], "required arguments were not provided"),
+        (&["sync", "--approve-mass-deletion", "--room", room], "required arguments were not provided"),
+        (
+            &["sync", "--approve-mass-deletion", "--tenant", "nosuch", "--room", room],
+            "tenant \"nosuch\" does not exist",
+        ),
+        (
+            &["sync", "--approve-mass-deletion", "--tenant", "contoso", "--room", "nosuch@contoso.com"],
+            "tenant contoso has no room nosuch@contoso.com",
+        ),
+    ];
+    for (args, needle) in refusals {
+        site_fails(&site, args, needle);
+    }
+    assert_eq!(audit_actions(&*store).await.len(), audit_before, "a refusal writes nothing");
+    assert!(site.reservation_at(0, day + Duration::hours(8)).is_some());
+
+    let out = site.ok(&["sync", "--approve-mass-deletion", "--tenant", "contoso", "--room", room], None);
+    assert!(out.contains("0 held by the mass-deletion guard"), "{out}");
+    assert!(out.contains("mass deletion approved: carried out 2 cancellation(s)"), "{out}");
+    for (_, hour) in &events[..2] {
+        assert!(
+            site.reservation_at(0, day + Duration::hours(*hour)).is_none(),
+            "cancelled in TOPdesk: {out}"
+        );
+    }
+    for (_, hour) in &events[2..] {
+        assert!(site.reservation_at(0, day + Duration::hours(*hour)).is_some(), "kept: {out}");
+    }
+    let convergence = site.converged();
+    assert!(convergence.is_clean(), "{convergence}");
+    let tenant = store.list_tenants().await.unwrap().remove(0);
+    let log = store.list_audit(tenant.id, 100).await.unwrap();
+    let approval = log.iter().find(|e| e.action == "reconcile.mass_deletion_approved").expect("audited");
+    assert_eq!(approval.actor, "cli");
+    assert!(approval.target.contains(room) && approval.target.contains("2 cancellation(s)"), "{approval:?}");
+}

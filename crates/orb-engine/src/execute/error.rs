@@ -130,6 +130,11 @@ pub enum FailureClass {
         /// Why.
         reason: String,
     },
+    /// The item the write was for is gone from the side: its deletion is carried over when observed.
+    Gone {
+        /// What was looked for.
+        what: String,
+    },
     /// The side denied ORB's credentials or rights (401 / 403): a configuration failure of the tenant, not
     /// of the booking. The engine pauses the tenant's writes to the side ([`crate::pause`]) and puts the
     /// job back; nobody is mailed.
@@ -148,6 +153,7 @@ impl FailureClass {
                 retry_after: retry_after.and_then(|d| chrono::Duration::from_std(d).ok()),
             }),
             Self::Permanent { reason } => Some(WriteFailure::Permanent { reason: reason.clone() }),
+            Self::Gone { what } => Some(WriteFailure::Gone { what: what.clone() }),
             Self::Config { .. } => None,
         }
     }
@@ -181,6 +187,7 @@ impl ExecError {
             Self::Unavailable { .. } | Self::Changed { .. } => FailureClass::Transient { retry_after: None },
             Self::Refused { reason, .. } => FailureClass::Permanent { reason: reason.clone() },
             Self::Denied { .. } => FailureClass::Config { reason: self.to_string() },
+            Self::Gone { what, .. } => FailureClass::Gone { what: what.clone() },
             other => FailureClass::Permanent { reason: other.to_string() },
         }
     }
@@ -277,6 +284,7 @@ mod tests {
         assert_eq!(changed.class(), FailureClass::Transient { retry_after: None }, "else retried later");
         let gone = ExecError::graph("x")(GraphError::NotFound { what: "event 1".into() });
         assert!(gone.is_gone() && !gone.is_retryable());
+        assert_eq!(gone.class().to_write_failure(), Some(WriteFailure::Gone { what: "event 1".into() }));
         assert_eq!(gone.side(), Some(Side::Exchange));
     }
 }

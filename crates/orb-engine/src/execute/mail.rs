@@ -4,9 +4,11 @@
 //! only for templates about one specific meeting the recipient has to recognise (room declined, refused,
 //! overwritten, moved to an unmanaged room) and only when the record holds a subject (the record's subject
 //! is already filtered by the tenant's policy: `drop` leaves none). Every mail links to the booking in the
-//! portal: `{portal}/bookings/{match id}`.
+//! portal's booking page once the portal serves one (today: no link, never one to a missing page). Times
+//! are shown in the tenant's zone (its rooms' zone), labelled with it, whatever zone Outlook saved the
+//! meeting in; rooms are named by their display name, never by their mailbox address.
 
-use orb_core::{BookingRecord, EmailAddress, MailTemplate, Side};
+use orb_core::{BookingRecord, EmailAddress, MailTemplate, Side, TimeZoneName};
 use orb_graph::model::{BodyType, ItemBody, Message, Recipient};
 
 use super::{Done, ExecContext, ExecError};
@@ -34,6 +36,8 @@ pub struct MailFacts<'a> {
     pub reason: Option<&'a str>,
     /// The booking before the refused change (time and room still booked), with its room's name.
     pub still_booked: Option<(&'a BookingRecord, &'a str)>,
+    /// The zone times are shown in: the tenant's (its rooms'), not the zone Outlook saved the meeting in.
+    pub zone: Option<&'a TimeZoneName>,
 }
 
 fn side_name(side: Option<Side>) -> &'static str {
@@ -43,22 +47,23 @@ fn side_name(side: Option<Side>) -> &'static str {
     }
 }
 
-fn when(record: &BookingRecord) -> String {
-    let tz = record.time_zone.tz();
+fn when(record: &BookingRecord, zone: Option<&TimeZoneName>) -> String {
+    let tz = zone.unwrap_or(&record.time_zone).tz();
     let start = record.start.with_timezone(&tz);
     let end = record.end.with_timezone(&tz);
     format!("{} {}–{} ({})", start.format("%Y-%m-%d"), start.format("%H:%M"), end.format("%H:%M"), tz)
 }
 
-/// Renders `template` for the booking `record`.
+/// Renders `template` for the booking `record`; `booking_page` is the link to the booking's page, when
+/// something serves one.
 pub fn render_mail(
     template: MailTemplate,
     record: &BookingRecord,
     facts: &MailFacts<'_>,
-    portal: &str,
+    booking_page: Option<&str>,
 ) -> RenderedMail {
     let room = facts.room;
-    let when = when(record);
+    let when = when(record, facts.zone);
     let meeting = match (&record.subject, names_the_meeting(template)) {
         (Some(subject), true) if !subject.trim().is_empty() => format!("your meeting \"{subject}\""),
         _ => "your meeting".to_owned(),
@@ -100,7 +105,10 @@ pub fn render_mail(
             let other = side_name(record.failed_processor.map(Side::other));
             let still = match facts.still_booked {
                 Some((old, old_room)) => {
-                    format!(" The room is still booked as before: {old_room} on {}.", self::when(old))
+                    format!(
+                        " The room is still booked as before: {old_room} on {}.",
+                        self::when(old, facts.zone)
+                    )
                 }
                 None => " The room is still booked as it was before the change.".to_owned(),
             };
@@ -112,6 +120,14 @@ pub fn render_mail(
                 ),
             )
         }
+        MailTemplate::RoomReleased => (
+            "The room for your meeting was released",
+            format!(
+                "TOPdesk did not accept the booking of {room} for {meeting} on {when}.{because} TOPdesk decides \
+                 which rooms are free, so {room} was removed from your meeting in Outlook. Please pick another \
+                 room or time."
+            ),
+        ),
         MailTemplate::MovedToUnmanagedRoom => (
             "Your room reservation was cancelled",
             format!(
@@ -120,11 +136,11 @@ pub fn render_mail(
             ),
         ),
     };
-    let link = format!("{}/bookings/{}", portal.trim_end_matches('/'), record.id);
     let text = capitalise(&text);
+    let details = booking_page.map(|link| format!("\n\nDetails: {link}")).unwrap_or_default();
     RenderedMail {
         title: title.to_owned(),
-        body: format!("{text}\n\nDetails: {link}\n\nThis is an automatic message.\n"),
+        body: format!("{text}{details}\n\nThis is an automatic message.\n"),
     }
 }
 
@@ -158,8 +174,11 @@ pub(super) async fn send(
         (MailTemplate::ChangeNotCarriedOver, Some(b), Some(name)) => Some((b, name.as_str())),
         _ => None,
     };
-    let facts = MailFacts { room: &room, reason: detail, still_booked };
-    let mail = render_mail(template, record, &facts, ctx.portal_base_url);
+    let zone = ctx.rooms.by_id(record.room_id).map(|m| &m.time_zone);
+    let facts = MailFacts { room: &room, reason: detail, still_booked, zone };
+    // No link yet: nothing serves a booking's page until the admin portal does (`portal_base_url` is
+    // kept for it), and a mail must not send people to a page that does not exist.
+    let mail = render_mail(template, record, &facts, None);
     let message = Message {
         subject: Some(mail.title),
         body: Some(ItemBody { content_type: Some(BodyType::Text), content: Some(mail.body) }),
@@ -201,7 +220,9 @@ mod tests {
                 subject: subject.map(str::to_owned),
                 start: at(start),
                 end: at(end),
-                time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap_or_else(|e| panic!("{e}")),
+                // The zone Outlook saved the meeting in (W. Europe Standard Time maps to Berlin): mails
+                // show the tenant's zone instead.
+                time_zone: TimeZoneName::parse("Europe/Berlin").unwrap_or_else(|e| panic!("{e}")),
                 processor_created: Side::Exchange,
             },
             now,
@@ -217,8 +238,8 @@ mod tests {
         let mut refused = record("2026-12-07T13:00:00Z", "2026-12-07T14:00:00Z", Some("Quarterly budget"));
         refused.record_failure(Side::Topdesk, at("2026-12-01T08:00:00Z"));
         let before = record("2026-12-07T09:00:00Z", "2026-12-07T10:00:00Z", Some("Quarterly budget"));
-        let portal = "https://orb.example.test/";
-        let facts = MailFacts { room: "Room 4.12", reason: None, still_booked: None };
+        let amsterdam = TimeZoneName::parse("Europe/Amsterdam").unwrap_or_else(|e| panic!("{e}"));
+        let facts = MailFacts { room: "Room 4.12", reason: None, still_booked: None, zone: Some(&amsterdam) };
         let occupied = Some("Room 4.12 is already reserved from 14:00 to 15:00");
         let cases: Vec<(&str, MailTemplate, MailFacts<'_>)> = vec![
             ("fallback-person-used", MailTemplate::FallbackPersonUsed, facts),
@@ -233,14 +254,21 @@ mod tests {
             (
                 "change-not-carried-over-moved",
                 MailTemplate::ChangeNotCarriedOver,
-                MailFacts { room: "Room 5.01", reason: occupied, still_booked: Some((&before, "Room 4.12")) },
+                MailFacts {
+                    room: "Room 5.01",
+                    reason: occupied,
+                    still_booked: Some((&before, "Room 4.12")),
+                    ..facts
+                },
             ),
             ("moved-to-unmanaged-room", MailTemplate::MovedToUnmanagedRoom, facts),
+            ("room-released", MailTemplate::RoomReleased, MailFacts { reason: occupied, ..facts }),
         ];
         for (name, template, facts) in cases {
-            let mail = render_mail(template, &refused, &facts, portal);
+            let mail = render_mail(template, &refused, &facts, None);
             assert!(!mail.title.contains("Quarterly"), "{name}: never the subject in the title");
-            assert!(mail.body.contains("https://orb.example.test/bookings/"), "{name}");
+            assert!(!mail.body.contains("http"), "{name}: no link to a page nothing serves");
+            assert!(mail.body.contains("(Europe/Amsterdam)"), "{name}: the tenant's zone, labelled");
             insta::assert_snapshot!(name, format!("{}\n\n{}", mail.title, mail.body));
         }
     }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod sweeps;
 pub mod world;
 
 use std::future::Future;

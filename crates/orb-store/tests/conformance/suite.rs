@@ -913,6 +913,116 @@ pub async fn push_token_hash_is_per_tenant_and_audited(h: &Harness) {
     assert_eq!(s.list_audit(t.id, 10).await.unwrap().len(), 2);
 }
 
+pub async fn push_token_revoke_forgets_only_that_tenants_token_with_audit(h: &Harness) {
+    let s = &*h.store;
+    let (t, _) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    s.set_push_token_hash(t.id, &[1; 32], &audit(Some(t.id), "push_token.create", "topdesk")).await.unwrap();
+    s.set_push_token_hash(other.id, &[2; 32], &audit(Some(other.id), "push_token.create", "topdesk"))
+        .await
+        .unwrap();
+    s.delete_push_token(t.id, &audit(Some(t.id), "push_token.revoke", "topdesk")).await.unwrap();
+    assert_eq!(s.push_token_hash(t.id).await.unwrap(), None);
+    assert_eq!(s.push_token_hash(other.id).await.unwrap(), Some(vec![2; 32]), "another tenant's stays");
+    assert_eq!(s.list_audit(t.id, 10).await.unwrap()[0].action, "push_token.revoke");
+    // Nothing left to revoke: refused, and no audit entry.
+    let again = s.delete_push_token(t.id, &audit(Some(t.id), "push_token.revoke", "topdesk")).await;
+    assert!(matches!(again, Err(StoreError::NotFound { .. })), "{again:?}");
+    assert_eq!(s.list_audit(t.id, 10).await.unwrap().len(), 2);
+}
+
+/// Claims the only runnable job (which must be `id`).
+async fn claim_only(s: &dyn Store, id: orb_store::JobId) -> orb_store::ClaimedJob {
+    let claimed = s.claim_job("w", t0(), Duration::minutes(1)).await.unwrap().expect("a runnable job");
+    assert_eq!(claimed.job.id, id);
+    claimed
+}
+
+/// Enqueues a job and makes it dead (claimed once, failed without a retry).
+async fn dead_job(s: &dyn Store, lane: &Lane, kind: &str) -> orb_store::JobId {
+    let id = s.enqueue(&job(lane, kind, json!({"person": "anna@contoso.com"})), t0()).await.unwrap();
+    let claimed = claim_only(s, id).await;
+    s.fail_job(&claimed.lease, "TOPdesk answered 500", None, t0()).await.unwrap();
+    id
+}
+
+pub async fn only_dead_jobs_are_retried_or_dismissed_and_unknown_ids_are_refused(h: &Harness) {
+    let s = &*h.store;
+    let (t, rooms) = three_rooms(h).await;
+    let other = tenant(s, "fabrikam").await;
+    let lanes: Vec<Lane> = rooms.iter().map(|r| Lane::room(t.id, r.id)).collect();
+    let first_dead = dead_job(s, &lanes[0], "a").await;
+    let second_dead = dead_job(s, &lanes[1], "b").await;
+    let foreign_dead = dead_job(s, &Lane::tenant(other.id), "c").await;
+    let done = s.enqueue(&job(&lanes[2], "done", json!({})), t0()).await.unwrap();
+    let claimed = claim_only(s, done).await;
+    s.complete_job(&claimed.lease, t0()).await.unwrap();
+    let running = s.enqueue(&job(&lanes[2], "running", json!({})), t0()).await.unwrap();
+    claim_only(s, running).await;
+    let later = NewJob { run_at: Some(t0() + Duration::hours(1)), ..job(&lanes[1], "queued", json!({})) };
+    let queued = s.enqueue(&later, t0()).await.unwrap();
+    let audits = |tenant: TenantId| async move { s.list_audit(tenant, 100).await.unwrap().len() };
+    let action = |tenant: &Tenant, what: &str| audit(Some(tenant.id), what, "job");
+
+    // Refusals: unknown (or another tenant's) → NotFound; not dead → NotDead with its state. Nothing changes.
+    let refusals: &[(orb_store::JobId, Option<&str>)] = &[
+        (queued, Some("queued")),
+        (running, Some("running")),
+        (done, Some("done")),
+        (foreign_dead, None),
+        (orb_store::JobId(987_654), None),
+    ];
+    for &(id, state) in refusals {
+        let before = s.get_job(t.id, id).await.ok();
+        let retried = s.retry_dead_jobs(t.id, Some(id), t0(), &action(&t, "jobs.retry")).await;
+        let dismissed = s.dismiss_dead_job(t.id, id, &action(&t, "jobs.dismiss")).await;
+        for result in [retried.map(|_| ()), dismissed] {
+            match (state, result) {
+                (Some(state), Err(StoreError::NotDead { job, status })) => {
+                    assert_eq!((job, status), (id.0, state));
+                }
+                (None, Err(e @ StoreError::NotFound { .. })) => {
+                    assert!(e.to_string().contains(&format!("job {id}")), "{e}");
+                }
+                (_, other) => panic!("job {id} ({state:?}): {other:?}"),
+            }
+        }
+        assert_eq!(s.get_job(t.id, id).await.ok(), before, "a refusal changes nothing");
+    }
+    assert_eq!(audits(t.id).await, 0, "no audit entry for a refusal");
+    assert_eq!(s.get_job(other.id, foreign_dead).await.unwrap().status, JobStatus::Dead);
+
+    // One dead job back in the queue: attempts reset, due now, its last error kept until it runs again.
+    let now = t0() + Duration::minutes(5);
+    assert_eq!(s.retry_dead_jobs(t.id, Some(first_dead), now, &action(&t, "jobs.retry")).await.unwrap(), 1);
+    let retried = s.get_job(t.id, first_dead).await.unwrap();
+    assert_eq!((retried.status, retried.attempts, retried.run_at), (JobStatus::Queued, 0, now));
+    assert_eq!(retried.finished_at, None);
+    assert_eq!(retried.last_error.as_deref(), Some("TOPdesk answered 500"));
+    assert_eq!(retried.payload, json!({"person": "anna@contoso.com"}), "the payload is untouched");
+    // Every dead job of the tenant: only the other one is still dead; another tenant's stays dead.
+    assert_eq!(s.retry_dead_jobs(t.id, None, now, &action(&t, "jobs.retry")).await.unwrap(), 1);
+    assert!(s.list_jobs(t.id, JobStatus::Dead).await.unwrap().is_empty());
+    assert_eq!(s.get_job(t.id, second_dead).await.unwrap().status, JobStatus::Queued);
+    assert_eq!(s.get_job(other.id, foreign_dead).await.unwrap().status, JobStatus::Dead);
+    assert_eq!(audits(t.id).await, 2);
+    // No dead job left: 0, and nothing written.
+    assert_eq!(s.retry_dead_jobs(t.id, None, now, &action(&t, "jobs.retry")).await.unwrap(), 0);
+    assert_eq!(audits(t.id).await, 2);
+    // A retried job runs again as its lane's head.
+    let again = s.claim_job("w", now, Duration::minutes(1)).await.unwrap().expect("the retried job is due");
+    assert_eq!((again.job.id, again.job.attempts), (first_dead, 1));
+
+    // Dismissed: gone from the dead jobs, with an audit entry of its own tenant.
+    s.dismiss_dead_job(other.id, foreign_dead, &action(&other, "jobs.dismiss")).await.unwrap();
+    assert!(s.list_jobs(other.id, JobStatus::Dead).await.unwrap().is_empty());
+    assert!(matches!(s.get_job(other.id, foreign_dead).await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.list_audit(other.id, 10).await.unwrap()[0].action, "jobs.dismiss");
+    let twice = s.dismiss_dead_job(other.id, foreign_dead, &action(&other, "jobs.dismiss")).await;
+    assert!(matches!(twice, Err(StoreError::NotFound { .. })), "{twice:?}");
+    assert_eq!(audits(other.id).await, 1);
+}
+
 // ---- tenant settings ----
 
 /// Not normalised JSON on purpose: key order, whitespace, escapes and non-ASCII must come back byte-exact.
