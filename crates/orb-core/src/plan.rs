@@ -318,6 +318,19 @@ impl Action {
         )
     }
 
+    /// Whether the action writes over an item the side already holds (an update, retime, move or
+    /// cancellation; not a create, nor the external link ORB adds to a reservation), so a change made there
+    /// since ORB last saw it would be lost.
+    pub fn overwrites(&self) -> bool {
+        self.is_write()
+            && !matches!(
+                self,
+                Self::CreateReservation { .. }
+                    | Self::CreateExchangeEvent { .. }
+                    | Self::LinkReservation { .. }
+            )
+    }
+
     /// The side the action writes to.
     pub fn target_side(&self) -> Option<Side> {
         match self {
@@ -438,6 +451,11 @@ impl Plan {
     /// The writes to the sides.
     pub fn writes(&self) -> impl Iterator<Item = &Action> {
         self.actions.iter().filter(|a| a.is_write())
+    }
+
+    /// Whether the plan writes over an item `side` already holds ([`Action::overwrites`]).
+    pub fn overwrites(&self, side: Side) -> bool {
+        self.actions.iter().any(|a| a.overwrites() && a.target_side() == Some(side))
     }
 
     /// The reason, when the plan does nothing.

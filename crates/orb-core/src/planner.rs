@@ -13,7 +13,12 @@
 //!    heals anything it might have carried.
 //! 3. If the observation carries the other side's current state too ([`Observation::counterpart`]) and
 //!    both changed, the conflict policy picks the winner (rule 5); otherwise the changed side is propagated
-//!    (rule 4), cancelled (rule 6), moved (rule 7) or reopened.
+//!    (rule 4), cancelled (rule 6), moved (rule 7) or reopened. A sweep sets the counterpart when it saw
+//!    both sides changed; the engine sets it when the side a plan would overwrite changed since ORB last
+//!    saw it (Graph refused the conditional write with `412`, or a read of the reservation before writing
+//!    to it showed a newer `modificationDate` where [`ConflictPolicy::can_win`] lets TOPdesk win), so a
+//!    conflict is decided when it happens, not at the next sweep. An Exchange counterpart's change key
+//!    goes into the record either way (ORB's next `If-Match`).
 //!
 //! "As the side holds it" matters twice: TOPdesk shows the **fallback person** as requester when the
 //! organizer is unknown there, and under `hide-on-room` it shows the neutral text. Those values are hashed
@@ -575,8 +580,29 @@ pub fn plan(record: Option<&BookingRecord>, observation: &Observation, ctx: &Pla
     );
     match record {
         None => plan_new(p, observation),
-        Some(rec) => link_if_missing(plan_existing(p, rec, observation), rec, observation),
+        Some(rec) => {
+            let planned = link_if_missing(plan_existing(p, rec, observation), rec, observation);
+            keep_counterpart_version(planned, rec, observation)
+        }
     }
+}
+
+/// An Exchange counterpart is the event as ORB read it just now (a sweep, or the engine after Graph refused
+/// a conditional write with `412`): whatever the plan decides, the record takes its change key, so ORB's
+/// writes name that version in `If-Match` and a change made after it is still caught. (A counterpart
+/// that did not change is no conflict; it only refreshes the version.)
+fn keep_counterpart_version(mut plan: Plan, rec: &BookingRecord, obs: &Observation) -> Plan {
+    let Some(cp) = obs.counterpart.as_deref().filter(|c| c.side == Side::Exchange && c.side != obs.side)
+    else {
+        return plan;
+    };
+    let seen_before = rec.exchange.modified_at.is_some_and(|w| cp.modified_at < w);
+    if let (Some(key), false, RecordChange::Update(next)) =
+        (&cp.ids.change_key, seen_before, &mut plan.record)
+    {
+        next.exchange.change_key = Some(key.clone());
+    }
+    plan
 }
 
 /// A live reservation of a booking whose Outlook meeting exists, seen without ORB's external link (made
@@ -708,16 +734,27 @@ fn plan_existing(mut p: Planner<'_, '_>, rec: &BookingRecord, obs: &Observation)
     match (changed_here, counterpart) {
         (false, None) => {
             p.note(TimelineKind::Skipped, Some(side), "echo of ORB's own write or an unchanged booking");
-            // Nothing changes but the side's watermark, so an older observation arriving later is stale.
+            // Nothing changes but the side's watermark, so an older observation arriving later is stale, and
+            // the event's version (change key), so ORB's next conditional write names the version it saw.
             let watermark = match side {
                 Side::Topdesk => rec.topdesk.modification_date,
                 Side::Exchange => rec.exchange.modified_at,
             };
-            let record = if watermark.is_none_or(|m| m < obs.modified_at) {
+            let newer = watermark.is_none_or(|m| m < obs.modified_at);
+            let new_version = side == Side::Exchange
+                && obs.ids.change_key.is_some()
+                && obs.ids.change_key != rec.exchange.change_key;
+            let record = if newer || new_version {
                 let mut next = rec.clone();
                 match side {
                     Side::Topdesk => next.topdesk.modification_date = Some(obs.modified_at),
-                    Side::Exchange => next.exchange.modified_at = Some(obs.modified_at),
+                    Side::Exchange => {
+                        next.exchange.modified_at =
+                            Some(watermark.map_or(obs.modified_at, |m| m.max(obs.modified_at)));
+                        if new_version {
+                            next.exchange.change_key.clone_from(&obs.ids.change_key);
+                        }
+                    }
                 }
                 RecordChange::Update(Box::new(next))
             } else {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
-use crate::{EmailAddress, RoomId, RoomMailbox, TimeZoneName, TopdeskLocationId};
+use crate::{EmailAddress, RoomId, RoomMailbox, Side, TimeZoneName, TopdeskLocationId};
 
 /// Where ORB creates Exchange meetings for reservations made in TOPdesk (rule 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,6 +43,20 @@ pub enum ConflictPolicy {
     TopdeskWins,
     /// The change with the later modification time wins; a tie goes to Exchange.
     LatestWins,
+}
+
+impl ConflictPolicy {
+    /// Whether a change made on `side` can win a conflict under this policy. Before ORB overwrites a side
+    /// it must know whether that side changed since the record's watermark only when such a change could
+    /// win: under `exchange-wins` an Exchange change is written to TOPdesk without reading the
+    /// reservation first (TOPdesk has no conditional write, so knowing would cost a read per change).
+    pub const fn can_win(self, side: Side) -> bool {
+        match self {
+            Self::ExchangeWins => matches!(side, Side::Exchange),
+            Self::TopdeskWins => matches!(side, Side::Topdesk),
+            Self::LatestWins => true,
+        }
+    }
 }
 
 /// What a TOPdesk cancellation does to the Exchange meeting in organizer mode (rule 6).

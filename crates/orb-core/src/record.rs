@@ -73,7 +73,10 @@ pub struct ExchangeLink {
     pub room_event_id: Option<String>,
     /// `iCalUId`: the same for the organizer's and the room's copy of one occurrence.
     pub ical_uid: Option<String>,
-    /// Graph's `changeKey` of the copy ORB last read or wrote.
+    /// Graph's `changeKey` of the copy ORB writes to (the organizer's copy in organizer mode, the room's
+    /// event in room-only mode), as ORB last read or wrote it. ORB's writes of that event carry it as
+    /// `If-Match: W/"<changeKey>"`, so a change made there since is not overwritten unseen (Graph answers
+    /// `412`; the engine reads the event and plans again with it).
     pub change_key: Option<String>,
     /// Graph's `lastModifiedDateTime` of the version ORB last processed: an observation older than this
     /// is stale (notifications arrive out of order) and changes nothing.

@@ -317,6 +317,11 @@ fn check(
         if &same == b {
             *got.last_mut().unwrap() = "record: watermark only".to_owned();
         }
+        same.exchange.change_key.clone_from(&b.exchange.change_key);
+        if &same == b && after.exchange.change_key != b.exchange.change_key {
+            // The event's version (the next `If-Match`), and the watermark if it moved.
+            *got.last_mut().unwrap() = "record: version only".to_owned();
+        }
     }
     assert_eq!(got, expected, "case {name:?}\nplan: {plan:#?}");
     // Every plan is deterministic.
@@ -599,7 +604,7 @@ fn rule_03_echo() {
             o.ids.change_key = Some("ck-2".into());
             o.location_text = Some("Other text".into());
         }),
-        &["nothing Echo", "record: unchanged"],
+        &["nothing Echo", "record: version only"],
     );
     let fb = ex(A, B).organizer("guest@partner.example");
     let pf = plan(None, &fb, &w.ctx());
@@ -813,6 +818,116 @@ fn rule_05_conflicts() {
             "record: update complexity=1 cancelled",
         ],
     );
+}
+
+/// Rule 5 as the engine meets it between sweeps: ORB was about to write a TOPdesk change to Exchange and
+/// Graph refused the conditional write (`412`), so the engine read the event and planned again with it as
+/// the counterpart. The conflict is decided exactly as in a sweep, and the record takes the version read.
+#[test]
+fn rule_05_conflicts_found_before_overwriting() {
+    let mk = |policy: ConflictPolicy| world().with(|p| p.conflict = policy);
+    let rec = booked(&mk(ConflictPolicy::ExchangeWins), &ex(A, B));
+    let read = |minutes: i64, key: &str| {
+        ex("2026-03-02T12:00", "2026-03-02T13:00")
+            .modified(minutes)
+            .edit(|o| o.ids.change_key = Some(key.into()))
+    };
+    // The service desk moved the reservation to 14:00 (at +1 min); Anna moved the meeting to 12:00 (at +2).
+    let desk_then_anna = td("2026-03-02T14:00", "2026-03-02T15:00")
+        .modified(1)
+        .edit(|o| o.counterpart = Some(Box::new(read(2, "ck-anna"))));
+    let cases = [
+        (
+            ConflictPolicy::ExchangeWins,
+            vec![
+                "topdesk.reschedule 03-02 12:00-03-02 13:00",
+                "conflict ExchangeWins: exchange wins over topdesk (start,end)",
+                "mail conflict-overwritten -> anna",
+                "record: update complexity=1",
+            ],
+        ),
+        (
+            ConflictPolicy::TopdeskWins,
+            vec![
+                "exchange.update organizer:anna times=03-02 14:00-03-02 15:00",
+                "conflict TopdeskWins: topdesk wins over exchange (start,end)",
+                "mail conflict-overwritten -> anna",
+                "record: update complexity=1",
+            ],
+        ),
+        (
+            ConflictPolicy::LatestWins,
+            vec![
+                "topdesk.reschedule 03-02 12:00-03-02 13:00",
+                "conflict LatestWins: exchange wins over topdesk (start,end)",
+                "mail conflict-overwritten -> anna",
+                "record: update complexity=1",
+            ],
+        ),
+    ];
+    for (policy, expected) in cases {
+        let w = mk(policy);
+        let p = check(
+            &format!("{policy:?}, the event read after a 412"),
+            &w,
+            Some(&rec),
+            &desk_then_anna,
+            &expected,
+        );
+        let after = p.record.record().unwrap();
+        assert_eq!(after.exchange.change_key.as_deref(), Some("ck-anna"), "{policy:?}: the version read");
+        assert_eq!(after.exchange.modified_at, Some(now() + Duration::minutes(2)), "{policy:?}");
+        assert_eq!(after.topdesk.modification_date, Some(now() + Duration::minutes(1)), "{policy:?}");
+        let loser = if policy == ConflictPolicy::TopdeskWins { Side::Exchange } else { Side::Topdesk };
+        assert!(p.overwrites(loser) && !p.overwrites(loser.other()), "{policy:?}: only the loser is written");
+    }
+
+    // The event changed only in what ORB does not sync (an attendee answered): no conflict, the TOPdesk change
+    // is written, naming the version read.
+    let w = mk(ConflictPolicy::TopdeskWins);
+    let unchanged = ex(A, B).modified(2).edit(|o| o.ids.change_key = Some("ck-answered".into()));
+    let p = check(
+        "the event read after a 412 did not change what ORB syncs",
+        &w,
+        Some(&rec),
+        &td("2026-03-02T14:00", "2026-03-02T15:00")
+            .modified(1)
+            .edit(|o| o.counterpart = Some(Box::new(unchanged))),
+        &["exchange.update organizer:anna times=03-02 14:00-03-02 15:00", "record: update complexity=1"],
+    );
+    assert_eq!(p.record.record().unwrap().exchange.change_key.as_deref(), Some("ck-answered"));
+
+    // A counterpart older than the version ORB already processed gives no version.
+    let mut seen = rec.clone();
+    seen.exchange.change_key = Some("ck-seen".into());
+    seen.exchange.modified_at = Some(now() + Duration::minutes(5));
+    let p = check(
+        "a stale counterpart",
+        &w,
+        Some(&seen),
+        &td("2026-03-02T14:00", "2026-03-02T15:00")
+            .modified(1)
+            .edit(|o| o.counterpart = Some(Box::new(read(2, "ck-old")))),
+        &["exchange.update organizer:anna times=03-02 14:00-03-02 15:00", "record: update complexity=1"],
+    );
+    assert_eq!(p.record.record().unwrap().exchange.change_key.as_deref(), Some("ck-seen"));
+}
+
+#[test]
+fn which_side_can_win_a_conflict_under_each_policy() {
+    // Before overwriting a side, ORB must know whether it changed only where such a change could win.
+    let cases = [
+        (ConflictPolicy::ExchangeWins, true, false),
+        (ConflictPolicy::TopdeskWins, false, true),
+        (ConflictPolicy::LatestWins, true, true),
+    ];
+    for (policy, exchange, topdesk) in cases {
+        assert_eq!(
+            (policy.can_win(Side::Exchange), policy.can_win(Side::Topdesk)),
+            (exchange, topdesk),
+            "{policy:?}"
+        );
+    }
 }
 
 #[test]

@@ -324,3 +324,77 @@ async fn futures_join(
     }
     out
 }
+
+#[tokio::test]
+async fn a_write_with_a_stale_if_match_is_refused_with_412_and_graphs_error_body() {
+    let em = world();
+    em.add_app_secret(TENANT, "app", "s3");
+    let served = serve(em.clone()).await.unwrap();
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", served.base_url))
+        .form(&[
+            ("client_id", "app"),
+            ("client_secret", "s3"),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let made = em
+        .create_in(
+            "anna@contoso.com",
+            &meeting("Sync", "2026-09-02T09:00:00", "2026-09-02T10:00:00"),
+            &View::default(),
+        )
+        .unwrap();
+    let id = made.id.unwrap();
+    let url = format!("{}/v1.0/users/anna@contoso.com/events/{id}", served.base_url);
+    let etag = |em: &GraphEmulator| {
+        let events = em.events("anna@contoso.com").unwrap();
+        events.into_iter().find(|e| e.id.as_deref() == Some(id.as_str())).and_then(|e| e.odata_etag).unwrap()
+    };
+    let first = etag(&em);
+    em.update_in(
+        "anna@contoso.com",
+        &id,
+        &Event { subject: Some("Renamed".into()), ..Event::default() },
+        &View::default(),
+    )
+    .unwrap();
+    let second = etag(&em);
+    assert_ne!(first, second, "a change gives the event a new etag");
+    let rename = json!({"subject": "ORB's"});
+    for (method, path) in [("PATCH", ""), ("POST", "/cancel"), ("DELETE", "")] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = http
+            .request(method.clone(), format!("{url}{path}"))
+            .header("Authorization", &bearer)
+            .header("If-Match", &first);
+        if method != reqwest::Method::DELETE {
+            request = request.json(&rename);
+        }
+        let refused = request.send().await.unwrap();
+        assert_eq!(refused.status(), 412, "{method} {path}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "ErrorIrresolvableConflict", "{method} {path}: {body}");
+        assert_eq!(etag(&em), second, "{method} {path}: nothing changed");
+    }
+    let landed = http
+        .patch(&url)
+        .header("Authorization", &bearer)
+        .header("If-Match", &second)
+        .json(&rename)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(landed.status(), 200);
+    let landed: Value = landed.json().await.unwrap();
+    assert_ne!(landed["@odata.etag"].as_str(), Some(second.as_str()), "the write made a new version");
+    assert_eq!(landed["subject"], "ORB's");
+}

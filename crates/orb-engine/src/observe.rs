@@ -45,6 +45,9 @@
 //!   context's resolver; `originalStart` identifies the occurrence (for an unchanged `occurrence` a
 //!   missing `originalStart` is its start). A `seriesMaster` is not a booking
 //!   ([`ObserveError::SeriesMaster`]): expand its instances and observe each.
+//! - **Version.** `changeKey` only from the organizer's own item (`isOrganizer` not `false`): it is the
+//!   version ORB's conditional writes name (`If-Match`); a room's copy of someone else's meeting has its
+//!   own version and gives none.
 //! - **Match id.** The single-value extended property [`orb_graph::ORB_MATCH_PROPERTY_ID`] (only present when
 //!   `$expand`ed), else `transactionId` (ORB sets it to the match id on create) when it parses as a
 //!   [`BookingId`].
@@ -543,7 +546,9 @@ fn observe_graph(
         ids: RemoteIds {
             event_id,
             ical_uid: event.ical_uid.clone(),
-            change_key: event.change_key.clone(),
+            // Only the organizer's own item (ORB writes there, naming this version in `If-Match`): an
+            // attendee's or a room's copy has its own version, which says nothing about the meeting's.
+            change_key: event.change_key.clone().filter(|_| event.is_organizer != Some(false)),
             reservation_id: None,
             reservation_number: None,
         },

@@ -20,6 +20,18 @@
 //!   cancellation, an occurrence moved room: cancel + create); for a new booking the observed side keeps
 //!   no fingerprint, so the retry is not mistaken for an echo. After a permanent refusal the same
 //!   observation again is an echo (no second refusal), a changed one is planned again.
+//! - **No lost update between sweeps.** Before a plan overwrites a side, ORB knows whether that side
+//!   changed since the record's watermark. Exchange: every write of an existing event carries `If-Match`
+//!   with the version ORB last saw ([`orb_core::ExchangeLink::change_key`]); when Graph refuses it (`412`),
+//!   nothing of the try is committed, the event is read (the room's copy by id, observed with the
+//!   organizer's copy, as a notification would be) and the observation is planned again with it as
+//!   [`Observation::counterpart`]. TOPdesk has no conditional write: where a TOPdesk change could win
+//!   ([`orb_core::ConflictPolicy::can_win`]: `topdesk-wins`, `latest-wins`), a plan that overwrites a
+//!   reservation with an Exchange change first reads it (one GET) and, when its `modificationDate` is newer
+//!   than the watermark, plans again with it as the counterpart. Under `exchange-wins` no read is made:
+//!   the Exchange change wins anyway, and a TOPdesk change made in that second is overwritten without a
+//!   conflict entry. Each side is read at most once per try; then the planner's conflict rule (rule 5)
+//!   decides, with the same timeline entry and mail as in a sweep. A second `412` is a transient failure.
 //! - A side the planner left `Pending` (a create) becomes `Synced` in the commit once its writes succeeded.
 //! - **A record whose other side was never written is planned as new again** (same match id and
 //!   correlation id) unless the observation is an echo or stale, so a create that failed is retried as a
@@ -591,16 +603,63 @@ async fn sync_once(
             }
         }
     }
-    let obs = &adjusted;
+    let mut obs = adjusted;
+    let now = deps.clock.now();
+    let new_ids = NewIds {
+        booking: derived.unwrap_or_else(|| BookingId::generate(now)),
+        correlation: CorrelationId::generate(now),
+    };
+    // The side a plan overwrites is read at most once per try (a reservation before writing to it, an
+    // event after Graph refused a conditional write); then the planner's conflict rule decides.
+    let mut read_before = false;
+    loop {
+        let outcome =
+            plan_and_commit(deps, tenant, &obs, record.as_ref(), new_ids, !read_before, attempt, cache)
+                .await?;
+        let current = match (outcome, record.as_ref()) {
+            (Step::Committed(outcome), _) => return Ok(outcome),
+            (Step::TopdeskChanged(reservation), _) => Some(*reservation),
+            (Step::ExchangeChanged, Some(record)) => exchange_now(deps, tenant, record).await?,
+            (Step::ExchangeChanged, None) => None,
+        };
+        read_before = true;
+        if current.is_some() {
+            obs.counterpart = current.map(Box::new);
+        }
+    }
+}
+
+/// What one plan-and-commit did.
+enum Step {
+    /// Committed (or nothing to commit).
+    Committed(SyncOutcome),
+    /// Not committed: before an Exchange change was written over it, the reservation turned out to have
+    /// changed since ORB last saw it (here as observed, participants resolved).
+    TopdeskChanged(Box<Observation>),
+    /// Not committed: Graph refused a conditional write (`412`), the event changed since ORB last saw it.
+    ExchangeChanged,
+}
+
+/// Plans `obs` against `record` and carries the plan out, unless the side it overwrites changed since
+/// ORB last saw it and `may_read` allows finding out (see [`Step`]): then nothing is committed and the
+/// caller plans again with that side's current state as the counterpart (rule 5 decides).
+#[allow(clippy::too_many_arguments)]
+async fn plan_and_commit(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    obs: &Observation,
+    record: Option<&BookingRecord>,
+    new_ids: NewIds,
+    may_read: bool,
+    attempt: u32,
+    cache: &JobCache,
+) -> Result<Step, SyncError> {
     let persons = person_directory(tenant, cache, obs).await?;
     let now = deps.clock.now();
-    let replan_as_new = record.as_ref().filter(|r| other_side_never_written(r, obs.side));
+    let replan_as_new = record.filter(|r| other_side_never_written(r, obs.side));
     let new_ids = match replan_as_new {
         Some(r) => NewIds { booking: r.id, correlation: r.correlation_id },
-        None => NewIds {
-            booking: derived.unwrap_or_else(|| BookingId::generate(now)),
-            correlation: CorrelationId::generate(now),
-        },
+        None => new_ids,
     };
     let ctx = PlanContext {
         tenant_id: tenant.tenant_id,
@@ -611,7 +670,7 @@ async fn sync_once(
         new_ids,
         sweep: None,
     };
-    let mut the_plan = plan(record.as_ref(), obs, &ctx);
+    let mut the_plan = plan(record, obs, &ctx);
     let settled = matches!(the_plan.nothing_reason(), Some(NothingReason::Echo | NothingReason::Stale));
     if let Some(stored) = replan_as_new.filter(|_| !settled) {
         // The item may carry this booking's own match id already (a reservation ORB linked): planned as
@@ -636,7 +695,14 @@ async fn sync_once(
                 Plan { actions: fresh.actions, record: RecordChange::Update(new), timeline: fresh.timeline };
         }
     }
-    let (booking, correlation) = match the_plan.record.record().or(record.as_ref()) {
+    if may_read
+        && let Some(record) = record
+        && let Some(current) = topdesk_changed_since(tenant, cache, record, obs, &the_plan).await?
+    {
+        tracing::info!(booking = %record.id, "the reservation changed since ORB last saw it; planning again with it");
+        return Ok(Step::TopdeskChanged(Box::new(current)));
+    }
+    let (booking, correlation) = match the_plan.record.record().or(record) {
         Some(r) => (Some(r.id), Some(r.correlation_id)),
         None => (None, None),
     };
@@ -648,9 +714,88 @@ async fn sync_once(
         correlation = correlation.map(tracing::field::display),
         attempt,
     );
-    commit_plan(deps, tenant, obs, record.as_ref(), the_plan, &ctx, attempt).instrument(span).await
+    commit_plan(deps, tenant, obs, record, the_plan, &ctx, attempt, may_read).instrument(span).await
 }
 
+/// Before an Exchange change is written over a reservation, where a TOPdesk change could win the conflict
+/// ([`orb_core::ConflictPolicy::can_win`]; TOPdesk has no conditional write): the reservation is read (one
+/// GET), and returned as observed when it changed since the record's watermark. `None`: no read needed,
+/// not changed, or gone / not observable (the write then finds out).
+async fn topdesk_changed_since(
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    record: &BookingRecord,
+    obs: &Observation,
+    the_plan: &Plan,
+) -> Result<Option<Observation>, SyncError> {
+    let needed = obs.side == Side::Exchange
+        && obs.counterpart.is_none()
+        && tenant.policy.conflict.can_win(Side::Topdesk)
+        && the_plan.overwrites(Side::Topdesk);
+    let Some(id) = record.topdesk.reservation_id.as_deref().filter(|_| needed) else { return Ok(None) };
+    let Ok(id) = id.parse::<ReservationId>() else { return Ok(None) };
+    let reservation = match tenant.topdesk.get_reservation(id).await {
+        Ok(r) => r,
+        Err(TopdeskError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut current = match observe_reservation(tenant, &reservation) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::info!(reservation = %id, error = %e, "the reservation is not observable; writing as planned");
+            return Ok(None);
+        }
+    };
+    if record.topdesk.modification_date.is_some_and(|w| current.modified_at <= w) {
+        return Ok(None);
+    }
+    resolve_participants(tenant, cache, Some(record), &mut current).await?;
+    Ok(Some(current))
+}
+
+/// The booking's Exchange meeting as it is now (after Graph refused a conditional write): the room's copy
+/// read by its id (or its absence) and observed with the organizer's copy, as a notification would be, with
+/// a fresh calendar view (the job's may be older than the change). `None` when it cannot be observed.
+async fn exchange_now(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    record: &BookingRecord,
+) -> Result<Option<Observation>, SyncError> {
+    let Some(room) = tenant.rooms.by_id(record.room_id) else { return Ok(None) };
+    let mailbox = room.mailbox.address().clone();
+    let corr = record.correlation_id;
+    let fresh = JobCache::default();
+    let read = match record.exchange.room_event_id.as_deref() {
+        Some(id) => match tenant.graph.get_event(&mailbox, id, corr).await {
+            Ok(event) => Some(event),
+            Err(GraphError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let copy = match &read {
+        Some(event) => RoomCopy::Item(event),
+        None => RoomCopy::Gone { event_id: record.exchange.room_event_id.clone(), record },
+    };
+    let observed = match observe_in_room(deps, tenant, &fresh, &mailbox, copy, corr).await {
+        Ok(o) => o,
+        Err(SyncError::Observe(e)) => {
+            tracing::info!(booking = %record.id, error = %e, "the meeting is not observable; the write is retried");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut current = observed.observation;
+    if observed.room_copy_subject {
+        current.subject.clone_from(&record.subject);
+    }
+    if tenant.rooms.is_room_address(&current.organizer) {
+        current.organizer = record.organizer.clone();
+    }
+    Ok(Some(scrubbed(&tenant.policy, current)))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn commit_plan(
     deps: &SyncDeps,
     tenant: &TenantRuntime,
@@ -659,7 +804,8 @@ async fn commit_plan(
     the_plan: Plan,
     ctx: &PlanContext<'_>,
     attempt: u32,
-) -> Result<SyncOutcome, SyncError> {
+    replan_if_changed: bool,
+) -> Result<Step, SyncError> {
     let now = ctx.now;
     let nothing = the_plan.nothing_reason();
     let Some(after) = the_plan.record.record().cloned() else {
@@ -667,7 +813,7 @@ async fn commit_plan(
             tracing::warn!(actions = ?the_plan.actions, "plan writes without a record change; not executed");
         }
         tracing::info!(reason = ?nothing, "nothing to commit");
-        return Ok(SyncOutcome {
+        return Ok(Step::Committed(SyncOutcome {
             booking: before.map(|r| r.id),
             correlation: before.map(|r| r.correlation_id),
             commit: Commit::Nothing,
@@ -676,7 +822,7 @@ async fn commit_plan(
             failed: Vec::new(),
             retry_at: None,
             tries: attempt,
-        });
+        }));
     };
     let exec_ctx = ExecContext {
         graph: &tenant.graph,
@@ -717,6 +863,12 @@ async fn commit_plan(
                 audit_pause(deps, tenant, side, AUDIT_WRITES_RESUMED, "a write landed again", now).await;
                 tracing::info!(%side, "writes accepted again: tenant resumed");
             }
+        }
+        if replan_if_changed && report.changed() == Some(Side::Exchange) {
+            // Nothing of this try is committed: the conditional write changed nothing (and the plan's other
+            // writes are to the same side, after it, or idempotent). The event is read and planned again.
+            tracing::info!("the meeting changed since ORB last saw it (412); reading it and planning again");
+            return Ok(Step::ExchangeChanged);
         }
     }
 
@@ -837,7 +989,7 @@ async fn commit_plan(
         failed = failed.len(),
         "booking committed"
     );
-    Ok(SyncOutcome {
+    Ok(Step::Committed(SyncOutcome {
         booking: Some(stored.id),
         correlation: Some(stored.correlation_id),
         commit,
@@ -846,7 +998,7 @@ async fn commit_plan(
         failed,
         retry_at,
         tries: attempt,
-    })
+    }))
 }
 
 /// Audit action: a side denied ORB's credentials or rights; the tenant's writes to it are paused.
@@ -1290,7 +1442,8 @@ async fn observe_in_room(
     obs.ids = RemoteIds {
         event_id: room_obs.ids.event_id.clone().filter(|_| still_here),
         ical_uid: Some(ical),
-        change_key: room_obs.ids.change_key.clone().filter(|_| still_here),
+        // The organizer's copy's version: ORB writes there (`If-Match`).
+        change_key: obs.ids.change_key.take(),
         reservation_id: None,
         reservation_number: None,
     };

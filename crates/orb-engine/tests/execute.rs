@@ -238,7 +238,77 @@ async fn booked_in_exchange(w: &World, policy: &Policy) -> (Plan, BookingRecord)
     let report = w.run(&plan, &record).await;
     assert!(report.all_done(), "{report:?}");
     assert!(apply_to_record(&mut record, &report));
+    // The room's answer changed the meeting after the create answered; the echo of the meeting brings that
+    // version into the record (the planner takes an echo's change key), as ORB's next If-Match.
+    record.exchange.change_key = w.written(&record).await.change_key;
     (plan, record)
+}
+
+impl World {
+    /// The event ORB writes for `record` (the organizer's copy, or the room's event in room-only mode) as
+    /// it is now.
+    async fn written(&self, record: &BookingRecord) -> orb_graph::model::Event {
+        let corr = CorrelationId::generate(self.clock.now());
+        let (mailbox, id) = match &record.exchange.organizer_event_id {
+            Some(id) => (mail("anna@contoso.com"), id.clone()),
+            None => (mail("room1@contoso.com"), record.exchange.room_event_id.clone().unwrap()),
+        };
+        self.graph.get_event(&mailbox, &id, corr).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_write_of_a_meeting_changed_since_orb_saw_it_changes_nothing_and_says_so() {
+    let action = |name: &str, record: &BookingRecord| {
+        let (booking, event_id) = (record.id, record.exchange.organizer_event_id.clone());
+        let target = ExchangeTarget::Organizer { mailbox: mail("anna@contoso.com") };
+        let cancel = |how| Action::CancelExchangeEvent {
+            booking,
+            target: target.clone(),
+            event_id: event_id.clone(),
+            how,
+        };
+        match name {
+            "retime" => Action::UpdateExchangeEvent {
+                booking,
+                target: target.clone(),
+                event_id: event_id.clone(),
+                changes: ExchangeChanges {
+                    times: Some((at("2026-09-02T14:00:00Z"), at("2026-09-02T15:00:00Z"))),
+                    ..ExchangeChanges::default()
+                },
+            },
+            "cancel the meeting" => cancel(ExchangeCancel::CancelMeeting),
+            _ => cancel(ExchangeCancel::RemoveRoom),
+        }
+    };
+    let cases = ["retime", "cancel the meeting", "remove the room"];
+    for name in cases {
+        let w = World::start().await;
+        let (_, record) = booked_in_exchange(&w, &Policy::new()).await;
+        // Anna renames her meeting in Outlook after ORB last saw it.
+        let id = record.exchange.organizer_event_id.clone().unwrap();
+        let rename = orb_graph::model::Event { subject: Some("Renamed".into()), ..Default::default() };
+        w.graph_em.update_in("anna@contoso.com", &id, &rename, &Default::default()).unwrap();
+        let changed = w.written(&record).await;
+
+        let report = w.run(&plan_of(vec![action(name, &record)]), &record).await;
+        match &report.outcomes[0].outcome {
+            Outcome::Failed { error, class } => {
+                assert!(error.is_changed(), "{name}: {error:?}");
+                assert_eq!(*class, FailureClass::Transient { retry_after: None }, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(report.changed(), Some(Side::Exchange), "{name}");
+        assert_eq!(w.written(&record).await, changed, "{name}: nothing was written");
+
+        // With the version read now, the same write lands.
+        let mut seen = record.clone();
+        seen.exchange.change_key.clone_from(&changed.change_key);
+        let report = w.run(&plan_of(vec![action(name, &seen)]), &seen).await;
+        assert!(report.all_done(), "{name}: {report:?}");
+    }
 }
 
 #[tokio::test]
@@ -318,7 +388,11 @@ async fn exchange_create_in_organizer_mode_makes_one_meeting_with_the_room() {
     assert_eq!(applied.exchange.organizer_event_id, meeting.id);
     assert_eq!(applied.exchange.room_event_id, room_copy.id);
     assert_eq!(applied.exchange.ical_uid, meeting.ical_uid);
-    assert_eq!(applied.exchange.change_key, room_copy.change_key, "the room copy's version (observed side)");
+    assert_eq!(applied.exchange.change_key, ids.change_key, "the version the create answered");
+    assert_ne!(
+        applied.exchange.change_key, room_copy.change_key,
+        "the organizer's copy's version (ORB's next If-Match), not the room copy's"
+    );
     assert_eq!(applied.exchange_fingerprint, record.exchange_fingerprint);
 }
 

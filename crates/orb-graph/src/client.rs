@@ -12,6 +12,9 @@
 //!   where JSON was expected) are retried only for idempotent calls (creates are idempotent through
 //!   `transactionId`), honouring a `Retry-After` if one came.
 //! - Every request carries `client-request-id` = the caller's [`CorrelationId`].
+//! - Writes of an existing event may be conditional (`If-Match` with the `@odata.etag` the caller last saw):
+//!   Graph answers `412` when the event changed since, classified as [`GraphError::Conflict`] (not
+//!   retried: the caller reads the event and decides again).
 //! - Events are created with `transactionId` = ORB's match id and a single-value extended property holding
 //!   the same match id ([`ClientOptions::match_property_id`]).
 
@@ -33,6 +36,12 @@ use crate::classify;
 use crate::model::{
     CancelRequest, Collection, Event, Message, Room, SendMailRequest, SingleValueExtendedProperty,
 };
+
+/// The `@odata.etag` of an item whose `changeKey` is `change_key` (`W/"<changeKey>"`): what an `If-Match`
+/// names to write only that version of the item.
+pub fn etag_for_change_key(change_key: &str) -> String {
+    format!("W/\"{change_key}\"")
+}
 
 /// ORB's extended property holding a booking's match id (a fixed GUID namespace for ORB).
 pub const ORB_MATCH_PROPERTY_ID: &str = "String {6c1f3a52-8f0e-4d4b-9b7e-0a5d2c9e4f11} Name OrbMatchId";
@@ -167,6 +176,8 @@ pub(crate) struct Call<'a> {
     pub(crate) corr: CorrelationId,
     pub(crate) idempotent: bool,
     pub(crate) paged: bool,
+    /// `If-Match`: the version of the item the write is meant for.
+    pub(crate) if_match: Option<String>,
 }
 
 /// A success answer, read in full.
@@ -358,6 +369,9 @@ impl GraphClient {
             if let Some(prefer) = self.prefer(call.paged) {
                 req = req.header("Prefer", prefer);
             }
+            if let Some(etag) = &call.if_match {
+                req = req.header(reqwest::header::IF_MATCH, etag);
+            }
             if let Some(body) = &call.body {
                 req = req.json(body);
             }
@@ -405,7 +419,7 @@ impl GraphClient {
         corr: CorrelationId,
     ) -> Call<'a> {
         let idempotent = method != Method::POST;
-        Call { method, url, mailbox, body: None, corr, idempotent, paged: false }
+        Call { method, url, mailbox, body: None, corr, idempotent, paged: false, if_match: None }
     }
 
     pub(crate) fn with_body<'a, B: Serialize>(mut call: Call<'a>, body: &B) -> Result<Call<'a>, GraphError> {
@@ -497,46 +511,57 @@ impl GraphClient {
         Ok(found.into_iter().next())
     }
 
-    /// Changes an event (only the fields set in `changes`).
+    /// Changes an event (only the fields set in `changes`). With `if_match` (an `@odata.etag`, e.g.
+    /// [`etag_for_change_key`]) the change is made only if the event is still that version; otherwise Graph
+    /// answers `412` ([`GraphError::Conflict`]) and nothing changes.
     pub async fn update_event(
         &self,
         mailbox: &EmailAddress,
         id: &str,
         changes: &Event,
+        if_match: Option<&str>,
         corr: CorrelationId,
     ) -> Result<Event, GraphError> {
-        let call = self.call(
+        let mut call = self.call(
             Method::PATCH,
             self.url(&["users", mailbox.as_str(), "events", id]),
             Some(mailbox),
             corr,
         );
+        call.if_match = if_match.map(str::to_owned);
         self.json(Self::with_body(call, changes)?, "an event").await
     }
 
-    /// Cancels a meeting as its organizer (attendees are told, with `comment`).
+    /// Cancels a meeting as its organizer (attendees are told, with `comment`); `if_match` as in
+    /// [`Self::update_event`].
     pub async fn cancel_event(
         &self,
         mailbox: &EmailAddress,
         id: &str,
         comment: Option<&str>,
+        if_match: Option<&str>,
         corr: CorrelationId,
     ) -> Result<(), GraphError> {
         let url = self.url(&["users", mailbox.as_str(), "events", id, "cancel"]);
-        let call = self.call(Method::POST, url, Some(mailbox), corr);
+        let mut call = self.call(Method::POST, url, Some(mailbox), corr);
+        call.if_match = if_match.map(str::to_owned);
         let body = CancelRequest { comment: comment.map(str::to_owned) };
         self.send(Self::with_body(call, &body)?).await.map(drop)
     }
 
-    /// Deletes an event (from an organizer's calendar this also cancels the meeting).
+    /// Deletes an event (from an organizer's calendar this also cancels the meeting); `if_match` as in
+    /// [`Self::update_event`].
     pub async fn delete_event(
         &self,
         mailbox: &EmailAddress,
         id: &str,
+        if_match: Option<&str>,
         corr: CorrelationId,
     ) -> Result<(), GraphError> {
         let url = self.url(&["users", mailbox.as_str(), "events", id]);
-        self.send(self.call(Method::DELETE, url, Some(mailbox), corr)).await.map(drop)
+        let mut call = self.call(Method::DELETE, url, Some(mailbox), corr);
+        call.if_match = if_match.map(str::to_owned);
+        self.send(call).await.map(drop)
     }
 
     /// Occurrences and exceptions of a series in `[from, to)` (not cancelled occurrences).

@@ -37,7 +37,10 @@ pub mod subscriptions;
 
 pub use auth::{AppRegistration, CertificateCredential, Credential, TokenProvider};
 pub use batch::{BatchCall, BatchItemResult, BatchReply};
-pub use client::{ClientOptions, DeltaCursor, DeltaRound, Endpoints, GraphClient, ORB_MATCH_PROPERTY_ID};
+pub use client::{
+    ClientOptions, DeltaCursor, DeltaRound, Endpoints, GraphClient, ORB_MATCH_PROPERTY_ID,
+    etag_for_change_key,
+};
 pub use error::GraphError;
 pub use jwks::{JwksCache, JwksCacheOptions};
 pub use subscriptions::{

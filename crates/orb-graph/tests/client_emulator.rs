@@ -130,7 +130,7 @@ async fn retime_move_and_cancel_reach_the_room_copies() {
         }),
         ..Event::default()
     };
-    client.update_event(&anna, &id, &retime, corr()).await.unwrap();
+    client.update_event(&anna, &id, &retime, None, corr()).await.unwrap();
     let room_view = client.calendar_view(&room1, day.0, day.1, corr()).await.unwrap();
     assert_eq!(room_view[0].start.as_ref().unwrap().to_utc().unwrap(), at("2026-09-02T13:00:00Z"));
 
@@ -139,7 +139,7 @@ async fn retime_move_and_cancel_reach_the_room_copies() {
         attendees: Some(vec![Attendee::resource("room2@contoso.com", None)]),
         ..Event::default()
     };
-    client.update_event(&anna, &id, &move_to_room2, corr()).await.unwrap();
+    client.update_event(&anna, &id, &move_to_room2, None, corr()).await.unwrap();
     let old = client.calendar_view(&room1, day.0, day.1, corr()).await.unwrap();
     assert_eq!(
         old[0].is_cancelled,
@@ -152,10 +152,10 @@ async fn retime_move_and_cancel_reach_the_room_copies() {
     assert_eq!(new[0].is_cancelled, Some(false));
 
     let room_copy_id = new[0].id.clone().unwrap();
-    let refused = client.cancel_event(&room2, &room_copy_id, None, corr()).await.unwrap_err();
+    let refused = client.cancel_event(&room2, &room_copy_id, None, None, corr()).await.unwrap_err();
     assert!(matches!(refused, GraphError::Rejected { .. }), "only the organizer cancels: {refused:?}");
 
-    client.cancel_event(&anna, &id, Some("No longer needed"), corr()).await.unwrap();
+    client.cancel_event(&anna, &id, Some("No longer needed"), None, corr()).await.unwrap();
     let after = client.calendar_view(&room2, day.0, day.1, corr()).await.unwrap();
     assert_eq!(after[0].is_cancelled, Some(true));
     let gone = client.get_event(&anna, &id, corr()).await.unwrap_err();
@@ -199,8 +199,8 @@ async fn series_with_an_exception_and_a_cancelled_occurrence() {
         }),
         ..Event::default()
     };
-    client.update_event(&anna, occurrences[1].id.as_deref().unwrap(), &moved, corr()).await.unwrap();
-    client.delete_event(&anna, occurrences[2].id.as_deref().unwrap(), corr()).await.unwrap();
+    client.update_event(&anna, occurrences[1].id.as_deref().unwrap(), &moved, None, corr()).await.unwrap();
+    client.delete_event(&anna, occurrences[2].id.as_deref().unwrap(), None, corr()).await.unwrap();
 
     let after = client.instances(&anna, &master_id, window.0, window.1, corr()).await.unwrap();
     let kinds: Vec<_> = after.iter().map(|o| o.kind.unwrap()).collect();
@@ -244,7 +244,7 @@ async fn delta_round_trip_with_paging_and_restarts() {
     assert!(quiet.changed.is_empty() && quiet.removed.is_empty(), "nothing changed: {quiet:?}");
 
     let organizer_events = client.calendar_view(&anna, cursor.start, cursor.end, corr()).await.unwrap();
-    client.delete_event(&anna, organizer_events[0].id.as_deref().unwrap(), corr()).await.unwrap();
+    client.delete_event(&anna, organizer_events[0].id.as_deref().unwrap(), None, corr()).await.unwrap();
     let extra = meeting("New", "room1@contoso.com", "2026-09-04T08:00:00", "2026-09-04T09:00:00");
     client.create_event(&anna, &extra, "d-new", corr()).await.unwrap();
     let second = client.delta(&room, &quiet.cursor, corr()).await.unwrap();
@@ -265,7 +265,7 @@ async fn delta_round_trip_with_paging_and_restarts() {
 
     // Removal shows up as @removed when an item is deleted from the room calendar itself.
     let room_item = again.changed[0].id.clone().unwrap();
-    client.delete_event(&room, &room_item, corr()).await.unwrap();
+    client.delete_event(&room, &room_item, None, corr()).await.unwrap();
     let removed = client.delta(&room, &again.cursor, corr()).await.unwrap();
     assert_eq!(removed.removed, vec![room_item]);
 }
@@ -356,4 +356,109 @@ async fn rooms_mail_prefer_headers_and_correlation_ids() {
     assert_eq!(start.date_time, "2026-09-02T11:00:00.0000000", "shown in the preferred zone");
     assert_eq!(start.time_zone.as_deref(), Some("W. Europe Standard Time"));
     assert!(created.id.unwrap().starts_with("AAkALg"), "immutable id requested and given");
+}
+
+/// A conditional write of an event (`If-Match`) as the engine makes it.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    Update,
+    Cancel,
+    Delete,
+}
+
+/// What the write names in `If-Match`.
+#[derive(Debug, Clone, Copy)]
+enum Condition {
+    /// No `If-Match`.
+    Unconditional,
+    /// The version read before a person changed the meeting.
+    ReadBeforeTheChange,
+    /// The version after it.
+    Current,
+    /// `*`: any version.
+    Any,
+}
+
+#[tokio::test]
+async fn a_conditional_write_is_refused_with_412_when_the_event_changed_since_it_was_read() {
+    use Condition::*;
+    use Write::*;
+    let world = World::start().await;
+    let client = world.client();
+    let anna = addr("anna@contoso.com");
+    let cases = [
+        (Update, ReadBeforeTheChange, false),
+        (Update, Current, true),
+        (Update, Any, true),
+        (Update, Unconditional, true),
+        (Cancel, ReadBeforeTheChange, false),
+        (Cancel, Current, true),
+        (Delete, ReadBeforeTheChange, false),
+        (Delete, Current, true),
+        (Delete, Unconditional, true),
+    ];
+    for (n, (write, condition, lands)) in cases.into_iter().enumerate() {
+        let day = 2 + u32::try_from(n).unwrap();
+        let (start, end) = (format!("2026-09-{day:02}T09:00:00"), format!("2026-09-{day:02}T10:00:00"));
+        let made = client
+            .create_event(
+                &anna,
+                &meeting("Sync", "room1@contoso.com", &start, &end),
+                &format!("m-{n}"),
+                corr(),
+            )
+            .await
+            .unwrap();
+        let id = made.id.clone().unwrap();
+        let before = client.get_event(&anna, &id, corr()).await.unwrap();
+        // A person renames the meeting in Outlook: a new version.
+        let rename = Event { subject: Some("Sync (moved?)".into()), ..Event::default() };
+        world.em.update_in("anna@contoso.com", &id, &rename, &Default::default()).unwrap();
+        let changed = client.get_event(&anna, &id, corr()).await.unwrap();
+        assert_ne!(changed.odata_etag, before.odata_etag, "every change gives the event a new etag");
+        assert_eq!(
+            changed.odata_etag.as_deref(),
+            Some(orb_graph::etag_for_change_key(changed.change_key.as_deref().unwrap()).as_str()),
+            "the etag is W/\"<changeKey>\""
+        );
+        let etag = match condition {
+            Unconditional => None,
+            ReadBeforeTheChange => before.odata_etag.clone(),
+            Current => changed.odata_etag.clone(),
+            Any => Some("*".to_owned()),
+        };
+        let retime = Event {
+            start: Some(DateTimeTimeZone {
+                date_time: start.replace("T09", "T11"),
+                time_zone: Some("UTC".into()),
+            }),
+            end: Some(DateTimeTimeZone {
+                date_time: end.replace("T10", "T12"),
+                time_zone: Some("UTC".into()),
+            }),
+            ..Event::default()
+        };
+        let result = match write {
+            Update => client.update_event(&anna, &id, &retime, etag.as_deref(), corr()).await.map(drop),
+            Cancel => client.cancel_event(&anna, &id, None, etag.as_deref(), corr()).await,
+            Delete => client.delete_event(&anna, &id, etag.as_deref(), corr()).await,
+        };
+        let case = format!("{write:?} {condition:?}");
+        if lands {
+            result.unwrap_or_else(|e| panic!("{case}: {e:?}"));
+            continue;
+        }
+        match result {
+            Err(GraphError::Conflict { message }) => {
+                assert!(message.contains("ErrorIrresolvableConflict"), "{case}: {message}")
+            }
+            other => panic!("{case}: expected 412 Conflict, got {other:?}"),
+        }
+        assert!(
+            !GraphError::Conflict { message: String::new() }.is_retryable(),
+            "{case}: read again instead"
+        );
+        let after = client.get_event(&anna, &id, corr()).await.unwrap();
+        assert_eq!(after, changed, "{case}: a refused write changes nothing");
+    }
 }

@@ -180,7 +180,7 @@ async fn retried_reads_and_idempotent_writes_succeed_once_a_burst_ends() {
     );
     let id = created.id.unwrap();
     let change = orb_graph::model::Event { subject: Some("Renamed".into()), ..Default::default() };
-    let updated = client.update_event(&anna, &id, &change, corr()).await.unwrap();
+    let updated = client.update_event(&anna, &id, &change, None, corr()).await.unwrap();
     assert_eq!(updated.subject.as_deref(), Some("Renamed"));
 
     // A burst longer than the client's attempts stays transient, for the engine to retry later.

@@ -459,11 +459,27 @@ async fn basic_notifications_and_the_drop_duplicate_reorder_knobs() {
         ..Knobs::default()
     });
     let fourth = book(&world, "Four", "2026-09-08T09:00:00", "2026-09-08T10:00:00").await;
-    client.delete_event(&room, &room_id_of(&view, &third), corr()).await.unwrap();
+    client.delete_event(&room, &room_id_of(&view, &third), None, corr()).await.unwrap();
     let posts = rx.wait_for("/notify", 6).await;
     let got = ids(&posts);
     assert_eq!(got[4].0, "deleted", "{got:?}");
     let view = room_view().await.unwrap();
     assert_eq!(got[5], ("created".to_owned(), room_id_of(&view, &fourth)), "{got:?}");
     assert_eq!(posts.len(), 6);
+
+    // Hold: nothing leaves while the knob is set; clearing it sends what was held, in order.
+    world.em.set_knobs(Knobs {
+        notifications: NotificationKnobs { hold: true, ..Default::default() },
+        ..Knobs::default()
+    });
+    let logged = world.em.deliveries().len();
+    let fifth = book(&world, "Five", "2026-09-09T09:00:00", "2026-09-09T10:00:00").await;
+    let sixth = book(&world, "Six", "2026-09-10T09:00:00", "2026-09-10T10:00:00").await;
+    assert_eq!(world.em.deliveries().len(), logged, "held: nothing was sent");
+    world.em.set_knobs(Knobs::default());
+    let posts = rx.wait_for("/notify", 8).await;
+    let got = ids(&posts);
+    let view = room_view().await.unwrap();
+    let created = |organizer: &Value| ("created".to_owned(), room_id_of(&view, organizer));
+    assert_eq!(got[6..], [created(&fifth), created(&sixth)], "released in order: {got:?}");
 }

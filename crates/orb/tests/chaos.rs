@@ -979,6 +979,19 @@ async fn cost_of_steady_state_sync_per_change() {
             table,
             "  overall: {total} calls for {changes} synced changes = {per_change:.2} calls per synced change"
         );
+        // This runs the default policy, exchange-wins. Where a TOPdesk change can win a conflict
+        // (topdesk-wins, latest-wins), ORB reads the reservation before writing an Outlook change over it:
+        // one GET more per Outlook retime or cancel (orb-engine tests/conflicts.rs measures it per policy);
+        // the If-Match on Graph writes costs nothing under every policy.
+        let overwrites =
+            Edit::ALL.iter().filter(|k| matches!(k, Edit::OutlookRetime | Edit::OutlookCancel)).count()
+                * COST_REPS;
+        let other = (total + overwrites) as f64 / changes as f64;
+        let _ = writeln!(
+            table,
+            "  per policy: exchange-wins {per_change:.2}; topdesk-wins and latest-wins {other:.2} ({overwrites} reads \
+             of a reservation before an Outlook change is written over it)"
+        );
         let mut idle_calls = BTreeMap::new();
         tally(&mut idle_calls, &idle);
         let idle_change: usize = idle.iter().filter(|(_, bg)| !bg).count();

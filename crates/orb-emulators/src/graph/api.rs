@@ -90,6 +90,11 @@ fn prefer(headers: &HeaderMap) -> Prefer {
     out
 }
 
+/// The request's `If-Match` header (a conditional write of an event), if any.
+fn if_match(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+}
+
 /// One authorised request: its tenant, rendering options, base URL, and its place in the mailbox's
 /// in-flight count (released on drop).
 pub(crate) struct Ctx {
@@ -470,7 +475,8 @@ pub async fn get_event(
     Ok(Json(calendar::get(&em.lock(), &mb, &id, &ctx.view)?))
 }
 
-/// `PATCH /v1.0/users/{user}/events/{id}` → `200` + event.
+/// `PATCH /v1.0/users/{user}/events/{id}` → `200` + event; with `If-Match` naming an older version of
+/// the event, `412` and nothing changes.
 pub async fn update_event(
     State(em): State<GraphEmulator>,
     Path((user, id)): Path<(String, String)>,
@@ -482,10 +488,10 @@ pub async fn update_event(
     let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
     let input: Event = json_body(&body)?;
     let mb = ctx.mailbox.clone().unwrap_or_default();
-    Ok(Json(em.update_in(&mb, &id, &input, &ctx.view)?))
+    Ok(Json(em.update_in_if(&mb, &id, &input, &ctx.view, if_match(&headers))?))
 }
 
-/// `DELETE /v1.0/users/{user}/events/{id}` → `204`.
+/// `DELETE /v1.0/users/{user}/events/{id}` → `204` (`412` on a stale `If-Match`).
 pub async fn delete_event(
     State(em): State<GraphEmulator>,
     Path((user, id)): Path<(String, String)>,
@@ -494,11 +500,11 @@ pub async fn delete_event(
     uri: Uri,
 ) -> ApiResult<StatusCode> {
     let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
-    em.remove_in(ctx.mailbox.as_deref().unwrap_or_default(), &id, false)?;
+    em.remove_in_if(ctx.mailbox.as_deref().unwrap_or_default(), &id, false, if_match(&headers))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1.0/users/{user}/events/{id}/cancel` → `202` (organizer only).
+/// `POST /v1.0/users/{user}/events/{id}/cancel` → `202` (organizer only; `412` on a stale `If-Match`).
 pub async fn cancel_event(
     State(em): State<GraphEmulator>,
     Path((user, id)): Path<(String, String)>,
@@ -511,7 +517,7 @@ pub async fn cancel_event(
     if !body.is_empty() {
         let _: CancelRequest = json_body(&body)?;
     }
-    em.remove_in(ctx.mailbox.as_deref().unwrap_or_default(), &id, true)?;
+    em.remove_in_if(ctx.mailbox.as_deref().unwrap_or_default(), &id, true, if_match(&headers))?;
     Ok(StatusCode::ACCEPTED)
 }
 

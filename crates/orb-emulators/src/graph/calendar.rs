@@ -529,6 +529,26 @@ pub fn update(
     Ok(key)
 }
 
+/// The answer to a conditional write (`If-Match`): `Ok` when there is no condition, when it is `*`, or
+/// when one of its entity tags names the item's current version (`@odata.etag`; weak and strong forms
+/// compare equal, as Graph's etags are weak). Otherwise `412 Precondition Failed` with Graph's error body:
+/// the item changed since the client read it. An item that is gone is `404` (as the write would be).
+pub fn check_if_match(inner: &Inner, mb: &str, id: &str, if_match: Option<&str>) -> Result<(), CalError> {
+    let Some(wanted) = if_match else { return Ok(()) };
+    let current = get(inner, mb, id, &View::default())?;
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    let now = current.odata_etag.as_deref().map(opaque);
+    if wanted.split(',').any(|tag| tag.trim() == "*" || Some(opaque(tag)) == now) {
+        return Ok(());
+    }
+    Err(CalError::new(
+        412,
+        "ErrorIrresolvableConflict",
+        "The send or update operation could not be performed because the change key passed in the request \
+         does not match the current change key for the item.",
+    ))
+}
+
 /// Deletes (or, with `organizer_only`, cancels) the item or occurrence a URL id names.
 pub fn remove(
     inner: &mut Inner,

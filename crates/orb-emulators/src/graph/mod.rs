@@ -5,7 +5,9 @@
 //! - [`calendar`]: events in any mailbox with Exchange meeting semantics (organizer copy + room copies,
 //!   room auto-accept / decline on conflict, `DeleteSubject` / `AddOrganizerToSubject` /
 //!   `AllowConflicts`), series with exceptions and cancelled occurrences, calendarView and its delta.
-//! - [`api`]: the `/v1.0` routes, bearer-token checks, `Prefer` headers, per-mailbox throttling.
+//! - [`api`]: the `/v1.0` routes, bearer-token checks, `Prefer` headers, per-mailbox throttling,
+//!   conditional writes (`If-Match` on PATCH / cancel / DELETE of an event: `412` when the event changed
+//!   since that `@odata.etag`; every change of an event gives it a new one).
 //! - [`batch`]: `POST /v1.0/$batch`, each sub-request dispatched through the same `/v1.0` routes.
 //! - [`control`]: `/_emulator/…` to set up apps, users and rooms, act as a person in Outlook, inspect
 //!   state and counters, and turn knobs.
@@ -150,9 +152,12 @@ impl GraphEmulator {
         self.lock().knobs.clone()
     }
 
-    /// Replaces the knobs.
+    /// Replaces the knobs (notifications held back by [`NotificationKnobs::hold`] leave when it is
+    /// cleared).
     pub fn set_knobs(&self, knobs: Knobs) {
-        self.lock().knobs = knobs;
+        let mut inner = self.lock();
+        inner.knobs = knobs;
+        subscriptions::release_held(&mut inner);
     }
 
     /// Replaces only the fault plan (restarting from its seed); the other knobs stay. Not validated: see
@@ -234,9 +239,23 @@ impl GraphEmulator {
 
     /// Changes an item or one occurrence (by id) as its owner would in Outlook.
     pub fn update_in(&self, mailbox: &str, id: &str, input: &Event, view: &View) -> Result<Event, CalError> {
+        self.update_in_if(mailbox, id, input, view, None)
+    }
+
+    /// [`Self::update_in`] as a conditional request: with `if_match` (the `If-Match` header), refused
+    /// with `412` unless it names the item's current version ([`calendar::check_if_match`]).
+    pub fn update_in_if(
+        &self,
+        mailbox: &str,
+        id: &str,
+        input: &Event,
+        view: &View,
+        if_match: Option<&str>,
+    ) -> Result<Event, CalError> {
         let mb = self.resolve(mailbox)?;
         let now = self.now();
         let mut inner = self.lock();
+        calendar::check_if_match(&inner, &mb, id, if_match)?;
         let key = calendar::update(&mut inner, &mb, id, input, now)?;
         let shown = calendar::get(&inner, &mb, id, view)?;
         calendar::process_meeting(&mut inner, &mb, &key, now);
@@ -247,9 +266,22 @@ impl GraphEmulator {
     /// Deletes an item or occurrence; with `cancel`, as the organizer's "Cancel meeting" (refused for
     /// attendees' copies).
     pub fn remove_in(&self, mailbox: &str, id: &str, cancel: bool) -> Result<(), CalError> {
+        self.remove_in_if(mailbox, id, cancel, None)
+    }
+
+    /// [`Self::remove_in`] as a conditional request: with `if_match` (the `If-Match` header), refused
+    /// with `412` unless it names the item's current version ([`calendar::check_if_match`]).
+    pub fn remove_in_if(
+        &self,
+        mailbox: &str,
+        id: &str,
+        cancel: bool,
+        if_match: Option<&str>,
+    ) -> Result<(), CalError> {
         let mb = self.resolve(mailbox)?;
         let now = self.now();
         let mut inner = self.lock();
+        calendar::check_if_match(&inner, &mb, id, if_match)?;
         let key = calendar::remove(&mut inner, &mb, id, cancel, now)?;
         calendar::process_meeting(&mut inner, &mb, &key, now);
         subscriptions::collect(&mut inner, now);

@@ -19,7 +19,7 @@
 //!   expired subscriptions are removed silently (as Graph deletes them).
 //! - Delivery runs on one background task per served emulator (`run_deliveries`): POSTs leave in queue
 //!   order; the fault knobs ([`NotificationKnobs`]) drop, duplicate, hold back (reorder) or delay them,
-//!   deterministically by counters.
+//!   deterministically by counters, or hold every one back until released (`hold`).
 //!
 //! ## Invariants
 //! - Notifications are built and queued under the state mutex (pure CPU work); every HTTP call (handshake,
@@ -70,6 +70,10 @@ pub struct NotificationKnobs {
     /// Hold back each notification POST until the next one was sent with this probability, in percent
     /// (after `reorder_next`).
     pub reorder_percent: u32,
+    /// Hold every notification POST back while set (after the knobs above), in order; clearing it
+    /// ([`GraphEmulator::set_knobs`]) sends them, in order. A test uses it to let a person's changes on
+    /// both sides happen before ORB hears of the Outlook one.
+    pub hold: bool,
 }
 
 /// What the notification fault knobs did so far.
@@ -201,6 +205,8 @@ pub struct Notifier {
     tx: UnboundedSender<Delivery>,
     rx: Option<UnboundedReceiver<Delivery>>,
     held: Option<Delivery>,
+    /// POSTs held back by [`NotificationKnobs::hold`], in order.
+    held_back: Vec<Delivery>,
     signers: Vec<Arc<ValidationTokenSigner>>,
     /// What the fault knobs did.
     pub faults: NotificationFaults,
@@ -215,6 +221,7 @@ impl Default for Notifier {
             tx,
             rx: Some(rx),
             held: None,
+            held_back: Vec::new(),
             signers: Vec::new(),
             faults: NotificationFaults::default(),
         }
@@ -302,17 +309,36 @@ fn enqueue(inner: &mut Inner, delivery: Delivery) {
         inner.notifier.faults.reordered += 1;
         if copies == 2 {
             // The held copy goes out after the next POST; its twin goes now.
-            let _ = inner.notifier.tx.send(delivery.clone());
+            post(inner, delivery.clone());
         }
         inner.notifier.held = Some(delivery);
         return;
     }
     for _ in 0..copies {
-        // A closed queue means nobody serves this emulator any more: nothing to deliver to.
-        let _ = inner.notifier.tx.send(delivery.clone());
+        post(inner, delivery.clone());
     }
     if let Some(held) = inner.notifier.held.take() {
-        let _ = inner.notifier.tx.send(held);
+        post(inner, held);
+    }
+}
+
+/// Hands a POST to the delivery task, or keeps it while [`NotificationKnobs::hold`] is set.
+fn post(inner: &mut Inner, delivery: Delivery) {
+    if inner.knobs.notifications.hold {
+        inner.notifier.held_back.push(delivery);
+    } else {
+        // A closed queue means nobody serves this emulator any more: nothing to deliver to.
+        let _ = inner.notifier.tx.send(delivery);
+    }
+}
+
+/// Sends the POSTs [`NotificationKnobs::hold`] kept, in order, once it is cleared.
+pub(crate) fn release_held(inner: &mut Inner) {
+    if inner.knobs.notifications.hold {
+        return;
+    }
+    for delivery in std::mem::take(&mut inner.notifier.held_back) {
+        let _ = inner.notifier.tx.send(delivery);
     }
 }
 

@@ -71,6 +71,19 @@ pub enum ExecError {
         #[source]
         source: RemoteError,
     },
+    /// The item changed on the side since the version ORB last saw (Graph refused the conditional write,
+    /// `412`): nothing was written. The engine reads the item and plans again with it; failing that, the
+    /// write is retried like a transient failure.
+    #[error("{side} refused {action}: the item changed since ORB last read it; it is read and planned again")]
+    Changed {
+        /// The side.
+        side: Side,
+        /// What ORB tried.
+        action: &'static str,
+        /// The client's error.
+        #[source]
+        source: RemoteError,
+    },
     /// The booking's room is not (or no longer) in the tenant's room map.
     #[error("room {room} is not in the tenant's room map; map the room again or resubmit the booking")]
     UnmappedRoom {
@@ -158,6 +171,7 @@ impl ExecError {
             Self::Throttled { side, .. }
             | Self::Unavailable { side, .. }
             | Self::Refused { side, .. }
+            | Self::Changed { side, .. }
             | Self::Gone { side, .. }
             | Self::Denied { side, .. }
             | Self::Invalid { side, .. }
@@ -170,7 +184,7 @@ impl ExecError {
     pub fn class(&self) -> FailureClass {
         match self {
             Self::Throttled { retry_after, .. } => FailureClass::Transient { retry_after: *retry_after },
-            Self::Unavailable { .. } => FailureClass::Transient { retry_after: None },
+            Self::Unavailable { .. } | Self::Changed { .. } => FailureClass::Transient { retry_after: None },
             Self::Refused { reason, .. } => FailureClass::Permanent { reason: reason.clone() },
             Self::Denied { .. } => FailureClass::Config { reason: self.to_string() },
             Self::Gone { what, .. } => FailureClass::Gone { what: what.clone() },
@@ -190,6 +204,7 @@ impl ExecError {
                 GraphError::Rejected { ref reason, .. } => {
                     Self::Refused { side, action, reason: reason.clone(), source: Box::new(e) }
                 }
+                GraphError::Conflict { .. } => Self::Changed { side, action, source: Box::new(e) },
                 GraphError::Unauthorized { .. }
                 | GraphError::Forbidden { .. }
                 | GraphError::Config { .. } => Self::Denied { side, action, source: Box::new(e) },
@@ -223,6 +238,11 @@ impl ExecError {
 
     pub(crate) fn is_gone(&self) -> bool {
         matches!(self, Self::Gone { .. })
+    }
+
+    /// Whether the side refused the write because the item changed since ORB last saw it.
+    pub fn is_changed(&self) -> bool {
+        matches!(self, Self::Changed { .. })
     }
 }
 
@@ -259,6 +279,9 @@ mod tests {
             source: None,
         });
         assert_eq!(down.class(), FailureClass::Transient { retry_after: None });
+        let changed = ExecError::graph("updating")(GraphError::Conflict { message: "412".into() });
+        assert!(changed.is_changed() && !changed.is_retryable(), "read and planned again, not resent as is");
+        assert_eq!(changed.class(), FailureClass::Transient { retry_after: None }, "else retried later");
         let gone = ExecError::graph("x")(GraphError::NotFound { what: "event 1".into() });
         assert!(gone.is_gone() && !gone.is_retryable());
         assert_eq!(gone.class().to_write_failure(), Some(WriteFailure::Gone { what: "event 1".into() }));

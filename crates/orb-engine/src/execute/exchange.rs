@@ -167,7 +167,7 @@ fn event_ids(
         event_id: event.id.clone().unwrap_or_default(),
         ical_uid: event.ical_uid.clone(),
         room_event_id: copy.and_then(|c| c.id.clone()),
-        change_key: version.change_key.clone(),
+        change_key: event.change_key.clone(),
         modified_at: version.last_modified_date_time.map(orb_core::stored_precision),
         room_response: match (in_room, copy) {
             (true, _) => None,
@@ -175,6 +175,14 @@ fn event_ids(
             (false, None) => room.and_then(|r| event.attendee_response(r.as_str())),
         },
     }
+}
+
+/// The version of the booking's event ORB last saw, as `If-Match` names it: ORB's writes of an existing
+/// event are conditional, so a change a person made since is not overwritten unseen (Graph answers `412`,
+/// [`ExecError::Changed`], and the engine reads the event and plans again). `None` (unconditional) when
+/// ORB never saw a version.
+fn if_match(record: &BookingRecord) -> Option<String> {
+    record.exchange.change_key.as_deref().map(orb_graph::etag_for_change_key)
 }
 
 /// The id of the booking's event in `mailbox`: the record's id for that calendar (or the action's), else
@@ -264,7 +272,7 @@ async fn update(
     let written = if patch == Event::default() {
         ctx.graph.get_event(mailbox, &id, corr).await
     } else {
-        ctx.graph.update_event(mailbox, &id, &patch, corr).await
+        ctx.graph.update_event(mailbox, &id, &patch, if_match(record).as_deref(), corr).await
     }
     .map_err(ExecError::graph(action))?;
     let copy = match (&room, in_room) {
@@ -323,7 +331,7 @@ async fn move_room_event(
     };
     let (written, created) = ensure_created(room.address(), booking, &event, ctx).await?;
     if let Some(old_id) = old.and_then(|o| o.id) {
-        match ctx.graph.delete_event(old_room.address(), &old_id, corr).await {
+        match ctx.graph.delete_event(old_room.address(), &old_id, None, corr).await {
             Ok(()) | Err(GraphError::NotFound { .. }) => {}
             Err(e) => return Err(ExecError::graph(action)(e)),
         }
@@ -349,10 +357,12 @@ async fn cancel(
     };
     let graph = ctx.graph;
     let corr = ctx.correlation;
+    let if_match = if_match(record);
+    let if_match = if_match.as_deref();
     match how {
         ExchangeCancel::CancelMeeting => {
             let action = "cancelling a meeting";
-            match graph.cancel_event(mailbox, &id, Some(CANCEL_COMMENT), corr).await {
+            match graph.cancel_event(mailbox, &id, Some(CANCEL_COMMENT), if_match, corr).await {
                 Ok(()) => Ok(Done::EventCancelled { how, ids: None, already: false }),
                 Err(GraphError::NotFound { .. }) => Ok(already),
                 Err(e @ GraphError::Rejected { .. }) => match graph.get_event(mailbox, &id, corr).await {
@@ -363,7 +373,7 @@ async fn cancel(
                 Err(e) => Err(ExecError::graph(action)(e)),
             }
         }
-        ExchangeCancel::DeleteRoomEvent => match graph.delete_event(mailbox, &id, corr).await {
+        ExchangeCancel::DeleteRoomEvent => match graph.delete_event(mailbox, &id, if_match, corr).await {
             Ok(()) => Ok(Done::EventCancelled { how, ids: None, already: false }),
             Err(GraphError::NotFound { .. }) => Ok(already),
             Err(e) => Err(ExecError::graph("deleting a room event")(e)),
@@ -394,8 +404,10 @@ async fn cancel(
                     .then(|| Location { display_name: Some(String::new()), ..Location::default() }),
                 ..Event::default()
             };
-            let written =
-                graph.update_event(mailbox, &id, &patch, corr).await.map_err(ExecError::graph(action))?;
+            let written = graph
+                .update_event(mailbox, &id, &patch, if_match, corr)
+                .await
+                .map_err(ExecError::graph(action))?;
             let ids = event_ids(mailbox, in_room, &written, None, None);
             Ok(Done::EventCancelled { how, ids: Some(ids), already: false })
         }

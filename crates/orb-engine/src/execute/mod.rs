@@ -27,6 +27,11 @@
 //! - **Updates** set absolute values (times, room, attendee list, description): running one twice gives
 //!   the same state. A TOPdesk move that TOPdesk refuses because the reservation already holds the new
 //!   room counts as done.
+//! - **Writes of an existing event are conditional**: they carry `If-Match` with the version ORB last saw
+//!   ([`orb_core::ExchangeLink::change_key`]); when the event changed since, Graph refuses (`412`) and the
+//!   action fails with [`ExecError::Changed`], having written nothing (the engine reads the event and plans
+//!   again). The delete that ends a room-only event's move to another room is not conditional (its
+//!   replacement was made already).
 //! - **Cancels**: cancelling something already cancelled, deleting something already gone, or removing a
 //!   room that is no longer on the meeting counts as done ([`Done::ReservationCancelled`] /
 //!   [`Done::EventCancelled`] with `already = true`).
@@ -103,7 +108,8 @@ pub struct EventIds {
     pub ical_uid: Option<String>,
     /// The room's copy of the meeting (organizer mode, when the room accepted and it was found).
     pub room_event_id: Option<String>,
-    /// `changeKey` of the room's copy when known, else of the written copy.
+    /// `changeKey` of the written copy (the event ORB writes: the organizer's copy, or the room's event in
+    /// room-only mode), as the write answered: ORB's next `If-Match`.
     pub change_key: Option<String>,
     /// `lastModifiedDateTime` of the room's copy when known, else of the written copy.
     pub modified_at: Option<DateTime<Utc>>,
@@ -219,6 +225,15 @@ impl ExecutionReport {
             (Outcome::Failed { class: FailureClass::Config { reason }, .. }, Some(side)) => {
                 Some((side, reason.as_str()))
             }
+            _ => None,
+        })
+    }
+
+    /// The side that refused a write because its item changed since ORB last saw it
+    /// ([`ExecError::Changed`]: nothing was written there).
+    pub fn changed(&self) -> Option<Side> {
+        self.outcomes.iter().find_map(|o| match &o.outcome {
+            Outcome::Failed { error, .. } if error.is_changed() => o.side,
             _ => None,
         })
     }
