@@ -826,7 +826,9 @@ fn conflict(mut p: Planner<'_, '_>, rec: &BookingRecord, a: &Observation, b: &Ob
     if let RecordChange::Update(r) = &mut plan.record {
         absorb_ids(r, loser);
     }
-    if ctx.policy.mails(MailTemplate::ConflictOverwritten) {
+    // The loser's author is told: the organizer when their Outlook change lost. A desk change that lost has
+    // no author ORB can reach (a reservation names no modifier), and the organizer's own change won.
+    if loser.side == Side::Exchange && ctx.policy.mails(MailTemplate::ConflictOverwritten) {
         plan.actions.push(Action::SendMail {
             template: MailTemplate::ConflictOverwritten,
             to: rec.organizer.clone(),

@@ -141,7 +141,7 @@ struct Case {
     winner: Side,
     /// Conflict entries in the booking's timeline.
     conflicts: usize,
-    /// "Overwritten" mails to Anna (the organizer; the mail goes where the policy says, DESIGN rule 5).
+    /// "Overwritten" mails to Anna (the loser's author, when her change lost: DESIGN rule 5).
     mails: usize,
 }
 
@@ -164,7 +164,10 @@ fn races(policy: ConflictPolicy, winners: [(Side, usize); 4]) -> [Case; 4] {
     orders.map(|(name, edits_first, processed_first, tell)| {
         let (winner, conflicts) = winners[n];
         n += 1;
-        Case { name, policy, edits_first, processed_first, tell, winner, conflicts, mails: conflicts }
+        // The overwritten mail goes to the loser's author: Anna when her Outlook change lost; a desk change
+        // that lost has no author ORB can mail.
+        let mails = if winner == Side::Topdesk { conflicts } else { 0 };
+        Case { name, policy, edits_first, processed_first, tell, winner, conflicts, mails }
     })
 }
 
