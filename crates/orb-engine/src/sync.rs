@@ -283,8 +283,12 @@ pub enum SyncError {
         /// How many tries were made.
         tries: u32,
     },
-    /// The job names a tenant this engine does not serve.
-    #[error("tenant {tenant} is not configured in this engine; add its runtime (policy, rooms, clients)")]
+    /// The job names a tenant this engine does not serve right now (a reload is under way, or the tenant's
+    /// settings or secrets are incomplete, so it was skipped): retried with back-off, not dropped.
+    #[error(
+        "tenant {tenant} is not loaded in this engine (a reload is under way, or its settings or secrets are \
+         incomplete: see `orb tenant settings`); the job is retried"
+    )]
     UnknownTenant {
         /// The tenant.
         tenant: TenantId,
@@ -329,11 +333,10 @@ impl SyncError {
             Self::Store(e) => e.is_retryable(),
             Self::Graph(e) => e.is_retryable(),
             Self::Topdesk(e) => e.is_retryable(),
-            Self::ConflictRetriesExhausted { .. } | Self::WritesPaused { .. } => true,
-            Self::Observe(_)
-            | Self::UnknownTenant { .. }
-            | Self::UnknownJobKind { .. }
-            | Self::BadPayload { .. } => false,
+            Self::ConflictRetriesExhausted { .. }
+            | Self::WritesPaused { .. }
+            | Self::UnknownTenant { .. } => true,
+            Self::Observe(_) | Self::UnknownJobKind { .. } | Self::BadPayload { .. } => false,
         }
     }
 
@@ -1906,6 +1909,11 @@ mod tests {
         assert!(!SyncError::Store(StoreError::NotFound { what: "inbox item".into() }).is_retryable());
         assert!(SyncError::ConflictRetriesExhausted { booking: "b".into(), tries: 3 }.is_retryable());
         assert!(!SyncError::UnknownJobKind { kind: "x".into() }.is_retryable());
+        let tenant = TenantId::from_uuid(uuid::Uuid::from_u128(7));
+        assert!(
+            SyncError::UnknownTenant { tenant }.is_retryable(),
+            "a reload must not kill the tenant's jobs"
+        );
         assert!(!SyncError::BadPayload { kind: "x".into(), reason: "y".into() }.is_retryable());
         let observe = ObserveError::SeriesMaster { event_id: "e".into() };
         assert!(!SyncError::Observe(observe).is_retryable());
