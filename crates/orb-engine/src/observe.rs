@@ -11,9 +11,10 @@
 //! - **Pure.** No I/O, no clock, no logging: the same input always gives the same observation or error.
 //!   Everything tenant-specific (room map, external-link type, series ids, TOPdesk person e-mails) comes in
 //!   through [`ObserveContext`].
-//! - **The body is never read.** Neither `body` nor `bodyPreview` (Graph) nor `notes` (TOPdesk) is looked
-//!   at beyond *whether it is there*; only that fact lands in [`Observation::unsynced`] (`hasBody`,
-//!   `hasNotes`). Display names of people are never copied either: people are e-mail addresses.
+//! - **The body is never read.** Graph reads never ask for `body` or `bodyPreview` (`$select`,
+//!   `orb_graph::EVENT_FIELDS`), and should an event carry them anyway they are not looked at. TOPdesk's
+//!   `notes` are looked at only for *whether they are there* ([`Observation::unsynced`] `hasNotes`).
+//!   Display names of people are never copied either: people are e-mail addresses.
 //! - **No silent UTC.** A Graph `timeZone` that neither the CLDR table nor chrono-tz knows is an error
 //!   ([`ObserveError::UnknownZone`]). Only a *missing* `timeZone` means UTC, as Graph defines it.
 //! - Subjects are passed on as the side holds them; the planner applies the privacy policy (rule 13).
@@ -515,10 +516,6 @@ fn observe_graph(
         (None, None) => "unknown",
     };
     unsynced.insert("calendar".to_owned(), calendar.to_owned());
-    // Presence only: the body's content is never read.
-    let has_body = event.body.as_ref().is_some_and(|b| b.content.as_deref().is_some_and(|c| !c.is_empty()))
-        || event.body_preview.as_deref().is_some_and(|p| !p.is_empty());
-    unsynced.insert("hasBody".to_owned(), has_body.to_string());
     if let Some(v) = event.importance {
         unsynced.insert("importance".to_owned(), v.as_str().to_owned());
     }

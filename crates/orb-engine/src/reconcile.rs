@@ -819,11 +819,16 @@ impl<'a> Sweep<'a> {
         };
         self.records = self.deps.store.list_bookings(self.tenant(), &filter).await?;
         self.by_id = self.records.iter().map(|r| (r.id, r.clone())).collect();
-        self.events = self
+        let listed = self
             .runtime
             .graph
             .calendar_view(self.mailbox(), self.window.0, self.window.1, self.corr())
             .await?;
+        let mut events = Vec::with_capacity(listed.len());
+        for event in listed {
+            events.push(self.with_watermark(event).await?);
+        }
+        self.events = events;
         let location = Fiql::eq("reservedFacilities.location.id", self.mapping.location.as_str());
         self.reservations = self
             .runtime
@@ -837,6 +842,40 @@ impl<'a> Sweep<'a> {
             )
             .await?;
         Ok(())
+    }
+
+    /// A listed event with its `lastModifiedDateTime`. calendarView cannot `$select` it (reference §6.5),
+    /// so a listed event may come without it: one that may have changed (it disagrees with its record on
+    /// times, room, cancellation or organizer; or it has no record and would be recorded, or carries ORB's
+    /// match id) is read by id; any other is taken as unchanged, with its record's watermark. (Where Graph
+    /// sends the timestamp on the listing, every change is seen by it, subject and participants included.)
+    async fn with_watermark(&mut self, event: Event) -> Result<Event, SyncError> {
+        let Some(id) = event.id.clone().filter(|_| event.last_modified_date_time.is_none()) else {
+            return Ok(event);
+        };
+        let record = match self.record_of_event(&event).await? {
+            Some(rid) => self.by_id.get(&rid).cloned(),
+            None => None,
+        };
+        let mut probe = event;
+        probe.last_modified_date_time =
+            Some(record.as_ref().and_then(|r| r.exchange.modified_at).unwrap_or(self.now));
+        let Ok(obs) = observe_event(self.runtime, self.mailbox(), &probe) else { return Ok(probe) };
+        let rooms = &self.runtime.rooms;
+        let may_have_changed = match &record {
+            Some(r) => {
+                disagrees(r, &obs, rooms) || (obs.organizer != r.organizer && !rooms.is_room_address(&obs.organizer))
+            }
+            None => self.worth_recording(&obs) || obs.orb_match_id.is_some(),
+        };
+        if !may_have_changed {
+            return Ok(probe);
+        }
+        match self.runtime.graph.get_event(self.mailbox(), &id, self.corr()).await {
+            Ok(full) => Ok(full),
+            Err(GraphError::NotFound { .. }) => Ok(probe),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The record of a room-calendar event, from the listed records first, then the store.

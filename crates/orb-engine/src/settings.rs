@@ -406,7 +406,9 @@ pub fn build_runtime(
         client_id: settings.graph.client_id.clone(),
         credential: Arc::new(Credential::Secret(secrets.graph_client_secret)),
     };
-    let options = tuning.graph.clone().unwrap_or_default();
+    let mut options = tuning.graph.clone().unwrap_or_default();
+    // Under `drop` the subject is not even asked for.
+    options.read_subject = !matches!(settings.policy().subject, orb_core::SubjectPolicy::Drop);
     let graph = GraphClient::new(settings.graph_endpoints(), app, clock.clone(), options)
         .map_err(|e| client_err("Graph", e.to_string()))?;
     let mut config = TopdeskConfig::new(

@@ -48,8 +48,8 @@ use chrono::{DateTime, Duration, Utc};
 use orb_core::{CorrelationId, RoomId, TenantId, TenantName};
 use orb_graph::model::ChangeType;
 use orb_graph::{
-    GraphError, RICH_EVENT_SELECT, RichNotifications, SubscriptionRequest, events_resource,
-    generate_client_state, subscription_expiry,
+    GraphError, RichNotifications, SubscriptionRequest, events_resource, generate_client_state,
+    rich_event_select, subscription_expiry,
 };
 use orb_store::{ClaimedJob, NewAuditEntry, Room, StoreError, SubscriptionRow};
 use secrecy::ExposeSecret as _;
@@ -117,6 +117,13 @@ fn wanted(tenant: &TenantRuntime, room: &Room) -> bool {
     room.enabled && tenant.rooms.by_id(room.id).is_some_and(|m| m.enabled)
 }
 
+/// The resource ORB subscribes to for `room`: its events, `$select`ing what an observation needs (no
+/// `subject` under the subject policy `drop`).
+fn wanted_resource(tenant: &TenantRuntime, room: &Room) -> String {
+    let with_subject = !matches!(tenant.policy.subject, orb_core::SubjectPolicy::Drop);
+    events_resource(room.mailbox.address(), Some(&rich_event_select(with_subject)))
+}
+
 fn hook_url(base: &str, tenant: &TenantName, lifecycle: bool) -> Result<url::Url, SyncError> {
     let base = base.trim_end_matches('/');
     let text = if lifecycle {
@@ -149,7 +156,7 @@ async fn create_for_room(
     let rich = current_rich(deps)?;
     let client_state = generate_client_state()?;
     let request = SubscriptionRequest {
-        resource: events_resource(room.mailbox.address(), Some(RICH_EVENT_SELECT)),
+        resource: wanted_resource(tenant, room),
         change_types: vec![ChangeType::Created, ChangeType::Updated, ChangeType::Deleted],
         notification_url: hook_url(base, name, false)?,
         lifecycle_notification_url: Some(hook_url(base, name, true)?),
@@ -258,6 +265,19 @@ pub async fn ensure_subscriptions(
             continue;
         };
         covered.insert(row.room_id);
+        if row.resource != wanted_resource(tenant, room) {
+            // The subject policy changed: Graph cannot change a subscription's resource, so a new one
+            // (with the new `$select`) is made before the old one is deleted; nothing is missed between.
+            create_for_room(deps, tenant, &name, notification_base_url, room, now).await?;
+            match tenant.graph.delete_subscription(&row.id, CorrelationId::generate(now)).await {
+                Ok(()) | Err(GraphError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            forget_row(deps, &row).await?;
+            tracing::info!(subscription = %row.id, "subscription moved to the current $select");
+            report.recreated.push(room.id);
+            continue;
+        }
         if !needs_renewal(deps, &row, now) {
             report.unchanged += 1;
             continue;

@@ -594,8 +594,31 @@ async fn sync_once(
                 let corr = CorrelationId::generate(deps.clock.now());
                 let span = (adjusted.start, adjusted.end);
                 let organizer = adjusted.organizer.clone();
+                let master = match adjusted.series {
+                    Some(series) => {
+                        let room = match &adjusted.room {
+                            orb_core::ObservedRoom::Mailbox(m) => Some(m.clone()),
+                            _ => None,
+                        };
+                        match room {
+                            Some(room) => {
+                                master_ical_uid(deps, tenant, cache, &room, series.series_id, None, corr).await?
+                            }
+                            None => None,
+                        }
+                    }
+                    None => None,
+                };
                 let org = match adjusted.ids.ical_uid.clone() {
-                    Some(ical) => organizer_copy(tenant, cache, &organizer, &ical, span, corr).await?,
+                    Some(ical) => {
+                        let meeting = MeetingRef {
+                            ical_uid: &ical,
+                            known_id: None,
+                            master_ical_uid: master.as_deref(),
+                            span,
+                        };
+                        organizer_copy(tenant, cache, &organizer, &meeting, corr).await?
+                    }
                     None => None,
                 };
                 adjusted.subject = org.and_then(|e| e.subject);
@@ -1137,21 +1160,31 @@ fn outcome_events(the_plan: &Plan, report: &ExecutionReport, at: DateTime<Utc>) 
 // process_job
 // ---------------------------------------------------------------------------------------------------------
 
-/// Per-job memory: TOPdesk person look-ups by e-mail and organizers' calendar views, so a series of ten
-/// occurrences costs one look-up and one view, not ten. Never shared between jobs (people and calendars
-/// change).
+/// Per-job memory: TOPdesk person look-ups by e-mail and what was read of organizers' calendars, so a
+/// series of ten occurrences costs one look-up and one instances read, not ten. Never shared between jobs
+/// (people and calendars change).
 #[derive(Default)]
 pub(crate) struct JobCache {
     persons: std::sync::Mutex<BTreeMap<EmailAddress, Option<String>>>,
-    views: std::sync::Mutex<Vec<CalendarWindow>>,
+    /// `find_by_ical_uid` answers: (mailbox, iCalUId) → the single event or series master.
+    meetings: std::sync::Mutex<BTreeMap<(EmailAddress, String), Option<Event>>>,
+    /// A series master's iCalUId by ORB's series id.
+    masters: std::sync::Mutex<BTreeMap<orb_core::SeriesId, Option<String>>>,
+    /// Instances of organizers' series masters, as read.
+    instances: std::sync::Mutex<Vec<InstanceWindow>>,
 }
 
-/// One calendarView of a mailbox, as read.
-struct CalendarWindow {
+/// The instances of one series master in a window, as read.
+struct InstanceWindow {
     mailbox: EmailAddress,
+    master_id: String,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     events: Arc<Vec<Event>>,
+}
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// ORB's series id for a side's series key: a name-based UUID (version 8) of the tenant and the key, so
@@ -1302,53 +1335,149 @@ fn books_room(event: &Event, room: &EmailAddress) -> bool {
             .any(same)
 }
 
-/// The organizer's copy of the meeting `ical_uid` around `[from, to)` (`None`: not in the organizer's
-/// calendar any more, or the organizer has no mailbox ORB can read). One calendarView per organizer and
-/// window per job.
+/// Which meeting to find in an organizer's calendar.
+struct MeetingRef<'a> {
+    /// The meeting's (or occurrence's) `iCalUId`, the same in every calendar holding it.
+    ical_uid: &'a str,
+    /// The organizer's copy's id, when the record knows it.
+    known_id: Option<&'a str>,
+    /// For an occurrence or exception: its series master's `iCalUId`.
+    master_ical_uid: Option<&'a str>,
+    /// The occurrence's times as the room's copy or the record has them.
+    span: (DateTime<Utc>, DateTime<Utc>),
+}
+
+/// The organizer's copy of a meeting (`None`: not in the organizer's calendar any more, or the organizer
+/// has no mailbox ORB can read). Only that meeting is read, never the organizer's other events: by its id
+/// when the record knows it, else by `$filter` on its `iCalUId` (an occurrence: its master by the series'
+/// `iCalUId`, then the master's instances around the occurrence).
 async fn organizer_copy(
     tenant: &TenantRuntime,
     cache: &JobCache,
     organizer: &EmailAddress,
-    ical_uid: &str,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    meeting: &MeetingRef<'_>,
     corr: CorrelationId,
 ) -> Result<Option<Event>, SyncError> {
     if tenant.rooms.is_room_address(organizer) {
         return Ok(None);
     }
+    let unreadable = |e: GraphError| -> Result<Option<Event>, SyncError> {
+        if e.is_retryable() {
+            return Err(e.into());
+        }
+        // Not a mailbox of this tenant (an external organizer), or not readable: the room's copy is all
+        // ORB has.
+        tracing::info!(error = %e, "the organizer's calendar cannot be read; using the room's copy");
+        Ok(None)
+    };
+    if let Some(id) = meeting.known_id {
+        match tenant.graph.get_event(organizer, id, corr).await {
+            Ok(e) if e.ical_uid.as_deref() == Some(meeting.ical_uid) => return Ok(Some(e)),
+            Ok(_) | Err(GraphError::NotFound { .. }) => {}
+            Err(e) => return unreadable(e),
+        }
+    }
+    match meeting.master_ical_uid {
+        None => match find_meeting(tenant, cache, organizer, meeting.ical_uid, corr).await {
+            Ok(found) => Ok(found),
+            Err(e) => unreadable(e),
+        },
+        Some(master) => {
+            match organizer_instances(tenant, cache, organizer, master, meeting.span, corr).await {
+                Ok(events) => {
+                    Ok(events.iter().find(|e| e.ical_uid.as_deref() == Some(meeting.ical_uid)).cloned())
+                }
+                Err(e) => unreadable(e),
+            }
+        }
+    }
+}
+
+/// The single event or series master `ical_uid` in `mailbox`, read once per job.
+async fn find_meeting(
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    mailbox: &EmailAddress,
+    ical_uid: &str,
+    corr: CorrelationId,
+) -> Result<Option<Event>, GraphError> {
+    let key = (mailbox.clone(), ical_uid.to_owned());
+    if let Some(found) = locked(&cache.meetings).get(&key) {
+        return Ok(found.clone());
+    }
+    let found = tenant.graph.find_by_ical_uid(mailbox, ical_uid, corr).await?;
+    locked(&cache.meetings).insert(key, found.clone());
+    Ok(found)
+}
+
+/// The instances of the series `master_ical_uid` in `mailbox` around `[from, to)` (a day either side, so
+/// an occurrence moved a little is still found); one read per series and window per job.
+async fn organizer_instances(
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    mailbox: &EmailAddress,
+    master_ical_uid: &str,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    corr: CorrelationId,
+) -> Result<Arc<Vec<Event>>, GraphError> {
+    let Some(master_id) = find_meeting(tenant, cache, mailbox, master_ical_uid, corr).await?.and_then(|m| m.id)
+    else {
+        return Ok(Arc::new(Vec::new()));
+    };
     let from = from - chrono::Duration::days(1);
     let to = to + chrono::Duration::days(1);
-    let cached = cache
-        .views
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    let cached = locked(&cache.instances)
         .iter()
-        .find(|w| w.mailbox == *organizer && w.from <= from && w.to >= to)
+        .find(|w| w.mailbox == *mailbox && w.master_id == master_id && w.from <= from && w.to >= to)
         .map(|w| w.events.clone());
-    let events = match cached {
-        Some(events) => events,
-        None => {
-            let events = match tenant.graph.calendar_view(organizer, from, to, corr).await {
-                Ok(events) => events,
-                Err(e) if e.is_retryable() => return Err(e.into()),
-                Err(e) => {
-                    // Not a mailbox of this tenant (an external organizer), or not readable: the room's
-                    // copy is all ORB has.
-                    tracing::info!(error = %e, "the organizer's calendar cannot be read; using the room's copy");
-                    Vec::new()
-                }
-            };
-            let events = Arc::new(events);
-            cache.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(CalendarWindow {
-                mailbox: organizer.clone(),
-                from,
-                to,
-                events: events.clone(),
-            });
-            events
-        }
+    if let Some(events) = cached {
+        return Ok(events);
+    }
+    let events = match tenant.graph.instances(mailbox, &master_id, from, to, corr).await {
+        Ok(events) => Arc::new(events),
+        Err(GraphError::NotFound { .. }) => Arc::new(Vec::new()),
+        Err(e) => return Err(e),
     };
-    Ok(events.iter().find(|e| e.ical_uid.as_deref() == Some(ical_uid)).cloned())
+    locked(&cache.instances).push(InstanceWindow {
+        mailbox: mailbox.clone(),
+        master_id,
+        from,
+        to,
+        events: events.clone(),
+    });
+    Ok(events)
+}
+
+/// The `iCalUId` of the series master of an occurrence ORB knows as `series` (its series row, else the
+/// room's master read by id), once per job.
+async fn master_ical_uid(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    room: &EmailAddress,
+    series: orb_core::SeriesId,
+    room_master_id: Option<&str>,
+    corr: CorrelationId,
+) -> Result<Option<String>, SyncError> {
+    if let Some(known) = locked(&cache.masters).get(&series) {
+        return Ok(known.clone());
+    }
+    let mut ical = match deps.store.get_series(tenant.tenant_id, series).await {
+        Ok(row) => row.ical_uid,
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if ical.is_none()
+        && let Some(id) = room_master_id
+    {
+        ical = match tenant.graph.get_event(room, id, corr).await {
+            Ok(master) => master.ical_uid,
+            Err(GraphError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+    }
+    locked(&cache.masters).insert(series, ical.clone());
+    Ok(ical)
 }
 
 /// What the room's calendar holds of one booking.
@@ -1394,7 +1523,7 @@ async fn observe_in_room(
     corr: CorrelationId,
 ) -> Result<RoomObservation, SyncError> {
     let now = deps.clock.now();
-    let (room_obs, ical, span, organizer, live) = match &copy {
+    let (room_obs, ical, span, organizer, live, known_id, room_master_id, series) = match &copy {
         RoomCopy::Item(event) => {
             let room_obs = scrubbed(&tenant.policy, observe_event(tenant, mailbox, event)?);
             let organized_here =
@@ -1406,7 +1535,8 @@ async fn observe_in_room(
                 && room_obs.room_response != orb_core::RoomResponse::Declined;
             let span = (room_obs.start, room_obs.end);
             let organizer = room_obs.organizer.clone();
-            (room_obs, ical, span, organizer, live)
+            let series = room_obs.series.map(|s| s.series_id);
+            (room_obs, ical, span, organizer, live, None, event.series_master_id.clone(), series)
         }
         RoomCopy::Gone { event_id, record } => {
             let mut room_obs =
@@ -1418,11 +1548,24 @@ async fn observe_in_room(
             };
             let span = (record.start, record.end);
             let organizer = record.organizer.clone();
-            (room_obs, ical, span, organizer, false)
+            let known = record.exchange.organizer_event_id.clone();
+            (room_obs, ical, span, organizer, false, known, None, record.series_id)
         }
     };
     let room_copy_subject = matches!(copy, RoomCopy::Item(_));
-    let Some(org) = organizer_copy(tenant, cache, &organizer, &ical, span, corr).await? else {
+    let master_ical = match series {
+        Some(series) => {
+            master_ical_uid(deps, tenant, cache, mailbox, series, room_master_id.as_deref(), corr).await?
+        }
+        None => None,
+    };
+    let meeting = MeetingRef {
+        ical_uid: &ical,
+        known_id: known_id.as_deref(),
+        master_ical_uid: master_ical.as_deref(),
+        span,
+    };
+    let Some(org) = organizer_copy(tenant, cache, &organizer, &meeting, corr).await? else {
         return Ok(RoomObservation { observation: room_obs, room_copy_subject });
     };
     let still_here = books_room(&org, mailbox);
@@ -1545,12 +1688,17 @@ async fn room_series(
     let ends = instances.iter().filter_map(|e| e.end.as_ref()?.to_utc().ok());
     let first = starts.chain(known.iter().map(|r| r.start)).min();
     let last = ends.chain(known.iter().map(|r| r.end)).max();
+    locked(&cache.masters).insert(series_id, master.ical_uid.clone());
     if let (Some(first), Some(last), Some(ical)) = (first, last, master.ical_uid.as_deref()) {
         let organizer =
             master.organizer.as_ref().and_then(|o| o.address()).and_then(|a| EmailAddress::parse(a).ok());
-        if let Some(organizer) = organizer {
-            // Warms the job's view cache; the master itself is not an occurrence.
-            organizer_copy(tenant, cache, &organizer, ical, (first, last), corr).await?;
+        if let Some(organizer) = organizer.filter(|o| !tenant.rooms.is_room_address(o)) {
+            // One read of the organizer's occurrences for the whole series (warms the job's cache).
+            match organizer_instances(tenant, cache, &organizer, ical, (first, last), corr).await {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => tracing::info!(error = %e, "the organizer's series cannot be read"),
+            }
         }
     }
 

@@ -46,6 +46,44 @@ pub fn etag_for_change_key(change_key: &str) -> String {
 /// ORB's extended property holding a booking's match id (a fixed GUID namespace for ORB).
 pub const ORB_MATCH_PROPERTY_ID: &str = "String {6c1f3a52-8f0e-4d4b-9b7e-0a5d2c9e4f11} Name OrbMatchId";
 
+/// The event properties ORB reads: what an observation of a booking needs, never `body`, `bodyPreview`,
+/// `uniqueBody` or attachments. Every event read names them in `$select` (Graph returns every property,
+/// the body included, to a read without one); `subject` is left out under the subject policy `drop`
+/// ([`ClientOptions::read_subject`]).
+pub const EVENT_FIELDS: &[&str] = &[
+    "subject",
+    "start",
+    "end",
+    "organizer",
+    "attendees",
+    "location",
+    "locations",
+    "isCancelled",
+    "isOrganizer",
+    "type",
+    "seriesMasterId",
+    "originalStart",
+    "originalStartTimeZone",
+    "originalEndTimeZone",
+    "iCalUId",
+    "changeKey",
+    "lastModifiedDateTime",
+    "responseStatus",
+    "transactionId",
+    "recurrence",
+    "importance",
+    "sensitivity",
+    "showAs",
+    "isAllDay",
+    "isOnlineMeeting",
+    "isDraft",
+    "hasAttachments",
+];
+
+/// Properties `calendarView` cannot `$select` (reference §6.5): a listing leaves them out, and a reader
+/// that needs them (the watermark) reads the event by id.
+pub const NOT_SELECTABLE_ON_CALENDAR_VIEW: &[&str] = &["createdDateTime", "lastModifiedDateTime"];
+
 /// Tunables; the defaults follow Graph's documented Outlook limits.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -74,6 +112,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Timeout of establishing a connection (TCP and TLS).
     pub connect_timeout: Duration,
+    /// Whether event reads ask for `subject` (`false` under the subject policy `drop`: the subject is
+    /// then never read, not only never stored).
+    pub read_subject: bool,
 }
 
 impl Default for ClientOptions {
@@ -91,6 +132,7 @@ impl Default for ClientOptions {
             match_property_id: ORB_MATCH_PROPERTY_ID.to_owned(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            read_subject: true,
         }
     }
 }
@@ -450,6 +492,21 @@ impl GraphClient {
         }
     }
 
+    /// The `$select` of an event read (`listing`: a calendarView, which cannot select the timestamps).
+    pub fn event_select(&self, listing: bool) -> String {
+        EVENT_FIELDS
+            .iter()
+            .filter(|f| self.options.read_subject || **f != "subject")
+            .filter(|f| !listing || !NOT_SELECTABLE_ON_CALENDAR_VIEW.contains(f))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn select(&self, url: &mut Url, listing: bool) {
+        url.query_pairs_mut().append_pair("$select", &self.event_select(listing));
+    }
+
     pub(crate) fn expand_match(&self, url: &mut Url) {
         let id = &self.options.match_property_id;
         url.query_pairs_mut()
@@ -480,7 +537,7 @@ impl GraphClient {
         self.json(Self::with_body(call, &body)?, "an event").await
     }
 
-    /// Reads one event (or occurrence), with ORB's match property expanded.
+    /// Reads one event (or occurrence), its [`EVENT_FIELDS`] with ORB's match property expanded.
     pub async fn get_event(
         &self,
         mailbox: &EmailAddress,
@@ -488,6 +545,7 @@ impl GraphClient {
         corr: CorrelationId,
     ) -> Result<Event, GraphError> {
         let mut url = self.url(&["users", mailbox.as_str(), "events", id]);
+        self.select(&mut url, false);
         self.expand_match(&mut url);
         self.json(self.call(Method::GET, url, Some(mailbox), corr), "an event").await
     }
@@ -506,9 +564,28 @@ impl GraphClient {
             "$filter",
             &format!("singleValueExtendedProperties/Any(ep: ep/id eq '{id}' and ep/value eq '{value}')"),
         );
+        self.select(&mut url, false);
         self.expand_match(&mut url);
         let found: Vec<Event> = self.pages(url, Some(mailbox), corr, "a list of events").await?;
         Ok(found.into_iter().next())
+    }
+
+    /// Finds the single event or series master with `ical_uid` in `mailbox` (`$filter` on `iCalUId`: only
+    /// that meeting is read, never the mailbox's other events). Occurrences are not listed by `/events`:
+    /// find their master, then its [`Self::instances`].
+    pub async fn find_by_ical_uid(
+        &self,
+        mailbox: &EmailAddress,
+        ical_uid: &str,
+        corr: CorrelationId,
+    ) -> Result<Option<Event>, GraphError> {
+        let mut url = self.url(&["users", mailbox.as_str(), "events"]);
+        let value = ical_uid.replace('\'', "''");
+        url.query_pairs_mut().append_pair("$filter", &format!("iCalUId eq '{value}'"));
+        self.select(&mut url, false);
+        self.expand_match(&mut url);
+        let found: Vec<Event> = self.pages(url, Some(mailbox), corr, "a list of events").await?;
+        Ok(found.into_iter().find(|e| e.ical_uid.as_deref() == Some(ical_uid)))
     }
 
     /// Changes an event (only the fields set in `changes`). With `if_match` (an `@odata.etag`, e.g.
@@ -575,10 +652,13 @@ impl GraphClient {
     ) -> Result<Vec<Event>, GraphError> {
         let mut url = self.url(&["users", mailbox.as_str(), "events", series_id, "instances"]);
         window(&mut url, from, to);
+        self.select(&mut url, false);
         self.pages(url, Some(mailbox), corr, "a list of instances").await
     }
 
-    /// The expanded calendar of `mailbox` in `[from, to)`.
+    /// The expanded calendar of `mailbox` in `[from, to)`: [`EVENT_FIELDS`] but the ones calendarView cannot
+    /// select ([`NOT_SELECTABLE_ON_CALENDAR_VIEW`]; Graph may still send them). Only for room mailboxes:
+    /// ORB never lists a person's calendar.
     pub async fn calendar_view(
         &self,
         mailbox: &EmailAddress,
@@ -588,6 +668,7 @@ impl GraphClient {
     ) -> Result<Vec<Event>, GraphError> {
         let mut url = self.url(&["users", mailbox.as_str(), "calendarView"]);
         window(&mut url, from, to);
+        self.select(&mut url, true);
         self.pages(url, Some(mailbox), corr, "a calendar view").await
     }
 

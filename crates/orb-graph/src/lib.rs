@@ -38,12 +38,12 @@ pub mod subscriptions;
 pub use auth::{AppRegistration, CertificateCredential, Credential, TokenProvider};
 pub use batch::{BatchCall, BatchItemResult, BatchReply};
 pub use client::{
-    ClientOptions, DeltaCursor, DeltaRound, Endpoints, GraphClient, ORB_MATCH_PROPERTY_ID,
-    etag_for_change_key,
+    ClientOptions, DeltaCursor, DeltaRound, EVENT_FIELDS, Endpoints, GraphClient,
+    NOT_SELECTABLE_ON_CALENDAR_VIEW, ORB_MATCH_PROPERTY_ID, etag_for_change_key,
 };
 pub use error::GraphError;
 pub use jwks::{JwksCache, JwksCacheOptions};
 pub use subscriptions::{
-    RICH_EVENT_SELECT, RichNotifications, SubscriptionRequest, events_resource, generate_client_state,
+    RICH_EVENT_SELECT, RichNotifications, rich_event_select, SubscriptionRequest, events_resource, generate_client_state,
     subscription_expiry,
 };

@@ -49,6 +49,12 @@ pub const RICH_EVENT_SELECT: &[&str] = &[
     "transactionId",
 ];
 
+/// [`RICH_EVENT_SELECT`], without `subject` when `with_subject` is false (the subject policy `drop`: Graph
+/// then never sends ORB a subject, not even encrypted).
+pub fn rich_event_select(with_subject: bool) -> Vec<&'static str> {
+    RICH_EVENT_SELECT.iter().copied().filter(|f| with_subject || *f != "subject").collect()
+}
+
 /// Rich notifications: Graph encrypts the `$select`ed resource with this certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RichNotifications {
@@ -272,5 +278,8 @@ mod tests {
         let rich = events_resource(&room, Some(RICH_EVENT_SELECT));
         assert!(rich.starts_with("users/room1@contoso.com/events?$select=subject,start,end,"), "{rich}");
         assert!(!rich.to_ascii_lowercase().contains("body"));
+        let dropped = events_resource(&room, Some(&rich_event_select(false)));
+        assert!(!dropped.contains("subject"), "{dropped}");
+        assert_eq!(rich_event_select(true), RICH_EVENT_SELECT);
     }
 }

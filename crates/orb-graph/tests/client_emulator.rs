@@ -207,7 +207,8 @@ async fn series_with_an_exception_and_a_cancelled_occurrence() {
     assert_eq!(kinds, vec![EventType::Occurrence, EventType::Exception, EventType::Occurrence]);
     assert_eq!(after[1].start.as_ref().unwrap().to_utc().unwrap(), at("2026-09-09T14:00:00Z"));
     let master = client.get_event(&anna, &master_id, corr()).await.unwrap();
-    assert_eq!(master.cancelled_occurrences.as_ref().map(Vec::len), Some(1));
+    // ORB's reads name their fields: the master comes without the properties ORB does not ask for.
+    assert!(master.recurrence.is_some() && master.cancelled_occurrences.is_none() && master.body.is_none());
 
     let room_view = client.calendar_view(&room, window.0, window.1, corr()).await.unwrap();
     let room_starts: Vec<_> = room_view.iter().map(|e| e.start.as_ref().unwrap().to_utc().unwrap()).collect();

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use serde_json::Value;
 use orb_graph::model::{
     CancelRequest, Collection, ErrorResponse, Event, Room, SendMailRequest, TokenResponse,
 };
@@ -20,6 +21,7 @@ use orb_graph::model::{
 use super::GraphEmulator;
 use super::auth::{self, TokenRequest};
 use super::calendar::{self, CalError, DeltaToken, IdFormat, View};
+use super::select::{self, Read};
 use super::state::{DeltaExpiry, RequestRecord, SentMail};
 
 /// An error answer in Graph's shape.
@@ -186,6 +188,8 @@ pub(crate) async fn begin(
                 fault: None,
                 fault_kind: None,
                 fault_after_handling: false,
+                query: super::query_of(uri),
+                select: super::select_of(uri),
             });
         }
         let injected = |inner: &mut super::state::Inner, status: u16| {
@@ -284,16 +288,37 @@ fn quoted(text: &str) -> Vec<String> {
     text.split('\'').skip(1).step_by(2).map(str::to_owned).collect()
 }
 
-/// `$filter=singleValueExtendedProperties/Any(ep: ep/id eq 'ID' and ep/value eq 'V')`.
-fn ext_filter(query: &HashMap<String, String>) -> ApiResult<Option<(String, String)>> {
+/// The `$filter`s `GET events` supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EventFilter {
+    /// `singleValueExtendedProperties/Any(ep: ep/id eq 'ID' and ep/value eq 'V')`.
+    ExtendedProperty { id: String, value: String },
+    /// `iCalUId eq 'UID'`.
+    ICalUid(String),
+}
+
+impl EventFilter {
+    fn keeps(&self, e: &Event) -> bool {
+        match self {
+            Self::ExtendedProperty { id, value } => e.extended_property(id) == Some(value.as_str()),
+            Self::ICalUid(uid) => e.ical_uid.as_deref() == Some(uid.as_str()),
+        }
+    }
+}
+
+fn event_filter(query: &HashMap<String, String>) -> ApiResult<Option<EventFilter>> {
     let Some(filter) = query.get("$filter") else { return Ok(None) };
     let q = quoted(filter);
-    match (filter.to_ascii_lowercase().contains("singlevalueextendedproperties/any"), q.as_slice()) {
-        (true, [id, value]) => Ok(Some((id.clone(), value.clone()))),
+    let lower = filter.to_ascii_lowercase();
+    match (q.as_slice(), lower.contains("singlevalueextendedproperties/any")) {
+        ([id, value], true) => Ok(Some(EventFilter::ExtendedProperty { id: id.clone(), value: value.clone() })),
+        ([uid], false) if lower.trim_start().starts_with("icaluid eq ") => {
+            Ok(Some(EventFilter::ICalUid(uid.clone())))
+        }
         _ => Err(ApiError::new(
             400,
             "ErrorInvalidUrlQueryFilter",
-            "Only the extended-property filter is supported.",
+            "Only the extended-property and iCalUId filters are supported.",
         )),
     }
 }
@@ -408,7 +433,8 @@ pub async fn rooms(
     Ok(Json(page))
 }
 
-/// `GET /v1.0/users/{user}/events` (singles and series masters; optional extended-property filter).
+/// `GET /v1.0/users/{user}/events` (singles and series masters; optional extended-property or `iCalUId`
+/// filter; `$select` as Graph applies it, see [`select`]).
 pub async fn list_events(
     State(em): State<GraphEmulator>,
     Path(user): Path<String>,
@@ -416,9 +442,9 @@ pub async fn list_events(
     method: Method,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Collection<Event>>> {
+) -> ApiResult<Json<Collection<Value>>> {
     let mut ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
-    let filter = ext_filter(&query)?;
+    let filter = event_filter(&query)?;
     ctx.view.expand_props = expand_props(&query);
     let mb = ctx.mailbox.clone().unwrap_or_default();
     let inner = em.lock();
@@ -427,7 +453,7 @@ pub async fn list_events(
     let events = calendar::list(&inner, &mb, &view_all)?;
     let keep: Vec<Event> = events
         .into_iter()
-        .filter(|e| filter.as_ref().is_none_or(|(id, value)| e.extended_property(id) == Some(value.as_str())))
+        .filter(|e| filter.as_ref().is_none_or(|f| f.keeps(e)))
         .map(|mut e| {
             e.single_value_extended_properties = match &ctx.view.expand_props {
                 None => None,
@@ -441,7 +467,7 @@ pub async fn list_events(
             e
         })
         .collect();
-    Ok(Json(Collection::of(keep)))
+    Ok(Json(Collection::of(select::project_all(&keep, select::requested(&query).as_deref(), Read::Events))))
 }
 
 /// `POST /v1.0/users/{user}/events` → `201`. A repeated `transactionId` returns the first event.
@@ -460,7 +486,7 @@ pub async fn create_event(
     Ok((StatusCode::CREATED, Json(event)).into_response())
 }
 
-/// `GET /v1.0/users/{user}/events/{id}` (optional `$expand` of extended properties).
+/// `GET /v1.0/users/{user}/events/{id}` (optional `$expand` of extended properties, `$select`).
 pub async fn get_event(
     State(em): State<GraphEmulator>,
     Path((user, id)): Path<(String, String)>,
@@ -468,11 +494,12 @@ pub async fn get_event(
     method: Method,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Event>> {
+) -> ApiResult<Json<Value>> {
     let mut ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
     ctx.view.expand_props = expand_props(&query);
     let mb = ctx.mailbox.clone().unwrap_or_default();
-    Ok(Json(calendar::get(&em.lock(), &mb, &id, &ctx.view)?))
+    let event = calendar::get(&em.lock(), &mb, &id, &ctx.view)?;
+    Ok(Json(select::project(&event, select::requested(&query).as_deref(), Read::Events)))
 }
 
 /// `PATCH /v1.0/users/{user}/events/{id}` → `200` + event; with `If-Match` naming an older version of
@@ -521,7 +548,7 @@ pub async fn cancel_event(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// `GET /v1.0/users/{user}/events/{id}/instances?startDateTime&endDateTime`.
+/// `GET /v1.0/users/{user}/events/{id}/instances?startDateTime&endDateTime` (`$select`).
 pub async fn instances(
     State(em): State<GraphEmulator>,
     Path((user, id)): Path<(String, String)>,
@@ -529,14 +556,16 @@ pub async fn instances(
     method: Method,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Collection<Event>>> {
+) -> ApiResult<Json<Collection<Value>>> {
     let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
     let (from, to) = (parse_instant(&query, "startDateTime")?, parse_instant(&query, "endDateTime")?);
     let mb = ctx.mailbox.clone().unwrap_or_default();
-    Ok(Json(Collection::of(calendar::series_instances(&em.lock(), &mb, &id, from, to, &ctx.view)?)))
+    let events = calendar::series_instances(&em.lock(), &mb, &id, from, to, &ctx.view)?;
+    Ok(Json(Collection::of(select::project_all(&events, select::requested(&query).as_deref(), Read::Events))))
 }
 
-/// `GET /v1.0/users/{user}/calendarView?startDateTime&endDateTime`.
+/// `GET /v1.0/users/{user}/calendarView?startDateTime&endDateTime` (`$select`, except `createdDateTime`
+/// and `lastModifiedDateTime`).
 pub async fn calendar_view(
     State(em): State<GraphEmulator>,
     Path(user): Path<String>,
@@ -544,11 +573,16 @@ pub async fn calendar_view(
     method: Method,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Collection<Event>>> {
+) -> ApiResult<Json<Collection<Value>>> {
     let ctx = begin(&em, &headers, &method, &uri, Some(&user)).await?;
     let (from, to) = (parse_instant(&query, "startDateTime")?, parse_instant(&query, "endDateTime")?);
     let mb = ctx.mailbox.clone().unwrap_or_default();
-    Ok(Json(Collection::of(calendar::calendar_view(&em.lock(), &mb, from, to, &ctx.view)?)))
+    let events = calendar::calendar_view(&em.lock(), &mb, from, to, &ctx.view)?;
+    Ok(Json(Collection::of(select::project_all(
+        &events,
+        select::requested(&query).as_deref(),
+        Read::CalendarView,
+    ))))
 }
 
 /// `GET /v1.0/users/{user}/calendarView/delta` (initial with a range, or `$skiptoken` / `$deltatoken`).

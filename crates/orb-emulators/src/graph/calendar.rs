@@ -235,7 +235,11 @@ fn base(ev: &StoredEvent, view: &View) -> Event {
         last_modified_date_time: Some(ev.modified),
         allow_new_time_proposals: Some(true),
         attendees: Some(ev.attendees.clone()),
-        body: ev.body.clone(),
+        // Graph returns an empty HTML body for an event without one.
+        body: Some(ev.body.clone().unwrap_or_else(|| orb_graph::model::ItemBody {
+            content_type: Some(orb_graph::model::BodyType::Html),
+            content: Some(String::new()),
+        })),
         body_preview: Some(ev.body.as_ref().and_then(|b| b.content.clone()).unwrap_or_default()),
         cancelled_occurrences: Some(vec![]),
         has_attachments: Some(false),

@@ -34,6 +34,7 @@ pub mod batch;
 pub mod calendar;
 pub mod control;
 pub mod state;
+pub mod select;
 pub mod subscriptions;
 
 use std::collections::BTreeMap;
@@ -398,6 +399,8 @@ async fn inject_faults(
                 fault: injection.fault.status_code(),
                 fault_kind: Some(injection.fault.label().to_owned()),
                 fault_after_handling: injection.after_handling,
+                query: query_of(req.uri()),
+                select: select_of(req.uri()),
             });
         }
         injection
@@ -448,4 +451,25 @@ pub async fn serve(em: GraphEmulator) -> std::io::Result<Served> {
         let _ = axum::serve(listener, app).await;
     });
     Ok(Served { base_url, task, delivery })
+}
+
+/// The percent-decoded query string of a request, for the request log.
+pub(crate) fn query_of(uri: &axum::http::Uri) -> Option<String> {
+    let q = uri.query()?;
+    Some(percent_decode(q))
+}
+
+/// The `$select` of a request, for the request log.
+pub(crate) fn select_of(uri: &axum::http::Uri) -> Option<Vec<String>> {
+    let q = uri.query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "$select")
+        .map(|(_, v)| select::parse(v.as_ref()))
+}
+
+fn percent_decode(q: &str) -> String {
+    url::form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
+        .collect::<Vec<_>>()
+        .join("&")
 }

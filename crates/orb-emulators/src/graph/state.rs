@@ -232,6 +232,36 @@ pub struct RequestRecord {
     /// Whether the fault came after the request was handled (its write applied).
     #[serde(default)]
     pub fault_after_handling: bool,
+    /// The query string as sent (percent-decoded), e.g. `$filter=…&$select=…`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The properties the request's `$select` named (`None`: no `$select`, so an event read returned
+    /// every property, the body included).
+    #[serde(default)]
+    pub select: Option<Vec<String>>,
+}
+
+impl RequestRecord {
+    /// Whether this request read events (a GET of `/events`, an event, its instances, `calendarView` or
+    /// its delta).
+    pub fn reads_events(&self) -> bool {
+        self.method == "GET"
+            && (self.path.contains("/events") || self.path.contains("/calendarView"))
+    }
+
+    /// Whether this request's answer could have carried a meeting's body: an event read that does not
+    /// `$select`, or selects `body`, `bodyPreview` or `uniqueBody`.
+    pub fn could_return_body(&self) -> bool {
+        if !self.reads_events() {
+            return false;
+        }
+        match &self.select {
+            None => true,
+            Some(fields) => fields.iter().any(|f| {
+                ["body", "bodyPreview", "uniqueBody", "attachments"].iter().any(|b| b.eq_ignore_ascii_case(f))
+            }),
+        }
+    }
 }
 
 /// Per-mailbox request counters.

@@ -1,7 +1,7 @@
 //! Exchange writes: create the meeting (organizer mode) or the room event (room-only mode), update it,
 //! cancel it / remove the room / delete the room event.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use orb_core::{
     Action, BookingId, BookingRecord, EmailAddress, ExchangeCancel, ExchangeChanges, ExchangeTarget,
     RoomMailbox, Side, TimeZoneName,
@@ -49,7 +49,7 @@ pub(super) async fn write(
                 event.attendees = Some(attendees(participants, room));
             }
             let (written, created) = ensure_created(mailbox, *booking, &event, ctx).await?;
-            let copy = if in_room { None } else { room_copy(room, &written, (*start, *end), ctx).await };
+            let copy = if in_room { None } else { room_copy(room, &written, ctx).await };
             let written =
                 if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
             Ok(Done::Event { ids: event_ids(mailbox, in_room, &written, copy.as_ref(), Some(room)), created })
@@ -58,7 +58,7 @@ pub(super) async fn write(
             update(*booking, target, event_id.as_deref(), changes, record, before, ctx).await
         }
         Action::CancelExchangeEvent { booking, target, event_id, how } => {
-            cancel(*booking, target, event_id.as_deref(), *how, record, before, ctx).await
+            cancel(*booking, target, event_id.as_deref(), *how, record, ctx).await
         }
         other => Err(ExecError::Invalid {
             side: Side::Exchange,
@@ -122,18 +122,15 @@ async fn ensure_created(
     Ok((created, true))
 }
 
-/// The room's copy of a meeting (same iCalUId) around `times`; best effort (ids are learned later anyway).
-async fn room_copy(
-    room: &RoomMailbox,
-    meeting: &Event,
-    times: (DateTime<Utc>, DateTime<Utc>),
-    ctx: &ExecContext<'_>,
-) -> Option<Event> {
+/// The room's copy of a meeting (same iCalUId), found by `$filter` on it; best effort (ids are learned
+/// later anyway). An occurrence's copy is not listed by `/events`: `None`, its notification brings it.
+async fn room_copy(room: &RoomMailbox, meeting: &Event, ctx: &ExecContext<'_>) -> Option<Event> {
     let ical = meeting.ical_uid.as_deref()?;
-    match ctx.graph.calendar_view(room.address(), times.0, times.1, ctx.correlation).await {
-        Ok(events) => {
-            events.into_iter().find(|e| e.ical_uid.as_deref() == Some(ical) && e.is_cancelled != Some(true))
-        }
+    if meeting.series_master_id.is_some() {
+        return None;
+    }
+    match ctx.graph.find_by_ical_uid(room.address(), ical, ctx.correlation).await {
+        Ok(found) => found.filter(|e| e.is_cancelled != Some(true)),
         Err(e) => {
             tracing::warn!(room = %room, error = %e, "could not read the room's copy of a meeting");
             None
@@ -186,13 +183,12 @@ fn if_match(record: &BookingRecord) -> Option<String> {
 }
 
 /// The id of the booking's event in `mailbox`: the record's id for that calendar (or the action's), else
-/// ORB's match property, else the meeting's iCalUId around the booking's old and new times.
+/// ORB's match property, else the meeting's iCalUId (`$filter`).
 async fn locate(
     mailbox: &EmailAddress,
     in_room: bool,
     known: Option<&str>,
     record: &BookingRecord,
-    before: Option<&BookingRecord>,
     ctx: &ExecContext<'_>,
 ) -> Result<String, ExecError> {
     let action = "finding the meeting";
@@ -215,14 +211,9 @@ async fn locate(
         return Ok(id);
     }
     if let Some(ical) = link.ical_uid.as_deref() {
-        let spans = [Some(record), before].into_iter().flatten().map(|r| (r.start, r.end));
-        let (from, to) = spans.fold((record.start, record.end), |(f, t), (s, e)| (f.min(s), t.max(e)));
-        let view = ctx
-            .graph
-            .calendar_view(mailbox, from - Duration::days(1), to + Duration::days(1), corr)
-            .await
-            .map_err(ExecError::graph(action))?;
-        if let Some(id) = view.into_iter().find(|e| e.ical_uid.as_deref() == Some(ical)).and_then(|e| e.id) {
+        // Only this meeting is read (`$filter` on its iCalUId), never the mailbox's other events.
+        let found = ctx.graph.find_by_ical_uid(mailbox, ical, corr).await.map_err(ExecError::graph(action))?;
+        if let Some(id) = found.and_then(|e| e.id) {
             return Ok(id);
         }
     }
@@ -246,7 +237,7 @@ async fn update(
     if in_room && let Some(room) = &changes.room {
         return move_room_event(booking, room, known, changes, record, before, ctx).await;
     }
-    let id = locate(mailbox, in_room, known, record, before, ctx).await?;
+    let id = locate(mailbox, in_room, known, record, ctx).await?;
     let mut patch = Event::default();
     if let Some((start, end)) = changes.times {
         patch.start = Some(when(start, &record.time_zone));
@@ -276,7 +267,7 @@ async fn update(
     }
     .map_err(ExecError::graph(action))?;
     let copy = match (&room, in_room) {
-        (Some(room), false) => room_copy(room, &written, (record.start, record.end), ctx).await,
+        (Some(room), false) => room_copy(room, &written, ctx).await,
         _ => None,
     };
     let written = if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
@@ -307,7 +298,7 @@ async fn move_room_event(
             }
         })?;
     let corr = ctx.correlation;
-    let old = match locate(old_room.address(), true, known, record, before, ctx).await {
+    let old = match locate(old_room.address(), true, known, record, ctx).await {
         Ok(id) => match ctx.graph.get_event(old_room.address(), &id, corr).await {
             Ok(e) => Some(e),
             Err(GraphError::NotFound { .. }) => None,
@@ -323,7 +314,11 @@ async fn move_room_event(
     };
     let event = Event {
         subject,
-        body: old.as_ref().and_then(|o| o.body.clone()).filter(|b| b.content_type == Some(BodyType::Text)),
+        // ORB's own note, written again: the old event's body is never read.
+        body: Some(ItemBody {
+            content_type: Some(BodyType::Text),
+            content: Some(format!("Reserved in TOPdesk for {}.", record.organizer)),
+        }),
         start: Some(when(start, &record.time_zone)),
         end: Some(when(end, &record.time_zone)),
         location: Some(Location::room(room.as_str(), room.as_str())),
@@ -345,12 +340,11 @@ async fn cancel(
     known: Option<&str>,
     how: ExchangeCancel,
     record: &BookingRecord,
-    before: Option<&BookingRecord>,
     ctx: &ExecContext<'_>,
 ) -> Result<Done, ExecError> {
     let (mailbox, in_room) = target_mailbox(target);
     let already = Done::EventCancelled { how, ids: None, already: true };
-    let id = match locate(mailbox, in_room, known, record, before, ctx).await {
+    let id = match locate(mailbox, in_room, known, record, ctx).await {
         Ok(id) => id,
         Err(e) if e.is_gone() => return Ok(already),
         Err(e) => return Err(e),
