@@ -398,3 +398,83 @@ async fn a_write_with_a_stale_if_match_is_refused_with_412_and_graphs_error_body
     assert_ne!(landed["@odata.etag"].as_str(), Some(second.as_str()), "the write made a new version");
     assert_eq!(landed["subject"], "ORB's");
 }
+
+#[tokio::test]
+async fn reads_without_select_return_the_body_and_the_log_shows_which_reads_could() {
+    let em = world();
+    em.add_app_secret(TENANT, "app", "s3");
+    let served = serve(em.clone()).await.unwrap();
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", served.base_url))
+        .form(&[
+            ("client_id", "app"),
+            ("client_secret", "s3"),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let mut with_body = meeting("Sync", "2026-09-02T09:00:00", "2026-09-02T10:00:00");
+    with_body.body = Some(orb_graph::model::ItemBody {
+        content_type: Some(orb_graph::model::BodyType::Html),
+        content: Some("<p>door code 4711</p>".into()),
+    });
+    let made = em.create_in("anna@contoso.com", &with_body, &View::default()).unwrap();
+    let id = made.id.unwrap();
+    let ical = made.ical_uid.unwrap();
+    let base = format!("{}/v1.0/users", served.base_url);
+    let get = |url: String| {
+        let (http, bearer) = (http.clone(), bearer.clone());
+        async move {
+            let answer = http.get(url).header("Authorization", bearer).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let window = "startDateTime=2026-09-01T00:00:00Z&endDateTime=2026-09-03T00:00:00Z";
+
+    // ORB's kind of reads: each names its fields, finds one meeting, lists only a room.
+    let one =
+        get(format!("{base}/anna@contoso.com/events/{id}?$select=subject,start,lastModifiedDateTime")).await;
+    assert!(one.get("body").is_none() && one.get("bodyPreview").is_none(), "{one}");
+    assert!(one["lastModifiedDateTime"].is_string(), "selectable on an event read: {one}");
+    let found =
+        get(format!("{base}/anna@contoso.com/events?$filter=iCalUId eq '{ical}'&$select=subject,iCalUId"))
+            .await;
+    assert_eq!(found["value"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["value"][0]["iCalUId"], ical.as_str());
+    let view =
+        get(format!("{base}/room1@contoso.com/calendarView?{window}&$select=start,lastModifiedDateTime"))
+            .await;
+    let listed = &view["value"][0];
+    assert!(listed.get("lastModifiedDateTime").is_none(), "not selectable on calendarView: {listed}");
+    assert!(listed["start"].is_object() && listed.get("body").is_none(), "{listed}");
+    assert!(em.privacy_findings().is_empty(), "{:?}", em.privacy_findings());
+
+    // Reads that break the promise return the body, and the log names each of them.
+    let full = get(format!("{base}/anna@contoso.com/events/{id}")).await;
+    assert_eq!(full["body"]["content"], "<p>door code 4711</p>");
+    assert_eq!(full["bodyPreview"], "<p>door code 4711</p>");
+    get(format!("{base}/anna@contoso.com/calendarView?{window}&$select=subject")).await;
+    get(format!("{base}/room1@contoso.com/events?$select=subject")).await;
+    get(format!("{base}/anna@contoso.com/events/{id}?$select=subject,bodyPreview")).await;
+    let findings = em.privacy_findings();
+    assert_eq!(findings.len(), 4, "{findings:#?}");
+    assert!(findings[0].contains("could return the body"), "{}", findings[0]);
+    assert!(findings[1].contains("lists a person's calendar"), "{}", findings[1]);
+    assert!(findings[2].contains("lists every event"), "{}", findings[2]);
+    assert!(findings[3].contains("could return the body"), "{}", findings[3]);
+    let selects: Vec<_> =
+        em.requests().iter().filter(|r| r.reads_events()).map(|r| r.select.clone()).collect();
+    assert_eq!(
+        selects[0].as_deref(),
+        Some(&["subject".to_owned(), "start".into(), "lastModifiedDateTime".into()][..])
+    );
+    assert_eq!(selects[3], None);
+}

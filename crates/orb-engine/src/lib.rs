@@ -9,6 +9,7 @@
 //! ## Must not depend on
 //! orb-web (the intake hands work over through the store only).
 
+pub mod clouds;
 pub mod execute;
 pub mod keys;
 pub mod observe;

@@ -864,7 +864,8 @@ impl<'a> Sweep<'a> {
         let rooms = &self.runtime.rooms;
         let may_have_changed = match &record {
             Some(r) => {
-                disagrees(r, &obs, rooms) || (obs.organizer != r.organizer && !rooms.is_room_address(&obs.organizer))
+                disagrees(r, &obs, rooms)
+                    || (obs.organizer != r.organizer && !rooms.is_room_address(&obs.organizer))
             }
             None => self.worth_recording(&obs) || obs.orb_match_id.is_some(),
         };

@@ -21,7 +21,7 @@ use orb_core::{
     CancellationPolicy, Clock, ConflictPolicy, EmailAddress, FallbackPerson, MailTemplate, MassDeletionGuard,
     Mode, Policy, RoomMap, RoomMapping, SubjectPolicy, TenantId, TimeZoneName, TopdeskRefusal,
 };
-use orb_graph::{AppRegistration, ClientOptions, Credential, Endpoints, GraphClient};
+use orb_graph::{AppRegistration, ClientOptions, Credential, GraphClient};
 use orb_store::Room;
 use orb_topdesk::{Reason, TopdeskClient, TopdeskConfig};
 use secrecy::SecretString;
@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use url::Url;
 
+use crate::clouds::Clouds;
 use crate::sync::TenantRuntime;
 
 /// Name of the tenant secret holding the Graph app registration's client secret.
@@ -43,7 +44,7 @@ pub const SECRET_TOPDESK_PASSWORD: &str = "topdesk.app_password";
 /// tenant_id = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d"   # the Entra directory id (or a verified domain)
 /// client_id = "0f3b6a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 /// mail_sender = "orb@contoso.com"                       # mailbox ORB's mails are sent from
-/// # login_url / graph_url: only for national clouds or the emulator
+/// cloud = "global"                                     # or usgov-l4, usgov-dod, china
 ///
 /// [topdesk]
 /// url = "https://contoso.topdesk.net"
@@ -77,12 +78,15 @@ pub struct GraphSettings {
     pub client_id: String,
     /// The mailbox ORB's mails to users are sent from (needs `Mail.Send`).
     pub mail_sender: EmailAddress,
-    /// Token endpoint root; default `https://login.microsoftonline.com`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub login_url: Option<Url>,
-    /// Graph root including the version; default `https://graph.microsoft.com/v1.0`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub graph_url: Option<Url>,
+    /// Microsoft's cloud the tenant lives in (`global` by default, `usgov-l4`, `usgov-dod`, `china`), or
+    /// `custom` where the operator's installation configuration defines one (emulators, tests). Endpoints
+    /// are never tenant settings ([`crate::clouds`]).
+    #[serde(default = "default_cloud")]
+    pub cloud: String,
+}
+
+fn default_cloud() -> String {
+    orb_graph::Cloud::Global.name().to_owned()
 }
 
 /// `[topdesk]`.
@@ -292,14 +296,13 @@ impl TenantSettings {
         if self.graph.client_id.trim().is_empty() {
             return invalid("graph.client_id", "it is empty: give the app registration's client id");
         }
-        for (key, url) in
-            [("graph.login_url", &self.graph.login_url), ("graph.graph_url", &self.graph.graph_url)]
-        {
-            if let Some(url) = url
-                && !matches!(url.scheme(), "https" | "http")
-            {
-                return invalid(key, "use an https:// URL");
-            }
+        let cloud_ok = orb_graph::Cloud::from_name(&self.graph.cloud).is_some()
+            || self.graph.cloud == crate::clouds::CUSTOM_CLOUD;
+        if !cloud_ok {
+            return invalid(
+                "graph.cloud",
+                "use global, usgov-l4, usgov-dod or china (or custom, where the installation defines it)",
+            );
         }
         if !matches!(self.topdesk.url.scheme(), "https" | "http") {
             return invalid("topdesk.url", "use the https:// URL of the TOPdesk instance");
@@ -342,15 +345,6 @@ impl TenantSettings {
             horizon: Duration::days(i64::from(s.horizon_days)),
             mail: with_split_templates(&s.mails),
             topdesk_refusal: s.topdesk_refusal,
-        }
-    }
-
-    /// The Graph endpoints: Microsoft's global cloud unless overridden.
-    pub fn graph_endpoints(&self) -> Endpoints {
-        let global = Endpoints::global();
-        Endpoints {
-            login_base: self.graph.login_url.clone().unwrap_or(global.login_base),
-            graph_base: self.graph.graph_url.clone().unwrap_or(global.graph_base),
         }
     }
 }
@@ -399,8 +393,12 @@ pub fn build_runtime(
     clock: Arc<dyn Clock>,
     urls: &InstallationUrls,
     tuning: &ClientTuning,
+    clouds: &Clouds,
 ) -> Result<TenantRuntime, SettingsError> {
     let client_err = |side, reason: String| SettingsError::Client { tenant, side, reason };
+    let cloud_err = |reason: String| SettingsError::Invalid { key: "graph.cloud", reason };
+    let endpoints = clouds.endpoints(&settings.graph.cloud).map_err(cloud_err)?;
+    let jwks = clouds.jwks(&settings.graph.cloud).map_err(cloud_err)?;
     let app = AppRegistration {
         tenant: settings.graph.tenant_id.clone(),
         client_id: settings.graph.client_id.clone(),
@@ -409,7 +407,7 @@ pub fn build_runtime(
     let mut options = tuning.graph.clone().unwrap_or_default();
     // Under `drop` the subject is not even asked for.
     options.read_subject = !matches!(settings.policy().subject, orb_core::SubjectPolicy::Drop);
-    let graph = GraphClient::new(settings.graph_endpoints(), app, clock.clone(), options)
+    let graph = GraphClient::new(endpoints.client_endpoints(), app, clock.clone(), options)
         .map_err(|e| client_err("Graph", e.to_string()))?;
     let mut config = TopdeskConfig::new(
         settings.topdesk.url.clone(),
@@ -438,6 +436,7 @@ pub fn build_runtime(
             .collect(),
     );
     Ok(TenantRuntime {
+        jwks,
         tenant_id: tenant,
         policy: settings.policy(),
         rooms,
@@ -501,8 +500,10 @@ link_type = 7
                 expected.horizon = Duration::days(180);
                 assert_eq!(s.policy(), expected);
                 assert_eq!(s.graph.mail_sender.as_str(), "orb@contoso.com");
-                let (ours, global) = (s.graph_endpoints(), Endpoints::global());
-                assert_eq!((ours.login_base, ours.graph_base), (global.login_base, global.graph_base));
+                assert_eq!(
+                    s.graph.cloud, "global",
+                    "Microsoft's global cloud unless the tenant names another"
+                );
             }),
         );
     }
@@ -551,6 +552,20 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
         check("[sync]\nsubject = \"hide\"\nhidden_subject = \" \"\n", Err("sync.hidden_subject"));
         check("[sync]\nmails = [\"spam\"]\n", Err("spam"));
         check("[graph2]\nx = 1\n", Err("graph2"));
+        // Endpoints are not tenant settings: a tenant names a cloud, never a host.
+        for (from, to, needle) in [
+            ("[topdesk]", "cloud = \"https://evil.example\"\n[topdesk]", "graph.cloud"),
+            ("[topdesk]", "login_url = \"https://evil.example\"\n[topdesk]", "login_url"),
+            ("[topdesk]", "graph_url = \"https://evil.example/v1.0\"\n[topdesk]", "graph_url"),
+        ] {
+            let text = MINIMAL.replacen(from, to, 1);
+            let err = TenantSettings::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        for cloud in ["global", "usgov-l4", "usgov-dod", "china", "custom"] {
+            let text = MINIMAL.replacen("[topdesk]", &format!("cloud = \"{cloud}\"\n[topdesk]"), 1);
+            assert_eq!(TenantSettings::from_toml(&text).unwrap().graph.cloud, cloud);
+        }
         let no_sender = MINIMAL.replace("mail_sender = \"ORB@Contoso.com\"\n", "");
         assert!(TenantSettings::from_toml(&no_sender).unwrap_err().to_string().contains("mail_sender"));
         let bad_link = MINIMAL.replace("link_type = 7", "link_type = 0");

@@ -134,6 +134,9 @@ pub struct TenantRuntime {
     pub notification_base_url: Option<String>,
     /// Writes paused per side after the side denied ORB's credentials (401 / 403).
     pub writes: Arc<crate::pause::WritePause>,
+    /// The validation-token signing keys of the tenant's cloud (shared only with tenants of that cloud,
+    /// [`crate::clouds`]).
+    pub jwks: Arc<JwksCache>,
 }
 
 impl fmt::Debug for TenantRuntime {
@@ -183,8 +186,6 @@ pub struct SyncDeps {
     pub tenants: BTreeMap<TenantId, Arc<TenantRuntime>>,
     /// The certificates rich notifications are encrypted for.
     pub certificates: Arc<CertificateRing>,
-    /// Microsoft's validation-token signing keys.
-    pub jwks: Arc<JwksCache>,
     /// Refuse rich notifications that arrive without `validationTokens` (the intake copies the POST's
     /// tokens onto every item it keeps, so `true` is the production setting; tokens present on an item are
     /// always checked).
@@ -602,7 +603,8 @@ async fn sync_once(
                         };
                         match room {
                             Some(room) => {
-                                master_ical_uid(deps, tenant, cache, &room, series.series_id, None, corr).await?
+                                master_ical_uid(deps, tenant, cache, &room, series.series_id, None, corr)
+                                    .await?
                             }
                             None => None,
                         }
@@ -1420,7 +1422,8 @@ async fn organizer_instances(
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     corr: CorrelationId,
 ) -> Result<Arc<Vec<Event>>, GraphError> {
-    let Some(master_id) = find_meeting(tenant, cache, mailbox, master_ical_uid, corr).await?.and_then(|m| m.id)
+    let Some(master_id) =
+        find_meeting(tenant, cache, mailbox, master_ical_uid, corr).await?.and_then(|m| m.id)
     else {
         return Ok(Arc::new(Vec::new()));
     };
@@ -1888,7 +1891,7 @@ async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResu
                 ChangeNotificationCollection { validation_tokens: tokens, value: vec![item.clone()] };
             let app = tenant.graph.app();
             let expected = ValidationTokenExpectations::new(app.client_id.clone(), app.tenant.clone());
-            match deps.jwks.check_validation_tokens(&collection, &expected).await {
+            match tenant.jwks.check_validation_tokens(&collection, &expected).await {
                 Ok(_) => {}
                 Err(e) if is_refusal(&e) => return refuse(deps, tenant_id, inbox_id, e.to_string()).await,
                 Err(e) => return Err(e.into()),

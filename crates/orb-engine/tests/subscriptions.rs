@@ -163,7 +163,14 @@ impl World {
             enabled: true,
             name: None,
         };
+        let jwks = JwksCache::new(
+            reqwest::Client::new(),
+            url::Url::parse(&graph_served.jwks_url()).unwrap(),
+            arc_clock.clone(),
+            JwksCacheOptions::default(),
+        );
         let runtime = TenantRuntime {
+            jwks: Arc::new(jwks),
             tenant_id: tenant.id,
             policy: Policy::new(),
             rooms: RoomMap::new(vec![mapping(&room, &location), mapping(&room2, &location2)]),
@@ -177,18 +184,11 @@ impl World {
             persons: orb_engine::sync::PersonCache::default(),
             writes: std::sync::Arc::default(),
         };
-        let jwks = JwksCache::new(
-            reqwest::Client::new(),
-            url::Url::parse(&graph_served.jwks_url()).unwrap(),
-            arc_clock.clone(),
-            JwksCacheOptions::default(),
-        );
         let deps = Arc::new(SyncDeps {
             store: store.clone(),
             clock: arc_clock,
             tenants: BTreeMap::from([(tenant.id, Arc::new(runtime))]),
             certificates: Arc::new(ring.clone()),
-            jwks: Arc::new(jwks),
             require_validation_tokens: true,
             max_conflict_tries: 3,
         });
@@ -469,7 +469,6 @@ async fn a_new_current_certificate_moves_the_subscription_at_once() {
             clock: w.deps.clock.clone(),
             tenants: w.deps.tenants.clone(),
             certificates: Arc::new(ring),
-            jwks: w.deps.jwks.clone(),
             require_validation_tokens: true,
             max_conflict_tries: 3,
         };

@@ -73,6 +73,11 @@ impl JwksCache {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// Where the keys are fetched from.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
     /// The cached JWKS, fetched first when there is none or it is older than `max_age`.
     pub async fn current(&self) -> Result<Arc<Jwks>, GraphError> {
         let now = self.clock.now();

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod batch;
 mod classify;
 mod client;
+mod cloud;
 mod error;
 mod jwks;
 pub mod model;
@@ -41,9 +42,10 @@ pub use client::{
     ClientOptions, DeltaCursor, DeltaRound, EVENT_FIELDS, Endpoints, GraphClient,
     NOT_SELECTABLE_ON_CALENDAR_VIEW, ORB_MATCH_PROPERTY_ID, etag_for_change_key,
 };
+pub use cloud::{Cloud, CloudEndpoints};
 pub use error::GraphError;
 pub use jwks::{JwksCache, JwksCacheOptions};
 pub use subscriptions::{
-    RICH_EVENT_SELECT, RichNotifications, rich_event_select, SubscriptionRequest, events_resource, generate_client_state,
-    subscription_expiry,
+    RICH_EVENT_SELECT, RichNotifications, SubscriptionRequest, events_resource, generate_client_state,
+    rich_event_select, subscription_expiry,
 };

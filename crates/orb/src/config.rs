@@ -51,6 +51,17 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[schedule]`
     pub schedule: ScheduleConfig,
+    /// `[graph]`
+    pub graph: GraphInstallConfig,
+}
+
+/// `[graph]`: installation-wide Graph settings.
+#[derive(Debug, Clone, Default)]
+pub struct GraphInstallConfig {
+    /// `custom_cloud_root`: the root of a Graph-compatible service (an emulator, a test double) that tenants
+    /// may name as `graph.cloud = "custom"` (token endpoint at the root, Graph under `/v1.0`, keys under
+    /// `/common/discovery/keys`). Endpoints are installation configuration, never tenant settings.
+    pub custom_cloud_root: Option<url::Url>,
 }
 
 /// `[server]`: what `orb serve` listens on and how it is reached.
@@ -408,6 +419,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("schedule", "subscriptions_seconds", Kind::Count),
     ("schedule", "reconcile_seconds", Kind::Count),
     ("schedule", "reload_seconds", Kind::Count),
+    ("graph", "custom_cloud_root", Kind::Text),
 ];
 
 fn known_keys() -> String {
@@ -574,6 +586,19 @@ impl Config {
                     reason: format!("{text:?} is not a base URL: write e.g. https://orb.example.com"),
                 });
             }
+            if key == "server.public_url"
+                && text.starts_with("http://")
+                && !url::Url::parse(&text).is_ok_and(|u| is_loopback_host(&u))
+            {
+                return Err(ConfigError::InvalidValue {
+                    key: key.to_owned(),
+                    origin,
+                    reason: format!(
+                        "{text:?}: Graph delivers notifications only to https:// URLs; use https (http \
+                         only on 127.0.0.1, [::1] or localhost, for tests)"
+                    ),
+                });
+            }
             Ok(Some(text))
         };
         let public_url = base_url("server.public_url")?;
@@ -581,6 +606,16 @@ impl Config {
             .or_else(|| public_url.clone())
             .unwrap_or_else(|| format!("http://{listen}"));
         let instance = take_text("server.instance")?.map(|(t, _)| t.trim().to_owned());
+        let custom_cloud_root = match take_text("graph.custom_cloud_root")? {
+            None => None,
+            Some((text, origin)) => {
+                Some(url::Url::parse(text.trim()).map_err(|e| ConfigError::InvalidValue {
+                    key: "graph.custom_cloud_root".to_owned(),
+                    origin,
+                    reason: format!("{text:?} is not a URL ({e}): write e.g. http://127.0.0.1:4000"),
+                })?)
+            }
+        };
         let mut counted_from = |key: &str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
             match values.remove(key) {
                 None => Ok(default),
@@ -609,7 +644,18 @@ impl Config {
             log: LogConfig { level, format },
             server: ServerConfig { listen, public_url, portal_url, workers, instance, job_lease_seconds },
             schedule,
+            graph: GraphInstallConfig { custom_cloud_root },
         })
+    }
+}
+
+/// Whether `url` names this machine (loopback address or `localhost`).
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -772,6 +818,37 @@ mod tests {
             (Ok(config), Want::Err(_)) => panic!("{name}: expected an error, got {config:?}"),
             (Err(err), Want::Ok(_)) => panic!("{name}: expected success, got: {err}"),
         }
+    }
+
+    #[test]
+    fn graph_delivers_only_to_https_and_endpoints_are_installation_settings() {
+        check(Case {
+            name: "public_url on http elsewhere than loopback",
+            toml: None,
+            env: &[("ORB__SERVER__PUBLIC_URL", "http://orb.example.com")],
+            files: &[],
+            want: Want::Err(&["server.public_url", "https"]),
+        });
+        check(Case {
+            name: "http on loopback (tests) and a custom cloud",
+            toml: None,
+            env: &[
+                ("ORB__SERVER__PUBLIC_URL", "http://127.0.0.1:8080"),
+                ("ORB__GRAPH__CUSTOM_CLOUD_ROOT", "http://127.0.0.1:4000"),
+            ],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.server.public_url.as_deref(), Some("http://127.0.0.1:8080"));
+                assert_eq!(c.graph.custom_cloud_root.as_ref().unwrap().as_str(), "http://127.0.0.1:4000/");
+            }),
+        });
+        check(Case {
+            name: "a custom cloud that is not a URL",
+            toml: None,
+            env: &[("ORB__GRAPH__CUSTOM_CLOUD_ROOT", "not a url")],
+            files: &[],
+            want: Want::Err(&["graph.custom_cloud_root"]),
+        });
     }
 
     fn sqlite_path(config: &Config) -> &Path {

@@ -90,6 +90,8 @@ pub async fn demo(config: &Config, run_for: Option<u64>) -> Result<()> {
     let public_url = format!("http://{}", listener.local_addr()?);
     config.server.public_url = Some(public_url.clone());
     config.server.portal_url = public_url.clone();
+    // The Graph emulator is the installation's custom cloud (endpoints are never tenant settings).
+    config.graph.custom_cloud_root = Some(url::Url::parse(&graph.base_url)?);
     config.schedule.near_poll_seconds = 2;
     config.schedule.subscriptions_seconds = 30;
 
@@ -102,8 +104,7 @@ pub async fn demo(config: &Config, run_for: Option<u64>) -> Result<()> {
 tenant_id = "{ENTRA_TENANT}"
 client_id = "{CLIENT_ID}"
 mail_sender = "{SENDER}"
-login_url = "{base}"
-graph_url = "{base}/v1.0"
+cloud = "custom"
 
 [topdesk]
 url = "{td}"
@@ -113,7 +114,6 @@ link_type = 1
 [sync]
 time_zone = "Europe/Amsterdam"
 "#,
-        base = graph.base_url,
         td = topdesk.base_url
     ))?;
     let audit = NewAuditEntry {

@@ -29,6 +29,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use orb_core::Clock;
 use orb_crypto::{KeyRing, RotationPolicy};
+use orb_engine::clouds::Clouds;
 use orb_engine::keys;
 use orb_engine::scheduler::{Beats, Scheduler, SchedulerOptions};
 use orb_engine::settings::{
@@ -37,7 +38,6 @@ use orb_engine::settings::{
 };
 use orb_engine::sync::{SyncDeps, TenantRuntime};
 use orb_engine::worker::{Worker, WorkerOptions};
-use orb_graph::{Endpoints, JwksCache, JwksCacheOptions};
 use orb_store::Store;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -128,6 +128,8 @@ pub(crate) struct Env {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) urls: InstallationUrls,
     pub(crate) options: ServeOptions,
+    /// The clouds tenants may name, with one key cache per cloud (kept across reloads).
+    pub(crate) clouds: Arc<Clouds>,
 }
 
 impl Env {
@@ -142,7 +144,8 @@ impl Env {
             notification_base_url: config.server.public_url.clone(),
             portal_base_url: config.server.portal_url.clone(),
         };
-        Self { store, master, clock, urls, options: ServeOptions::default() }
+        let clouds = Arc::new(Clouds::new(config.graph.custom_cloud_root.as_ref(), clock.clone()));
+        Self { store, master, clock, urls, options: ServeOptions::default(), clouds }
     }
 }
 
@@ -186,22 +189,9 @@ async fn tenant_runtime(env: &Env, tenant: &orb_store::Tenant) -> Result<Option<
         env.clock.clone(),
         &env.urls,
         &env.options.tuning,
+        &env.clouds,
     )?;
     Ok(Some(runtime))
-}
-
-/// Where Microsoft's validation-token signing keys are: under the login root of the tenants (the global
-/// cloud unless a tenant's settings name another, e.g. a national cloud or the emulator).
-async fn jwks_root(env: &Env) -> Result<url::Url> {
-    for tenant in env.store.list_tenants().await? {
-        if let Some(row) = env.store.get_tenant_settings(tenant.id).await?
-            && let Ok(settings) = TenantSettings::from_json(&row.document)
-            && settings.graph.login_url.is_some()
-        {
-            return Ok(settings.graph_endpoints().login_base);
-        }
-    }
-    Ok(Endpoints::global().login_base)
 }
 
 pub(crate) async fn load(env: &Env) -> Result<Loaded> {
@@ -219,20 +209,11 @@ pub(crate) async fn load(env: &Env) -> Result<Loaded> {
             }
         }
     }
-    let jwks_url = jwks_root(env).await?.join("common/discovery/keys").context("the JWKS URL")?;
-    // Bounded like every other client: a JWKS endpoint that does not answer cannot hold a worker.
-    let http = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .context("the HTTP client for the JWKS")?;
-    let jwks = JwksCache::new(http, jwks_url, env.clock.clone(), JwksCacheOptions::default());
     let deps = SyncDeps {
         store: env.store.clone(),
         clock: env.clock.clone(),
         tenants,
         certificates: Arc::new(ring),
-        jwks: Arc::new(jwks),
         require_validation_tokens: true,
         max_conflict_tries: 3,
     };

@@ -633,7 +633,8 @@ async fn chaos_2000_edits_with_lost_doubled_reordered_notifications_and_failing_
             let _ = orb.wait();
             let diagnosis = diagnose(&site, &*store, &wrong).await;
             let kept = if std::env::var_os("ORB_CHAOS_KEEP").is_some() {
-                let Site { dir, .. } = site;
+                let mut site = site;
+                let dir = std::mem::replace(&mut site.dir, tempfile::tempdir().unwrap());
                 format!("ORB's data dir, database and log (serve.log) are kept in {}", dir.keep().display())
             } else {
                 "set ORB_CHAOS_KEEP=1 to keep ORB's data dir, database and log".to_owned()

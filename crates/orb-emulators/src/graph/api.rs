@@ -13,10 +13,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
-use serde_json::Value;
 use orb_graph::model::{
     CancelRequest, Collection, ErrorResponse, Event, Room, SendMailRequest, TokenResponse,
 };
+use serde_json::Value;
 
 use super::GraphEmulator;
 use super::auth::{self, TokenRequest};
@@ -311,7 +311,9 @@ fn event_filter(query: &HashMap<String, String>) -> ApiResult<Option<EventFilter
     let q = quoted(filter);
     let lower = filter.to_ascii_lowercase();
     match (q.as_slice(), lower.contains("singlevalueextendedproperties/any")) {
-        ([id, value], true) => Ok(Some(EventFilter::ExtendedProperty { id: id.clone(), value: value.clone() })),
+        ([id, value], true) => {
+            Ok(Some(EventFilter::ExtendedProperty { id: id.clone(), value: value.clone() }))
+        }
         ([uid], false) if lower.trim_start().starts_with("icaluid eq ") => {
             Ok(Some(EventFilter::ICalUid(uid.clone())))
         }

@@ -33,8 +33,8 @@ pub mod auth;
 pub mod batch;
 pub mod calendar;
 pub mod control;
-pub mod state;
 pub mod select;
+pub mod state;
 pub mod subscriptions;
 
 use std::collections::BTreeMap;
@@ -190,6 +190,36 @@ impl GraphEmulator {
     /// Every `/v1.0` request seen, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
+    }
+
+    /// The event reads in the request log that broke ORB's privacy promise (an empty list: none did):
+    /// a read that could have returned a meeting's body (no `$select`, or one naming `body`,
+    /// `bodyPreview`, `uniqueBody` or attachments), a calendarView or delta of a person's mailbox (it
+    /// lists that person's other meetings; only room mailboxes may be listed), and a list of `/events`
+    /// without a `$filter` (every event of the mailbox).
+    pub fn privacy_findings(&self) -> Vec<String> {
+        let inner = self.lock();
+        let is_room = |mb: &Option<String>| {
+            mb.as_ref().and_then(|k| inner.mailboxes.get(k)).is_some_and(|m| m.room.is_some())
+        };
+        let mut out = Vec::new();
+        for (n, r) in inner.requests.iter().enumerate() {
+            if !r.reads_events() {
+                continue;
+            }
+            let what = format!("request {n}: {} {}?{}", r.method, r.path, r.query.as_deref().unwrap_or(""));
+            if r.could_return_body() {
+                out.push(format!("{what}: could return the body (no $select, or it names the body)"));
+            }
+            if r.path.contains("/calendarView") && !is_room(&r.mailbox) {
+                out.push(format!("{what}: lists a person's calendar"));
+            }
+            let filtered = r.query.as_deref().is_some_and(|q| q.contains("$filter="));
+            if r.path.ends_with("/events") && !filtered {
+                out.push(format!("{what}: lists every event of the mailbox"));
+            }
+        }
+        out
     }
 
     /// Mail sent through `sendMail`.

@@ -67,7 +67,10 @@ mod tests {
             id: Some("AAMk1".into()),
             odata_etag: Some("W/\"x\"".into()),
             subject: Some("Board".into()),
-            body: Some(ItemBody { content_type: Some(BodyType::Html), content: Some("<p>secret</p>".into()) }),
+            body: Some(ItemBody {
+                content_type: Some(BodyType::Html),
+                content: Some("<p>secret</p>".into()),
+            }),
             body_preview: Some("secret".into()),
             last_modified_date_time: Some(chrono::Utc::now()),
             ..Event::default()
@@ -94,6 +97,9 @@ mod tests {
             keys(&project(&event(), Some(&select), Read::Events)),
             ["@odata.etag", "id", "lastModifiedDateTime", "subject"]
         );
-        assert_eq!(keys(&project(&event(), Some(&select), Read::CalendarView)), ["@odata.etag", "id", "subject"]);
+        assert_eq!(
+            keys(&project(&event(), Some(&select), Read::CalendarView)),
+            ["@odata.etag", "id", "subject"]
+        );
     }
 }

@@ -245,8 +245,7 @@ impl RequestRecord {
     /// Whether this request read events (a GET of `/events`, an event, its instances, `calendarView` or
     /// its delta).
     pub fn reads_events(&self) -> bool {
-        self.method == "GET"
-            && (self.path.contains("/events") || self.path.contains("/calendarView"))
+        self.method == "GET" && (self.path.contains("/events") || self.path.contains("/calendarView"))
     }
 
     /// Whether this request's answer could have carried a meeting's body: an event read that does not

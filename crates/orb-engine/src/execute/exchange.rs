@@ -212,7 +212,8 @@ async fn locate(
     }
     if let Some(ical) = link.ical_uid.as_deref() {
         // Only this meeting is read (`$filter` on its iCalUId), never the mailbox's other events.
-        let found = ctx.graph.find_by_ical_uid(mailbox, ical, corr).await.map_err(ExecError::graph(action))?;
+        let found =
+            ctx.graph.find_by_ical_uid(mailbox, ical, corr).await.map_err(ExecError::graph(action))?;
         if let Some(id) = found.and_then(|e| e.id) {
             return Ok(id);
         }

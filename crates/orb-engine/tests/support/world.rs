@@ -162,6 +162,12 @@ pub struct World {
 impl Drop for World {
     fn drop(&mut self) {
         self.cancel.cancel();
+        // Every scenario proves the privacy promise on the way out: no Graph read ORB made could have
+        // returned a meeting's body or listed meetings other than the booking's own.
+        if !std::thread::panicking() {
+            let findings = self.graph_em.privacy_findings();
+            assert!(findings.is_empty(), "Graph reads broke the privacy promise:\n{}", findings.join("\n"));
+        }
     }
 }
 
@@ -357,7 +363,14 @@ impl World {
                 })
                 .collect(),
         );
+        let jwks = JwksCache::new(
+            reqwest::Client::new(),
+            url::Url::parse(&graph_served.jwks_url()).unwrap(),
+            arc_clock.clone(),
+            JwksCacheOptions::default(),
+        );
         let runtime = TenantRuntime {
+            jwks: Arc::new(jwks),
             tenant_id: tenant.id,
             policy,
             rooms: room_map,
@@ -371,18 +384,11 @@ impl World {
             persons: orb_engine::sync::PersonCache::default(),
             writes: std::sync::Arc::default(),
         };
-        let jwks = JwksCache::new(
-            reqwest::Client::new(),
-            url::Url::parse(&graph_served.jwks_url()).unwrap(),
-            arc_clock.clone(),
-            JwksCacheOptions::default(),
-        );
         let deps = Arc::new(SyncDeps {
             store: store.clone(),
             clock: arc_clock,
             tenants: BTreeMap::from([(tenant.id, Arc::new(runtime))]),
             certificates: Arc::new(ring.clone()),
-            jwks: Arc::new(jwks),
             // The intake copies the POST's validationTokens onto each kept item: rich items without them
             // are refused.
             require_validation_tokens: true,

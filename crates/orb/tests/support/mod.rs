@@ -86,6 +86,18 @@ pub struct Site {
     pub log: PathBuf,
 }
 
+impl Drop for Site {
+    fn drop(&mut self) {
+        // Every end-to-end test (the chaos test's edits, serve, demo) proves the privacy promise on the way
+        // out: no Graph read ORB made could have returned a meeting's body or listed meetings other than
+        // the booking's own.
+        if !std::thread::panicking() {
+            let findings = self.graph_em.privacy_findings();
+            assert!(findings.is_empty(), "Graph reads broke the privacy promise:\n{}", findings.join("\n"));
+        }
+    }
+}
+
 impl Site {
     pub async fn new(db: &Db, instance: &str) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -139,6 +151,7 @@ impl Site {
             ("ORB__DATABASE__URL".to_owned(), db_url),
             ("ORB__SERVER__LISTEN".to_owned(), format!("127.0.0.1:{port}")),
             ("ORB__SERVER__PUBLIC_URL".to_owned(), format!("http://127.0.0.1:{port}")),
+            ("ORB__GRAPH__CUSTOM_CLOUD_ROOT".to_owned(), graph.base_url.clone()),
             ("ORB__SERVER__INSTANCE".to_owned(), instance.to_owned()),
             ("ORB__SCHEDULE__NEAR_POLL_SECONDS".to_owned(), "1".to_owned()),
             ("ORB__SCHEDULE__SUBSCRIPTIONS_SECONDS".to_owned(), "1".to_owned()),
@@ -200,9 +213,8 @@ impl Site {
             &settings,
             format!(
                 "[graph]\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\nmail_sender = \
-                 \"orb@contoso.com\"\nlogin_url = \"{g}\"\ngraph_url = \"{g}/v1.0\"\n\n[topdesk]\nurl = \
+                 \"orb@contoso.com\"\ncloud = \"custom\"\n\n[topdesk]\nurl = \
                  \"{t}\"\nusername = \"{TD_LOGIN}\"\nlink_type = 7\n",
-                g = self.graph.base_url,
                 t = self.td.base_url
             ),
         )
