@@ -1,6 +1,7 @@
-//! The webhook intake end to end: the real router served on 127.0.0.1, real HTTP, a real store (SQLite in a
-//! tempdir; PostgreSQL too when `ORB_TEST_POSTGRES_URL` is set, required when `CI` is set). After each
-//! request the store is inspected through the Store API: inbox items (via their jobs), jobs, audit log.
+//! The webhook intake end to end: the real router served by the public listener on 127.0.0.1, real HTTP, a
+//! real store (SQLite in a tempdir; PostgreSQL too when `ORB_TEST_POSTGRES_URL` is set, required when `CI`
+//! is set). After each request the refusal counters are flushed and the store is inspected through the
+//! Store API: inbox items (via their jobs), jobs, audit log.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -13,8 +14,9 @@ use orb_store::{
     InboxSource, JobStatus, NewAuditEntry, NewRoom, PgStore, Room, SqliteStore, Store, SubscriptionRow,
     Tenant,
 };
-use orb_web::{HooksState, router};
+use orb_web::{HooksState, ListenerLimits, NO_SUCH_HOOK, RateLimits, router, serve_public};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 const MIB: usize = 1 << 20;
 
@@ -29,20 +31,45 @@ fn sha256(s: &str) -> Vec<u8> {
 /// A served intake over one store.
 struct Env {
     base: String,
+    addr: SocketAddr,
     store: Arc<dyn Store>,
+    state: HooksState,
     http: reqwest::Client,
+    stop: CancellationToken,
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 async fn serve(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Env {
+    serve_with(store, dir, RateLimits::default()).await
+}
+
+async fn serve_with(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>, rates: RateLimits) -> Env {
     let clock = FixedClock::new(t0());
-    let app = router(HooksState::new(store.clone(), Arc::new(clock)));
+    let state = HooksState::new(store.clone(), Arc::new(clock)).with_rate_limits(rates);
+    let app = router(state.clone()).merge(orb_web::health::router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
-    });
-    Env { base: format!("http://{addr}"), store, http: reqwest::Client::new(), _dir: dir }
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_public(listener, app, ListenerLimits::default(), stop.clone()));
+    Env { base: format!("http://{addr}"), addr, store, state, http: reqwest::Client::new(), stop, _dir: dir }
+}
+
+/// The refusal summaries written for `tenant` (flushing the counters first).
+async fn summaries(env: &Env, tenant: orb_core::TenantId) -> Vec<orb_store::AuditEntry> {
+    env.state.flush_refusals(true).await.unwrap();
+    env.store
+        .list_audit(tenant, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "webhook.refused")
+        .collect()
 }
 
 async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
@@ -192,10 +219,12 @@ struct Case {
     /// Exact response body and that it is `text/plain`.
     reply: Option<&'static str>,
     kept: &'static [Kept],
-    /// Audit entries written (all refusals).
-    refusals: usize,
-    /// Text every refusal entry must contain.
-    says: &'static str,
+    /// Refusals counted for the tenant (summed up in one audit row).
+    refusals: u64,
+    /// Their reason's key in the summary.
+    reason: &'static str,
+    /// Refusals counted for no tenant (unknown tenant).
+    unattributed: u64,
 }
 
 const fn case(name: &'static str, url: Url, body: fn(&Fixture) -> Vec<u8>, status: u16) -> Case {
@@ -209,7 +238,8 @@ const fn case(name: &'static str, url: Url, body: fn(&Fixture) -> Vec<u8>, statu
         reply: None,
         kept: &[],
         refusals: 0,
-        says: "",
+        reason: "",
+        unattributed: 0,
     }
 }
 
@@ -242,7 +272,7 @@ fn cases() -> Vec<Case> {
         Case {
             kept: &[GRAPH],
             refusals: 1,
-            says: "clientState mismatch for subscription",
+            reason: "bad_client_state",
             ..case(
                 "one good and one wrong-clientState item",
                 Url::Graph,
@@ -257,7 +287,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "clientState mismatch",
+            reason: "bad_client_state",
             ..case(
                 "an item without clientState is refused",
                 Url::Graph,
@@ -271,7 +301,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "unknown subscription \"no-such-subscription\"",
+            reason: "unknown_subscription",
             ..case(
                 "an unknown subscription is refused",
                 Url::Graph,
@@ -281,7 +311,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "(413)",
+            reason: "body_too_large",
             ..case(
                 "an oversized body is refused",
                 Url::Graph,
@@ -309,20 +339,24 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "(400)",
+            reason: "malformed_body",
             ..case("malformed JSON is refused", Url::Graph, |_| b"{\"value\": [".to_vec(), 400)
         },
         Case {
             refusals: 1,
-            says: "not a changeNotificationCollection",
+            reason: "malformed_body",
             ..case("JSON of the wrong shape is refused", Url::Graph, |_| b"{\"values\": []}".to_vec(), 400)
         },
-        case(
-            "an unknown tenant is 404",
-            Url::GraphOfUnknownTenant,
-            |f| collection(vec![notification(&f.subscription, &f.client_state)]),
-            404,
-        ),
+        Case {
+            reply: Some(NO_SUCH_HOOK),
+            unattributed: 1,
+            ..case(
+                "an unknown tenant is 404",
+                Url::GraphOfUnknownTenant,
+                |f| collection(vec![notification(&f.subscription, &f.client_state)]),
+                404,
+            )
+        },
         Case {
             kept: &[LIFECYCLE],
             ..case(
@@ -334,7 +368,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "graph lifecycle: lifecycle notification refused: clientState mismatch",
+            reason: "bad_client_state",
             ..case(
                 "a lifecycle item with a wrong clientState is refused",
                 Url::Lifecycle,
@@ -355,18 +389,20 @@ fn cases() -> Vec<Case> {
         Case {
             auth: Auth::Wrong,
             refusals: 1,
-            says: "the bearer token is wrong",
-            ..case("a TOPdesk push with a wrong token is 401", Url::Topdesk, |_| hints(1), 401)
+            reason: "bad_token",
+            reply: Some(NO_SUCH_HOOK),
+            ..case("a TOPdesk push with a wrong token is 404", Url::Topdesk, |_| hints(1), 404)
         },
         Case {
             refusals: 1,
-            says: "no bearer token",
-            ..case("a TOPdesk push without a token is 401", Url::Topdesk, |_| hints(1), 401)
+            reason: "missing_token",
+            reply: Some(NO_SUCH_HOOK),
+            ..case("a TOPdesk push without a token is 404", Url::Topdesk, |_| hints(1), 404)
         },
         Case {
             auth: Auth::Right,
             refusals: 1,
-            says: "101 hints",
+            reason: "invalid_hints",
             ..case("a TOPdesk push with too many hints is 400", Url::Topdesk, |_| hints(101), 400)
         },
         Case {
@@ -377,7 +413,7 @@ fn cases() -> Vec<Case> {
         Case {
             auth: Auth::Right,
             refusals: 1,
-            says: "hint 2 is empty",
+            reason: "invalid_hints",
             ..case(
                 "a TOPdesk push with an empty hint is 400",
                 Url::Topdesk,
@@ -388,7 +424,7 @@ fn cases() -> Vec<Case> {
         Case {
             auth: Auth::Right,
             refusals: 1,
-            says: "(400)",
+            reason: "malformed_body",
             ..case("a malformed TOPdesk push is 400", Url::Topdesk, |_| br#"{"ids": ["R1"]}"#.to_vec(), 400)
         },
     ]
@@ -402,6 +438,7 @@ fn hints(n: usize) -> Vec<u8> {
 async fn check(env: &Env, n: usize, case: &Case) {
     let name = case.name;
     let f = fixture(env.store.as_ref(), n).await;
+    let unattributed_before = env.state.unattributed_refusals();
     let path = match case.url {
         Url::Graph => format!("/hooks/graph/{}", f.tenant.name),
         Url::Lifecycle => format!("/hooks/graph/{}/lifecycle", f.tenant.name),
@@ -468,25 +505,27 @@ async fn check(env: &Env, n: usize, case: &Case) {
         }
     }
 
-    // What was refused: recorded, without secrets.
-    let audit: Vec<_> = env
-        .store
-        .list_audit(f.tenant.id, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.actor != "test")
-        .collect();
-    assert_eq!(audit.len(), case.refusals, "{name}: audit {audit:#?}");
-    for entry in &audit {
+    // What was refused: counted, then summed up in one audit row per tenant and minute, without secrets.
+    let audit = summaries(env, f.tenant.id).await;
+    if case.refusals == 0 {
+        assert!(audit.is_empty(), "{name}: audit {audit:#?}");
+    } else {
+        assert_eq!(audit.len(), 1, "{name}: one summary row {audit:#?}");
+        let entry = &audit[0];
         assert_eq!((entry.actor.as_str(), entry.action.as_str()), ("webhook", "webhook.refused"), "{name}");
         assert_eq!(entry.ip.as_deref(), Some("127.0.0.1"), "{name}: audit ip");
-        assert_eq!(entry.at, t0(), "{name}");
-        assert!(entry.target.contains(case.says), "{name}: audit target {:?}", entry.target);
+        assert_eq!(entry.at, t0(), "{name}: the minute");
+        let counts: Value = serde_json::from_str(&entry.target).unwrap();
+        assert_eq!(counts, json!({ case.reason: case.refusals }), "{name}: counts by reason");
         for secret in secrets {
             assert!(!entry.target.contains(secret), "{name}: the audit log holds a secret");
         }
     }
+    assert_eq!(
+        env.state.unattributed_refusals() - unattributed_before,
+        case.unattributed,
+        "{name}: refusals for no known tenant"
+    );
 }
 
 async fn run_table(env: &Env) {
@@ -508,12 +547,13 @@ async fn intake_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_of_one_post_are_audited_up_to_a_cap() {
+async fn refusals_of_one_post_are_one_summary_row() {
     let (store, dir) = sqlite_store().await;
     let env = serve(store, Some(dir)).await;
     let f = fixture(env.store.as_ref(), 0).await;
     let mut items = vec![notification(&f.subscription, &f.client_state)];
     items.extend((0..30).map(|i| notification(&format!("bogus-{i}"), "x")));
+    items.extend((0..5).map(|_| notification(&f.subscription, "wrong-client-state-secret")));
     let response = env
         .http
         .post(format!("{}/hooks/graph/{}", env.base, f.tenant.name))
@@ -523,16 +563,92 @@ async fn refusals_of_one_post_are_audited_up_to_a_cap() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
     assert_eq!(env.store.list_jobs(f.tenant.id, JobStatus::Queued).await.unwrap().len(), 1);
-    let audit: Vec<_> = env
-        .store
-        .list_audit(f.tenant.id, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.action == "webhook.refused")
-        .collect();
-    assert_eq!(audit.len(), orb_web::hooks::MAX_AUDITED_REFUSALS_PER_POST + 1, "20 entries and one summary");
-    assert!(audit.iter().any(|a| a.target.contains("10 more items")), "{audit:#?}");
+    let audit = summaries(&env, f.tenant.id).await;
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    let counts: Value = serde_json::from_str(&audit[0].target).unwrap();
+    assert_eq!(counts, json!({"bad_client_state": 5, "unknown_subscription": 30}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_tenant_and_bad_credentials_get_the_same_answer() {
+    let (store, dir) = sqlite_store().await;
+    let env = serve(store, Some(dir)).await;
+    let f = fixture(env.store.as_ref(), 0).await;
+    let graph_body = collection(vec![notification(&f.subscription, &f.client_state)]);
+    let requests = [
+        (
+            "graph, unknown tenant",
+            env.http.post(format!("{}/hooks/graph/nobody", env.base)).body(graph_body.clone()),
+        ),
+        (
+            "graph lifecycle, unknown tenant",
+            env.http.post(format!("{}/hooks/graph/nobody/lifecycle", env.base)).body(graph_body.clone()),
+        ),
+        (
+            "graph, a name that cannot be a tenant",
+            env.http.post(format!("{}/hooks/graph/No_Such%20Tenant", env.base)).body(graph_body),
+        ),
+        (
+            "topdesk, unknown tenant",
+            env.http
+                .post(format!("{}/hooks/topdesk/nobody", env.base))
+                .bearer_auth(&f.push_token)
+                .body(hints(1)),
+        ),
+        (
+            "topdesk, wrong token",
+            env.http
+                .post(format!("{}/hooks/topdesk/{}", env.base, f.tenant.name))
+                .bearer_auth("wrong-push-token-secret")
+                .body(hints(1)),
+        ),
+        (
+            "topdesk, no token",
+            env.http.post(format!("{}/hooks/topdesk/{}", env.base, f.tenant.name)).body(hints(1)),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (name, request) in requests {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let mut headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date")
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        headers.sort();
+        let body = response.text().await.unwrap();
+        answers.push((name, (status, headers, body)));
+    }
+    let (_, first) = &answers[0];
+    assert_eq!(first.0, 404);
+    assert_eq!(first.2, NO_SUCH_HOOK);
+    for (name, answer) in &answers {
+        assert_eq!(answer, first, "{name}: the same status, headers and body as an unknown tenant");
+    }
+    assert_eq!(env.state.unattributed_refusals(), 4, "unknown tenants are counted for no tenant");
+    let audit = summaries(&env, f.tenant.id).await;
+    assert_eq!(audit.len(), 1);
+    let counts: Value = serde_json::from_str(&audit[0].target).unwrap();
+    assert_eq!(counts, json!({"bad_token": 1, "missing_token": 1}));
+    assert!(env.store.list_jobs(f.tenant.id, JobStatus::Queued).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_says_only_ok() {
+    let (store, dir) = sqlite_store().await;
+    let env = serve(store.clone(), Some(dir)).await;
+    fixture(env.store.as_ref(), 0).await;
+    for _ in 0..2 {
+        let response = env.http.get(format!("{}/healthz", env.base)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        assert_eq!(response.text().await.unwrap(), "ok");
+        // Even with the database gone: the public check tells nothing about it.
+        store.close().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
