@@ -3,7 +3,6 @@
 //! is set). After each request the refusal counters are flushed and the store is inspected through the
 //! Store API: inbox items (via their jobs), jobs, audit log.
 
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -31,7 +30,6 @@ fn sha256(s: &str) -> Vec<u8> {
 /// A served intake over one store.
 struct Env {
     base: String,
-    addr: SocketAddr,
     store: Arc<dyn Store>,
     state: HooksState,
     http: reqwest::Client,
@@ -57,7 +55,7 @@ async fn serve_with(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>, rates
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(serve_public(listener, app, ListenerLimits::default(), stop.clone()));
-    Env { base: format!("http://{addr}"), addr, store, state, http: reqwest::Client::new(), stop, _dir: dir }
+    Env { base: format!("http://{addr}"), store, state, http: reqwest::Client::new(), stop, _dir: dir }
 }
 
 /// The refusal summaries written for `tenant` (flushing the counters first).
@@ -695,4 +693,102 @@ async fn each_kept_item_carries_the_posts_validation_tokens() {
         );
         assert!(inbox.payload.get("clientState").is_none(), "the clear clientState is never kept");
     }
+}
+
+/// A Graph notification for `f`'s subscription about event `n` (to tell kept items apart).
+fn numbered(f: &Fixture, client_state: &str, n: usize) -> Vec<u8> {
+    let mut item = notification(&f.subscription, client_state);
+    item["resource"] = json!(format!("Users/622eaaff/Events/event-{n}"));
+    collection(vec![item])
+}
+
+fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder().local_address(std::net::IpAddr::from(address)).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_posts_leaves_one_summary_row_and_valid_senders_get_through() {
+    const FLOOD: usize = 10_000;
+    const ROUNDS: usize = 5;
+    const CONNECTIONS: usize = 8;
+    let (store, dir) = sqlite_store().await;
+    let rates = RateLimits {
+        per_address_per_minute: 200.try_into().unwrap(),
+        per_tenant_per_minute: 1_000.try_into().unwrap(),
+    };
+    // The clock stands still: the buckets never refill, so the counts below are exact.
+    let env = serve_with(store.clone(), Some(dir), rates).await;
+    let (a, b) = (fixture(env.store.as_ref(), 0).await, fixture(env.store.as_ref(), 1).await);
+    let flooder = client_from([127, 0, 0, 1]);
+    let sender = client_from([127, 0, 0, 2]);
+    let url = |f: &Fixture| format!("{}/hooks/graph/{}", env.base, f.tenant.name);
+    let bogus = numbered(&a, "wrong-client-state-secret", 0);
+
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for round in 0..ROUNDS {
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let (http, url, body) = (flooder.clone(), url(&a), bogus.clone());
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    for _ in 0..FLOOD / ROUNDS / CONNECTIONS {
+                        let response = http.post(&url).body(body.clone()).send().await.unwrap();
+                        let status = response.status().as_u16();
+                        if status == 429 {
+                            let wait: u64 =
+                                response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                            assert!(wait >= 1, "Retry-After {wait}");
+                        }
+                        seen.push(status);
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for task in tasks {
+            for status in task.await.unwrap() {
+                *statuses.entry(status).or_default() += 1;
+            }
+        }
+        // Among the flood: the valid sender from another address, to the flooded tenant.
+        let response =
+            sender.post(url(&a)).body(numbered(&a, &a.client_state, round + 1)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 202, "round {round}: the valid notification is accepted");
+    }
+    let response = sender.post(url(&b)).body(numbered(&b, &b.client_state, 1)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202, "another tenant is not held up by the flood");
+    assert_eq!(
+        statuses,
+        [(202, 200), (429, FLOOD - 200)].into_iter().collect(),
+        "the address's 200 requests are screened (items refused, 202), the rest are rate limited"
+    );
+
+    // Every valid notification is kept, in the order sent.
+    let jobs = env.store.list_jobs(a.tenant.id, JobStatus::Queued).await.unwrap();
+    assert_eq!(jobs.len(), ROUNDS, "{jobs:#?}");
+    let mut resources = Vec::new();
+    for job in &jobs {
+        assert_eq!(job.kind, "graph.notification");
+        let item = env.store.get_inbox(a.tenant.id, job.payload["inbox_id"].as_i64().unwrap()).await.unwrap();
+        assert_eq!(item.remote_ip.as_deref(), Some("127.0.0.2"));
+        resources.push((item.id, item.payload["resource"].as_str().unwrap().to_owned()));
+    }
+    resources.sort();
+    let want: Vec<String> = (1..=ROUNDS).map(|n| format!("Users/622eaaff/Events/event-{n}")).collect();
+    assert_eq!(resources.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), want, "kept in the order sent");
+    assert_eq!(env.store.list_jobs(b.tenant.id, JobStatus::Queued).await.unwrap().len(), 1);
+
+    // 10,000 refusals, one audit row whose counts add up.
+    let audit = summaries(&env, a.tenant.id).await;
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(audit[0].ip.as_deref(), Some("127.0.0.1"), "all refusals came from one address");
+    let counts: std::collections::BTreeMap<String, u64> = serde_json::from_str(&audit[0].target).unwrap();
+    assert_eq!(counts, [("bad_client_state".to_owned(), 200), ("rate_limited".to_owned(), 9_800)].into());
+    assert_eq!(counts.values().sum::<u64>(), FLOOD as u64);
+    assert!(summaries(&env, b.tenant.id).await.is_empty());
+
+    // A rate-limited request does not touch the store: with the store closed it is still a 429, not a 503.
+    store.close().await;
+    let response = flooder.post(url(&a)).body(bogus).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 429);
 }
