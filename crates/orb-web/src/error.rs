@@ -3,13 +3,26 @@ use axum::response::{IntoResponse, Response};
 use orb_store::StoreError;
 use thiserror::Error;
 
+use crate::refusals::Refusal;
+
+/// The one body of [`WebError::NoSuchHook`], whatever the reason.
+pub const NO_SUCH_HOOK: &str =
+    "no such webhook: check the tenant name in the URL and, for TOPdesk, the push token\n";
+
 /// Why the intake refused a request, in ORB's words. Messages say what the sender should do and never
 /// contain a secret (clientState, push token) or a body.
 #[derive(Debug, Error)]
 pub enum WebError {
-    /// The URL names no tenant ORB knows.
-    #[error("unknown tenant; check the tenant name in the webhook URL")]
-    UnknownTenant,
+    /// The URL names no tenant ORB knows, or (TOPdesk) the bearer token is missing or wrong, or the tenant
+    /// has no push token. One answer for all of them, so the intake does not tell which tenants exist.
+    #[error("no such webhook: check the tenant name in the URL and, for TOPdesk, the push token")]
+    NoSuchHook,
+    /// Over the per-address or per-tenant rate limit.
+    #[error("too many webhook requests; retry after {retry_after_secs} seconds")]
+    RateLimited {
+        /// When the sender may try again, in whole seconds.
+        retry_after_secs: u64,
+    },
     /// The body is larger than the endpoint accepts.
     #[error("the request body is larger than {limit} bytes; send smaller batches")]
     BodyTooLarge {
@@ -31,12 +44,6 @@ pub enum WebError {
         /// What is wrong (counts and positions only, never the values).
         reason: String,
     },
-    /// The TOPdesk push carries no valid bearer token.
-    #[error("{reason}; send `Authorization: Bearer <the tenant's TOPdesk push token>`")]
-    Unauthorized {
-        /// What was wrong.
-        reason: &'static str,
-    },
     /// The store could not be read or written: nothing was kept.
     #[error("the webhook could not be stored ({source}); nothing was kept, the sender should retry")]
     Store {
@@ -49,18 +56,30 @@ pub enum WebError {
 impl WebError {
     /// Whether the sender sending the same request again later can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Store { .. } | Self::BodyUnreadable)
+        matches!(self, Self::Store { .. } | Self::BodyUnreadable | Self::RateLimited { .. })
+    }
+
+    /// The refusal this error counts as; `None` for a store failure (the sender retries it) and for the
+    /// refusals the intake counts itself ([`WebError::NoSuchHook`], [`WebError::RateLimited`]).
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Self::BodyTooLarge { .. } => Some(Refusal::BodyTooLarge),
+            Self::BodyUnreadable => Some(Refusal::BodyUnreadable),
+            Self::MalformedBody { .. } => Some(Refusal::MalformedBody),
+            Self::InvalidHints { .. } => Some(Refusal::InvalidHints),
+            Self::NoSuchHook | Self::RateLimited { .. } | Self::Store { .. } => None,
+        }
     }
 
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::UnknownTenant => StatusCode::NOT_FOUND,
+            Self::NoSuchHook => StatusCode::NOT_FOUND,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyUnreadable | Self::MalformedBody { .. } | Self::InvalidHints { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             // 503 so Graph (and TOPdesk) retry: the item was not kept.
             Self::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -71,6 +90,7 @@ impl WebError {
     fn public_message(&self) -> String {
         match self {
             Self::Store { .. } => "the webhook could not be stored; nothing was kept, retry later".to_owned(),
+            Self::NoSuchHook => NO_SUCH_HOOK.to_owned(),
             other => other.to_string(),
         }
     }
@@ -87,8 +107,8 @@ impl IntoResponse for WebError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         match self {
-            Self::Unauthorized { .. } => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Self::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             Self::Store { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
@@ -110,12 +130,12 @@ mod tests {
             assert_eq!(err.is_retryable(), retryable, "{err}");
             assert!(err.public_message().contains(says), "{err}");
         };
-        check(WebError::UnknownTenant, 404, false, "check the tenant name");
+        check(WebError::NoSuchHook, 404, false, "check the tenant name");
+        check(WebError::RateLimited { retry_after_secs: 7 }, 429, true, "retry after 7 seconds");
         check(WebError::BodyTooLarge { limit: 10 }, 413, false, "larger than 10 bytes");
         check(WebError::BodyUnreadable, 400, true, "send it again");
         check(WebError::MalformedBody { expected: "JSON" }, 400, false, "not JSON");
         check(WebError::InvalidHints { reason: "none".into() }, 400, false, "1 to 100");
-        check(WebError::Unauthorized { reason: "no token" }, 401, false, "Bearer");
         let store = StoreError::Corrupt { what: "secret db detail".into(), reason: "x".into() };
         let err = WebError::from(store);
         check(err, 503, true, "retry later");

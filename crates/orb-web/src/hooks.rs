@@ -2,19 +2,30 @@
 //!
 //! Per request, in this order:
 //! 1. Graph only: `?validationToken=` → `200 text/plain` with the URL-decoded token. Nothing else happens.
-//! 2. The tenant named in the URL must exist (else `404`, no audit: there is no tenant to record it for).
-//! 3. TOPdesk only: `Authorization: Bearer <token>`; SHA-256 of the token compared in constant time with the
-//!    tenant's stored hash (else `401` + audit). The body is not read before this.
-//! 4. The body is read up to the endpoint's limit (else `413` + audit) and its shape checked (else `400` +
-//!    audit).
-//! 5. Graph: each item is screened: its subscription must be the tenant's and SHA-256 of its `clientState`
+//! 2. Rate limits, per source address and then per tenant name ([`crate::ratelimit`]): over either →
+//!    `429` with `Retry-After`, counted, no store access.
+//! 3. The tenant named in the URL must exist.
+//! 4. TOPdesk only: `Authorization: Bearer <token>`; SHA-256 of the token compared in constant time with the
+//!    tenant's stored hash. The body is not read before this.
+//!
+//!    An unknown tenant (either endpoint), a missing or wrong token and a tenant without a push token all get
+//!    the **same answer**: `404` with one fixed body ([`WebError::NoSuchHook`]), so the intake cannot be
+//!    used to learn which tenants exist. Graph retries a failed delivery for at most a few hours and ORB's
+//!    own subscriptions never point at an unknown tenant, so Graph does not retry this forever.
+//! 5. The body is read up to the endpoint's limit (else `413`) and its shape checked (else `400`).
+//! 6. Graph: each item is screened: its subscription must be the tenant's and SHA-256 of its `clientState`
 //!    must equal the subscription's stored hash (constant time). Each accepted item is kept with its job
-//!    (one transaction each); each refused item is recorded in the audit log and not kept. The POST is
-//!    answered `202` even when every item was refused (Graph would otherwise retry it for hours).
+//!    (one transaction each); a refused item is counted and not kept. The POST is answered `202` even when
+//!    every item was refused (Graph would otherwise retry it for hours).
 //!    TOPdesk: the hints are kept as one inbox item with one job on the tenant lane, `202`.
 //!
+//! **Refusals are counted, not written one by one** ([`crate::refusals`]): every refused request or item
+//! adds to an in-memory counter per tenant, minute and reason, and [`HooksState::flush_refusals`] (run by
+//! [`run_refusal_flusher`]) writes one audit row per tenant and minute with the counts by reason. Refusals
+//! that name no tenant ORB knows go to a process-wide counter, logged once per minute, with no audit row.
+//!
 //! A store failure at any step answers `503` so the sender retries; whatever was already kept stays kept
-//! (a replayed notification is harmless, design §6).
+//! (a replayed notification is harmless, design §6). A store failure is not a refusal.
 //!
 //! Graph items are classified one by one: an item with a `lifecycleEvent` is kept as
 //! [`InboxSource::GraphLifecycle`] with a `graph.lifecycle` job, any other as [`InboxSource::Graph`] with a
@@ -22,9 +33,10 @@
 //! were configured the same).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
@@ -41,8 +53,11 @@ use orb_graph::notifications::{MAX_NOTIFICATION_BODY, parse_notification_collect
 use orb_store::{InboxSource, Lane, NewAuditEntry, NewInboxItem, NewJob, Store, StoreError, SubscriptionRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::WebError;
+use crate::ratelimit::{HookLimiter, RateLimits};
+use crate::refusals::{Refusal, RefusalCounter, Sources, minute_of};
 
 /// Default largest Graph notification body (1 MiB; also the most orb-graph's parser reads).
 pub const DEFAULT_GRAPH_BODY_LIMIT: usize = MAX_NOTIFICATION_BODY;
@@ -52,13 +67,12 @@ pub const DEFAULT_TOPDESK_BODY_LIMIT: usize = 16 * 1024;
 pub const MAX_TOPDESK_HINTS: usize = 100;
 /// Longest reservation hint (an id or a number), in characters.
 pub const MAX_TOPDESK_HINT_LEN: usize = 64;
-/// Refused items of one Graph POST recorded one by one in the audit log; the rest are summed up in one more
-/// entry, so a flood of bogus items cannot flood the audit log.
-pub const MAX_AUDITED_REFUSALS_PER_POST: usize = 20;
+/// How often [`run_refusal_flusher`] writes the summaries of finished minutes.
+pub const REFUSAL_FLUSH_EVERY: Duration = Duration::from_secs(10);
 
 /// Audit actor of every intake entry.
 pub const AUDIT_ACTOR: &str = "webhook";
-/// Audit action of every refusal.
+/// Audit action of the per-tenant, per-minute refusal summary.
 pub const AUDIT_REFUSED: &str = "webhook.refused";
 /// Job kind of a kept Graph change notification.
 pub const JOB_GRAPH_NOTIFICATION: &str = "graph.notification";
@@ -82,18 +96,30 @@ impl Default for Limits {
     }
 }
 
-/// What the intake handlers share.
+/// What the intake handlers share. Clones share the rate limiters and the refusal counters.
 #[derive(Debug, Clone)]
 pub struct HooksState {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    limiter: Arc<HookLimiter>,
+    refusals: Arc<RefusalCounter>,
+}
+
+/// What one [`HooksState::flush_refusals`] wrote and logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Audit rows written (one per tenant and minute).
+    pub rows: usize,
+    /// Refusals naming no known tenant, logged without an audit row.
+    pub unattributed: u64,
 }
 
 impl HooksState {
-    /// Intake over `store`, reading time from `clock`, with the default [`Limits`].
+    /// Intake over `store`, reading time from `clock`, with the default [`Limits`] and [`RateLimits`].
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, limits: Limits::default() }
+        let limiter = Arc::new(HookLimiter::new(RateLimits::default(), clock.clone()));
+        Self { store, clock, limits: Limits::default(), limiter, refusals: Arc::default() }
     }
 
     /// The same with other limits (the Graph limit is capped at [`MAX_NOTIFICATION_BODY`]).
@@ -106,14 +132,120 @@ impl HooksState {
         self
     }
 
+    /// The same with other rate limits (fresh buckets).
+    #[must_use]
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limiter = Arc::new(HookLimiter::new(limits, self.clock.clone()));
+        self
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> Limits {
         self.limits
     }
+
+    /// Refusals that named no tenant ORB knows, since the process started.
+    pub fn unattributed_refusals(&self) -> u64 {
+        self.refusals.unattributed_total()
+    }
+
+    /// Writes one audit row per tenant and minute for the counted refusals of finished minutes (`all`:
+    /// of the current minute too, e.g. at shutdown) and logs the refusals that named no known tenant.
+    /// A row that cannot be written is kept in memory and tried again at the next flush.
+    pub async fn flush_refusals(&self, all: bool) -> Result<FlushReport, StoreError> {
+        let before = (!all).then(|| minute_of(self.clock.now()));
+        let taken = self.refusals.take(before);
+        let mut report = FlushReport::default();
+        for (minute, n) in taken.unattributed {
+            report.unattributed += n;
+            tracing::warn!(
+                refusals = n,
+                since_start = self.refusals.unattributed_total(),
+                "webhook intake: {n} request(s) for unknown tenants refused in the minute from {minute}"
+            );
+        }
+        let mut failed = None;
+        for ((minute, name), summary) in taken.tenants {
+            if failed.is_some() {
+                self.refusals.put_back(minute, name, summary);
+                continue;
+            }
+            let tenant = match self.store.tenant_by_name(&name).await {
+                Ok(tenant) => tenant,
+                Err(StoreError::NotFound { .. }) => {
+                    // Rate-limited requests are counted before the tenant is looked up.
+                    let n = summary.total();
+                    self.refusals.unattribute(minute, n);
+                    report.unattributed += n;
+                    tracing::warn!(
+                        refusals = n,
+                        "webhook intake: {n} request(s) for unknown tenants refused in the minute from {minute}"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    self.refusals.put_back(minute, name, summary);
+                    failed = Some(e);
+                    continue;
+                }
+            };
+            let target = summary.to_json();
+            let entry = NewAuditEntry {
+                tenant_id: Some(tenant.id),
+                at: minute,
+                actor: AUDIT_ACTOR.to_owned(),
+                action: AUDIT_REFUSED.to_owned(),
+                target: target.clone(),
+                ip: match summary.sources {
+                    Sources::One(ip) => Some(ip.to_string()),
+                    Sources::Unknown | Sources::Many => None,
+                },
+            };
+            match self.store.append_audit(&entry).await {
+                Ok(_) => {
+                    report.rows += 1;
+                    tracing::info!(
+                        tenant = %name,
+                        "webhook intake refused {} request(s) or item(s) in the minute from {minute}: {target}",
+                        summary.total()
+                    );
+                }
+                Err(e) => {
+                    self.refusals.put_back(minute, name, summary);
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    fn count(&self, tenant: Option<&TenantName>, reason: Refusal, address: Option<IpAddr>, n: u64) {
+        tracing::debug!(tenant = ?tenant.map(TenantName::as_str), ?address, reason = reason.as_str(), n, "webhook intake refused");
+        self.refusals.count(self.clock.now(), tenant, reason, address, n);
+    }
 }
 
-/// The intake's routes. Serve them with `into_make_service_with_connect_info::<SocketAddr>()` so refusals
-/// and kept items record the sender's address.
+/// Flushes the refusal summaries of finished minutes every `every` and forgets idle rate-limit buckets,
+/// until `stop` is cancelled. Flush once more with `flush_refusals(true)` after the listener has stopped.
+pub async fn run_refusal_flusher(state: HooksState, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = state.flush_refusals(false).await {
+            tracing::warn!(error = %e, "webhook intake: writing the refusal summaries failed; trying again later");
+        }
+        state.limiter.forget_idle();
+    }
+}
+
+/// The intake's routes. Serve them with [`crate::listener::serve_public`] (or with
+/// `into_make_service_with_connect_info::<SocketAddr>()`) so the rate limits and kept items see the
+/// sender's address.
 pub fn router(state: HooksState) -> Router {
     Router::new()
         .route("/hooks/graph/{tenant}", post(graph_notifications))
@@ -135,15 +267,6 @@ pub fn secret_matches_hash(received: Option<&str>, stored_hash: &[u8]) -> bool {
 enum GraphUrl {
     Notifications,
     Lifecycle,
-}
-
-impl GraphUrl {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Notifications => "graph",
-            Self::Lifecycle => "graph lifecycle",
-        }
-    }
 }
 
 async fn graph_notifications(
@@ -173,10 +296,8 @@ async fn graph_intake(
     if let Some(token) = validation_token(request.uri().query()) {
         return Ok(handshake(token));
     }
-    let now = state.clock.now();
-    let auditor = Auditor::new(state, tenant_id(state, tenant).await?, remote_ip(&request), now);
-    let body =
-        auditor.guard(read_body(request.into_body(), state.limits.graph_body).await, url.label()).await?;
+    let intake = Intake::admit(state, tenant, remote_ip(&request)).await?;
+    let body = intake.guard(read_body(request.into_body(), state.limits.graph_body).await)?;
     let parsed = parse_notification_collection(&body)
         .ok()
         .zip(serde_json::from_slice::<Value>(&body).ok())
@@ -190,17 +311,17 @@ async fn graph_intake(
             _ => None,
         })
         .ok_or(WebError::MalformedBody { expected: "a changeNotificationCollection (JSON)" });
-    let (items, raw_items, validation_tokens) = auditor.guard(parsed, url.label()).await?;
+    let (items, raw_items, validation_tokens) = intake.guard(parsed)?;
 
     let mut subscriptions: HashMap<String, Option<SubscriptionRow>> = HashMap::new();
-    let mut refused = 0_usize;
+    let (mut unknown, mut mismatched) = (0_u64, 0_u64);
     for (item, raw) in items.iter().zip(raw_items) {
         let subscription = match item.subscription_id.as_deref() {
             None => None,
             Some(id) => match subscriptions.get(id) {
                 Some(known) => known.clone(),
                 None => {
-                    let found = match state.store.get_subscription(auditor.tenant, id).await {
+                    let found = match state.store.get_subscription(intake.tenant, id).await {
                         Ok(row) => Some(row),
                         Err(StoreError::NotFound { .. }) => None,
                         Err(e) => return Err(e.into()),
@@ -210,38 +331,35 @@ async fn graph_intake(
                 }
             },
         };
-        let kind = if item.lifecycle_event.is_some() { "lifecycle notification" } else { "notification" };
-        let reason = match &subscription {
-            None => Some(format!("unknown subscription {}", quoted(item.subscription_id.as_deref()))),
+        match subscription {
+            None => unknown += 1,
             Some(s) if !secret_matches_hash(item.client_state.as_deref(), &s.client_state_hash) => {
-                Some(format!("clientState mismatch for subscription {}", quoted(Some(&s.id))))
+                mismatched += 1
             }
-            Some(_) => None,
-        };
-        match (reason, subscription) {
-            (None, Some(subscription)) => {
-                keep_graph_item(state, &auditor, item, raw, validation_tokens.as_deref(), &subscription)
+            Some(subscription) => {
+                keep_graph_item(state, &intake, item, raw, validation_tokens.as_deref(), &subscription)
                     .await?
-            }
-            (reason, _) => {
-                refused += 1;
-                if refused <= MAX_AUDITED_REFUSALS_PER_POST {
-                    let reason = reason.unwrap_or_default();
-                    auditor.record(&format!("{}: {kind} refused: {reason}", url.label())).await?;
-                }
             }
         }
     }
-    if refused > MAX_AUDITED_REFUSALS_PER_POST {
-        let more = refused - MAX_AUDITED_REFUSALS_PER_POST;
-        auditor.record(&format!("{}: {more} more items of the same POST refused", url.label())).await?;
+    for (reason, n) in [(Refusal::UnknownSubscription, unknown), (Refusal::BadClientState, mismatched)] {
+        if n > 0 {
+            state.count(Some(&intake.name), reason, intake.address, n);
+        }
+    }
+    if unknown + mismatched > 0 {
+        let kind = match url {
+            GraphUrl::Notifications => "graph",
+            GraphUrl::Lifecycle => "graph lifecycle",
+        };
+        tracing::debug!(tenant = %intake.name, unknown, mismatched, "{kind}: items refused");
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
 async fn keep_graph_item(
     state: &HooksState,
-    auditor: &Auditor<'_>,
+    intake: &Intake<'_>,
     item: &ChangeNotification,
     mut raw: Value,
     validation_tokens: Option<&[String]>,
@@ -262,20 +380,20 @@ async fn keep_graph_item(
         (InboxSource::Graph, JOB_GRAPH_NOTIFICATION)
     };
     let inbox = NewInboxItem {
-        tenant_id: auditor.tenant,
+        tenant_id: intake.tenant,
         source,
-        received_at: auditor.now,
-        remote_ip: auditor.ip.clone(),
+        received_at: intake.now,
+        remote_ip: intake.address.map(|a| a.to_string()),
         payload: raw,
     };
     let job = NewJob {
-        lane: Lane::room(auditor.tenant, subscription.room_id),
+        lane: Lane::room(intake.tenant, subscription.room_id),
         kind: kind.to_owned(),
         payload: json!({ "subscription_id": subscription.id }),
-        correlation_id: Some(CorrelationId::generate(auditor.now)),
+        correlation_id: Some(CorrelationId::generate(intake.now)),
         run_at: None,
     };
-    state.store.accept_inbox(&inbox, &job, auditor.now).await?;
+    state.store.accept_inbox(&inbox, &job, intake.now).await?;
     Ok(())
 }
 
@@ -305,36 +423,36 @@ async fn topdesk_push(
 }
 
 async fn topdesk_intake(state: &HooksState, tenant: &str, request: Request) -> Result<Response, WebError> {
-    let now = state.clock.now();
-    let auditor = Auditor::new(state, tenant_id(state, tenant).await?, remote_ip(&request), now);
-    let stored = state.store.push_token_hash(auditor.tenant).await?;
-    let authorized = match (bearer_token(request.headers()), stored) {
-        (None, _) => Err(WebError::Unauthorized { reason: "the request carries no bearer token" }),
-        (Some(_), None) => {
-            Err(WebError::Unauthorized { reason: "no TOPdesk push token is configured for this tenant" })
-        }
-        (Some(token), Some(hash)) if secret_matches_hash(Some(token), &hash) => Ok(()),
-        (Some(_), Some(_)) => Err(WebError::Unauthorized { reason: "the bearer token is wrong" }),
+    let intake = Intake::admit(state, tenant, remote_ip(&request)).await?;
+    let stored = state.store.push_token_hash(intake.tenant).await?;
+    let refusal = match (bearer_token(request.headers()), stored) {
+        (None, _) => Some(Refusal::MissingToken),
+        (Some(_), None) => Some(Refusal::NoPushToken),
+        (Some(token), Some(hash)) if secret_matches_hash(Some(token), &hash) => None,
+        (Some(_), Some(_)) => Some(Refusal::BadToken),
     };
-    auditor.guard(authorized, "topdesk").await?;
-    let body =
-        auditor.guard(read_body(request.into_body(), state.limits.topdesk_body).await, "topdesk").await?;
+    if let Some(refusal) = refusal {
+        state.count(Some(&intake.name), refusal, intake.address, 1);
+        return Err(WebError::NoSuchHook);
+    }
+    let body = intake.guard(read_body(request.into_body(), state.limits.topdesk_body).await)?;
     let hints = serde_json::from_slice::<PushBody>(&body)
         .map_err(|_| WebError::MalformedBody {
             expected: r#"{"reservations": ["<id or number>", ...]} (JSON)"#,
         })
         .and_then(|b| check_hints(b.reservations));
-    let hints = auditor.guard(hints, "topdesk").await?;
+    let hints = intake.guard(hints)?;
     let count = hints.len();
+    let now = intake.now;
     let inbox = NewInboxItem {
-        tenant_id: auditor.tenant,
+        tenant_id: intake.tenant,
         source: InboxSource::Topdesk,
         received_at: now,
-        remote_ip: auditor.ip.clone(),
+        remote_ip: intake.address.map(|a| a.to_string()),
         payload: json!({ "reservations": hints }),
     };
     let job = NewJob {
-        lane: Lane::tenant(auditor.tenant),
+        lane: Lane::tenant(intake.tenant),
         kind: JOB_TOPDESK_HINT.to_owned(),
         payload: json!({ "hints": count }),
         correlation_id: Some(CorrelationId::generate(now)),
@@ -369,17 +487,54 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 // ---- shared ----
 
-async fn tenant_id(state: &HooksState, name: &str) -> Result<TenantId, WebError> {
-    let name = TenantName::parse(name).map_err(|_| WebError::UnknownTenant)?;
-    match state.store.tenant_by_name(&name).await {
-        Ok(tenant) => Ok(tenant.id),
-        Err(StoreError::NotFound { .. }) => Err(WebError::UnknownTenant),
-        Err(e) => Err(e.into()),
+/// A request past the rate limits, for a tenant that exists.
+struct Intake<'a> {
+    state: &'a HooksState,
+    name: TenantName,
+    tenant: TenantId,
+    address: Option<IpAddr>,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Intake<'a> {
+    /// Checks the rate limits (no store access) and then that the tenant exists. Refusals are counted.
+    async fn admit(state: &'a HooksState, tenant: &str, address: Option<IpAddr>) -> Result<Self, WebError> {
+        let now = state.clock.now();
+        let name = TenantName::parse(tenant).ok();
+        if let Err(wait) = state.limiter.check(address, name.as_ref()) {
+            state.count(name.as_ref(), Refusal::RateLimited, address, 1);
+            let retry_after_secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            return Err(WebError::RateLimited { retry_after_secs });
+        }
+        let Some(name) = name else {
+            state.count(None, Refusal::UnknownTenant, address, 1);
+            return Err(WebError::NoSuchHook);
+        };
+        let tenant = match state.store.tenant_by_name(&name).await {
+            Ok(tenant) => tenant.id,
+            Err(StoreError::NotFound { .. }) => {
+                state.count(None, Refusal::UnknownTenant, address, 1);
+                return Err(WebError::NoSuchHook);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self { state, name, tenant, address, now })
+    }
+
+    /// Passes `result` through, counting a refusal when it is one (store failures are not refusals: the
+    /// sender retries them).
+    fn guard<T>(&self, result: Result<T, WebError>) -> Result<T, WebError> {
+        if let Err(e) = &result
+            && let Some(reason) = e.refusal()
+        {
+            self.state.count(Some(&self.name), reason, self.address, 1);
+        }
+        result
     }
 }
 
-fn remote_ip(request: &Request) -> Option<String> {
-    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string())
+fn remote_ip(request: &Request) -> Option<IpAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
 }
 
 /// Reads at most `limit` bytes of `body`; stops reading as soon as it has more.
@@ -393,60 +548,6 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, WebError> {
         bytes.extend_from_slice(&data);
     }
     Ok(bytes)
-}
-
-/// A sender-controlled text, shortened and stripped of control characters for the audit log.
-fn quoted(text: Option<&str>) -> String {
-    const MAX: usize = 64;
-    match text {
-        None => "(none)".to_owned(),
-        Some(text) => {
-            let clean: String = text.chars().filter(|c| !c.is_control()).take(MAX).collect();
-            let ellipsis = if text.chars().count() > MAX { "…" } else { "" };
-            format!("\"{clean}{ellipsis}\"")
-        }
-    }
-}
-
-/// Records the refusals of one request in the audit log.
-struct Auditor<'a> {
-    store: &'a dyn Store,
-    tenant: TenantId,
-    ip: Option<String>,
-    now: DateTime<Utc>,
-}
-
-impl<'a> Auditor<'a> {
-    fn new(state: &'a HooksState, tenant: TenantId, ip: Option<String>, now: DateTime<Utc>) -> Self {
-        Self { store: state.store.as_ref(), tenant, ip, now }
-    }
-
-    async fn record(&self, target: &str) -> Result<(), WebError> {
-        tracing::warn!(tenant = %self.tenant, ip = ?self.ip, "webhook intake refused: {target}");
-        let entry = NewAuditEntry {
-            tenant_id: Some(self.tenant),
-            at: self.now,
-            actor: AUDIT_ACTOR.to_owned(),
-            action: AUDIT_REFUSED.to_owned(),
-            target: target.to_owned(),
-            ip: self.ip.clone(),
-        };
-        self.store.append_audit(&entry).await?;
-        Ok(())
-    }
-
-    /// Passes `result` through, recording a refusal first when it is one (store failures are not refusals:
-    /// the sender retries them).
-    async fn guard<T>(&self, result: Result<T, WebError>, endpoint: &str) -> Result<T, WebError> {
-        match result {
-            Err(e @ WebError::Store { .. }) => Err(e),
-            Err(e) => {
-                self.record(&format!("{endpoint}: request refused ({}): {e}", e.status().as_u16())).await?;
-                Err(e)
-            }
-            ok => ok,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -481,12 +582,5 @@ mod tests {
         assert!(check_hints(vec!["x".repeat(64)]).is_ok());
         assert!(check_hints(vec!["a\nb".into()]).is_err());
         assert!(check_hints(vec!["r".into(); 101]).is_err());
-    }
-
-    #[test]
-    fn sender_text_is_shortened_for_the_audit_log() {
-        assert_eq!(quoted(None), "(none)");
-        assert_eq!(quoted(Some("a\nb")), "\"ab\"");
-        assert_eq!(quoted(Some(&"x".repeat(100))), format!("\"{}…\"", "x".repeat(64)));
     }
 }

@@ -1,12 +1,15 @@
 //! # orb-web
 //!
 //! ORB's HTTP front: for now the **webhook intake** ([`hooks`]), where Microsoft Graph delivers change and
-//! lifecycle notifications and a TOPdesk action sequence pushes "reservation X changed" hints.
+//! lifecycle notifications and a TOPdesk action sequence pushes "reservation X changed" hints, the public
+//! [`health`] check, and the **public listener** ([`listener`]) that serves them with header and request
+//! timeouts and a connection limit.
 //!
 //! ## Routes
 //! - `POST /hooks/graph/{tenant}`: Graph change notifications (`changeNotificationCollection`).
 //! - `POST /hooks/graph/{tenant}/lifecycle`: Graph lifecycle notifications.
 //! - `POST /hooks/topdesk/{tenant}`: TOPdesk push hints, `Authorization: Bearer <per-tenant token>`.
+//! - `GET /healthz`: `200 ok`, nothing else (no tenant counts, no database state).
 //!
 //! ## Invariants
 //! - **Intake is never slow** (design §3). The request path does only: handshake echo, size/shape check,
@@ -18,15 +21,23 @@
 //! - Secrets are compared in constant time, on their SHA-256 (the store keeps only hashes), and are never
 //!   echoed: not in responses, not in the audit log, not in logs. A kept Graph item is stored without its
 //!   `clientState`.
-//! - Every refusal of a request or item that names a known tenant is recorded in the audit log
-//!   (actor `webhook`, action `webhook.refused`); a refused item or request writes nothing else.
+//! - The intake cannot be flooded or probed: rate limits per source address and per tenant (`429`, no store
+//!   access, [`ratelimit`]); one answer for an unknown tenant and a bad token; refusals are counted in
+//!   memory and written as one audit row per tenant and minute with counts by reason (actor `webhook`,
+//!   action `webhook.refused`, [`refusals`]); a refused item or request writes nothing else.
 //! - Time comes from an injected [`orb_core::Clock`].
 //!
 //! ## Must not depend on
 //! orb-engine (the worker consumes what the intake keeps, through the store only).
 
 mod error;
+pub mod health;
 pub mod hooks;
+pub mod listener;
+pub mod ratelimit;
+pub mod refusals;
 
-pub use error::WebError;
-pub use hooks::{HooksState, Limits, router};
+pub use error::{NO_SUCH_HOOK, WebError};
+pub use hooks::{FlushReport, HooksState, Limits, router, run_refusal_flusher};
+pub use listener::{ListenerLimits, serve_public};
+pub use ratelimit::RateLimits;

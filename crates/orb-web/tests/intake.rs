@@ -1,8 +1,8 @@
-//! The webhook intake end to end: the real router served on 127.0.0.1, real HTTP, a real store (SQLite in a
-//! tempdir; PostgreSQL too when `ORB_TEST_POSTGRES_URL` is set, required when `CI` is set). After each
-//! request the store is inspected through the Store API: inbox items (via their jobs), jobs, audit log.
+//! The webhook intake end to end: the real router served by the public listener on 127.0.0.1, real HTTP, a
+//! real store (SQLite in a tempdir; PostgreSQL too when `ORB_TEST_POSTGRES_URL` is set, required when `CI`
+//! is set). After each request the refusal counters are flushed and the store is inspected through the
+//! Store API: inbox items (via their jobs), jobs, audit log.
 
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -13,8 +13,9 @@ use orb_store::{
     InboxSource, JobStatus, NewAuditEntry, NewRoom, PgStore, Room, SqliteStore, Store, SubscriptionRow,
     Tenant,
 };
-use orb_web::{HooksState, router};
+use orb_web::{HooksState, ListenerLimits, NO_SUCH_HOOK, RateLimits, router, serve_public};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 const MIB: usize = 1 << 20;
 
@@ -30,19 +31,43 @@ fn sha256(s: &str) -> Vec<u8> {
 struct Env {
     base: String,
     store: Arc<dyn Store>,
+    state: HooksState,
     http: reqwest::Client,
+    stop: CancellationToken,
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 async fn serve(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Env {
+    serve_with(store, dir, RateLimits::default()).await
+}
+
+async fn serve_with(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>, rates: RateLimits) -> Env {
     let clock = FixedClock::new(t0());
-    let app = router(HooksState::new(store.clone(), Arc::new(clock)));
+    let state = HooksState::new(store.clone(), Arc::new(clock)).with_rate_limits(rates);
+    let app = router(state.clone()).merge(orb_web::health::router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
-    });
-    Env { base: format!("http://{addr}"), store, http: reqwest::Client::new(), _dir: dir }
+    let stop = CancellationToken::new();
+    tokio::spawn(serve_public(listener, app, ListenerLimits::default(), stop.clone()));
+    Env { base: format!("http://{addr}"), store, state, http: reqwest::Client::new(), stop, _dir: dir }
+}
+
+/// The refusal summaries written for `tenant` (flushing the counters first).
+async fn summaries(env: &Env, tenant: orb_core::TenantId) -> Vec<orb_store::AuditEntry> {
+    env.state.flush_refusals(true).await.unwrap();
+    env.store
+        .list_audit(tenant, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "webhook.refused")
+        .collect()
 }
 
 async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
@@ -192,10 +217,12 @@ struct Case {
     /// Exact response body and that it is `text/plain`.
     reply: Option<&'static str>,
     kept: &'static [Kept],
-    /// Audit entries written (all refusals).
-    refusals: usize,
-    /// Text every refusal entry must contain.
-    says: &'static str,
+    /// Refusals counted for the tenant (summed up in one audit row).
+    refusals: u64,
+    /// Their reason's key in the summary.
+    reason: &'static str,
+    /// Refusals counted for no tenant (unknown tenant).
+    unattributed: u64,
 }
 
 const fn case(name: &'static str, url: Url, body: fn(&Fixture) -> Vec<u8>, status: u16) -> Case {
@@ -209,7 +236,8 @@ const fn case(name: &'static str, url: Url, body: fn(&Fixture) -> Vec<u8>, statu
         reply: None,
         kept: &[],
         refusals: 0,
-        says: "",
+        reason: "",
+        unattributed: 0,
     }
 }
 
@@ -242,7 +270,7 @@ fn cases() -> Vec<Case> {
         Case {
             kept: &[GRAPH],
             refusals: 1,
-            says: "clientState mismatch for subscription",
+            reason: "bad_client_state",
             ..case(
                 "one good and one wrong-clientState item",
                 Url::Graph,
@@ -257,7 +285,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "clientState mismatch",
+            reason: "bad_client_state",
             ..case(
                 "an item without clientState is refused",
                 Url::Graph,
@@ -271,7 +299,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "unknown subscription \"no-such-subscription\"",
+            reason: "unknown_subscription",
             ..case(
                 "an unknown subscription is refused",
                 Url::Graph,
@@ -281,7 +309,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "(413)",
+            reason: "body_too_large",
             ..case(
                 "an oversized body is refused",
                 Url::Graph,
@@ -309,20 +337,24 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "(400)",
+            reason: "malformed_body",
             ..case("malformed JSON is refused", Url::Graph, |_| b"{\"value\": [".to_vec(), 400)
         },
         Case {
             refusals: 1,
-            says: "not a changeNotificationCollection",
+            reason: "malformed_body",
             ..case("JSON of the wrong shape is refused", Url::Graph, |_| b"{\"values\": []}".to_vec(), 400)
         },
-        case(
-            "an unknown tenant is 404",
-            Url::GraphOfUnknownTenant,
-            |f| collection(vec![notification(&f.subscription, &f.client_state)]),
-            404,
-        ),
+        Case {
+            reply: Some(NO_SUCH_HOOK),
+            unattributed: 1,
+            ..case(
+                "an unknown tenant is 404",
+                Url::GraphOfUnknownTenant,
+                |f| collection(vec![notification(&f.subscription, &f.client_state)]),
+                404,
+            )
+        },
         Case {
             kept: &[LIFECYCLE],
             ..case(
@@ -334,7 +366,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             refusals: 1,
-            says: "graph lifecycle: lifecycle notification refused: clientState mismatch",
+            reason: "bad_client_state",
             ..case(
                 "a lifecycle item with a wrong clientState is refused",
                 Url::Lifecycle,
@@ -355,18 +387,20 @@ fn cases() -> Vec<Case> {
         Case {
             auth: Auth::Wrong,
             refusals: 1,
-            says: "the bearer token is wrong",
-            ..case("a TOPdesk push with a wrong token is 401", Url::Topdesk, |_| hints(1), 401)
+            reason: "bad_token",
+            reply: Some(NO_SUCH_HOOK),
+            ..case("a TOPdesk push with a wrong token is 404", Url::Topdesk, |_| hints(1), 404)
         },
         Case {
             refusals: 1,
-            says: "no bearer token",
-            ..case("a TOPdesk push without a token is 401", Url::Topdesk, |_| hints(1), 401)
+            reason: "missing_token",
+            reply: Some(NO_SUCH_HOOK),
+            ..case("a TOPdesk push without a token is 404", Url::Topdesk, |_| hints(1), 404)
         },
         Case {
             auth: Auth::Right,
             refusals: 1,
-            says: "101 hints",
+            reason: "invalid_hints",
             ..case("a TOPdesk push with too many hints is 400", Url::Topdesk, |_| hints(101), 400)
         },
         Case {
@@ -377,7 +411,7 @@ fn cases() -> Vec<Case> {
         Case {
             auth: Auth::Right,
             refusals: 1,
-            says: "hint 2 is empty",
+            reason: "invalid_hints",
             ..case(
                 "a TOPdesk push with an empty hint is 400",
                 Url::Topdesk,
@@ -388,7 +422,7 @@ fn cases() -> Vec<Case> {
         Case {
             auth: Auth::Right,
             refusals: 1,
-            says: "(400)",
+            reason: "malformed_body",
             ..case("a malformed TOPdesk push is 400", Url::Topdesk, |_| br#"{"ids": ["R1"]}"#.to_vec(), 400)
         },
     ]
@@ -402,6 +436,7 @@ fn hints(n: usize) -> Vec<u8> {
 async fn check(env: &Env, n: usize, case: &Case) {
     let name = case.name;
     let f = fixture(env.store.as_ref(), n).await;
+    let unattributed_before = env.state.unattributed_refusals();
     let path = match case.url {
         Url::Graph => format!("/hooks/graph/{}", f.tenant.name),
         Url::Lifecycle => format!("/hooks/graph/{}/lifecycle", f.tenant.name),
@@ -468,25 +503,27 @@ async fn check(env: &Env, n: usize, case: &Case) {
         }
     }
 
-    // What was refused: recorded, without secrets.
-    let audit: Vec<_> = env
-        .store
-        .list_audit(f.tenant.id, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.actor != "test")
-        .collect();
-    assert_eq!(audit.len(), case.refusals, "{name}: audit {audit:#?}");
-    for entry in &audit {
+    // What was refused: counted, then summed up in one audit row per tenant and minute, without secrets.
+    let audit = summaries(env, f.tenant.id).await;
+    if case.refusals == 0 {
+        assert!(audit.is_empty(), "{name}: audit {audit:#?}");
+    } else {
+        assert_eq!(audit.len(), 1, "{name}: one summary row {audit:#?}");
+        let entry = &audit[0];
         assert_eq!((entry.actor.as_str(), entry.action.as_str()), ("webhook", "webhook.refused"), "{name}");
         assert_eq!(entry.ip.as_deref(), Some("127.0.0.1"), "{name}: audit ip");
-        assert_eq!(entry.at, t0(), "{name}");
-        assert!(entry.target.contains(case.says), "{name}: audit target {:?}", entry.target);
+        assert_eq!(entry.at, t0(), "{name}: the minute");
+        let counts: Value = serde_json::from_str(&entry.target).unwrap();
+        assert_eq!(counts, json!({ case.reason: case.refusals }), "{name}: counts by reason");
         for secret in secrets {
             assert!(!entry.target.contains(secret), "{name}: the audit log holds a secret");
         }
     }
+    assert_eq!(
+        env.state.unattributed_refusals() - unattributed_before,
+        case.unattributed,
+        "{name}: refusals for no known tenant"
+    );
 }
 
 async fn run_table(env: &Env) {
@@ -508,12 +545,13 @@ async fn intake_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_of_one_post_are_audited_up_to_a_cap() {
+async fn refusals_of_one_post_are_one_summary_row() {
     let (store, dir) = sqlite_store().await;
     let env = serve(store, Some(dir)).await;
     let f = fixture(env.store.as_ref(), 0).await;
     let mut items = vec![notification(&f.subscription, &f.client_state)];
     items.extend((0..30).map(|i| notification(&format!("bogus-{i}"), "x")));
+    items.extend((0..5).map(|_| notification(&f.subscription, "wrong-client-state-secret")));
     let response = env
         .http
         .post(format!("{}/hooks/graph/{}", env.base, f.tenant.name))
@@ -523,16 +561,92 @@ async fn refusals_of_one_post_are_audited_up_to_a_cap() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
     assert_eq!(env.store.list_jobs(f.tenant.id, JobStatus::Queued).await.unwrap().len(), 1);
-    let audit: Vec<_> = env
-        .store
-        .list_audit(f.tenant.id, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.action == "webhook.refused")
-        .collect();
-    assert_eq!(audit.len(), orb_web::hooks::MAX_AUDITED_REFUSALS_PER_POST + 1, "20 entries and one summary");
-    assert!(audit.iter().any(|a| a.target.contains("10 more items")), "{audit:#?}");
+    let audit = summaries(&env, f.tenant.id).await;
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    let counts: Value = serde_json::from_str(&audit[0].target).unwrap();
+    assert_eq!(counts, json!({"bad_client_state": 5, "unknown_subscription": 30}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_tenant_and_bad_credentials_get_the_same_answer() {
+    let (store, dir) = sqlite_store().await;
+    let env = serve(store, Some(dir)).await;
+    let f = fixture(env.store.as_ref(), 0).await;
+    let graph_body = collection(vec![notification(&f.subscription, &f.client_state)]);
+    let requests = [
+        (
+            "graph, unknown tenant",
+            env.http.post(format!("{}/hooks/graph/nobody", env.base)).body(graph_body.clone()),
+        ),
+        (
+            "graph lifecycle, unknown tenant",
+            env.http.post(format!("{}/hooks/graph/nobody/lifecycle", env.base)).body(graph_body.clone()),
+        ),
+        (
+            "graph, a name that cannot be a tenant",
+            env.http.post(format!("{}/hooks/graph/No_Such%20Tenant", env.base)).body(graph_body),
+        ),
+        (
+            "topdesk, unknown tenant",
+            env.http
+                .post(format!("{}/hooks/topdesk/nobody", env.base))
+                .bearer_auth(&f.push_token)
+                .body(hints(1)),
+        ),
+        (
+            "topdesk, wrong token",
+            env.http
+                .post(format!("{}/hooks/topdesk/{}", env.base, f.tenant.name))
+                .bearer_auth("wrong-push-token-secret")
+                .body(hints(1)),
+        ),
+        (
+            "topdesk, no token",
+            env.http.post(format!("{}/hooks/topdesk/{}", env.base, f.tenant.name)).body(hints(1)),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (name, request) in requests {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let mut headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date")
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        headers.sort();
+        let body = response.text().await.unwrap();
+        answers.push((name, (status, headers, body)));
+    }
+    let (_, first) = &answers[0];
+    assert_eq!(first.0, 404);
+    assert_eq!(first.2, NO_SUCH_HOOK);
+    for (name, answer) in &answers {
+        assert_eq!(answer, first, "{name}: the same status, headers and body as an unknown tenant");
+    }
+    assert_eq!(env.state.unattributed_refusals(), 4, "unknown tenants are counted for no tenant");
+    let audit = summaries(&env, f.tenant.id).await;
+    assert_eq!(audit.len(), 1);
+    let counts: Value = serde_json::from_str(&audit[0].target).unwrap();
+    assert_eq!(counts, json!({"bad_token": 1, "missing_token": 1}));
+    assert!(env.store.list_jobs(f.tenant.id, JobStatus::Queued).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_says_only_ok() {
+    let (store, dir) = sqlite_store().await;
+    let env = serve(store.clone(), Some(dir)).await;
+    fixture(env.store.as_ref(), 0).await;
+    for _ in 0..2 {
+        let response = env.http.get(format!("{}/healthz", env.base)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        assert_eq!(response.text().await.unwrap(), "ok");
+        // Even with the database gone: the public check tells nothing about it.
+        store.close().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,4 +693,102 @@ async fn each_kept_item_carries_the_posts_validation_tokens() {
         );
         assert!(inbox.payload.get("clientState").is_none(), "the clear clientState is never kept");
     }
+}
+
+/// A Graph notification for `f`'s subscription about event `n` (to tell kept items apart).
+fn numbered(f: &Fixture, client_state: &str, n: usize) -> Vec<u8> {
+    let mut item = notification(&f.subscription, client_state);
+    item["resource"] = json!(format!("Users/622eaaff/Events/event-{n}"));
+    collection(vec![item])
+}
+
+fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder().local_address(std::net::IpAddr::from(address)).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_posts_leaves_one_summary_row_and_valid_senders_get_through() {
+    const FLOOD: usize = 10_000;
+    const ROUNDS: usize = 5;
+    const CONNECTIONS: usize = 8;
+    let (store, dir) = sqlite_store().await;
+    let rates = RateLimits {
+        per_address_per_minute: 200.try_into().unwrap(),
+        per_tenant_per_minute: 1_000.try_into().unwrap(),
+    };
+    // The clock stands still: the buckets never refill, so the counts below are exact.
+    let env = serve_with(store.clone(), Some(dir), rates).await;
+    let (a, b) = (fixture(env.store.as_ref(), 0).await, fixture(env.store.as_ref(), 1).await);
+    let flooder = client_from([127, 0, 0, 1]);
+    let sender = client_from([127, 0, 0, 2]);
+    let url = |f: &Fixture| format!("{}/hooks/graph/{}", env.base, f.tenant.name);
+    let bogus = numbered(&a, "wrong-client-state-secret", 0);
+
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for round in 0..ROUNDS {
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let (http, url, body) = (flooder.clone(), url(&a), bogus.clone());
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    for _ in 0..FLOOD / ROUNDS / CONNECTIONS {
+                        let response = http.post(&url).body(body.clone()).send().await.unwrap();
+                        let status = response.status().as_u16();
+                        if status == 429 {
+                            let wait: u64 =
+                                response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                            assert!(wait >= 1, "Retry-After {wait}");
+                        }
+                        seen.push(status);
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for task in tasks {
+            for status in task.await.unwrap() {
+                *statuses.entry(status).or_default() += 1;
+            }
+        }
+        // Among the flood: the valid sender from another address, to the flooded tenant.
+        let response =
+            sender.post(url(&a)).body(numbered(&a, &a.client_state, round + 1)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 202, "round {round}: the valid notification is accepted");
+    }
+    let response = sender.post(url(&b)).body(numbered(&b, &b.client_state, 1)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202, "another tenant is not held up by the flood");
+    assert_eq!(
+        statuses,
+        [(202, 200), (429, FLOOD - 200)].into_iter().collect(),
+        "the address's 200 requests are screened (items refused, 202), the rest are rate limited"
+    );
+
+    // Every valid notification is kept, in the order sent.
+    let jobs = env.store.list_jobs(a.tenant.id, JobStatus::Queued).await.unwrap();
+    assert_eq!(jobs.len(), ROUNDS, "{jobs:#?}");
+    let mut resources = Vec::new();
+    for job in &jobs {
+        assert_eq!(job.kind, "graph.notification");
+        let item = env.store.get_inbox(a.tenant.id, job.payload["inbox_id"].as_i64().unwrap()).await.unwrap();
+        assert_eq!(item.remote_ip.as_deref(), Some("127.0.0.2"));
+        resources.push((item.id, item.payload["resource"].as_str().unwrap().to_owned()));
+    }
+    resources.sort();
+    let want: Vec<String> = (1..=ROUNDS).map(|n| format!("Users/622eaaff/Events/event-{n}")).collect();
+    assert_eq!(resources.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), want, "kept in the order sent");
+    assert_eq!(env.store.list_jobs(b.tenant.id, JobStatus::Queued).await.unwrap().len(), 1);
+
+    // 10,000 refusals, one audit row whose counts add up.
+    let audit = summaries(&env, a.tenant.id).await;
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(audit[0].ip.as_deref(), Some("127.0.0.1"), "all refusals came from one address");
+    let counts: std::collections::BTreeMap<String, u64> = serde_json::from_str(&audit[0].target).unwrap();
+    assert_eq!(counts, [("bad_client_state".to_owned(), 200), ("rate_limited".to_owned(), 9_800)].into());
+    assert_eq!(counts.values().sum::<u64>(), FLOOD as u64);
+    assert!(summaries(&env, b.tenant.id).await.is_empty());
+
+    // A rate-limited request does not touch the store: with the store closed it is still a 429, not a 503.
+    store.close().await;
+    let response = flooder.post(url(&a)).body(bogus).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 429);
 }

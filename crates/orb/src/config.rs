@@ -82,6 +82,42 @@ pub struct ServerConfig {
     /// `job_lease_seconds`: how long a worker's claim on a job lasts without a heartbeat (10–3600, default
     /// 60): after an instance dies, its jobs (and their rooms' lanes) wait this long for another instance.
     pub job_lease_seconds: u32,
+    /// `header_read_timeout_seconds`: a client must send a request's line and headers within this many
+    /// seconds (1–300, default 10), else the connection is closed; idle keep-alive connections too.
+    pub header_read_timeout_seconds: u32,
+    /// `request_timeout_seconds`: reading a request's body and answering it must take at most this many
+    /// seconds (1–600, default 30), else `408` and the connection is closed.
+    pub request_timeout_seconds: u32,
+    /// `max_connections`: connections served at once on `listen` (1–100000, default 1024); more wait to
+    /// be accepted.
+    pub max_connections: u32,
+    /// `hooks_per_minute_per_address`: webhook requests one source address may send per minute, all
+    /// tenants together (1–1000000, default 6000); more are answered `429`.
+    pub hooks_per_minute_per_address: u32,
+    /// `hooks_per_minute_per_tenant`: webhook requests to one tenant's URLs per minute, all addresses
+    /// together (1–1000000, default 12000); keep it above the per-address limit so one flooding address
+    /// cannot use up a tenant's quota.
+    pub hooks_per_minute_per_tenant: u32,
+}
+
+impl ServerConfig {
+    /// The public listener's limits.
+    pub fn listener_limits(&self) -> orb_web::ListenerLimits {
+        orb_web::ListenerLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds.into()),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_seconds.into()),
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// The webhook rate limits.
+    pub fn rate_limits(&self) -> orb_web::RateLimits {
+        let per_minute = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+        orb_web::RateLimits {
+            per_address_per_minute: per_minute(self.hooks_per_minute_per_address),
+            per_tenant_per_minute: per_minute(self.hooks_per_minute_per_tenant),
+        }
+    }
 }
 
 /// `[schedule]`: the beats of the periodic work, in seconds. `orb serve` re-reads this section (file and
@@ -414,6 +450,11 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("server", "workers", Kind::Count),
     ("server", "instance", Kind::Text),
     ("server", "job_lease_seconds", Kind::Count),
+    ("server", "header_read_timeout_seconds", Kind::Count),
+    ("server", "request_timeout_seconds", Kind::Count),
+    ("server", "max_connections", Kind::Count),
+    ("server", "hooks_per_minute_per_address", Kind::Count),
+    ("server", "hooks_per_minute_per_tenant", Kind::Count),
     ("schedule", "near_poll_seconds", Kind::Count),
     ("schedule", "horizon_poll_seconds", Kind::Count),
     ("schedule", "subscriptions_seconds", Kind::Count),
@@ -624,6 +665,13 @@ impl Config {
         };
 
         let job_lease_seconds = counted_from("server.job_lease_seconds", 60, 10, 3600)?;
+        let header_read_timeout_seconds = counted_from("server.header_read_timeout_seconds", 10, 1, 300)?;
+        let request_timeout_seconds = counted_from("server.request_timeout_seconds", 30, 1, 600)?;
+        let max_server_connections = counted_from("server.max_connections", 1024, 1, 100_000)?;
+        let hooks_per_minute_per_address =
+            counted_from("server.hooks_per_minute_per_address", 6000, 1, 1_000_000)?;
+        let hooks_per_minute_per_tenant =
+            counted_from("server.hooks_per_minute_per_tenant", 12_000, 1, 1_000_000)?;
         let mut counted = |key: &str, default: u32, max: u32| counted_from(key, default, 1, max);
         let max_connections =
             counted("database.max_connections", DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT)?;
@@ -642,7 +690,19 @@ impl Config {
             database: DatabaseConfig { url, max_connections },
             data: DataConfig { dir },
             log: LogConfig { level, format },
-            server: ServerConfig { listen, public_url, portal_url, workers, instance, job_lease_seconds },
+            server: ServerConfig {
+                listen,
+                public_url,
+                portal_url,
+                workers,
+                instance,
+                job_lease_seconds,
+                header_read_timeout_seconds,
+                request_timeout_seconds,
+                max_connections: max_server_connections,
+                hooks_per_minute_per_address,
+                hooks_per_minute_per_tenant,
+            },
             schedule,
             graph: GraphInstallConfig { custom_cloud_root },
         })
@@ -1106,6 +1166,11 @@ mod tests {
                 assert_eq!(c.server.portal_url, "http://127.0.0.1:8080");
                 assert_eq!((c.server.workers, c.server.instance.as_deref()), (4, None));
                 assert_eq!(c.server.job_lease_seconds, 60);
+                let limits = c.server.listener_limits();
+                assert_eq!(limits.header_read_timeout, std::time::Duration::from_secs(10));
+                assert_eq!(limits.request_timeout, std::time::Duration::from_secs(30));
+                assert_eq!(limits.max_connections, 1024);
+                assert_eq!(c.server.rate_limits(), orb_web::RateLimits::default());
                 let s = &c.schedule;
                 assert_eq!(
                     (s.near_poll_seconds, s.horizon_poll_seconds, s.subscriptions_seconds),
@@ -1118,9 +1183,14 @@ mod tests {
             name: "server set",
             toml: Some(
                 "[server]\nlisten = \"0.0.0.0:9000\"\npublic_url = \"https://orb.example.com/\"\nworkers = 2\n\
-                 instance = \"orb-a\"\n[schedule]\nnear_poll_seconds = 3\n",
+                 instance = \"orb-a\"\nheader_read_timeout_seconds = 5\nmax_connections = 64\n\
+                 hooks_per_minute_per_address = 100\n[schedule]\nnear_poll_seconds = 3\n",
             ),
-            env: &[("ORB__SCHEDULE__RECONCILE_SECONDS", "600")],
+            env: &[
+                ("ORB__SCHEDULE__RECONCILE_SECONDS", "600"),
+                ("ORB__SERVER__REQUEST_TIMEOUT_SECONDS", "12"),
+                ("ORB__SERVER__HOOKS_PER_MINUTE_PER_TENANT", "1000"),
+            ],
             files: &[],
             want: Want::Ok(|c| {
                 assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
@@ -1131,6 +1201,20 @@ mod tests {
                 );
                 assert_eq!((c.server.workers, c.server.instance.as_deref()), (2, Some("orb-a")));
                 assert_eq!((c.schedule.near_poll_seconds, c.schedule.reconcile_seconds), (3, 600));
+                let limits = c.server.listener_limits();
+                assert_eq!(
+                    (
+                        limits.header_read_timeout.as_secs(),
+                        limits.request_timeout.as_secs(),
+                        limits.max_connections
+                    ),
+                    (5, 12, 64)
+                );
+                let rates = c.server.rate_limits();
+                assert_eq!(
+                    (rates.per_address_per_minute.get(), rates.per_tenant_per_minute.get()),
+                    (100, 1000)
+                );
             }),
         });
     }
@@ -1138,7 +1222,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_fix() {
         type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
-        let cases: [BadCase; 13] = [
+        let cases: [BadCase; 18] = [
             (
                 "string count",
                 Some("[database]\nmax_connections = \"eight\"\n"),
@@ -1176,6 +1260,36 @@ mod tests {
                 None,
                 &[("ORB__SERVER__JOB_LEASE_SECONDS", "5")],
                 &["server.job_lease_seconds", "from 10 to 3600"],
+            ),
+            (
+                "header timeout",
+                Some("[server]\nheader_read_timeout_seconds = 0\n"),
+                &[],
+                &["server.header_read_timeout_seconds", "from 1 to 300"],
+            ),
+            (
+                "request timeout",
+                None,
+                &[("ORB__SERVER__REQUEST_TIMEOUT_SECONDS", "601")],
+                &["server.request_timeout_seconds", "from 1 to 600"],
+            ),
+            (
+                "connections",
+                Some("[server]\nmax_connections = 100001\n"),
+                &[],
+                &["server.max_connections", "from 1 to 100000"],
+            ),
+            (
+                "address rate",
+                None,
+                &[("ORB__SERVER__HOOKS_PER_MINUTE_PER_ADDRESS", "0")],
+                &["server.hooks_per_minute_per_address", "from 1 to 1000000"],
+            ),
+            (
+                "tenant rate",
+                Some("[server]\nhooks_per_minute_per_tenant = \"many\"\n"),
+                &[],
+                &["server.hooks_per_minute_per_tenant", "must be a whole number"],
             ),
         ];
         for (name, toml, env, needles) in cases {

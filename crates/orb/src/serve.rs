@@ -12,6 +12,10 @@
 //! - **Restart.** With a stable `server.instance` name, the jobs an earlier run of the same instance held
 //!   when it was killed are put back in the queue at start (their leases would otherwise block their lanes
 //!   until they expire), and the scheduler leases it held are its own again at once.
+//! - **Web.** The webhook intake and `/healthz` (which answers only `ok`; how many tenants are synced is in
+//!   the log at every load and reload) are served by `orb_web::serve_public` with the `[server]` header and
+//!   request timeouts, connection limit and webhook rate limits; refusal counts are written as one audit row
+//!   per tenant and minute by a flusher task, and once more at shutdown.
 //! - **Shutdown** (SIGTERM, Ctrl-C, or the caller's future): the web server stops accepting and finishes
 //!   the requests in hand, workers finish their current job, schedulers give their leases up. A job cut off
 //!   by a hard kill is run again after its lease expires (every write is idempotent).
@@ -23,10 +27,6 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context, Result};
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use orb_core::Clock;
 use orb_crypto::{KeyRing, RotationPolicy};
 use orb_engine::clouds::Clouds;
@@ -229,22 +229,6 @@ pub(crate) fn instance_name(config: &Config) -> String {
     })
 }
 
-#[derive(Clone)]
-struct Health {
-    store: Arc<dyn Store>,
-    tenants: watch::Receiver<Arc<SyncDeps>>,
-}
-
-async fn healthz(State(health): State<Health>) -> (StatusCode, String) {
-    match health.store.list_tenants().await {
-        Ok(all) => {
-            let synced = health.tenants.borrow().tenants.len();
-            (StatusCode::OK, format!("ok: {synced} of {} tenant(s) synced\n", all.len()))
-        }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")),
-    }
-}
-
 /// A running set of workers over one engine generation.
 struct Workers {
     cancel: CancellationToken,
@@ -326,7 +310,12 @@ pub async fn serve(
         }
     }
     let loaded = load(&env).await?;
-    tracing::info!(instance = %instance, tenants = loaded.deps.tenants.len(), "engine loaded");
+    tracing::info!(
+        instance = %instance,
+        "engine loaded: {} of {} tenant(s) synced",
+        loaded.deps.tenants.len(),
+        store.list_tenants().await.map_or(0, |t| t.len())
+    );
     let (deps_tx, deps_rx) = watch::channel(loaded.deps.clone());
     let mut generation = loaded.generation;
 
@@ -350,15 +339,16 @@ pub async fn serve(
             .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?,
     };
     let addr = listener.local_addr()?;
-    let health = Health { store: store.clone(), tenants: deps_rx.clone() };
-    let app = orb_web::router(orb_web::HooksState::new(store.clone(), clock.clone()))
-        .merge(Router::new().route("/healthz", get(healthz)).with_state(health));
-    let web_stop = stop.clone();
-    let web = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { web_stop.cancelled().await })
-            .await
-    });
+    let hooks =
+        orb_web::HooksState::new(store.clone(), clock.clone()).with_rate_limits(config.server.rate_limits());
+    let app = orb_web::router(hooks.clone()).merge(orb_web::health::router());
+    let web =
+        tokio::spawn(orb_web::serve_public(listener, app, config.server.listener_limits(), stop.clone()));
+    let flusher = tokio::spawn(orb_web::run_refusal_flusher(
+        hooks.clone(),
+        orb_web::hooks::REFUSAL_FLUSH_EVERY,
+        stop.clone(),
+    ));
     tracing::info!(address = %addr, public_url = ?config.server.public_url, "listening");
     if let Some(bound) = bound {
         let _ = bound.send(addr);
@@ -418,7 +408,11 @@ pub async fn serve(
         }
         match load(&env).await {
             Ok(loaded) => {
-                tracing::info!(tenants = loaded.deps.tenants.len(), "configuration changed: engine reloaded");
+                tracing::info!(
+                    "configuration changed: engine reloaded: {} of {} tenant(s) synced",
+                    loaded.deps.tenants.len(),
+                    store.list_tenants().await.map_or(0, |t| t.len())
+                );
                 generation = loaded.generation;
                 let _ = deps_tx.send(loaded.deps.clone());
                 gen_no += 1;
@@ -436,10 +430,12 @@ pub async fn serve(
     tracing::info!("shutting down: finishing the jobs in hand");
     workers.stop().await;
     let _ = sched.await;
-    match web.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "web server ended with an error"),
-        Err(e) => tracing::warn!(error = %e, "web server task failed"),
+    if let Err(e) = web.await {
+        tracing::warn!(error = %e, "web server task failed");
+    }
+    let _ = flusher.await;
+    if let Err(e) = hooks.flush_refusals(true).await {
+        tracing::warn!(error = %e, "writing the last webhook refusal summaries failed");
     }
     tracing::info!("stopped");
     Ok(())

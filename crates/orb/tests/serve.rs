@@ -238,7 +238,9 @@ async fn two_instances_on_one_database_do_not_double_and_the_survivor_takes_over
         })
         .await;
         let health = site.http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.unwrap();
-        assert!(health.text().await.unwrap().contains("1 of 1 tenant(s) synced"));
+        assert_eq!(health.text().await.unwrap(), "ok");
+        let log = std::fs::read_to_string(&log_b).unwrap_or_default();
+        assert!(log.contains("1 of 1 tenant(s) synced"), "{log}");
         site.eventually("the subscriptions", 20, || {
             (site.subscribed(ROOMS[0]) && site.subscribed(ROOMS[1])).then_some(())
         })

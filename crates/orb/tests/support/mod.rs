@@ -273,9 +273,12 @@ impl Site {
         let url = format!("{}/healthz", self.base());
         let deadline = Instant::now() + StdDuration::from_secs(30);
         loop {
+            // `/healthz` answers only `ok` (the listener opens after the engine is loaded); how many tenants
+            // are synced is in the log.
             if let Ok(resp) = self.http.get(&url).send().await
                 && resp.status().is_success()
-                && resp.text().await.unwrap_or_default().contains("1 of 1 tenant(s) synced")
+                && resp.text().await.unwrap_or_default() == "ok"
+                && self.log_text().contains("1 of 1 tenant(s) synced")
             {
                 return;
             }
