@@ -27,8 +27,10 @@ pub mod observation;
 pub mod plan;
 pub mod planner;
 pub mod policy;
+pub mod privacy;
 mod record;
 pub mod recurrence;
+pub mod retention;
 mod side;
 mod tenant;
 pub mod zones;
@@ -38,6 +40,7 @@ pub use email::EmailAddress;
 pub use error::CoreError;
 pub use ids::{BookingId, CorrelationId, RoomId, SeriesId, TenantId};
 pub use record::{BookingRecord, ExchangeLink, Fingerprint, NewBooking, TopdeskLink};
+pub use retention::{PurgeCutoffs, Retention};
 pub use side::{AppointmentType, Side, SyncStatus};
 pub use tenant::{RoomMailbox, TenantName, TimeZoneName, TopdeskLocationId};
 
