@@ -631,7 +631,7 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
         check("[retention]\nbookings_days = 0\n", Err("retention.bookings_days"));
         check("[retention]\nbookings_days = 4000\n", Err("retention.bookings_days"));
         check("[retention]\naudit_days = 29\n", Err("retention.audit_days"));
-        check("[retention]\naudit_days = -1\n", Err("audit_days"));
+        check("[retention]\naudit_days = -1\n", Err("-1"));
         check("[retention]\nkeep_forever = true\n", Err("keep_forever"));
         let no_sender = MINIMAL.replace("mail_sender = \"ORB@Contoso.com\"\n", "");
         assert!(TenantSettings::from_toml(&no_sender).unwrap_err().to_string().contains("mail_sender"));
