@@ -92,6 +92,9 @@ pub struct ScheduleConfig {
     pub reconcile_seconds: u32,
     /// `reload_seconds`: how often tenants, rooms and settings are re-read (default 10).
     pub reload_seconds: u32,
+    /// `purge_seconds`: retention purge of every tenant (60 to 604800, default 3600): deletes what outlived
+    /// the tenant's `[retention]` periods (see docs/PRIVACY.md), audited with the counts.
+    pub purge_seconds: u32,
 }
 
 /// `[database]`: where ORB keeps its state.
@@ -408,6 +411,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("schedule", "subscriptions_seconds", Kind::Count),
     ("schedule", "reconcile_seconds", Kind::Count),
     ("schedule", "reload_seconds", Kind::Count),
+    ("schedule", "purge_seconds", Kind::Count),
 ];
 
 fn known_keys() -> String {
@@ -589,6 +593,7 @@ impl Config {
         };
 
         let job_lease_seconds = counted_from("server.job_lease_seconds", 60, 10, 3600)?;
+        let purge_seconds = counted_from("schedule.purge_seconds", 3600, 60, 7 * 86_400)?;
         let mut counted = |key: &str, default: u32, max: u32| counted_from(key, default, 1, max);
         let max_connections =
             counted("database.max_connections", DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT)?;
@@ -600,6 +605,7 @@ impl Config {
             subscriptions_seconds: counted("schedule.subscriptions_seconds", 300, 3600)?,
             reconcile_seconds: counted("schedule.reconcile_seconds", 300, day)?,
             reload_seconds: counted("schedule.reload_seconds", 10, 3600)?,
+            purge_seconds,
         };
         debug_assert!(values.is_empty(), "every known key is read: {values:?}");
 
@@ -1034,7 +1040,7 @@ mod tests {
                     (s.near_poll_seconds, s.horizon_poll_seconds, s.subscriptions_seconds),
                     (10, 300, 300)
                 );
-                assert_eq!((s.reconcile_seconds, s.reload_seconds), (300, 10));
+                assert_eq!((s.reconcile_seconds, s.reload_seconds, s.purge_seconds), (300, 10, 3600));
             }),
         });
         check(Case {
@@ -1043,7 +1049,7 @@ mod tests {
                 "[server]\nlisten = \"0.0.0.0:9000\"\npublic_url = \"https://orb.example.com/\"\nworkers = 2\n\
                  instance = \"orb-a\"\n[schedule]\nnear_poll_seconds = 3\n",
             ),
-            env: &[("ORB__SCHEDULE__RECONCILE_SECONDS", "600")],
+            env: &[("ORB__SCHEDULE__RECONCILE_SECONDS", "600"), ("ORB__SCHEDULE__PURGE_SECONDS", "86400")],
             files: &[],
             want: Want::Ok(|c| {
                 assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
@@ -1054,6 +1060,7 @@ mod tests {
                 );
                 assert_eq!((c.server.workers, c.server.instance.as_deref()), (2, Some("orb-a")));
                 assert_eq!((c.schedule.near_poll_seconds, c.schedule.reconcile_seconds), (3, 600));
+                assert_eq!(c.schedule.purge_seconds, 86_400);
             }),
         });
     }
@@ -1061,7 +1068,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_fix() {
         type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
-        let cases: [BadCase; 13] = [
+        let cases: [BadCase; 15] = [
             (
                 "string count",
                 Some("[database]\nmax_connections = \"eight\"\n"),
@@ -1094,6 +1101,18 @@ mod tests {
             ),
             ("workers", Some("[server]\nworkers = 65\n"), &[], &["server.workers", "from 1 to 64"]),
             ("beat", None, &[("ORB__SCHEDULE__NEAR_POLL_SECONDS", "0")], &["schedule.near_poll_seconds"]),
+            (
+                "purge too often",
+                Some("[schedule]\npurge_seconds = 59\n"),
+                &[],
+                &["schedule.purge_seconds", "from 60 to 604800"],
+            ),
+            (
+                "purge too rarely",
+                None,
+                &[("ORB__SCHEDULE__PURGE_SECONDS", "604801")],
+                &["schedule.purge_seconds", "from 60 to 604800"],
+            ),
             (
                 "lease",
                 None,
