@@ -12,7 +12,10 @@
 //! - Instants are UTC ([`chrono::DateTime<Utc>`](chrono::DateTime)) with the source time zone kept alongside
 //!   ([`TimeZoneName`]); nothing in this crate reads the wall clock: time comes in through [`Clock`].
 //! - The original organizer of a booking is set once, at creation, and never changes
-//!   ([`BookingRecord::original_organizer`] has no setter that could overwrite it).
+//!   ([`BookingRecord::original_organizer`] has no setter that could overwrite it) — except that erasing
+//!   the person replaces it with their pseudonym ([`privacy`]).
+//! - How long stored data is kept is decided here ([`retention`]: periods → cutoff instants); the store
+//!   deletes.
 //!
 //! ## Must not depend on
 //! tokio, sqlx, reqwest, hyper, axum or any other I/O crate. A test of this crate never needs an async

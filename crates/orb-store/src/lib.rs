@@ -22,8 +22,10 @@
 //!   transaction, or none of them does.
 //! - **Set-once fields** of a booking (match id, tenant, creation date, processor created, original
 //!   organizer) are never written by an update.
-//! - **Append-only**: `audit_log` rejects updates and deletes and `booking_events` rejects updates, by
-//!   database triggers; migrations are append-only too: an applied migration whose text changed is an error
+//! - **Append-only**: `audit_log` and `booking_events` reject updates and deletes, by database triggers,
+//!   except inside [`Store::purge_expired`] (deletes of expired rows) and [`Store::erase_person`] (an
+//!   address replaced by its pseudonym), whose transactions open a gate the triggers check (migration 4:
+//!   a one-row gate table on SQLite, the transaction-local setting `orb.gate` on PostgreSQL); migrations are append-only too: an applied migration whose text changed is an error
 //!   at start-up ([`StoreError::MigrationChanged`]).
 //! - **Queue lanes**: at most one running job per lane, enforced by a partial unique index, and jobs of a
 //!   lane run in enqueue order.
@@ -31,6 +33,8 @@
 //!   [`EncryptionKeyRow`]); this crate never sees a plaintext secret and does not depend on the crypto crate.
 //! - **Leases**: [`Store::try_lease`] is one atomic statement, so of several processes asking for the same
 //!   free lease at the same time exactly one gets it.
+//! - **Retention and erasure** are tenant-scoped, one transaction each, audited in it; SQLite runs with
+//!   `secure_delete`, so deleted or overwritten personal data leaves no copy in free pages.
 //! - Time comes in as a parameter (`now`); this crate never reads the wall clock.
 //!
 //! ## Must not depend on
