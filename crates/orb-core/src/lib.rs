@@ -12,7 +12,10 @@
 //! - Instants are UTC ([`chrono::DateTime<Utc>`](chrono::DateTime)) with the source time zone kept alongside
 //!   ([`TimeZoneName`]); nothing in this crate reads the wall clock: time comes in through [`Clock`].
 //! - The original organizer of a booking is set once, at creation, and never changes
-//!   ([`BookingRecord::original_organizer`] has no setter that could overwrite it).
+//!   ([`BookingRecord::original_organizer`] has no setter that could overwrite it) — except that erasing
+//!   the person replaces it with their pseudonym ([`privacy`]).
+//! - How long stored data is kept is decided here ([`retention`]: periods → cutoff instants); the store
+//!   deletes.
 //!
 //! ## Must not depend on
 //! tokio, sqlx, reqwest, hyper, axum or any other I/O crate. A test of this crate never needs an async
@@ -27,8 +30,10 @@ pub mod observation;
 pub mod plan;
 pub mod planner;
 pub mod policy;
+pub mod privacy;
 mod record;
 pub mod recurrence;
+pub mod retention;
 mod side;
 mod tenant;
 pub mod zones;
@@ -38,6 +43,7 @@ pub use email::EmailAddress;
 pub use error::CoreError;
 pub use ids::{BookingId, CorrelationId, RoomId, SeriesId, TenantId};
 pub use record::{BookingRecord, ExchangeLink, Fingerprint, NewBooking, TopdeskLink};
+pub use retention::{PurgeCutoffs, Retention};
 pub use side::{AppointmentType, Side, SyncStatus};
 pub use tenant::{RoomMailbox, TenantName, TimeZoneName, TopdeskLocationId};
 

@@ -16,6 +16,7 @@ pub mod observe;
 pub mod pause;
 pub mod poller;
 pub mod reconcile;
+pub mod retention;
 pub mod scheduler;
 pub mod settings;
 pub mod subscriptions;

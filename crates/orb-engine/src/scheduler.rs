@@ -1,7 +1,8 @@
 //! **Schedulers**: the periodic work of a running ORB (DESIGN §3) — renewing Graph subscriptions, polling
 //! TOPdesk's near window on a fast beat and the whole horizon on a slow one, reconciliation sweeps of every
 //! room (enqueued as `reconcile.sweep` jobs in the rooms' lanes, so a sweep never runs beside that room's
-//! notifications), and rotating the encryption certificates.
+//! notifications), rotating the encryption certificates, and the retention purge of every tenant
+//! ([`crate::retention`], audited with its counts).
 //!
 //! [`Scheduler::run`] runs every task on its own beat until cancelled. Each beat of a task first takes a
 //! **store lease** named after the task (and tenant) for [`LEASE_BEATS`] of its beats
@@ -58,6 +59,8 @@ pub struct SchedulerOptions {
     pub reconcile_every: Option<StdDuration>,
     /// Encryption certificate rotation check (default 1 h).
     pub certificates_every: StdDuration,
+    /// Retention purge of every tenant (default 1 h; `None` = off).
+    pub purge_every: Option<StdDuration>,
     /// When certificates are replaced and retired.
     pub rotation: RotationPolicy,
 }
@@ -74,6 +77,7 @@ impl SchedulerOptions {
             subscriptions_every: StdDuration::from_secs(300),
             reconcile_every: Some(StdDuration::from_secs(300)),
             certificates_every: StdDuration::from_secs(3600),
+            purge_every: Some(StdDuration::from_secs(3600)),
             rotation: RotationPolicy::default(),
         }
     }
@@ -92,6 +96,8 @@ pub enum Task {
     Reconcile,
     /// Rotate encryption certificates (installation-wide).
     Certificates,
+    /// Purge every tenant's expired rows.
+    Purge,
 }
 
 impl Task {
@@ -103,6 +109,7 @@ impl Task {
             Self::Subscriptions => "subscriptions",
             Self::Reconcile => "reconcile",
             Self::Certificates => "certificates",
+            Self::Purge => "retention.purge",
         }
     }
 }
@@ -194,6 +201,8 @@ pub struct Beats {
     pub subscriptions_every: StdDuration,
     /// Reconciliation sweeps (`None` = off).
     pub reconcile_every: Option<StdDuration>,
+    /// Retention purge (`None` = off).
+    pub purge_every: Option<StdDuration>,
 }
 
 impl Beats {
@@ -204,6 +213,7 @@ impl Beats {
             poll_horizon_every: options.poll_horizon_every,
             subscriptions_every: options.subscriptions_every,
             reconcile_every: options.reconcile_every,
+            purge_every: options.purge_every,
         }
     }
 
@@ -214,6 +224,7 @@ impl Beats {
             Task::Subscriptions => Some(self.subscriptions_every),
             Task::Reconcile => self.reconcile_every,
             Task::Certificates => Some(options.certificates_every),
+            Task::Purge => self.purge_every,
         }
     }
 }
@@ -259,6 +270,9 @@ impl Scheduler {
         }
         if this.master.is_some() {
             tasks.push(Task::Certificates);
+        }
+        if this.options.purge_every.is_some() || this.beats.is_some() {
+            tasks.push(Task::Purge);
         }
         let mut handles = Vec::new();
         for task in tasks {
@@ -363,6 +377,9 @@ impl Scheduler {
             }
             return Ok(());
         }
+        if task == Task::Purge {
+            return self.purge(deps, every, held).await;
+        }
         let mut failures = Vec::new();
         for (tenant_id, runtime) in &deps.tenants {
             if !self.lease(deps, format!("{}/{tenant_id}", task.name()), every, held).await? {
@@ -410,7 +427,7 @@ impl Scheduler {
                 Task::Reconcile => enqueue_sweeps(deps, runtime, now).await.map(|n| {
                     tracing::info!(tenant = %tenant_id, rooms = n, "reconciliation sweeps enqueued");
                 }),
-                Task::Certificates => Ok(()),
+                Task::Certificates | Task::Purge => Ok(()),
             };
             if let Err(e) = result {
                 failures.push(format!("tenant {tenant_id}: {e}"));
@@ -418,4 +435,32 @@ impl Scheduler {
         }
         if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
     }
+
+    /// One beat of the retention purge: every tenant in the store (loaded or not: a tenant whose settings
+    /// are incomplete still has data to expire) whose lease this instance holds.
+    async fn purge(
+        &self,
+        deps: &Arc<SyncDeps>,
+        every: StdDuration,
+        held: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let mut failures = Vec::new();
+        for tenant in deps.store.list_tenants().await.map_err(|e| e.to_string())? {
+            if !self.lease(deps, format!("{}/{}", Task::Purge.name(), tenant.id), every, held).await? {
+                continue;
+            }
+            let now = deps.clock.now();
+            match crate::retention::purge_tenant(&*deps.store, tenant.id, PURGE_ACTOR, now, false).await {
+                Ok(counts) if counts.total() > 0 => {
+                    tracing::info!(tenant = %tenant.name, %counts, "retention purge");
+                }
+                Ok(_) => {}
+                Err(e) => failures.push(format!("tenant {}: {e}", tenant.name)),
+            }
+        }
+        if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+    }
 }
+
+/// The actor the scheduled purge records in the audit log.
+pub const PURGE_ACTOR: &str = "system";

@@ -19,7 +19,7 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use orb_core::{
     CancellationPolicy, Clock, ConflictPolicy, EmailAddress, FallbackPerson, MailTemplate, MassDeletionGuard,
-    Mode, Policy, RoomMap, RoomMapping, SubjectPolicy, TenantId, TimeZoneName, TopdeskRefusal,
+    Mode, Policy, Retention, RoomMap, RoomMapping, SubjectPolicy, TenantId, TimeZoneName, TopdeskRefusal,
 };
 use orb_graph::{AppRegistration, ClientOptions, Credential, GraphClient};
 use orb_store::Room;
@@ -55,6 +55,11 @@ pub const SECRET_TOPDESK_PASSWORD: &str = "topdesk.app_password";
 /// mode = "organizer"          # or "room-only"
 /// subject = "keep"            # "keep" | "hide" | "drop"
 /// time_zone = "Europe/Amsterdam"
+///
+/// [retention]                 # optional; these are the defaults
+/// jobs_hours = 24             # finished jobs and processed inbox items
+/// bookings_days = 90          # records and timelines after the booking ended; dead jobs
+/// audit_days = 400            # audit rows
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +71,56 @@ pub struct TenantSettings {
     /// The sync policy.
     #[serde(default)]
     pub sync: SyncSettings,
+    /// How long stored data is kept.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`: how long ORB keeps what it stored (see `docs/PRIVACY.md`). Every key is optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Hours finished jobs and processed inbox items are kept (1–720, default 24).
+    #[serde(default = "default_jobs_hours")]
+    pub jobs_hours: u32,
+    /// Days a booking's record and timeline are kept after it ended, and a dead job after it died
+    /// (1–3650, default 90).
+    #[serde(default = "default_bookings_days")]
+    pub bookings_days: u32,
+    /// Days audit rows are kept (30–3650, default 400).
+    #[serde(default = "default_audit_days")]
+    pub audit_days: u32,
+}
+
+fn default_jobs_hours() -> u32 {
+    Retention::DEFAULT_JOBS_HOURS
+}
+fn default_bookings_days() -> u32 {
+    Retention::DEFAULT_BOOKINGS_DAYS
+}
+fn default_audit_days() -> u32 {
+    Retention::DEFAULT_AUDIT_DAYS
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            jobs_hours: default_jobs_hours(),
+            bookings_days: default_bookings_days(),
+            audit_days: default_audit_days(),
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// The periods as orb-core's [`Retention`].
+    pub fn retention(&self) -> Retention {
+        Retention {
+            jobs_hours: self.jobs_hours,
+            bookings_days: self.bookings_days,
+            audit_days: self.audit_days,
+        }
+    }
 }
 
 /// `[graph]`.
@@ -322,6 +377,15 @@ impl TenantSettings {
         if self.sync.subject == SubjectSetting::Hide && self.sync.hidden_subject.trim().is_empty() {
             return invalid("sync.hidden_subject", "it is empty: give the text the room side shows");
         }
+        if !(1..=720).contains(&self.retention.jobs_hours) {
+            return invalid("retention.jobs_hours", "use a number of hours from 1 to 720");
+        }
+        if !(1..=3650).contains(&self.retention.bookings_days) {
+            return invalid("retention.bookings_days", "use a number of days from 1 to 3650");
+        }
+        if !(30..=3650).contains(&self.retention.audit_days) {
+            return invalid("retention.audit_days", "use a number of days from 30 to 3650");
+        }
         Ok(())
     }
 
@@ -542,6 +606,19 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
     }
 
     #[test]
+    fn retention_has_defaults_and_every_key_is_read() {
+        check("", Ok(|s| assert_eq!(s.retention.retention(), Retention::default())));
+        check(
+            "[retention]\njobs_hours = 2\nbookings_days = 30\naudit_days = 365\n",
+            Ok(|s| {
+                let r = s.retention.retention();
+                assert_eq!((r.jobs_hours, r.bookings_days, r.audit_days), (2, 30, 365));
+            }),
+        );
+        check("[retention]\nbookings_days = 7\n", Ok(|s| assert_eq!(s.retention.jobs_hours, 24)));
+    }
+
+    #[test]
     fn bad_settings_are_refused_with_the_key_named() {
         check("[sync]\nmodee = \"organizer\"\n", Err("modee"));
         check("[sync]\nmode = \"everywhere\"\n", Err("everywhere"));
@@ -566,6 +643,13 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
             let text = MINIMAL.replacen("[topdesk]", &format!("cloud = \"{cloud}\"\n[topdesk]"), 1);
             assert_eq!(TenantSettings::from_toml(&text).unwrap().graph.cloud, cloud);
         }
+        check("[retention]\njobs_hours = 0\n", Err("retention.jobs_hours"));
+        check("[retention]\njobs_hours = 721\n", Err("retention.jobs_hours"));
+        check("[retention]\nbookings_days = 0\n", Err("retention.bookings_days"));
+        check("[retention]\nbookings_days = 4000\n", Err("retention.bookings_days"));
+        check("[retention]\naudit_days = 29\n", Err("retention.audit_days"));
+        check("[retention]\naudit_days = -1\n", Err("-1"));
+        check("[retention]\nkeep_forever = true\n", Err("keep_forever"));
         let no_sender = MINIMAL.replace("mail_sender = \"ORB@Contoso.com\"\n", "");
         assert!(TenantSettings::from_toml(&no_sender).unwrap_err().to_string().contains("mail_sender"));
         let bad_link = MINIMAL.replace("link_type = 7", "link_type = 0");

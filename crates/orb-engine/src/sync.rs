@@ -541,6 +541,31 @@ async fn resolve_participants(
     Ok(())
 }
 
+/// A record whose person was erased (`orb privacy erase`) names a pseudonym where Outlook needs a mailbox.
+/// Before planning, the addresses the meeting shows now (this Exchange observation, or the meeting read
+/// from the room's copy for a TOPdesk one) whose pseudonym the record holds are put back, so writes reach
+/// the organizer's calendar and the record is consistent with its source again.
+async fn restore_erased(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    record: &mut BookingRecord,
+    obs: &Observation,
+) -> Result<(), SyncError> {
+    let seen = match obs.side {
+        Side::Exchange => Some(obs.clone()),
+        Side::Topdesk => exchange_now(deps, tenant, record).await?,
+    };
+    if let Some(seen) = seen
+        && orb_core::privacy::restore_erased(
+            record,
+            std::iter::once(&seen.organizer).chain(&seen.participants),
+        )
+    {
+        tracing::info!(booking = %record.id, "an erased person's address is shown by Outlook again");
+    }
+    Ok(())
+}
+
 /// Whether the side the observation is *not* from was never written for this record.
 fn other_side_never_written(record: &BookingRecord, observed: Side) -> bool {
     let other = observed.other();
@@ -572,6 +597,11 @@ async fn sync_once(
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
+    }
+    if let Some(r) = record.as_mut()
+        && orb_core::privacy::has_pseudonyms(r)
+    {
+        restore_erased(deps, tenant, r, &adjusted).await?;
     }
     match (&record, adjusted.side) {
         (Some(r), Side::Exchange) => {

@@ -22,8 +22,10 @@
 //!   transaction, or none of them does.
 //! - **Set-once fields** of a booking (match id, tenant, creation date, processor created, original
 //!   organizer) are never written by an update.
-//! - **Append-only**: `audit_log` rejects updates and deletes and `booking_events` rejects updates, by
-//!   database triggers; migrations are append-only too: an applied migration whose text changed is an error
+//! - **Append-only**: `audit_log` and `booking_events` reject updates and deletes, by database triggers,
+//!   except inside [`Store::purge_expired`] (deletes of expired rows) and [`Store::erase_person`] (an
+//!   address replaced by its pseudonym), whose transactions open a gate the triggers check (migration 4:
+//!   a one-row gate table on SQLite, the transaction-local setting `orb.gate` on PostgreSQL); migrations are append-only too: an applied migration whose text changed is an error
 //!   at start-up ([`StoreError::MigrationChanged`]).
 //! - **Queue lanes**: at most one running job per lane, enforced by a partial unique index, and jobs of a
 //!   lane run in enqueue order.
@@ -31,6 +33,8 @@
 //!   [`EncryptionKeyRow`]); this crate never sees a plaintext secret and does not depend on the crypto crate.
 //! - **Leases**: [`Store::try_lease`] is one atomic statement, so of several processes asking for the same
 //!   free lease at the same time exactly one gets it.
+//! - **Retention and erasure** are tenant-scoped, one transaction each, audited in it; SQLite runs with
+//!   `secure_delete`, so deleted or overwritten personal data leaves no copy in free pages.
 //! - Time comes in as a parameter (`now`); this crate never reads the wall clock.
 //!
 //! ## Must not depend on
@@ -50,14 +54,16 @@ pub use postgres::PgStore;
 pub use queue::{ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lane, Lease, NewJob, RetryPolicy};
 pub use sqlite::SqliteStore;
 pub use types::{
-    AuditEntry, BookingEvent, BookingFilter, BookingKey, EncryptionKeyRow, InboxItem, InboxSource,
-    NewAuditEntry, NewBookingEvent, NewInboxItem, NewRoom, Room, SealedSecretRow, SecretMeta, Series,
-    SubscriptionRow, Tenant, TenantSettingsRow,
+    AuditEntry, BookingEvent, BookingFilter, BookingKey, EncryptionKeyRow, ErasureCounts, InboxItem,
+    InboxSource, NewAuditEntry, NewBookingEvent, NewInboxItem, NewRoom, PersonData, PurgeCounts, Room,
+    SealedSecretRow, SecretMeta, Series, SubscriptionRow, Tenant, TenantSettingsRow,
 };
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use orb_core::{BookingId, BookingRecord, RoomId, RoomMailbox, SeriesId, TenantId, TenantName};
+use orb_core::{
+    BookingId, BookingRecord, EmailAddress, PurgeCutoffs, RoomId, RoomMailbox, SeriesId, TenantId, TenantName,
+};
 
 /// Result type of every store call.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -305,4 +311,43 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// transaction: the audit entry is what remains of it. Unknown (for this tenant) is
     /// [`StoreError::NotFound`], a job that is not dead is [`StoreError::NotDead`]; both change nothing.
     async fn dismiss_dead_job(&self, tenant: TenantId, job: JobId, audit: &NewAuditEntry) -> Result<()>;
+
+    // ---- retention and privacy ----
+
+    /// Deletes the tenant's rows that `cutoffs` say expired, in one transaction: inbox items processed and
+    /// done jobs finished before [`PurgeCutoffs::finished_jobs`]; dead jobs that died, bookings that ended
+    /// (with their timelines) and series left without bookings and unchanged before
+    /// [`PurgeCutoffs::bookings`]; audit rows written before [`PurgeCutoffs::audit`]. Queued and running
+    /// jobs and unprocessed inbox items are never touched. When something was deleted, an audit entry
+    /// `retention.purged` (actor `actor`, the counts as target) is written in the same transaction. With
+    /// `dry_run` the same statements run and are rolled back: the counts are exact and nothing changes.
+    /// An unknown tenant is [`StoreError::NotFound`].
+    async fn purge_expired(
+        &self,
+        tenant: TenantId,
+        cutoffs: &PurgeCutoffs,
+        actor: &str,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<PurgeCounts>;
+
+    /// Everything the tenant's tables hold that names `address` (see [`PersonData`]); matching is by whole
+    /// address, in any letter case. An unknown tenant is [`StoreError::NotFound`].
+    async fn person_data(&self, tenant: TenantId, address: &EmailAddress) -> Result<PersonData>;
+
+    /// Replaces `address` with `pseudonym` everywhere in the tenant's tables, in one transaction: the
+    /// records (organizer, the set-once original organizer, booker, participants, subject and location
+    /// text; each changed record's version is bumped, so a sync holding it replans), series, timelines,
+    /// audit rows, job payloads and errors, inbox items. Then appends the audit entry `privacy.erased`
+    /// (actor `actor`, target: the pseudonym and the counts, never the address). An unknown tenant is
+    /// [`StoreError::NotFound`], a pseudonym equal to the address [`StoreError::InvalidArgument`]; both
+    /// change nothing.
+    async fn erase_person(
+        &self,
+        tenant: TenantId,
+        address: &EmailAddress,
+        pseudonym: &EmailAddress,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ErasureCounts>;
 }

@@ -11,6 +11,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
     Migration { version: 2, name: "intake", sql: include_str!("../migrations/postgres/0002_intake.sql") },
     Migration { version: 3, name: "runtime", sql: include_str!("../migrations/postgres/0003_runtime.sql") },
+    Migration {
+        version: 4,
+        name: "retention",
+        sql: include_str!("../migrations/postgres/0004_retention.sql"),
+    },
 ];
 
 const CLAIM_SQL: &str = "SELECT j.id FROM jobs j \
@@ -69,4 +74,7 @@ crate::backend::impl_store!(
     db = sqlx::Postgres,
     kind = BackendKind::Postgres,
     claim_sql = CLAIM_SQL,
+    gate_open = "SELECT set_config('orb.gate', $1, true)",
+    gate_close = "SELECT set_config('orb.gate', '', true)",
+    after_erase = None,
 );

@@ -45,3 +45,71 @@ pub(crate) const UPDATE_TENANT_SETTINGS: &str = "UPDATE tenant_settings SET docu
 pub(crate) const TRY_LEASE: &str = "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
      WHERE leases.holder = excluded.holder OR leases.expires_at <= $4 RETURNING holder";
+
+// ---- retention purge (`$1` tenant, `$2` cutoff) ----
+
+/// Inbox items processed before the cutoff.
+pub(crate) const PURGE_INBOX: &str =
+    "DELETE FROM inbox WHERE tenant_id = $1 AND processed_at IS NOT NULL AND processed_at < $2";
+/// Done jobs finished before the cutoff.
+pub(crate) const PURGE_DONE_JOBS: &str =
+    "DELETE FROM jobs WHERE tenant_id = $1 AND status = 'done' AND finished_at < $2";
+/// Dead jobs that died before the cutoff.
+pub(crate) const PURGE_DEAD_JOBS: &str =
+    "DELETE FROM jobs WHERE tenant_id = $1 AND status = 'dead' AND finished_at < $2";
+/// The timelines of bookings that ended before the cutoff (before the bookings: foreign key).
+pub(crate) const PURGE_BOOKING_EVENTS: &str = "DELETE FROM booking_events WHERE tenant_id = $1 AND booking_id IN \
+     (SELECT id FROM bookings WHERE tenant_id = $1 AND end_at < $2)";
+/// Bookings that ended before the cutoff.
+pub(crate) const PURGE_BOOKINGS: &str = "DELETE FROM bookings WHERE tenant_id = $1 AND end_at < $2";
+/// Series without bookings, unchanged since before the cutoff (a live series is upserted again by the
+/// next observation of one of its occurrences).
+pub(crate) const PURGE_SERIES: &str = "DELETE FROM series WHERE tenant_id = $1 AND updated_at < $2 AND NOT EXISTS \
+     (SELECT 1 FROM bookings b WHERE b.tenant_id = series.tenant_id AND b.series_id = series.id)";
+/// Audit rows written before the cutoff.
+pub(crate) const PURGE_AUDIT: &str = "DELETE FROM audit_log WHERE tenant_id = $1 AND at < $2";
+
+// ---- a person's rows (`$1` tenant, `$2` the lower-case address as a LIKE pattern, `\` escapes) ----
+// The LIKE only narrows the rows down; the caller keeps those that name the address as a whole
+// (`orb_core::privacy::mentions`).
+
+/// Records that may name the person.
+pub(crate) const PERSON_BOOKINGS: &str = "SELECT * FROM bookings WHERE tenant_id = $1 AND (\
+     lower(organizer) LIKE $2 ESCAPE '\\' OR lower(original_organizer) LIKE $2 ESCAPE '\\' \
+     OR lower(COALESCE(booked_by, '')) LIKE $2 ESCAPE '\\' OR lower(participants) LIKE $2 ESCAPE '\\' \
+     OR lower(COALESCE(subject, '')) LIKE $2 ESCAPE '\\' OR lower(COALESCE(location_text, '')) LIKE $2 ESCAPE '\\') \
+     ORDER BY start_at, id";
+/// Timeline entries that may name the person.
+pub(crate) const PERSON_BOOKING_EVENTS: &str =
+    "SELECT * FROM booking_events WHERE tenant_id = $1 AND lower(detail) LIKE $2 ESCAPE '\\' ORDER BY id";
+/// Series the person may organize.
+pub(crate) const PERSON_SERIES: &str =
+    "SELECT * FROM series WHERE tenant_id = $1 AND lower(organizer) LIKE $2 ESCAPE '\\' ORDER BY id";
+/// Audit rows that may name the person.
+pub(crate) const PERSON_AUDIT: &str = "SELECT * FROM audit_log WHERE tenant_id = $1 AND \
+     (lower(actor) LIKE $2 ESCAPE '\\' OR lower(target) LIKE $2 ESCAPE '\\') ORDER BY id";
+/// Jobs that may name the person.
+pub(crate) const PERSON_JOBS: &str = "SELECT * FROM jobs WHERE tenant_id = $1 AND \
+     (lower(payload) LIKE $2 ESCAPE '\\' OR lower(COALESCE(last_error, '')) LIKE $2 ESCAPE '\\') ORDER BY id";
+/// Inbox items that may name the person.
+pub(crate) const PERSON_INBOX: &str =
+    "SELECT * FROM inbox WHERE tenant_id = $1 AND lower(payload) LIKE $2 ESCAPE '\\' ORDER BY id";
+
+/// Erasure of a record's person fields, set-once original organizer included; bumps the version so a
+/// sync holding the record conflicts and replans.
+pub(crate) const ERASE_BOOKING: &str = "UPDATE bookings SET organizer = $3, original_organizer = $4, booked_by = $5, \
+     participants = $6, subject = $7, location_text = $8, version = version + 1 WHERE tenant_id = $1 AND id = $2";
+
+/// `%address%` for the `PERSON_*` queries, with LIKE's wildcards in the address escaped.
+pub(crate) fn like_pattern(address: &str) -> String {
+    let mut out = String::with_capacity(address.len() + 2);
+    out.push('%');
+    for c in address.to_ascii_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}

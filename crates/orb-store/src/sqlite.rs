@@ -1,5 +1,6 @@
 //! The SQLite back-end: one file, WAL journal, foreign keys on, every write transaction `BEGIN IMMEDIATE`
-//! (so two writers queue on the busy timeout instead of failing on a read-to-write upgrade).
+//! (so two writers queue on the busy timeout instead of failing on a read-to-write upgrade), `secure_delete`
+//! on (deleted content is zeroed); after an erasure the write-ahead log is checkpointed and truncated.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,6 +16,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "intake", sql: include_str!("../migrations/sqlite/0002_intake.sql") },
     Migration { version: 3, name: "runtime", sql: include_str!("../migrations/sqlite/0003_runtime.sql") },
+    Migration { version: 4, name: "retention", sql: include_str!("../migrations/sqlite/0004_retention.sql") },
 ];
 
 const CLAIM_SQL: &str = "SELECT j.id FROM jobs j \
@@ -48,6 +50,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Deleted and overwritten content is zeroed on disk, so a purge or an erasure leaves no copy
+            // of a person's data in free pages of the file.
+            .pragma("secure_delete", "on")
             .busy_timeout(StdDuration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
@@ -83,4 +88,7 @@ crate::backend::impl_store!(
     db = sqlx::Sqlite,
     kind = BackendKind::Sqlite,
     claim_sql = CLAIM_SQL,
+    gate_open = "UPDATE append_only_gate SET mode = $1 WHERE id = 1",
+    gate_close = "UPDATE append_only_gate SET mode = NULL WHERE id = 1",
+    after_erase = Some("PRAGMA wal_checkpoint(TRUNCATE)"),
 );

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use orb_core::{
-    BookingId, CorrelationId, EmailAddress, RoomId, RoomMailbox, SeriesId, Side, TenantId, TenantName,
-    TimeZoneName, TopdeskLocationId,
+    BookingId, BookingRecord, CorrelationId, EmailAddress, RoomId, RoomMailbox, SeriesId, Side, TenantId,
+    TenantName, TimeZoneName, TopdeskLocationId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +51,7 @@ pub struct Room {
 }
 
 /// A recurring series; its occurrences are bookings with this series id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Series {
     /// Id.
     pub id: SeriesId,
@@ -374,5 +374,107 @@ impl std::fmt::Debug for EncryptionKeyRow {
             .field("sealed_private_key_len", &self.sealed_private_key.len())
             .field("created_at", &self.created_at)
             .finish()
+    }
+}
+
+/// What a retention purge deleted (or, in a dry run, would delete), per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeCounts {
+    /// Inbox items processed before the jobs cutoff.
+    pub inbox: u64,
+    /// Done jobs finished before the jobs cutoff.
+    pub done_jobs: u64,
+    /// Dead jobs (never retried nor dismissed) that died before the bookings cutoff.
+    pub dead_jobs: u64,
+    /// Booking records that ended before the bookings cutoff.
+    pub bookings: u64,
+    /// Timeline entries of those bookings.
+    pub booking_events: u64,
+    /// Series rows left without bookings and unchanged since the bookings cutoff.
+    pub series: u64,
+    /// Audit rows written before the audit cutoff.
+    pub audit: u64,
+}
+
+impl PurgeCounts {
+    /// Rows deleted in all.
+    pub fn total(&self) -> u64 {
+        self.inbox
+            + self.done_jobs
+            + self.dead_jobs
+            + self.bookings
+            + self.booking_events
+            + self.series
+            + self.audit
+    }
+}
+
+impl std::fmt::Display for PurgeCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} inbox item(s), {} done job(s), {} dead job(s), {} booking(s), {} timeline entr(ies), \
+             {} series, {} audit row(s)",
+            self.inbox,
+            self.done_jobs,
+            self.dead_jobs,
+            self.bookings,
+            self.booking_events,
+            self.series,
+            self.audit
+        )
+    }
+}
+
+/// Everything a tenant's store holds about one person (an export for a data-subject request).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PersonData {
+    /// Records where the person is organizer, original organizer, booker or participant (or that name
+    /// them in the subject or location text).
+    pub bookings: Vec<BookingRecord>,
+    /// The timelines of those records, and every other timeline entry that names the person.
+    pub booking_events: Vec<BookingEvent>,
+    /// Series the person organizes.
+    pub series: Vec<Series>,
+    /// Audit rows that name the person (as actor or in the target).
+    pub audit: Vec<AuditEntry>,
+    /// Jobs whose payload or last error names the person.
+    pub jobs: Vec<crate::Job>,
+    /// Inbox items whose payload names the person (encrypted rich content cannot be read, so it cannot
+    /// name anyone).
+    pub inbox: Vec<InboxItem>,
+}
+
+/// What an erasure changed, per table (rows whose text named the person).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ErasureCounts {
+    /// Booking records.
+    pub bookings: u64,
+    /// Series rows.
+    pub series: u64,
+    /// Timeline entries.
+    pub booking_events: u64,
+    /// Audit rows.
+    pub audit: u64,
+    /// Jobs.
+    pub jobs: u64,
+    /// Inbox items.
+    pub inbox: u64,
+}
+
+impl ErasureCounts {
+    /// Rows changed in all.
+    pub fn total(&self) -> u64 {
+        self.bookings + self.series + self.booking_events + self.audit + self.jobs + self.inbox
+    }
+}
+
+impl std::fmt::Display for ErasureCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} booking(s), {} series, {} timeline entr(ies), {} audit row(s), {} job(s), {} inbox item(s)",
+            self.bookings, self.series, self.booking_events, self.audit, self.jobs, self.inbox
+        )
     }
 }

@@ -68,4 +68,6 @@ conformance!(
     encryption_keys_reseal_is_all_or_nothing,
     leases_have_one_holder_renew_expire_and_release,
     lease_race_has_exactly_one_winner_across_two_pools,
+    purge_deletes_exactly_the_expired_rows_and_audits_the_counts,
+    a_persons_data_is_exported_and_erased_everywhere_and_nothing_else,
 );

@@ -73,6 +73,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Secret(cmd) => secret(&config, cmd).await,
         Command::PushToken(cmd) => push_token(&config, &*open_store(&config).await?, cmd).await,
         Command::Jobs(cmd) => crate::jobs::run(&*open_store(&config).await?, cmd).await,
+        Command::Purge { tenant, dry_run } => {
+            crate::privacy::purge(&*open_store(&config).await?, tenant.as_deref(), dry_run).await
+        }
+        Command::Privacy(cmd) => crate::privacy::run(&*open_store(&config).await?, cmd).await,
         Command::Keys(KeysCommand::Rotate { new_key_file }) => {
             let current = MasterKey::from_process_env()?;
             let store = open_store(&config).await?;

@@ -139,6 +139,9 @@ pub struct ScheduleConfig {
     pub reconcile_seconds: u32,
     /// `reload_seconds`: how often tenants, rooms and settings are re-read (default 10).
     pub reload_seconds: u32,
+    /// `purge_seconds`: retention purge of every tenant (60 to 604800, default 3600): deletes what outlived
+    /// the tenant's `[retention]` periods (see docs/PRIVACY.md), audited with the counts.
+    pub purge_seconds: u32,
 }
 
 /// `[database]`: where ORB keeps its state.
@@ -461,6 +464,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("schedule", "reconcile_seconds", Kind::Count),
     ("schedule", "reload_seconds", Kind::Count),
     ("graph", "custom_cloud_root", Kind::Text),
+    ("schedule", "purge_seconds", Kind::Count),
 ];
 
 fn known_keys() -> String {
@@ -672,6 +676,7 @@ impl Config {
             counted_from("server.hooks_per_minute_per_address", 6000, 1, 1_000_000)?;
         let hooks_per_minute_per_tenant =
             counted_from("server.hooks_per_minute_per_tenant", 12_000, 1, 1_000_000)?;
+        let purge_seconds = counted_from("schedule.purge_seconds", 3600, 60, 7 * 86_400)?;
         let mut counted = |key: &str, default: u32, max: u32| counted_from(key, default, 1, max);
         let max_connections =
             counted("database.max_connections", DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT)?;
@@ -683,6 +688,7 @@ impl Config {
             subscriptions_seconds: counted("schedule.subscriptions_seconds", 300, 3600)?,
             reconcile_seconds: counted("schedule.reconcile_seconds", 300, day)?,
             reload_seconds: counted("schedule.reload_seconds", 10, 3600)?,
+            purge_seconds,
         };
         debug_assert!(values.is_empty(), "every known key is read: {values:?}");
 
@@ -1176,7 +1182,7 @@ mod tests {
                     (s.near_poll_seconds, s.horizon_poll_seconds, s.subscriptions_seconds),
                     (10, 300, 300)
                 );
-                assert_eq!((s.reconcile_seconds, s.reload_seconds), (300, 10));
+                assert_eq!((s.reconcile_seconds, s.reload_seconds, s.purge_seconds), (300, 10, 3600));
             }),
         });
         check(Case {
@@ -1190,6 +1196,7 @@ mod tests {
                 ("ORB__SCHEDULE__RECONCILE_SECONDS", "600"),
                 ("ORB__SERVER__REQUEST_TIMEOUT_SECONDS", "12"),
                 ("ORB__SERVER__HOOKS_PER_MINUTE_PER_TENANT", "1000"),
+                ("ORB__SCHEDULE__PURGE_SECONDS", "86400"),
             ],
             files: &[],
             want: Want::Ok(|c| {
@@ -1215,6 +1222,7 @@ mod tests {
                     (rates.per_address_per_minute.get(), rates.per_tenant_per_minute.get()),
                     (100, 1000)
                 );
+                assert_eq!(c.schedule.purge_seconds, 86_400);
             }),
         });
     }
@@ -1255,6 +1263,18 @@ mod tests {
             ),
             ("workers", Some("[server]\nworkers = 65\n"), &[], &["server.workers", "from 1 to 64"]),
             ("beat", None, &[("ORB__SCHEDULE__NEAR_POLL_SECONDS", "0")], &["schedule.near_poll_seconds"]),
+            (
+                "purge too often",
+                Some("[schedule]\npurge_seconds = 59\n"),
+                &[],
+                &["schedule.purge_seconds", "from 60 to 604800"],
+            ),
+            (
+                "purge too rarely",
+                None,
+                &[("ORB__SCHEDULE__PURGE_SECONDS", "604801")],
+                &["schedule.purge_seconds", "from 60 to 604800"],
+            ),
             (
                 "lease",
                 None,

@@ -29,6 +29,7 @@ mod commands;
 mod config;
 mod demo;
 mod jobs;
+mod privacy;
 mod secrets;
 mod serve;
 
@@ -112,6 +113,46 @@ pub(crate) enum Command {
     /// Inspect the job queue; put dead jobs back in it or dismiss them.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Delete what outlived the tenants' retention periods (finished jobs, processed inbox items, bookings
+    /// long over with their timelines, old audit rows; see docs/PRIVACY.md) and print the counts. `orb
+    /// serve` does this every schedule.purge_seconds.
+    Purge {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// A person's data (data-subject requests): export it, or erase it.
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
+}
+
+/// `orb privacy ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PrivacyCommand {
+    /// Write everything ORB stores about a person as JSON: bookings they organize or attend, their
+    /// timelines, series, audit rows, queued jobs and received notifications that name them.
+    Export {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The person's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// Write to this new file (readable only by its owner) instead of standard output.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+    /// Replace a person's address everywhere in the tenant's data with a stable pseudonym
+    /// (erased-…@erased.invalid), in one transaction, audited without the address.
+    Erase {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The person's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// `orb push-token ...`
@@ -180,8 +221,8 @@ pub(crate) enum TenantCommand {
     Settings {
         #[command(flatten)]
         tenant: TenantArg,
-        /// The settings file (TOML with the sections graph, topdesk and sync); without it the current settings are
-        /// shown.
+        /// The settings file (TOML with the sections graph, topdesk, sync and retention); without it the
+        /// current settings are shown.
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
     },

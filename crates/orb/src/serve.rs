@@ -79,6 +79,7 @@ fn beats_of(s: &ScheduleConfig) -> Beats {
         poll_horizon_every: StdDuration::from_secs(s.horizon_poll_seconds.into()),
         subscriptions_every: StdDuration::from_secs(s.subscriptions_seconds.into()),
         reconcile_every: Some(StdDuration::from_secs(s.reconcile_seconds.into())),
+        purge_every: Some(StdDuration::from_secs(s.purge_seconds.into())),
     }
 }
 
@@ -362,6 +363,7 @@ pub async fn serve(
     sched_options.poll_horizon_every = beats.poll_horizon_every;
     sched_options.subscriptions_every = beats.subscriptions_every;
     sched_options.reconcile_every = beats.reconcile_every;
+    sched_options.purge_every = beats.purge_every;
     sched_options.rotation = env.options.rotation;
     let (beats_tx, beats_rx) = watch::channel(beats);
     let changed = {

@@ -766,3 +766,289 @@ async fn mass_deletion_is_held_until_an_admin_approves_it_for_one_room() {
     assert_eq!(approval.actor, "cli");
     assert!(approval.target.contains(room) && approval.target.contains("2 cancellation(s)"), "{approval:?}");
 }
+
+// ---- retention and privacy: `orb purge`, `orb privacy export | erase` ----
+
+/// Seeds the tenant's data about Anna (organizer of one booking, participant of another, named in a
+/// timeline entry, an audit row and a queued job) and a booking of Bob's that does not name her; returns
+/// (Anna's bookings, Bob's booking).
+async fn seed_people(store: &dyn Store, tenant: &str) -> (Vec<orb_core::BookingId>, orb_core::BookingId) {
+    use orb_core::{
+        AppointmentType, BookingRecord, EmailAddress, NewBooking, Side, TenantName, TimeZoneName,
+    };
+    let tenant = store.tenant_by_name(&TenantName::parse(tenant).unwrap()).await.unwrap();
+    let room = store.list_rooms(tenant.id).await.unwrap().remove(0);
+    let now = chrono::Utc::now();
+    let mail = |s: &str| EmailAddress::parse(s).unwrap();
+    let booking = |organizer: &str, participants: &[&str], hours: i64| {
+        BookingRecord::new(
+            NewBooking {
+                tenant_id: tenant.id,
+                appointment_type: AppointmentType::Single,
+                series_id: None,
+                original_start: None,
+                organizer: mail(organizer),
+                booked_by: None,
+                location_text: None,
+                room_id: room.id,
+                participants: participants.iter().map(|p| mail(p)).collect(),
+                subject: Some("Planning".into()),
+                start: now + chrono::Duration::hours(hours),
+                end: now + chrono::Duration::hours(hours + 1),
+                time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
+                processor_created: Side::Exchange,
+            },
+            now,
+        )
+    };
+    let event = |detail: serde_json::Value| orb_store::NewBookingEvent {
+        at: now,
+        kind: "observed".into(),
+        side: Some(Side::Exchange),
+        detail,
+    };
+    let lane = orb_store::Lane::room(tenant.id, room.id);
+    let job = orb_store::NewJob {
+        lane,
+        kind: "sync.observation".into(),
+        payload: serde_json::json!({"observation": {"organizer": "Anna@Contoso.com"}}),
+        correlation_id: None,
+        run_at: Some(now + chrono::Duration::days(1)),
+    };
+    let a = booking("anna@contoso.com", &["bob@contoso.com"], 24);
+    store
+        .insert_booking(&a, &[event(serde_json::json!({"organizer": "anna@contoso.com"}))], &[job], now)
+        .await
+        .unwrap();
+    let b = booking("carl@contoso.com", &["anna@contoso.com"], 26);
+    store.insert_booking(&b, &[event(serde_json::json!({"k": 1}))], &[], now).await.unwrap();
+    let c = booking("bob@contoso.com", &[], 28);
+    store
+        .insert_booking(&c, &[event(serde_json::json!({"organizer": "bob@contoso.com"}))], &[], now)
+        .await
+        .unwrap();
+    store
+        .append_audit(&orb_store::NewAuditEntry {
+            tenant_id: Some(tenant.id),
+            at: now,
+            actor: "system".into(),
+            action: "mail.sent".into(),
+            target: "booking-refused to anna@contoso.com".into(),
+            ip: None,
+        })
+        .await
+        .unwrap();
+    (vec![a.id, b.id], c.id)
+}
+
+fn sqlite_store(env: &Env) -> (tokio::runtime::Runtime, SqliteStore) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = rt.block_on(SqliteStore::open(&env.db_path(), 1)).unwrap();
+    (rt, store)
+}
+
+fn lower(bytes: &[u8]) -> Vec<u8> {
+    bytes.to_ascii_lowercase()
+}
+
+#[test]
+fn privacy_export_holds_one_person_and_erase_leaves_no_trace_in_the_sqlite_files() {
+    let env = Env::new();
+    env.ok(&["tenant", "add", "contoso"], None);
+    env.ok(
+        &[
+            "room",
+            "add",
+            "--tenant",
+            "contoso",
+            "--mailbox",
+            "room-1@contoso.com",
+            "--topdesk-location",
+            "l1",
+        ],
+        None,
+    );
+    let (rt, store) = sqlite_store(&env);
+    let (annas, bobs) = rt.block_on(seed_people(&store, "contoso"));
+    rt.block_on(store.close());
+    let dir = env.db_path().parent().unwrap().to_owned();
+    assert!(contains(&lower(&files_bytes(&dir)), "anna@contoso.com"), "seeded");
+
+    // The export: everything about Anna, nothing about Bob's own booking.
+    let json = env.ok(&["privacy", "export", "--tenant", "contoso", "--email", "Anna@Contoso.com"], None);
+    let export: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(export["email"], "anna@contoso.com");
+    let ids: Vec<String> = export["data"]["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, annas.iter().map(ToString::to_string).collect::<Vec<_>>());
+    assert_eq!(export["data"]["booking_events"].as_array().unwrap().len(), 2, "their two timelines");
+    assert_eq!(export["data"]["audit"].as_array().unwrap().len(), 1);
+    assert_eq!(export["data"]["jobs"].as_array().unwrap().len(), 1);
+    assert!(!json.contains(&bobs.to_string()), "Bob's own booking is not in Anna's export");
+    let file = env.path("anna.json");
+    let out = env.ok(
+        &[
+            "privacy",
+            "export",
+            "--tenant",
+            "contoso",
+            "--email",
+            "anna@contoso.com",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.contains("wrote"), "{out}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("\"bookings\""));
+    env.fails(
+        &[
+            "privacy",
+            "export",
+            "--tenant",
+            "contoso",
+            "--email",
+            "anna@contoso.com",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        None,
+        "must not exist yet",
+    );
+
+    // Bad input: one clear message, nothing changed.
+    env.fails(
+        &["privacy", "erase", "--tenant", "contoso", "--email", "not-an-address"],
+        None,
+        "give the person's e-mail address",
+    );
+    env.fails(
+        &["privacy", "erase", "--tenant", "nobody", "--email", "anna@contoso.com"],
+        None,
+        "does not exist",
+    );
+    assert!(contains(&lower(&files_bytes(&dir)), "anna@contoso.com"));
+
+    // The erasure: her address is in no byte of the database files; Bob's booking is untouched.
+    let out = env.ok(&["privacy", "erase", "--tenant", "contoso", "--email", "ANNA@contoso.com"], None);
+    assert!(out.contains("replaced the address with erased-") && out.contains("2 booking(s)"), "{out}");
+    let bytes = lower(&files_bytes(&dir));
+    assert!(!contains(&bytes, "anna@contoso.com"), "Anna's address is still in the SQLite files");
+    assert!(contains(&bytes, "bob@contoso.com"));
+    let json = env.ok(&["privacy", "export", "--tenant", "contoso", "--email", "anna@contoso.com"], None);
+    let export: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(export["data"]["bookings"].as_array().unwrap().is_empty(), "{json}");
+    let (rt, store) = sqlite_store(&env);
+    let tenant = rt.block_on(store.list_tenants()).unwrap().remove(0);
+    let log = rt.block_on(store.list_audit(tenant.id, 10)).unwrap();
+    assert!(log.iter().any(|a| a.action == "privacy.erased" && a.target.starts_with("erased-")), "{log:?}");
+    assert!(log.iter().all(|a| !a.target.to_ascii_lowercase().contains("anna@")), "{log:?}");
+}
+
+#[test]
+fn purge_prints_the_counts_and_its_dry_run_deletes_nothing() {
+    let env = Env::new();
+    env.ok(&["tenant", "add", "contoso"], None);
+    env.ok(
+        &[
+            "room",
+            "add",
+            "--tenant",
+            "contoso",
+            "--mailbox",
+            "room-1@contoso.com",
+            "--topdesk-location",
+            "l1",
+        ],
+        None,
+    );
+    let (rt, store) = sqlite_store(&env);
+    let tenant = rt.block_on(store.list_tenants()).unwrap().remove(0);
+    let entry = orb_store::NewAuditEntry {
+        tenant_id: Some(tenant.id),
+        at: chrono::Utc::now() - chrono::Duration::days(500),
+        actor: "cli".into(),
+        action: "room.add".into(),
+        target: "long ago".into(),
+        ip: None,
+    };
+    rt.block_on(store.append_audit(&entry)).unwrap();
+    let rows = |store: &SqliteStore| rt.block_on(store.list_audit(tenant.id, 100)).unwrap().len();
+    let before = rows(&store);
+    rt.block_on(store.close());
+
+    let out = env.ok(&["purge", "--dry-run"], None);
+    assert!(out.contains("tenant contoso: would delete") && out.contains("1 audit row(s)"), "{out}");
+    let store = rt.block_on(SqliteStore::open(&env.db_path(), 1)).unwrap();
+    assert_eq!(rows(&store), before, "a dry run deletes nothing");
+    let out = env.ok(&["purge", "--tenant", "contoso"], None);
+    assert!(out.contains("tenant contoso: deleted") && out.contains("1 audit row(s)"), "{out}");
+    let log = rt.block_on(store.list_audit(tenant.id, 100)).unwrap();
+    assert!(!log.iter().any(|a| a.target == "long ago"));
+    assert_eq!(log[0].action, "retention.purged");
+    assert!(env.ok(&["purge"], None).contains("deleted 0 inbox item(s)"));
+    env.fails(&["purge", "--tenant", "nobody"], None, "does not exist");
+}
+
+/// With PostgreSQL: after `orb privacy erase` a full `pg_dump` holds the address nowhere.
+#[test]
+fn postgres_dump_holds_no_erased_address() {
+    let Some(url) = std::env::var("ORB_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL variant: set ORB_TEST_POSTGRES_URL"
+        );
+        eprintln!("ORB_TEST_POSTGRES_URL not set: skipping");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = format!("orb_cli_{}", uuid_like().replace('-', "_"));
+    rt.block_on(async {
+        let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL reachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&admin).await.unwrap();
+    });
+    let (base, _) = url.rsplit_once('/').expect("URL with a database name");
+    let db_url = format!("{base}/{db}");
+    let mut env = Env::new();
+    env.set("ORB__DATABASE__URL", &db_url);
+    env.ok(&["tenant", "add", "contoso"], None);
+    env.ok(
+        &[
+            "room",
+            "add",
+            "--tenant",
+            "contoso",
+            "--mailbox",
+            "room-1@contoso.com",
+            "--topdesk-location",
+            "l1",
+        ],
+        None,
+    );
+    rt.block_on(async {
+        let store = orb_store::PgStore::connect(&db_url, 1).await.unwrap();
+        seed_people(&store, "contoso").await;
+        store.close().await;
+    });
+    let dump = || {
+        let out =
+            Command::new("pg_dump").arg("--data-only").arg(&db_url).output().expect("pg_dump installed");
+        assert!(out.status.success(), "pg_dump: {}", stderr(&out));
+        lower(&out.stdout)
+    };
+    assert!(contains(&dump(), "anna@contoso.com"), "the dump holds the seeded data");
+    env.ok(&["privacy", "erase", "--tenant", "contoso", "--email", "anna@contoso.com"], None);
+    let after = dump();
+    assert!(!contains(&after, "anna@contoso.com"), "an erased address appears in the PostgreSQL dump");
+    assert!(contains(&after, "bob@contoso.com") && contains(&after, "erased-"));
+    rt.block_on(async {
+        let admin = sqlx::PgPool::connect(&url).await.unwrap();
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
+            .execute(&admin)
+            .await;
+    });
+}

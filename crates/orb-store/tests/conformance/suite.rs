@@ -104,7 +104,7 @@ pub async fn migrations_are_idempotent_and_append_only(h: &Harness) {
         .await
         .unwrap();
     let err = h.store.migrate().await.unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 3 }), "{err:?}");
+    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 4 }), "{err:?}");
 }
 
 pub async fn tenants_are_unique_and_listed(h: &Harness) {
@@ -417,6 +417,7 @@ pub async fn timeline_and_audit_log_are_append_only(h: &Harness) {
         "UPDATE audit_log SET actor = 'forger'",
         "DELETE FROM audit_log",
         "UPDATE booking_events SET kind = 'x'",
+        "DELETE FROM booking_events",
     ] {
         let err = raw.execute(sql).await.expect_err(sql);
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
@@ -1357,4 +1358,352 @@ pub async fn lease_race_has_exactly_one_winner_across_two_pools(h: &Harness) {
             }
         }
     }
+}
+
+// ---- retention and privacy ----
+
+/// A booking of `organizer` with `participants`, starting at `start`, with one timeline entry (`detail`).
+async fn booking_of(
+    s: &dyn Store,
+    t: TenantId,
+    r: RoomId,
+    start: DateTime<Utc>,
+    organizer: &str,
+    participants: &[&str],
+    detail: serde_json::Value,
+) -> BookingRecord {
+    let mut rec = record(t, r, start);
+    rec.organizer = email(organizer);
+    rec.original_organizer = email(organizer);
+    rec.participants = participants.iter().map(|p| email(p)).collect();
+    let ev = NewBookingEvent { at: start, kind: "observed".into(), side: Some(Side::Exchange), detail };
+    s.insert_booking(&rec, &[ev], &[], start).await.unwrap()
+}
+
+/// Enqueues a job at `at`, claims it and finishes it then: `done` or, with `dead`, dead.
+async fn finished_job(s: &dyn Store, lane: &Lane, at: DateTime<Utc>, dead: bool) -> orb_store::JobId {
+    let id = s.enqueue(&job(lane, "sync.observation", json!({"n": 1})), at).await.unwrap();
+    let claimed = s.claim_job("w", at, Duration::minutes(1)).await.unwrap().expect("the job just enqueued");
+    assert_eq!(claimed.job.id, id);
+    if dead {
+        s.fail_job(&claimed.lease, "refused", None, at).await.unwrap();
+    } else {
+        s.complete_job(&claimed.lease, at).await.unwrap();
+    }
+    id
+}
+
+fn series_row(t: TenantId, r: RoomId, organizer: &str, updated_at: DateTime<Utc>) -> Series {
+    Series {
+        id: SeriesId::generate(updated_at),
+        tenant_id: t,
+        room_id: r,
+        organizer: email(organizer),
+        ical_uid: None,
+        exchange_master_event_id: None,
+        topdesk_series_id: None,
+        pattern: json!({"pattern": {"type": "daily"}}),
+        time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
+        created_at: updated_at,
+        updated_at,
+    }
+}
+
+/// Row counts of every table a purge touches, for "nothing changed" checks.
+async fn table_counts(h: &Harness) -> Vec<i64> {
+    let raw = h.raw().await;
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT COUNT(*) FROM inbox",
+        "SELECT COUNT(*) FROM jobs",
+        "SELECT COUNT(*) FROM bookings",
+        "SELECT COUNT(*) FROM booking_events",
+        "SELECT COUNT(*) FROM series",
+        "SELECT COUNT(*) FROM audit_log",
+    ] {
+        out.push(raw.scalar(sql).await);
+    }
+    out
+}
+
+pub async fn purge_deletes_exactly_the_expired_rows_and_audits_the_counts(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    let other_room = room(s, &other, "room-1@fabrikam.com", "loc-f1").await;
+    let now = t0() + Duration::days(500);
+    let cutoffs = orb_core::Retention::default().cutoffs(now);
+    assert_eq!(cutoffs.bookings, now - Duration::days(90));
+
+    // Series: one used by an expiring booking only, one by a kept booking, one unused and old, one
+    // unused and recent.
+    let s_expiring = series_row(t.id, r.id, "manager@contoso.com", now - Duration::days(200));
+    let s_live = series_row(t.id, r.id, "manager@contoso.com", now - Duration::days(201));
+    let s_unused_old = series_row(t.id, r.id, "manager@contoso.com", now - Duration::days(91));
+    let s_unused_new = series_row(t.id, r.id, "manager@contoso.com", now - Duration::days(89));
+    for series in [&s_expiring, &s_live, &s_unused_old, &s_unused_new] {
+        s.upsert_series(series).await.unwrap();
+    }
+    // Bookings: ended 100 days ago (expired), ended exactly at the cutoff (kept), ended 80 days ago.
+    let mut expired = record(t.id, r.id, now - Duration::days(100));
+    expired.series_id = Some(s_expiring.id);
+    let expired = s.insert_booking(&expired, &[event("observed"), event("written")], &[], now).await.unwrap();
+    let at_cutoff = record(t.id, r.id, cutoffs.bookings - Duration::hours(1));
+    s.insert_booking(&at_cutoff, &[event("observed")], &[], now).await.unwrap();
+    let mut kept = record(t.id, r.id, now - Duration::days(80));
+    kept.series_id = Some(s_live.id);
+    s.insert_booking(&kept, &[event("observed")], &[], now).await.unwrap();
+    let foreign = record(other.id, other_room.id, now - Duration::days(300));
+    s.insert_booking(&foreign, &[event("observed")], &[], now).await.unwrap();
+
+    // Jobs: done 2 days ago (expired) and 1 hour ago; dead 100 days ago (expired) and 10 days ago.
+    let lane = Lane::room(t.id, r.id);
+    let done_old = finished_job(s, &lane, now - Duration::days(2), false).await;
+    let done_new = finished_job(s, &lane, now - Duration::hours(1), false).await;
+    let dead_old = finished_job(s, &lane, now - Duration::days(100), true).await;
+    let dead_new = finished_job(s, &lane, now - Duration::days(10), true).await;
+    let foreign_done = finished_job(s, &Lane::tenant(other.id), now - Duration::days(30), false).await;
+
+    // Inbox: processed 2 days ago (expired) and 1 hour ago; one never processed (its job still queued).
+    let item = |at| NewInboxItem {
+        tenant_id: t.id,
+        source: InboxSource::Topdesk,
+        received_at: at,
+        remote_ip: None,
+        payload: json!({"reservation": "r-1"}),
+    };
+    let hint = job(&Lane::tenant(t.id), "topdesk.hint", json!({}));
+    let (inbox_old, _) =
+        s.accept_inbox(&item(now - Duration::days(3)), &hint, now - Duration::days(3)).await.unwrap();
+    s.mark_inbox_processed(t.id, inbox_old, now - Duration::days(2)).await.unwrap();
+    let (inbox_new, _) = s.accept_inbox(&item(now - Duration::hours(2)), &hint, now).await.unwrap();
+    s.mark_inbox_processed(t.id, inbox_new, now - Duration::hours(1)).await.unwrap();
+    let (inbox_open, open_job) =
+        s.accept_inbox(&item(now - Duration::days(30)), &hint, now - Duration::days(30)).await.unwrap();
+
+    // Audit: 500 days old (expired), 300 days old; and another tenant's 500-day-old row.
+    let mut old_audit = audit(Some(t.id), "room.add", "old");
+    old_audit.at = now - Duration::days(500);
+    s.append_audit(&old_audit).await.unwrap();
+    let mut recent_audit = audit(Some(t.id), "room.add", "recent");
+    recent_audit.at = now - Duration::days(300);
+    s.append_audit(&recent_audit).await.unwrap();
+    let mut foreign_audit = audit(Some(other.id), "room.add", "foreign");
+    foreign_audit.at = now - Duration::days(500);
+    s.append_audit(&foreign_audit).await.unwrap();
+
+    let expected = orb_store::PurgeCounts {
+        inbox: 1,
+        done_jobs: 1,
+        dead_jobs: 1,
+        bookings: 1,
+        booking_events: 2,
+        series: 2,
+        audit: 1,
+    };
+    // A dry run counts exactly and changes nothing.
+    let before = table_counts(h).await;
+    assert_eq!(s.purge_expired(t.id, &cutoffs, "cli", now, true).await.unwrap(), expected);
+    assert_eq!(table_counts(h).await, before, "a dry run changes nothing");
+
+    assert_eq!(s.purge_expired(t.id, &cutoffs, "system", now, false).await.unwrap(), expected);
+
+    // Exactly the expired rows are gone.
+    let all = BookingFilter { include_cancelled: true, ..BookingFilter::default() };
+    let left: Vec<_> = s.list_bookings(t.id, &all).await.unwrap().into_iter().map(|b| b.id).collect();
+    assert_eq!(left, [at_cutoff.id, kept.id]);
+    assert!(s.timeline(t.id, expired.id).await.unwrap().is_empty());
+    assert_eq!(s.timeline(t.id, kept.id).await.unwrap().len(), 1);
+    assert_eq!(s.timeline(t.id, at_cutoff.id).await.unwrap().len(), 1);
+    for gone in [s_expiring.id, s_unused_old.id] {
+        assert!(matches!(s.get_series(t.id, gone).await, Err(StoreError::NotFound { .. })));
+    }
+    for series in [&s_live, &s_unused_new] {
+        assert_eq!(s.get_series(t.id, series.id).await.unwrap().id, series.id);
+    }
+    for gone in [done_old, dead_old] {
+        assert!(matches!(s.get_job(t.id, gone).await, Err(StoreError::NotFound { .. })));
+    }
+    assert_eq!(s.get_job(t.id, done_new).await.unwrap().status, JobStatus::Done);
+    assert_eq!(s.get_job(t.id, dead_new).await.unwrap().status, JobStatus::Dead);
+    assert_eq!(s.get_job(t.id, open_job).await.unwrap().status, JobStatus::Queued, "queued work is kept");
+    assert!(matches!(s.get_inbox(t.id, inbox_old).await, Err(StoreError::NotFound { .. })));
+    assert!(s.get_inbox(t.id, inbox_new).await.unwrap().processed_at.is_some());
+    assert_eq!(s.get_inbox(t.id, inbox_open).await.unwrap().processed_at, None, "unprocessed items are kept");
+    let log = s.list_audit(t.id, 10).await.unwrap();
+    let targets: Vec<_> = log.iter().map(|a| a.target.as_str()).collect();
+    assert_eq!(log[0].action, "retention.purged");
+    assert_eq!(log[0].actor, "system");
+    assert_eq!(targets[0], expected.to_string());
+    assert_eq!(&targets[1..], ["recent"]);
+    // The other tenant is untouched.
+    assert_eq!(s.list_bookings(other.id, &all).await.unwrap().len(), 1);
+    assert_eq!(s.timeline(other.id, foreign.id).await.unwrap().len(), 1);
+    assert_eq!(s.get_job(other.id, foreign_done).await.unwrap().status, JobStatus::Done);
+    assert_eq!(s.list_audit(other.id, 10).await.unwrap()[0].target, "foreign");
+
+    // Nothing left to purge: zero counts and no audit entry.
+    assert_eq!(s.purge_expired(t.id, &cutoffs, "system", now, false).await.unwrap(), Default::default());
+    assert_eq!(s.list_audit(t.id, 10).await.unwrap().len(), 2);
+    // The gate is shut again: plain deletes of the append-only tables still fail.
+    let raw = h.raw().await;
+    for sql in ["DELETE FROM audit_log", "DELETE FROM booking_events", "UPDATE audit_log SET actor = 'x'"] {
+        let err = raw.execute(sql).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    // An unknown tenant is refused and changes nothing.
+    let before = table_counts(h).await;
+    let err = s.purge_expired(TenantId::generate(now), &cutoffs, "cli", now, false).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert_eq!(table_counts(h).await, before);
+}
+
+pub async fn a_persons_data_is_exported_and_erased_everywhere_and_nothing_else(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let other = tenant(s, "fabrikam").await;
+    let other_room = room(s, &other, "room-1@fabrikam.com", "loc-f1").await;
+    let anna = email("anna@contoso.com");
+    let start = t0() + Duration::days(3);
+    // Anna organizes A; is a participant of B (beside jimanna, another person); C only names jimanna.
+    let a = booking_of(
+        s,
+        t.id,
+        r.id,
+        start,
+        "anna@contoso.com",
+        &["bob@contoso.com"],
+        json!({"organizer": "anna@contoso.com"}),
+    )
+    .await;
+    let b = booking_of(
+        s,
+        t.id,
+        r.id,
+        start + Duration::hours(2),
+        "manager@contoso.com",
+        &["anna@contoso.com", "jimanna@contoso.com"],
+        json!({"k": 1}),
+    )
+    .await;
+    let c = booking_of(
+        s,
+        t.id,
+        r.id,
+        start + Duration::hours(4),
+        "carl@contoso.com",
+        &["jimanna@contoso.com"],
+        json!({"note": "Anna@Contoso.com asked to move it"}),
+    )
+    .await;
+    let d = booking_of(
+        s,
+        t.id,
+        r.id,
+        start + Duration::hours(6),
+        "carl@contoso.com",
+        &[],
+        json!({"note": "jimanna@contoso.com"}),
+    )
+    .await;
+    let foreign = booking_of(
+        s,
+        other.id,
+        other_room.id,
+        start,
+        "anna@contoso.com",
+        &[],
+        json!({"organizer": "anna@contoso.com"}),
+    )
+    .await;
+    let series = series_row(t.id, r.id, "anna@contoso.com", t0());
+    s.upsert_series(&series).await.unwrap();
+    let named =
+        s.append_audit(&audit(Some(t.id), "booking.refused", "mail to ANNA@contoso.com")).await.unwrap();
+    s.append_audit(&audit(Some(t.id), "booking.refused", "mail to jimanna@contoso.com")).await.unwrap();
+    let lane = Lane::room(t.id, r.id);
+    let queued = s
+        .enqueue(&job(&lane, "sync.observation", json!({"organizer": "Anna@contoso.com"})), t0())
+        .await
+        .unwrap();
+    s.enqueue(&job(&lane, "sync.observation", json!({"organizer": "jimanna@contoso.com"})), t0())
+        .await
+        .unwrap();
+    let item = NewInboxItem {
+        tenant_id: t.id,
+        source: InboxSource::Topdesk,
+        received_at: t0(),
+        remote_ip: None,
+        payload: json!({"requester": "anna@contoso.com"}),
+    };
+    let (inbox, _) =
+        s.accept_inbox(&item, &job(&Lane::tenant(t.id), "topdesk.hint", json!({})), t0()).await.unwrap();
+
+    // The export holds everything about Anna, and nothing about anyone else.
+    let data = s.person_data(t.id, &anna).await.unwrap();
+    assert_eq!(data.bookings.iter().map(|b| b.id).collect::<Vec<_>>(), [a.id, b.id]);
+    let timeline: Vec<_> = data.booking_events.iter().map(|e| e.booking_id).collect();
+    assert_eq!(timeline, [a.id, b.id, c.id], "the two records' timelines and the entry naming her");
+    assert_eq!(data.series.iter().map(|s| s.id).collect::<Vec<_>>(), [series.id]);
+    assert_eq!(data.audit.iter().map(|a| a.id).collect::<Vec<_>>(), [named.id]);
+    assert_eq!(data.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [queued]);
+    assert_eq!(data.inbox.iter().map(|i| i.id).collect::<Vec<_>>(), [inbox]);
+    assert!(
+        !serde_json::to_string(&data).unwrap().contains(&foreign.id.to_string()),
+        "another tenant's data"
+    );
+    assert!(!data.booking_events.iter().any(|e| e.booking_id == d.id));
+
+    // Bad input changes nothing.
+    let before = table_counts(h).await;
+    let pseudonym = orb_core::privacy::pseudonym(t.id, &anna);
+    let err = s.erase_person(TenantId::generate(t0()), &anna, &pseudonym, "cli", t0()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    let err = s.erase_person(t.id, &anna, &anna, "cli", t0()).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidArgument { .. }), "{err:?}");
+    assert_eq!(table_counts(h).await, before);
+    assert_eq!(s.person_data(t.id, &anna).await.unwrap(), data);
+
+    // The erasure replaces her everywhere, in one go, and audits it without her address.
+    let counts = s.erase_person(t.id, &anna, &pseudonym, "cli", t0()).await.unwrap();
+    assert_eq!(
+        counts,
+        orb_store::ErasureCounts { bookings: 2, series: 1, booking_events: 2, audit: 1, jobs: 1, inbox: 1 }
+    );
+    assert_eq!(s.person_data(t.id, &anna).await.unwrap(), orb_store::PersonData::default());
+    let after = s.person_data(t.id, &pseudonym).await.unwrap();
+    assert_eq!(after.bookings.len(), 2);
+    let a2 = s.get_booking(t.id, a.id).await.unwrap();
+    assert_eq!((&a2.organizer, &a2.original_organizer), (&pseudonym, &pseudonym));
+    assert_eq!(a2.version, a.version + 1, "a sync holding the record conflicts and replans");
+    assert_eq!(a2.start, a.start);
+    let b2 = s.get_booking(t.id, b.id).await.unwrap();
+    assert_eq!(b2.participants, [pseudonym.clone(), email("jimanna@contoso.com")]);
+    assert_eq!(b2.organizer, email("manager@contoso.com"));
+    assert_eq!(s.get_booking(t.id, c.id).await.unwrap(), c, "a record that only names jimanna is untouched");
+    assert_eq!(
+        s.timeline(t.id, c.id).await.unwrap()[0].detail,
+        json!({"note": format!("{pseudonym} asked to move it")})
+    );
+    assert_eq!(s.timeline(t.id, d.id).await.unwrap()[0].detail, json!({"note": "jimanna@contoso.com"}));
+    assert_eq!(s.get_series(t.id, series.id).await.unwrap().organizer, pseudonym);
+    assert_eq!(s.get_job(t.id, queued).await.unwrap().payload, json!({"organizer": pseudonym.as_str()}));
+    assert_eq!(s.get_inbox(t.id, inbox).await.unwrap().payload, json!({"requester": pseudonym.as_str()}));
+    let log = s.list_audit(t.id, 10).await.unwrap();
+    assert_eq!(log[0].action, "privacy.erased");
+    assert!(log[0].target.starts_with(pseudonym.as_str()), "{}", log[0].target);
+    assert!(log.iter().all(|a| !orb_core::privacy::mentions(&a.target, &anna)), "{log:?}");
+    assert!(log.iter().any(|a| a.target == "mail to jimanna@contoso.com"));
+    // The stale record cannot be written back over the erasure.
+    let err = s.update_booking(&a, &[], &[], t0()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    // Another tenant's data about her is untouched.
+    assert_eq!(s.get_booking(other.id, foreign.id).await.unwrap(), foreign);
+    assert_eq!(s.person_data(other.id, &anna).await.unwrap().bookings.len(), 1);
+    // The append-only tables are still closed to plain updates.
+    let raw = h.raw().await;
+    let err = raw.execute("UPDATE booking_events SET detail = '{}'").await.expect_err("append-only");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    // Erasing again finds nothing more, and is audited again.
+    assert_eq!(s.erase_person(t.id, &anna, &pseudonym, "cli", t0()).await.unwrap().total(), 0);
 }
