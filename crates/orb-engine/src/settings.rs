@@ -449,6 +449,10 @@ pub struct ClientTuning {
 
 /// Builds a tenant's runtime: the policy and room map from its settings and rooms (enabled and disabled:
 /// the room map knows which are synced), and its Graph and TOPdesk clients.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a separate installation input; a struct of them is the portal issue's settings split"
+)]
 pub fn build_runtime(
     tenant: TenantId,
     settings: &TenantSettings,
