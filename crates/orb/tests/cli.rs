@@ -572,20 +572,21 @@ async fn push_token_is_shown_once_accepted_at_the_intake_and_refused_once_rotate
         async move { request.send().await.unwrap().status().as_u16() }
     };
     assert_eq!(push(first.clone()).await, 202, "the printed token is accepted at the intake");
-    assert_eq!(push("not-the-token".into()).await, 401);
+    // A wrong token gets the same answer as an unknown tenant: 404.
+    assert_eq!(push("not-the-token".into()).await, 404);
 
     // Rotated: the old token is refused at once, the new one accepted.
     let out = site.ok(&["push-token", "rotate", "--tenant", "contoso"], None);
     let second = printed_token(&out);
     assert_ne!(second, first);
     assert!(out.contains("the old token is refused from now on"), "{out}");
-    assert_eq!(push(first.clone()).await, 401);
+    assert_eq!(push(first.clone()).await, 404);
     assert_eq!(push(second.clone()).await, 202);
 
     // Revoked: every push is refused.
     let out = site.ok(&["push-token", "revoke", "--tenant", "contoso"], None);
     assert!(out.contains("revoked the TOPdesk push token of tenant contoso"), "{out}");
-    assert_eq!(push(second.clone()).await, 401);
+    assert_eq!(push(second.clone()).await, 404);
     assert_eq!(store.push_token_hash(tenant.id).await.unwrap(), None);
     support::sigterm(&orb);
     support::wait_exit(&mut orb, 30).await;
@@ -594,6 +595,24 @@ async fn push_token_is_shown_once_accepted_at_the_intake_and_refused_once_rotate
     for action in ["push_token.create", "push_token.rotate", "push_token.revoke"] {
         assert!(actions.contains(&(action.to_owned(), "cli".to_owned())), "{action}: {actions:?}");
     }
+    // The three refused pushes are summed up per minute (one row, two if a minute ended between them),
+    // written at the latest at shutdown.
+    let summaries: Vec<_> = store
+        .list_audit(tenant.id, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "webhook.refused")
+        .collect();
+    assert!((1..=2).contains(&summaries.len()), "{summaries:#?}");
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    for entry in &summaries {
+        let row: std::collections::BTreeMap<String, u64> = serde_json::from_str(&entry.target).unwrap();
+        for (reason, n) in row {
+            *counts.entry(reason).or_default() += n;
+        }
+    }
+    assert_eq!(counts, [("bad_token".to_owned(), 2), ("no_push_token".to_owned(), 1)].into());
     // The tokens were shown once and are kept nowhere: not in the database, not in the service's log.
     let db = files_bytes(site.dir.path());
     for token in [&first, &second] {
