@@ -1230,7 +1230,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_fix() {
         type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
-        let cases: [BadCase; 18] = [
+        let cases: [BadCase; 20] = [
             (
                 "string count",
                 Some("[database]\nmax_connections = \"eight\"\n"),
