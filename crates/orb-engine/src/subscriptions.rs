@@ -5,7 +5,8 @@
 //! ## What [`ensure_subscriptions`] does, per tenant
 //! - **Wanted rooms** are the store's rooms that are enabled *and* mapped (and enabled) in the tenant's
 //!   [`orb_core::RoomMap`]. Each gets one rich subscription on `users/{room}/events?$select=…`
-//!   ([`RICH_EVENT_SELECT`], never `body`), change types `created,updated,deleted`, notification URL
+//!   ([`orb_graph::rich_event_select`]: never `body`, no `subject` under `drop`), change types
+//!   `created,updated,deleted`, notification URL
 //!   `{base}/hooks/graph/{tenant name}`, lifecycle URL `{base}/hooks/graph/{tenant name}/lifecycle`, a fresh
 //!   `clientState` from [`generate_client_state`] (only its SHA-256 is stored) and the ring's current
 //!   encryption certificate.
