@@ -280,6 +280,26 @@ impl WriteKind {
 }
 
 impl Action {
+    /// The action's name, for logs: names what ORB does, never a subject or an address.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::CreateReservation { .. } => "create-reservation",
+            Self::UpdateReservation { .. } => "update-reservation",
+            Self::RescheduleReservation { .. } => "reschedule-reservation",
+            Self::MoveReservationRoom { .. } => "move-reservation",
+            Self::LinkReservation { .. } => "link-reservation",
+            Self::CancelReservation { .. } => "cancel-reservation",
+            Self::CreateExchangeEvent { .. } => "create-event",
+            Self::UpdateExchangeEvent { .. } => "update-event",
+            Self::CancelExchangeEvent { .. } => "cancel-event",
+            Self::SendMail { .. } => "send-mail",
+            Self::RaiseConflict { .. } => "raise-conflict",
+            Self::MassDeletionAlert { .. } => "mass-deletion-alert",
+            Self::ScheduleRetry { .. } => "schedule-retry",
+            Self::Nothing { .. } => "nothing",
+        }
+    }
+
     /// What kind of change this write carries (`None` for anything but a write). An Exchange update that
     /// moves the meeting to another room is a move, one that changes its times a retime.
     pub fn write_kind(&self) -> Option<WriteKind> {

@@ -700,10 +700,13 @@ fn plan_new(mut p: Planner<'_, '_>, obs: &Observation) -> Plan {
     let target = side.other();
     let mut actions = Vec::new();
     if !p.create_on(target, &c, &rec, &mut actions) {
-        p.note(TimelineKind::Skipped, Some(target), "organizer unknown in TOPdesk and no fallback person");
+        // The booking is recorded with the other side refused, so the refusal is visible, mailed once and
+        // re-driven by the sweeps (a person added to TOPdesk, or a fallback person configured, heals it).
+        p.note(TimelineKind::Failure, Some(target), "organizer unknown in TOPdesk and no fallback person");
+        rec.record_failure(target, p.ctx.now);
         let mut actions = vec![Action::Nothing { reason: NothingReason::NoRequester }];
         p.mail(&mut actions, MailTemplate::BookingRefused, &c.organizer, rec.id);
-        return p.finish(actions, RecordChange::Unchanged);
+        return p.finish(actions, RecordChange::Create(Box::new(rec)));
     }
     set_fingerprint(&mut rec, target, &p.project(&c, target));
     if side == Side::Topdesk && obs.ids.reservation_id.is_some() {
@@ -1086,7 +1089,11 @@ fn redrive(mut p: Planner<'_, '_>, rec: &BookingRecord, obs: &Observation) -> Pl
             absorb_ids(&mut next, obs);
             let mut actions = Vec::new();
             if !p.create_on(t, &c, &next, &mut actions) {
-                return p.nothing(NothingReason::NoRequester, t);
+                // Still no requester: the side stays failed with a growing back-off; nobody is mailed again.
+                p.note(TimelineKind::Skipped, Some(t), "organizer still unknown in TOPdesk, no fallback person");
+                next.record_failure(t, p.ctx.now);
+                let nothing = vec![Action::Nothing { reason: NothingReason::NoRequester }];
+                return p.finish(nothing, RecordChange::Update(Box::new(next)));
             }
             set_fingerprint(&mut next, t, &p.project(&c, t));
             set_status(&mut next, t, SyncStatus::Pending);

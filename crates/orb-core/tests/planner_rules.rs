@@ -424,11 +424,11 @@ fn rule_01_create_from_exchange() {
     );
     let no_fallback = world().with(|p| p.fallback_person = None);
     check(
-        "organizer unknown and no fallback person: nothing, organizer told",
+        "organizer unknown and no fallback person: recorded with TOPdesk refused, organizer told",
         &no_fallback,
         None,
         &ex(A, B).organizer("guest@partner.example"),
-        &["nothing NoRequester", "mail booking-refused -> guest", "record: unchanged"],
+        &["nothing NoRequester", "mail booking-refused -> guest", "record: create complexity=0"],
     );
     check(
         "unmanaged room",

@@ -590,7 +590,7 @@ async fn sweep_mapped(
 // observing (the observe context is not `Send`: built and dropped inside these synchronous helpers)
 // ---------------------------------------------------------------------------------------------------------
 
-/// No series resolver: occurrences of series are not observed by the sweep (as by notifications).
+/// No series resolver (reservations and gone items: their series is the record's).
 fn no_series(_: &SeriesKey<'_>) -> Option<orb_core::SeriesId> {
     None
 }
@@ -600,13 +600,17 @@ fn no_person(_: &orb_topdesk::PersonId) -> Option<EmailAddress> {
     None
 }
 
-/// Observes an event of the room mailbox's own calendar.
+/// Observes an event of the room mailbox's own calendar. An occurrence belongs to the series of its
+/// master in this room (the id the worker derives: `sync::series_id_for`), so a lost notification for an
+/// occurrence heals at the next sweep like any other.
 fn observe_event(
     runtime: &TenantRuntime,
     mailbox: &EmailAddress,
     event: &Event,
 ) -> Result<Observation, ObserveError> {
-    let octx = ObserveContext::new(&runtime.rooms, runtime.link_type, &no_series, ObservationSource::Sweep)
+    let tenant = runtime.tenant_id;
+    let series = move |k: &SeriesKey<'_>| Some(crate::sync::series_id_for(tenant, k));
+    let octx = ObserveContext::new(&runtime.rooms, runtime.link_type, &series, ObservationSource::Sweep)
         .with_persons(&no_person)
         .with_mailbox(mailbox);
     observe::from_graph_event(event, &octx)

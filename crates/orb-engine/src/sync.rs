@@ -868,7 +868,8 @@ async fn commit_plan(
     let nothing = the_plan.nothing_reason();
     let Some(after) = the_plan.record.record().cloned() else {
         if the_plan.writes().next().is_some() {
-            tracing::warn!(actions = ?the_plan.actions, "plan writes without a record change; not executed");
+            let actions: Vec<&str> = the_plan.actions.iter().map(orb_core::Action::name).collect();
+            tracing::warn!(?actions, "plan writes without a record change; not executed");
         }
         tracing::info!(reason = ?nothing, "nothing to commit");
         return Ok(Step::Committed(SyncOutcome {

@@ -298,10 +298,10 @@ async fn an_outlook_move_of_a_topdesk_booking_keeps_topdesks_subject() {
 }
 
 #[tokio::test]
-async fn a_meeting_orb_cannot_book_is_not_enqueued_by_every_sweep() {
+async fn a_meeting_orb_cannot_book_is_recorded_as_refused_mailed_once_and_heals_when_the_person_exists() {
     on_every_store(|w| async move {
-        // Bob is no TOPdesk person and the tenant has no fallback person: the notification's sync refuses
-        // the booking (the planner records nothing and plans a refusal mail).
+        // Bob is no TOPdesk person and the tenant has no fallback person: the notification's sync records
+        // the booking with TOPdesk refused and mails Bob once.
         w.graph_em.add_user(TENANT, "bob@contoso.com", "Bob de Vries");
         let resp = w
             .http
@@ -318,17 +318,40 @@ async fn a_meeting_orb_cannot_book_is_not_enqueued_by_every_sweep() {
         })
         .await;
         w.settled().await;
-        assert!(w.bookings().await.is_empty());
-        let mails = w.graph_em.outbox().len();
+        let records = w.bookings().await;
+        assert_eq!(records.len(), 1, "the refused booking is recorded");
+        let record = &records[0];
+        assert_eq!(record.topdesk_status, orb_core::SyncStatus::Failed);
+        assert_eq!((record.failed_processor, record.failed_count), (Some(Side::Topdesk), 1));
+        let refusals = |w: &World| {
+            let to_bob = |m: &&orb_emulators::graph::SentMail| {
+                m.message.to_recipients.iter().flatten().any(|r| r.address() == Some("bob@contoso.com"))
+            };
+            w.graph_em.outbox().iter().filter(to_bob).count()
+        };
+        assert_eq!(refusals(&w), 1, "Bob is told once");
 
-        for _ in 0..2 {
-            let report = w.sweep().await;
-            assert_eq!((report.events_read, report.jobs.total(), report.skipped), (1, 0, 1), "{report:?}");
+        // Sweeps re-drive the refused side with a growing back-off and mail nobody again.
+        for _ in 0..5 {
+            w.sweep().await;
+            w.settled().await;
         }
-        w.settled().await;
-        assert_eq!(w.graph_em.outbox().len(), mails, "no refusal mail per sweep");
-        assert!(w.sweep_jobs().await.is_empty(), "the sweeps enqueued nothing");
+        let record = w.bookings().await.remove(0);
+        assert_eq!(record.topdesk_status, orb_core::SyncStatus::Failed);
+        assert_eq!(record.failed_count, 3, "re-driven at the next sweeps until the back-off starts");
+        assert_eq!(w.sweep().await.jobs.total(), 0, "backing off: the next sweep leaves it alone");
+        assert_eq!(refusals(&w), 1, "no refusal mail per sweep");
         assert!(w.reservations().is_empty());
+
+        // Bob becomes a TOPdesk person: the next re-drive books the room.
+        w.td.emulator.add_person("Bob", "de Vries", Some("bob@contoso.com"));
+        w.clock.advance(Duration::minutes(2));
+        w.sweep().await;
+        w.settled().await;
+        let record = w.bookings().await.remove(0);
+        assert_eq!(record.topdesk_status, orb_core::SyncStatus::Synced, "{record:?}");
+        assert_eq!(w.reservations().len(), 1);
+        assert_eq!(refusals(&w), 1);
         w.no_dead_jobs().await;
     })
     .await;
@@ -649,6 +672,66 @@ async fn the_scheduled_sweep_runs_as_a_job_in_the_rooms_lane() {
         assert_eq!(sweep.lane, Lane::room(w.tenant.id, w.room.id).key, "in the room's lane");
         assert_eq!(sweep.payload["room"], w.room.id.to_string());
         assert_eq!(w.bookings().await.len(), 1);
+        w.no_dead_jobs().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lost_notifications_of_a_series_and_of_one_occurrence_heal_at_the_next_sweep() {
+    on_every_store(|w| async move {
+        // Anna books a weekly series of four while every notification is lost.
+        w.drop_notifications(true);
+        let resp = w
+            .http
+            .post(w.graph_control("book"))
+            .json(&json!({
+                "organizer": ANNA, "room": ROOM, "subject": "Weekly sync",
+                "start": "2026-09-08T09:00:00", "end": "2026-09-08T10:00:00", "timeZone": "UTC",
+                "recurrence": {
+                    "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["tuesday"], "firstDayOfWeek": "monday"},
+                    "range": {"type": "numbered", "startDate": "2026-09-08", "numberOfOccurrences": 4,
+                              "recurrenceTimeZone": "UTC"}
+                }
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        w.settled().await;
+        assert!(w.reservations().is_empty(), "nothing was notified");
+
+        w.sweep().await;
+        w.settled().await;
+        let records = w.bookings().await;
+        assert_eq!(records.len(), 4, "one booking per occurrence: {records:?}");
+        assert!(records.iter().all(|r| r.series_id.is_some() && r.series_id == records[0].series_id));
+        assert_eq!(w.reservations().len(), 4);
+
+        // Anna moves the second occurrence an hour later; that notification is lost too.
+        let week2 = at("2026-09-15T09:00:00Z");
+        let instances = w.graph_em.calendar_view(ANNA, at("2026-09-01T00:00:00Z"), at("2026-10-01T00:00:00Z")).unwrap();
+        let id = instances.iter().find(|e| e.original_start == Some(week2)).and_then(|e| e.id.clone()).unwrap();
+        let resp = w
+            .http
+            .patch(w.graph_control(&format!("mailboxes/{ANNA}/events/{id}")))
+            .json(&json!({"start": {"dateTime": "2026-09-15T10:00:00", "timeZone": "UTC"},
+                          "end": {"dateTime": "2026-09-15T11:00:00", "timeZone": "UTC"}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        w.settled().await;
+        let moved = |w: &World| {
+            w.reservations().into_iter().filter(|r| r.planned_start_date == Some(at("2026-09-15T10:00:00Z"))).count()
+        };
+        assert_eq!(moved(&w), 0, "not yet: the notification was lost");
+
+        w.sweep().await;
+        w.settled().await;
+        assert_eq!(moved(&w), 1, "the sweep carried the occurrence's new time over");
+        assert_eq!(w.reservations().len(), 4, "no reservation doubled");
+        assert_eq!(w.bookings().await.len(), 4);
         w.no_dead_jobs().await;
     })
     .await;

@@ -1035,6 +1035,14 @@ async fn a_dropped_subject_is_nowhere_in_topdesk_the_database_or_the_logs() {
             );
             // No mail named it either.
             assert!(!secret(&format!("{:?}", w.graph_em.outbox())));
+            // Graph was never asked for it: no read and no subscription selects the subject.
+            for r in w.graph_em.requests().iter().filter(|r| r.reads_events()) {
+                let select = r.select.clone().unwrap_or_default();
+                assert!(!select.iter().any(|f| f.eq_ignore_ascii_case("subject")), "{} selects it", r.path);
+            }
+            for sub in w.graph_em.subscriptions() {
+                assert!(!sub.resource.to_ascii_lowercase().contains("subject"), "{}", sub.resource);
+            }
             w.assert_healthy().await;
         }
     })

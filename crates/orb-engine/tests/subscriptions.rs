@@ -486,6 +486,42 @@ async fn a_new_current_certificate_moves_the_subscription_at_once() {
 }
 
 #[tokio::test]
+async fn a_change_to_the_subject_policy_moves_the_subscriptions_to_the_new_select() {
+    on_every_store(|w| async move {
+        w.ensure().await;
+        let (before, _) = w.only_subscription().await;
+        assert!(before.resource.contains("subject"), "{}", before.resource);
+        // The tenant switches to `drop`: Graph must no longer send the subject, not even encrypted.
+        let old = w.runtime();
+        let mut policy = old.policy.clone();
+        policy.subject = orb_core::SubjectPolicy::Drop;
+        let runtime = TenantRuntime {
+            tenant_id: old.tenant_id,
+            policy,
+            rooms: old.rooms.clone(),
+            graph: old.graph.clone(),
+            topdesk: old.topdesk.clone(),
+            link_type: old.link_type,
+            mail_sender: old.mail_sender.clone(),
+            portal_base_url: old.portal_base_url.clone(),
+            cancel_reason: old.cancel_reason.clone(),
+            persons: orb_engine::sync::PersonCache::default(),
+            notification_base_url: old.notification_base_url.clone(),
+            writes: old.writes.clone(),
+            jwks: old.jwks.clone(),
+        };
+        let report = ensure_subscriptions(&w.deps, &runtime, &w.intake, w.clock.now()).await.unwrap();
+        assert_eq!(report.recreated, vec![w.room.id], "{report:?}");
+        let (after, row) = w.only_subscription().await;
+        assert_ne!(after.id, before.id, "a new subscription: Graph cannot change a resource");
+        assert!(!after.resource.contains("subject"), "{}", after.resource);
+        assert_eq!(row.resource, after.resource);
+        assert!(ensure_subscriptions(&w.deps, &runtime, &w.intake, w.clock.now()).await.unwrap().is_noop());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn lifecycle_items_of_unknown_subscriptions_or_events_are_audited() {
     on_every_store(|w| async move {
         w.ensure().await;

@@ -528,7 +528,7 @@ macro_rules! impl_store {
 
             async fn upsert_series(&self, series: &Series) -> Result<()> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
+                let done = sqlx::query(
                     "INSERT INTO series (id, tenant_id, room_id, organizer, ical_uid, exchange_master_event_id, \
                      topdesk_series_id, pattern, time_zone, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -552,6 +552,10 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("saving a series"))?;
+                if done.rows_affected() != 1 {
+                    // The id is taken by another tenant's row: the `WHERE` kept it, nothing was written.
+                    return Err(StoreError::AlreadyExists { what: format!("series {} of another tenant", series.id) });
+                }
                 commit(tx, "saving a series").await
             }
 
@@ -838,7 +842,7 @@ macro_rules! impl_store {
 
             async fn upsert_subscription(&self, sub: &SubscriptionRow) -> Result<()> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
+                let done = sqlx::query(
                     "INSERT INTO subscriptions (id, tenant_id, room_id, resource, client_state_hash, rich, \
                      encryption_certificate_id, expires_at, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -861,6 +865,10 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("saving a subscription"))?;
+                if done.rows_affected() != 1 {
+                    // The id is taken by another tenant's row: the `WHERE` kept it, nothing was written.
+                    return Err(StoreError::AlreadyExists { what: format!("subscription {} of another tenant", sub.id) });
+                }
                 commit(tx, "saving a subscription").await
             }
 

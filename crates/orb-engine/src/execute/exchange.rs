@@ -52,7 +52,10 @@ pub(super) async fn write(
             let copy = if in_room { None } else { room_copy(room, &written, ctx).await };
             let written =
                 if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
-            Ok(Done::Event { ids: event_ids(mailbox, in_room, &written, copy.as_ref(), Some(room)), created })
+            Ok(Done::Event {
+                ids: event_ids(mailbox, in_room, &written, copy.as_ref(), Some(room), Some((*start, *end))),
+                created,
+            })
         }
         Action::UpdateExchangeEvent { booking, target, event_id, changes } => {
             update(*booking, target, event_id.as_deref(), changes, record, before, ctx).await
@@ -144,28 +147,47 @@ async fn reread(mailbox: &EmailAddress, written: Event, ctx: &ExecContext<'_>) -
     match ctx.graph.get_event(mailbox, id, ctx.correlation).await {
         Ok(event) => event,
         Err(e) => {
-            tracing::warn!(mailbox = %mailbox, error = %e, "could not read a written meeting back");
+            tracing::warn!(error = %e, "could not read a written meeting back");
             written
         }
     }
 }
 
+/// The ids and version ORB learns from a write. `as_written`: the times a live write gave the booking
+/// (`None` for a cancellation). The version (`changeKey`, `lastModifiedDateTime`) is taken only from an
+/// answer that shows exactly what ORB wrote: a read after the write (the organizer's copy read back, the
+/// room's copy) may already hold a person's change, and taking its version would hide that change from the
+/// next notification (stale by the watermark) and let ORB's next conditional write overwrite it unseen (a
+/// lost update). Without it the record keeps the older version: the next notification is processed and
+/// ORB's next write is refused (`412`) and replanned.
 fn event_ids(
     mailbox: &EmailAddress,
     in_room: bool,
     event: &Event,
     copy: Option<&Event>,
     room: Option<&RoomMailbox>,
+    as_written: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> EventIds {
+    let shows = |e: &Event| {
+        as_written.is_none_or(|(start, end)| {
+            let at = |t: Option<&orb_graph::model::DateTimeTimeZone>| t.and_then(|t| t.to_utc().ok());
+            e.is_cancelled != Some(true)
+                && at(e.start.as_ref()).is_some_and(|s| s.timestamp() / 60 == start.timestamp() / 60)
+                && at(e.end.as_ref()).is_some_and(|s| s.timestamp() / 60 == end.timestamp() / 60)
+        })
+    };
     let version = copy.unwrap_or(event);
+    if !shows(version) || !shows(event) {
+        tracing::info!("Graph's answer holds a change ORB did not write; its version is not taken as the watermark");
+    }
     EventIds {
         mailbox: mailbox.clone(),
         in_room_calendar: in_room,
         event_id: event.id.clone().unwrap_or_default(),
         ical_uid: event.ical_uid.clone(),
         room_event_id: copy.and_then(|c| c.id.clone()),
-        change_key: event.change_key.clone(),
-        modified_at: version.last_modified_date_time.map(orb_core::stored_precision),
+        change_key: event.change_key.clone().filter(|_| shows(event)),
+        modified_at: version.last_modified_date_time.map(orb_core::stored_precision).filter(|_| shows(version)),
         room_response: match (in_room, copy) {
             (true, _) => None,
             (false, Some(copy)) => copy.response_status.as_ref().and_then(|s| s.response),
@@ -273,7 +295,7 @@ async fn update(
     };
     let written = if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
     Ok(Done::Event {
-        ids: event_ids(mailbox, in_room, &written, copy.as_ref(), room.as_ref()),
+        ids: event_ids(mailbox, in_room, &written, copy.as_ref(), room.as_ref(), Some((record.start, record.end))),
         created: false,
     })
 }
@@ -332,7 +354,7 @@ async fn move_room_event(
             Err(e) => return Err(ExecError::graph(action)(e)),
         }
     }
-    Ok(Done::Event { ids: event_ids(room.address(), true, &written, None, None), created })
+    Ok(Done::Event { ids: event_ids(room.address(), true, &written, None, None, Some((start, end))), created })
 }
 
 async fn cancel(
@@ -390,7 +412,7 @@ async fn cancel(
             let room_location =
                 current.location.as_ref().is_some_and(|l| is_room(l.location_email_address.as_deref()));
             if current.is_cancelled == Some(true) || (kept.len() == all.len() && !room_location) {
-                let ids = event_ids(mailbox, in_room, &current, None, None);
+                let ids = event_ids(mailbox, in_room, &current, None, None, None);
                 return Ok(Done::EventCancelled { how, ids: Some(ids), already: true });
             }
             let patch = Event {
@@ -403,8 +425,55 @@ async fn cancel(
                 .update_event(mailbox, &id, &patch, if_match, corr)
                 .await
                 .map_err(ExecError::graph(action))?;
-            let ids = event_ids(mailbox, in_room, &written, None, None);
+            let ids = event_ids(mailbox, in_room, &written, None, None, None);
             Ok(Done::EventCancelled { how, ids: Some(ids), already: false })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn event(start: &str, end: &str, change_key: &str, modified: &str) -> Event {
+        let dt = |t: &str| DateTimeTimeZone { date_time: t.to_owned(), time_zone: Some("UTC".into()) };
+        Event {
+            id: Some("AAMk1".into()),
+            start: Some(dt(start)),
+            end: Some(dt(end)),
+            change_key: Some(change_key.into()),
+            last_modified_date_time: Some(at(modified)),
+            ..Event::default()
+        }
+    }
+
+    /// The lost-update rule on the Exchange side, as `written_ids` on the TOPdesk side.
+    #[test]
+    fn a_version_is_learned_only_from_an_answer_that_shows_what_orb_wrote() {
+        let anna = EmailAddress::parse("anna@contoso.com").unwrap();
+        let wrote = Some((at("2026-09-02T09:00:00Z"), at("2026-09-02T10:00:00Z")));
+        let as_written = event("2026-09-02T09:00:00", "2026-09-02T10:00:00", "ck-orb", "2026-09-01T06:00:00Z");
+        let ids = event_ids(&anna, false, &as_written, None, None, wrote);
+        assert_eq!(ids.change_key.as_deref(), Some("ck-orb"));
+        assert_eq!(ids.modified_at, Some(at("2026-09-01T06:00:00Z")));
+
+        // Read back after a person moved the meeting: neither its version nor its time is taken.
+        let moved = event("2026-09-02T11:00:00", "2026-09-02T12:00:00", "ck-person", "2026-09-01T06:00:05Z");
+        let ids = event_ids(&anna, false, &moved, None, None, wrote);
+        assert_eq!((ids.change_key, ids.modified_at), (None, None));
+
+        // The room's copy shows a later change: the organizer's version is kept, the copy's time is not.
+        let ids = event_ids(&anna, false, &as_written, Some(&moved), None, wrote);
+        assert_eq!((ids.change_key.as_deref(), ids.modified_at), (Some("ck-orb"), None));
+
+        // A cancelled answer never shows a live write; a cancellation takes the answer as it is.
+        let mut cancelled = as_written.clone();
+        cancelled.is_cancelled = Some(true);
+        assert_eq!(event_ids(&anna, false, &cancelled, None, None, wrote).change_key, None);
+        assert_eq!(event_ids(&anna, false, &cancelled, None, None, None).change_key.as_deref(), Some("ck-orb"));
     }
 }

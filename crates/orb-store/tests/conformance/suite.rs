@@ -450,6 +450,10 @@ pub async fn series_upsert_and_read(h: &Harness) {
     assert_eq!(s.get_series(t.id, series.id).await.unwrap(), series);
     let other = tenant(s, "fabrikam").await;
     assert!(matches!(s.get_series(other.id, series.id).await, Err(StoreError::NotFound { .. })));
+    // Another tenant's upsert with the same id writes nothing and says so.
+    let taken = Series { tenant_id: other.id, organizer: email("mallory@fabrikam.com"), ..series.clone() };
+    assert!(matches!(s.upsert_series(&taken).await, Err(StoreError::AlreadyExists { .. })));
+    assert_eq!(s.get_series(t.id, series.id).await.unwrap(), series);
 }
 
 pub async fn cursors_are_per_tenant(h: &Harness) {
@@ -861,6 +865,9 @@ pub async fn subscriptions_round_trip_renew_and_delete(h: &Harness) {
     // Another tenant neither sees nor can take over the row.
     assert!(matches!(s.get_subscription(other.id, "sub-a").await, Err(StoreError::NotFound { .. })));
     assert!(matches!(s.delete_subscription(other.id, "sub-a").await, Err(StoreError::NotFound { .. })));
+    let taken = SubscriptionRow { tenant_id: other.id, resource: "users/x@fabrikam.com/events".into(), ..renewed.clone() };
+    assert!(matches!(s.upsert_subscription(&taken).await, Err(StoreError::AlreadyExists { .. })));
+    assert_eq!(s.get_subscription(t.id, "sub-a").await.unwrap(), renewed, "the other tenant's upsert wrote nothing");
     s.delete_subscription(t.id, "sub-a").await.unwrap();
     assert!(matches!(s.get_subscription(t.id, "sub-a").await, Err(StoreError::NotFound { .. })));
     assert_eq!(s.list_subscriptions(t.id).await.unwrap().len(), 1);
