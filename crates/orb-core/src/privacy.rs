@@ -162,6 +162,42 @@ mod tests {
     }
 
     #[test]
+    fn restore_puts_back_only_the_addresses_a_source_shows_again() {
+        use crate::{AppointmentType, NewBooking, RoomId, Side, TimeZoneName};
+        let tenant = TenantId::from_uuid(uuid::Uuid::from_u128(7));
+        let (anna, bob) = (addr("anna@contoso.com"), addr("bob@contoso.com"));
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut record = BookingRecord::new(
+            NewBooking {
+                tenant_id: tenant,
+                appointment_type: AppointmentType::Single,
+                series_id: None,
+                original_start: None,
+                organizer: pseudonym(tenant, &anna),
+                booked_by: None,
+                location_text: None,
+                room_id: RoomId::from_uuid(uuid::Uuid::from_u128(8)),
+                participants: vec![pseudonym(tenant, &bob), addr("carl@contoso.com")],
+                subject: None,
+                start: now,
+                end: now + chrono::Duration::hours(1),
+                time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
+                processor_created: Side::Exchange,
+            },
+            now,
+        );
+        assert!(has_pseudonyms(&record));
+        // Outlook shows only Anna: Bob stays erased.
+        assert!(restore_erased(&mut record, [&anna, &addr("dave@contoso.com")]));
+        assert_eq!(record.organizer, anna);
+        assert_eq!(record.original_organizer, pseudonym(tenant, &anna), "set-once: stays erased");
+        assert_eq!(record.participants, [pseudonym(tenant, &bob), addr("carl@contoso.com")]);
+        assert!(restore_erased(&mut record, [&bob]));
+        assert!(!has_pseudonyms(&record));
+        assert!(!restore_erased(&mut record, [&anna, &bob]), "nothing left to restore");
+    }
+
+    #[test]
     fn only_whole_addresses_are_replaced_in_any_case() {
         let bob = addr("bob@contoso.com");
         let cases: &[(&str, Option<&str>)] = &[

@@ -123,7 +123,9 @@ impl World {
         }
     }
 
-    /// Deletes a record and its timeline directly in the database (ORB itself never deletes records).
+    /// Deletes a record and its timeline directly in the database, as a lost database would (ORB itself
+    /// deletes records only in its retention purge). The timeline is append-only, so the deletion opens the
+    /// purge's gate in its transaction, as the purge does (migration 4).
     async fn forget(&self, record: &BookingRecord) {
         let reservation = record.topdesk.reservation_id.clone().expect("a synced record");
         let statements = [
@@ -136,16 +138,23 @@ impl World {
                 .unwrap()
                 .options([("search_path", schema.as_str())]);
             let pool = sqlx::PgPool::connect_with(options).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("SELECT set_config('orb.gate', 'purge', true)").execute(&mut *tx).await.unwrap();
             for sql in statements {
-                sqlx::query(sql).bind(&reservation).execute(&pool).await.unwrap();
+                sqlx::query(sql).bind(&reservation).execute(&mut *tx).await.unwrap();
             }
+            tx.commit().await.unwrap();
             pool.close().await;
         } else {
             let path = self._store._dir.as_ref().unwrap().path().join("orb.db");
             let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("UPDATE append_only_gate SET mode = 'purge'").execute(&mut *tx).await.unwrap();
             for sql in statements {
-                sqlx::query(sql).bind(&reservation).execute(&pool).await.unwrap();
+                sqlx::query(sql).bind(&reservation).execute(&mut *tx).await.unwrap();
             }
+            sqlx::query("UPDATE append_only_gate SET mode = NULL").execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
             pool.close().await;
         }
     }
