@@ -1090,7 +1090,11 @@ fn redrive(mut p: Planner<'_, '_>, rec: &BookingRecord, obs: &Observation) -> Pl
             let mut actions = Vec::new();
             if !p.create_on(t, &c, &next, &mut actions) {
                 // Still no requester: the side stays failed with a growing back-off; nobody is mailed again.
-                p.note(TimelineKind::Skipped, Some(t), "organizer still unknown in TOPdesk, no fallback person");
+                p.note(
+                    TimelineKind::Skipped,
+                    Some(t),
+                    "organizer still unknown in TOPdesk, no fallback person",
+                );
                 next.record_failure(t, p.ctx.now);
                 let nothing = vec![Action::Nothing { reason: NothingReason::NoRequester }];
                 return p.finish(nothing, RecordChange::Update(Box::new(next)));

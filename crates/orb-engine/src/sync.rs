@@ -738,19 +738,30 @@ async fn plan_and_commit(
             unlinked.orb_match_id = None;
         }
         let fresh = plan(None, &unlinked, &ctx);
+        // Refused again for want of a TOPdesk requester: the organizer was told the first time; the
+        // failure only counts (the sweep's back-off grows).
+        let refused_again =
+            matches!(fresh.nothing_reason(), Some(NothingReason::NoRequester)) && stored.failed_count > 0;
+        let mut actions = fresh.actions;
+        if refused_again {
+            actions.retain(|a| !matches!(a, orb_core::Action::SendMail { .. }));
+        }
         if let RecordChange::Create(mut new) = fresh.record {
             // The same booking, planned as new again: keep what the store holds of it.
             new.version = stored.version;
             new.created_at = stored.created_at;
             new.processor_created = stored.processor_created;
             new.original_organizer = stored.original_organizer.clone();
-            new.failed_at = stored.failed_at;
-            new.failed_processor = stored.failed_processor;
-            new.failed_count = stored.failed_count;
+            if refused_again {
+                new.failed_count = stored.failed_count + 1;
+            } else {
+                new.failed_at = stored.failed_at;
+                new.failed_processor = stored.failed_processor;
+                new.failed_count = stored.failed_count;
+            }
             new.retry_count = stored.retry_count;
             new.complexity_index = stored.complexity_index;
-            the_plan =
-                Plan { actions: fresh.actions, record: RecordChange::Update(new), timeline: fresh.timeline };
+            the_plan = Plan { actions, record: RecordChange::Update(new), timeline: fresh.timeline };
         }
     }
     if may_read

@@ -338,7 +338,11 @@ async fn a_meeting_orb_cannot_book_is_recorded_as_refused_mailed_once_and_heals_
         }
         let record = w.bookings().await.remove(0);
         assert_eq!(record.topdesk_status, orb_core::SyncStatus::Failed);
-        assert_eq!(record.failed_count, 3, "re-driven at the next sweeps until the back-off starts");
+        assert_eq!(
+            record.failed_count,
+            reconcile::REDRIVE_FREE_FAILURES + 1,
+            "re-driven at the next sweeps until the back-off starts"
+        );
         assert_eq!(w.sweep().await.jobs.total(), 0, "backing off: the next sweep leaves it alone");
         assert_eq!(refusals(&w), 1, "no refusal mail per sweep");
         assert!(w.reservations().is_empty());
@@ -708,7 +712,8 @@ async fn lost_notifications_of_a_series_and_of_one_occurrence_heal_at_the_next_s
         assert!(records.iter().all(|r| r.series_id.is_some() && r.series_id == records[0].series_id));
         assert_eq!(w.reservations().len(), 4);
 
-        // Anna moves the second occurrence an hour later; that notification is lost too.
+        // A minute later Anna moves the second occurrence an hour later; that notification is lost too.
+        w.clock.advance(Duration::minutes(1));
         let week2 = at("2026-09-15T09:00:00Z");
         let instances = w.graph_em.calendar_view(ANNA, at("2026-09-01T00:00:00Z"), at("2026-10-01T00:00:00Z")).unwrap();
         let id = instances.iter().find(|e| e.original_start == Some(week2)).and_then(|e| e.id.clone()).unwrap();

@@ -178,7 +178,9 @@ fn event_ids(
     };
     let version = copy.unwrap_or(event);
     if !shows(version) || !shows(event) {
-        tracing::info!("Graph's answer holds a change ORB did not write; its version is not taken as the watermark");
+        tracing::info!(
+            "Graph's answer holds a change ORB did not write; its version is not taken as the watermark"
+        );
     }
     EventIds {
         mailbox: mailbox.clone(),
@@ -187,7 +189,10 @@ fn event_ids(
         ical_uid: event.ical_uid.clone(),
         room_event_id: copy.and_then(|c| c.id.clone()),
         change_key: event.change_key.clone().filter(|_| shows(event)),
-        modified_at: version.last_modified_date_time.map(orb_core::stored_precision).filter(|_| shows(version)),
+        modified_at: version
+            .last_modified_date_time
+            .map(orb_core::stored_precision)
+            .filter(|_| shows(version)),
         room_response: match (in_room, copy) {
             (true, _) => None,
             (false, Some(copy)) => copy.response_status.as_ref().and_then(|s| s.response),
@@ -295,7 +300,14 @@ async fn update(
     };
     let written = if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
     Ok(Done::Event {
-        ids: event_ids(mailbox, in_room, &written, copy.as_ref(), room.as_ref(), Some((record.start, record.end))),
+        ids: event_ids(
+            mailbox,
+            in_room,
+            &written,
+            copy.as_ref(),
+            room.as_ref(),
+            Some((record.start, record.end)),
+        ),
         created: false,
     })
 }
@@ -354,7 +366,10 @@ async fn move_room_event(
             Err(e) => return Err(ExecError::graph(action)(e)),
         }
     }
-    Ok(Done::Event { ids: event_ids(room.address(), true, &written, None, None, Some((start, end))), created })
+    Ok(Done::Event {
+        ids: event_ids(room.address(), true, &written, None, None, Some((start, end))),
+        created,
+    })
 }
 
 async fn cancel(
@@ -456,7 +471,8 @@ mod tests {
     fn a_version_is_learned_only_from_an_answer_that_shows_what_orb_wrote() {
         let anna = EmailAddress::parse("anna@contoso.com").unwrap();
         let wrote = Some((at("2026-09-02T09:00:00Z"), at("2026-09-02T10:00:00Z")));
-        let as_written = event("2026-09-02T09:00:00", "2026-09-02T10:00:00", "ck-orb", "2026-09-01T06:00:00Z");
+        let as_written =
+            event("2026-09-02T09:00:00", "2026-09-02T10:00:00", "ck-orb", "2026-09-01T06:00:00Z");
         let ids = event_ids(&anna, false, &as_written, None, None, wrote);
         assert_eq!(ids.change_key.as_deref(), Some("ck-orb"));
         assert_eq!(ids.modified_at, Some(at("2026-09-01T06:00:00Z")));
@@ -474,6 +490,9 @@ mod tests {
         let mut cancelled = as_written.clone();
         cancelled.is_cancelled = Some(true);
         assert_eq!(event_ids(&anna, false, &cancelled, None, None, wrote).change_key, None);
-        assert_eq!(event_ids(&anna, false, &cancelled, None, None, None).change_key.as_deref(), Some("ck-orb"));
+        assert_eq!(
+            event_ids(&anna, false, &cancelled, None, None, None).change_key.as_deref(),
+            Some("ck-orb")
+        );
     }
 }

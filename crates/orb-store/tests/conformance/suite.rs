@@ -865,9 +865,17 @@ pub async fn subscriptions_round_trip_renew_and_delete(h: &Harness) {
     // Another tenant neither sees nor can take over the row.
     assert!(matches!(s.get_subscription(other.id, "sub-a").await, Err(StoreError::NotFound { .. })));
     assert!(matches!(s.delete_subscription(other.id, "sub-a").await, Err(StoreError::NotFound { .. })));
-    let taken = SubscriptionRow { tenant_id: other.id, resource: "users/x@fabrikam.com/events".into(), ..renewed.clone() };
+    let taken = SubscriptionRow {
+        tenant_id: other.id,
+        resource: "users/x@fabrikam.com/events".into(),
+        ..renewed.clone()
+    };
     assert!(matches!(s.upsert_subscription(&taken).await, Err(StoreError::AlreadyExists { .. })));
-    assert_eq!(s.get_subscription(t.id, "sub-a").await.unwrap(), renewed, "the other tenant's upsert wrote nothing");
+    assert_eq!(
+        s.get_subscription(t.id, "sub-a").await.unwrap(),
+        renewed,
+        "the other tenant's upsert wrote nothing"
+    );
     s.delete_subscription(t.id, "sub-a").await.unwrap();
     assert!(matches!(s.get_subscription(t.id, "sub-a").await, Err(StoreError::NotFound { .. })));
     assert_eq!(s.list_subscriptions(t.id).await.unwrap().len(), 1);
