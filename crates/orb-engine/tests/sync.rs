@@ -508,3 +508,32 @@ async fn an_organizer_who_books_again_is_looked_up_in_topdesk_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_notification_signed_in_one_cloud_is_refused_for_a_tenant_of_another() {
+    // Another cloud: a second Graph service with its own validation-token signing keys. The tenant's
+    // runtime checks tokens against that cloud's keys (its own cloud), so the notifications the first one
+    // signs are refused, and nothing is synced from them.
+    let clock: std::sync::Arc<dyn orb_core::Clock> =
+        std::sync::Arc::new(orb_core::FixedClock::new(at("2026-09-01T06:00:00Z")));
+    let other_cloud = orb_emulators::graph::serve(orb_emulators::graph::GraphEmulator::new(clock)).await.unwrap();
+    let options = WorldOptions { jwks_url: Some(other_cloud.jwks_url()), ..WorldOptions::default() };
+    on_every_store_with(&options, |w| async move {
+        w.book("Signed elsewhere", "2026-09-03T09:00:00", "2026-09-03T10:00:00").await;
+        let refused = eventually("the notification refused at its token check", || async {
+            let audit = w.store.list_audit(w.tenant.id, 50).await.unwrap();
+            let refused: Vec<_> =
+                audit.into_iter().filter(|a| a.action == AUDIT_NOTIFICATION_REFUSED).collect();
+            (!refused.is_empty()).then_some(refused)
+        })
+        .await;
+        w.settled().await;
+        assert!(
+            refused.iter().any(|a| a.target.contains("validationToken is invalid")),
+            "refused at the token check: {refused:?}"
+        );
+        assert!(w.bookings().await.is_empty(), "nothing synced from a notification of another cloud");
+        assert!(w.reservations().is_empty());
+    })
+    .await;
+}

@@ -119,6 +119,9 @@ pub struct WorldOptions {
     pub people: Vec<ExtraPerson>,
     /// The e-mail of a TOPdesk person ("Service Desk") made the policy's fallback person.
     pub fallback_person: Option<&'static str>,
+    /// The JWKS the tenant's notifications are checked against (`None`: the Graph emulator's, the tenant's
+    /// own cloud); another URL puts the tenant in another cloud than the one that signs its notifications.
+    pub jwks_url: Option<String>,
 }
 
 impl Default for WorldOptions {
@@ -129,6 +132,7 @@ impl Default for WorldOptions {
             rooms: Vec::new(),
             people: Vec::new(),
             fallback_person: None,
+            jwks_url: None,
         }
     }
 }
@@ -368,7 +372,7 @@ impl World {
         );
         let jwks = JwksCache::new(
             reqwest::Client::new(),
-            url::Url::parse(&graph_served.jwks_url()).unwrap(),
+            url::Url::parse(&options.jwks_url.clone().unwrap_or_else(|| graph_served.jwks_url())).unwrap(),
             arc_clock.clone(),
             JwksCacheOptions::default(),
         );
