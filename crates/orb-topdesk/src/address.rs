@@ -77,6 +77,39 @@ pub enum UrlRefusal {
     },
 }
 
+/// Why the save-time probe of a TOPdesk URL failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProbeError {
+    /// TOPdesk (or something in front of it) answered with a redirect.
+    #[error(
+        "topdesk.url {url}: {probed} answered HTTP {status}, a redirect to {location}; ORB does not follow \
+         redirects: give the address TOPdesk itself serves"
+    )]
+    Redirect {
+        /// The URL as given.
+        url: String,
+        /// The URL probed.
+        probed: String,
+        /// The status.
+        status: u16,
+        /// Where it pointed.
+        location: String,
+    },
+    /// No answer (connection refused, TLS failure, timeout, refused address).
+    #[error(
+        "topdesk.url {url}: ORB cannot reach {probed} ({reason}); check the address and the network (a \
+         TOPdesk with a certificate of the organisation's own CA needs the operator's [topdesk] ca_file)"
+    )]
+    Unreachable {
+        /// The URL as given.
+        url: String,
+        /// The URL probed.
+        probed: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
 impl UrlRefusal {
     /// Whether the refusal is only that the name did not resolve (DNS may be down for a moment; nothing
     /// can be sent to a name that does not resolve, so a runtime may still be built and retried).
@@ -193,6 +226,51 @@ impl AddressPolicy {
             return Err(unresolved("no addresses".to_owned()));
         }
         self.check_resolved(url, &addresses)
+    }
+
+    /// Asks TOPdesk once, without credentials, for its API version (`GET {url}/tas/api/version`) through
+    /// a client under this policy with `extra_roots`, and refuses a redirect or no answer. Any other answer
+    /// (200, or 401 from a TOPdesk that wants a login) shows the address serves TOPdesk's API directly.
+    pub async fn probe(
+        &self,
+        url: &Url,
+        extra_roots: &[Vec<u8>],
+        timeout: std::time::Duration,
+    ) -> Result<(), ProbeError> {
+        let probed = crate::client::api_url(url).join("version").unwrap_or_else(|_| url.clone());
+        let unreachable = |reason: String| ProbeError::Unreachable {
+            url: url.as_str().to_owned(),
+            probed: probed.as_str().to_owned(),
+            reason,
+        };
+        let http = crate::client::http_client(Some(self.clone()), extra_roots, timeout, timeout)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = http.get(probed.clone()).send().await.map_err(|e| {
+            // The whole chain: the resolver's refusal or the TLS error is in a source.
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                reason = format!("{reason}: {s}");
+                source = s.source();
+            }
+            unreachable(reason)
+        })?;
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nowhere")
+                .to_owned();
+            return Err(ProbeError::Redirect {
+                url: url.as_str().to_owned(),
+                probed: probed.as_str().to_owned(),
+                status: status.as_u16(),
+                location,
+            });
+        }
+        Ok(())
     }
 
     fn check_ip(&self, url: &Url, ip: IpAddr, how: &'static str) -> Result<(), UrlRefusal> {

@@ -253,7 +253,30 @@ async fn read_capped(
     Ok(body)
 }
 
-fn api_url(base: &Url) -> Url {
+/// The HTTP client of every TOPdesk request: timeouts, no redirects, the address policy's resolver
+/// (when given) and the extra roots.
+pub(crate) fn http_client(
+    policy: Option<AddressPolicy>,
+    extra_roots: &[Vec<u8>],
+    request_timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(connect_timeout.min(request_timeout))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(policy) = policy {
+        builder = builder.dns_resolver(GuardedResolver { policy: Arc::new(policy) });
+    }
+    let roots =
+        extra_roots.iter().map(|der| reqwest::Certificate::from_der(der)).collect::<Result<Vec<_>, _>>()?;
+    if !roots.is_empty() {
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build()
+}
+
+pub(crate) fn api_url(base: &Url) -> Url {
     let mut api = base.clone();
     let path = api.path().trim_end_matches('/').to_owned();
     if path.ends_with("/tas/api") {
@@ -268,28 +291,17 @@ impl TopdeskClient {
     /// Builds a client. Fails only if the TLS back-end cannot be set up or an extra root is not a
     /// certificate. The client never follows a redirect (a 3xx answer is a permanent error naming it).
     pub fn new(config: TopdeskConfig) -> Result<Self, TopdeskError> {
-        let setup = |detail: String, e: reqwest::Error| TopdeskError::Permanent {
+        let http = http_client(
+            config.address_policy,
+            &config.extra_roots,
+            config.request_timeout,
+            config.connect_timeout,
+        )
+        .map_err(|e| TopdeskError::Permanent {
             action: "setting up the HTTP client".into(),
-            detail,
+            detail: e.to_string(),
             source: Some(Box::new(e)),
-        };
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout.min(config.request_timeout))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(policy) = config.address_policy {
-            builder = builder.dns_resolver(GuardedResolver { policy: Arc::new(policy) });
-        }
-        let mut roots = Vec::with_capacity(config.extra_roots.len());
-        for der in &config.extra_roots {
-            let cert = reqwest::Certificate::from_der(der)
-                .map_err(|e| setup(format!("an extra root certificate is not usable: {e}"), e))?;
-            roots.push(cert);
-        }
-        if !roots.is_empty() {
-            builder = builder.tls_certs_merge(roots);
-        }
-        let http = builder.build().map_err(|e| setup(e.to_string(), e))?;
+        })?;
         Ok(Self {
             http,
             api: api_url(&config.base_url),

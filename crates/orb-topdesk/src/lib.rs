@@ -34,7 +34,7 @@ pub mod fiql;
 pub mod tls;
 pub mod wire;
 
-pub use address::{AddressPolicy, UrlRefusal};
+pub use address::{AddressPolicy, ProbeError, UrlRefusal};
 pub use client::{
     DEFAULT_MAX_RESPONSE_BYTES, Ensured, ExternalLink, MAX_TOP, Occurrences, PERSONS_V2_ACCEPT, Reason,
     ReservationPage, RetryPolicy, TopdeskClient, TopdeskConfig,

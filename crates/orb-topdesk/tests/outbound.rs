@@ -93,3 +93,24 @@ async fn under_a_policy_a_name_resolving_to_a_refused_address_is_not_connected_t
     let version = client(&by_name, |c| c.address_policy = Some(allowed)).version().await.unwrap();
     assert_eq!(version.version, "3.0.0");
 }
+
+#[tokio::test]
+async fn the_save_time_probe_refuses_a_redirect_and_no_answer_and_accepts_a_login_prompt() {
+    let emulators = AddressPolicy::new(AddressPolicy::parse_cidrs("127.0.0.0/8").unwrap(), true);
+    let probe = |base: String| {
+        let policy = emulators.clone();
+        async move { policy.probe(&Url::parse(&base).unwrap(), &[], Duration::from_secs(5)).await }
+    };
+    let (moved, hits) =
+        serve(|| (StatusCode::FOUND, [(header::LOCATION, "https://elsewhere.example/")]).into_response())
+            .await;
+    let err = probe(moved.clone()).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("{moved}/tas/api/version answered HTTP 302")), "{err}");
+    assert!(err.contains("topdesk.url") && err.contains("elsewhere.example"), "{err}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let (login, _) = serve(|| StatusCode::UNAUTHORIZED.into_response()).await;
+    probe(login).await.unwrap();
+    // Nothing listens on port 9 of 127.0.0.1 (discard is not served here).
+    let err = probe("http://127.0.0.1:9".to_owned()).await.unwrap_err().to_string();
+    assert!(err.contains("cannot reach http://127.0.0.1:9/tas/api/version"), "{err}");
+}
