@@ -4,9 +4,14 @@
 //! `tenant_settings` table, and turned into a [`TenantRuntime`] by [`build_runtime`].
 //!
 //! ## Invariants
-//! - **No secret in the document.** The Graph client secret and the TOPdesk application password are tenant
-//!   secrets ([`SECRET_GRAPH_CLIENT_SECRET`], [`SECRET_TOPDESK_PASSWORD`]), sealed under the master key and
-//!   handed to [`build_runtime`] already opened ([`TenantSecrets`]); the document is shown back to admins.
+//! - **No secret in the document.** The Graph credential (a client secret or a certificate) and the TOPdesk
+//!   application password are tenant secrets ([`SECRET_GRAPH_CLIENT_SECRET`], [`SECRET_GRAPH_CERTIFICATE`],
+//!   [`SECRET_TOPDESK_PASSWORD`]), sealed under the master key and handed to [`build_runtime`] already
+//!   opened ([`TenantSecrets`]); the document is shown back to admins.
+//! - **The TOPdesk URL is tenant data, so it is checked against the installation's address policy**
+//!   ([`orb_topdesk::address`]): when settings are saved ([`check_topdesk_url`]: resolved, and probed for
+//!   a redirect) and again whenever [`build_runtime`] builds the tenant's runtime from stored settings
+//!   (resolved; the client then resolves through the policy at every connection).
 //! - Unknown keys are errors that name the key (`deny_unknown_fields`), so a typo never silently falls back
 //!   to a default; every value is checked before anything is stored ([`TenantSettings::validate`]).
 //! - Nothing here reads the clock or the environment.
@@ -21,9 +26,9 @@ use orb_core::{
     CancellationPolicy, Clock, ConflictPolicy, EmailAddress, FallbackPerson, MailTemplate, MassDeletionGuard,
     Mode, Policy, Retention, RoomMap, RoomMapping, SubjectPolicy, TenantId, TimeZoneName, TopdeskRefusal,
 };
-use orb_graph::{AppRegistration, ClientOptions, Credential, GraphClient};
+use orb_graph::{AppRegistration, CertificateCredential, ClientOptions, Credential, GraphClient};
 use orb_store::Room;
-use orb_topdesk::{Reason, TopdeskClient, TopdeskConfig};
+use orb_topdesk::{AddressPolicy, Reason, TopdeskClient, TopdeskConfig};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -34,6 +39,10 @@ use crate::sync::TenantRuntime;
 
 /// Name of the tenant secret holding the Graph app registration's client secret.
 pub const SECRET_GRAPH_CLIENT_SECRET: &str = "graph.client_secret";
+/// Name of the tenant secret holding the app registration's certificate credential: a PEM bundle of the
+/// PKCS#8 private key and the X.509 certificate uploaded to the app (checked when set). When present it
+/// is used instead of the client secret.
+pub const SECRET_GRAPH_CERTIFICATE: &str = "graph.certificate";
 /// Name of the tenant secret holding the TOPdesk operator's application password.
 pub const SECRET_TOPDESK_PASSWORD: &str = "topdesk.app_password";
 
@@ -41,7 +50,7 @@ pub const SECRET_TOPDESK_PASSWORD: &str = "topdesk.app_password";
 ///
 /// ```toml
 /// [graph]
-/// tenant_id = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d"   # the Entra directory id (or a verified domain)
+/// tenant_id = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d"   # the Entra directory (tenant) id, a GUID
 /// client_id = "0f3b6a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
 /// mail_sender = "orb@contoso.com"                       # mailbox ORB's mails are sent from
 /// cloud = "global"                                     # or usgov-l4, usgov-dod, china
@@ -127,7 +136,8 @@ impl RetentionSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphSettings {
-    /// The Entra tenant (directory) id or a verified domain.
+    /// The Entra tenant (directory) id: the GUID shown in the Entra admin center under Overview. A
+    /// verified domain is refused (resolving it needs the internet at save time, and the id never changes).
     pub tenant_id: String,
     /// The app registration's application (client) id.
     pub client_id: String,
@@ -297,6 +307,10 @@ pub enum SettingsError {
         /// The tenant.
         tenant: TenantId,
     },
+    /// The TOPdesk URL is refused by the installation's address policy, does not resolve, redirects or
+    /// does not answer.
+    #[error("{0}; nothing was stored")]
+    TopdeskUrl(String),
     /// A client could not be built from the settings.
     #[error("tenant {tenant}: cannot set up the {side} client: {reason}")]
     Client {
@@ -347,6 +361,17 @@ impl TenantSettings {
         let invalid = |key, reason: &str| Err(SettingsError::Invalid { key, reason: reason.to_owned() });
         if self.graph.tenant_id.trim().is_empty() {
             return invalid("graph.tenant_id", "it is empty: give the Entra directory id");
+        }
+        let id = &self.graph.tenant_id;
+        if id.len() != 36 || uuid::Uuid::try_parse(id).is_err() {
+            return Err(SettingsError::Invalid {
+                key: "graph.tenant_id",
+                reason: format!(
+                    "{id:?} is not a directory (tenant) id: give the GUID shown as Tenant ID in the \
+                     Microsoft Entra admin center > Overview, e.g. 7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d (a \
+                     domain name is not accepted)"
+                ),
+            });
         }
         if self.graph.client_id.trim().is_empty() {
             return invalid("graph.client_id", "it is empty: give the app registration's client id");
@@ -413,10 +438,13 @@ impl TenantSettings {
     }
 }
 
-/// A tenant's opened secrets, for [`build_runtime`]. `Debug` shows no value.
+/// A tenant's opened secrets, for [`build_runtime`]. `Debug` shows no value. At least one of the Graph
+/// credentials must be there; the certificate wins when both are.
 pub struct TenantSecrets {
     /// [`SECRET_GRAPH_CLIENT_SECRET`].
-    pub graph_client_secret: SecretString,
+    pub graph_client_secret: Option<SecretString>,
+    /// [`SECRET_GRAPH_CERTIFICATE`] (the PEM bundle).
+    pub graph_certificate: Option<SecretString>,
     /// [`SECRET_TOPDESK_PASSWORD`].
     pub topdesk_password: SecretString,
 }
@@ -434,6 +462,62 @@ pub struct InstallationUrls {
     pub notification_base_url: Option<String>,
     /// The admin portal's base URL (links in mails).
     pub portal_base_url: String,
+    /// Where tenants' TOPdesk URLs may point, and extra trust roots.
+    pub topdesk: TopdeskOutbound,
+}
+
+/// The installation's rules for requests to tenants' TOPdesk instances (`[topdesk]` in ORB's
+/// configuration). The default is the strict policy with no extra roots.
+#[derive(Debug, Clone, Default)]
+pub struct TopdeskOutbound {
+    /// `allow_cidrs` and `allow_http`.
+    pub addresses: AddressPolicy,
+    /// The certificates of `ca_file` (DER), trusted besides the built-in roots.
+    pub extra_roots: Vec<Vec<u8>>,
+}
+
+/// The save-time check of a tenant's TOPdesk URL: the address policy, with the host name resolved (a
+/// name that does not resolve is refused: it cannot be checked), then one probe without credentials that
+/// refuses a redirect or no answer ([`AddressPolicy::probe`]).
+pub async fn check_topdesk_url(
+    settings: &TenantSettings,
+    outbound: &TopdeskOutbound,
+    timeout: StdDuration,
+) -> Result<(), SettingsError> {
+    let url = &settings.topdesk.url;
+    outbound.addresses.resolve_and_check(url).await.map_err(|e| SettingsError::TopdeskUrl(e.to_string()))?;
+    outbound
+        .addresses
+        .probe(url, &outbound.extra_roots, timeout)
+        .await
+        .map_err(|e| SettingsError::TopdeskUrl(e.to_string()))
+}
+
+/// The Graph credential of `secrets`: the certificate when set (checked again: stored secrets are
+/// re-checked at every build), else the client secret.
+fn graph_credential(tenant: TenantId, secrets: &mut TenantSecrets) -> Result<Credential, SettingsError> {
+    use secrecy::ExposeSecret as _;
+    if let Some(pem) = secrets.graph_certificate.take() {
+        let cert = CertificateCredential::from_pem(pem.expose_secret().as_bytes()).map_err(|e| {
+            SettingsError::Client {
+                tenant,
+                side: "Graph",
+                reason: format!("the stored secret {SECRET_GRAPH_CERTIFICATE} is not usable: {e}"),
+            }
+        })?;
+        return Ok(Credential::Certificate(cert));
+    }
+    match secrets.graph_client_secret.take() {
+        Some(secret) => Ok(Credential::Secret(secret)),
+        None => Err(SettingsError::Client {
+            tenant,
+            side: "Graph",
+            reason: format!(
+                "it has no Graph credential: set {SECRET_GRAPH_CERTIFICATE} or {SECRET_GRAPH_CLIENT_SECRET} \
+                 with `orb secret set`"
+            ),
+        }),
+    }
 }
 
 /// Client limits the installation may tune (tests shorten them).
@@ -448,15 +532,18 @@ pub struct ClientTuning {
 }
 
 /// Builds a tenant's runtime: the policy and room map from its settings and rooms (enabled and disabled:
-/// the room map knows which are synced), and its Graph and TOPdesk clients.
+/// the room map knows which are synced), and its Graph and TOPdesk clients. The stored TOPdesk URL is
+/// checked against the installation's address policy again, its host name resolved: a refused address
+/// refuses the build; a name that does not resolve right now does not (DNS may be down for a moment), since
+/// the TOPdesk client resolves through the policy at every connection anyway.
 #[expect(
     clippy::too_many_arguments,
     reason = "each is a separate installation input; a struct of them is the portal issue's settings split"
 )]
-pub fn build_runtime(
+pub async fn build_runtime(
     tenant: TenantId,
     settings: &TenantSettings,
-    secrets: TenantSecrets,
+    mut secrets: TenantSecrets,
     rooms: &[Room],
     clock: Arc<dyn Clock>,
     urls: &InstallationUrls,
@@ -467,10 +554,18 @@ pub fn build_runtime(
     let cloud_err = |reason: String| SettingsError::Invalid { key: "graph.cloud", reason };
     let endpoints = clouds.endpoints(&settings.graph.cloud).map_err(cloud_err)?;
     let jwks = clouds.jwks(&settings.graph.cloud).map_err(cloud_err)?;
+    let topdesk_url = &settings.topdesk.url;
+    match urls.topdesk.addresses.resolve_and_check(topdesk_url).await {
+        Ok(()) => {}
+        Err(e) if e.is_unresolved() => {
+            tracing::warn!(%tenant, error = %e, "TOPdesk's host does not resolve now")
+        }
+        Err(e) => return Err(SettingsError::Client { tenant, side: "TOPdesk", reason: e.to_string() }),
+    }
     let app = AppRegistration {
         tenant: settings.graph.tenant_id.clone(),
         client_id: settings.graph.client_id.clone(),
-        credential: Arc::new(Credential::Secret(secrets.graph_client_secret)),
+        credential: Arc::new(graph_credential(tenant, &mut secrets)?),
     };
     let mut options = tuning.graph.clone().unwrap_or_default();
     // Under `drop` the subject is not even asked for.
@@ -489,6 +584,8 @@ pub fn build_runtime(
     if let Some(timeout) = tuning.topdesk_timeout {
         config.request_timeout = timeout;
     }
+    config.address_policy = Some(urls.topdesk.addresses.clone());
+    config.extra_roots = urls.topdesk.extra_roots.clone();
     let topdesk = TopdeskClient::new(config).map_err(|e| client_err("TOPdesk", e.to_string()))?;
     let rooms = RoomMap::new(
         rooms
@@ -660,17 +757,112 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
         assert!(TenantSettings::from_toml(&bad_link).unwrap_err().to_string().contains("topdesk.link_type"));
         let ftp = MINIMAL.replace("https://contoso.topdesk.net", "ftp://contoso.topdesk.net");
         assert!(TenantSettings::from_toml(&ftp).unwrap_err().to_string().contains("topdesk.url"));
+        // The directory id, never a domain (resolving one needs the internet at save time).
+        for tenant_id in ["contoso.onmicrosoft.com", "contoso.com", "7d2a5c1e0b9f4c1a9f773e1f2a4b5c6d", "{x}"]
+        {
+            let text = MINIMAL.replace("7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d", tenant_id);
+            let err = TenantSettings::from_toml(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("graph.tenant_id") && err.contains("Entra admin center > Overview"),
+                "{err}"
+            );
+        }
         let bad_mail = MINIMAL.replace("ORB@Contoso.com", "not-an-address");
         assert!(TenantSettings::from_toml(&bad_mail).is_err());
+    }
+
+    fn with_url(url: &str) -> TenantSettings {
+        TenantSettings::from_toml(&MINIMAL.replace("https://contoso.topdesk.net", url)).unwrap()
+    }
+
+    fn secrets(client_secret: bool, certificate: Option<String>) -> TenantSecrets {
+        TenantSecrets {
+            graph_client_secret: client_secret.then(|| SecretString::from("gcs-value")),
+            graph_certificate: certificate.map(SecretString::from),
+            topdesk_password: SecretString::from("tdp-value"),
+        }
+    }
+
+    /// `build_runtime` with `outbound`; `Err` carries the message.
+    async fn build(
+        settings: &TenantSettings,
+        secrets: TenantSecrets,
+        outbound: TopdeskOutbound,
+    ) -> Result<(), String> {
+        let clock: Arc<dyn Clock> = Arc::new(orb_core::FixedClock::new(chrono::Utc::now()));
+        let clouds = Clouds::new(None, clock.clone());
+        let urls = InstallationUrls {
+            notification_base_url: None,
+            portal_base_url: "https://orb.example.com".to_owned(),
+            topdesk: outbound,
+        };
+        let tenant = TenantId::from_uuid(uuid::Uuid::from_u128(1));
+        build_runtime(tenant, settings, secrets, &[], clock, &urls, &ClientTuning::default(), &clouds)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn build_runtime_checks_the_stored_topdesk_url_again() {
+        let strict = TopdeskOutbound::default();
+        let local = TopdeskOutbound {
+            addresses: AddressPolicy::new(AddressPolicy::parse_cidrs("127.0.0.0/8").unwrap(), true),
+            extra_roots: Vec::new(),
+        };
+        // (stored URL, installation, expected: Ok or a needle of the error)
+        let cases: [(&str, &TopdeskOutbound, Result<(), &str>); 6] = [
+            ("https://169.254.169.254", &strict, Err("cloud metadata")),
+            ("http://127.0.0.1:9", &strict, Err("not an https:// URL")),
+            ("https://localhost:9", &strict, Err("resolves to")),
+            ("http://127.0.0.1:9", &local, Ok(())),
+            ("https://[fd00:ec2::254]", &local, Err("cloud metadata")),
+            // DNS may be down for a moment: the client resolves through the policy at every connection.
+            ("https://no-such-host.invalid", &strict, Ok(())),
+        ];
+        for (url, outbound, expected) in cases {
+            let got = build(&with_url(url), secrets(true, None), outbound.clone()).await;
+            match (got, expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(needle)) => {
+                    assert!(e.contains(needle) && e.contains("topdesk.url"), "{url}: {e}")
+                }
+                (got, _) => panic!("{url}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn build_runtime_takes_the_certificate_or_the_client_secret_and_needs_one() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["orb.test".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let pem = format!("{}{}", key.serialize_pem(), cert.pem());
+        let settings = with_url("https://8.8.8.8");
+        let open = TopdeskOutbound::default;
+        assert_eq!(build(&settings, secrets(false, Some(pem.clone())), open()).await, Ok(()));
+        assert_eq!(build(&settings, secrets(true, Some(pem)), open()).await, Ok(()));
+        assert_eq!(build(&settings, secrets(true, None), open()).await, Ok(()));
+        let err = build(&settings, secrets(false, None), open()).await.unwrap_err();
+        assert!(err.contains("no Graph credential") && err.contains("graph.certificate"), "{err}");
+        let err = build(&settings, secrets(true, Some(cert.pem())), open()).await.unwrap_err();
+        assert!(
+            err.contains("graph.certificate is not usable"),
+            "a broken stored bundle is not skipped: {err}"
+        );
     }
 
     #[test]
     fn secrets_do_not_print() {
         let s = TenantSecrets {
-            graph_client_secret: SecretString::from("gcs-value"),
+            graph_client_secret: Some(SecretString::from("gcs-value")),
+            graph_certificate: Some(SecretString::from("cert-value")),
             topdesk_password: SecretString::from("tdp-value"),
         };
         let shown = format!("{s:?}");
-        assert!(!shown.contains("gcs-value") && !shown.contains("tdp-value"), "{shown}");
+        assert!(
+            !shown.contains("gcs-value") && !shown.contains("tdp-value") && !shown.contains("cert-value"),
+            "{shown}"
+        );
     }
 }

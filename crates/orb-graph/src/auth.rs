@@ -28,6 +28,9 @@ use crate::model::{TokenErrorResponse, TokenResponse};
 /// The scope of app-only Graph tokens.
 pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 
+/// The largest token answer read (a token response is a few kB).
+const TOKEN_MAX_BYTES: u64 = 1024 * 1024;
+
 /// A certificate credential: the certificate (DER, as registered in the app) and its RSA private key.
 pub struct CertificateCredential {
     certificate_der: Vec<u8>,
@@ -44,6 +47,72 @@ impl CertificateCredential {
             ),
         })?;
         Ok(Self { certificate_der, key })
+    }
+
+    /// From a PEM bundle holding the PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`) and the
+    /// certificate registered in the app (the first `-----BEGIN CERTIFICATE-----`; later ones, a chain,
+    /// are ignored). Checks that the key is a usable RSA key, that the certificate parses as X.509, and
+    /// that the certificate's public key is the key's (a probe signed with the key verifies with the
+    /// certificate). Every refusal says what to fix.
+    pub fn from_pem(bundle: &[u8]) -> Result<Self, GraphError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+        let refuse = |reason: String| GraphError::Config { reason };
+        let text = String::from_utf8_lossy(bundle);
+        let key = match PrivatePkcs8KeyDer::from_pem_slice(bundle) {
+            Ok(key) => key,
+            Err(_) if text.contains("BEGIN RSA PRIVATE KEY") => {
+                return Err(refuse(
+                    "the private key is PKCS#1 (BEGIN RSA PRIVATE KEY): convert it to PKCS#8 with `openssl \
+                     pkcs8 -topk8 -nocrypt -in key.pem` and send the key and the certificate together"
+                        .to_owned(),
+                ));
+            }
+            Err(_) if text.contains("BEGIN ENCRYPTED PRIVATE KEY") => {
+                return Err(refuse(
+                    "the private key is encrypted: send it unencrypted (ORB seals it under the master key), \
+                     e.g. `openssl pkcs8 -topk8 -nocrypt -in key.pem`"
+                        .to_owned(),
+                ));
+            }
+            Err(e) => {
+                return Err(refuse(format!(
+                    "no PKCS#8 private key (-----BEGIN PRIVATE KEY-----) in the PEM bundle ({e}): send the \
+                     app certificate's private key followed by the certificate"
+                )));
+            }
+        };
+        let certificate = match CertificateDer::pem_slice_iter(bundle).next() {
+            Some(Ok(cert)) => cert,
+            Some(Err(e)) => return Err(refuse(format!("the certificate's PEM is broken ({e})"))),
+            None => {
+                return Err(refuse(
+                    "no certificate (-----BEGIN CERTIFICATE-----) in the PEM bundle: send the private key \
+                     followed by the certificate uploaded to the app registration"
+                        .to_owned(),
+                ));
+            }
+        };
+        let parsed = webpki::EndEntityCert::try_from(&certificate)
+            .map_err(|e| refuse(format!("the certificate is not a valid X.509 certificate ({e:?})")))?;
+        let credential = Self::from_der(certificate.to_vec(), key.secret_pkcs8_der())?;
+        let probe = b"orb certificate credential check";
+        let mut sig = vec![0u8; credential.key.public_modulus_len()];
+        credential
+            .key
+            .sign(&signature::RSA_PSS_SHA256, &SystemRandom::new(), probe, &mut sig)
+            .map_err(|_| refuse("the private key cannot sign".to_owned()))?;
+        parsed
+            .verify_signature(webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY, probe, &sig)
+            .map_err(|_| {
+                refuse(
+                    "the certificate does not belong to the private key (its public key is another): send \
+                     the certificate made for this key"
+                        .to_owned(),
+                )
+            })?;
+        Ok(credential)
     }
 
     /// `x5t#S256`: base64url of the SHA-256 of the certificate's DER.
@@ -216,7 +285,7 @@ impl TokenProvider {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(|e| classify::transport(what, e))?;
+        let bytes = classify::read_capped(what, resp, TOKEN_MAX_BYTES, "1 MiB for token answers").await?;
         if classify::is_transient_status(status.as_u16())
             || classify::is_html(content_type.as_deref(), &bytes)
         {

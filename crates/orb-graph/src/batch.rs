@@ -312,8 +312,10 @@ impl GraphClient {
             let read = async {
                 let resp = request.send().await.map_err(|e| classify::transport(&what(), e))?;
                 let (status, headers) = (resp.status(), resp.headers().clone());
-                let body = resp.bytes().await.map_err(|e| classify::transport(&what(), e))?;
-                Ok::<_, GraphError>(Reply { status, headers, body: body.to_vec() })
+                let cap = self.options.max_response_bytes;
+                let body =
+                    classify::read_capped(&what(), resp, cap, crate::client::MAX_RESPONSE_OPTION).await?;
+                Ok::<_, GraphError>(Reply { status, headers, body })
             };
             let sent = read.await;
             drop(permits);

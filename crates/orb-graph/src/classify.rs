@@ -125,6 +125,35 @@ pub(crate) fn classify(
     })
 }
 
+/// Reads an answer's body, stopping with a permanent error that names the cap (`cap_name`, the option
+/// that sets it) as soon as it is longer than `cap` bytes — whatever `Content-Length` claims.
+pub(crate) async fn read_capped(
+    what: &str,
+    mut response: reqwest::Response,
+    cap: u64,
+    cap_name: &str,
+) -> Result<Vec<u8>, GraphError> {
+    let status = response.status().as_u16();
+    let too_large = || GraphError::Permanent {
+        status,
+        code: "responseTooLarge".to_owned(),
+        message: format!(
+            "the answer to {what} is larger than the cap of {cap} bytes ({cap_name}); ORB did not read it"
+        ),
+    };
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport(what, e))? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Classifies a failure below HTTP (no answer, or an answer cut off): transient, except a request ORB
 /// could not even build.
 pub(crate) fn transport(what: &str, e: reqwest::Error) -> GraphError {

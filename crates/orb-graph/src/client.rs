@@ -84,6 +84,9 @@ pub const EVENT_FIELDS: &[&str] = &[
 /// that needs them (the watermark) reads the event by id.
 pub const NOT_SELECTABLE_ON_CALENDAR_VIEW: &[&str] = &["createdDateTime", "lastModifiedDateTime"];
 
+/// The option that caps answers, for messages.
+pub(crate) const MAX_RESPONSE_OPTION: &str = "ClientOptions::max_response_bytes";
+
 /// Tunables; the defaults follow Graph's documented Outlook limits.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -112,6 +115,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Timeout of establishing a connection (TCP and TLS).
     pub connect_timeout: Duration,
+    /// The largest answer body read (default 16 MiB); a larger one is a permanent error naming the cap,
+    /// and is not read further.
+    pub max_response_bytes: u64,
     /// Whether event reads ask for `subject` (`false` under the subject policy `drop`: the subject is
     /// then never read, not only never stored).
     pub read_subject: bool,
@@ -132,6 +138,7 @@ impl Default for ClientOptions {
             match_property_id: ORB_MATCH_PROPERTY_ID.to_owned(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            max_response_bytes: 16 * 1024 * 1024,
             read_subject: true,
         }
     }
@@ -420,8 +427,9 @@ impl GraphClient {
             let read = async {
                 let resp = req.send().await.map_err(|e| classify::transport(&what(), e))?;
                 let (status, headers) = (resp.status(), resp.headers().clone());
-                let body = resp.bytes().await.map_err(|e| classify::transport(&what(), e))?;
-                Ok::<_, GraphError>(Reply { status, headers, body: body.to_vec() })
+                let cap = self.options.max_response_bytes;
+                let body = classify::read_capped(&what(), resp, cap, MAX_RESPONSE_OPTION).await?;
+                Ok::<_, GraphError>(Reply { status, headers, body })
             };
             let result = read.await;
             drop(permit);

@@ -33,6 +33,9 @@ pub struct JwksCacheOptions {
     pub min_refetch_interval: Duration,
     /// Timeout of one fetch (whatever the HTTP client's own is).
     pub request_timeout: std::time::Duration,
+    /// The largest JWKS (or OpenID configuration) document read (default 1 MiB); a larger one is a
+    /// permanent error naming the cap.
+    pub max_response_bytes: u64,
 }
 
 impl Default for JwksCacheOptions {
@@ -41,6 +44,7 @@ impl Default for JwksCacheOptions {
             max_age: Duration::hours(24),
             min_refetch_interval: Duration::minutes(5),
             request_timeout: std::time::Duration::from_secs(10),
+            max_response_bytes: 1024 * 1024,
         }
     }
 }
@@ -133,7 +137,8 @@ impl JwksCache {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(|e| classify::transport(&what, e))?;
+        let cap = self.options.max_response_bytes;
+        let bytes = classify::read_capped(&what, resp, cap, "JwksCacheOptions::max_response_bytes").await?;
         if classify::is_transient_status(status.as_u16())
             || classify::is_html(content_type.as_deref(), &bytes)
         {

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | connection refused/reset, timeout (connect, request or body), body cut off mid-way | `Transient` | yes |
 //! | 2xx with a JSON (or empty) body | success | — |
+//! | 3xx but 304 (redirects are never followed) | `Permanent`, naming the URL and where it points | no |
 //! | 2xx with an HTML page where JSON was expected (proxy, login or maintenance page) | `Transient` | yes |
 //! | 401 | `Unauthorized` | no |
 //! | 403 | `Forbidden` | no |
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 
 use crate::error::{TopdeskError, parse_error_body};
 
@@ -34,6 +35,8 @@ pub(crate) struct Context<'a> {
     pub(crate) action: &'a str,
     /// What was asked for, for `NotFound`.
     pub(crate) what: &'a str,
+    /// The URL asked (for a redirect's message; its query is never shown).
+    pub(crate) url: &'a url::Url,
     /// The API account's login name, for `Unauthorized`.
     pub(crate) login: &'a str,
     /// Now, to turn an HTTP-date `Retry-After` into a delay.
@@ -72,6 +75,18 @@ pub(crate) fn classify(
             });
         }
         return Ok(());
+    }
+    if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+        let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+        return Err(TopdeskError::Permanent {
+            action: cx.action.into(),
+            detail: format!(
+                "{} answered HTTP {status}, a redirect to {location}; ORB does not follow redirects: set \
+                 topdesk.url to the address TOPdesk itself serves",
+                shown_url(cx.url)
+            ),
+            source: None,
+        });
     }
     let reason = || {
         if html {
@@ -114,6 +129,16 @@ pub(crate) fn classify(
         detail: format!("unexpected HTTP {status}: {}", reason()),
         source: None,
     })
+}
+
+/// A URL for messages: scheme, host, port and path; never a query (it may hold names) or credentials.
+pub(crate) fn shown_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.to_string()
 }
 
 /// Classifies a failure below HTTP (no answer, or an answer cut off): connection errors, timeouts and
@@ -212,9 +237,11 @@ mod tests {
         if let Some(after) = after {
             headers.insert(RETRY_AFTER, HeaderValue::from_static(after));
         }
+        let url = url::Url::parse("https://contoso.topdesk.net/tas/api/reservations?query=secret").unwrap();
         let cx = Context {
             action: "creating a reservation",
             what: "reservation 1",
+            url: &url,
             login: "orb-api",
             now: now(),
             max_retry_after: Duration::from_secs(60),
@@ -285,6 +312,11 @@ mod tests {
         check((403, HTML, "<html><title>403.6 IP denied</title></html>", None), "Forbidden", false, None);
         check((404, None, "", None), "NotFound", false, None);
         check((404, HTML, "<html><title>Not found</title></html>", Some("5")), "NotFound", false, None);
+        // A redirect is never followed: whatever it says, ORB talks only to the configured address.
+        for status in [301, 302, 303, 307, 308] {
+            check((status, HTML, "<html>Moved</html>", None), "Permanent", false, None);
+            check((status, None, "", Some("1")), "Permanent", false, None);
+        }
         // Anything else is not going to get better by itself.
         for status in [405, 406, 410, 413, 415, 501, 505] {
             check((status, JSON, r#"[{"message":"no"}]"#, None), "Permanent", false, None);
@@ -294,6 +326,14 @@ mod tests {
     #[test]
     fn errors_say_what_happened() {
         let text = |row: Row| run(row).unwrap_err().to_string();
+        let moved = text((301, None, "", None));
+        assert!(
+            moved.contains("https://contoso.topdesk.net/tas/api/reservations answered HTTP 301")
+                && moved.contains("does not follow redirects")
+                && moved.contains("topdesk.url")
+                && !moved.contains("secret"),
+            "{moved}"
+        );
         let rejected = run((400, JSON, ROOM_TAKEN, None)).unwrap_err();
         assert_eq!(
             rejected.rejection_reason(),

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 use uuid::Uuid;
 
+use crate::address::{AddressPolicy, GuardedResolver};
 use crate::classify;
 use crate::error::TopdeskError;
 use crate::fiql::Fiql;
@@ -29,6 +30,8 @@ use crate::wire::*;
 pub const PERSONS_V2_ACCEPT: &str = "application/x.topdesk-collection-person-v2+json";
 /// The most reservations TOPdesk returns in one list call (`$top` maximum).
 pub const MAX_TOP: u32 = 10_000;
+/// Default of [`TopdeskConfig::max_response_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How failed calls are retried (transient failures only, see [`TopdeskError::is_retryable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +76,22 @@ pub struct TopdeskConfig {
     pub request_timeout: Duration,
     /// Timeout of establishing a connection (TCP and TLS).
     pub connect_timeout: Duration,
+    /// The largest answer body read (default [`DEFAULT_MAX_RESPONSE_BYTES`]); a larger one is a permanent
+    /// error naming the cap, and is not read further.
+    pub max_response_bytes: u64,
+    /// Where the client may connect ([`AddressPolicy`]): `Some` resolves host names through the policy
+    /// at every connection (ORB's tenants always get one); `None` connects anywhere (tests of the client).
+    pub address_policy: Option<AddressPolicy>,
+    /// Extra trusted root certificates (DER), e.g. an on-premises TOPdesk's own CA
+    /// ([`crate::tls::parse_ca_bundle`]); added to the built-in roots.
+    pub extra_roots: Vec<Vec<u8>>,
     /// Used only to turn an HTTP-date `Retry-After` into a delay.
     pub clock: Arc<dyn Clock>,
 }
 
 impl TopdeskConfig {
     /// A configuration with default limits (4 concurrent requests, default retries, 30 s request timeout,
-    /// 10 s connect timeout).
+    /// 10 s connect timeout, 16 MiB answers), no address policy and no extra roots.
     pub fn new(
         base_url: Url,
         login: impl Into<String>,
@@ -94,6 +106,9 @@ impl TopdeskConfig {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            address_policy: None,
+            extra_roots: Vec::new(),
             clock,
         }
     }
@@ -195,6 +210,7 @@ pub struct TopdeskClient {
     password: SecretString,
     permits: Arc<Semaphore>,
     retry: RetryPolicy,
+    max_response_bytes: u64,
     clock: Arc<dyn Clock>,
 }
 
@@ -208,7 +224,59 @@ impl fmt::Debug for TopdeskClient {
     }
 }
 
-fn api_url(base: &Url) -> Url {
+/// Reads an answer's body, stopping (with a permanent error naming the cap) as soon as it is longer than
+/// `cap` bytes — whatever `Content-Length` claims.
+async fn read_capped(
+    action: &str,
+    mut response: reqwest::Response,
+    cap: u64,
+) -> Result<Vec<u8>, TopdeskError> {
+    let origin = classify::shown_url(response.url());
+    let too_large = || TopdeskError::Permanent {
+        action: action.into(),
+        detail: format!(
+            "the answer from {origin} is larger than the cap of {cap} bytes \
+             (TopdeskConfig::max_response_bytes); ask for fewer records per call"
+        ),
+        source: None,
+    };
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify::transport(action, e))? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The HTTP client of every TOPdesk request: timeouts, no redirects, the address policy's resolver
+/// (when given) and the extra roots.
+pub(crate) fn http_client(
+    policy: Option<AddressPolicy>,
+    extra_roots: &[Vec<u8>],
+    request_timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(connect_timeout.min(request_timeout))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(policy) = policy {
+        builder = builder.dns_resolver(GuardedResolver { policy: Arc::new(policy) });
+    }
+    let roots =
+        extra_roots.iter().map(|der| reqwest::Certificate::from_der(der)).collect::<Result<Vec<_>, _>>()?;
+    if !roots.is_empty() {
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build()
+}
+
+pub(crate) fn api_url(base: &Url) -> Url {
     let mut api = base.clone();
     let path = api.path().trim_end_matches('/').to_owned();
     if path.ends_with("/tas/api") {
@@ -220,17 +288,20 @@ fn api_url(base: &Url) -> Url {
 }
 
 impl TopdeskClient {
-    /// Builds a client. Fails only if the TLS back-end cannot be set up.
+    /// Builds a client. Fails only if the TLS back-end cannot be set up or an extra root is not a
+    /// certificate. The client never follows a redirect (a 3xx answer is a permanent error naming it).
     pub fn new(config: TopdeskConfig) -> Result<Self, TopdeskError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout.min(config.request_timeout))
-            .build()
-            .map_err(|e| TopdeskError::Permanent {
-                action: "setting up the HTTP client".into(),
-                detail: e.to_string(),
-                source: Some(Box::new(e)),
-            })?;
+        let http = http_client(
+            config.address_policy,
+            &config.extra_roots,
+            config.request_timeout,
+            config.connect_timeout,
+        )
+        .map_err(|e| TopdeskError::Permanent {
+            action: "setting up the HTTP client".into(),
+            detail: e.to_string(),
+            source: Some(Box::new(e)),
+        })?;
         Ok(Self {
             http,
             api: api_url(&config.base_url),
@@ -238,6 +309,7 @@ impl TopdeskClient {
             password: config.application_password,
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             retry: config.retry,
+            max_response_bytes: config.max_response_bytes,
             clock: config.clock,
         })
     }
@@ -290,11 +362,13 @@ impl TopdeskClient {
         let response = request.send().await.map_err(|e| classify::transport(action, e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| classify::transport(action, e))?;
+        let url = response.url().clone();
+        let bytes = read_capped(action, response, self.max_response_bytes).await?;
         drop(permit);
         let cx = classify::Context {
             action,
             what,
+            url: &url,
             login: &self.login,
             now: self.clock.now(),
             max_retry_after: self.retry.max_retry_after,

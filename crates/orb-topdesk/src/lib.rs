@@ -25,16 +25,19 @@
 //! ## Must not depend on
 //! orb-store, orb-web, orb-engine.
 
+pub mod address;
 mod classify;
 mod client;
 pub mod datetime;
 mod error;
 pub mod fiql;
+pub mod tls;
 pub mod wire;
 
+pub use address::{AddressPolicy, ProbeError, UrlRefusal};
 pub use client::{
-    Ensured, ExternalLink, MAX_TOP, Occurrences, PERSONS_V2_ACCEPT, Reason, ReservationPage, RetryPolicy,
-    TopdeskClient, TopdeskConfig,
+    DEFAULT_MAX_RESPONSE_BYTES, Ensured, ExternalLink, MAX_TOP, Occurrences, PERSONS_V2_ACCEPT, Reason,
+    ReservationPage, RetryPolicy, TopdeskClient, TopdeskConfig,
 };
 pub use error::{TopdeskError, parse_error_body};
 pub use fiql::Fiql;

@@ -14,7 +14,10 @@ use chrono::Utc;
 use orb_core::{RoomMailbox, TenantName, TopdeskLocationId};
 use orb_crypto::secrecy::{ExposeSecret, SecretString};
 use orb_crypto::{KeyRing, MasterKey};
-use orb_engine::settings::{SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings};
+use orb_engine::settings::{
+    SECRET_GRAPH_CERTIFICATE, SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings,
+    check_topdesk_url,
+};
 use orb_store::{NewAuditEntry, NewRoom, PgStore, SqliteStore, Store, StoreError, Tenant};
 
 use zeroize::Zeroizing;
@@ -68,7 +71,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             drop(store);
             Ok(())
         }
-        Command::Tenant(cmd) => tenant(&*open_store(&config).await?, cmd).await,
+        Command::Tenant(cmd) => tenant(&config, &*open_store(&config).await?, cmd).await,
         Command::Room(cmd) => room(&*open_store(&config).await?, cmd).await,
         Command::Secret(cmd) => secret(&config, cmd).await,
         Command::PushToken(cmd) => push_token(&config, &*open_store(&config).await?, cmd).await,
@@ -115,7 +118,11 @@ pub async fn run(cli: Cli) -> Result<()> {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: a log file or a pipe gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second initialisation (tests in one process) is harmless: keep the first.
     let _ = match config.log.format {
         LogFormat::Text => builder.try_init(),
@@ -161,7 +168,10 @@ pub(crate) fn audit(tenant: &Tenant, action: &str, target: &str) -> NewAuditEntr
     }
 }
 
-async fn tenant(store: &dyn Store, cmd: TenantCommand) -> Result<()> {
+/// How long the save-time probe of a TOPdesk URL may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn tenant(config: &Config, store: &dyn Store, cmd: TenantCommand) -> Result<()> {
     match cmd {
         TenantCommand::Add { name } => {
             let name = TenantName::parse(&name)?;
@@ -193,6 +203,10 @@ async fn tenant(store: &dyn Store, cmd: TenantCommand) -> Result<()> {
             let settings = TenantSettings::from_toml(&text)
                 .with_context(|| format!("{} was not stored", file.display()))?;
             let tenant = find_tenant(store, &tenant.tenant).await?;
+            // The TOPdesk URL against the installation's address policy, resolved and probed once.
+            check_topdesk_url(&settings, &config.topdesk.outbound(), PROBE_TIMEOUT)
+                .await
+                .with_context(|| format!("{} was not stored", file.display()))?;
             let row = store
                 .put_tenant_settings(
                     tenant.id,
@@ -203,16 +217,22 @@ async fn tenant(store: &dyn Store, cmd: TenantCommand) -> Result<()> {
                 )
                 .await?;
             out!("stored the settings of tenant {} (version {})", tenant.name, row.version);
-            let missing: Vec<&str> = {
-                let have: Vec<String> =
-                    store.list_secrets(tenant.id).await?.into_iter().map(|m| m.name).collect();
-                [SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD]
-                    .into_iter()
-                    .filter(|n| !have.iter().any(|h| h == n))
-                    .collect()
-            };
-            for name in missing {
-                out!("still needed: the secret {name} (`orb secret set --tenant {} {name}`)", tenant.name);
+            let have: Vec<String> =
+                store.list_secrets(tenant.id).await?.into_iter().map(|m| m.name).collect();
+            let has = |name: &str| have.iter().any(|h| h == name);
+            if !has(SECRET_GRAPH_CLIENT_SECRET) && !has(SECRET_GRAPH_CERTIFICATE) {
+                out!(
+                    "still needed: the secret {SECRET_GRAPH_CLIENT_SECRET} (`orb secret set --tenant {} \
+                     {SECRET_GRAPH_CLIENT_SECRET}`), or instead the certificate {SECRET_GRAPH_CERTIFICATE}",
+                    tenant.name
+                );
+            }
+            if !has(SECRET_TOPDESK_PASSWORD) {
+                out!(
+                    "still needed: the secret {SECRET_TOPDESK_PASSWORD} (`orb secret set --tenant {} \
+                     {SECRET_TOPDESK_PASSWORD}`)",
+                    tenant.name
+                );
             }
         }
         TenantCommand::List => {
@@ -304,6 +324,15 @@ async fn secret(config: &Config, cmd: SecretCommand) -> Result<()> {
                 );
             }
             let value: SecretString = secrets::read_value(stdin.lock())?;
+            if key == SECRET_GRAPH_CERTIFICATE {
+                // A key and certificate that do not work are refused before anything is stored.
+                orb_graph::CertificateCredential::from_pem(value.expose_secret().as_bytes()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e}; {SECRET_GRAPH_CERTIFICATE} takes a PEM bundle of the PKCS#8 private key and the \
+                         certificate uploaded to the app registration; nothing was stored"
+                    )
+                })?;
+            }
             let key_id = secrets::set(&*store, &master, tenant.id, &key, &value, Utc::now()).await?;
             out!("stored secret {key} for tenant {} (sealed under master key {key_id})", tenant.name);
         }

@@ -53,6 +53,34 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     /// `[graph]`
     pub graph: GraphInstallConfig,
+    /// `[topdesk]`
+    pub topdesk: TopdeskInstallConfig,
+}
+
+/// `[topdesk]`: the installation's rules for requests to tenants' TOPdesk instances (a tenant's TOPdesk URL
+/// is tenant data, checked against these when saved and when its runtime is built).
+#[derive(Debug, Clone, Default)]
+pub struct TopdeskInstallConfig {
+    /// `allow_cidrs` (comma-separated ranges, IPv4 and IPv6) and `allow_http` (`true`/`false`, default
+    /// `false`): the address policy. By default a TOPdesk URL must be https and must not be or resolve to
+    /// a loopback, private, link-local, unspecified, CGNAT or metadata address; the listed ranges are
+    /// allowed anyway (an on-premises TOPdesk), and `allow_http` accepts http:// (emulators, tests).
+    pub addresses: orb_topdesk::AddressPolicy,
+    /// `ca_file`: a PEM file of one or more CA certificates trusted for TOPdesk besides the built-in roots
+    /// (an on-premises TOPdesk with the organisation's own CA); never `SSL_CERT_FILE`.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file` (DER), checked at load.
+    pub ca_roots: Vec<Vec<u8>>,
+}
+
+impl TopdeskInstallConfig {
+    /// The rules as `build_runtime` and the save-time check take them.
+    pub fn outbound(&self) -> orb_engine::settings::TopdeskOutbound {
+        orb_engine::settings::TopdeskOutbound {
+            addresses: self.addresses.clone(),
+            extra_roots: self.ca_roots.clone(),
+        }
+    }
 }
 
 /// `[graph]`: installation-wide Graph settings.
@@ -438,6 +466,7 @@ pub enum ConfigFile<'a> {
 enum Kind {
     Text,
     Count,
+    Flag,
 }
 
 /// Every known key: (section, key, kind).
@@ -464,6 +493,9 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("schedule", "reconcile_seconds", Kind::Count),
     ("schedule", "reload_seconds", Kind::Count),
     ("graph", "custom_cloud_root", Kind::Text),
+    ("topdesk", "allow_cidrs", Kind::Text),
+    ("topdesk", "allow_http", Kind::Flag),
+    ("topdesk", "ca_file", Kind::Text),
     ("schedule", "purge_seconds", Kind::Count),
 ];
 
@@ -490,6 +522,7 @@ fn lookup(section: &str, key: &str) -> Option<(&'static str, &'static str, Kind,
 enum Raw {
     Text(String),
     Integer(i64),
+    Bool(bool),
     FromFile(PathBuf),
 }
 
@@ -661,6 +694,68 @@ impl Config {
                 })?)
             }
         };
+        let allow_cidrs = match take_text("topdesk.allow_cidrs")? {
+            None => Vec::new(),
+            Some((text, origin)) => {
+                orb_topdesk::AddressPolicy::parse_cidrs(&text).map_err(|e| ConfigError::InvalidValue {
+                    key: "topdesk.allow_cidrs".to_owned(),
+                    origin,
+                    reason: e.to_string(),
+                })?
+            }
+        };
+        let (ca_file, ca_roots) = match take_text("topdesk.ca_file")? {
+            None => (None, Vec::new()),
+            Some((text, origin)) => {
+                let path = PathBuf::from(text.trim());
+                let invalid = |reason: String| ConfigError::InvalidValue {
+                    key: "topdesk.ca_file".to_owned(),
+                    origin: origin.clone(),
+                    reason,
+                };
+                let pem = std::fs::read(&path).map_err(|e| {
+                    invalid(format!(
+                        "cannot read {} ({e}): check the path and that ORB may read it",
+                        path.display()
+                    ))
+                })?;
+                let roots = orb_topdesk::tls::parse_ca_bundle(&pem).map_err(|e| {
+                    invalid(format!(
+                        "{} is not a PEM file of CA certificates: {e}; give the CA certificate(s) that issued \
+                         the TOPdesk server's certificate",
+                        path.display()
+                    ))
+                })?;
+                (Some(path), roots)
+            }
+        };
+        let allow_http = match values.remove("topdesk.allow_http") {
+            None => false,
+            Some((Raw::Bool(b), _)) => b,
+            Some((Raw::Text(text), origin)) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        key: "topdesk.allow_http".to_owned(),
+                        origin,
+                        reason: format!("{text:?} is not allowed: use true or false"),
+                    });
+                }
+            },
+            Some((_, origin)) => {
+                return Err(ConfigError::WrongType {
+                    key: "topdesk.allow_http".to_owned(),
+                    origin,
+                    expected: "true or false",
+                });
+            }
+        };
+        let topdesk = TopdeskInstallConfig {
+            addresses: orb_topdesk::AddressPolicy::new(allow_cidrs, allow_http),
+            ca_file,
+            ca_roots,
+        };
         let mut counted_from = |key: &str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
             match values.remove(key) {
                 None => Ok(default),
@@ -711,6 +806,7 @@ impl Config {
             },
             schedule,
             graph: GraphInstallConfig { custom_cloud_root },
+            topdesk,
         })
     }
 }
@@ -745,7 +841,7 @@ fn count(key: &str, raw: Raw, origin: Origin, min: u32, max: u32) -> Result<u32,
             Ok(n) => n,
             Err(_) => return Err(invalid(origin, format!("{text:?}"))),
         },
-        Raw::FromFile(_) => {
+        Raw::FromFile(_) | Raw::Bool(_) => {
             return Err(ConfigError::WrongType { key: key.to_owned(), origin, expected: "a number" });
         }
     };
@@ -796,6 +892,8 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
                 (_, Kind::Text, false) => return Err(wrong("a string")),
                 (toml::Value::Integer(n), Kind::Count, false) => Raw::Integer(n),
                 (_, Kind::Count, false) => return Err(wrong("a whole number")),
+                (toml::Value::Boolean(b), Kind::Flag, false) => Raw::Bool(b),
+                (_, Kind::Flag, false) => return Err(wrong("true or false")),
             };
             insert(&mut layer, format!("{s}.{k}"), Setting { raw, origin: origin.clone(), name: dotted })?;
         }
@@ -915,6 +1013,90 @@ mod tests {
             files: &[],
             want: Want::Err(&["graph.custom_cloud_root"]),
         });
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["ca.contoso.local".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn topdesk_outbound_rules_are_read_and_bad_ones_refused() {
+        check(Case {
+            name: "strict by default",
+            toml: None,
+            env: &[],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.topdesk.addresses, orb_topdesk::AddressPolicy::default());
+                assert!(c.topdesk.ca_file.is_none() && c.topdesk.ca_roots.is_empty());
+            }),
+        });
+        let pem = ca_pem();
+        let files = [("ca.pem", pem.as_str())];
+        check(Case {
+            name: "ranges, http and a CA file",
+            toml: Some(
+                "[topdesk]\nallow_cidrs = \"127.0.0.0/8, fd00::/8\"\nallow_http = true\n\
+                 ca_file = \"{dir}/ca.pem\"\n",
+            ),
+            env: &[],
+            files: &files,
+            want: Want::Ok(|c| {
+                let a = &c.topdesk.addresses;
+                assert!(a.allows_http());
+                let shown: Vec<String> = a.allowed().iter().map(ToString::to_string).collect();
+                assert_eq!(shown, ["127.0.0.0/8", "fd00::/8"]);
+                assert_eq!(c.topdesk.ca_roots.len(), 1);
+                assert_eq!(c.topdesk.outbound().extra_roots.len(), 1);
+            }),
+        });
+        check(Case {
+            name: "from the environment",
+            toml: None,
+            env: &[("ORB__TOPDESK__ALLOW_HTTP", "TRUE"), ("ORB__TOPDESK__ALLOW_CIDRS", "10.0.0.0/8")],
+            files: &[],
+            want: Want::Ok(|c| assert!(c.topdesk.addresses.allows_http())),
+        });
+        type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let bad: [BadCase; 6] = [
+            (
+                "range",
+                None,
+                &[("ORB__TOPDESK__ALLOW_CIDRS", "10.0.0.0/33")],
+                &["topdesk.allow_cidrs", "10.0.0.0/33"],
+            ),
+            (
+                "flag text",
+                None,
+                &[("ORB__TOPDESK__ALLOW_HTTP", "yes")],
+                &["topdesk.allow_http", "true or false"],
+            ),
+            (
+                "flag type",
+                Some("[topdesk]\nallow_http = 1\n"),
+                &[],
+                &["topdesk.allow_http", "must be true or false"],
+            ),
+            (
+                "no ca file",
+                Some("[topdesk]\nca_file = \"{dir}/nope.pem\"\n"),
+                &[],
+                &["topdesk.ca_file", "cannot read"],
+            ),
+            (
+                "garbage ca file",
+                Some("[topdesk]\nca_file = \"{dir}/junk.pem\"\n"),
+                &[],
+                &["topdesk.ca_file", "no PEM certificate"],
+            ),
+            ("unknown key", Some("[topdesk]\nurl = \"https://x\"\n"), &[], &["topdesk.url"]),
+        ];
+        for (name, toml, env, needles) in bad {
+            check(Case { name, toml, env, files: &[("junk.pem", "garbage")], want: Want::Err(needles) });
+        }
     }
 
     fn sqlite_path(config: &Config) -> &Path {

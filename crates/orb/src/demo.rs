@@ -92,6 +92,9 @@ pub async fn demo(config: &Config, run_for: Option<u64>) -> Result<()> {
     config.server.portal_url = public_url.clone();
     // The Graph emulator is the installation's custom cloud (endpoints are never tenant settings).
     config.graph.custom_cloud_root = Some(url::Url::parse(&graph.base_url)?);
+    // The TOPdesk emulator runs on http://127.0.0.1: the demo installation allows exactly that.
+    config.topdesk.addresses =
+        orb_topdesk::AddressPolicy::new(orb_topdesk::AddressPolicy::parse_cidrs("127.0.0.0/8")?, true);
     config.schedule.near_poll_seconds = 2;
     config.schedule.subscriptions_seconds = 30;
 

@@ -1,7 +1,8 @@
 //! `orb serve`: the web server (webhook intake, health), the queue workers and the schedulers in one
 //! process, with graceful shutdown.
 //!
-//! - **Loading.** Every tenant with settings and both secrets gets a runtime ([`orb_engine::settings`]);
+//! - **Loading.** Every tenant with settings, the TOPdesk password and a Graph credential (certificate or
+//!   client secret) gets a runtime ([`orb_engine::settings`]);
 //!   a tenant that lacks something is skipped with a log line saying what to set, and picked up by the
 //!   next reload once it is complete. The encryption certificate ring is read from the store (sealed under
 //!   the master key); a first certificate is made when there is none.
@@ -33,8 +34,8 @@ use orb_engine::clouds::Clouds;
 use orb_engine::keys;
 use orb_engine::scheduler::{Beats, Scheduler, SchedulerOptions};
 use orb_engine::settings::{
-    ClientTuning, InstallationUrls, SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSecrets,
-    TenantSettings, build_runtime,
+    ClientTuning, InstallationUrls, SECRET_GRAPH_CERTIFICATE, SECRET_GRAPH_CLIENT_SECRET,
+    SECRET_TOPDESK_PASSWORD, TenantSecrets, TenantSettings, build_runtime,
 };
 use orb_engine::sync::{SyncDeps, TenantRuntime};
 use orb_engine::worker::{Worker, WorkerOptions};
@@ -144,6 +145,7 @@ impl Env {
         let urls = InstallationUrls {
             notification_base_url: config.server.public_url.clone(),
             portal_base_url: config.server.portal_url.clone(),
+            topdesk: config.topdesk.outbound(),
         };
         let clouds = Arc::new(Clouds::new(config.graph.custom_cloud_root.as_ref(), clock.clone()));
         Self { store, master, clock, urls, options: ServeOptions::default(), clouds }
@@ -162,24 +164,33 @@ async fn tenant_runtime(env: &Env, tenant: &orb_store::Tenant) -> Result<Option<
     let settings = TenantSettings::from_json(&row.document)
         .with_context(|| format!("the stored settings of tenant {} are not valid", tenant.name))?;
     let mut opened = BTreeMap::new();
-    for name in [SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD] {
-        match secrets::open(&*env.store, &env.master, tenant.id, name).await? {
-            Some(value) => {
-                opened.insert(name, value);
-            }
-            None => {
-                tracing::warn!(
-                    tenant = %tenant.name,
-                    "tenant is not synced: secret {name} is not set (orb secret set --tenant {} {name})",
-                    tenant.name
-                );
-                return Ok(None);
-            }
+    for name in [SECRET_GRAPH_CLIENT_SECRET, SECRET_GRAPH_CERTIFICATE, SECRET_TOPDESK_PASSWORD] {
+        if let Some(value) = secrets::open(&*env.store, &env.master, tenant.id, name).await? {
+            opened.insert(name, value);
         }
     }
+    // The TOPdesk password and one of the Graph credentials.
+    let missing = if !opened.contains_key(SECRET_TOPDESK_PASSWORD) {
+        Some(SECRET_TOPDESK_PASSWORD.to_owned())
+    } else if !opened.contains_key(SECRET_GRAPH_CLIENT_SECRET)
+        && !opened.contains_key(SECRET_GRAPH_CERTIFICATE)
+    {
+        Some(format!("{SECRET_GRAPH_CERTIFICATE} (or {SECRET_GRAPH_CLIENT_SECRET})"))
+    } else {
+        None
+    };
+    if let Some(name) = missing {
+        tracing::warn!(
+            tenant = %tenant.name,
+            "tenant is not synced: secret {name} is not set (orb secret set --tenant {} NAME)",
+            tenant.name
+        );
+        return Ok(None);
+    }
     let secrets = TenantSecrets {
-        graph_client_secret: opened.remove(SECRET_GRAPH_CLIENT_SECRET).expect("opened above"),
-        topdesk_password: opened.remove(SECRET_TOPDESK_PASSWORD).expect("opened above"),
+        graph_client_secret: opened.remove(SECRET_GRAPH_CLIENT_SECRET),
+        graph_certificate: opened.remove(SECRET_GRAPH_CERTIFICATE),
+        topdesk_password: opened.remove(SECRET_TOPDESK_PASSWORD).expect("checked above"),
     };
     let rooms = env.store.list_rooms(tenant.id).await?;
     let runtime = build_runtime(
@@ -191,7 +202,8 @@ async fn tenant_runtime(env: &Env, tenant: &orb_store::Tenant) -> Result<Option<
         &env.urls,
         &env.options.tuning,
         &env.clouds,
-    )?;
+    )
+    .await?;
     Ok(Some(runtime))
 }
 
@@ -351,6 +363,10 @@ pub async fn serve(
         stop.clone(),
     ));
     tracing::info!(address = %addr, public_url = ?config.server.public_url, "listening");
+    if let Some(ca_file) = &config.topdesk.ca_file {
+        let count = config.topdesk.ca_roots.len();
+        tracing::info!(ca_file = %ca_file.display(), count, "TOPdesk: trusting the CA certificates of ca_file too");
+    }
     if let Some(bound) = bound {
         let _ = bound.send(addr);
     }

@@ -210,19 +210,53 @@ fn bad_input_gets_one_clear_message_and_writes_nothing() {
     bad.fails(&["secret", "set", "--tenant", "contoso", "x"], Some("v"), "32 bytes");
 }
 
+/// A stand-in TOPdesk on 127.0.0.1 answering every request with `answer`; the runtime keeps it serving.
+fn topdesk_stub(answer: fn() -> axum::response::Response) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(move || async move { answer() });
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (rt, format!("http://127.0.0.1:{port}"))
+}
+
+fn version_answer() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    axum::Json(serde_json::json!({"version": "3.0.0"})).into_response()
+}
+
+/// Settings naming the TOPdesk at `url`, with `extra` appended.
+fn settings_for(url: &str, extra: &str) -> String {
+    format!(
+        "[graph]\ntenant_id = \"7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d\"\nclient_id = \"c-1\"\nmail_sender = \
+         \"ORB@Contoso.com\"\n\n[topdesk]\nurl = \"{url}\"\nusername = \"orb-api\"\nlink_type = 7\n\n{extra}"
+    )
+}
+
+/// Lets the installation call the stand-in TOPdesk on http://127.0.0.1 (as the test site and the demo do).
+fn allow_local_topdesk(env: &mut Env) {
+    env.set("ORB__TOPDESK__ALLOW_HTTP", "true");
+    env.set("ORB__TOPDESK__ALLOW_CIDRS", "127.0.0.0/8");
+}
+
 #[test]
 fn tenant_settings_are_checked_before_they_are_stored_and_shown_back() {
-    let env = Env::new();
+    let (_rt, topdesk) = topdesk_stub(version_answer);
+    let mut env = Env::new();
+    allow_local_topdesk(&mut env);
     env.ok(&["tenant", "add", "contoso"], None);
     assert!(env.ok(&["tenant", "settings", "--tenant", "contoso"], None).contains("has no settings yet"));
-    let good = "[graph]\ntenant_id = \"t-1\"\nclient_id = \"c-1\"\nmail_sender = \"ORB@Contoso.com\"\n\n\
-                [topdesk]\nurl = \"https://contoso.topdesk.net\"\nusername = \"orb-api\"\nlink_type = 7\n\n\
-                [sync]\nsubject = \"drop\"\n";
+    let good = settings_for(&topdesk, "[sync]\nsubject = \"drop\"\n");
     for (name, text, needle) in [
         ("typo.toml", good.replace("[sync]", "[sink]"), "sink"),
         ("mode.toml", good.replace("subject = \"drop\"", "mode = \"sometimes\""), "sometimes"),
         ("horizon.toml", good.replace("subject = \"drop\"", "horizon_days = 0"), "sync.horizon_days"),
         ("link.toml", good.replace("link_type = 7", "link_type = -1"), "topdesk.link_type"),
+        (
+            "domain.toml",
+            good.replace("7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d", "contoso.onmicrosoft.com"),
+            "Entra admin center > Overview",
+        ),
     ] {
         std::fs::write(env.path(name), text).unwrap();
         env.fails(&["tenant", "settings", "--tenant", "contoso", "--file", name], None, needle);
@@ -233,10 +267,11 @@ fn tenant_settings_are_checked_before_they_are_stored_and_shown_back() {
         env.ok(&["tenant", "settings", "--tenant", "contoso"], None).contains("has no settings yet"),
         "nothing was stored by the refused files"
     );
-    std::fs::write(env.path("good.toml"), good).unwrap();
+    std::fs::write(env.path("good.toml"), &good).unwrap();
     let out = env.ok(&["tenant", "settings", "--tenant", "contoso", "--file", "good.toml"], None);
     assert!(out.contains("(version 1)"), "{out}");
     assert!(out.contains("still needed: the secret graph.client_secret"), "{out}");
+    assert!(out.contains("or instead the certificate graph.certificate"), "{out}");
     assert!(out.contains("still needed: the secret topdesk.app_password"), "{out}");
     let shown = env.ok(&["tenant", "settings", "--tenant", "contoso"], None);
     assert!(shown.contains("version 1"), "{shown}");
@@ -247,6 +282,108 @@ fn tenant_settings_are_checked_before_they_are_stored_and_shown_back() {
     std::fs::write(env.path("again.toml"), shown).unwrap();
     let out = env.ok(&["tenant", "settings", "--tenant", "contoso", "--file", "again.toml"], None);
     assert!(out.contains("(version 2)"), "{out}");
+}
+
+#[test]
+fn topdesk_urls_outside_the_installations_policy_or_redirecting_are_refused_and_nothing_changes() {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse as _;
+    let (_rt1, topdesk) = topdesk_stub(version_answer);
+    let (_rt2, redirecting) = topdesk_stub(|| {
+        (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "http://169.254.169.254/latest/meta-data")])
+            .into_response()
+    });
+    let https_local = topdesk.replace("http://", "https://");
+    // (installation allows the local stand-ins, URL, what the one error line says)
+    let cases: &[(bool, &str, &str)] = &[
+        (false, &topdesk, "is not an https:// URL"),
+        (false, "https://169.254.169.254", "169.254.169.254, a cloud metadata address"),
+        (false, &https_local, "127.0.0.1, a loopback address"),
+        (false, "https://[::ffff:127.0.0.1]:8443", "loopback"),
+        (false, "https://10.1.2.3", "allow_cidrs = \"10.1.2.3/32\""),
+        (true, "http://169.254.169.254", "cloud metadata"),
+        (true, &redirecting, "answered HTTP 301"),
+        (true, "http://127.0.0.1:9", "cannot reach http://127.0.0.1:9/tas/api/version"),
+        (true, "https://no-such-host.invalid", "cannot be resolved"),
+    ];
+    let strict = Env::new();
+    strict.ok(&["tenant", "add", "contoso"], None);
+    let mut lenient = Env::new();
+    allow_local_topdesk(&mut lenient);
+    lenient.ok(&["tenant", "add", "contoso"], None);
+    // The lenient installation already holds good settings: a refused file leaves them as they are.
+    std::fs::write(lenient.path("good.toml"), settings_for(&topdesk, "")).unwrap();
+    lenient.ok(&["tenant", "settings", "--tenant", "contoso", "--file", "good.toml"], None);
+    let before = lenient.ok(&["tenant", "settings", "--tenant", "contoso"], None);
+    for (i, &(allowed, url, needle)) in cases.iter().enumerate() {
+        let env = if allowed { &lenient } else { &strict };
+        let name = format!("case-{i}.toml");
+        std::fs::write(env.path(&name), settings_for(url, "")).unwrap();
+        let out = env.orb(&["tenant", "settings", "--tenant", "contoso", "--file", &name], None);
+        assert!(!out.status.success(), "{url} was accepted");
+        let err = stderr(&out);
+        assert!(err.contains(needle) && err.contains("topdesk.url"), "{url}: {err}");
+        assert!(err.contains("was not stored"), "{url}: {err}");
+    }
+    assert!(strict.ok(&["tenant", "settings", "--tenant", "contoso"], None).contains("has no settings yet"));
+    assert_eq!(lenient.ok(&["tenant", "settings", "--tenant", "contoso"], None), before, "unchanged");
+}
+
+#[test]
+fn a_certificate_credential_is_checked_before_it_is_stored() {
+    let mut env = Env::new();
+    env.with_new_key("k");
+    env.ok(&["tenant", "add", "contoso"], None);
+    let pair = || {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["orb.test".to_owned()]).unwrap().self_signed(&key).unwrap();
+        (key.serialize_pem(), cert.pem())
+    };
+    let (key, cert) = pair();
+    let (_, other_cert) = pair();
+    let set = ["secret", "set", "--tenant", "contoso", "graph.certificate"];
+    for (bundle, needle) in [
+        (cert.clone(), "no PKCS#8 private key"),
+        (key.clone(), "no certificate"),
+        (format!("{key}{other_cert}"), "does not belong to the private key"),
+        ("not pem".to_owned(), "nothing was stored"),
+    ] {
+        env.fails(&set, Some(&bundle), needle);
+    }
+    assert_eq!(env.ok(&["secret", "list", "--tenant", "contoso"], None), "", "nothing was stored");
+    let out = env.ok(&set, Some(&format!("{key}{cert}")));
+    assert!(out.contains("stored secret graph.certificate"), "{out}");
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_with_only_a_certificate_syncs_against_the_graph_emulator() {
+    // The emulator's app knows only the certificate: a client secret would be refused.
+    let site =
+        support::Site::new_with(&support::Db::Sqlite, "cert-test", support::GraphCredential::Certificate)
+            .await;
+    let secrets = site.ok(&["secret", "list", "--tenant", "contoso"], None);
+    assert!(secrets.contains("graph.certificate") && !secrets.contains("graph.client_secret"), "{secrets}");
+    let start = support::tomorrow() + chrono::Duration::hours(9);
+    site.book(support::ROOMS[0], start, "Certificate sync").await;
+    let out = site.ok(&["backfill", "--tenant", "contoso"], None);
+    assert!(out.contains("backfill done"), "{out}");
+    let convergence = site.converged();
+    assert!(convergence.is_clean(), "{convergence}");
+    assert_eq!((convergence.exchange, convergence.topdesk), (1, 1), "the Outlook booking reached TOPdesk");
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let mut env = Env::new();
+    env.with_new_key("k");
+    env.ok(&["tenant", "add", "contoso"], None);
+    // `backfill` loads the tenants and logs (warn) that contoso has no settings yet.
+    let out = env.orb(&["backfill"], None);
+    let err = stderr(&out);
+    assert!(err.contains("tenant is not synced"), "{err}");
+    assert!(!err.contains("\x1b["), "ANSI escape codes in piped logs: {err:?}");
 }
 
 #[test]

@@ -28,6 +28,15 @@ pub const TD_PASSWORD: &str = "serve-test-topdesk-password";
 pub const ANNA: &str = "anna@contoso.com";
 pub const ROOMS: &[&str] = &["room1@contoso.com", "room2@contoso.com", "room3@contoso.com"];
 
+/// How ORB proves itself to Graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphCredential {
+    /// The client secret (the emulator's app knows only it).
+    Secret,
+    /// A certificate (the emulator's app knows only it): `graph.certificate`, no client secret at all.
+    Certificate,
+}
+
 /// Which database the installation uses.
 pub enum Db {
     Sqlite,
@@ -84,6 +93,8 @@ pub struct Site {
     pub rooms: Vec<(RoomMailbox, TopdeskLocationId)>,
     pub http: reqwest::Client,
     pub log: PathBuf,
+    /// The `graph.certificate` PEM bundle, when the site uses a certificate.
+    pub certificate_pem: Option<String>,
 }
 
 impl Drop for Site {
@@ -100,9 +111,27 @@ impl Drop for Site {
 
 impl Site {
     pub async fn new(db: &Db, instance: &str) -> Self {
+        Self::new_with(db, instance, GraphCredential::Secret).await
+    }
+
+    pub async fn new_with(db: &Db, instance: &str, credential: GraphCredential) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let graph_em = GraphEmulator::new(clock.clone());
-        graph_em.add_app_secret(TENANT, CLIENT_ID, CLIENT_SECRET);
+        let certificate_pem = match credential {
+            GraphCredential::Secret => {
+                graph_em.add_app_secret(TENANT, CLIENT_ID, CLIENT_SECRET);
+                None
+            }
+            GraphCredential::Certificate => {
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+                let cert = rcgen::CertificateParams::new(vec!["orb.test".to_owned()])
+                    .unwrap()
+                    .self_signed(&key)
+                    .unwrap();
+                graph_em.add_app_certificate(TENANT, CLIENT_ID, cert.der());
+                Some(format!("{}{}", key.serialize_pem(), cert.pem()))
+            }
+        };
         graph_em.add_user(TENANT, ANNA, "Anna Bakker");
         graph_em.add_user(TENANT, "orb@contoso.com", "ORB");
         for (i, room) in ROOMS.iter().enumerate() {
@@ -152,6 +181,9 @@ impl Site {
             ("ORB__SERVER__LISTEN".to_owned(), format!("127.0.0.1:{port}")),
             ("ORB__SERVER__PUBLIC_URL".to_owned(), format!("http://127.0.0.1:{port}")),
             ("ORB__GRAPH__CUSTOM_CLOUD_ROOT".to_owned(), graph.base_url.clone()),
+            // The TOPdesk emulator is on http://127.0.0.1: this installation allows exactly that.
+            ("ORB__TOPDESK__ALLOW_HTTP".to_owned(), "true".to_owned()),
+            ("ORB__TOPDESK__ALLOW_CIDRS".to_owned(), "127.0.0.0/8".to_owned()),
             ("ORB__SERVER__INSTANCE".to_owned(), instance.to_owned()),
             ("ORB__SCHEDULE__NEAR_POLL_SECONDS".to_owned(), "1".to_owned()),
             ("ORB__SCHEDULE__SUBSCRIPTIONS_SECONDS".to_owned(), "1".to_owned()),
@@ -162,8 +194,9 @@ impl Site {
             ("ORB__LOG__LEVEL".to_owned(), "info".to_owned()),
         ];
         let log = dir.path().join("serve.log");
+        let http = reqwest::Client::new();
         let mut site =
-            Self { dir, vars, graph_em, graph, td, topdesk, anna, rooms, http: reqwest::Client::new(), log };
+            Self { dir, vars, graph_em, graph, td, topdesk, anna, rooms, http, log, certificate_pem };
         let key = site.dir.path().join("master.key");
         site.ok(&["keys", "generate", "--out", key.to_str().unwrap()], None);
         site.vars.push(("ORB_MASTER_KEY_FILE".into(), key.display().to_string()));
@@ -222,7 +255,12 @@ impl Site {
         let out = self
             .ok(&["tenant", "settings", "--tenant", "contoso", "--file", settings.to_str().unwrap()], None);
         assert!(out.contains("still needed: the secret graph.client_secret"), "{out}");
-        self.ok(&["secret", "set", "--tenant", "contoso", "graph.client_secret"], Some(CLIENT_SECRET));
+        match &self.certificate_pem {
+            None => {
+                self.ok(&["secret", "set", "--tenant", "contoso", "graph.client_secret"], Some(CLIENT_SECRET))
+            }
+            Some(pem) => self.ok(&["secret", "set", "--tenant", "contoso", "graph.certificate"], Some(pem)),
+        };
         self.ok(&["secret", "set", "--tenant", "contoso", "topdesk.app_password"], Some(TD_PASSWORD));
         for (mailbox, loc) in &self.rooms[..2] {
             self.add_room(mailbox, loc);
