@@ -516,7 +516,8 @@ async fn a_notification_signed_in_one_cloud_is_refused_for_a_tenant_of_another()
     // signs are refused, and nothing is synced from them.
     let clock: std::sync::Arc<dyn orb_core::Clock> =
         std::sync::Arc::new(orb_core::FixedClock::new(at("2026-09-01T06:00:00Z")));
-    let other_cloud = orb_emulators::graph::serve(orb_emulators::graph::GraphEmulator::new(clock)).await.unwrap();
+    let other_cloud =
+        orb_emulators::graph::serve(orb_emulators::graph::GraphEmulator::new(clock)).await.unwrap();
     let options = WorldOptions { jwks_url: Some(other_cloud.jwks_url()), ..WorldOptions::default() };
     on_every_store_with(&options, |w| async move {
         w.book("Signed elsewhere", "2026-09-03T09:00:00", "2026-09-03T10:00:00").await;
