@@ -40,8 +40,8 @@ use orb_store::{BookingKey, Lane, NewJob, StoreError};
 use orb_topdesk::wire::ReservationDto;
 use orb_topdesk::{Fiql, TopdeskError};
 
-use crate::observe::{self, ObserveContext, ObserveError, SeriesKey};
-use crate::sync::{JOB_SYNC_OBSERVATION, SyncDeps, SyncError, TenantRuntime};
+use crate::observe::{self, ObserveContext, ObserveError, SeriesKey, scrubbed};
+use crate::runtime::{JOB_SYNC_OBSERVATION, SyncDeps, SyncError, TenantRuntime};
 
 /// The `$fields` of the poll's list: just enough to diff (id, `modificationDate`) and to know the room and
 /// ORB's link. New or changed reservations are read again by id with all fields.
@@ -228,7 +228,7 @@ async fn enqueue_changed(
         lane: Lane::room(runtime.tenant_id, room),
         kind: JOB_SYNC_OBSERVATION.to_owned(),
         // Under `drop` the subject never reaches the job table.
-        payload: serde_json::json!({ "observation": crate::sync::scrubbed(&runtime.policy, observation) }),
+        payload: serde_json::json!({ "observation": scrubbed(&runtime.policy, observation) }),
         correlation_id: Some(orb_core::CorrelationId::generate(now)),
         run_at: None,
     };

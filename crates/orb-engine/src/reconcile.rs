@@ -132,11 +132,11 @@ use orb_topdesk::{Fiql, ReservationId, TopdeskError};
 use serde_json::json;
 use tracing::Instrument as _;
 
-use crate::observe::{self, ObserveContext, ObserveError, SeriesKey};
-use crate::poller::{POLL_FIELDS, POLL_PAGE_SIZE};
-use crate::sync::{
-    AUDIT_ACTOR, JOB_SYNC_OBSERVATION, JOB_SYNC_RETRY, SyncDeps, SyncError, TenantRuntime, derived_booking_id,
+use crate::observe::{
+    self, ObserveContext, ObserveError, SeriesKey, derived_booking_id, scrubbed, series_id_for,
 };
+use crate::poller::{POLL_FIELDS, POLL_PAGE_SIZE};
+use crate::runtime::{AUDIT_ACTOR, JOB_SYNC_OBSERVATION, JOB_SYNC_RETRY, SyncDeps, SyncError, TenantRuntime};
 
 /// Audit action: a sweep held deletions because of the mass-deletion guard.
 pub const AUDIT_MASS_DELETION_HELD: &str = "reconcile.mass_deletion_held";
@@ -609,7 +609,7 @@ fn observe_event(
     event: &Event,
 ) -> Result<Observation, ObserveError> {
     let tenant = runtime.tenant_id;
-    let series = move |k: &SeriesKey<'_>| Some(crate::sync::series_id_for(tenant, k));
+    let series = move |k: &SeriesKey<'_>| Some(series_id_for(tenant, k));
     let octx = ObserveContext::new(&runtime.rooms, runtime.link_type, &series, ObservationSource::Sweep)
         .with_persons(&no_person)
         .with_mailbox(mailbox);
@@ -1781,7 +1781,7 @@ impl<'a> Sweep<'a> {
                 // Exchange rewrote (the organizer's name): the worker must not take it for the meeting's.
                 "room_copy": p.observation.side == Side::Exchange && self.runtime.policy.mode == Mode::Organizer,
                 // Under `drop` the subject never reaches the job table.
-                "observation": crate::sync::scrubbed(&self.runtime.policy, p.observation),
+                "observation": scrubbed(&self.runtime.policy, p.observation),
                 "sweep": stats
             });
             if let Some(side) = p.redrive {

@@ -1,6 +1,6 @@
 //! **Subscriptions**: one rich Graph change-notification subscription per enabled, mapped room mailbox
 //! (DESIGN §3, "Exchange change detection"; reference §2 and §4), kept alive by [`ensure_subscriptions`],
-//! and the `graph.lifecycle` jobs ([`crate::sync::process_job`] hands them to [`process_lifecycle`]).
+//! and the `graph.lifecycle` jobs ([`crate::dispatch::process_job`] hands them to [`process_lifecycle`]).
 //!
 //! ## What [`ensure_subscriptions`] does, per tenant
 //! - **Wanted rooms** are the store's rooms that are enabled *and* mapped (and enabled) in the tenant's
@@ -57,7 +57,9 @@ use secrecy::ExposeSecret as _;
 use serde_json::Value;
 
 use crate::reconcile::{self, AUDIT_SWEEP_FAILED};
-use crate::sync::{AUDIT_ACTOR, AUDIT_NOTIFICATION_REFUSED, JobResult, SyncDeps, SyncError, TenantRuntime};
+use crate::runtime::{
+    AUDIT_ACTOR, AUDIT_NOTIFICATION_REFUSED, JobResult, SyncDeps, SyncError, TenantRuntime,
+};
 
 /// The lifetime ORB asks for (Graph caps rich event subscriptions at one day).
 pub const SUBSCRIPTION_LIFETIME: Duration = Duration::days(1);

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use orb_core::{Clock as _, Side};
 use orb_emulators::topdesk::DoubleBooking;
 use orb_engine::poller::{CURSOR_NEAR, PollReport, poll_topdesk};
-use orb_engine::sync::JOB_SYNC_OBSERVATION;
+use orb_engine::runtime::JOB_SYNC_OBSERVATION;
 use orb_graph::model::ResponseType;
 use orb_store::{BookingKey, JobStatus, Lane};
 use support::eventually;

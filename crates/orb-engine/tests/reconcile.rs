@@ -14,8 +14,8 @@ use orb_emulators::graph::RoomSettings;
 use orb_engine::reconcile::{
     self, AUDIT_MASS_DELETION_HELD, Difference, JobsByKind, SweepOptions, sweep_room_with, sweep_tenant,
 };
+use orb_engine::runtime::{JOB_GRAPH_LIFECYCLE, JOB_SYNC_OBSERVATION};
 use orb_engine::subscriptions::AUDIT_SUBSCRIPTION_MISSED;
-use orb_engine::sync::{JOB_GRAPH_LIFECYCLE, JOB_SYNC_OBSERVATION};
 use orb_graph::model::LifecycleEventType;
 use orb_store::{BookingKey, JobStatus, Lane};
 use orb_topdesk::ReservationStatus;

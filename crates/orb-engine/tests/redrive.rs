@@ -18,7 +18,7 @@ use orb_engine::reconcile::{
     AUDIT_SWEEP_FAILED, Difference, JobsByKind, Owing, PAYLOAD_REDRIVE, REDRIVE_FREE_FAILURES, SweepOptions,
     SweepReport,
 };
-use orb_engine::sync::{JOB_RECONCILE_SWEEP, JOB_SYNC_OBSERVATION};
+use orb_engine::runtime::{JOB_RECONCILE_SWEEP, JOB_SYNC_OBSERVATION};
 use orb_store::JobStatus;
 use orb_topdesk::wire::ReservationDto;
 use orb_topdesk::{PersonId, Reason, ReservationId, ReservationStatus};

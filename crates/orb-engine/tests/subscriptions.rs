@@ -17,11 +17,11 @@ use orb_core::{Clock as _, FixedClock, Policy, RoomMailbox, RoomMap, RoomMapping
 use orb_crypto::{CertificateRing, EncryptionCertificate, NotificationPrivateKey};
 use orb_emulators::graph::{GraphEmulator, RoomInfo, Served, SubscriptionInfo, serve};
 use orb_emulators::topdesk::{DoubleBooking, ServedEmulator, TopdeskEmulator};
+use orb_engine::runtime::{
+    AUDIT_NOTIFICATION_REFUSED, JOB_GRAPH_LIFECYCLE, JOB_GRAPH_NOTIFICATION, SyncDeps, TenantRuntime,
+};
 use orb_engine::subscriptions::{
     AUDIT_SUBSCRIPTION_LIFECYCLE_UNKNOWN, AUDIT_SUBSCRIPTION_MISSED, EnsureReport, ensure_subscriptions,
-};
-use orb_engine::sync::{
-    AUDIT_NOTIFICATION_REFUSED, JOB_GRAPH_LIFECYCLE, JOB_GRAPH_NOTIFICATION, SyncDeps, TenantRuntime,
 };
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_graph::{
@@ -181,7 +181,7 @@ impl World {
             portal_base_url: "https://orb.example.test".into(),
             cancel_reason: Reason::Default,
             notification_base_url: Some(intake.clone()),
-            persons: orb_engine::sync::PersonCache::default(),
+            persons: orb_engine::runtime::PersonCache::default(),
             writes: std::sync::Arc::default(),
         };
         let deps = Arc::new(SyncDeps {
@@ -505,7 +505,7 @@ async fn a_change_to_the_subject_policy_moves_the_subscriptions_to_the_new_selec
             mail_sender: old.mail_sender.clone(),
             portal_base_url: old.portal_base_url.clone(),
             cancel_reason: old.cancel_reason.clone(),
-            persons: orb_engine::sync::PersonCache::default(),
+            persons: orb_engine::runtime::PersonCache::default(),
             notification_base_url: old.notification_base_url.clone(),
             writes: old.writes.clone(),
             jwks: old.jwks.clone(),

@@ -36,7 +36,7 @@ use orb_engine::settings::{
     ClientTuning, InstallationUrls, SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSecrets,
     TenantSettings, build_runtime,
 };
-use orb_engine::sync::{SyncDeps, TenantRuntime};
+use orb_engine::runtime::{SyncDeps, TenantRuntime};
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_store::Store;
 use tokio::sync::{Notify, watch};

@@ -17,7 +17,7 @@ use orb_core::{
 use orb_crypto::{CertificateRing, EncryptionCertificate, NotificationPrivateKey};
 use orb_emulators::graph::{DeliveryKind, GraphEmulator, RoomInfo, RoomSettings, Served, serve};
 use orb_emulators::topdesk::{DoubleBooking, ServedEmulator, TopdeskEmulator};
-use orb_engine::sync::{SyncDeps, TenantRuntime};
+use orb_engine::runtime::{SyncDeps, TenantRuntime};
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_graph::model::ChangeType;
 use orb_graph::{
@@ -384,7 +384,7 @@ impl World {
             portal_base_url: "https://orb.example.test".into(),
             cancel_reason: Reason::Default,
             notification_base_url: Some(intake.clone()),
-            persons: orb_engine::sync::PersonCache::default(),
+            persons: orb_engine::runtime::PersonCache::default(),
             writes: std::sync::Arc::default(),
         };
         let deps = Arc::new(SyncDeps {
