@@ -6,13 +6,11 @@
 use orb_core::{Side, TenantId};
 use orb_graph::GraphError;
 use orb_store::ClaimedJob;
+use orb_store::jobs::{JobKind, JobPayload as _, ReconcileSweepJob};
 use orb_topdesk::TopdeskError;
 use tracing::Instrument as _;
 
-use crate::runtime::{
-    AUDIT_WRITES_PAUSED, JOB_GRAPH_LIFECYCLE, JOB_GRAPH_NOTIFICATION, JOB_RECONCILE_SWEEP,
-    JOB_SYNC_OBSERVATION, JOB_SYNC_RETRY, JOB_TOPDESK_HINT, JobResult, SyncDeps, SyncError, audit_pause,
-};
+use crate::runtime::{AUDIT_WRITES_PAUSED, JobResult, SyncDeps, SyncError, audit_pause};
 use crate::sync;
 
 /// Runs one claimed job: `graph.notification`, `graph.lifecycle` ([`crate::subscriptions`]),
@@ -33,19 +31,21 @@ pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult,
         if let Ok(tenant) = deps.tenant(job.job.tenant_id) {
             let now = deps.clock.now();
             for side in [Side::Exchange, Side::Topdesk] {
-                let exempt = side == Side::Topdesk && job.job.kind == JOB_GRAPH_LIFECYCLE;
+                let exempt = side == Side::Topdesk && job.job.kind == JobKind::GraphLifecycle;
                 if !exempt && let Some(until) = tenant.writes.paused_until(side, now) {
                     return Err(SyncError::WritesPaused { tenant: job.job.tenant_id, side, until });
                 }
             }
         }
-        let result = match job.job.kind.as_str() {
-            JOB_GRAPH_NOTIFICATION => sync::graph_notification(deps, job).await,
-            JOB_GRAPH_LIFECYCLE => crate::subscriptions::process_lifecycle(deps, job).await,
-            JOB_TOPDESK_HINT => sync::topdesk_hint(deps, job).await,
-            JOB_SYNC_RETRY | JOB_SYNC_OBSERVATION => sync::sync_retry(deps, job).await,
-            JOB_RECONCILE_SWEEP => reconcile_sweep(deps, job).await,
-            other => Err(SyncError::UnknownJobKind { kind: other.to_owned() }),
+        let result = match JobKind::parse(&job.job.kind) {
+            Ok(JobKind::GraphNotification) => sync::graph_notification(deps, job).await,
+            Ok(JobKind::GraphLifecycle) => crate::subscriptions::process_lifecycle(deps, job).await,
+            Ok(JobKind::TopdeskHint) => sync::topdesk_hint(deps, job).await,
+            Ok(kind @ (JobKind::SyncRetry | JobKind::SyncObservation)) => {
+                sync::sync_retry(deps, job, kind).await
+            }
+            Ok(JobKind::ReconcileSweep) => reconcile_sweep(deps, job).await,
+            Err(unknown) => Err(unknown.into()),
         };
         match result {
             Err(e) => Err(paused_if_denied(deps, job.job.tenant_id, e).await),
@@ -80,12 +80,7 @@ async fn paused_if_denied(deps: &SyncDeps, tenant_id: TenantId, e: SyncError) ->
 /// Runs one `reconcile.sweep` job: the sweep of its room over the lifecycle window
 /// ([`crate::reconcile::sweep_job`]: a passing failure completes the job, so the lane moves on).
 async fn reconcile_sweep(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
-    let bad = |reason: &str| SyncError::BadPayload {
-        kind: JOB_RECONCILE_SWEEP.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let room = job.job.payload["room"].as_str().ok_or_else(|| bad("no room id"))?;
-    let room: orb_core::RoomId = room.parse().map_err(|_| bad("the room id is not a UUID"))?;
+    let ReconcileSweepJob { room } = ReconcileSweepJob::of(&job.job)?;
     let budget = crate::reconcile::SWEEP_JOB_BUDGET;
     let reason = crate::reconcile::sweep_job(deps, job.job.tenant_id, room, budget).await?;
     Ok(JobResult::Ignored { reason })

@@ -1,6 +1,7 @@
 //! **Runtime**: what the engine's work shares — the tenants' runtimes ([`TenantRuntime`], [`PersonCache`]),
 //! the engine-wide dependencies ([`SyncDeps`]), what a sync or a job did ([`SyncOutcome`], [`JobResult`])
-//! and why it failed ([`SyncError`]), the queue's job kinds and the worker's audit actions.
+//! and why it failed ([`SyncError`]), and the worker's audit actions (the job kinds and
+//! their payloads are shared with the intake: [`orb_store::jobs`]).
 //!
 //! Every other engine module may use this one; it uses none of them but [`crate::pause`] (a tenant's write
 //! pause is part of its runtime), so it is the bottom of the engine's import graph.
@@ -15,26 +16,13 @@ use orb_core::{
 };
 use orb_crypto::CertificateRing;
 use orb_graph::{GraphClient, GraphError, JwksCache};
+use orb_store::jobs::{BadJobPayload, JobKind, UnknownJobKind};
 use orb_store::{NewAuditEntry, Store, StoreError};
 use orb_topdesk::{Reason, TopdeskClient, TopdeskError};
 use thiserror::Error;
 
 use crate::observe::ObserveError;
 
-/// Job kind of a Graph change notification kept by the intake.
-pub const JOB_GRAPH_NOTIFICATION: &str = "graph.notification";
-/// Job kind of a TOPdesk push kept by the intake.
-pub const JOB_TOPDESK_HINT: &str = "topdesk.hint";
-/// Job kind of a retried sync (a failed write), committed with the record.
-pub const JOB_SYNC_RETRY: &str = "sync.retry";
-/// Job kind of a Graph lifecycle notification kept by the intake ([`crate::subscriptions`]).
-pub const JOB_GRAPH_LIFECYCLE: &str = "graph.lifecycle";
-/// Job kind: sync one observation in its room's lane (a TOPdesk hint fans out into these, so a booking's
-/// work always runs in its room's lane, in order with the Graph notifications of that room).
-pub const JOB_SYNC_OBSERVATION: &str = "sync.observation";
-/// Job kind: a reconciliation sweep of one room, in that room's lane (payload `{"room": id}`), so the
-/// sweep never runs at the same time as the room's notifications ([`crate::reconcile`]).
-pub const JOB_RECONCILE_SWEEP: &str = "reconcile.sweep";
 /// Audit action of a notification the worker refused.
 pub const AUDIT_NOTIFICATION_REFUSED: &str = "notification.refused";
 /// Audit actor of the worker.
@@ -232,8 +220,9 @@ pub enum SyncError {
     },
     /// A job kind this engine does not handle.
     #[error(
-        "job kind {kind:?} is not handled by this worker (known: graph.notification, graph.lifecycle, \
-         topdesk.hint, sync.retry, sync.observation, reconcile.sweep)"
+        "job kind {kind:?} is not handled by this worker (known: {known}); the job is dead: an older or \
+         newer ORB queued it",
+        known = JobKind::known()
     )]
     UnknownJobKind {
         /// The kind.
@@ -261,6 +250,18 @@ pub enum SyncError {
         /// When the job runs again.
         until: DateTime<Utc>,
     },
+}
+
+impl From<BadJobPayload> for SyncError {
+    fn from(e: BadJobPayload) -> Self {
+        Self::BadPayload { kind: e.kind.as_str().to_owned(), reason: e.reason }
+    }
+}
+
+impl From<UnknownJobKind> for SyncError {
+    fn from(e: UnknownJobKind) -> Self {
+        Self::UnknownJobKind { kind: e.kind }
+    }
 }
 
 impl SyncError {

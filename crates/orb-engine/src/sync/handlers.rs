@@ -6,12 +6,15 @@
 
 use std::collections::BTreeSet;
 
-use orb_core::{CorrelationId, EmailAddress, Observation, TenantId, TimeZoneName};
+use orb_core::{CorrelationId, EmailAddress, TenantId, TimeZoneName};
 use orb_crypto::ValidationTokenExpectations;
 use orb_graph::GraphError;
 use orb_graph::model::{ChangeNotification, ChangeNotificationCollection, ChangeType, Event};
 use orb_graph::notifications::decrypt_event;
-use orb_store::{BookingFilter, BookingKey, ClaimedJob, Lane, NewAuditEntry, NewJob, Series, StoreError};
+use orb_store::jobs::{
+    GraphNotificationJob, JobKind, JobPayload as _, SyncObservationJob, SyncRetryJob, TopdeskHintJob,
+};
+use orb_store::{BookingFilter, BookingKey, ClaimedJob, Lane, NewAuditEntry, Series, StoreError};
 use orb_topdesk::{ReservationId, TopdeskError};
 use serde_json::Value;
 
@@ -20,8 +23,7 @@ use super::pipeline::{observe_reservation, sync_from};
 use super::room::{RoomCopy, observe_in_room, organizer_instances};
 use crate::observe::{SeriesKey, scrubbed, series_id_for};
 use crate::runtime::{
-    AUDIT_ACTOR, AUDIT_NOTIFICATION_REFUSED, JOB_SYNC_OBSERVATION, JobResult, SyncDeps, SyncError,
-    SyncOutcome, TenantRuntime,
+    AUDIT_ACTOR, AUDIT_NOTIFICATION_REFUSED, JobResult, SyncDeps, SyncError, SyncOutcome, TenantRuntime,
 };
 
 /// A room's series master: the series row is kept, its occurrences within the horizon are read (Graph
@@ -149,22 +151,6 @@ fn bad(kind: &str, reason: impl Into<String>) -> SyncError {
     SyncError::BadPayload { kind: kind.to_owned(), reason: reason.into() }
 }
 
-fn payload_str<'a>(job: &'a ClaimedJob, field: &str) -> Result<&'a str, SyncError> {
-    job.job
-        .payload
-        .get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(&job.job.kind, format!("no {field:?}")))
-}
-
-fn payload_i64(job: &ClaimedJob, field: &str) -> Result<i64, SyncError> {
-    job.job
-        .payload
-        .get(field)
-        .and_then(Value::as_i64)
-        .ok_or_else(|| bad(&job.job.kind, format!("no {field:?}")))
-}
-
 async fn refuse(
     deps: &SyncDeps,
     tenant: TenantId,
@@ -195,8 +181,9 @@ fn is_refusal(e: &GraphError) -> bool {
 pub(crate) async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
     let kind = &job.job.kind;
     let tenant_id = job.job.tenant_id;
-    let subscription_id = payload_str(job, "subscription_id")?;
-    let inbox_id = payload_i64(job, "inbox_id")?;
+    let payload = GraphNotificationJob::of(&job.job)?;
+    let subscription_id = payload.subscription_id.as_str();
+    let inbox_id = payload.inbox_id()?;
     let inbox = deps.store.get_inbox(tenant_id, inbox_id).await?;
     if inbox.processed_at.is_some() {
         return Ok(JobResult::Ignored { reason: format!("inbox item {inbox_id} was processed already") });
@@ -317,7 +304,7 @@ pub(crate) async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Res
 pub(crate) async fn topdesk_hint(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
     let kind = &job.job.kind;
     let tenant_id = job.job.tenant_id;
-    let inbox_id = payload_i64(job, "inbox_id")?;
+    let inbox_id = TopdeskHintJob::of(&job.job)?.inbox_id()?;
     let inbox = deps.store.get_inbox(tenant_id, inbox_id).await?;
     if inbox.processed_at.is_some() {
         return Ok(JobResult::Ignored { reason: format!("inbox item {inbox_id} was processed already") });
@@ -361,14 +348,11 @@ pub(crate) async fn topdesk_hint(deps: &SyncDeps, job: &ClaimedJob) -> Result<Jo
             continue;
         };
         // The observation is scrubbed by the privacy policy (observe_reservation) before it is stored.
-        let payload = serde_json::json!({ "observation": observation });
-        let follow_up = NewJob {
-            lane: Lane::room(tenant_id, room),
-            kind: JOB_SYNC_OBSERVATION.to_owned(),
-            payload,
-            correlation_id: job.job.correlation_id,
-            run_at: None,
-        };
+        let follow_up = SyncObservationJob::new(observation).to_job(
+            Lane::room(tenant_id, room),
+            job.job.correlation_id,
+            None,
+        );
         deps.store.enqueue(&follow_up, deps.clock.now()).await?;
         fanned_out += 1;
     }
@@ -378,18 +362,19 @@ pub(crate) async fn topdesk_hint(deps: &SyncDeps, job: &ClaimedJob) -> Result<Jo
     })
 }
 
-pub(crate) async fn sync_retry(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
+/// Runs a `sync.retry` or `sync.observation` job (`kind`): syncs the observation it carries.
+pub(crate) async fn sync_retry(
+    deps: &SyncDeps,
+    job: &ClaimedJob,
+    kind: JobKind,
+) -> Result<JobResult, SyncError> {
+    let (observation, room_copy) = match kind {
+        JobKind::SyncRetry => SyncRetryJob::of(&job.job).map(|p| (p.observation, p.room_copy))?,
+        _ => SyncObservationJob::of(&job.job).map(|p| (p.observation, p.room_copy))?,
+    };
     let tenant = deps.tenant(job.job.tenant_id)?;
-    let observation: Observation = job
-        .job
-        .payload
-        .get("observation")
-        .cloned()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or_else(|| bad(&job.job.kind, "no readable \"observation\""))?;
     let observation = scrubbed(&tenant.policy, observation);
     // A swept room copy (`room_copy`): its subject is Exchange's rewrite, not the meeting's.
-    let room_copy = job.job.payload["room_copy"].as_bool().unwrap_or(false);
     let outcome = sync_from(deps, tenant, &observation, room_copy, &JobCache::default()).await?;
     Ok(JobResult::Synced(vec![outcome]))
 }

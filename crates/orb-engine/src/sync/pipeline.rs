@@ -10,7 +10,8 @@ use orb_core::{
     SyncStatus, TenantId, TimelineEntry, TimelineKind, WriteFailure, WriteKind, plan, plan_write_failure,
 };
 use orb_graph::GraphError;
-use orb_store::{BookingKey, Lane, NewBookingEvent, NewJob, Series, Store, StoreError};
+use orb_store::jobs::{JobPayload as _, SyncRetryJob};
+use orb_store::{BookingKey, Lane, NewBookingEvent, Series, Store, StoreError};
 use orb_topdesk::{ReservationId, TopdeskError};
 use serde_json::{Value, json};
 use tracing::Instrument as _;
@@ -22,8 +23,8 @@ use crate::observe::{
     self, ObserveContext, ObserveError, SeriesKey, derived_booking_id, scrubbed, series_id_for,
 };
 use crate::runtime::{
-    AUDIT_WRITES_PAUSED, AUDIT_WRITES_RESUMED, Commit, JOB_SYNC_RETRY, SyncDeps, SyncError, SyncOutcome,
-    TenantRuntime, audit_pause,
+    AUDIT_WRITES_PAUSED, AUDIT_WRITES_RESUMED, Commit, SyncDeps, SyncError, SyncOutcome, TenantRuntime,
+    audit_pause,
 };
 
 /// Syncs one observation of `tenant`: find the record, plan, execute, commit (see the module docs).
@@ -661,17 +662,13 @@ async fn commit_plan(
             if let Action::ScheduleRetry { after, .. } = action {
                 let at = now + *after;
                 retry_at = Some(retry_at.map_or(at, |t: DateTime<Utc>| t.min(at)));
-                jobs.push(NewJob {
-                    lane: Lane::room(tenant.tenant_id, next.room_id),
-                    kind: JOB_SYNC_RETRY.to_owned(),
-                    payload: json!({
-                        "booking_id": next.id,
-                        "side": side,
-                        "observation": obs,
-                    }),
-                    correlation_id: Some(next.correlation_id),
-                    run_at: Some(at),
-                });
+                let retry =
+                    SyncRetryJob { booking_id: next.id, side, observation: obs.clone(), room_copy: false };
+                jobs.push(retry.to_job(
+                    Lane::room(tenant.tenant_id, next.room_id),
+                    Some(next.correlation_id),
+                    Some(at),
+                ));
             }
         }
         // What the refusal calls for: mails, and under `topdesk_refusal = "release-room"` the room

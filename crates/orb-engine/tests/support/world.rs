@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use super::{StoreUnderTest, eventually, mail, postgres, sha256, sqlite};
+use super::{TestStore, eventually, mail, sha256};
 use chrono::{DateTime, Duration, Utc};
 use orb_core::{
     BookingRecord, Clock as _, FixedClock, Policy, RoomMailbox, RoomMap, RoomMapping, TenantName,
@@ -58,9 +58,7 @@ where
     F: Fn(World) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut stores = vec![sqlite().await];
-    stores.extend(postgres().await);
-    for s in stores {
+    for s in TestStore::every().await {
         eprintln!("-- store: {}", s.name);
         let world = World::start_with(s, options.clone()).await;
         scenario(world).await;
@@ -142,7 +140,7 @@ pub struct World {
     pub td: ServedEmulator,
     pub topdesk: TopdeskClient,
     pub store: Arc<dyn Store>,
-    pub _store: StoreUnderTest,
+    pub _store: TestStore,
     pub tenant: Tenant,
     pub room: Room,
     pub intake: String,
@@ -172,11 +170,11 @@ impl Drop for World {
 }
 
 impl World {
-    pub async fn start(sut: StoreUnderTest) -> Self {
+    pub async fn start(sut: TestStore) -> Self {
         Self::start_with(sut, WorldOptions::default()).await
     }
 
-    pub async fn start_with(sut: StoreUnderTest, options: WorldOptions) -> Self {
+    pub async fn start_with(sut: TestStore, options: WorldOptions) -> Self {
         let clock = FixedClock::new(at("2026-09-01T06:00:00Z"));
         let arc_clock: Arc<dyn orb_core::Clock> = Arc::new(clock.clone());
 
