@@ -73,8 +73,8 @@ use thiserror::Error;
 
 use orb_core::{
     AppointmentType, BookingId, BookingRecord, CoreError, EmailAddress, Lifecycle, Observation,
-    ObservationSource, ObservedRoom, RemoteIds, RoomMap, RoomResponse, SeriesId, SeriesRef, Side,
-    TimeZoneName, TopdeskLocationId,
+    ObservationSource, ObservedRoom, Policy, RemoteIds, RoomMap, RoomResponse, SeriesId, SeriesRef, Side,
+    SubjectPolicy, TenantId, TimeZoneName, TopdeskLocationId,
 };
 use orb_graph::model::{AttendeeType, DateTimeTimeZone, Event, EventType, ResponseType};
 use orb_topdesk::wire::ReservationDto;
@@ -805,4 +805,105 @@ pub fn deleted(
 /// The [`RemoteIds`] of a Graph delta `@removed` item (or a `deleted` notification's resource id).
 pub fn graph_removed_ids(event: &Event) -> RemoteIds {
     RemoteIds { event_id: event.id.clone(), ..RemoteIds::default() }
+}
+
+// ---- ids derived from an observation, and the privacy scrub ----
+
+/// The match id a *new* booking gets from its first observation: derived from the item's identity on its
+/// side (tenant, side, event / reservation id, iCalUId and original start), laid out as a UUIDv7 whose
+/// time is the booking's start. A job that created the other side's item and was killed before its commit
+/// runs again with the same match id, so the executor finds that item by the match id (TOPdesk external
+/// link, Graph transactionId) instead of making a second one. `None` when the item has no id.
+pub fn derived_booking_id(tenant: TenantId, obs: &Observation) -> Option<BookingId> {
+    let key = match obs.side {
+        Side::Exchange => obs.ids.ical_uid.clone().or_else(|| obs.ids.event_id.clone())?,
+        Side::Topdesk => obs.ids.reservation_id.clone()?,
+    };
+    let original = obs.series.map(|s| s.original_start.to_rfc3339()).unwrap_or_default();
+    let text = format!("{tenant}\n{:?}\n{key}\n{original}", obs.side);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut random = [0_u8; 10];
+    random.copy_from_slice(&digest.as_ref()[..10]);
+    let millis = u64::try_from(obs.start.timestamp_millis()).unwrap_or(0);
+    Some(BookingId::from_uuid(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()))
+}
+
+/// ORB's series id for a side's series key: a name-based UUID (version 8) of the tenant and the key, so
+/// the same master (or TOPdesk series) always gives the same id without a look-up table.
+pub fn series_id_for(tenant: TenantId, key: &SeriesKey<'_>) -> SeriesId {
+    let text = match key {
+        SeriesKey::GraphMaster { mailbox, master_id } => {
+            format!("graph\n{tenant}\n{}\n{master_id}", mailbox.map_or("", |m| m.as_str()))
+        }
+        SeriesKey::TopdeskSeries(id) => format!("topdesk\n{tenant}\n{id}"),
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    SeriesId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
+/// The observation as the tenant's privacy policy allows it to travel: under `drop` the subject is gone
+/// before anything is planned, logged, stored in a job or written (DESIGN §4 rule 13).
+pub fn scrubbed(policy: &Policy, mut obs: Observation) -> Observation {
+    if policy.subject == SubjectPolicy::Drop {
+        obs.subject = None;
+        if let Some(other) = obs.counterpart.take() {
+            obs.counterpart = Some(Box::new(scrubbed(policy, *other)));
+        }
+    }
+    obs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_ids_are_stable_per_tenant_and_key() {
+        let tenant: TenantId = "0190f0e4-7d1c-7a3b-9a6f-0000000000f0".parse().unwrap();
+        let other: TenantId = "0190f0e4-7d1c-7a3b-9a6f-0000000000f1".parse().unwrap();
+        let room = EmailAddress::parse("room1@contoso.com").unwrap();
+        let key = SeriesKey::GraphMaster { mailbox: Some(&room), master_id: "AAMk1" };
+        assert_eq!(series_id_for(tenant, &key), series_id_for(tenant, &key));
+        assert_ne!(series_id_for(tenant, &key), series_id_for(other, &key));
+        let other_master = SeriesKey::GraphMaster { mailbox: Some(&room), master_id: "AAMk2" };
+        assert_ne!(series_id_for(tenant, &key), series_id_for(tenant, &other_master));
+        let td = SeriesKey::TopdeskSeries(orb_topdesk::ReservationSeriesId(uuid::Uuid::nil()));
+        assert_ne!(series_id_for(tenant, &key), series_id_for(tenant, &td));
+    }
+
+    #[test]
+    fn a_dropped_subject_leaves_the_observation_at_once() {
+        let at = DateTime::parse_from_rfc3339("2026-09-01T06:00:00Z").unwrap().with_timezone(&Utc);
+        let obs = Observation {
+            side: Side::Exchange,
+            source: ObservationSource::Notification,
+            orb_match_id: None,
+            ids: RemoteIds::default(),
+            room: orb_core::ObservedRoom::None,
+            start: at,
+            end: at + chrono::Duration::hours(1),
+            time_zone: None,
+            organizer: EmailAddress::parse("anna@contoso.com").unwrap(),
+            booked_by: None,
+            participants: Vec::new(),
+            subject: Some("Secret".into()),
+            location_text: None,
+            lifecycle: Lifecycle::Active,
+            room_response: orb_core::RoomResponse::Accepted,
+            modified_at: at,
+            appointment_type: orb_core::AppointmentType::Single,
+            series: None,
+            unsynced: BTreeMap::new(),
+            counterpart: None,
+        };
+        let with_counterpart = Observation { counterpart: Some(Box::new(obs.clone())), ..obs.clone() };
+        let mut policy = Policy::new();
+        assert_eq!(scrubbed(&policy, with_counterpart.clone()), with_counterpart, "keep: untouched");
+        policy.subject = SubjectPolicy::Drop;
+        let dropped = scrubbed(&policy, with_counterpart);
+        assert_eq!(dropped.subject, None);
+        assert_eq!(dropped.counterpart.and_then(|c| c.subject), None);
+    }
 }

@@ -15,7 +15,7 @@
 //!
 //! Each new or changed reservation is read again by id with all fields (the list stays small; only
 //! changes cost a read), turned into an observation ([`observe::from_topdesk_reservation`], source
-//! [`ObservationSource::Poll`]) and enqueued as one [`JOB_SYNC_OBSERVATION`] job in its room's lane, the
+//! [`ObservationSource::Poll`]) and enqueued as one [`orb_store::jobs::JobKind::SyncObservation`] job in its room's lane, the
 //! same job a TOPdesk push hint fans out into, so a booking's work always runs in its room's lane.
 //!
 //! ## One list call for all rooms
@@ -36,12 +36,13 @@
 
 use chrono::{DateTime, Utc};
 use orb_core::{BookingId, BookingRecord, Observation, ObservationSource, RoomMapping, TenantId};
-use orb_store::{BookingKey, Lane, NewJob, StoreError};
+use orb_store::jobs::{JobPayload as _, SyncObservationJob};
+use orb_store::{BookingKey, Lane, StoreError};
 use orb_topdesk::wire::ReservationDto;
 use orb_topdesk::{Fiql, TopdeskError};
 
-use crate::observe::{self, ObserveContext, ObserveError, SeriesKey};
-use crate::sync::{JOB_SYNC_OBSERVATION, SyncDeps, SyncError, TenantRuntime};
+use crate::observe::{self, ObserveContext, ObserveError, SeriesKey, scrubbed};
+use crate::runtime::{SyncDeps, SyncError, TenantRuntime};
 
 /// The `$fields` of the poll's list: just enough to diff (id, `modificationDate`) and to know the room and
 /// ORB's link. New or changed reservations are read again by id with all fields.
@@ -224,14 +225,12 @@ async fn enqueue_changed(
         _ => None,
     };
     let Some(room) = room else { return Ok(false) };
-    let job = NewJob {
-        lane: Lane::room(runtime.tenant_id, room),
-        kind: JOB_SYNC_OBSERVATION.to_owned(),
-        // Under `drop` the subject never reaches the job table.
-        payload: serde_json::json!({ "observation": crate::sync::scrubbed(&runtime.policy, observation) }),
-        correlation_id: Some(orb_core::CorrelationId::generate(now)),
-        run_at: None,
-    };
+    // Under `drop` the subject never reaches the job table.
+    let job = SyncObservationJob::new(scrubbed(&runtime.policy, observation)).to_job(
+        Lane::room(runtime.tenant_id, room),
+        Some(orb_core::CorrelationId::generate(now)),
+        None,
+    );
     deps.store.enqueue(&job, now).await?;
     Ok(true)
 }

@@ -4,7 +4,7 @@
 //!
 //! [`sweep_room`] reads three things for one room over a window — the room mailbox's calendar, the TOPdesk
 //! reservations of the room's location, and the ORB records of the room — compares them and feeds one
-//! `sync.observation` job ([`JOB_SYNC_OBSERVATION`]) per difference into the room's lane, exactly as the
+//! `sync.observation` job ([`orb_store::jobs::SyncObservationJob`]) per difference into the room's lane, exactly as the
 //! TOPdesk poller does, so the worker applies them in order with that room's notifications, with the
 //! planner, the executor and the mails. [`sweep_tenant`] sweeps every enabled room of a tenant;
 //! [`sweep_job`] runs one scheduled `reconcile.sweep` job. `crate::subscriptions` runs [`sweep_room`] after
@@ -126,17 +126,18 @@ use orb_core::{
 };
 use orb_graph::GraphError;
 use orb_graph::model::{Event, EventType};
-use orb_store::{BookingFilter, JobStatus, Lane, NewAuditEntry, NewBookingEvent, NewJob, StoreError};
+use orb_store::jobs::{JobPayload as _, SyncObservationJob, SyncRetryJob};
+use orb_store::{BookingFilter, JobStatus, Lane, NewAuditEntry, NewBookingEvent, StoreError};
 use orb_topdesk::wire::ReservationDto;
 use orb_topdesk::{Fiql, ReservationId, TopdeskError};
 use serde_json::json;
 use tracing::Instrument as _;
 
-use crate::observe::{self, ObserveContext, ObserveError, SeriesKey};
-use crate::poller::{POLL_FIELDS, POLL_PAGE_SIZE};
-use crate::sync::{
-    AUDIT_ACTOR, JOB_SYNC_OBSERVATION, JOB_SYNC_RETRY, SyncDeps, SyncError, TenantRuntime, derived_booking_id,
+use crate::observe::{
+    self, ObserveContext, ObserveError, SeriesKey, derived_booking_id, scrubbed, series_id_for,
 };
+use crate::poller::{POLL_FIELDS, POLL_PAGE_SIZE};
+use crate::runtime::{AUDIT_ACTOR, SyncDeps, SyncError, TenantRuntime};
 
 /// Audit action: a sweep held deletions because of the mass-deletion guard.
 pub const AUDIT_MASS_DELETION_HELD: &str = "reconcile.mass_deletion_held";
@@ -609,7 +610,7 @@ fn observe_event(
     event: &Event,
 ) -> Result<Observation, ObserveError> {
     let tenant = runtime.tenant_id;
-    let series = move |k: &SeriesKey<'_>| Some(crate::sync::series_id_for(tenant, k));
+    let series = move |k: &SeriesKey<'_>| Some(series_id_for(tenant, k));
     let octx = ObserveContext::new(&runtime.rooms, runtime.link_type, &series, ObservationSource::Sweep)
         .with_persons(&no_person)
         .with_mailbox(mailbox);
@@ -1277,11 +1278,7 @@ impl<'a> Sweep<'a> {
     /// Bookings whose transient failure's own `sync.retry` job is queued (it goes first).
     async fn retrying(&self) -> Result<BTreeSet<BookingId>, SyncError> {
         let queued = self.deps.store.list_jobs(self.tenant(), JobStatus::Queued).await?;
-        Ok(queued
-            .iter()
-            .filter(|j| j.kind == JOB_SYNC_RETRY)
-            .filter_map(|j| j.payload["booking_id"].as_str()?.parse().ok())
-            .collect())
+        Ok(queued.iter().filter_map(|j| SyncRetryJob::of(j).ok()).map(|j| j.booking_id).collect())
     }
 
     /// Finds the records a side owes and re-drives them (see the module docs): one job with the good side's
@@ -1776,24 +1773,18 @@ impl<'a> Sweep<'a> {
                 }
                 continue;
             }
-            let mut payload = json!({
+            let payload = SyncObservationJob {
                 // In organizer mode an Exchange observation of the sweep is the room's copy, whose subject
                 // Exchange rewrote (the organizer's name): the worker must not take it for the meeting's.
-                "room_copy": p.observation.side == Side::Exchange && self.runtime.policy.mode == Mode::Organizer,
+                room_copy: p.observation.side == Side::Exchange
+                    && self.runtime.policy.mode == Mode::Organizer,
                 // Under `drop` the subject never reaches the job table.
-                "observation": crate::sync::scrubbed(&self.runtime.policy, p.observation),
-                "sweep": stats
-            });
-            if let Some(side) = p.redrive {
-                payload[PAYLOAD_REDRIVE] = json!(side);
-            }
-            let job = NewJob {
-                lane: Lane::room(self.tenant(), self.mapping.id),
-                kind: JOB_SYNC_OBSERVATION.to_owned(),
-                payload,
-                correlation_id: Some(p.correlation.unwrap_or_else(|| self.corr())),
-                run_at: None,
+                observation: scrubbed(&self.runtime.policy, p.observation),
+                sweep: Some(stats),
+                redrive: p.redrive,
             };
+            let lane = Lane::room(self.tenant(), self.mapping.id);
+            let job = payload.to_job(lane, Some(p.correlation.unwrap_or_else(|| self.corr())), None);
             self.deps.store.enqueue(&job, self.now).await?;
         }
         Ok(())

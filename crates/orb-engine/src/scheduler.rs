@@ -29,10 +29,12 @@ use orb_crypto::{KeyRing, RotationPolicy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use orb_store::jobs::{JobPayload as _, ReconcileSweepJob};
+
 use crate::keys;
 use crate::poller::poll_topdesk_named;
+use crate::runtime::SyncDeps;
 use crate::subscriptions::ensure_subscriptions;
-use crate::sync::SyncDeps;
 
 /// A lease lasts this many beats of its task, so the holder renews it long before it expires.
 pub const LEASE_BEATS: u32 = 3;
@@ -120,10 +122,10 @@ impl Task {
 /// time). Returns how many rooms were swept.
 pub async fn onboard_unswept(
     deps: &SyncDeps,
-    runtime: &crate::sync::TenantRuntime,
+    runtime: &crate::runtime::TenantRuntime,
     window: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<usize, crate::sync::SyncError> {
+) -> Result<usize, crate::runtime::SyncError> {
     let tenant = runtime.tenant_id;
     let mut swept = 0;
     for room in runtime.rooms.iter().filter(|r| r.enabled) {
@@ -146,30 +148,28 @@ pub async fn onboard_unswept(
 /// the room's notifications), unless one is still waiting. Returns how many were enqueued.
 pub async fn enqueue_sweeps(
     deps: &SyncDeps,
-    runtime: &crate::sync::TenantRuntime,
+    runtime: &crate::runtime::TenantRuntime,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<usize, crate::sync::SyncError> {
+) -> Result<usize, crate::runtime::SyncError> {
     let tenant = runtime.tenant_id;
-    let waiting: std::collections::BTreeSet<String> = deps
+    let waiting: std::collections::BTreeSet<orb_core::RoomId> = deps
         .store
         .list_jobs(tenant, orb_store::JobStatus::Queued)
         .await?
         .into_iter()
-        .filter(|j| j.kind == crate::sync::JOB_RECONCILE_SWEEP)
-        .filter_map(|j| j.payload["room"].as_str().map(str::to_owned))
+        .filter_map(|j| ReconcileSweepJob::of(&j).ok())
+        .map(|j| j.room)
         .collect();
     let mut enqueued = 0;
     for room in runtime.rooms.iter().filter(|r| r.enabled) {
-        if waiting.contains(&room.id.to_string()) {
+        if waiting.contains(&room.id) {
             continue;
         }
-        let job = orb_store::NewJob {
-            lane: orb_store::Lane::room(tenant, room.id),
-            kind: crate::sync::JOB_RECONCILE_SWEEP.to_owned(),
-            payload: serde_json::json!({ "room": room.id.to_string() }),
-            correlation_id: Some(orb_core::CorrelationId::generate(now)),
-            run_at: None,
-        };
+        let job = ReconcileSweepJob { room: room.id }.to_job(
+            orb_store::Lane::room(tenant, room.id),
+            Some(orb_core::CorrelationId::generate(now)),
+            None,
+        );
         deps.store.enqueue(&job, now).await?;
         enqueued += 1;
     }

@@ -35,7 +35,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::clouds::Clouds;
-use crate::sync::TenantRuntime;
+use crate::runtime::TenantRuntime;
 
 /// Name of the tenant secret holding the Graph app registration's client secret.
 pub const SECRET_GRAPH_CLIENT_SECRET: &str = "graph.client_secret";
@@ -616,7 +616,7 @@ pub async fn build_runtime(
             .as_ref()
             .map_or(Reason::Default, |name| Reason::Name(name.clone())),
         notification_base_url: urls.notification_base_url.clone(),
-        persons: crate::sync::PersonCache::default(),
+        persons: crate::runtime::PersonCache::default(),
         writes: Arc::default(),
     })
 }

@@ -1,6 +1,6 @@
 //! **Subscriptions**: one rich Graph change-notification subscription per enabled, mapped room mailbox
 //! (DESIGN §3, "Exchange change detection"; reference §2 and §4), kept alive by [`ensure_subscriptions`],
-//! and the `graph.lifecycle` jobs ([`crate::sync::process_job`] hands them to [`process_lifecycle`]).
+//! and the `graph.lifecycle` jobs ([`crate::dispatch::process_job`] hands them to [`process_lifecycle`]).
 //!
 //! ## What [`ensure_subscriptions`] does, per tenant
 //! - **Wanted rooms** are the store's rooms that are enabled *and* mapped (and enabled) in the tenant's
@@ -52,12 +52,15 @@ use orb_graph::{
     GraphError, RichNotifications, SubscriptionRequest, events_resource, generate_client_state,
     rich_event_select, subscription_expiry,
 };
+use orb_store::jobs::{GraphLifecycleJob, JobPayload as _};
 use orb_store::{ClaimedJob, NewAuditEntry, Room, StoreError, SubscriptionRow};
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
 
 use crate::reconcile::{self, AUDIT_SWEEP_FAILED};
-use crate::sync::{AUDIT_ACTOR, AUDIT_NOTIFICATION_REFUSED, JobResult, SyncDeps, SyncError, TenantRuntime};
+use crate::runtime::{
+    AUDIT_ACTOR, AUDIT_NOTIFICATION_REFUSED, JobResult, SyncDeps, SyncError, TenantRuntime,
+};
 
 /// The lifetime ORB asks for (Graph caps rich event subscriptions at one day).
 pub const SUBSCRIPTION_LIFETIME: Duration = Duration::days(1);
@@ -320,14 +323,9 @@ async fn audit(
 
 /// Runs one `graph.lifecycle` job (see the module docs).
 pub async fn process_lifecycle(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
-    let kind = &job.job.kind;
     let tenant_id = job.job.tenant_id;
-    let inbox_id = job
-        .job
-        .payload
-        .get("inbox_id")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| SyncError::BadPayload { kind: kind.clone(), reason: "no \"inbox_id\"".into() })?;
+    let payload = GraphLifecycleJob::of(&job.job)?;
+    let inbox_id = payload.inbox_id()?;
     let inbox = deps.store.get_inbox(tenant_id, inbox_id).await?;
     if inbox.processed_at.is_some() {
         return Ok(JobResult::Ignored { reason: format!("inbox item {inbox_id} was processed already") });
@@ -341,7 +339,7 @@ pub async fn process_lifecycle(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobR
 
     // The item names its subscription; it must be one of this tenant's (and the one the job names).
     let named = inbox.payload.get("subscriptionId").and_then(Value::as_str);
-    let job_named = job.job.payload.get("subscription_id").and_then(Value::as_str);
+    let job_named = payload.subscription_id.as_deref();
     let row = match named {
         Some(id) if job_named.is_none_or(|j| j == id) => {
             match deps.store.get_subscription(tenant_id, id).await {

@@ -1,4 +1,4 @@
-//! The **worker**: claims jobs from the store's durable queue and runs them ([`crate::sync::process_job`]).
+//! The **worker**: claims jobs from the store's durable queue and runs them ([`crate::dispatch::process_job`]).
 //!
 //! ## Loop
 //! `claim_job` → `process_job` (with a heartbeat extending the lease while it runs) → `complete_job`, or
@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::sync::{JobResult, SyncDeps, SyncError, process_job};
+use crate::dispatch::process_job;
+use crate::runtime::{JobResult, SyncDeps, SyncError};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]

@@ -342,7 +342,7 @@ async fn knowing_before_overwriting_costs_one_read_per_outlook_change_where_topd
     for policy in [ConflictPolicy::ExchangeWins, ConflictPolicy::TopdeskWins, ConflictPolicy::LatestWins] {
         let mut options = WorldOptions::default();
         options.policy.conflict = policy;
-        let store = support::sqlite().await;
+        let store = support::TestStore::sqlite().await;
         let w = World::start_with(store, options).await;
         let made = w.book("Quarterly planning", BOOKED.0, BOOKED.1).await;
         let id = made["id"].as_str().unwrap().to_owned();

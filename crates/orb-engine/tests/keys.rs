@@ -9,16 +9,14 @@ use orb_crypto::secrecy::ExposeSecret as _;
 use orb_crypto::{KeyRing, MasterKey, RotationPolicy, encrypt_notification_content};
 use orb_engine::keys::{KeysError, load_ring, reseal_all, rotate_certificates};
 use orb_store::{NewRoom, Store, SubscriptionRow};
-use support::{StoreUnderTest, postgres, sqlite};
+use support::TestStore;
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-09-01T06:00:00Z").unwrap().with_timezone(&Utc)
 }
 
-async fn stores() -> Vec<StoreUnderTest> {
-    let mut all = vec![sqlite().await];
-    all.extend(postgres().await);
-    all
+async fn stores() -> Vec<TestStore> {
+    TestStore::every().await
 }
 
 fn policy() -> RotationPolicy {

@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use orb_core::{Clock as _, Side};
 use orb_emulators::topdesk::DoubleBooking;
 use orb_engine::poller::{CURSOR_NEAR, PollReport, poll_topdesk};
-use orb_engine::sync::JOB_SYNC_OBSERVATION;
 use orb_graph::model::ResponseType;
+use orb_store::jobs::JobKind;
 use orb_store::{BookingKey, JobStatus, Lane};
 use support::eventually;
 use support::world::*;
@@ -54,7 +54,7 @@ impl World {
     async fn observation_jobs(&self) -> Vec<orb_store::Job> {
         let mut all = std::collections::BTreeMap::new();
         for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::Dead] {
-            for job in self.jobs(status).await.into_iter().filter(|j| j.kind == JOB_SYNC_OBSERVATION) {
+            for job in self.jobs(status).await.into_iter().filter(|j| j.kind == JobKind::SyncObservation) {
                 all.insert(job.id, job);
             }
         }
@@ -224,7 +224,7 @@ async fn orbs_own_reservation_is_unchanged_until_a_person_edits_it_in_topdesk() 
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         eventually("the job to run", || async {
             let done = w.jobs(JobStatus::Done).await;
-            done.iter().any(|j| j.kind == JOB_SYNC_OBSERVATION).then_some(())
+            done.iter().any(|j| j.kind == JobKind::SyncObservation).then_some(())
         })
         .await;
         w.settled_except_scheduled().await;

@@ -15,8 +15,8 @@ use orb_engine::reconcile::{
     self, AUDIT_MASS_DELETION_HELD, Difference, JobsByKind, SweepOptions, sweep_room_with, sweep_tenant,
 };
 use orb_engine::subscriptions::AUDIT_SUBSCRIPTION_MISSED;
-use orb_engine::sync::{JOB_GRAPH_LIFECYCLE, JOB_SYNC_OBSERVATION};
 use orb_graph::model::LifecycleEventType;
+use orb_store::jobs::JobKind;
 use orb_store::{BookingKey, JobStatus, Lane};
 use orb_topdesk::ReservationStatus;
 use orb_topdesk::wire::ReservationDto;
@@ -63,7 +63,7 @@ impl World {
     async fn sweep_jobs(&self) -> Vec<orb_store::Job> {
         let mut all = std::collections::BTreeMap::new();
         for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::Dead] {
-            for job in self.jobs(status).await.into_iter().filter(|j| j.kind == JOB_SYNC_OBSERVATION) {
+            for job in self.jobs(status).await.into_iter().filter(|j| j.kind == JobKind::SyncObservation) {
                 all.insert(job.id, job);
             }
         }
@@ -579,8 +579,8 @@ async fn a_missed_lifecycle_event_sweeps_the_room() {
             "the audit entry is kept: {audit:?}"
         );
         let done = w.jobs(JobStatus::Done).await;
-        assert!(done.iter().any(|j| j.kind == JOB_GRAPH_LIFECYCLE), "{done:?}");
-        assert!(done.iter().any(|j| j.kind == JOB_SYNC_OBSERVATION), "the sweep's job: {done:?}");
+        assert!(done.iter().any(|j| j.kind == JobKind::GraphLifecycle), "{done:?}");
+        assert!(done.iter().any(|j| j.kind == JobKind::SyncObservation), "the sweep's job: {done:?}");
         w.no_dead_jobs().await;
     })
     .await;
@@ -602,7 +602,7 @@ async fn a_removed_subscription_is_recreated_and_the_room_swept() {
         assert_eq!(w.reservations().len(), 1);
         // Graph's new subscription reports only later changes: the booking came from the sweep.
         let done = w.jobs(JobStatus::Done).await;
-        assert!(done.iter().any(|j| j.kind == JOB_SYNC_OBSERVATION), "the sweep's job: {done:?}");
+        assert!(done.iter().any(|j| j.kind == JobKind::SyncObservation), "the sweep's job: {done:?}");
         w.no_dead_jobs().await;
     })
     .await;

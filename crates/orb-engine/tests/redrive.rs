@@ -18,8 +18,8 @@ use orb_engine::reconcile::{
     AUDIT_SWEEP_FAILED, Difference, JobsByKind, Owing, PAYLOAD_REDRIVE, REDRIVE_FREE_FAILURES, SweepOptions,
     SweepReport,
 };
-use orb_engine::sync::{JOB_RECONCILE_SWEEP, JOB_SYNC_OBSERVATION};
 use orb_store::JobStatus;
+use orb_store::jobs::JobKind;
 use orb_topdesk::wire::ReservationDto;
 use orb_topdesk::{PersonId, Reason, ReservationId, ReservationStatus};
 use serde_json::{Value, json};
@@ -106,7 +106,7 @@ impl World {
 
     async fn queued_observations(&self) -> Vec<orb_store::Job> {
         let queued = self.jobs(JobStatus::Queued).await;
-        queued.into_iter().filter(|j| j.kind == JOB_SYNC_OBSERVATION).collect()
+        queued.into_iter().filter(|j| j.kind == JobKind::SyncObservation).collect()
     }
 
     /// "Restores an older backup": every record not in `backup` is forgotten (with its timeline), every
@@ -133,10 +133,10 @@ impl World {
              (SELECT id FROM bookings WHERE topdesk_reservation_id = $1)",
             "DELETE FROM bookings WHERE topdesk_reservation_id = $1",
         ];
-        if let Some((url, schema)) = &self._store.postgres {
+        if let Some((url, schema)) = self._store.postgres_schema() {
             let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
                 .unwrap()
-                .options([("search_path", schema.as_str())]);
+                .options([("search_path", schema)]);
             let pool = sqlx::PgPool::connect_with(options).await.unwrap();
             let mut tx = pool.begin().await.unwrap();
             sqlx::query("SELECT set_config('orb.gate', 'purge', true)").execute(&mut *tx).await.unwrap();
@@ -146,7 +146,7 @@ impl World {
             tx.commit().await.unwrap();
             pool.close().await;
         } else {
-            let path = self._store._dir.as_ref().unwrap().path().join("orb.db");
+            let path = self._store.sqlite_path().expect("SQLite when not PostgreSQL");
             let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
             let mut tx = pool.begin().await.unwrap();
             sqlx::query("UPDATE append_only_gate SET mode = 'purge'").execute(&mut *tx).await.unwrap();
@@ -457,7 +457,7 @@ async fn a_sweep_job_that_fails_on_a_passing_error_completes_and_the_lane_moves_
         w.settled().await;
 
         let done = w.jobs(JobStatus::Done).await;
-        let sweep = done.iter().find(|j| j.kind == JOB_RECONCILE_SWEEP).expect("the sweep job completed");
+        let sweep = done.iter().find(|j| j.kind == JobKind::ReconcileSweep).expect("the sweep job completed");
         assert_eq!(sweep.attempts, 1, "not retried in the lane: {sweep:?}");
         let audit = w.store.list_audit(w.tenant.id, 50).await.unwrap();
         let failed: Vec<_> = audit.iter().filter(|a| a.action == AUDIT_SWEEP_FAILED).collect();

@@ -17,23 +17,22 @@ use orb_core::{Clock as _, FixedClock, Policy, RoomMailbox, RoomMap, RoomMapping
 use orb_crypto::{CertificateRing, EncryptionCertificate, NotificationPrivateKey};
 use orb_emulators::graph::{GraphEmulator, RoomInfo, Served, SubscriptionInfo, serve};
 use orb_emulators::topdesk::{DoubleBooking, ServedEmulator, TopdeskEmulator};
+use orb_engine::runtime::{AUDIT_NOTIFICATION_REFUSED, SyncDeps, TenantRuntime};
 use orb_engine::subscriptions::{
     AUDIT_SUBSCRIPTION_LIFECYCLE_UNKNOWN, AUDIT_SUBSCRIPTION_MISSED, EnsureReport, ensure_subscriptions,
-};
-use orb_engine::sync::{
-    AUDIT_NOTIFICATION_REFUSED, JOB_GRAPH_LIFECYCLE, JOB_GRAPH_NOTIFICATION, SyncDeps, TenantRuntime,
 };
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_graph::{
     AppRegistration, ClientOptions, Credential, Endpoints, GraphClient, JwksCache, JwksCacheOptions,
 };
+use orb_store::jobs::JobKind;
 use orb_store::{
     InboxSource, JobStatus, Lane, NewInboxItem, NewJob, NewRoom, Room, Store, SubscriptionRow, Tenant,
 };
 use orb_topdesk::{Reason, RetryPolicy, TopdeskClient, TopdeskConfig};
 use secrecy::SecretString;
 use serde_json::json;
-use support::{StoreUnderTest, eventually, mail, postgres, sqlite};
+use support::{TestStore, eventually, mail};
 use tokio_util::sync::CancellationToken;
 
 const TENANT: &str = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d";
@@ -53,9 +52,7 @@ where
     F: Fn(World) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut stores = vec![sqlite().await];
-    stores.extend(postgres().await);
-    for s in stores {
+    for s in TestStore::every().await {
         eprintln!("-- store: {}", s.name);
         let world = World::start(s).await;
         scenario(world).await;
@@ -70,7 +67,7 @@ struct World {
     graph_served: Served,
     _td: ServedEmulator,
     store: Arc<dyn Store>,
-    _store: StoreUnderTest,
+    _store: TestStore,
     tenant: Tenant,
     room: Room,
     room2: Room,
@@ -88,7 +85,7 @@ impl Drop for World {
 }
 
 impl World {
-    async fn start(sut: StoreUnderTest) -> Self {
+    async fn start(sut: TestStore) -> Self {
         let clock = FixedClock::new(at("2026-09-01T06:00:00Z"));
         let arc_clock: Arc<dyn orb_core::Clock> = Arc::new(clock.clone());
 
@@ -181,7 +178,7 @@ impl World {
             portal_base_url: "https://orb.example.test".into(),
             cancel_reason: Reason::Default,
             notification_base_url: Some(intake.clone()),
-            persons: orb_engine::sync::PersonCache::default(),
+            persons: orb_engine::runtime::PersonCache::default(),
             writes: std::sync::Arc::default(),
         };
         let deps = Arc::new(SyncDeps {
@@ -314,7 +311,7 @@ async fn ensure_creates_one_per_enabled_room_and_is_idempotent() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 201);
         eventually("a notification accepted by the intake", || async {
-            (w.jobs_of_kind(JOB_GRAPH_NOTIFICATION).await > 0).then_some(())
+            (w.jobs_of_kind(JobKind::GraphNotification.as_str()).await > 0).then_some(())
         })
         .await;
         let refused: Vec<_> =
@@ -505,7 +502,7 @@ async fn a_change_to_the_subject_policy_moves_the_subscriptions_to_the_new_selec
             mail_sender: old.mail_sender.clone(),
             portal_base_url: old.portal_base_url.clone(),
             cancel_reason: old.cancel_reason.clone(),
-            persons: orb_engine::sync::PersonCache::default(),
+            persons: orb_engine::runtime::PersonCache::default(),
             notification_base_url: old.notification_base_url.clone(),
             writes: old.writes.clone(),
             jwks: old.jwks.clone(),
@@ -538,7 +535,7 @@ async fn lifecycle_items_of_unknown_subscriptions_or_events_are_audited() {
             };
             let job = NewJob {
                 lane: Lane::room(w.tenant.id, w.room.id),
-                kind: JOB_GRAPH_LIFECYCLE.to_owned(),
+                kind: JobKind::GraphLifecycle.as_str().to_owned(),
                 payload: json!({ "subscription_id": subscription }),
                 correlation_id: None,
                 run_at: None,

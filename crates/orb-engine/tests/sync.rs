@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 use orb_core::{Clock as _, Side};
 use orb_emulators::graph::{Knobs, NotificationKnobs};
-use orb_engine::sync::AUDIT_NOTIFICATION_REFUSED;
+use orb_engine::runtime::AUDIT_NOTIFICATION_REFUSED;
 use orb_graph::model::ResponseType;
 use orb_store::{InboxSource, JobStatus, Lane, NewInboxItem, NewJob};
 use orb_topdesk::ReservationStatus;

@@ -7,7 +7,8 @@
 //! ## What lives here
 //! tenants, rooms (Exchange room mailbox ↔ TOPdesk location), series, bookings (the ORB record),
 //! booking_events (append-only timeline), cursors, audit_log (append-only), secrets (ciphertext only),
-//! jobs (the durable queue, see [`queue`]), the webhook intake (subscriptions, inbox, push tokens), tenant
+//! jobs (the durable queue, see [`queue`]; the job kinds and their payloads, shared by the intake and the
+//! engine, in [`jobs`]), the webhook intake (subscriptions, inbox, push tokens), tenant
 //! settings (one versioned JSON document per tenant), encryption keys (installation-wide certificates for
 //! Graph rich notifications, private keys sealed by the caller) and named leases (one holder at a time,
 //! across processes).
@@ -42,6 +43,7 @@
 
 mod backend;
 mod error;
+pub mod jobs;
 mod migrate;
 mod postgres;
 pub mod queue;

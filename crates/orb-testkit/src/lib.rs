@@ -1,14 +1,20 @@
 //! # orb-testkit
 //!
-//! Dev-only helpers shared by end-to-end tests and benchmarks. Today: the **convergence checker**
-//! ([`check_convergence`]), which compares what the two emulators hold — the room calendars in Exchange and
-//! the reservations in TOPdesk — and says whether ORB left them equal: every live room booking on one side
-//! has exactly one live counterpart on the other (same room, same start and end), and nothing is doubled.
+//! Dev-only helpers shared by end-to-end tests and benchmarks: the **stores under test** ([`stores`]: a
+//! fresh SQLite and PostgreSQL store per test, a second pool, raw statements, a dump of everything stored),
+//! and the **convergence checker** ([`check_convergence`]), which compares what the two emulators hold —
+//! the room calendars in Exchange and the reservations in TOPdesk — and says whether ORB left them equal:
+//! every live room booking on one side has exactly one live counterpart on the other (same room, same
+//! start and end), and nothing is doubled.
 //!
-//! It reads the emulators' state directly (never through ORB), so it judges ORB from the outside.
+//! The checker reads the emulators' state directly (never through ORB), so it judges ORB from the
+//! outside.
 //!
 //! ## Must not depend on
-//! orb-engine, orb-store, orb-web: the checker must not share code with what it checks.
+//! orb-engine, orb-web: the checker must not share code with what it checks. orb-store is used by
+//! [`stores`] only (opening the stores the tests run on); the checker does not touch it.
+
+pub mod stores;
 
 use std::collections::BTreeMap;
 use std::fmt;

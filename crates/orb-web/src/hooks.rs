@@ -50,7 +50,8 @@ use chrono::{DateTime, Utc};
 use orb_core::{Clock, CorrelationId, TenantId, TenantName};
 use orb_graph::model::ChangeNotification;
 use orb_graph::notifications::{MAX_NOTIFICATION_BODY, parse_notification_collection, validation_token};
-use orb_store::{InboxSource, Lane, NewAuditEntry, NewInboxItem, NewJob, Store, StoreError, SubscriptionRow};
+use orb_store::jobs::{GraphLifecycleJob, GraphNotificationJob, JobPayload as _, TopdeskHintJob};
+use orb_store::{InboxSource, Lane, NewAuditEntry, NewInboxItem, Store, StoreError, SubscriptionRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -74,12 +75,6 @@ pub const REFUSAL_FLUSH_EVERY: Duration = Duration::from_secs(10);
 pub const AUDIT_ACTOR: &str = "webhook";
 /// Audit action of the per-tenant, per-minute refusal summary.
 pub const AUDIT_REFUSED: &str = "webhook.refused";
-/// Job kind of a kept Graph change notification.
-pub const JOB_GRAPH_NOTIFICATION: &str = "graph.notification";
-/// Job kind of a kept Graph lifecycle notification.
-pub const JOB_GRAPH_LIFECYCLE: &str = "graph.lifecycle";
-/// Job kind of a kept TOPdesk push.
-pub const JOB_TOPDESK_HINT: &str = "topdesk.hint";
 
 /// Size limits of the intake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,10 +369,15 @@ async fn keep_graph_item(
             fields.insert("validationTokens".to_owned(), Value::from(tokens.to_vec()));
         }
     }
-    let (source, kind) = if item.lifecycle_event.is_some() {
-        (InboxSource::GraphLifecycle, JOB_GRAPH_LIFECYCLE)
+    let lane = Lane::room(intake.tenant, subscription.room_id);
+    let correlation = Some(CorrelationId::generate(intake.now));
+    // The store adds the inbox item's id to the job's payload.
+    let (source, job) = if item.lifecycle_event.is_some() {
+        let payload = GraphLifecycleJob { subscription_id: Some(subscription.id.clone()), inbox_id: None };
+        (InboxSource::GraphLifecycle, payload.to_job(lane, correlation, None))
     } else {
-        (InboxSource::Graph, JOB_GRAPH_NOTIFICATION)
+        let payload = GraphNotificationJob { subscription_id: subscription.id.clone(), inbox_id: None };
+        (InboxSource::Graph, payload.to_job(lane, correlation, None))
     };
     let inbox = NewInboxItem {
         tenant_id: intake.tenant,
@@ -385,13 +385,6 @@ async fn keep_graph_item(
         received_at: intake.now,
         remote_ip: intake.address.map(|a| a.to_string()),
         payload: raw,
-    };
-    let job = NewJob {
-        lane: Lane::room(intake.tenant, subscription.room_id),
-        kind: kind.to_owned(),
-        payload: json!({ "subscription_id": subscription.id }),
-        correlation_id: Some(CorrelationId::generate(intake.now)),
-        run_at: None,
     };
     state.store.accept_inbox(&inbox, &job, intake.now).await?;
     Ok(())
@@ -451,13 +444,11 @@ async fn topdesk_intake(state: &HooksState, tenant: &str, request: Request) -> R
         remote_ip: intake.address.map(|a| a.to_string()),
         payload: json!({ "reservations": hints }),
     };
-    let job = NewJob {
-        lane: Lane::tenant(intake.tenant),
-        kind: JOB_TOPDESK_HINT.to_owned(),
-        payload: json!({ "hints": count }),
-        correlation_id: Some(CorrelationId::generate(now)),
-        run_at: None,
-    };
+    let job = TopdeskHintJob { hints: count, inbox_id: None }.to_job(
+        Lane::tenant(intake.tenant),
+        Some(CorrelationId::generate(now)),
+        None,
+    );
     state.store.accept_inbox(&inbox, &job, now).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -3,16 +3,15 @@
 //! is set). After each request the refusal counters are flushed and the store is inspected through the
 //! Store API: inbox items (via their jobs), jobs, audit log.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use chrono::{DateTime, TimeZone, Utc};
 use orb_core::{FixedClock, RoomMailbox, TenantName, TopdeskLocationId};
 use orb_store::{
-    InboxSource, JobStatus, NewAuditEntry, NewRoom, PgStore, Room, SqliteStore, Store, SubscriptionRow,
-    Tenant,
+    InboxSource, JobStatus, NewAuditEntry, NewRoom, Room, SqliteStore, Store, SubscriptionRow, Tenant,
 };
+use orb_testkit::stores::TestStore;
 use orb_web::{HooksState, ListenerLimits, NO_SUCH_HOOK, RateLimits, router, serve_public};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -34,7 +33,7 @@ struct Env {
     state: HooksState,
     http: reqwest::Client,
     stop: CancellationToken,
-    _dir: Option<tempfile::TempDir>,
+    _db: Option<TestStore>,
 }
 
 impl Drop for Env {
@@ -43,11 +42,11 @@ impl Drop for Env {
     }
 }
 
-async fn serve(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Env {
-    serve_with(store, dir, RateLimits::default()).await
+async fn serve(store: Arc<dyn Store>, db: Option<TestStore>) -> Env {
+    serve_with(store, db, RateLimits::default()).await
 }
 
-async fn serve_with(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>, rates: RateLimits) -> Env {
+async fn serve_with(store: Arc<dyn Store>, db: Option<TestStore>, rates: RateLimits) -> Env {
     let clock = FixedClock::new(t0());
     let state = HooksState::new(store.clone(), Arc::new(clock)).with_rate_limits(rates);
     let app = router(state.clone()).merge(orb_web::health::router());
@@ -55,7 +54,7 @@ async fn serve_with(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>, rates
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(serve_public(listener, app, ListenerLimits::default(), stop.clone()));
-    Env { base: format!("http://{addr}"), store, state, http: reqwest::Client::new(), stop, _dir: dir }
+    Env { base: format!("http://{addr}"), store, state, http: reqwest::Client::new(), stop, _db: db }
 }
 
 /// The refusal summaries written for `tenant` (flushing the counters first).
@@ -70,37 +69,18 @@ async fn summaries(env: &Env, tenant: orb_core::TenantId) -> Vec<orb_store::Audi
         .collect()
 }
 
-async fn sqlite_store() -> (Arc<SqliteStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("orb.db"), 4).await.unwrap();
-    store.migrate().await.unwrap();
-    (Arc::new(store), dir)
+/// A fresh SQLite store (`orb_testkit::stores`), served through a pool of its own that a test may close
+/// (the database goes away under the intake); the second value keeps the database alive.
+async fn sqlite_store() -> (Arc<SqliteStore>, TestStore) {
+    let db = TestStore::sqlite().await;
+    let store = SqliteStore::open(db.sqlite_path().expect("a SQLite test store"), 4).await.unwrap();
+    (Arc::new(store), db)
 }
 
 /// `None` when no PostgreSQL is configured (allowed only outside CI).
-async fn postgres_store() -> Option<Arc<dyn Store>> {
-    let url = match std::env::var("ORB_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but ORB_TEST_POSTGRES_URL is not: the PostgreSQL run must not be skipped"
-            );
-            eprintln!("ORB_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
-            return None;
-        }
-    };
-    let admin = sqlx::PgPool::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("ORB_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
-    let schema = format!("orb_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
-    admin.close().await;
-    let options =
-        sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    let store = PgStore::connect_with(options, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(Arc::new(store))
+async fn postgres_store() -> Option<(Arc<dyn Store>, TestStore)> {
+    let db = TestStore::postgres().await?;
+    Some((db.store.clone(), db))
 }
 
 /// One tenant with one room, one subscription and a TOPdesk push token, per case.
@@ -540,8 +520,8 @@ async fn intake_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_on_postgres() {
-    let Some(store) = postgres_store().await else { return };
-    run_table(&serve(store, None).await).await;
+    let Some((store, db)) = postgres_store().await else { return };
+    run_table(&serve(store, Some(db)).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

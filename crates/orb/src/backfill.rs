@@ -21,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use orb_core::{BookingId, Clock, RoomMailbox, Side, SystemClock, TenantId};
 use orb_crypto::{KeyRing, MasterKey};
 use orb_engine::reconcile::{OwedBooking, SweepOptions, sweep_room_with};
-use orb_engine::sync::SyncDeps;
+use orb_engine::runtime::SyncDeps;
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_store::{JobStatus, Store, StoreError};
 use tokio_util::sync::CancellationToken;

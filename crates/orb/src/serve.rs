@@ -32,12 +32,12 @@ use orb_core::Clock;
 use orb_crypto::{KeyRing, RotationPolicy};
 use orb_engine::clouds::Clouds;
 use orb_engine::keys;
+use orb_engine::runtime::{SyncDeps, TenantRuntime};
 use orb_engine::scheduler::{Beats, Scheduler, SchedulerOptions};
 use orb_engine::settings::{
     ClientTuning, InstallationUrls, SECRET_GRAPH_CERTIFICATE, SECRET_GRAPH_CLIENT_SECRET,
     SECRET_TOPDESK_PASSWORD, TenantSecrets, TenantSettings, build_runtime,
 };
-use orb_engine::sync::{SyncDeps, TenantRuntime};
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_store::Store;
 use tokio::sync::{Notify, watch};

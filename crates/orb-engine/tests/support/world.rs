@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use super::{StoreUnderTest, eventually, mail, postgres, sha256, sqlite};
+use super::{TestStore, eventually, mail, sha256};
 use chrono::{DateTime, Duration, Utc};
 use orb_core::{
     BookingRecord, Clock as _, FixedClock, Policy, RoomMailbox, RoomMap, RoomMapping, TenantName,
@@ -17,7 +17,7 @@ use orb_core::{
 use orb_crypto::{CertificateRing, EncryptionCertificate, NotificationPrivateKey};
 use orb_emulators::graph::{DeliveryKind, GraphEmulator, RoomInfo, RoomSettings, Served, serve};
 use orb_emulators::topdesk::{DoubleBooking, ServedEmulator, TopdeskEmulator};
-use orb_engine::sync::{SyncDeps, TenantRuntime};
+use orb_engine::runtime::{SyncDeps, TenantRuntime};
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_graph::model::ChangeType;
 use orb_graph::{
@@ -58,9 +58,7 @@ where
     F: Fn(World) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut stores = vec![sqlite().await];
-    stores.extend(postgres().await);
-    for s in stores {
+    for s in TestStore::every().await {
         eprintln!("-- store: {}", s.name);
         let world = World::start_with(s, options.clone()).await;
         scenario(world).await;
@@ -146,7 +144,7 @@ pub struct World {
     pub td: ServedEmulator,
     pub topdesk: TopdeskClient,
     pub store: Arc<dyn Store>,
-    pub _store: StoreUnderTest,
+    pub _store: TestStore,
     pub tenant: Tenant,
     pub room: Room,
     pub intake: String,
@@ -176,11 +174,11 @@ impl Drop for World {
 }
 
 impl World {
-    pub async fn start(sut: StoreUnderTest) -> Self {
+    pub async fn start(sut: TestStore) -> Self {
         Self::start_with(sut, WorldOptions::default()).await
     }
 
-    pub async fn start_with(sut: StoreUnderTest, options: WorldOptions) -> Self {
+    pub async fn start_with(sut: TestStore, options: WorldOptions) -> Self {
         let clock = FixedClock::new(at("2026-09-01T06:00:00Z"));
         let arc_clock: Arc<dyn orb_core::Clock> = Arc::new(clock.clone());
 
@@ -388,7 +386,7 @@ impl World {
             portal_base_url: "https://orb.example.test".into(),
             cancel_reason: Reason::Default,
             notification_base_url: Some(intake.clone()),
-            persons: orb_engine::sync::PersonCache::default(),
+            persons: orb_engine::runtime::PersonCache::default(),
             writes: std::sync::Arc::default(),
         };
         let deps = Arc::new(SyncDeps {

@@ -44,11 +44,9 @@ pub enum Db {
 }
 
 pub fn databases() -> Vec<Db> {
+    // The same PostgreSQL URL (and the same "never skipped under CI" rule) as every crate's store tests.
     let mut dbs = vec![Db::Sqlite];
-    match std::env::var("ORB_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => dbs.push(Db::Postgres(url)),
-        None => assert!(std::env::var_os("CI").is_none(), "CI must run the PostgreSQL variant"),
-    }
+    dbs.extend(orb_testkit::stores::postgres_url().map(Db::Postgres));
     dbs
 }
 
