@@ -9,6 +9,14 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use crate::StoreError;
 
+mod privacy;
+mod queue;
+mod rows;
+
+pub(crate) use privacy::impl_privacy;
+pub(crate) use queue::impl_queue;
+pub(crate) use rows::impl_rows;
+
 /// Instants are stored as microseconds since the Unix epoch on both back-ends.
 pub(crate) fn ts(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -115,296 +123,7 @@ macro_rules! impl_store {
         type DbRow = <$db as sqlx::Database>::Row;
         type Tx = sqlx::Transaction<'static, $db>;
 
-        fn tenant_from_row(row: &DbRow) -> Result<Tenant> {
-            Ok(Tenant {
-                id: TenantId::from_uuid(row.try_get("id").map_err(StoreError::db("reading tenant"))?),
-                name: parse(&row.try_get::<String, _>("name").map_err(StoreError::db("reading tenant"))?, "tenant name")?,
-                created_at: from_ts(row.try_get("created_at").map_err(StoreError::db("reading tenant"))?, "tenant created_at")?,
-            })
-        }
-
-        fn room_from_row(row: &DbRow) -> Result<Room> {
-            let e = StoreError::db;
-            Ok(Room {
-                id: RoomId::from_uuid(row.try_get("id").map_err(e("reading room"))?),
-                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e("reading room"))?),
-                mailbox: parse::<RoomMailbox>(&row.try_get::<String, _>("mailbox").map_err(e("reading room"))?, "room mailbox")?,
-                topdesk_location_id: parse(
-                    &row.try_get::<String, _>("topdesk_location_id").map_err(e("reading room"))?,
-                    "room topdesk_location_id",
-                )?,
-                display_name: row.try_get("display_name").map_err(e("reading room"))?,
-                enabled: row.try_get("enabled").map_err(e("reading room"))?,
-                created_at: from_ts(row.try_get("created_at").map_err(e("reading room"))?, "room created_at")?,
-                updated_at: from_ts(row.try_get("updated_at").map_err(e("reading room"))?, "room updated_at")?,
-            })
-        }
-
-        fn series_from_row(row: &DbRow) -> Result<Series> {
-            let e = || StoreError::db("reading series");
-            let pattern: String = row.try_get("pattern").map_err(e())?;
-            Ok(Series {
-                id: SeriesId::from_uuid(row.try_get("id").map_err(e())?),
-                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
-                room_id: RoomId::from_uuid(row.try_get("room_id").map_err(e())?),
-                organizer: parse(&row.try_get::<String, _>("organizer").map_err(e())?, "series organizer")?,
-                ical_uid: row.try_get("ical_uid").map_err(e())?,
-                exchange_master_event_id: row.try_get("exchange_master_event_id").map_err(e())?,
-                topdesk_series_id: row.try_get("topdesk_series_id").map_err(e())?,
-                pattern: serde_json::from_str(&pattern)
-                    .map_err(|err| StoreError::Corrupt { what: "series pattern".into(), reason: err.to_string() })?,
-                time_zone: parse(&row.try_get::<String, _>("time_zone").map_err(e())?, "series time_zone")?,
-                created_at: from_ts(row.try_get("created_at").map_err(e())?, "series created_at")?,
-                updated_at: from_ts(row.try_get("updated_at").map_err(e())?, "series updated_at")?,
-            })
-        }
-
-        fn booking_from_row(row: &DbRow) -> Result<BookingRecord> {
-            let e = || StoreError::db("reading booking");
-            let s = |name: &str| -> Result<String> { row.try_get::<String, _>(name).map_err(e()) };
-            let os = |name: &str| -> Result<Option<String>> { row.try_get::<Option<String>, _>(name).map_err(e()) };
-            let i = |name: &str| -> Result<i64> { row.try_get::<i64, _>(name).map_err(e()) };
-            let oi = |name: &str| -> Result<Option<i64>> { row.try_get::<Option<i64>, _>(name).map_err(e()) };
-            let participants: Vec<EmailAddress> = serde_json::from_str(&s("participants")?)
-                .map_err(|err| StoreError::Corrupt { what: "booking participants".into(), reason: err.to_string() })?;
-            Ok(BookingRecord {
-                id: BookingId::from_uuid(row.try_get("id").map_err(e())?),
-                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
-                correlation_id: CorrelationId::from_uuid(row.try_get("correlation_id").map_err(e())?),
-                appointment_type: parse(&s("appointment_type")?, "booking appointment_type")?,
-                series_id: row.try_get::<Option<Uuid>, _>("series_id").map_err(e())?.map(SeriesId::from_uuid),
-                original_start: opt_ts(oi("original_start")?, "booking original_start")?,
-                organizer: parse(&s("organizer")?, "booking organizer")?,
-                original_organizer: parse(&s("original_organizer")?, "booking original_organizer")?,
-                booked_by: opt_parse(os("booked_by")?, "booking booked_by")?,
-                location_text: os("location_text")?,
-                room_id: RoomId::from_uuid(row.try_get("room_id").map_err(e())?),
-                participants,
-                subject: os("subject")?,
-                start: from_ts(i("start_at")?, "booking start")?,
-                end: from_ts(i("end_at")?, "booking end")?,
-                time_zone: parse(&s("time_zone")?, "booking time_zone")?,
-                cancelled: row.try_get("cancelled").map_err(e())?,
-                complexity_index: count(i("complexity_index")?, "booking complexity_index")?,
-                created_at: from_ts(i("created_at")?, "booking created_at")?,
-                processor_created: parse(&s("processor_created")?, "booking processor_created")?,
-                last_updated_at: from_ts(i("last_updated_at")?, "booking last_updated_at")?,
-                last_updated_processor: opt_parse(os("last_updated_processor")?, "booking last_updated_processor")?,
-                failed_at: opt_ts(oi("failed_at")?, "booking failed_at")?,
-                failed_processor: opt_parse(os("failed_processor")?, "booking failed_processor")?,
-                failed_count: count(i("failed_count")?, "booking failed_count")?,
-                retry_count: count(i("retry_count")?, "booking retry_count")?,
-                exchange_status: parse(&s("exchange_status")?, "booking exchange_status")?,
-                topdesk_status: parse(&s("topdesk_status")?, "booking topdesk_status")?,
-                exchange: ExchangeLink {
-                    organizer_event_id: os("exchange_organizer_event_id")?,
-                    room_event_id: os("exchange_room_event_id")?,
-                    ical_uid: os("exchange_ical_uid")?,
-                    change_key: os("exchange_change_key")?,
-                    modified_at: opt_ts(oi("exchange_modified_at")?, "booking exchange_modified_at")?,
-                },
-                topdesk: TopdeskLink {
-                    reservation_id: os("topdesk_reservation_id")?,
-                    reservation_number: os("topdesk_reservation_number")?,
-                    modification_date: opt_ts(oi("topdesk_modification_date")?, "booking topdesk_modification_date")?,
-                },
-                exchange_fingerprint: opt_parse::<Fingerprint>(os("exchange_fingerprint")?, "booking exchange_fingerprint")?,
-                topdesk_fingerprint: opt_parse::<Fingerprint>(os("topdesk_fingerprint")?, "booking topdesk_fingerprint")?,
-                version: i("version")?,
-            })
-        }
-
-        fn event_from_row(row: &DbRow) -> Result<BookingEvent> {
-            let e = || StoreError::db("reading booking event");
-            let detail: String = row.try_get("detail").map_err(e())?;
-            Ok(BookingEvent {
-                id: row.try_get("id").map_err(e())?,
-                booking_id: BookingId::from_uuid(row.try_get("booking_id").map_err(e())?),
-                correlation_id: CorrelationId::from_uuid(row.try_get("correlation_id").map_err(e())?),
-                at: from_ts(row.try_get("at").map_err(e())?, "booking event at")?,
-                kind: row.try_get("kind").map_err(e())?,
-                side: opt_parse(row.try_get("side").map_err(e())?, "booking event side")?,
-                detail: serde_json::from_str(&detail)
-                    .map_err(|err| StoreError::Corrupt { what: "booking event detail".into(), reason: err.to_string() })?,
-            })
-        }
-
-        fn audit_from_row(row: &DbRow) -> Result<AuditEntry> {
-            let e = || StoreError::db("reading audit entry");
-            Ok(AuditEntry {
-                id: row.try_get("id").map_err(e())?,
-                tenant_id: row.try_get::<Option<Uuid>, _>("tenant_id").map_err(e())?.map(TenantId::from_uuid),
-                at: from_ts(row.try_get("at").map_err(e())?, "audit at")?,
-                actor: row.try_get("actor").map_err(e())?,
-                action: row.try_get("action").map_err(e())?,
-                target: row.try_get("target").map_err(e())?,
-                ip: row.try_get("ip").map_err(e())?,
-            })
-        }
-
-        fn secret_from_row(row: &DbRow) -> Result<SealedSecretRow> {
-            let e = || StoreError::db("reading secret");
-            Ok(SealedSecretRow {
-                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
-                name: row.try_get("name").map_err(e())?,
-                key_id: row.try_get("key_id").map_err(e())?,
-                nonce: row.try_get("nonce").map_err(e())?,
-                ciphertext: row.try_get("ciphertext").map_err(e())?,
-                updated_at: from_ts(row.try_get("updated_at").map_err(e())?, "secret updated_at")?,
-            })
-        }
-
-        fn subscription_from_row(row: &DbRow) -> Result<SubscriptionRow> {
-            let e = || StoreError::db("reading a subscription");
-            Ok(SubscriptionRow {
-                id: row.try_get("id").map_err(e())?,
-                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
-                room_id: RoomId::from_uuid(row.try_get("room_id").map_err(e())?),
-                resource: row.try_get("resource").map_err(e())?,
-                client_state_hash: row.try_get("client_state_hash").map_err(e())?,
-                rich: row.try_get("rich").map_err(e())?,
-                encryption_certificate_id: row.try_get("encryption_certificate_id").map_err(e())?,
-                expires_at: from_ts(row.try_get("expires_at").map_err(e())?, "subscription expires_at")?,
-                created_at: from_ts(row.try_get("created_at").map_err(e())?, "subscription created_at")?,
-                updated_at: from_ts(row.try_get("updated_at").map_err(e())?, "subscription updated_at")?,
-            })
-        }
-
-        fn tenant_settings_from_row(row: &DbRow) -> Result<TenantSettingsRow> {
-            let e = || StoreError::db("reading tenant settings");
-            Ok(TenantSettingsRow {
-                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
-                document: row.try_get("document").map_err(e())?,
-                version: row.try_get("version").map_err(e())?,
-                updated_at: from_ts(row.try_get("updated_at").map_err(e())?, "tenant settings updated_at")?,
-            })
-        }
-
-        fn encryption_key_from_row(row: &DbRow) -> Result<EncryptionKeyRow> {
-            let e = || StoreError::db("reading an encryption key");
-            Ok(EncryptionKeyRow {
-                id: row.try_get("id").map_err(e())?,
-                certificate_der: row.try_get("certificate").map_err(e())?,
-                thumbprint: row.try_get("thumbprint").map_err(e())?,
-                not_before: from_ts(row.try_get("not_before").map_err(e())?, "encryption key not_before")?,
-                not_after: from_ts(row.try_get("not_after").map_err(e())?, "encryption key not_after")?,
-                key_id: row.try_get("key_id").map_err(e())?,
-                sealed_private_key: row.try_get("sealed_private_key").map_err(e())?,
-                created_at: from_ts(row.try_get("created_at").map_err(e())?, "encryption key created_at")?,
-            })
-        }
-
-        fn inbox_from_row(row: &DbRow) -> Result<InboxItem> {
-            let e = || StoreError::db("reading an inbox item");
-            let payload: String = row.try_get("payload").map_err(e())?;
-            Ok(InboxItem {
-                id: row.try_get("id").map_err(e())?,
-                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
-                source: row.try_get::<String, _>("source").map_err(e())?.parse()?,
-                received_at: from_ts(row.try_get("received_at").map_err(e())?, "inbox received_at")?,
-                remote_ip: row.try_get("remote_ip").map_err(e())?,
-                payload: serde_json::from_str(&payload)
-                    .map_err(|err| StoreError::Corrupt { what: "inbox payload".into(), reason: err.to_string() })?,
-                processed_at: opt_ts(row.try_get("processed_at").map_err(e())?, "inbox processed_at")?,
-            })
-        }
-
-        fn job_from_row(row: &DbRow) -> Result<Job> {
-            let e = || StoreError::db("reading job");
-            let payload: String = row.try_get("payload").map_err(e())?;
-            Ok(Job {
-                id: JobId(row.try_get("id").map_err(e())?),
-                tenant_id: TenantId::from_uuid(row.try_get("tenant_id").map_err(e())?),
-                lane: row.try_get("lane").map_err(e())?,
-                kind: row.try_get("kind").map_err(e())?,
-                payload: serde_json::from_str(&payload)
-                    .map_err(|err| StoreError::Corrupt { what: "job payload".into(), reason: err.to_string() })?,
-                correlation_id: row.try_get::<Option<Uuid>, _>("correlation_id").map_err(e())?.map(CorrelationId::from_uuid),
-                status: row.try_get::<String, _>("status").map_err(e())?.parse()?,
-                attempts: count(row.try_get("attempts").map_err(e())?, "job attempts")?,
-                run_at: from_ts(row.try_get("run_at").map_err(e())?, "job run_at")?,
-                lease_owner: row.try_get("lease_owner").map_err(e())?,
-                lease_expires_at: opt_ts(row.try_get("lease_expires_at").map_err(e())?, "job lease_expires_at")?,
-                last_error: row.try_get("last_error").map_err(e())?,
-                created_at: from_ts(row.try_get("created_at").map_err(e())?, "job created_at")?,
-                finished_at: opt_ts(row.try_get("finished_at").map_err(e())?, "job finished_at")?,
-            })
-        }
-
-        async fn insert_events(
-            tx: &mut Tx,
-            record: &BookingRecord,
-            events: &[NewBookingEvent],
-        ) -> Result<()> {
-            for ev in events {
-                sqlx::query(
-                    "INSERT INTO booking_events (tenant_id, booking_id, correlation_id, at, kind, side, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(record.tenant_id.as_uuid())
-                .bind(record.id.as_uuid())
-                .bind(record.correlation_id.as_uuid())
-                .bind(ts(ev.at))
-                .bind(ev.kind.clone())
-                .bind(ev.side.map(|s| s.as_str()))
-                .bind(ev.detail.to_string())
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::db("appending a booking event"))?;
-            }
-            Ok(())
-        }
-
-        async fn insert_job(tx: &mut Tx, job: &NewJob, now: DateTime<Utc>) -> Result<JobId> {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO jobs (tenant_id, lane, kind, payload, correlation_id, status, attempts, run_at, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7) RETURNING id",
-            )
-            .bind(job.lane.tenant_id.as_uuid())
-            .bind(job.lane.key.clone())
-            .bind(job.kind.clone())
-            .bind(job.payload.to_string())
-            .bind(job.correlation_id.map(|c| c.as_uuid()))
-            .bind(ts(job.run_at.unwrap_or(now)))
-            .bind(ts(now))
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(StoreError::db("enqueueing a job"))?;
-            Ok(JobId(id))
-        }
-
-        async fn insert_audit(tx: &mut Tx, entry: &NewAuditEntry) -> Result<AuditEntry> {
-            let row = sqlx::query(
-                "INSERT INTO audit_log (tenant_id, at, actor, action, target, ip) VALUES ($1, $2, $3, $4, $5, $6) \
-                 RETURNING *",
-            )
-            .bind(entry.tenant_id.map(|t| t.as_uuid()))
-            .bind(ts(entry.at))
-            .bind(entry.actor.clone())
-            .bind(entry.action.clone())
-            .bind(entry.target.clone())
-            .bind(entry.ip.clone())
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(StoreError::db("appending to the audit log"))?;
-            audit_from_row(&row)
-        }
-
-        async fn commit(tx: Tx, context: &'static str) -> Result<()> {
-            tx.commit().await.map_err(StoreError::db(context))
-        }
-
-        fn require<T>(value: Option<T>, what: impl FnOnce() -> String) -> Result<T> {
-            value.ok_or_else(|| StoreError::NotFound { what: what() })
-        }
-
-        /// The lease holder's update touched no row: the lease is gone (expired and re-queued, or re-claimed).
-        fn check_lease(done: <$db as sqlx::Database>::QueryResult, lease: &Lease) -> Result<()> {
-            if done.rows_affected() == 0 {
-                return Err(StoreError::LeaseLost { job: lease.job_id.0 });
-            }
-            Ok(())
-        }
+        $crate::backend::impl_rows!(db = $db,);
 
         #[async_trait]
         impl Store for $store {
@@ -1147,79 +866,19 @@ macro_rules! impl_store {
             }
 
             async fn enqueue(&self, job: &NewJob, now: DateTime<Utc>) -> Result<JobId> {
-                let mut tx = self.begin_write().await?;
-                let id = insert_job(&mut tx, job, now).await?;
-                commit(tx, "enqueueing a job").await?;
-                Ok(id)
+                self.enqueue_in(job, now).await
             }
 
             async fn claim_job(&self, worker: &str, now: DateTime<Utc>, lease: Duration) -> Result<Option<ClaimedJob>> {
-                let mut tx = self.begin_write().await?;
-                let id: Option<i64> = sqlx::query_scalar($claim_sql)
-                    .bind(ts(now))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("claiming a job"))?;
-                let Some(id) = id else {
-                    return Ok(None);
-                };
-                let token = Uuid::new_v4();
-                let claimed = sqlx::query(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $2, lease_token = $3, \
-                     lease_expires_at = $4, updated_at = $5 WHERE id = $1 AND status = 'queued' RETURNING *",
-                )
-                .bind(id)
-                .bind(worker.to_owned())
-                .bind(token)
-                .bind(ts(now + lease))
-                .bind(ts(now))
-                .fetch_optional(&mut *tx)
-                .await;
-                let row = match claimed {
-                    Ok(Some(row)) => row,
-                    Ok(None) => return Ok(None),
-                    // Another process started a job of this lane between our read and our write: the
-                    // partial unique index kept the lane invariant; this worker simply finds nothing now.
-                    Err(err) if is_unique_violation(&err) => return Ok(None),
-                    Err(err) => return Err(StoreError::db("claiming a job")(err)),
-                };
-                let job = job_from_row(&row)?;
-                commit(tx, "claiming a job").await?;
-                Ok(Some(ClaimedJob { lease: Lease { job_id: job.id, token }, job }))
+                self.claim_job_in(worker, now, lease).await
             }
 
             async fn heartbeat(&self, lease: &Lease, now: DateTime<Utc>, extend: Duration) -> Result<()> {
-                let mut tx = self.begin_write().await?;
-                let done = sqlx::query(
-                    "UPDATE jobs SET lease_expires_at = $3, updated_at = $4 \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
-                )
-                .bind(lease.job_id.0)
-                .bind(lease.token)
-                .bind(ts(now + extend))
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("extending a lease"))?;
-                check_lease(done, lease)?;
-                commit(tx, "extending a lease").await
+                self.heartbeat_in(lease, now, extend).await
             }
 
             async fn complete_job(&self, lease: &Lease, now: DateTime<Utc>) -> Result<()> {
-                let mut tx = self.begin_write().await?;
-                let done = sqlx::query(
-                    "UPDATE jobs SET status = 'done', finished_at = $3, updated_at = $3, lease_owner = NULL, \
-                     lease_token = NULL, lease_expires_at = NULL \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
-                )
-                .bind(lease.job_id.0)
-                .bind(lease.token)
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("completing a job"))?;
-                check_lease(done, lease)?;
-                commit(tx, "completing a job").await
+                self.complete_job_in(lease, now).await
             }
 
             async fn fail_job(
@@ -1229,97 +888,23 @@ macro_rules! impl_store {
                 retry_at: Option<DateTime<Utc>>,
                 now: DateTime<Utc>,
             ) -> Result<JobOutcome> {
-                let mut tx = self.begin_write().await?;
-                let error = error.chars().take(4000).collect::<String>();
-                // A retry goes back to `queued` at `retry_at`; no retry means `dead`, finished now.
-                let done = sqlx::query(
-                    "UPDATE jobs SET status = CASE WHEN $4 IS NULL THEN 'dead' ELSE 'queued' END, \
-                     run_at = COALESCE($4, run_at), \
-                     finished_at = CASE WHEN $4 IS NULL THEN $3 ELSE NULL END, \
-                     updated_at = $3, last_error = $5, lease_owner = NULL, lease_token = NULL, \
-                     lease_expires_at = NULL \
-                     WHERE id = $1 AND lease_token = $2 AND status = 'running'",
-                )
-                .bind(lease.job_id.0)
-                .bind(lease.token)
-                .bind(ts(now))
-                .bind(retry_at.map(ts))
-                .bind(error)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("failing a job"))?;
-                check_lease(done, lease)?;
-                commit(tx, "failing a job").await?;
-                Ok(retry_at.map_or(JobOutcome::Dead, JobOutcome::RetryAt))
+                self.fail_job_in(lease, error, retry_at, now).await
             }
 
             async fn requeue_expired(&self, now: DateTime<Utc>, max_attempts: u32) -> Result<u64> {
-                let mut tx = self.begin_write().await?;
-                let dead = sqlx::query(
-                    "UPDATE jobs SET status = 'dead', finished_at = $1, updated_at = $1, \
-                     last_error = 'lease expired after the last allowed attempt (worker stopped or hung)', \
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-                     WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= $2",
-                )
-                .bind(ts(now))
-                .bind(i64::from(max_attempts))
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("requeueing expired jobs"))?;
-                let requeued = sqlx::query(
-                    "UPDATE jobs SET status = 'queued', updated_at = $1, \
-                     last_error = 'lease expired (worker stopped or hung); run again', \
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-                     WHERE status = 'running' AND lease_expires_at < $1",
-                )
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("requeueing expired jobs"))?;
-                commit(tx, "requeueing expired jobs").await?;
-                Ok(dead.rows_affected() + requeued.rows_affected())
+                self.requeue_expired_in(now, max_attempts).await
             }
 
             async fn release_jobs_of(&self, owner_prefix: &str, now: DateTime<Utc>) -> Result<u64> {
-                if owner_prefix.is_empty() {
-                    return Err(StoreError::InvalidArgument {
-                        reason: "an empty lease-owner prefix would release every instance's jobs".into(),
-                    });
-                }
-                let mut tx = self.begin_write().await?;
-                let released = sqlx::query(
-                    "UPDATE jobs SET status = 'queued', updated_at = $1, \
-                     last_error = 'the instance running it started again; run again', \
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL \
-                     WHERE status = 'running' AND substr(lease_owner, 1, length($2)) = $2",
-                )
-                .bind(ts(now))
-                .bind(owner_prefix)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("releasing an instance's jobs"))?;
-                commit(tx, "releasing an instance's jobs").await?;
-                Ok(released.rows_affected())
+                self.release_jobs_of_in(owner_prefix, now).await
             }
 
             async fn get_job(&self, tenant: TenantId, job: JobId) -> Result<Job> {
-                let row = sqlx::query("SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_uuid())
-                    .bind(job.0)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(StoreError::db("reading a job"))?;
-                job_from_row(&require(row, || format!("job {job}"))?)
+                self.get_job_in(tenant, job).await
             }
 
             async fn list_jobs(&self, tenant: TenantId, status: JobStatus) -> Result<Vec<Job>> {
-                let rows = sqlx::query("SELECT * FROM jobs WHERE tenant_id = $1 AND status = $2 ORDER BY id")
-                    .bind(tenant.as_uuid())
-                    .bind(status.as_str())
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(StoreError::db("listing jobs"))?;
-                rows.iter().map(job_from_row).collect()
+                self.list_jobs_in(tenant, status).await
             }
 
             async fn retry_dead_jobs(
@@ -1329,43 +914,11 @@ macro_rules! impl_store {
                 now: DateTime<Utc>,
                 audit: &NewAuditEntry,
             ) -> Result<u64> {
-                let mut tx = self.begin_write().await?;
-                let done = sqlx::query(
-                    "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $3, finished_at = NULL, \
-                     updated_at = $3 WHERE tenant_id = $1 AND status = 'dead' AND ($2 IS NULL OR id = $2)",
-                )
-                .bind(tenant.as_uuid())
-                .bind(job.map(|j| j.0))
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("retrying dead jobs"))?;
-                let count = done.rows_affected();
-                if count == 0 {
-                    // Nothing written; say why when one job was named.
-                    if let Some(job) = job {
-                        return Err(not_dead(&mut tx, tenant, job).await);
-                    }
-                    return Ok(0);
-                }
-                insert_audit(&mut tx, audit).await?;
-                commit(tx, "retrying dead jobs").await?;
-                Ok(count)
+                self.retry_dead_jobs_in(tenant, job, now, audit).await
             }
 
             async fn dismiss_dead_job(&self, tenant: TenantId, job: JobId, audit: &NewAuditEntry) -> Result<()> {
-                let mut tx = self.begin_write().await?;
-                let done = sqlx::query("DELETE FROM jobs WHERE tenant_id = $1 AND id = $2 AND status = 'dead'")
-                    .bind(tenant.as_uuid())
-                    .bind(job.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("dismissing a dead job"))?;
-                if done.rows_affected() == 0 {
-                    return Err(not_dead(&mut tx, tenant, job).await);
-                }
-                insert_audit(&mut tx, audit).await?;
-                commit(tx, "dismissing a dead job").await
+                self.dismiss_dead_job_in(tenant, job, audit).await
             }
 
             async fn purge_expired(
@@ -1376,55 +929,11 @@ macro_rules! impl_store {
                 now: DateTime<Utc>,
                 dry_run: bool,
             ) -> Result<PurgeCounts> {
-                let mut tx = self.begin_write().await?;
-                ensure_tenant(&mut tx, tenant).await?;
-                open_gate(&mut tx, "purge").await?;
-                let delete = |sql: &'static str, cutoff: DateTime<Utc>| {
-                    sqlx::query(sql).bind(tenant.as_uuid()).bind(ts(cutoff))
-                };
-                let what = "purging expired rows";
-                let counts = PurgeCounts {
-                    inbox: delete($crate::sql::PURGE_INBOX, cutoffs.finished_jobs)
-                        .execute(&mut *tx).await.map_err(StoreError::db(what))?.rows_affected(),
-                    done_jobs: delete($crate::sql::PURGE_DONE_JOBS, cutoffs.finished_jobs)
-                        .execute(&mut *tx).await.map_err(StoreError::db(what))?.rows_affected(),
-                    dead_jobs: delete($crate::sql::PURGE_DEAD_JOBS, cutoffs.bookings)
-                        .execute(&mut *tx).await.map_err(StoreError::db(what))?.rows_affected(),
-                    booking_events: delete($crate::sql::PURGE_BOOKING_EVENTS, cutoffs.bookings)
-                        .execute(&mut *tx).await.map_err(StoreError::db(what))?.rows_affected(),
-                    bookings: delete($crate::sql::PURGE_BOOKINGS, cutoffs.bookings)
-                        .execute(&mut *tx).await.map_err(StoreError::db(what))?.rows_affected(),
-                    series: delete($crate::sql::PURGE_SERIES, cutoffs.bookings)
-                        .execute(&mut *tx).await.map_err(StoreError::db(what))?.rows_affected(),
-                    audit: delete($crate::sql::PURGE_AUDIT, cutoffs.audit)
-                        .execute(&mut *tx).await.map_err(StoreError::db(what))?.rows_affected(),
-                };
-                close_gate(&mut tx).await?;
-                if dry_run {
-                    tx.rollback().await.map_err(StoreError::db("rolling a dry-run purge back"))?;
-                    return Ok(counts);
-                }
-                if counts.total() > 0 {
-                    let entry = NewAuditEntry {
-                        tenant_id: Some(tenant),
-                        at: now,
-                        actor: actor.to_owned(),
-                        action: "retention.purged".into(),
-                        target: counts.to_string(),
-                        ip: None,
-                    };
-                    insert_audit(&mut tx, &entry).await?;
-                }
-                commit(tx, what).await?;
-                Ok(counts)
+                self.purge_expired_in(tenant, cutoffs, actor, now, dry_run).await
             }
 
             async fn person_data(&self, tenant: TenantId, address: &EmailAddress) -> Result<PersonData> {
-                let mut tx = self.pool.begin().await.map_err(StoreError::db("starting a transaction"))?;
-                ensure_tenant(&mut tx, tenant).await?;
-                let data = read_person(&mut tx, tenant, address).await?;
-                tx.rollback().await.map_err(StoreError::db("reading a person's data"))?;
-                Ok(data.0)
+                self.person_data_in(tenant, address).await
             }
 
             async fn erase_person(
@@ -1435,240 +944,18 @@ macro_rules! impl_store {
                 actor: &str,
                 now: DateTime<Utc>,
             ) -> Result<ErasureCounts> {
-                if address == pseudonym || orb_core::privacy::mentions(pseudonym.as_str(), address) {
-                    return Err(StoreError::InvalidArgument {
-                        reason: "the pseudonym must differ from the address it replaces".into(),
-                    });
-                }
-                let mut tx = self.begin_write().await?;
-                ensure_tenant(&mut tx, tenant).await?;
-                let (data, raw) = read_person(&mut tx, tenant, address).await?;
-                open_gate(&mut tx, "erase").await?;
-                let with = pseudonym.as_str();
-                let swap = |a: &EmailAddress| if a == address { pseudonym.clone() } else { a.clone() };
-                let text = |t: &Option<String>| {
-                    t.as_deref().map(|t| orb_core::privacy::replace_address(t, address, with).unwrap_or_else(|| t.to_owned()))
-                };
-                let what = "erasing a person";
-                let mut counts = ErasureCounts::default();
-                for r in &data.bookings {
-                    let participants: Vec<EmailAddress> = r.participants.iter().map(swap).collect();
-                    sqlx::query($crate::sql::ERASE_BOOKING)
-                        .bind(tenant.as_uuid())
-                        .bind(r.id.as_uuid())
-                        .bind(swap(&r.organizer).as_str().to_owned())
-                        .bind(swap(&r.original_organizer).as_str().to_owned())
-                        .bind(r.booked_by.as_ref().map(|b| swap(b).as_str().to_owned()))
-                        .bind(serde_json::to_string(&participants).unwrap_or_else(|_| "[]".to_owned()))
-                        .bind(text(&r.subject))
-                        .bind(text(&r.location_text))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db(what))?;
-                    counts.bookings += 1;
-                }
-                for s in &data.series {
-                    sqlx::query("UPDATE series SET organizer = $3 WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant.as_uuid())
-                        .bind(s.id.as_uuid())
-                        .bind(swap(&s.organizer).as_str().to_owned())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db(what))?;
-                    counts.series += 1;
-                }
-                let replaced = |t: &str| orb_core::privacy::replace_address(t, address, with);
-                for (id, detail) in &raw.booking_events {
-                    let Some(detail) = replaced(detail) else { continue };
-                    sqlx::query("UPDATE booking_events SET detail = $3 WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant.as_uuid())
-                        .bind(*id)
-                        .bind(detail)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db(what))?;
-                    counts.booking_events += 1;
-                }
-                for a in &data.audit {
-                    sqlx::query("UPDATE audit_log SET actor = $3, target = $4 WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant.as_uuid())
-                        .bind(a.id)
-                        .bind(replaced(&a.actor).unwrap_or_else(|| a.actor.clone()))
-                        .bind(replaced(&a.target).unwrap_or_else(|| a.target.clone()))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db(what))?;
-                    counts.audit += 1;
-                }
-                for (id, payload, last_error) in &raw.jobs {
-                    sqlx::query("UPDATE jobs SET payload = $3, last_error = $4 WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant.as_uuid())
-                        .bind(*id)
-                        .bind(replaced(payload).unwrap_or_else(|| payload.clone()))
-                        .bind(text(last_error))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db(what))?;
-                    counts.jobs += 1;
-                }
-                for (id, payload) in &raw.inbox {
-                    let Some(payload) = replaced(payload) else { continue };
-                    sqlx::query("UPDATE inbox SET payload = $3 WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant.as_uuid())
-                        .bind(*id)
-                        .bind(payload)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db(what))?;
-                    counts.inbox += 1;
-                }
-                close_gate(&mut tx).await?;
-                let entry = NewAuditEntry {
-                    tenant_id: Some(tenant),
-                    at: now,
-                    actor: actor.to_owned(),
-                    action: "privacy.erased".into(),
-                    target: format!("{pseudonym}: {counts}"),
-                    ip: None,
-                };
-                insert_audit(&mut tx, &entry).await?;
-                commit(tx, what).await?;
-                let after: Option<&'static str> = $after_erase;
-                if let Some(sql) = after {
-                    // Best effort: old page images in the write-ahead log are dropped now, not at some
-                    // later checkpoint; a busy reader only delays it.
-                    if let Err(err) = sqlx::query(sql).execute(&self.pool).await {
-                        tracing::warn!(error = %err, "checkpoint after an erasure failed; the next one drops the old pages");
-                    }
-                }
-                Ok(counts)
+                self.erase_person_in(tenant, address, pseudonym, actor, now).await
             }
         }
 
-        /// [`StoreError::NotFound`] unless the tenant exists.
-        async fn ensure_tenant(tx: &mut Tx, tenant: TenantId) -> Result<()> {
-            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = $1")
-                .bind(tenant.as_uuid())
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(StoreError::db("looking up a tenant"))?;
-            require(exists, || format!("tenant {tenant}")).map(|_| ())
-        }
+        $crate::backend::impl_privacy!(
+            store = $store,
+            gate_open = $gate_open,
+            gate_close = $gate_close,
+            after_erase = $after_erase,
+        );
 
-        /// Lets this transaction delete (`purge`) or update (`erase`) the append-only tables (migration 4).
-        async fn open_gate(tx: &mut Tx, mode: &'static str) -> Result<()> {
-            sqlx::query($gate_open).bind(mode).execute(&mut **tx).await.map_err(StoreError::db("opening the append-only gate"))?;
-            Ok(())
-        }
-
-        /// Shuts the gate again before the transaction commits.
-        async fn close_gate(tx: &mut Tx) -> Result<()> {
-            sqlx::query($gate_close).execute(&mut **tx).await.map_err(StoreError::db("closing the append-only gate"))?;
-            Ok(())
-        }
-
-        /// The raw text columns an erasure rewrites: `(id, detail)` of timeline entries, `(id, payload,
-        /// last_error)` of jobs, `(id, payload)` of inbox items — each naming the person.
-        #[derive(Default)]
-        struct RawPersonRows {
-            booking_events: Vec<(i64, String)>,
-            jobs: Vec<(i64, String, Option<String>)>,
-            inbox: Vec<(i64, String)>,
-        }
-
-        /// Everything naming `address` in the tenant's tables, parsed and (for an erasure) as stored text.
-        async fn read_person(tx: &mut Tx, tenant: TenantId, address: &EmailAddress) -> Result<(PersonData, RawPersonRows)> {
-            use orb_core::privacy::mentions;
-            let pattern = $crate::sql::like_pattern(address.as_str());
-            let what = "reading a person's data";
-            let fetch = |sql: &'static str| sqlx::query(sql).bind(tenant.as_uuid()).bind(pattern.clone());
-            let names = |t: &Option<String>| t.as_deref().is_some_and(|t| mentions(t, address));
-            let mut data = PersonData::default();
-            let mut raw = RawPersonRows::default();
-            for row in fetch($crate::sql::PERSON_BOOKINGS).fetch_all(&mut **tx).await.map_err(StoreError::db(what))? {
-                let r = booking_from_row(&row)?;
-                if r.organizer == *address
-                    || r.original_organizer == *address
-                    || r.booked_by.as_ref() == Some(address)
-                    || r.participants.contains(address)
-                    || names(&r.subject)
-                    || names(&r.location_text)
-                {
-                    data.bookings.push(r);
-                }
-            }
-            let mut events = std::collections::BTreeMap::new();
-            for r in &data.bookings {
-                let rows = sqlx::query("SELECT * FROM booking_events WHERE tenant_id = $1 AND booking_id = $2 ORDER BY id")
-                    .bind(tenant.as_uuid())
-                    .bind(r.id.as_uuid())
-                    .fetch_all(&mut **tx)
-                    .await
-                    .map_err(StoreError::db(what))?;
-                for row in rows {
-                    let e = event_from_row(&row)?;
-                    events.insert(e.id, e);
-                }
-            }
-            for row in fetch($crate::sql::PERSON_BOOKING_EVENTS).fetch_all(&mut **tx).await.map_err(StoreError::db(what))? {
-                let detail: String = row.try_get("detail").map_err(StoreError::db(what))?;
-                if mentions(&detail, address) {
-                    let e = event_from_row(&row)?;
-                    raw.booking_events.push((e.id, detail));
-                    events.insert(e.id, e);
-                }
-            }
-            data.booking_events = events.into_values().collect();
-            for row in fetch($crate::sql::PERSON_SERIES).fetch_all(&mut **tx).await.map_err(StoreError::db(what))? {
-                let s = series_from_row(&row)?;
-                if s.organizer == *address {
-                    data.series.push(s);
-                }
-            }
-            for row in fetch($crate::sql::PERSON_AUDIT).fetch_all(&mut **tx).await.map_err(StoreError::db(what))? {
-                let a = audit_from_row(&row)?;
-                if mentions(&a.actor, address) || mentions(&a.target, address) {
-                    data.audit.push(a);
-                }
-            }
-            for row in fetch($crate::sql::PERSON_JOBS).fetch_all(&mut **tx).await.map_err(StoreError::db(what))? {
-                let payload: String = row.try_get("payload").map_err(StoreError::db(what))?;
-                let last_error: Option<String> = row.try_get("last_error").map_err(StoreError::db(what))?;
-                if mentions(&payload, address) || names(&last_error) {
-                    let job = job_from_row(&row)?;
-                    raw.jobs.push((job.id.0, payload, last_error));
-                    data.jobs.push(job);
-                }
-            }
-            for row in fetch($crate::sql::PERSON_INBOX).fetch_all(&mut **tx).await.map_err(StoreError::db(what))? {
-                let payload: String = row.try_get("payload").map_err(StoreError::db(what))?;
-                if mentions(&payload, address) {
-                    let item = inbox_from_row(&row)?;
-                    raw.inbox.push((item.id, payload));
-                    data.inbox.push(item);
-                }
-            }
-            Ok((data, raw))
-        }
-
-        /// Why an operator action on the dead job `job` touched no row: it is unknown for this tenant
-        /// ([`StoreError::NotFound`]) or not dead ([`StoreError::NotDead`]).
-        async fn not_dead(tx: &mut Tx, tenant: TenantId, job: JobId) -> StoreError {
-            let status: std::result::Result<Option<String>, _> =
-                sqlx::query_scalar("SELECT status FROM jobs WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_uuid())
-                    .bind(job.0)
-                    .fetch_optional(&mut **tx)
-                    .await;
-            match status {
-                Err(err) => StoreError::db("reading a job")(err),
-                Ok(None) => StoreError::NotFound { what: format!("job {job}") },
-                Ok(Some(status)) => match status.parse::<JobStatus>() {
-                    Ok(status) => StoreError::NotDead { job: job.0, status: status.as_str() },
-                    Err(err) => err,
-                },
-            }
-        }
+        $crate::backend::impl_queue!(store = $store, claim_sql = $claim_sql,);
     };
 }
 pub(crate) use impl_store;
