@@ -75,6 +75,8 @@ pub struct Event {
     pub folder_id: Option<String>,
     /// `ParentFolderId` `Id`.
     pub parent_folder_id: Option<String>,
+    /// `UnreadCount` (folder `ModifiedEvent`s).
+    pub unread_count: Option<u32>,
 }
 
 /// One `Notification`.
@@ -122,6 +124,7 @@ fn event(el: &Element) -> Option<Event> {
         }),
         folder_id: id_attr("FolderId"),
         parent_folder_id: id_attr("ParentFolderId"),
+        unread_count: el.child_text(TYPES, "UnreadCount").and_then(|u| u.trim().parse().ok()),
     })
 }
 
@@ -210,7 +213,8 @@ fn event_element(e: &Event) -> Element {
         }
         el = el
             .child_opt(e.folder_id.as_ref().map(|f| t("FolderId").attr("Id", f.as_str())))
-            .child_opt(e.parent_folder_id.as_ref().map(|f| t("ParentFolderId").attr("Id", f.as_str())));
+            .child_opt(e.parent_folder_id.as_ref().map(|f| t("ParentFolderId").attr("Id", f.as_str())))
+            .child_opt(e.unread_count.map(|u| t("UnreadCount").text(u.to_string())));
     }
     el
 }
@@ -256,6 +260,7 @@ mod tests {
                     item_id: Some(ItemId::new("A", "K")),
                     folder_id: None,
                     parent_folder_id: Some("cal".into()),
+                    unread_count: None,
                 },
                 Event {
                     kind: EventKind::Status,
@@ -264,6 +269,7 @@ mod tests {
                     item_id: None,
                     folder_id: None,
                     parent_folder_id: None,
+                    unread_count: None,
                 },
             ],
         };
