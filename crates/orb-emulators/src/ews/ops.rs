@@ -456,6 +456,8 @@ enum FieldChange {
     Resources(Vec<Att>),
     SetExt(PropKey, String),
     DeleteExt(PropKey),
+    ClearLocation,
+    ClearOptionalAttendees,
 }
 
 fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldChange)>, Refusal> {
@@ -490,6 +492,15 @@ fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldC
                 let key = prop_key(path).ok_or_else(|| bad("incomplete ExtendedFieldURI"))?;
                 let v = value("ExtendedProperty")?.child_text(TYPES, "Value").unwrap_or_default().to_owned();
                 out.push((format!("ext:{}", key.1), FieldChange::SetExt(key, v)));
+            }
+            ("DeleteItemField", "FieldURI") => {
+                let uri = path.get_attr("FieldURI").unwrap_or_default().to_owned();
+                let c = match uri.as_str() {
+                    "calendar:Location" => FieldChange::ClearLocation,
+                    "calendar:OptionalAttendees" => FieldChange::ClearOptionalAttendees,
+                    other => return Err(refuse("ErrorInvalidPropertySet", format!("{other} cannot be deleted here."))),
+                };
+                out.push((uri, c));
             }
             ("DeleteItemField", "ExtendedFieldURI") => {
                 let key = prop_key(path).ok_or_else(|| bad("incomplete ExtendedFieldURI"))?;
@@ -574,6 +585,9 @@ fn update_one(
                 FieldChange::DeleteExt(k) => {
                     it.ext.remove(&k);
                 }
+                FieldChange::ClearLocation => it.location = None,
+                // Optional attendees are not modelled: nothing to clear.
+                FieldChange::ClearOptionalAttendees => {}
             }
         }
     }
