@@ -36,7 +36,11 @@ async fn world() -> World {
     em.add_user(ALICE, "Alice Example");
     em.add_room(ROOM, "Room 4.12", RoomSettings::default());
     em.add_room_list("Building 1 Rooms", "bldg1rooms@contoso.com", &[ROOM]);
-    em.add_account("svc", "pw", Scope::Mailboxes([ALICE, ROOM].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()));
+    em.add_account(
+        "svc",
+        "pw",
+        Scope::Mailboxes([ALICE, ROOM].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()),
+    );
     let served = ews::serve(em.clone()).await.unwrap();
     World { em, served, http: reqwest::Client::new() }
 }
@@ -80,13 +84,18 @@ fn message(op: &Element) -> Element {
 /// (recursively): the same elements in the same order, fewer allowed.
 fn ordered_subset(ours: &Element, reference: &Element, path: &str) {
     let here = format!("{path}/{}", ours.name);
-    assert!(ours.ns == reference.ns && ours.name == reference.name, "{here}: reference has {{{}}}{}", reference.ns, reference.name);
+    assert!(
+        ours.ns == reference.ns && ours.name == reference.name,
+        "{here}: reference has {{{}}}{}",
+        reference.ns,
+        reference.name
+    );
     let mut from = 0;
     for c in &ours.children {
-        let pos = reference.children[from..]
-            .iter()
-            .position(|r| r.ns == c.ns && r.name == c.name)
-            .unwrap_or_else(|| panic!("{here}: {{{}}}{} is not in the reference here (or out of order)", c.ns, c.name));
+        let pos =
+            reference.children[from..].iter().position(|r| r.ns == c.ns && r.name == c.name).unwrap_or_else(
+                || panic!("{here}: {{{}}}{} is not in the reference here (or out of order)", c.ns, c.name),
+            );
         ordered_subset(c, &reference.children[from + pos], &here);
         from += pos + 1;
     }
@@ -115,7 +124,10 @@ async fn the_emulators_answers_have_the_reference_shapes() {
     let created = w.op(ALICE, create[0].clone()).await;
     assert_eq!(message(&created).shape(), create[1].shape());
     let organizer = w.em.items(ALICE)[0].clone();
-    assert_eq!(organizer.extended.get("{c11ff724-aa03-4555-9952-8fa248a11c3e}SyncBookingId").map(String::as_str), Some("TD-000123"));
+    assert_eq!(
+        organizer.extended.get("{c11ff724-aa03-4555-9952-8fa248a11c3e}SyncBookingId").map(String::as_str),
+        Some("TD-000123")
+    );
 
     // Every answer carries ServerVersionInfo as in the reference header.
     let (_, env) = w.send(ROOM, examples("find-item-calendar-view.xml")[0].clone()).await;
@@ -130,8 +142,20 @@ async fn the_emulators_answers_have_the_reference_shapes() {
     let find = examples("find-item-calendar-view.xml");
     let found = w.op(ROOM, find[0].clone()).await;
     assert_eq!(found.shape(), find[1].shape());
-    let item = found.path(&[(MESSAGES, "ResponseMessages"), (MESSAGES, "FindItemResponseMessage"), (MESSAGES, "RootFolder"), (TYPES, "Items"), (TYPES, "CalendarItem")]).unwrap();
-    assert_eq!(item.child_text(TYPES, "Subject"), Some("Alice Example"), "the room copy's subject is the organizer's name");
+    let item = found
+        .path(&[
+            (MESSAGES, "ResponseMessages"),
+            (MESSAGES, "FindItemResponseMessage"),
+            (MESSAGES, "RootFolder"),
+            (TYPES, "Items"),
+            (TYPES, "CalendarItem"),
+        ])
+        .unwrap();
+    assert_eq!(
+        item.child_text(TYPES, "Subject"),
+        Some("Alice Example"),
+        "the room copy's subject is the organizer's name"
+    );
 
     // GetItem with the reference's properties on the organizer's item.
     let mut get = examples("get-item-request.xml")[0].clone();
@@ -190,7 +214,9 @@ async fn the_emulators_answers_have_the_reference_shapes() {
     let mut cancel_req = cancel[0].clone();
     for c in &mut cancel_req.children[0].children[0].children {
         if c.name == "ReferenceItemId" {
-            *c = Element::new(TYPES, "ReferenceItemId").attr("Id", live.id.as_str()).attr("ChangeKey", live.change_key.as_str());
+            *c = Element::new(TYPES, "ReferenceItemId")
+                .attr("Id", live.id.as_str())
+                .attr("ChangeKey", live.change_key.as_str());
         }
     }
     let cancelled = w.op(ALICE, cancel_req).await;
@@ -238,14 +264,21 @@ async fn the_emulator_refuses_what_exchange_refuses() {
     let mut create = examples("create-item.xml")[0].clone();
     create.attrs.clear();
     let answer = w.op(ALICE, create).await;
-    assert_eq!(message(&answer).child_text(MESSAGES, "ResponseCode"), Some("ErrorSendMeetingInvitationsRequired"));
+    assert_eq!(
+        message(&answer).child_text(MESSAGES, "ResponseCode"),
+        Some("ErrorSendMeetingInvitationsRequired")
+    );
     assert!(w.em.items(ALICE).is_empty() && w.em.items(ROOM).is_empty(), "refusals change nothing");
     // The https spelling of the SOAP namespace is not SOAP.
-    let doc = request::envelope(None, request::get_room_lists()).to_document().replace("http://schemas.xmlsoap.org", "https://schemas.xmlsoap.org");
+    let doc = request::envelope(None, request::get_room_lists())
+        .to_document()
+        .replace("http://schemas.xmlsoap.org", "https://schemas.xmlsoap.org");
     let (status, _) = w.send_raw(ROOM, doc).await;
     assert_eq!(status, 500);
     // An unknown server version.
-    let doc = request::envelope(None, request::get_room_lists()).to_document().replace("Exchange2013_SP1", "Exchange2019");
+    let doc = request::envelope(None, request::get_room_lists())
+        .to_document()
+        .replace("Exchange2013_SP1", "Exchange2019");
     let (status, fault) = w.send_raw(ROOM, doc).await;
     assert_eq!(status, 500);
     assert!(fault.to_document().contains("ErrorInvalidServerVersion"));

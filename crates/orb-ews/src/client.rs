@@ -11,8 +11,8 @@ use url::Url;
 
 use crate::error::EwsError;
 use crate::model::{
-    CalendarItem, CalendarPage, Directory, ItemId, MeetingChange, NewMeeting, PushRequest, Subscription, SyncPage,
-    Window,
+    CalendarItem, CalendarPage, Directory, ItemId, MeetingChange, NewMeeting, PushRequest, Subscription,
+    SyncPage, Window,
 };
 use crate::request::{self, ConflictResolution, Shape};
 use crate::response::{self, HttpAnswer};
@@ -135,8 +135,9 @@ impl EwsClient {
             .connect_timeout(config.connect_timeout.min(config.request_timeout))
             .timeout(config.request_timeout);
         for pem in &config.extra_roots_pem {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| config_err(format!("an extra CA certificate is not valid PEM ({e}); check the file")))?;
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
+                config_err(format!("an extra CA certificate is not valid PEM ({e}); check the file"))
+            })?;
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| config_err(format!("cannot build the HTTP client: {e}")))?;
@@ -146,7 +147,8 @@ impl EwsClient {
     fn headers(&self, op: &str, target: &Target<'_>) -> Result<HeaderMap, EwsError> {
         let mut h = HeaderMap::new();
         let value = |s: &str| {
-            HeaderValue::from_str(s).map_err(|_| EwsError::Invalid { reason: "a header value is not valid".into() })
+            HeaderValue::from_str(s)
+                .map_err(|_| EwsError::Invalid { reason: "a header value is not valid".into() })
         };
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
         h.insert(ACCEPT, HeaderValue::from_static("text/xml"));
@@ -159,7 +161,10 @@ impl EwsClient {
             Auth::Basic { username, password } => {
                 use base64::Engine as _;
                 let raw = format!("{username}:{}", password.expose_secret());
-                HeaderValue::from_str(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
+                HeaderValue::from_str(&format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ))
             }
             Auth::Bearer(token) => HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())),
         }
@@ -196,7 +201,10 @@ impl EwsClient {
         let status = resp.status().as_u16();
         if (300..400).contains(&status) {
             // Exchange redirects to /ews/genericerrorpage.htm under stress; ORB follows no redirect.
-            return Err(EwsError::Transient { status: Some(status), what: format!("HTTP {status} redirect (not followed)") });
+            return Err(EwsError::Transient {
+                status: Some(status),
+                what: format!("HTTP {status} redirect (not followed)"),
+            });
         }
         let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let retry_after = resp
@@ -227,7 +235,9 @@ impl EwsClient {
             return Err(EwsError::Invalid { reason: "the calendar window ends before it starts".into() });
         }
         if window.end - window.start > chrono::Duration::days(730) {
-            return Err(EwsError::Invalid { reason: "a calendar view may span at most two years; split the window".into() });
+            return Err(EwsError::Invalid {
+                reason: "a calendar view may span at most two years; split the window".into(),
+            });
         }
         let op = request::find_calendar_view(window, self.config.max_entries, self.config.shape);
         let answer = self.call(target, op).await?;
@@ -246,16 +256,19 @@ impl EwsClient {
         let answer = self.call(target, request::get_items(ids, self.config.shape)).await?;
         let out = response::get_item(&answer, Some(target.mailbox.as_str()))?;
         if out.len() != ids.len() {
-            return Err(EwsError::Protocol { reason: format!("{} ids asked, {} answers", ids.len(), out.len()) });
+            return Err(EwsError::Protocol {
+                reason: format!("{} ids asked, {} answers", ids.len(), out.len()),
+            });
         }
         Ok(out)
     }
 
     /// Reads one item.
     pub async fn get_item(&self, target: Target<'_>, id: &ItemId) -> Result<CalendarItem, EwsError> {
-        self.get_items(target, std::slice::from_ref(id)).await?.pop().unwrap_or_else(|| {
-            Err(EwsError::Protocol { reason: "GetItem answered nothing".into() })
-        })
+        self.get_items(target, std::slice::from_ref(id))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(EwsError::Protocol { reason: "GetItem answered nothing".into() }))
     }
 
     /// Creates a meeting in the impersonated organizer's calendar, inviting the room.
@@ -313,7 +326,11 @@ impl EwsClient {
     }
 
     /// `GetRooms` of one room list.
-    pub async fn rooms(&self, target: Target<'_>, room_list: &EmailAddress) -> Result<Vec<Directory>, EwsError> {
+    pub async fn rooms(
+        &self,
+        target: Target<'_>,
+        room_list: &EmailAddress,
+    ) -> Result<Vec<Directory>, EwsError> {
         let answer = self.call(target, request::get_rooms(room_list)).await?;
         response::rooms(&answer)
     }
@@ -330,8 +347,13 @@ impl EwsClient {
     }
 
     /// A push subscription on the calendar (start the listener first).
-    pub async fn subscribe_push(&self, target: Target<'_>, req: &PushRequest) -> Result<Subscription, EwsError> {
-        let url = Url::parse(&req.url).map_err(|e| EwsError::Invalid { reason: format!("callback URL: {e}") })?;
+    pub async fn subscribe_push(
+        &self,
+        target: Target<'_>,
+        req: &PushRequest,
+    ) -> Result<Subscription, EwsError> {
+        let url =
+            Url::parse(&req.url).map_err(|e| EwsError::Invalid { reason: format!("callback URL: {e}") })?;
         if url.scheme() != "https" && !self.config.allow_plain_http {
             return Err(EwsError::Invalid { reason: "the callback URL must be https".into() });
         }
@@ -371,7 +393,8 @@ mod tests {
         let url = Url::parse("http://exchange.example/EWS/Exchange.asmx").unwrap();
         let err = EwsClient::new(EwsConfig::new(url.clone(), basic())).unwrap_err();
         assert!(err.to_string().contains("use https"), "{err}");
-        let err = EwsClient::new(EwsConfig::new(url.clone(), Auth::Bearer(SecretString::from("t")))).unwrap_err();
+        let err =
+            EwsClient::new(EwsConfig::new(url.clone(), Auth::Bearer(SecretString::from("t")))).unwrap_err();
         assert!(matches!(err, EwsError::Config { .. }));
         assert!(EwsClient::new(EwsConfig { allow_plain_http: true, ..EwsConfig::new(url, basic()) }).is_ok());
         let ftp = Url::parse("ftp://exchange.example/").unwrap();

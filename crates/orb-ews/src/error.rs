@@ -57,7 +57,9 @@ pub enum EwsError {
         status: u16,
     },
     /// The subscription is lost (`ErrorSubscriptionNotFound`, `ErrorInvalidWatermark`, …).
-    #[error("the subscription is gone ({code}); subscribe again without the old watermark and re-sync the folder")]
+    #[error(
+        "the subscription is gone ({code}); subscribe again without the old watermark and re-sync the folder"
+    )]
     SubscriptionLost {
         /// The response code.
         code: String,
@@ -70,7 +72,9 @@ pub enum EwsError {
     },
     /// A permanent refusal: a SOAP fault such as `ErrorSchemaValidation`, or a per-message error that
     /// retrying will not change.
-    #[error("Exchange refused the request ({code}: {message}); retrying will not help, the request must change")]
+    #[error(
+        "Exchange refused the request ({code}: {message}); retrying will not help, the request must change"
+    )]
     Rejected {
         /// The response code.
         code: String,
@@ -78,7 +82,9 @@ pub enum EwsError {
         message: String,
     },
     /// The answer is not an EWS answer ORB can read.
-    #[error("Exchange answered something ORB cannot read ({reason}); check the EWS URL points at /EWS/Exchange.asmx")]
+    #[error(
+        "Exchange answered something ORB cannot read ({reason}); check the EWS URL points at /EWS/Exchange.asmx"
+    )]
     Protocol {
         /// What was wrong.
         reason: String,
@@ -149,7 +155,12 @@ const SUBSCRIPTION_LOST: &[&str] = &[
 
 /// Maps an EWS response code to an error. `mailbox` is the impersonated mailbox (for the message),
 /// `back_off` the `BackOffMilliseconds` if the answer carried one.
-pub fn classify_code(code: &str, message: &str, mailbox: Option<&str>, back_off: Option<Duration>) -> EwsError {
+pub fn classify_code(
+    code: &str,
+    message: &str,
+    mailbox: Option<&str>,
+    back_off: Option<Duration>,
+) -> EwsError {
     let code_s = code.to_owned();
     let mailbox = mailbox.unwrap_or("(no mailbox)").to_owned();
     match code {
@@ -174,13 +185,16 @@ pub fn classify_code(code: &str, message: &str, mailbox: Option<&str>, back_off:
         "ErrorNonExistentMailbox" => EwsError::ImpersonationDenied {
             code: code_s,
             mailbox,
-            hint: "the address does not resolve to a mailbox in this Exchange organisation; check the room's \
+            hint:
+                "the address does not resolve to a mailbox in this Exchange organisation; check the room's \
                    or organizer's address in ORB's settings"
-                .into(),
+                    .into(),
         },
         "ErrorItemNotFound" => EwsError::NotFound { code: code_s },
         c if SUBSCRIPTION_LOST.contains(&c) => EwsError::SubscriptionLost { code: code_s },
-        "ErrorInvalidSyncStateData" | "ErrorSyncFolderNotFound" => EwsError::SyncStateInvalid { code: code_s },
+        "ErrorInvalidSyncStateData" | "ErrorSyncFolderNotFound" => {
+            EwsError::SyncStateInvalid { code: code_s }
+        }
         _ => EwsError::Rejected { code: code_s, message: message.to_owned() },
     }
 }

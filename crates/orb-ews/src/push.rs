@@ -120,7 +120,10 @@ fn event(el: &Element) -> Option<Event> {
         watermark: el.child_text(TYPES, "Watermark").map(|w| w.trim().to_owned()),
         timestamp: el.child_text(TYPES, "TimeStamp").and_then(parse_time),
         item_id: el.find(TYPES, "ItemId").and_then(|i| {
-            Some(ItemId { id: i.get_attr("Id")?.to_owned(), change_key: i.get_attr("ChangeKey").map(str::to_owned) })
+            Some(ItemId {
+                id: i.get_attr("Id")?.to_owned(),
+                change_key: i.get_attr("ChangeKey").map(str::to_owned),
+            })
         }),
         folder_id: id_attr("FolderId"),
         parent_folder_id: id_attr("ParentFolderId"),
@@ -140,12 +143,19 @@ pub fn parse_notification(body: &str) -> Result<Vec<Notification>, EwsError> {
     let send = envelope
         .path(&[(SOAP, "Body"), (MESSAGES, "SendNotification")])
         .ok_or_else(|| protocol("the body holds no m:SendNotification"))?;
-    let messages = send.find(MESSAGES, "ResponseMessages").ok_or_else(|| protocol("SendNotification without ResponseMessages"))?;
+    let messages = send
+        .find(MESSAGES, "ResponseMessages")
+        .ok_or_else(|| protocol("SendNotification without ResponseMessages"))?;
     let mut out = Vec::new();
     for msg in messages.find_all(MESSAGES, "SendNotificationResponseMessage") {
         if msg.get_attr("ResponseClass") == Some("Error") {
             let code = msg.child_text(MESSAGES, "ResponseCode").unwrap_or("ErrorUnknown").trim();
-            return Err(classify_code(code, msg.child_text(MESSAGES, "MessageText").unwrap_or_default(), None, None));
+            return Err(classify_code(
+                code,
+                msg.child_text(MESSAGES, "MessageText").unwrap_or_default(),
+                None,
+                None,
+            ));
         }
         // `m:Notification` on the wire; the schema's type lives in types.xsd: accept both.
         let n = msg
@@ -178,10 +188,12 @@ pub fn notification_result(status: SubscriptionStatus) -> String {
         SubscriptionStatus::Unsubscribe => "Unsubscribe",
     };
     Element::new(SOAP, "Envelope")
-        .child(Element::new(SOAP, "Body").child(
-            Element::new(MESSAGES, "SendNotificationResult")
-                .child(Element::new(MESSAGES, "SubscriptionStatus").text(status)),
-        ))
+        .child(
+            Element::new(SOAP, "Body").child(
+                Element::new(MESSAGES, "SendNotificationResult")
+                    .child(Element::new(MESSAGES, "SubscriptionStatus").text(status)),
+            ),
+        )
         .to_document()
 }
 
@@ -229,16 +241,18 @@ pub fn notification_document(n: &Notification) -> String {
         .children(n.events.iter().map(event_element));
     Element::new(SOAP, "Envelope")
         .child(Element::new(SOAP, "Header").child(t("RequestServerVersion").attr("Version", "Exchange2016")))
-        .child(Element::new(SOAP, "Body").child(
-            Element::new(MESSAGES, "SendNotification").child(
-                Element::new(MESSAGES, "ResponseMessages").child(
-                    Element::new(MESSAGES, "SendNotificationResponseMessage")
-                        .attr("ResponseClass", "Success")
-                        .child(Element::new(MESSAGES, "ResponseCode").text("NoError"))
-                        .child(notification),
+        .child(
+            Element::new(SOAP, "Body").child(
+                Element::new(MESSAGES, "SendNotification").child(
+                    Element::new(MESSAGES, "ResponseMessages").child(
+                        Element::new(MESSAGES, "SendNotificationResponseMessage")
+                            .attr("ResponseClass", "Success")
+                            .child(Element::new(MESSAGES, "ResponseCode").text("NoError"))
+                            .child(notification),
+                    ),
                 ),
             ),
-        ))
+        )
         .to_document()
 }
 
@@ -284,7 +298,12 @@ mod tests {
             assert_eq!(parse_notification_result(&notification_result(s)).unwrap(), s);
         }
         assert!(parse_notification_result("<x/>").is_err());
-        for bad in ["", "not xml", "<a/>", r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#] {
+        for bad in [
+            "",
+            "not xml",
+            "<a/>",
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#,
+        ] {
             assert!(matches!(parse_notification(bad), Err(EwsError::Protocol { .. })), "{bad}");
         }
     }

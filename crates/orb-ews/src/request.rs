@@ -251,7 +251,8 @@ pub fn sync_folder_items(sync_state: Option<&str>, max_changes: u32) -> Element 
 }
 
 /// The event types ORB subscribes to.
-pub const EVENT_TYPES: &[&str] = &["CreatedEvent", "ModifiedEvent", "DeletedEvent", "MovedEvent", "CopiedEvent"];
+pub const EVENT_TYPES: &[&str] =
+    &["CreatedEvent", "ModifiedEvent", "DeletedEvent", "MovedEvent", "CopiedEvent"];
 
 /// `Subscribe` with a `PushSubscriptionRequest` on the calendar.
 pub fn subscribe_push(req: &PushRequest) -> Element {
@@ -449,7 +450,11 @@ mod tests {
             Some("Exchange2013_SP1")
         );
         let sid = header
-            .path(&[(TYPES, "ExchangeImpersonation"), (TYPES, "ConnectingSID"), (TYPES, "PrimarySmtpAddress")])
+            .path(&[
+                (TYPES, "ExchangeImpersonation"),
+                (TYPES, "ConnectingSID"),
+                (TYPES, "PrimarySmtpAddress"),
+            ])
             .unwrap();
         assert_eq!(sid.text, "alice@contoso.com");
         assert!(doc.contains("xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\""));

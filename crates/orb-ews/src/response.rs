@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::error::{EwsError, classify_code};
 use crate::model::{
-    Attendee, CalendarItem, CalendarItemType, CalendarPage, Directory, ItemId, Mailbox, ORB_MATCH_PROPERTY_NAME,
-    ORB_PROPERTY_SET_ID, ResponseType, Subscription, SyncChange, SyncPage, parse_time,
+    Attendee, CalendarItem, CalendarItemType, CalendarPage, Directory, ItemId, Mailbox,
+    ORB_MATCH_PROPERTY_NAME, ORB_PROPERTY_SET_ID, ResponseType, Subscription, SyncChange, SyncPage,
+    parse_time,
 };
 use crate::xml::{self, ERRORS, Element, MESSAGES, SOAP, TYPES};
 
@@ -67,7 +68,12 @@ pub fn operation_response(answer: &HttpAnswer<'_>, mailbox: Option<&str>) -> Res
     let envelope = match parsed {
         Ok(e) if e.is(SOAP, "Envelope") => e,
         Ok(_) | Err(_) if answer.status >= 500 => return Err(transient(format!("HTTP {}", answer.status))),
-        Ok(e) => return Err(protocol(format!("the root element is {{{}}}{}, not a SOAP 1.1 Envelope", e.ns, e.name))),
+        Ok(e) => {
+            return Err(protocol(format!(
+                "the root element is {{{}}}{}, not a SOAP 1.1 Envelope",
+                e.ns, e.name
+            )));
+        }
         Err(e) => return Err(protocol(e.to_string())),
     };
     let body = envelope.find(SOAP, "Body").ok_or_else(|| protocol("the envelope has no Body"))?;
@@ -103,9 +109,9 @@ pub fn fault_error(fault: &Element, mailbox: Option<&str>) -> EwsError {
 
 /// The `…ResponseMessage` elements of an operation response (`m:ResponseMessages/*`).
 pub fn response_messages(op: &Element) -> Result<Vec<&Element>, EwsError> {
-    let msgs = op.find(MESSAGES, "ResponseMessages").ok_or_else(|| {
-        protocol(format!("{} has no ResponseMessages", op.name))
-    })?;
+    let msgs = op
+        .find(MESSAGES, "ResponseMessages")
+        .ok_or_else(|| protocol(format!("{} has no ResponseMessages", op.name)))?;
     Ok(msgs.children.iter().collect())
 }
 
@@ -161,7 +167,9 @@ fn attendees(el: Option<&Element>) -> Vec<Attendee> {
 fn time(el: &Element, name: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, EwsError> {
     match el.child_text(TYPES, name) {
         None => Ok(None),
-        Some(s) => parse_time(s).map(Some).ok_or_else(|| protocol(format!("{name} `{s}` is not a zoned xs:dateTime"))),
+        Some(s) => parse_time(s)
+            .map(Some)
+            .ok_or_else(|| protocol(format!("{name} `{s}` is not a zoned xs:dateTime"))),
     }
 }
 
@@ -177,7 +185,8 @@ pub fn is_match_uri(uri: &Element) -> bool {
 
 /// Reads a `t:CalendarItem`.
 pub fn calendar_item(el: &Element) -> Result<CalendarItem, EwsError> {
-    let item_id = item_id_of(el.find(TYPES, "ItemId").ok_or_else(|| protocol("a CalendarItem without ItemId"))?)?;
+    let item_id =
+        item_id_of(el.find(TYPES, "ItemId").ok_or_else(|| protocol("a CalendarItem without ItemId"))?)?;
     let match_id = el
         .find_all(TYPES, "ExtendedProperty")
         .find(|p| p.find(TYPES, "ExtendedFieldURI").is_some_and(is_match_uri))
@@ -215,7 +224,10 @@ pub fn find_item(op: &Element, mailbox: Option<&str>) -> Result<CalendarPage, Ew
 }
 
 /// Reads a `GetItemResponse`: one result per requested id, in order (an error per id stays per id).
-pub fn get_item(op: &Element, mailbox: Option<&str>) -> Result<Vec<Result<CalendarItem, EwsError>>, EwsError> {
+pub fn get_item(
+    op: &Element,
+    mailbox: Option<&str>,
+) -> Result<Vec<Result<CalendarItem, EwsError>>, EwsError> {
     Ok(response_messages(op)?
         .into_iter()
         .map(|msg| {
@@ -253,7 +265,8 @@ pub fn sync_folder_items(op: &Element, mailbox: Option<&str>) -> Result<SyncPage
     let mut changes = Vec::new();
     if let Some(list) = msg.find(MESSAGES, "Changes") {
         for c in &list.children {
-            let item = || c.find(TYPES, "CalendarItem").ok_or_else(|| protocol("a change without CalendarItem"));
+            let item =
+                || c.find(TYPES, "CalendarItem").ok_or_else(|| protocol("a change without CalendarItem"));
             match c.name.as_str() {
                 "Create" => changes.push(SyncChange::Create(calendar_item(item()?)?)),
                 "Update" => changes.push(SyncChange::Update(calendar_item(item()?)?)),
@@ -282,7 +295,10 @@ fn directory(el: &Element) -> Option<Directory> {
 /// Reads a `GetRoomListsResponse` (not wrapped in `ResponseMessages`).
 pub fn room_lists(op: &Element) -> Result<Vec<Directory>, EwsError> {
     check_class(op, None)?;
-    Ok(op.find(MESSAGES, "RoomLists").map(|l| l.find_all(TYPES, "Address").filter_map(directory).collect()).unwrap_or_default())
+    Ok(op
+        .find(MESSAGES, "RoomLists")
+        .map(|l| l.find_all(TYPES, "Address").filter_map(directory).collect())
+        .unwrap_or_default())
 }
 
 /// Reads a `GetRoomsResponse` (not wrapped in `ResponseMessages`).
@@ -290,7 +306,9 @@ pub fn rooms(op: &Element) -> Result<Vec<Directory>, EwsError> {
     check_class(op, None)?;
     Ok(op
         .find(MESSAGES, "Rooms")
-        .map(|l| l.find_all(TYPES, "Room").filter_map(|r| r.find(TYPES, "Id")).filter_map(directory).collect())
+        .map(|l| {
+            l.find_all(TYPES, "Room").filter_map(|r| r.find(TYPES, "Id")).filter_map(directory).collect()
+        })
         .unwrap_or_default())
 }
 
@@ -326,18 +344,34 @@ mod tests {
     #[test]
     fn http_level_failures_are_classified() {
         let e = operation_response(&answer(500, BUSY_FAULT), None).unwrap_err();
-        assert_eq!(e, EwsError::Busy { code: "ErrorServerBusy".into(), back_off: Some(Duration::from_millis(297_749)) });
-        let html = HttpAnswer { content_type: Some("text/html"), ..answer(500, "<html><body>Runtime Error</body></html>") };
+        assert_eq!(
+            e,
+            EwsError::Busy { code: "ErrorServerBusy".into(), back_off: Some(Duration::from_millis(297_749)) }
+        );
+        let html = HttpAnswer {
+            content_type: Some("text/html"),
+            ..answer(500, "<html><body>Runtime Error</body></html>")
+        };
         assert!(operation_response(&html, None).unwrap_err().is_retryable());
         let e503 = operation_response(&answer(503, ""), None).unwrap_err();
         assert!(matches!(e503, EwsError::Transient { status: Some(503), .. }));
         let after = HttpAnswer { retry_after: Some(Duration::from_secs(7)), ..answer(503, "") };
         assert_eq!(operation_response(&after, None).unwrap_err().retry_after(), Some(Duration::from_secs(7)));
-        assert_eq!(operation_response(&answer(401, ""), None).unwrap_err(), EwsError::Unauthorized { status: 401 });
-        assert!(matches!(operation_response(&answer(200, "{}"), None).unwrap_err(), EwsError::Protocol { .. }));
+        assert_eq!(
+            operation_response(&answer(401, ""), None).unwrap_err(),
+            EwsError::Unauthorized { status: 401 }
+        );
+        assert!(matches!(
+            operation_response(&answer(200, "{}"), None).unwrap_err(),
+            EwsError::Protocol { .. }
+        ));
         // The https spelling of the SOAP namespace is not SOAP.
-        let https = r#"<s:Envelope xmlns:s="https://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#;
-        assert!(matches!(operation_response(&answer(200, https), None).unwrap_err(), EwsError::Protocol { .. }));
+        let https =
+            r#"<s:Envelope xmlns:s="https://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#;
+        assert!(matches!(
+            operation_response(&answer(200, https), None).unwrap_err(),
+            EwsError::Protocol { .. }
+        ));
     }
 
     #[test]

@@ -255,7 +255,8 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                         _ if key.starts_with("xml:") => "http://www.w3.org/XML/1998/namespace".to_owned(),
                         other => ns_of(&other)?,
                     };
-                    let value = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(xml_err)?.into_owned();
+                    let value =
+                        a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(xml_err)?.into_owned();
                     el.attrs.push(Attr { ns: ans, name: local.as_ref().to_owned(), value });
                 }
                 if root.is_some() {
@@ -298,7 +299,8 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                 } else {
                     quick_xml::escape::resolve_predefined_entity(&r.xml10_content()).map(str::to_owned)
                 };
-                let text = resolved.ok_or_else(|| xml_err(format!("unknown entity `&{};`", r.xml10_content())))?;
+                let text =
+                    resolved.ok_or_else(|| xml_err(format!("unknown entity `&{};`", r.xml10_content())))?;
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&text);
                 }
@@ -353,7 +355,9 @@ mod tests {
 
     #[test]
     fn malformed_input_is_an_error() {
-        for bad in ["", "<a>", "<a></b>", "<a/><b/>", "<!DOCTYPE a><a/>", "<a>&bogus;</a>", "<p:a/>", "<html>oops"] {
+        for bad in
+            ["", "<a>", "<a></b>", "<a/><b/>", "<!DOCTYPE a><a/>", "<a>&bogus;</a>", "<p:a/>", "<html>oops"]
+        {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -40,7 +40,8 @@ struct World {
 
 fn client(served: &Served, user: &str, password: &str) -> EwsClient {
     let auth = Auth::Basic { username: user.into(), password: SecretString::from(password.to_owned()) };
-    let config = EwsConfig { allow_plain_http: true, ..EwsConfig::new(served.ews_url().parse().unwrap(), auth) };
+    let config =
+        EwsConfig { allow_plain_http: true, ..EwsConfig::new(served.ews_url().parse().unwrap(), auth) };
     EwsClient::new(config).unwrap()
 }
 
@@ -50,7 +51,11 @@ async fn world() -> World {
     em.add_user(ALICE, "Alice Example");
     em.add_user(BOB, "Bob");
     em.add_room(ROOM, "Room 4.12", RoomSettings::default());
-    em.add_room(ROOM5, "Room 5", RoomSettings { delete_subject: false, add_organizer_to_subject: false, ..RoomSettings::default() });
+    em.add_room(
+        ROOM5,
+        "Room 5",
+        RoomSettings { delete_subject: false, add_organizer_to_subject: false, ..RoomSettings::default() },
+    );
     let scope: BTreeSet<String> = [ALICE, ROOM, ROOM5].iter().map(|s| s.to_string()).collect();
     em.add_account("svc-orb", "orb-password", Scope::Mailboxes(scope));
     em.add_account("outlook", "outlook-password", Scope::All);
@@ -63,7 +68,10 @@ async fn world() -> World {
 }
 
 fn target(mailbox: &EmailAddress) -> Target<'_> {
-    Target { mailbox, correlation: CorrelationId::generate(Utc.with_ymd_and_hms(2026, 8, 20, 9, 0, 0).unwrap()) }
+    Target {
+        mailbox,
+        correlation: CorrelationId::generate(Utc.with_ymd_and_hms(2026, 8, 20, 9, 0, 0).unwrap()),
+    }
 }
 
 fn meeting(room: &str, start: DateTime<Utc>, match_id: &str) -> NewMeeting {
@@ -109,8 +117,18 @@ async fn a_meeting_made_as_the_organizer_reaches_the_room_and_is_updated_and_can
     assert_eq!(organizers.resources[0].mailbox.email.as_deref(), Some(ROOM));
 
     // The room's answer changed the organizer's item after the create's answer: its change key is stale.
-    let stale = w.orb.update_meeting(org, &created, &MeetingChange { start: Some(at(1, 10)), end: Some(at(1, 11)), ..Default::default() }).await;
-    assert!(matches!(stale, Err(EwsError::Changed { ref code }) if code == "ErrorIrresolvableConflict"), "{stale:?}");
+    let stale = w
+        .orb
+        .update_meeting(
+            org,
+            &created,
+            &MeetingChange { start: Some(at(1, 10)), end: Some(at(1, 11)), ..Default::default() },
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(EwsError::Changed { ref code }) if code == "ErrorIrresolvableConflict"),
+        "{stale:?}"
+    );
     assert_eq!(w.em.items(ROOM)[0].start, at(1, 8), "a refused update changes nothing");
 
     // With the change key just read, the update lands and reaches the room.
@@ -152,7 +170,11 @@ async fn a_conflicting_request_is_declined_and_the_room_keeps_one_booking() {
     let w = world().await;
     let alice = addr(ALICE);
     let first = w.orb.create_meeting(target(&alice), &meeting(ROOM, at(2, 8), "m-1")).await.unwrap();
-    let overlapping = NewMeeting { start: at(2, 8) + Duration::minutes(30), end: at(2, 9) + Duration::minutes(30), ..meeting(ROOM, at(2, 8), "m-2") };
+    let overlapping = NewMeeting {
+        start: at(2, 8) + Duration::minutes(30),
+        end: at(2, 9) + Duration::minutes(30),
+        ..meeting(ROOM, at(2, 8), "m-2")
+    };
     let second = w.orb.create_meeting(target(&alice), &overlapping).await.unwrap();
     let items = w.em.items(ROOM);
     assert_eq!(items.len(), 1, "the declined request left no copy");
@@ -192,7 +214,10 @@ async fn calendar_views_keep_to_their_window_and_say_when_they_are_cut() {
     let before = w.em.requests().len();
     let backwards = Window { start: at(5, 0), end: at(4, 0) };
     assert!(matches!(w.orb.calendar_view(target(&room), backwards).await, Err(EwsError::Invalid { .. })));
-    assert!(matches!(w.orb.calendar_view(target(&room), window(at(1, 0), 800)).await, Err(EwsError::Invalid { .. })));
+    assert!(matches!(
+        w.orb.calendar_view(target(&room), window(at(1, 0), 800)).await,
+        Err(EwsError::Invalid { .. })
+    ));
     assert_eq!(w.em.requests().len(), before);
 }
 
@@ -219,11 +244,21 @@ async fn sync_folder_items_reports_creates_updates_and_deletes_once() {
     assert!(nothing.changes.is_empty() && nothing.includes_last);
     // Retime one, cancel it: one Update (coalesced).
     let fresh = w.orb.get_item(target(&alice), &a).await.unwrap();
-    let moved = w.orb.update_meeting(target(&alice), &fresh.item_id, &MeetingChange { start: Some(at(6, 12)), end: Some(at(6, 13)), ..Default::default() }).await.unwrap();
+    let moved = w
+        .orb
+        .update_meeting(
+            target(&alice),
+            &fresh.item_id,
+            &MeetingChange { start: Some(at(6, 12)), end: Some(at(6, 13)), ..Default::default() },
+        )
+        .await
+        .unwrap();
     w.orb.cancel_meeting(target(&alice), &moved).await.unwrap();
     let page = w.orb.sync_calendar(target(&room), state.as_deref(), 512).await.unwrap();
     assert_eq!(page.changes.len(), 1, "{:?}", page.changes);
-    assert!(matches!(&page.changes[0], SyncChange::Update(i) if i.item_type == Some(orb_ews::model::CalendarItemType::Single)));
+    assert!(
+        matches!(&page.changes[0], SyncChange::Update(i) if i.item_type == Some(orb_ews::model::CalendarItemType::Single))
+    );
     // The organizer's calendar shows a Delete for the cancelled meeting.
     let org = w.orb.sync_calendar(target(&alice), None, 512).await.unwrap();
     assert_eq!(org.changes.len(), 1, "created and deleted since: only the live one");
@@ -243,18 +278,25 @@ struct Receiver {
     answer: Arc<Mutex<(u16, SubscriptionStatus)>>,
 }
 
-async fn receiver() -> (String, mpsc::UnboundedReceiver<String>, Arc<Mutex<(u16, SubscriptionStatus)>>, tokio::task::JoinHandle<()>) {
+async fn receiver() -> (
+    String,
+    mpsc::UnboundedReceiver<String>,
+    Arc<Mutex<(u16, SubscriptionStatus)>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let answer = Arc::new(Mutex::new((200, SubscriptionStatus::Ok)));
     let state = Receiver { tx, answer: answer.clone() };
     let app = axum::Router::new()
         .route(
             "/hooks/ews/t1",
-            axum::routing::post(|axum::extract::State(r): axum::extract::State<Receiver>, body: String| async move {
-                let _ = r.tx.send(body);
-                let (status, answer) = *r.answer.lock().unwrap();
-                (axum::http::StatusCode::from_u16(status).unwrap(), push::notification_result(answer))
-            }),
+            axum::routing::post(
+                |axum::extract::State(r): axum::extract::State<Receiver>, body: String| async move {
+                    let _ = r.tx.send(body);
+                    let (status, answer) = *r.answer.lock().unwrap();
+                    (axum::http::StatusCode::from_u16(status).unwrap(), push::notification_result(answer))
+                },
+            ),
         )
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -266,7 +308,8 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<String>, Arc<Mutex<(u16,
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> Vec<push::Notification> {
-    let body = tokio::time::timeout(StdDuration::from_secs(20), rx.recv()).await.expect("a notification").unwrap();
+    let body =
+        tokio::time::timeout(StdDuration::from_secs(20), rx.recv()).await.expect("a notification").unwrap();
     push::parse_notification(&body).unwrap()
 }
 
@@ -285,7 +328,11 @@ async fn push_notifications_reach_a_local_receiver_and_failures_are_retried_unti
     let w = world().await;
     let (alice, room) = (addr(ALICE), addr(ROOM));
     let (url, mut rx, answer, _task) = receiver().await;
-    let sub = w.orb.subscribe_push(target(&room), &PushRequest { url, status_frequency_minutes: 1, watermark: None }).await.unwrap();
+    let sub = w
+        .orb
+        .subscribe_push(target(&room), &PushRequest { url, status_frequency_minutes: 1, watermark: None })
+        .await
+        .unwrap();
     w.orb.create_meeting(target(&alice), &meeting(ROOM, at(7, 8), "p")).await.unwrap();
     let n = next(&mut rx).await;
     assert_eq!(n[0].subscription_id, sub.id);
@@ -307,8 +354,22 @@ async fn push_notifications_reach_a_local_receiver_and_failures_are_retried_unti
     // (1 min), so the subscription silently disappears.
     *answer.lock().unwrap() = (500, SubscriptionStatus::Ok);
     let before = w.em.deliveries().len();
-    let fresh = w.orb.get_item(target(&alice), &w.orb.calendar_view(target(&alice), window(at(7, 0), 1)).await.unwrap().items[0].item_id).await.unwrap();
-    w.orb.update_meeting(target(&alice), &fresh.item_id, &MeetingChange { start: Some(at(7, 9)), end: Some(at(7, 10)), ..Default::default() }).await.unwrap();
+    let fresh = w
+        .orb
+        .get_item(
+            target(&alice),
+            &w.orb.calendar_view(target(&alice), window(at(7, 0), 1)).await.unwrap().items[0].item_id,
+        )
+        .await
+        .unwrap();
+    w.orb
+        .update_meeting(
+            target(&alice),
+            &fresh.item_id,
+            &MeetingChange { start: Some(at(7, 9)), end: Some(at(7, 10)), ..Default::default() },
+        )
+        .await
+        .unwrap();
     wait_for_deliveries(&w.em, before + 1).await;
     assert_eq!(w.em.subscriptions()[0].failures, 1);
     w.em.tick().await;
@@ -338,10 +399,16 @@ async fn unsubscribe_answers_and_the_operation_end_subscriptions() {
     // The Unsubscribe operation; a second time it is gone.
     let sub = w.orb.subscribe_push(target(&room), &req).await.unwrap();
     w.orb.unsubscribe(target(&room), &sub.id).await.unwrap();
-    assert!(matches!(w.orb.unsubscribe(target(&room), &sub.id).await, Err(EwsError::SubscriptionLost { .. })));
+    assert!(matches!(
+        w.orb.unsubscribe(target(&room), &sub.id).await,
+        Err(EwsError::SubscriptionLost { .. })
+    ));
     // A watermark from another mailbox is refused.
     let bad = PushRequest { watermark: Some("bm9wZXwx".into()), ..req };
-    assert!(matches!(w.orb.subscribe_push(target(&room), &bad).await, Err(EwsError::SubscriptionLost { .. })));
+    assert!(matches!(
+        w.orb.subscribe_push(target(&room), &bad).await,
+        Err(EwsError::SubscriptionLost { .. })
+    ));
 }
 
 #[tokio::test]
@@ -362,7 +429,12 @@ async fn server_busy_back_offs_are_waited_out_or_handed_back() {
     // A 503's Retry-After is honoured like a back-off: handed back when longer than the client waits.
     let auth = Auth::Basic { username: "svc-orb".into(), password: SecretString::from("orb-password") };
     let base = EwsConfig::new(w.served.ews_url().parse().unwrap(), auth);
-    let impatient = EwsClient::new(EwsConfig { allow_plain_http: true, max_inline_back_off: StdDuration::from_secs(1), ..base }).unwrap();
+    let impatient = EwsClient::new(EwsConfig {
+        allow_plain_http: true,
+        max_inline_back_off: StdDuration::from_secs(1),
+        ..base
+    })
+    .unwrap();
     w.em.set_knobs(Knobs { unavailable_count: 1, retry_after_secs: Some(7), ..Knobs::default() });
     let e = impatient.calendar_view(target(&room), window(at(1, 0), 1)).await.unwrap_err();
     assert_eq!(e.retry_after(), Some(StdDuration::from_secs(7)));
@@ -382,16 +454,25 @@ async fn impersonation_outside_the_scope_is_refused_clearly_and_changes_nothing(
     let EwsError::ImpersonationDenied { code, .. } = &e else { panic!("{e:?}") };
     assert_eq!(code, "ErrorImpersonateUserDenied");
     let text = e.to_string();
-    assert!(text.contains(BOB) && text.contains("ApplicationImpersonation") && text.contains("management scope"), "{text}");
+    assert!(
+        text.contains(BOB) && text.contains("ApplicationImpersonation") && text.contains("management scope"),
+        "{text}"
+    );
     assert!(w.em.items(BOB).is_empty() && w.em.items(ROOM).is_empty());
 
     let ghost = addr("ghost@contoso.com");
     let e = w.orb.calendar_view(target(&ghost), window(at(1, 0), 1)).await.unwrap_err();
-    assert!(matches!(&e, EwsError::ImpersonationDenied { code, .. } if code == "ErrorNonExistentMailbox"), "{e:?}");
+    assert!(
+        matches!(&e, EwsError::ImpersonationDenied { code, .. } if code == "ErrorNonExistentMailbox"),
+        "{e:?}"
+    );
 
     let norole = client(&w.served, "norole", "norole-password");
     let e = norole.calendar_view(target(&addr(ROOM)), window(at(1, 0), 1)).await.unwrap_err();
-    assert!(matches!(&e, EwsError::ImpersonationDenied { code, .. } if code == "ErrorImpersonationDenied"), "{e:?}");
+    assert!(
+        matches!(&e, EwsError::ImpersonationDenied { code, .. } if code == "ErrorImpersonationDenied"),
+        "{e:?}"
+    );
 
     let wrong = client(&w.served, "svc-orb", "wrong");
     let e = wrong.calendar_view(target(&addr(ROOM)), window(at(1, 0), 1)).await.unwrap_err();
@@ -404,7 +485,11 @@ async fn rooms_are_discovered_and_bearer_tokens_work() {
     let w = world().await;
     w.em.add_bearer_token("token-1", "svc-orb");
     let auth = Auth::Bearer(SecretString::from("token-1"));
-    let bearer = EwsClient::new(EwsConfig { allow_plain_http: true, ..EwsConfig::new(w.served.ews_url().parse().unwrap(), auth) }).unwrap();
+    let bearer = EwsClient::new(EwsConfig {
+        allow_plain_http: true,
+        ..EwsConfig::new(w.served.ews_url().parse().unwrap(), auth)
+    })
+    .unwrap();
     let room = addr(ROOM);
     let lists = bearer.room_lists(target(&room)).await.unwrap();
     assert_eq!(lists.len(), 1);
@@ -426,9 +511,15 @@ async fn invalid_input_is_refused_before_anything_is_sent() {
     assert!(matches!(w.orb.create_meeting(target(&alice), &no_match).await, Err(EwsError::Invalid { .. })));
     let id = orb_ews::model::ItemId { id: "x".into(), change_key: None };
     let change = MeetingChange { subject: Some("s".into()), ..Default::default() };
-    assert!(matches!(w.orb.update_meeting(target(&alice), &id, &change).await, Err(EwsError::Invalid { .. })));
+    assert!(matches!(
+        w.orb.update_meeting(target(&alice), &id, &change).await,
+        Err(EwsError::Invalid { .. })
+    ));
     let id = orb_ews::model::ItemId::new("x", "y");
-    assert!(matches!(w.orb.update_meeting(target(&alice), &id, &MeetingChange::default()).await, Err(EwsError::Invalid { .. })));
+    assert!(matches!(
+        w.orb.update_meeting(target(&alice), &id, &MeetingChange::default()).await,
+        Err(EwsError::Invalid { .. })
+    ));
     let plain = PushRequest { url: "not a url".into(), status_frequency_minutes: 5, watermark: None };
     assert!(matches!(w.orb.subscribe_push(target(&alice), &plain).await, Err(EwsError::Invalid { .. })));
     assert!(w.em.requests().is_empty());

@@ -84,7 +84,8 @@ fn the_reference_answers_are_read() {
     assert_eq!(item.is_cancelled, Some(false));
 
     let msg = &examples("get-item-response-message.xml")[0];
-    let op = Element::new(MESSAGES, "GetItemResponse").child(Element::new(MESSAGES, "ResponseMessages").child(msg.clone()));
+    let op = Element::new(MESSAGES, "GetItemResponse")
+        .child(Element::new(MESSAGES, "ResponseMessages").child(msg.clone()));
     let got = response::get_item(&op, None).unwrap().remove(0);
     // The reference uses another property set for its example property: not ORB's match id.
     let got = got.unwrap();
@@ -96,19 +97,23 @@ fn the_reference_answers_are_read() {
     assert_eq!(got.my_response, Some(ResponseType::Organizer));
 
     let create = examples("create-item.xml");
-    let op = Element::new(MESSAGES, "CreateItemResponse").child(Element::new(MESSAGES, "ResponseMessages").child(create[1].clone()));
+    let op = Element::new(MESSAGES, "CreateItemResponse")
+        .child(Element::new(MESSAGES, "ResponseMessages").child(create[1].clone()));
     assert_eq!(response::written_item(&op, None).unwrap(), ItemId::new("AAMkA…", "DwAAA…"));
 
     let update = examples("update-item.xml");
-    let op = Element::new(MESSAGES, "UpdateItemResponse").child(Element::new(MESSAGES, "ResponseMessages").child(update[1].clone()));
+    let op = Element::new(MESSAGES, "UpdateItemResponse")
+        .child(Element::new(MESSAGES, "ResponseMessages").child(update[1].clone()));
     assert_eq!(response::written_item(&op, None).unwrap().change_key.as_deref(), Some("DwAAA…new…"));
 
     let err = &examples("delete-item-error.xml")[0];
-    let op = Element::new(MESSAGES, "DeleteItemResponse").child(Element::new(MESSAGES, "ResponseMessages").child(err.clone()));
+    let op = Element::new(MESSAGES, "DeleteItemResponse")
+        .child(Element::new(MESSAGES, "ResponseMessages").child(err.clone()));
     assert!(matches!(response::no_payload(&op, None), Err(EwsError::NotFound { .. })));
 
     let sync = examples("sync-folder-items.xml");
-    let op = Element::new(MESSAGES, "SyncFolderItemsResponse").child(Element::new(MESSAGES, "ResponseMessages").child(sync[1].clone()));
+    let op = Element::new(MESSAGES, "SyncFolderItemsResponse")
+        .child(Element::new(MESSAGES, "ResponseMessages").child(sync[1].clone()));
     let page = response::sync_folder_items(&op, None).unwrap();
     assert!(!page.includes_last);
     assert_eq!(page.changes.len(), 3);
@@ -119,7 +124,8 @@ fn the_reference_answers_are_read() {
     assert_eq!(response::rooms(&rooms[1]).unwrap()[0].email, "room-4.12@contoso.com");
 
     let sub = examples("subscribe-push.xml");
-    let op = Element::new(MESSAGES, "SubscribeResponse").child(Element::new(MESSAGES, "ResponseMessages").child(sub[1].clone()));
+    let op = Element::new(MESSAGES, "SubscribeResponse")
+        .child(Element::new(MESSAGES, "ResponseMessages").child(sub[1].clone()));
     assert_eq!(response::subscribe(&op, None).unwrap().id, "83826921-afdf-48be-b469-628cc02b5f49");
 
     let busy = read("fault-server-busy.xml");
@@ -133,14 +139,20 @@ fn the_reference_push_notification_is_read_and_answered() {
     let n = push::parse_notification(&read("send-notification.xml")).unwrap();
     assert_eq!(n[0].subscription_id, "83826921-afdf-48be-b469-628cc02b5f49");
     assert_eq!(n[0].previous_watermark.as_deref(), Some("ygwAAAAAAAA="));
-    assert_eq!(n[0].events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Created, EventKind::Modified]);
+    assert_eq!(
+        n[0].events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [EventKind::Created, EventKind::Modified]
+    );
     assert_eq!(n[0].events[0].item_id, Some(ItemId::new("AAMkA…", "DwAAA…")));
     assert_eq!(n[0].last_watermark(), Some("zAwAAAAAAAA="));
     // ORB's answer has the reference's shape.
     let ours = xml::parse(&push::notification_result(SubscriptionStatus::Ok)).unwrap();
     let reference = xml::parse(&read("send-notification-result.xml")).unwrap();
     assert_eq!(ours.shape(), reference.shape());
-    assert_eq!(push::parse_notification_result(&read("send-notification-result.xml")).unwrap(), SubscriptionStatus::Ok);
+    assert_eq!(
+        push::parse_notification_result(&read("send-notification-result.xml")).unwrap(),
+        SubscriptionStatus::Ok
+    );
     // The emulator's notification has the reference's shape (events as in the reference).
     let emitted = xml::parse(&push::notification_document(&n[0])).unwrap();
     let reference = xml::parse(&read("send-notification.xml")).unwrap();
@@ -192,7 +204,12 @@ fn orbs_requests_follow_the_reference_order() {
     assert_eq!(names(&item(&ours)), expected);
 
     let update_ref = &examples("update-item.xml")[0];
-    let change = MeetingChange { start: Some(at(9)), end: Some(at(10)), match_id: Some("m-2".into()), ..Default::default() };
+    let change = MeetingChange {
+        start: Some(at(9)),
+        end: Some(at(10)),
+        match_id: Some("m-2".into()),
+        ..Default::default()
+    };
     let ours = request::update_meeting(&ItemId::new("A", "K"), &change, ConflictResolution::NeverOverwrite);
     same_order(&ours, update_ref);
     let updates = |e: &Element| {

@@ -88,7 +88,9 @@ impl EwsEmulator {
     /// Adds a service account (user name compared case-insensitively) with its impersonation scope.
     pub fn add_account(&self, username: &str, password: &str, scope: Scope) {
         let scope = match scope {
-            Scope::Mailboxes(set) => Scope::Mailboxes(set.into_iter().map(|m| m.to_ascii_lowercase()).collect()),
+            Scope::Mailboxes(set) => {
+                Scope::Mailboxes(set.into_iter().map(|m| m.to_ascii_lowercase()).collect())
+            }
             other => other,
         };
         self.lock()
@@ -105,7 +107,14 @@ impl EwsEmulator {
         let address = address.trim().to_ascii_lowercase();
         self.lock().mailboxes.insert(
             address.clone(),
-            state::Mailbox { address, name: name.to_owned(), room, items: BTreeMap::new(), seq: 0, events: Vec::new() },
+            state::Mailbox {
+                address,
+                name: name.to_owned(),
+                room,
+                items: BTreeMap::new(),
+                seq: 0,
+                events: Vec::new(),
+            },
         );
     }
 

@@ -1,6 +1,6 @@
 //! The EWS operations on the state: each reads the operation element, changes the state like Exchange
 //! and answers with the operation's response element (per-message `ResponseClass`), or a SOAP-level
-//! [`Fault`] for request-level refusals (schema validation).
+//! `Fault` for request-level refusals (schema validation).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,10 +54,9 @@ fn m(name: &str) -> Element {
 fn message(name: &str, result: Result<Vec<Element>, Refusal>) -> Element {
     let el = m(&format!("{name}ResponseMessage"));
     match result {
-        Ok(payload) => el
-            .attr("ResponseClass", "Success")
-            .child(m("ResponseCode").text("NoError"))
-            .children(payload),
+        Ok(payload) => {
+            el.attr("ResponseClass", "Success").child(m("ResponseCode").text("NoError")).children(payload)
+        }
         Err(r) => el
             .attr("ResponseClass", "Error")
             .child(m("MessageText").text(r.message))
@@ -86,7 +85,10 @@ pub(crate) fn dispatch(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result
         "SyncFolderItems" => sync_folder_items(inner, ctx, op),
         "Subscribe" => subscribe(inner, ctx, op),
         "Unsubscribe" => unsubscribe(inner, ctx, op),
-        _ => Err(fault("ErrorInvalidRequest", format!("The request is invalid: {} is not supported.", op.name))),
+        _ => Err(fault(
+            "ErrorInvalidRequest",
+            format!("The request is invalid: {} is not supported.", op.name),
+        )),
     }
 }
 
@@ -117,9 +119,13 @@ fn shape(op: &Element) -> Result<Props, Fault> {
         for p in &add.children {
             match p.name.as_str() {
                 "FieldURI" => {
-                    props.fields.insert(p.get_attr("FieldURI").ok_or_else(|| schema("FieldURI without value"))?.to_owned());
+                    props.fields.insert(
+                        p.get_attr("FieldURI").ok_or_else(|| schema("FieldURI without value"))?.to_owned(),
+                    );
                 }
-                "ExtendedFieldURI" => props.ext.push(prop_key(p).ok_or_else(|| schema("incomplete ExtendedFieldURI"))?),
+                "ExtendedFieldURI" => {
+                    props.ext.push(prop_key(p).ok_or_else(|| schema("incomplete ExtendedFieldURI"))?)
+                }
                 _ => return Err(schema(format!("{} is not a property path", p.name))),
             }
         }
@@ -130,14 +136,19 @@ fn shape(op: &Element) -> Result<Props, Fault> {
 fn mailbox_el(name: &str, email: Option<&str>) -> Element {
     let mut mb = t("Mailbox").child(t("Name").text(name));
     if let Some(email) = email {
-        mb = mb.child(t("EmailAddress").text(email)).child(t("RoutingType").text("SMTP")).child(t("MailboxType").text("Mailbox"));
+        mb = mb
+            .child(t("EmailAddress").text(email))
+            .child(t("RoutingType").text("SMTP"))
+            .child(t("MailboxType").text("Mailbox"));
     }
     mb
 }
 
 fn attendees(name: &str, list: &[Att]) -> Element {
     t(name).children(list.iter().map(|a| {
-        t("Attendee").child(mailbox_el(&a.name, Some(&a.email))).child(t("ResponseType").text(a.response.as_str()))
+        t("Attendee")
+            .child(mailbox_el(&a.name, Some(&a.email)))
+            .child(t("ResponseType").text(a.response.as_str()))
     }))
 }
 
@@ -149,11 +160,13 @@ fn time(v: DateTime<Utc>) -> String {
 /// no recipient lists, organizer name only).
 fn render(item: &Item, props: &Props, find: bool) -> Element {
     let has = |f: &str| props.wide || props.fields.contains(f);
-    let mut el = t("CalendarItem").child(t("ItemId").attr("Id", item.id.as_str()).attr("ChangeKey", item.change_key.as_str()));
+    let mut el = t("CalendarItem")
+        .child(t("ItemId").attr("Id", item.id.as_str()).attr("ChangeKey", item.change_key.as_str()));
     if has("item:Subject") {
         el = el.child(t("Subject").text(item.subject.as_str()));
     }
-    if !find && (props.fields.contains("item:Body") || props.wide)
+    if !find
+        && (props.fields.contains("item:Body") || props.wide)
         && let Some(body) = &item.body
     {
         el = el.child(t("Body").attr("BodyType", "Text").text(body.as_str()));
@@ -187,7 +200,9 @@ fn render(item: &Item, props: &Props, find: bool) -> Element {
     if has("calendar:LegacyFreeBusyStatus") {
         el = el.child(t("LegacyFreeBusyStatus").text(item.free_busy.as_str()));
     }
-    if has("calendar:Location") && let Some(l) = &item.location {
+    if has("calendar:Location")
+        && let Some(l) = &item.location
+    {
         el = el.child(t("Location").text(l.as_str()));
     }
     if has("calendar:IsCancelled") {
@@ -225,7 +240,9 @@ fn find_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, 
         fault("ErrorInvalidRequest", "The emulator lists calendars only through a CalendarView.")
     })?;
     let date = |name: &str| {
-        view.get_attr(name).and_then(parse_time).ok_or_else(|| schema(format!("CalendarView {name} is required")))
+        view.get_attr(name)
+            .and_then(parse_time)
+            .ok_or_else(|| schema(format!("CalendarView {name} is required")))
     };
     let (start, end) = (date("StartDate")?, date("EndDate")?);
     let max: usize = view.get_attr("MaxEntriesReturned").and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
@@ -242,10 +259,12 @@ fn find_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, 
         items.sort_by_key(|i| (i.start, i.id.clone()));
         let includes_last = items.len() <= max;
         let shown: Vec<Element> = items.iter().take(max).map(|i| render(i, &props, true)).collect();
-        Ok(vec![m("RootFolder")
-            .attr("TotalItemsInView", shown.len().to_string())
-            .attr("IncludesLastItemInRange", if includes_last { "true" } else { "false" })
-            .child(t("Items").children(shown))])
+        Ok(vec![
+            m("RootFolder")
+                .attr("TotalItemsInView", shown.len().to_string())
+                .attr("IncludesLastItemInRange", if includes_last { "true" } else { "false" })
+                .child(t("Items").children(shown)),
+        ])
     };
     Ok(response("FindItem", vec![message("FindItem", result)]))
 }
@@ -256,7 +275,10 @@ fn ids_of(op: &Element) -> Result<Vec<(String, Option<String>)>, Fault> {
         .iter()
         .map(|i| {
             if !i.is(TYPES, "ItemId") {
-                return Err(fault("ErrorInvalidRequest", format!("{} is not supported by the emulator", i.name)));
+                return Err(fault(
+                    "ErrorInvalidRequest",
+                    format!("{} is not supported by the emulator", i.name),
+                ));
             }
             let id = i.get_attr("Id").ok_or_else(|| schema("ItemId without Id"))?;
             Ok((id.to_owned(), i.get_attr("ChangeKey").map(str::to_owned)))
@@ -312,7 +334,10 @@ fn check_order(item: &Element) -> Result<(), Fault> {
             .position(|n| *n == c.name && c.ns == TYPES)
             .ok_or_else(|| schema(format!("unexpected element {} in CalendarItem", c.name)))?;
         if pos < last {
-            return Err(schema(format!("element {} is out of the schema's sequence in CalendarItem", c.name)));
+            return Err(schema(format!(
+                "element {} is out of the schema's sequence in CalendarItem",
+                c.name
+            )));
         }
         last = pos;
     }
@@ -323,8 +348,10 @@ fn att_list(inner: &Inner, el: Option<&Element>) -> Vec<Att> {
     el.map(|list| {
         list.find_all(TYPES, "Attendee")
             .filter_map(|a| {
-                let email = a.path(&[(TYPES, "Mailbox"), (TYPES, "EmailAddress")])?.text.trim().to_ascii_lowercase();
-                let name = inner.mailboxes.get(&email).map(|m| m.name.clone()).unwrap_or_else(|| email.clone());
+                let email =
+                    a.path(&[(TYPES, "Mailbox"), (TYPES, "EmailAddress")])?.text.trim().to_ascii_lowercase();
+                let name =
+                    inner.mailboxes.get(&email).map(|m| m.name.clone()).unwrap_or_else(|| email.clone());
                 Some(Att { name, email, response: "Unknown".into() })
             })
             .collect()
@@ -335,7 +362,10 @@ fn att_list(inner: &Inner, el: Option<&Element>) -> Vec<Att> {
 fn ext_props(item: &Element) -> Result<BTreeMap<PropKey, String>, Fault> {
     item.find_all(TYPES, "ExtendedProperty")
         .map(|p| {
-            let key = p.find(TYPES, "ExtendedFieldURI").and_then(prop_key).ok_or_else(|| schema("incomplete ExtendedFieldURI"))?;
+            let key = p
+                .find(TYPES, "ExtendedFieldURI")
+                .and_then(prop_key)
+                .ok_or_else(|| schema("incomplete ExtendedFieldURI"))?;
             Ok((key, p.child_text(TYPES, "Value").unwrap_or_default().to_owned()))
         })
         .collect()
@@ -356,7 +386,10 @@ fn create_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element
             continue;
         }
         if !el.is(TYPES, "CalendarItem") {
-            return Err(fault("ErrorInvalidRequest", format!("The emulator does not create {} items.", el.name)));
+            return Err(fault(
+                "ErrorInvalidRequest",
+                format!("The emulator does not create {} items.", el.name),
+            ));
         }
         check_order(el)?;
         let send = op.get_attr("SendMeetingInvitations");
@@ -374,16 +407,22 @@ fn create_calendar_item(
     now: DateTime<Utc>,
 ) -> Result<Vec<Element>, Refusal> {
     let Some(send) = send else {
-        return Err(refuse("ErrorSendMeetingInvitationsRequired", "SendMeetingInvitations is required for calendar items."));
+        return Err(refuse(
+            "ErrorSendMeetingInvitationsRequired",
+            "SendMeetingInvitations is required for calendar items.",
+        ));
     };
     let when = |name: &str| {
-        el.child_text(TYPES, name)
-            .and_then(parse_time)
-            .ok_or_else(|| refuse("ErrorInvalidRequest", format!("{name} is required and must be a dateTime.")))
+        el.child_text(TYPES, name).and_then(parse_time).ok_or_else(|| {
+            refuse("ErrorInvalidRequest", format!("{name} is required and must be a dateTime."))
+        })
     };
     let (start, end) = (when("Start")?, when("End")?);
     if end <= start {
-        return Err(refuse("ErrorCalendarEndDateIsEarlierThanStartDate", "EndDate is earlier than StartDate."));
+        return Err(refuse(
+            "ErrorCalendarEndDateIsEarlierThanStartDate",
+            "EndDate is earlier than StartDate.",
+        ));
     }
     let ext = ext_props(el).map_err(|f| refuse("ErrorSchemaValidation", f.message))?;
     let owner = inner.mailboxes.get(mb).map(|m| m.name.clone()).unwrap_or_default();
@@ -423,7 +462,9 @@ fn create_calendar_item(
     if is_meeting && send != "SendToNone" {
         inner.process_rooms(mb, &id, &[], now);
     }
-    Ok(vec![m("Items").child(t("CalendarItem").child(t("ItemId").attr("Id", shown.id).attr("ChangeKey", shown.change_key)))])
+    Ok(vec![m("Items").child(
+        t("CalendarItem").child(t("ItemId").attr("Id", shown.id).attr("ChangeKey", shown.change_key)),
+    )])
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -431,7 +472,8 @@ fn create_calendar_item(
 
 fn update_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
     let mb = ctx.mailbox()?.to_owned();
-    let conflict = op.get_attr("ConflictResolution").ok_or_else(|| schema("ConflictResolution is required"))?;
+    let conflict =
+        op.get_attr("ConflictResolution").ok_or_else(|| schema("ConflictResolution is required"))?;
     if !matches!(conflict, "NeverOverwrite" | "AutoResolve" | "AlwaysOverwrite") {
         return Err(schema(format!("ConflictResolution `{conflict}` is not valid")));
     }
@@ -472,7 +514,10 @@ fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldC
             })
         };
         let when = |name: &str| {
-            value(name).and_then(|v| parse_time(&v.text).ok_or_else(|| refuse("ErrorInvalidRequest", format!("{name} is not a dateTime."))))
+            value(name).and_then(|v| {
+                parse_time(&v.text)
+                    .ok_or_else(|| refuse("ErrorInvalidRequest", format!("{name} is not a dateTime.")))
+            })
         };
         match (u.name.as_str(), path.name.as_str()) {
             ("SetItemField", "FieldURI") => {
@@ -482,9 +527,13 @@ fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldC
                     "calendar:Start" => FieldChange::Start(when("Start")?),
                     "calendar:End" => FieldChange::End(when("End")?),
                     "calendar:Location" => FieldChange::Location(value("Location")?.text.clone()),
-                    "calendar:Resources" => FieldChange::Resources(att_list(inner, Some(value("Resources")?))),
+                    "calendar:Resources" => {
+                        FieldChange::Resources(att_list(inner, Some(value("Resources")?)))
+                    }
                     "item:Body" => return Err(bad("The emulator does not write bodies.")),
-                    other => return Err(refuse("ErrorInvalidPropertySet", format!("{other} cannot be set here."))),
+                    other => {
+                        return Err(refuse("ErrorInvalidPropertySet", format!("{other} cannot be set here.")));
+                    }
                 };
                 out.push((uri, c));
             }
@@ -498,7 +547,12 @@ fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldC
                 let c = match uri.as_str() {
                     "calendar:Location" => FieldChange::ClearLocation,
                     "calendar:OptionalAttendees" => FieldChange::ClearOptionalAttendees,
-                    other => return Err(refuse("ErrorInvalidPropertySet", format!("{other} cannot be deleted here."))),
+                    other => {
+                        return Err(refuse(
+                            "ErrorInvalidPropertySet",
+                            format!("{other} cannot be deleted here."),
+                        ));
+                    }
                 };
                 out.push((uri, c));
             }
@@ -506,7 +560,9 @@ fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldC
                 let key = prop_key(path).ok_or_else(|| bad("incomplete ExtendedFieldURI"))?;
                 out.push((format!("ext:{}", key.1), FieldChange::DeleteExt(key)));
             }
-            (kind, p) => return Err(refuse("ErrorInvalidPropertySet", format!("{kind} with {p} is not supported."))),
+            (kind, p) => {
+                return Err(refuse("ErrorInvalidPropertySet", format!("{kind} with {p} is not supported.")));
+            }
         }
     }
     Ok(out)
@@ -565,7 +621,10 @@ fn update_one(
         }
     }
     if end <= start {
-        return Err(refuse("ErrorCalendarEndDateIsEarlierThanStartDate", "EndDate is earlier than StartDate."));
+        return Err(refuse(
+            "ErrorCalendarEndDateIsEarlierThanStartDate",
+            "EndDate is earlier than StartDate.",
+        ));
     }
     {
         let it = inner.live_mut(mb, &id)?;
@@ -600,7 +659,9 @@ fn update_one(
         inner.process_rooms(mb, &id, &dropped, now);
     }
     Ok(vec![
-        m("Items").child(t("CalendarItem").child(t("ItemId").attr("Id", shown.id).attr("ChangeKey", shown.change_key))),
+        m("Items").child(
+            t("CalendarItem").child(t("ItemId").attr("Id", shown.id).attr("ChangeKey", shown.change_key)),
+        ),
         m("ConflictResults").child(t("Count").text("0")),
     ])
 }
@@ -651,10 +712,11 @@ fn address(name: &str, email: &str, kind: &str) -> Vec<Element> {
 }
 
 fn get_room_lists(inner: &Inner) -> Element {
-    m("GetRoomListsResponse")
-        .attr("ResponseClass", "Success")
-        .child(m("ResponseCode").text("NoError"))
-        .child(m("RoomLists").children(inner.room_lists.iter().map(|l| t("Address").children(address(&l.name, &l.email, "PublicDL")))))
+    m("GetRoomListsResponse").attr("ResponseClass", "Success").child(m("ResponseCode").text("NoError")).child(
+        m("RoomLists").children(
+            inner.room_lists.iter().map(|l| t("Address").children(address(&l.name, &l.email, "PublicDL"))),
+        ),
+    )
 }
 
 fn get_rooms(inner: &Inner, op: &Element) -> Element {
@@ -705,7 +767,10 @@ fn sync_folder_items(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<E
         Some(s) => parse_sync_state(mb, s).filter(|seq| *seq <= mailbox.seq),
     };
     let Some(from) = from else {
-        let r = Err(refuse("ErrorInvalidSyncStateData", "Synchronization state data is corrupt or otherwise invalid."));
+        let r = Err(refuse(
+            "ErrorInvalidSyncStateData",
+            "Synchronization state data is corrupt or otherwise invalid.",
+        ));
         return Ok(response("SyncFolderItems", vec![message("SyncFolderItems", r)]));
     };
     let mut changed: Vec<&Item> = mailbox
@@ -762,7 +827,10 @@ fn subscribe(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, 
         Some(wm) => match parse_watermark(&mb, wm).filter(|s| *s <= mailbox.seq) {
             Some(seq) => mailbox.events.iter().filter(|e| e.seq > seq).cloned().collect(),
             None => {
-                let r = Err(refuse("ErrorInvalidWatermark", "The watermark used for creating this subscription was not found."));
+                let r = Err(refuse(
+                    "ErrorInvalidWatermark",
+                    "The watermark used for creating this subscription was not found.",
+                ));
                 return Ok(response("Subscribe", vec![message("Subscribe", r)]));
             }
         },
@@ -774,7 +842,8 @@ fn subscribe(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, 
 }
 
 fn unsubscribe(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
-    let id = op.child_text(MESSAGES, "SubscriptionId").ok_or_else(|| schema("SubscriptionId is required"))?.trim();
+    let id =
+        op.child_text(MESSAGES, "SubscriptionId").ok_or_else(|| schema("SubscriptionId is required"))?.trim();
     let result = match inner.push.subs.get(id) {
         None => Err(refuse("ErrorSubscriptionNotFound", "The specified subscription was not found.")),
         Some(s) if s.account != ctx.account => {

@@ -168,7 +168,12 @@ impl Subscriptions {
         for sub in self.subs.values_mut() {
             let idle = sub.queue.is_empty() && sub.next_attempt.is_none() && !sub.in_flight;
             if idle && now - sub.last_sent >= Duration::minutes(i64::from(sub.status_frequency)) {
-                sub.queue.push(Queued { kind: "StatusEvent", watermark: sub.last_watermark.clone(), at: now, item: None });
+                sub.queue.push(Queued {
+                    kind: "StatusEvent",
+                    watermark: sub.last_watermark.clone(),
+                    at: now,
+                    item: None,
+                });
             }
         }
     }
@@ -257,7 +262,8 @@ pub(crate) async fn deliver_due(em: &EwsEmulator) {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let text = resp.text().await.unwrap_or_default();
-                    let parsed = (status == 200).then(|| wire::parse_notification_result(&text).ok()).flatten();
+                    let parsed =
+                        (status == 200).then(|| wire::parse_notification_result(&text).ok()).flatten();
                     (Some(status), parsed)
                 }
                 Err(_) => (None, None),

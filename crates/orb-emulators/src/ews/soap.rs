@@ -50,10 +50,10 @@ pub(crate) fn fault_document(f: &Fault) -> String {
         .child(Element::new(ERRORS, "ResponseCode").text(f.code))
         .child(Element::new(ERRORS, "Message").text(f.message.as_str()));
     if let Some(ms) = f.back_off_ms {
-        detail = detail.child(
-            Element::new(TYPES, "MessageXml")
-                .child(Element::new(TYPES, "Value").attr("Name", "BackOffMilliseconds").text(ms.to_string())),
-        );
+        detail = detail
+            .child(Element::new(TYPES, "MessageXml").child(
+                Element::new(TYPES, "Value").attr("Name", "BackOffMilliseconds").text(ms.to_string()),
+            ));
     }
     let fault = Element::new(SOAP, "Fault")
         .child(Element::new("", "faultcode").attr("xmlns:a", TYPES).text(format!("a:{}", f.code)))
@@ -117,7 +117,11 @@ pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, bo
         record.status = 401;
         record.response_code = "Unauthorized".into();
         em.lock().requests.push(record);
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"exchange.emulator\"")], "")
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"exchange.emulator\"")],
+            "",
+        )
             .into_response();
     };
     record.account = Some(account.clone());
@@ -130,7 +134,12 @@ pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, bo
     out
 }
 
-fn answer(em: &EwsEmulator, account: &str, parsed: Option<&Element>, record: &mut RequestRecord) -> (StatusCode, Response) {
+fn answer(
+    em: &EwsEmulator,
+    account: &str,
+    parsed: Option<&Element>,
+    record: &mut RequestRecord,
+) -> (StatusCode, Response) {
     let now = em.now();
     let mut inner = em.lock();
     if inner.knobs.unavailable_count > 0 {
@@ -146,7 +155,10 @@ fn answer(em: &EwsEmulator, account: &str, parsed: Option<&Element>, record: &mu
     }
     let fail = |f: Fault, record: &mut RequestRecord| {
         record.response_code = f.code.to_owned();
-        (StatusCode::INTERNAL_SERVER_ERROR, xml_response(StatusCode::INTERNAL_SERVER_ERROR, fault_document(&f)))
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            xml_response(StatusCode::INTERNAL_SERVER_ERROR, fault_document(&f)),
+        )
     };
     if inner.knobs.busy_count > 0 {
         inner.knobs.busy_count -= 1;
@@ -161,17 +173,26 @@ fn answer(em: &EwsEmulator, account: &str, parsed: Option<&Element>, record: &mu
         return fail(fault("ErrorSchemaValidation", "The request is not a SOAP 1.1 envelope."), record);
     };
     let header = env.find(SOAP, "Header");
-    let version = header.and_then(|h| h.find(TYPES, "RequestServerVersion")).and_then(|v| v.get_attr("Version"));
+    let version =
+        header.and_then(|h| h.find(TYPES, "RequestServerVersion")).and_then(|v| v.get_attr("Version"));
     match version {
         Some(v) if VERSIONS.contains(&v) => {}
-        _ => return fail(fault("ErrorInvalidServerVersion", "The specified server version is invalid."), record),
+        _ => {
+            return fail(
+                fault("ErrorInvalidServerVersion", "The specified server version is invalid."),
+                record,
+            );
+        }
     }
     let mailbox = impersonated(header);
     if let Some(mb) = &mailbox {
         record.mailbox = Some(mb.clone());
         let scope = inner.accounts.get(account).map(|a| a.scope.clone()).unwrap_or(Scope::None);
         if !inner.mailboxes.contains_key(mb) {
-            return fail(fault("ErrorNonExistentMailbox", "The SMTP address has no mailbox associated with it."), record);
+            return fail(
+                fault("ErrorNonExistentMailbox", "The SMTP address has no mailbox associated with it."),
+                record,
+            );
         }
         let allowed = match &scope {
             Scope::None => {
@@ -189,7 +210,10 @@ fn answer(em: &EwsEmulator, account: &str, parsed: Option<&Element>, record: &mu
         };
         if !allowed {
             return fail(
-                fault("ErrorImpersonateUserDenied", "The account does not have permission to impersonate the requested user."),
+                fault(
+                    "ErrorImpersonateUserDenied",
+                    "The account does not have permission to impersonate the requested user.",
+                ),
                 record,
             );
         }

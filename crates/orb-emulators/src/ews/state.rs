@@ -131,7 +131,8 @@ impl Item {
     }
 
     fn sync_extended(&mut self) {
-        self.extended = self.ext.iter().map(|((set, name, _), v)| (format!("{{{set}}}{name}"), v.clone())).collect();
+        self.extended =
+            self.ext.iter().map(|((set, name, _), v)| (format!("{{{set}}}{name}"), v.clone())).collect();
     }
 }
 
@@ -253,7 +254,14 @@ impl Inner {
     }
 
     /// Records a change of `item_id` in `mailbox`: new change key, log position, event.
-    pub(crate) fn touch(&mut self, mailbox: &str, item_id: &str, fields: Vec<String>, kind: &'static str, now: DateTime<Utc>) {
+    pub(crate) fn touch(
+        &mut self,
+        mailbox: &str,
+        item_id: &str,
+        fields: Vec<String>,
+        kind: &'static str,
+        now: DateTime<Utc>,
+    ) {
         let ck = self.new_change_key();
         let Some(mb) = self.mailboxes.get_mut(mailbox) else { return };
         mb.seq += 1;
@@ -309,7 +317,13 @@ impl Inner {
 
     /// The booking attendant of every room among the organizer's item's `Resources`, and a cancellation
     /// for rooms in `dropped` (rooms no longer invited).
-    pub(crate) fn process_rooms(&mut self, organizer_mb: &str, item_id: &str, dropped: &[String], now: DateTime<Utc>) {
+    pub(crate) fn process_rooms(
+        &mut self,
+        organizer_mb: &str,
+        item_id: &str,
+        dropped: &[String],
+        now: DateTime<Utc>,
+    ) {
         for room in dropped {
             self.cancel_room_copy(room, organizer_mb, item_id, now);
         }
@@ -321,7 +335,11 @@ impl Inner {
                 continue;
             }
             let response = self.attend(&res.email, &item, settings, now);
-            let current = self.live(organizer_mb, item_id).ok().and_then(|i| i.resources.get(idx)).map(|a| a.response.clone());
+            let current = self
+                .live(organizer_mb, item_id)
+                .ok()
+                .and_then(|i| i.resources.get(idx))
+                .map(|a| a.response.clone());
             if current.as_deref() != Some(response) {
                 if let Ok(it) = self.live_mut(organizer_mb, item_id) {
                     it.resources[idx].response = response.to_owned();
@@ -359,7 +377,10 @@ impl Inner {
         match existing {
             Some(copy_id) => {
                 let changed = self.live(room, &copy_id).is_ok_and(|c| {
-                    c.start != org.start || c.end != org.end || c.subject != subject || c.location != org.location
+                    c.start != org.start
+                        || c.end != org.end
+                        || c.subject != subject
+                        || c.location != org.location
                 });
                 if changed && let Ok(c) = self.live_mut(room, &copy_id) {
                     c.start = org.start;
@@ -404,8 +425,15 @@ impl Inner {
     }
 
     /// The organizer's cancellation reaching a room: its copy stays, marked cancelled (U17).
-    pub(crate) fn cancel_room_copy(&mut self, room: &str, organizer_mb: &str, item_id: &str, now: DateTime<Utc>) {
-        let Some(uid) = self.mailboxes.get(organizer_mb).and_then(|m| m.items.get(item_id)).map(|i| i.uid.clone())
+    pub(crate) fn cancel_room_copy(
+        &mut self,
+        room: &str,
+        organizer_mb: &str,
+        item_id: &str,
+        now: DateTime<Utc>,
+    ) {
+        let Some(uid) =
+            self.mailboxes.get(organizer_mb).and_then(|m| m.items.get(item_id)).map(|i| i.uid.clone())
         else {
             return;
         };
@@ -420,7 +448,12 @@ impl Inner {
     }
 
     /// The organizer cancels the meeting: every room copy cancelled, the organizer's item deleted.
-    pub(crate) fn cancel_meeting(&mut self, organizer_mb: &str, item_id: &str, now: DateTime<Utc>) -> Result<(), Refusal> {
+    pub(crate) fn cancel_meeting(
+        &mut self,
+        organizer_mb: &str,
+        item_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
         let item = self.live(organizer_mb, item_id)?.clone();
         if item.my_response != "Organizer" {
             return Err(refuse("ErrorCalendarIsNotOrganizer", "Only the organizer can cancel the meeting."));
