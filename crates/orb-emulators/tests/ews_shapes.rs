@@ -291,3 +291,33 @@ async fn the_emulator_refuses_what_exchange_refuses() {
     assert!(log.last().unwrap().asks_for_body);
     assert_eq!(w.em.body_requests().len(), 1);
 }
+
+#[tokio::test]
+async fn the_pushed_notification_has_the_reference_shape() {
+    let w = world().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().route(
+        "/hooks/ews/t",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                orb_ews::push::notification_result(orb_ews::push::SubscriptionStatus::Ok)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/ews/t", listener.local_addr().unwrap());
+    let _server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let req = orb_ews::model::PushRequest { url, status_frequency_minutes: 30, watermark: None };
+    w.op(ROOM, request::subscribe_push(&req)).await;
+    w.op(ALICE, examples("create-item.xml")[0].clone()).await;
+    let body = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
+    let ours = xml::parse(&body).unwrap();
+    let reference = xml::parse(&read("send-notification.xml")).unwrap();
+    ordered_subset(ours.find(SOAP, "Body").unwrap(), reference.find(SOAP, "Body").unwrap(), "");
+    let created = ours.descendants().into_iter().find(|e| e.is(TYPES, "CreatedEvent")).expect("a CreatedEvent");
+    assert_eq!(names(created), ["Watermark", "TimeStamp", "ItemId", "ParentFolderId"]);
+}
