@@ -318,6 +318,7 @@ async fn the_pushed_notification_has_the_reference_shape() {
     let ours = xml::parse(&body).unwrap();
     let reference = xml::parse(&read("send-notification.xml")).unwrap();
     ordered_subset(ours.find(SOAP, "Body").unwrap(), reference.find(SOAP, "Body").unwrap(), "");
-    let created = ours.descendants().into_iter().find(|e| e.is(TYPES, "CreatedEvent")).expect("a CreatedEvent");
+    let created =
+        ours.descendants().into_iter().find(|e| e.is(TYPES, "CreatedEvent")).expect("a CreatedEvent");
     assert_eq!(names(created), ["Watermark", "TimeStamp", "ItemId", "ParentFolderId"]);
 }

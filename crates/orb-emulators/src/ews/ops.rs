@@ -532,7 +532,10 @@ fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldC
                     }
                     "item:Body" => return Err(bad("The emulator does not write bodies.")),
                     other => {
-                        return Err(refuse("ErrorInvalidPropertySet", format!("{other} cannot be set here.")));
+                        return Err(refuse(
+                            "ErrorInvalidPropertySet",
+                            format!("{other} cannot be set here."),
+                        ));
                     }
                 };
                 out.push((uri, c));
