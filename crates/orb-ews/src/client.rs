@@ -180,13 +180,11 @@ impl EwsClient {
         let mut busy_seen = 0;
         loop {
             match self.call_once(&target, &op).await {
-                Err(EwsError::Busy { code, back_off })
-                    if busy_seen < self.config.busy_retries
-                        && back_off.is_some_and(|b| b <= self.config.max_inline_back_off) =>
+                Err(EwsError::Busy { back_off: Some(wait), .. })
+                    if busy_seen < self.config.busy_retries && wait <= self.config.max_inline_back_off =>
                 {
                     busy_seen += 1;
-                    tokio::time::sleep(back_off.unwrap_or_default()).await;
-                    let _ = code;
+                    tokio::time::sleep(wait).await;
                 }
                 other => return other,
             }

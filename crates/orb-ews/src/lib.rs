@@ -41,10 +41,17 @@
 //!   anything; the emulator counts non-200, an unreadable answer and a transport error as failures.
 //! - **U2** (`Exchange2013_SP1` on SE): the lowest version that has every operation used; an
 //!   `ErrorInvalidServerVersion` is a permanent [`EwsError::Rejected`] naming the code.
+//! - **U4** (Basic enabled on the EWS virtual directory) and **U6** (the error when an access policy
+//!   blocks the client): a 401 is [`EwsError::Unauthorized`] telling the operator to check the allowed
+//!   authentication methods; any other refusal keeps Exchange's code in [`EwsError::Rejected`]; the
+//!   `User-Agent` is configurable for allow lists.
+//! - **U8** (`Restriction` with `CalendarView`): never sent together; the match id is read with GetItem.
 //! - **U5** (OAuth on-prem): bearer auth is offered but Basic is the default path in tests.
 //! - **U9** (room copy shares the `UID`, not the extended property): [`model::CalendarItem`] reads `UID`
 //!   and the match id separately; callers correlate room copies by `UID`, never expecting the property
 //!   on the room's copy. The emulator models exactly this.
+//! - **U12** (exception edits as master `Update`s in SyncFolderItems): the reader keeps each change's
+//!   `CalendarItemType`, so a master's update is visible as such; series handling is the next slice's.
 //! - **U13** (how strictly element order is enforced): requests are written in schema order anyway and
 //!   the emulator refuses out-of-order `CalendarItem` children with `ErrorSchemaValidation`.
 //! - **U14** (`Retry-After` on 503): honoured when present; without it a 503 is plain transient.

@@ -349,6 +349,7 @@ async fn push_notifications_reach_a_local_receiver_and_failures_are_retried_unti
     let ping = next(&mut rx).await;
     assert_eq!(ping[0].events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Status]);
     assert_eq!(ping[0].events[0].watermark, n[0].last_watermark().map(str::to_owned));
+    wait_for_deliveries(&w.em, 2).await;
 
     // The receiver fails: retried after 30 s, then 60 s; the next (120 s) would exceed StatusFrequency
     // (1 min), so the subscription silently disappears.
