@@ -1,0 +1,49 @@
+//! The test-only control API under `/_emulator/` (no authentication).
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /requests` | the request log (operation, account, mailbox, `client-request-id`, `X-AnchorMailbox`, `asksForBody`, code, status) |
+//! | `GET /mailboxes/{m}/items` | a mailbox's live items, extended properties included |
+//! | `GET /knobs`, `PUT /knobs` | `busy_count` + `back_off_ms` (ErrorServerBusy), `unavailable_count` + `retry_after_secs` (503) |
+//! | `GET /subscriptions`, `GET /deliveries` | push subscriptions; every POST to a callback URL with its outcome |
+//! | `POST /tick` | status pings and delivery retries due at the clock's time |
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::{EwsEmulator, Knobs};
+
+pub(crate) fn router() -> Router<EwsEmulator> {
+    Router::new()
+        .route("/requests", get(|State(em): State<EwsEmulator>| async move { Json(em.requests()) }))
+        .route(
+            "/mailboxes/{mb}/items",
+            get(|State(em): State<EwsEmulator>, Path(mb): Path<String>| async move {
+                if em.mailboxes().contains(&mb.to_ascii_lowercase()) {
+                    Ok(Json(em.items(&mb)))
+                } else {
+                    Err((StatusCode::NOT_FOUND, format!("no mailbox {mb}")))
+                }
+            }),
+        )
+        .route(
+            "/knobs",
+            get(|State(em): State<EwsEmulator>| async move { Json(em.knobs()) }).put(
+                |State(em): State<EwsEmulator>, Json(k): Json<Knobs>| async move {
+                    em.set_knobs(k);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route("/subscriptions", get(|State(em): State<EwsEmulator>| async move { Json(em.subscriptions()) }))
+        .route("/deliveries", get(|State(em): State<EwsEmulator>| async move { Json(em.deliveries()) }))
+        .route(
+            "/tick",
+            post(|State(em): State<EwsEmulator>| async move {
+                em.tick().await;
+                StatusCode::NO_CONTENT
+            }),
+        )
+}

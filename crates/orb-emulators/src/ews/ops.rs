@@ -1,0 +1,861 @@
+//! The EWS operations on the state: each reads the operation element, changes the state like Exchange
+//! and answers with the operation's response element (per-message `ResponseClass`), or a SOAP-level
+//! `Fault` for request-level refusals (schema validation).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use orb_ews::model::parse_time;
+use orb_ews::xml::{Element, MESSAGES, TYPES};
+
+use super::push::{parse_watermark, watermark};
+use super::state::{Att, Inner, Item, PropKey, Refusal, refuse};
+
+/// A request-level refusal, answered as a SOAP fault (HTTP 500).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) back_off_ms: Option<u64>,
+}
+
+pub(crate) fn fault(code: &'static str, message: impl Into<String>) -> Fault {
+    Fault { code, message: message.into(), back_off_ms: None }
+}
+
+fn schema(message: impl Into<String>) -> Fault {
+    fault("ErrorSchemaValidation", format!("The request failed schema validation: {}", message.into()))
+}
+
+/// Who is asking.
+pub(crate) struct Ctx<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) mailbox: Option<&'a str>,
+    pub(crate) now: DateTime<Utc>,
+}
+
+impl Ctx<'_> {
+    fn mailbox(&self) -> Result<&str, Fault> {
+        self.mailbox.ok_or_else(|| {
+            fault("ErrorNonExistentMailbox", "The service account has no mailbox; impersonate a mailbox.")
+        })
+    }
+}
+
+fn t(name: &str) -> Element {
+    Element::new(TYPES, name)
+}
+
+fn m(name: &str) -> Element {
+    Element::new(MESSAGES, name)
+}
+
+/// A `…ResponseMessage`: `Success` with `NoError` and the payload, or `Error` with the code.
+fn message(name: &str, result: Result<Vec<Element>, Refusal>) -> Element {
+    let el = m(&format!("{name}ResponseMessage"));
+    match result {
+        Ok(payload) => {
+            el.attr("ResponseClass", "Success").child(m("ResponseCode").text("NoError")).children(payload)
+        }
+        Err(r) => el
+            .attr("ResponseClass", "Error")
+            .child(m("MessageText").text(r.message))
+            .child(m("ResponseCode").text(r.code))
+            .child(m("DescriptiveLinkKey").text("0")),
+    }
+}
+
+fn response(name: &str, messages: Vec<Element>) -> Element {
+    m(&format!("{name}Response")).child(m("ResponseMessages").children(messages))
+}
+
+/// Dispatches on the body's root element.
+pub(crate) fn dispatch(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    if op.ns != MESSAGES {
+        return Err(fault("ErrorInvalidRequest", "The request is invalid: unknown operation namespace."));
+    }
+    match op.name.as_str() {
+        "FindItem" => find_item(inner, ctx, op),
+        "GetItem" => get_item(inner, ctx, op),
+        "CreateItem" => create_item(inner, ctx, op),
+        "UpdateItem" => update_item(inner, ctx, op),
+        "DeleteItem" => delete_item(inner, ctx, op),
+        "GetRoomLists" => Ok(get_room_lists(inner)),
+        "GetRooms" => Ok(get_rooms(inner, op)),
+        "SyncFolderItems" => sync_folder_items(inner, ctx, op),
+        "Subscribe" => subscribe(inner, ctx, op),
+        "Unsubscribe" => unsubscribe(inner, ctx, op),
+        _ => Err(fault(
+            "ErrorInvalidRequest",
+            format!("The request is invalid: {} is not supported.", op.name),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Shapes and rendering
+
+/// What an item shape asks for.
+#[derive(Debug, Default)]
+struct Props {
+    fields: BTreeSet<String>,
+    ext: Vec<PropKey>,
+    wide: bool,
+}
+
+fn prop_key(uri: &Element) -> Option<PropKey> {
+    Some((
+        uri.get_attr("PropertySetId")?.to_ascii_lowercase(),
+        uri.get_attr("PropertyName")?.to_owned(),
+        uri.get_attr("PropertyType")?.to_owned(),
+    ))
+}
+
+fn shape(op: &Element) -> Result<Props, Fault> {
+    let shape = op.find(MESSAGES, "ItemShape").ok_or_else(|| schema("ItemShape is required"))?;
+    let base = shape.child_text(TYPES, "BaseShape").ok_or_else(|| schema("BaseShape is required"))?;
+    let mut props = Props { wide: matches!(base.trim(), "AllProperties" | "Default"), ..Props::default() };
+    if let Some(add) = shape.find(TYPES, "AdditionalProperties") {
+        for p in &add.children {
+            match p.name.as_str() {
+                "FieldURI" => {
+                    props.fields.insert(
+                        p.get_attr("FieldURI").ok_or_else(|| schema("FieldURI without value"))?.to_owned(),
+                    );
+                }
+                "ExtendedFieldURI" => {
+                    props.ext.push(prop_key(p).ok_or_else(|| schema("incomplete ExtendedFieldURI"))?)
+                }
+                _ => return Err(schema(format!("{} is not a property path", p.name))),
+            }
+        }
+    }
+    Ok(props)
+}
+
+fn mailbox_el(name: &str, email: Option<&str>) -> Element {
+    let mut mb = t("Mailbox").child(t("Name").text(name));
+    if let Some(email) = email {
+        mb = mb
+            .child(t("EmailAddress").text(email))
+            .child(t("RoutingType").text("SMTP"))
+            .child(t("MailboxType").text("Mailbox"));
+    }
+    mb
+}
+
+fn attendees(name: &str, list: &[Att]) -> Element {
+    t(name).children(list.iter().map(|a| {
+        t("Attendee")
+            .child(mailbox_el(&a.name, Some(&a.email)))
+            .child(t("ResponseType").text(a.response.as_str()))
+    }))
+}
+
+fn time(v: DateTime<Utc>) -> String {
+    orb_ews::model::format_time(v)
+}
+
+/// Renders an item with the asked-for properties in schema order. `find`: FindItem's limits (no body,
+/// no recipient lists, organizer name only).
+fn render(item: &Item, props: &Props, find: bool) -> Element {
+    let has = |f: &str| props.wide || props.fields.contains(f);
+    let mut el = t("CalendarItem")
+        .child(t("ItemId").attr("Id", item.id.as_str()).attr("ChangeKey", item.change_key.as_str()));
+    if has("item:Subject") {
+        el = el.child(t("Subject").text(item.subject.as_str()));
+    }
+    if !find
+        && (props.fields.contains("item:Body") || props.wide)
+        && let Some(body) = &item.body
+    {
+        el = el.child(t("Body").attr("BodyType", "Text").text(body.as_str()));
+    }
+    for key in &props.ext {
+        if let Some(v) = item.ext.get(key) {
+            el = el.child(
+                t("ExtendedProperty")
+                    .child(
+                        t("ExtendedFieldURI")
+                            .attr("PropertySetId", key.0.as_str())
+                            .attr("PropertyName", key.1.as_str())
+                            .attr("PropertyType", key.2.as_str()),
+                    )
+                    .child(t("Value").text(v.as_str())),
+            );
+        }
+    }
+    if has("item:LastModifiedTime") {
+        el = el.child(t("LastModifiedTime").text(time(item.last_modified)));
+    }
+    if has("calendar:UID") && !find {
+        el = el.child(t("UID").text(item.uid.as_str()));
+    }
+    if has("calendar:Start") {
+        el = el.child(t("Start").text(time(item.start)));
+    }
+    if has("calendar:End") {
+        el = el.child(t("End").text(time(item.end)));
+    }
+    if has("calendar:LegacyFreeBusyStatus") {
+        el = el.child(t("LegacyFreeBusyStatus").text(item.free_busy.as_str()));
+    }
+    if has("calendar:Location")
+        && let Some(l) = &item.location
+    {
+        el = el.child(t("Location").text(l.as_str()));
+    }
+    if has("calendar:IsCancelled") {
+        el = el.child(t("IsCancelled").text(if item.is_cancelled { "true" } else { "false" }));
+    }
+    if has("calendar:CalendarItemType") {
+        el = el.child(t("CalendarItemType").text("Single"));
+    }
+    if has("calendar:MyResponseType") {
+        el = el.child(t("MyResponseType").text(item.my_response.as_str()));
+    }
+    if has("calendar:Organizer") {
+        let email = (!find).then_some(item.organizer.1.as_str());
+        el = el.child(t("Organizer").child(mailbox_el(&item.organizer.0, email)));
+    }
+    if !find && has("calendar:RequiredAttendees") && !item.required.is_empty() {
+        el = el.child(attendees("RequiredAttendees", &item.required));
+    }
+    if !find && has("calendar:Resources") && !item.resources.is_empty() {
+        el = el.child(attendees("Resources", &item.resources));
+    }
+    if has("calendar:AppointmentState") {
+        el = el.child(t("AppointmentState").text(item.appointment_state().to_string()));
+    }
+    el
+}
+
+// ---------------------------------------------------------------------------------------------------
+// FindItem, GetItem
+
+fn find_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    let mb = ctx.mailbox()?;
+    let props = shape(op)?;
+    let view = op.find(MESSAGES, "CalendarView").ok_or_else(|| {
+        fault("ErrorInvalidRequest", "The emulator lists calendars only through a CalendarView.")
+    })?;
+    let date = |name: &str| {
+        view.get_attr(name)
+            .and_then(parse_time)
+            .ok_or_else(|| schema(format!("CalendarView {name} is required")))
+    };
+    let (start, end) = (date("StartDate")?, date("EndDate")?);
+    let max: usize = view.get_attr("MaxEntriesReturned").and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+    let result = if end < start {
+        Err(refuse("ErrorInvalidRequest", "The EndDate of the CalendarView is earlier than its StartDate."))
+    } else if end - start > Duration::days(731) {
+        Err(refuse("ErrorCalendarViewRangeTooBig", "The calendar view range exceeds the two-year limit."))
+    } else {
+        let mut items: Vec<&Item> = inner.mailboxes[mb]
+            .items
+            .values()
+            .filter(|i| !i.deleted && i.start < end && i.end > start)
+            .collect();
+        items.sort_by_key(|i| (i.start, i.id.clone()));
+        let includes_last = items.len() <= max;
+        let shown: Vec<Element> = items.iter().take(max).map(|i| render(i, &props, true)).collect();
+        Ok(vec![
+            m("RootFolder")
+                .attr("TotalItemsInView", shown.len().to_string())
+                .attr("IncludesLastItemInRange", if includes_last { "true" } else { "false" })
+                .child(t("Items").children(shown)),
+        ])
+    };
+    Ok(response("FindItem", vec![message("FindItem", result)]))
+}
+
+fn ids_of(op: &Element) -> Result<Vec<(String, Option<String>)>, Fault> {
+    let ids = op.find(MESSAGES, "ItemIds").ok_or_else(|| schema("ItemIds is required"))?;
+    ids.children
+        .iter()
+        .map(|i| {
+            if !i.is(TYPES, "ItemId") {
+                return Err(fault(
+                    "ErrorInvalidRequest",
+                    format!("{} is not supported by the emulator", i.name),
+                ));
+            }
+            let id = i.get_attr("Id").ok_or_else(|| schema("ItemId without Id"))?;
+            Ok((id.to_owned(), i.get_attr("ChangeKey").map(str::to_owned)))
+        })
+        .collect()
+}
+
+fn get_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    let mb = ctx.mailbox()?;
+    let props = shape(op)?;
+    let msgs = ids_of(op)?
+        .into_iter()
+        .map(|(id, _)| {
+            let r = inner.live(mb, &id).map(|item| vec![m("Items").child(render(item, &props, false))]);
+            message("GetItem", r)
+        })
+        .collect();
+    Ok(response("GetItem", msgs))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// CreateItem (meetings, cancellations)
+
+/// `t:CalendarItem` children the emulator knows, in the schema's order (U13: enforced).
+const CALENDAR_ORDER: &[&str] = &[
+    "Subject",
+    "Sensitivity",
+    "Body",
+    "Categories",
+    "Importance",
+    "ReminderIsSet",
+    "ReminderMinutesBeforeStart",
+    "ExtendedProperty",
+    "UID",
+    "Start",
+    "End",
+    "IsAllDayEvent",
+    "LegacyFreeBusyStatus",
+    "Location",
+    "RequiredAttendees",
+    "OptionalAttendees",
+    "Resources",
+    "Recurrence",
+    "StartTimeZone",
+    "EndTimeZone",
+];
+
+fn check_order(item: &Element) -> Result<(), Fault> {
+    let mut last = 0;
+    for c in &item.children {
+        let pos = CALENDAR_ORDER
+            .iter()
+            .position(|n| *n == c.name && c.ns == TYPES)
+            .ok_or_else(|| schema(format!("unexpected element {} in CalendarItem", c.name)))?;
+        if pos < last {
+            return Err(schema(format!(
+                "element {} is out of the schema's sequence in CalendarItem",
+                c.name
+            )));
+        }
+        last = pos;
+    }
+    Ok(())
+}
+
+fn att_list(inner: &Inner, el: Option<&Element>) -> Vec<Att> {
+    el.map(|list| {
+        list.find_all(TYPES, "Attendee")
+            .filter_map(|a| {
+                let email =
+                    a.path(&[(TYPES, "Mailbox"), (TYPES, "EmailAddress")])?.text.trim().to_ascii_lowercase();
+                let name =
+                    inner.mailboxes.get(&email).map(|m| m.name.clone()).unwrap_or_else(|| email.clone());
+                Some(Att { name, email, response: "Unknown".into() })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn ext_props(item: &Element) -> Result<BTreeMap<PropKey, String>, Fault> {
+    item.find_all(TYPES, "ExtendedProperty")
+        .map(|p| {
+            let key = p
+                .find(TYPES, "ExtendedFieldURI")
+                .and_then(prop_key)
+                .ok_or_else(|| schema("incomplete ExtendedFieldURI"))?;
+            Ok((key, p.child_text(TYPES, "Value").unwrap_or_default().to_owned()))
+        })
+        .collect()
+}
+
+fn create_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    let mb = ctx.mailbox()?.to_owned();
+    let items = op.find(MESSAGES, "Items").ok_or_else(|| schema("Items is required"))?;
+    let mut msgs = Vec::new();
+    for el in &items.children {
+        if el.is(TYPES, "CancelCalendarItem") {
+            let r = el
+                .find(TYPES, "ReferenceItemId")
+                .and_then(|r| r.get_attr("Id"))
+                .ok_or_else(|| schema("CancelCalendarItem without ReferenceItemId"))?;
+            let result = inner.cancel_meeting(&mb, r, ctx.now).map(|()| vec![m("Items")]);
+            msgs.push(message("CreateItem", result));
+            continue;
+        }
+        if !el.is(TYPES, "CalendarItem") {
+            return Err(fault(
+                "ErrorInvalidRequest",
+                format!("The emulator does not create {} items.", el.name),
+            ));
+        }
+        check_order(el)?;
+        let send = op.get_attr("SendMeetingInvitations");
+        let result = create_calendar_item(inner, &mb, el, send, ctx.now);
+        msgs.push(message("CreateItem", result));
+    }
+    Ok(response("CreateItem", msgs))
+}
+
+fn create_calendar_item(
+    inner: &mut Inner,
+    mb: &str,
+    el: &Element,
+    send: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Element>, Refusal> {
+    let Some(send) = send else {
+        return Err(refuse(
+            "ErrorSendMeetingInvitationsRequired",
+            "SendMeetingInvitations is required for calendar items.",
+        ));
+    };
+    let when = |name: &str| {
+        el.child_text(TYPES, name).and_then(parse_time).ok_or_else(|| {
+            refuse("ErrorInvalidRequest", format!("{name} is required and must be a dateTime."))
+        })
+    };
+    let (start, end) = (when("Start")?, when("End")?);
+    if end <= start {
+        return Err(refuse(
+            "ErrorCalendarEndDateIsEarlierThanStartDate",
+            "EndDate is earlier than StartDate.",
+        ));
+    }
+    let ext = ext_props(el).map_err(|f| refuse("ErrorSchemaValidation", f.message))?;
+    let owner = inner.mailboxes.get(mb).map(|m| m.name.clone()).unwrap_or_default();
+    let required = att_list(inner, el.find(TYPES, "RequiredAttendees"));
+    let resources = att_list(inner, el.find(TYPES, "Resources"));
+    let is_meeting = !required.is_empty() || !resources.is_empty();
+    let uid = format!("040000008200E00074C5B7101A82E008{:016X}", inner.next());
+    let item = Item {
+        id: String::new(),
+        change_key: String::new(),
+        history: Vec::new(),
+        subject: el.child_text(TYPES, "Subject").unwrap_or_default().to_owned(),
+        body: el.child_text(TYPES, "Body").map(str::to_owned),
+        start,
+        end,
+        location: el.child_text(TYPES, "Location").map(str::to_owned),
+        uid,
+        organizer: (owner, mb.to_owned()),
+        required,
+        resources,
+        is_cancelled: false,
+        my_response: if is_meeting { "Organizer" } else { "Unknown" }.into(),
+        is_meeting,
+        received: false,
+        free_busy: el.child_text(TYPES, "LegacyFreeBusyStatus").unwrap_or("Busy").to_owned(),
+        time_zone: el.find(TYPES, "StartTimeZone").and_then(|z| z.get_attr("Id")).map(str::to_owned),
+        ext,
+        extended: BTreeMap::new(),
+        last_modified: now,
+        created_seq: 0,
+        changed_seq: 0,
+        deleted: false,
+    };
+    let id = inner.insert(mb, item, now);
+    // The answer shows the item as created; the room's response arrives after it (a new change key).
+    let shown = inner.written(mb, &id);
+    if is_meeting && send != "SendToNone" {
+        inner.process_rooms(mb, &id, &[], now);
+    }
+    Ok(vec![m("Items").child(
+        t("CalendarItem").child(t("ItemId").attr("Id", shown.id).attr("ChangeKey", shown.change_key)),
+    )])
+}
+
+// ---------------------------------------------------------------------------------------------------
+// UpdateItem
+
+fn update_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    let mb = ctx.mailbox()?.to_owned();
+    let conflict =
+        op.get_attr("ConflictResolution").ok_or_else(|| schema("ConflictResolution is required"))?;
+    if !matches!(conflict, "NeverOverwrite" | "AutoResolve" | "AlwaysOverwrite") {
+        return Err(schema(format!("ConflictResolution `{conflict}` is not valid")));
+    }
+    let send = op.get_attr("SendMeetingInvitationsOrCancellations");
+    let changes = op.find(MESSAGES, "ItemChanges").ok_or_else(|| schema("ItemChanges is required"))?;
+    let mut msgs = Vec::new();
+    for change in changes.find_all(TYPES, "ItemChange") {
+        let id = change.find(TYPES, "ItemId").ok_or_else(|| schema("ItemChange without ItemId"))?;
+        let updates = change.find(TYPES, "Updates").ok_or_else(|| schema("ItemChange without Updates"))?;
+        let result = update_one(inner, &mb, id, updates, conflict, send, ctx.now);
+        msgs.push(message("UpdateItem", result));
+    }
+    Ok(response("UpdateItem", msgs))
+}
+
+/// One field change: the path's name and what to do.
+enum FieldChange {
+    Subject(String),
+    Start(DateTime<Utc>),
+    End(DateTime<Utc>),
+    Location(String),
+    Resources(Vec<Att>),
+    SetExt(PropKey, String),
+    DeleteExt(PropKey),
+    ClearLocation,
+    ClearOptionalAttendees,
+}
+
+fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldChange)>, Refusal> {
+    let bad = |m: &str| refuse("ErrorInvalidPropertySet", m.to_owned());
+    let mut out = Vec::new();
+    for u in &updates.children {
+        let path = u.children.first().ok_or_else(|| bad("an update without a property path"))?;
+        let value_item = u.find(TYPES, "CalendarItem");
+        let value = |name: &str| {
+            value_item.and_then(|ci| ci.find(TYPES, name)).ok_or_else(|| {
+                refuse("ErrorInvalidPropertySet", format!("The CalendarItem of the change must hold {name}."))
+            })
+        };
+        let when = |name: &str| {
+            value(name).and_then(|v| {
+                parse_time(&v.text)
+                    .ok_or_else(|| refuse("ErrorInvalidRequest", format!("{name} is not a dateTime.")))
+            })
+        };
+        match (u.name.as_str(), path.name.as_str()) {
+            ("SetItemField", "FieldURI") => {
+                let uri = path.get_attr("FieldURI").unwrap_or_default().to_owned();
+                let c = match uri.as_str() {
+                    "item:Subject" => FieldChange::Subject(value("Subject")?.text.clone()),
+                    "calendar:Start" => FieldChange::Start(when("Start")?),
+                    "calendar:End" => FieldChange::End(when("End")?),
+                    "calendar:Location" => FieldChange::Location(value("Location")?.text.clone()),
+                    "calendar:Resources" => {
+                        FieldChange::Resources(att_list(inner, Some(value("Resources")?)))
+                    }
+                    "item:Body" => return Err(bad("The emulator does not write bodies.")),
+                    other => {
+                        return Err(refuse(
+                            "ErrorInvalidPropertySet",
+                            format!("{other} cannot be set here."),
+                        ));
+                    }
+                };
+                out.push((uri, c));
+            }
+            ("SetItemField", "ExtendedFieldURI") => {
+                let key = prop_key(path).ok_or_else(|| bad("incomplete ExtendedFieldURI"))?;
+                let v = value("ExtendedProperty")?.child_text(TYPES, "Value").unwrap_or_default().to_owned();
+                out.push((format!("ext:{}", key.1), FieldChange::SetExt(key, v)));
+            }
+            ("DeleteItemField", "FieldURI") => {
+                let uri = path.get_attr("FieldURI").unwrap_or_default().to_owned();
+                let c = match uri.as_str() {
+                    "calendar:Location" => FieldChange::ClearLocation,
+                    "calendar:OptionalAttendees" => FieldChange::ClearOptionalAttendees,
+                    other => {
+                        return Err(refuse(
+                            "ErrorInvalidPropertySet",
+                            format!("{other} cannot be deleted here."),
+                        ));
+                    }
+                };
+                out.push((uri, c));
+            }
+            ("DeleteItemField", "ExtendedFieldURI") => {
+                let key = prop_key(path).ok_or_else(|| bad("incomplete ExtendedFieldURI"))?;
+                out.push((format!("ext:{}", key.1), FieldChange::DeleteExt(key)));
+            }
+            (kind, p) => {
+                return Err(refuse("ErrorInvalidPropertySet", format!("{kind} with {p} is not supported.")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn update_one(
+    inner: &mut Inner,
+    mb: &str,
+    id_el: &Element,
+    updates: &Element,
+    conflict: &str,
+    send: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Element>, Refusal> {
+    let id = id_el.get_attr("Id").unwrap_or_default().to_owned();
+    let item = inner.live(mb, &id)?.clone();
+    let Some(send) = send else {
+        return Err(refuse(
+            "ErrorSendMeetingInvitationsOrCancellationsRequired",
+            "SendMeetingInvitationsOrCancellations is required for calendar items.",
+        ));
+    };
+    let changes = parse_updates(inner, updates)?;
+    let fields: Vec<String> = changes.iter().map(|(f, _)| f.clone()).collect();
+    match (id_el.get_attr("ChangeKey"), conflict) {
+        (_, "AlwaysOverwrite") => {}
+        (None, _) => {
+            return Err(refuse(
+                "ErrorChangeKeyRequiredForWriteOperations",
+                "The change key is required for this operation.",
+            ));
+        }
+        (Some(ck), _) if ck == item.change_key => {}
+        (Some(ck), mode) => {
+            let Some(pos) = item.history.iter().position(|(k, _)| k == ck) else {
+                return Err(refuse("ErrorInvalidChangeKey", "The change key is invalid."));
+            };
+            let since: BTreeSet<&String> = item.history[pos + 1..].iter().flat_map(|(_, f)| f).collect();
+            let overlaps = fields.iter().any(|f| since.contains(f));
+            if mode == "NeverOverwrite" || overlaps {
+                return Err(refuse(
+                    "ErrorIrresolvableConflict",
+                    "The send or update operation could not be performed because the change key passed in the \
+                     request does not match the current change key for the item.",
+                ));
+            }
+        }
+    }
+    let old_rooms: Vec<String> = item.resources.iter().map(|a| a.email.clone()).collect();
+    let (mut start, mut end) = (item.start, item.end);
+    for (_, c) in &changes {
+        match c {
+            FieldChange::Start(v) => start = *v,
+            FieldChange::End(v) => end = *v,
+            _ => {}
+        }
+    }
+    if end <= start {
+        return Err(refuse(
+            "ErrorCalendarEndDateIsEarlierThanStartDate",
+            "EndDate is earlier than StartDate.",
+        ));
+    }
+    {
+        let it = inner.live_mut(mb, &id)?;
+        for (_, c) in changes {
+            match c {
+                FieldChange::Subject(s) => it.subject = s,
+                FieldChange::Start(v) => it.start = v,
+                FieldChange::End(v) => it.end = v,
+                FieldChange::Location(v) => it.location = Some(v),
+                FieldChange::Resources(list) => {
+                    it.resources = list;
+                    it.is_meeting = it.is_meeting || !it.resources.is_empty();
+                }
+                FieldChange::SetExt(k, v) => {
+                    it.ext.insert(k, v);
+                }
+                FieldChange::DeleteExt(k) => {
+                    it.ext.remove(&k);
+                }
+                FieldChange::ClearLocation => it.location = None,
+                // Optional attendees are not modelled: nothing to clear.
+                FieldChange::ClearOptionalAttendees => {}
+            }
+        }
+    }
+    inner.touch(mb, &id, fields, "ModifiedEvent", now);
+    let shown = inner.written(mb, &id);
+    let updated = inner.live(mb, &id)?.clone();
+    if updated.my_response == "Organizer" && send != "SendToNone" {
+        let now_rooms: Vec<String> = updated.resources.iter().map(|a| a.email.clone()).collect();
+        let dropped: Vec<String> = old_rooms.into_iter().filter(|r| !now_rooms.contains(r)).collect();
+        inner.process_rooms(mb, &id, &dropped, now);
+    }
+    Ok(vec![
+        m("Items").child(
+            t("CalendarItem").child(t("ItemId").attr("Id", shown.id).attr("ChangeKey", shown.change_key)),
+        ),
+        m("ConflictResults").child(t("Count").text("0")),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------------
+// DeleteItem
+
+fn delete_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    let mb = ctx.mailbox()?.to_owned();
+    let delete_type = op.get_attr("DeleteType").ok_or_else(|| schema("DeleteType is required"))?;
+    if !matches!(delete_type, "HardDelete" | "SoftDelete" | "MoveToDeletedItems") {
+        return Err(schema(format!("DeleteType `{delete_type}` is not valid")));
+    }
+    let send = op.get_attr("SendMeetingCancellations");
+    let msgs = ids_of(op)?
+        .into_iter()
+        .map(|(id, _)| {
+            let result = inner.live(&mb, &id).cloned().and_then(|item| {
+                let Some(send) = send else {
+                    return Err(refuse(
+                        "ErrorSendMeetingCancellationsRequired",
+                        "SendMeetingCancellations is required for calendar items.",
+                    ));
+                };
+                if item.my_response == "Organizer" && send != "SendToNone" {
+                    inner.cancel_meeting(&mb, &id, ctx.now)?;
+                } else {
+                    inner.delete(&mb, &id, ctx.now);
+                }
+                Ok(Vec::new())
+            });
+            message("DeleteItem", result)
+        })
+        .collect();
+    Ok(response("DeleteItem", msgs))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rooms
+
+fn address(name: &str, email: &str, kind: &str) -> Vec<Element> {
+    vec![
+        t("Name").text(name),
+        t("EmailAddress").text(email),
+        t("RoutingType").text("SMTP"),
+        t("MailboxType").text(kind),
+    ]
+}
+
+fn get_room_lists(inner: &Inner) -> Element {
+    m("GetRoomListsResponse").attr("ResponseClass", "Success").child(m("ResponseCode").text("NoError")).child(
+        m("RoomLists").children(
+            inner.room_lists.iter().map(|l| t("Address").children(address(&l.name, &l.email, "PublicDL"))),
+        ),
+    )
+}
+
+fn get_rooms(inner: &Inner, op: &Element) -> Element {
+    let wanted = op
+        .path(&[(MESSAGES, "RoomList"), (TYPES, "EmailAddress")])
+        .map(|e| e.text.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match inner.room_lists.iter().find(|l| l.email == wanted) {
+        Some(list) => m("GetRoomsResponse")
+            .attr("ResponseClass", "Success")
+            .child(m("ResponseCode").text("NoError"))
+            .child(m("Rooms").children(list.rooms.iter().map(|r| {
+                let name = inner.mailboxes.get(r).map(|m| m.name.clone()).unwrap_or_default();
+                t("Room").child(t("Id").children(address(&name, r, "Mailbox")))
+            }))),
+        None => m("GetRoomsResponse")
+            .attr("ResponseClass", "Error")
+            .child(m("MessageText").text("No room list has this address."))
+            .child(m("ResponseCode").text("ErrorNameResolutionNoResults"))
+            .child(m("DescriptiveLinkKey").text("0")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// SyncFolderItems
+
+fn sync_state(mailbox: &str, seq: u64) -> String {
+    watermark(mailbox, seq).replace('=', "") + "S"
+}
+
+fn parse_sync_state(mailbox: &str, s: &str) -> Option<u64> {
+    let raw = s.trim().strip_suffix('S')?;
+    let padded = format!("{raw}{}", "=".repeat((4 - raw.len() % 4) % 4));
+    parse_watermark(mailbox, &padded)
+}
+
+fn sync_folder_items(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    let mb = ctx.mailbox()?;
+    let props = shape(op)?;
+    let max: usize = op
+        .child_text(MESSAGES, "MaxChangesReturned")
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| (1..=512).contains(n))
+        .ok_or_else(|| schema("MaxChangesReturned must be 1–512"))?;
+    let mailbox = &inner.mailboxes[mb];
+    let from = match op.child_text(MESSAGES, "SyncState") {
+        None => Some(0),
+        Some(s) => parse_sync_state(mb, s).filter(|seq| *seq <= mailbox.seq),
+    };
+    let Some(from) = from else {
+        let r = Err(refuse(
+            "ErrorInvalidSyncStateData",
+            "Synchronization state data is corrupt or otherwise invalid.",
+        ));
+        return Ok(response("SyncFolderItems", vec![message("SyncFolderItems", r)]));
+    };
+    let mut changed: Vec<&Item> = mailbox
+        .items
+        .values()
+        .filter(|i| i.changed_seq > from && !(i.deleted && i.created_seq > from))
+        .collect();
+    changed.sort_by_key(|i| i.changed_seq);
+    let all = changed.len() <= max;
+    let page: Vec<&Item> = changed.into_iter().take(max).collect();
+    let next = if all { mailbox.seq } else { page.last().map_or(from, |i| i.changed_seq) };
+    let changes = page.iter().map(|i| {
+        if i.deleted {
+            t("Delete").child(t("ItemId").attr("Id", i.id.as_str()).attr("ChangeKey", i.change_key.as_str()))
+        } else if i.created_seq > from {
+            t("Create").child(render(i, &props, true))
+        } else {
+            t("Update").child(render(i, &props, true))
+        }
+    });
+    let payload = vec![
+        m("SyncState").text(sync_state(mb, next)),
+        m("IncludesLastItemInRange").text(if all { "true" } else { "false" }),
+        m("Changes").children(changes.collect::<Vec<_>>()),
+    ];
+    Ok(response("SyncFolderItems", vec![message("SyncFolderItems", Ok(payload))]))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Subscribe / Unsubscribe
+
+fn subscribe(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    let mb = ctx.mailbox()?.to_owned();
+    let Some(req) = op.find(MESSAGES, "PushSubscriptionRequest") else {
+        return Err(fault("ErrorInvalidRequest", "The emulator supports push subscriptions only."));
+    };
+    let event_types: Vec<String> = req
+        .find(TYPES, "EventTypes")
+        .map(|e| e.find_all(TYPES, "EventType").map(|t| t.text.trim().to_owned()).collect())
+        .unwrap_or_default();
+    if event_types.is_empty() {
+        return Err(schema("EventTypes is required"));
+    }
+    let freq: u32 = req
+        .child_text(TYPES, "StatusFrequency")
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| (1..=1440).contains(n))
+        .ok_or_else(|| schema("StatusFrequency must be 1–1440"))?;
+    let url = req.child_text(TYPES, "URL").ok_or_else(|| schema("URL is required"))?.trim().to_owned();
+    let mailbox = &inner.mailboxes[&mb];
+    let current = watermark(&mb, mailbox.seq);
+    let resume = match req.child_text(TYPES, "Watermark") {
+        None => Vec::new(),
+        Some(wm) => match parse_watermark(&mb, wm).filter(|s| *s <= mailbox.seq) {
+            Some(seq) => mailbox.events.iter().filter(|e| e.seq > seq).cloned().collect(),
+            None => {
+                let r = Err(refuse(
+                    "ErrorInvalidWatermark",
+                    "The watermark used for creating this subscription was not found.",
+                ));
+                return Ok(response("Subscribe", vec![message("Subscribe", r)]));
+            }
+        },
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    inner.push.add(id.clone(), ctx.account, &mb, url, freq, event_types, current.clone(), &resume, ctx.now);
+    let payload = vec![m("SubscriptionId").text(id), m("Watermark").text(current)];
+    Ok(response("Subscribe", vec![message("Subscribe", Ok(payload))]))
+}
+
+fn unsubscribe(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
+    let id =
+        op.child_text(MESSAGES, "SubscriptionId").ok_or_else(|| schema("SubscriptionId is required"))?.trim();
+    let result = match inner.push.subs.get(id) {
+        None => Err(refuse("ErrorSubscriptionNotFound", "The specified subscription was not found.")),
+        Some(s) if s.account != ctx.account => {
+            Err(refuse("ErrorSubscriptionAccessDenied", "Only the creator of a subscription may use it."))
+        }
+        Some(_) => {
+            inner.push.subs.remove(id);
+            Ok(Vec::new())
+        }
+    };
+    Ok(response("Unsubscribe", vec![message("Unsubscribe", result)]))
+}

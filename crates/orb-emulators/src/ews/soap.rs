@@ -1,0 +1,237 @@
+//! `POST /EWS/Exchange.asmx`: authentication (Basic, bearer), the throttling knobs, envelope and header
+//! checks (`RequestServerVersion`, `ExchangeImpersonation` against the account's management scope),
+//! dispatch to [`super::ops`], the answer envelope with `ServerVersionInfo`, SOAP faults, and the
+//! request log.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use orb_ews::request::asks_for_body;
+use orb_ews::xml::{self, ERRORS, Element, MESSAGES, SOAP, TYPES};
+
+use super::EwsEmulator;
+use super::ops::{self, Ctx, Fault, fault};
+use super::state::{RequestRecord, Scope};
+
+/// `RequestServerVersion` values Exchange 2019 / SE accept (ews.md §1.3).
+const VERSIONS: &[&str] = &[
+    "Exchange2007_SP1",
+    "Exchange2010",
+    "Exchange2010_SP1",
+    "Exchange2010_SP2",
+    "Exchange2013",
+    "Exchange2013_SP1",
+    "Exchange2015",
+    "Exchange2016",
+];
+
+fn xml_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+}
+
+fn envelope(body: Element) -> String {
+    let version = Element::new(TYPES, "ServerVersionInfo")
+        .attr("MajorVersion", "15")
+        .attr("MinorVersion", "2")
+        .attr("MajorBuildNumber", "1544")
+        .attr("MinorBuildNumber", "4")
+        .attr("Version", "V2017_07_11");
+    Element::new(SOAP, "Envelope")
+        .child(Element::new(SOAP, "Header").child(version))
+        .child(Element::new(SOAP, "Body").child(body))
+        .to_document()
+}
+
+/// A SOAP 1.1 fault as Exchange writes it (ews.md §6.2): `MessageXml` in the types namespace.
+pub(crate) fn fault_document(f: &Fault) -> String {
+    let mut detail = Element::new("", "detail")
+        .child(Element::new(ERRORS, "ResponseCode").text(f.code))
+        .child(Element::new(ERRORS, "Message").text(f.message.as_str()));
+    if let Some(ms) = f.back_off_ms {
+        detail = detail
+            .child(Element::new(TYPES, "MessageXml").child(
+                Element::new(TYPES, "Value").attr("Name", "BackOffMilliseconds").text(ms.to_string()),
+            ));
+    }
+    let fault = Element::new(SOAP, "Fault")
+        .child(Element::new("", "faultcode").attr("xmlns:a", TYPES).text(format!("a:{}", f.code)))
+        .child(Element::new("", "faultstring").text(f.message.as_str()))
+        .child(detail);
+    Element::new(SOAP, "Envelope").child(Element::new(SOAP, "Body").child(fault)).to_document()
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Who the `Authorization` header names, if the credentials are right.
+fn authenticate(em: &EwsEmulator, headers: &HeaderMap) -> Option<String> {
+    let auth = header_str(headers, "authorization")?;
+    let inner = em.lock();
+    if let Some(b64) = auth.strip_prefix("Basic ") {
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (user, password) = text.split_once(':')?;
+        let user = user.to_ascii_lowercase();
+        let account = inner.accounts.get(&user)?;
+        return (account.password == password).then_some(user);
+    }
+    let token = auth.strip_prefix("Bearer ")?;
+    inner.bearer_tokens.get(token.trim()).cloned()
+}
+
+/// The impersonated address of the header, if any (all four `ConnectingSID` forms; `SID` is not
+/// resolvable here and names no mailbox).
+fn impersonated(header: Option<&Element>) -> Option<String> {
+    let sid = header?.path(&[(TYPES, "ExchangeImpersonation"), (TYPES, "ConnectingSID")])?;
+    let form = sid.children.first()?;
+    Some(match form.name.as_str() {
+        "PrimarySmtpAddress" | "SmtpAddress" | "PrincipalName" => form.text.trim().to_ascii_lowercase(),
+        _ => format!("sid:{}", form.text.trim()),
+    })
+}
+
+/// The whole request: answers and records it.
+pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut record = RequestRecord {
+        operation: String::new(),
+        account: None,
+        mailbox: None,
+        client_request_id: header_str(&headers, "client-request-id"),
+        anchor_mailbox: header_str(&headers, "x-anchormailbox"),
+        asks_for_body: false,
+        response_code: String::new(),
+        status: 200,
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let parsed = xml::parse(&text).ok();
+    if let Some(env) = &parsed {
+        record.asks_for_body = asks_for_body(env);
+        if let Some(op) = env.find(SOAP, "Body").and_then(|b| b.children.first()) {
+            record.operation = op.name.clone();
+        }
+    }
+    let Some(account) = authenticate(&em, &headers) else {
+        record.status = 401;
+        record.response_code = "Unauthorized".into();
+        em.lock().requests.push(record);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"exchange.emulator\"")],
+            "",
+        )
+            .into_response();
+    };
+    record.account = Some(account.clone());
+    let (status, out) = answer(&em, &account, parsed.as_ref(), &mut record);
+    record.status = status.as_u16();
+    em.lock().requests.push(record);
+    // Deliver notifications the request caused, after answering.
+    let delivering = em.clone();
+    tokio::spawn(async move { super::push::deliver_due(&delivering).await });
+    out
+}
+
+fn answer(
+    em: &EwsEmulator,
+    account: &str,
+    parsed: Option<&Element>,
+    record: &mut RequestRecord,
+) -> (StatusCode, Response) {
+    let now = em.now();
+    let mut inner = em.lock();
+    if inner.knobs.unavailable_count > 0 {
+        inner.knobs.unavailable_count -= 1;
+        record.response_code = "HTTP 503".into();
+        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, "").into_response();
+        if let Some(secs) = inner.knobs.retry_after_secs
+            && let Ok(v) = secs.to_string().parse()
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return (StatusCode::SERVICE_UNAVAILABLE, resp);
+    }
+    let fail = |f: Fault, record: &mut RequestRecord| {
+        record.response_code = f.code.to_owned();
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            xml_response(StatusCode::INTERNAL_SERVER_ERROR, fault_document(&f)),
+        )
+    };
+    if inner.knobs.busy_count > 0 {
+        inner.knobs.busy_count -= 1;
+        let f = Fault {
+            code: "ErrorServerBusy",
+            message: "The server cannot service this request right now. Try again later.".into(),
+            back_off_ms: Some(inner.knobs.back_off_ms),
+        };
+        return fail(f, record);
+    }
+    let Some(env) = parsed.filter(|e| e.is(SOAP, "Envelope")) else {
+        return fail(fault("ErrorSchemaValidation", "The request is not a SOAP 1.1 envelope."), record);
+    };
+    let header = env.find(SOAP, "Header");
+    let version =
+        header.and_then(|h| h.find(TYPES, "RequestServerVersion")).and_then(|v| v.get_attr("Version"));
+    match version {
+        Some(v) if VERSIONS.contains(&v) => {}
+        _ => {
+            return fail(
+                fault("ErrorInvalidServerVersion", "The specified server version is invalid."),
+                record,
+            );
+        }
+    }
+    let mailbox = impersonated(header);
+    if let Some(mb) = &mailbox {
+        record.mailbox = Some(mb.clone());
+        let scope = inner.accounts.get(account).map(|a| a.scope.clone()).unwrap_or(Scope::None);
+        if !inner.mailboxes.contains_key(mb) {
+            return fail(
+                fault("ErrorNonExistentMailbox", "The SMTP address has no mailbox associated with it."),
+                record,
+            );
+        }
+        let allowed = match &scope {
+            Scope::None => {
+                return fail(
+                    fault(
+                        "ErrorImpersonationDenied",
+                        "The server to which the application is connected cannot impersonate the requested user \
+                         due to insufficient permission.",
+                    ),
+                    record,
+                );
+            }
+            Scope::All => true,
+            Scope::Mailboxes(set) => set.contains(mb),
+        };
+        if !allowed {
+            return fail(
+                fault(
+                    "ErrorImpersonateUserDenied",
+                    "The account does not have permission to impersonate the requested user.",
+                ),
+                record,
+            );
+        }
+    }
+    let Some(op) = env.find(SOAP, "Body").and_then(|b| b.children.first()) else {
+        return fail(fault("ErrorSchemaValidation", "The SOAP Body is empty."), record);
+    };
+    let ctx = Ctx { account, mailbox: mailbox.as_deref(), now };
+    match ops::dispatch(&mut inner, &ctx, op) {
+        Ok(resp) => {
+            record.response_code = resp
+                .descendants()
+                .into_iter()
+                .find(|e| e.is(MESSAGES, "ResponseCode"))
+                .map(|e| e.text.clone())
+                .unwrap_or_else(|| "NoError".into());
+            (StatusCode::OK, xml_response(StatusCode::OK, envelope(resp)))
+        }
+        Err(f) => fail(f, record),
+    }
+}

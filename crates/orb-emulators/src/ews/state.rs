@@ -1,0 +1,473 @@
+//! The EWS emulator's state and Exchange's meeting semantics on it: mailboxes with items, change keys
+//! with history, room copies processed by the booking attendant, the per-mailbox change log that
+//! SyncFolderItems and subscriptions read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which mailboxes an account may impersonate (its ApplicationImpersonation role assignment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scope {
+    /// No ApplicationImpersonation role: every impersonation is `ErrorImpersonationDenied`.
+    None,
+    /// The role without a management scope: every mailbox.
+    All,
+    /// The role with a management scope of these addresses (lower case); others are
+    /// `ErrorImpersonateUserDenied`.
+    Mailboxes(BTreeSet<String>),
+}
+
+/// A service account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub(crate) password: String,
+    pub(crate) scope: Scope,
+}
+
+/// A room's calendar processing (`Set-CalendarProcessing`), the parts the emulator models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSettings {
+    /// `AutomateProcessing AutoAccept` (false: `None`, requests are not processed and no copy appears).
+    pub auto_accept: bool,
+    /// `AllowConflicts`.
+    pub allow_conflicts: bool,
+    /// `DeleteSubject`.
+    pub delete_subject: bool,
+    /// `AddOrganizerToSubject`.
+    pub add_organizer_to_subject: bool,
+    /// `DeleteComments` (the body is removed from the room's copy).
+    pub delete_comments: bool,
+}
+
+impl Default for RoomSettings {
+    /// Exchange's defaults for a room made in the admin centre: AutoAccept, no conflicts, subject
+    /// replaced by the organizer's name, comments deleted.
+    fn default() -> Self {
+        Self {
+            auto_accept: true,
+            allow_conflicts: false,
+            delete_subject: true,
+            add_organizer_to_subject: true,
+            delete_comments: true,
+        }
+    }
+}
+
+/// An attendee on an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Att {
+    /// Display name.
+    pub name: String,
+    /// Address (lower case).
+    pub email: String,
+    /// `ResponseType`.
+    pub response: String,
+}
+
+/// Key of an extended property: (property set GUID lower case, name, type).
+pub type PropKey = (String, String, String);
+
+/// One calendar item (a tombstone once deleted, for SyncFolderItems).
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    /// `ItemId`.
+    pub id: String,
+    /// Current `ChangeKey`.
+    pub change_key: String,
+    /// Every change key this item had, with the fields changed *to reach* it (for AutoResolve).
+    #[serde(skip)]
+    pub history: Vec<(String, Vec<String>)>,
+    /// `Subject`.
+    pub subject: String,
+    /// `Body` text, if any (only returned when a request asks for it).
+    pub body: Option<String>,
+    /// `Start`.
+    pub start: DateTime<Utc>,
+    /// `End`.
+    pub end: DateTime<Utc>,
+    /// `Location`.
+    pub location: Option<String>,
+    /// `UID` (shared by the organizer's item and the room copies).
+    pub uid: String,
+    /// Organizer (name, address).
+    pub organizer: (String, String),
+    /// `RequiredAttendees`.
+    pub required: Vec<Att>,
+    /// `Resources`.
+    pub resources: Vec<Att>,
+    /// `IsCancelled`.
+    pub is_cancelled: bool,
+    /// `MyResponseType`.
+    pub my_response: String,
+    /// Whether this is a meeting (has attendees), for `AppointmentState`.
+    pub is_meeting: bool,
+    /// Whether this copy was received (an attendee's / room's copy).
+    pub received: bool,
+    /// `LegacyFreeBusyStatus`.
+    pub free_busy: String,
+    /// `StartTimeZone` id.
+    pub time_zone: Option<String>,
+    /// Extended properties (only on the item where they were set: not copied to room copies, U9).
+    #[serde(skip)]
+    pub ext: BTreeMap<PropKey, String>,
+    /// Extended properties for the control API.
+    pub extended: BTreeMap<String, String>,
+    /// `LastModifiedTime`.
+    pub last_modified: DateTime<Utc>,
+    /// Change-log position of the creation.
+    pub created_seq: u64,
+    /// Change-log position of the last change.
+    pub changed_seq: u64,
+    /// Deleted (kept as a tombstone).
+    pub deleted: bool,
+}
+
+impl Item {
+    /// `AppointmentState`: 1 meeting, 2 received, 4 cancelled.
+    pub fn appointment_state(&self) -> u32 {
+        u32::from(self.is_meeting) | (u32::from(self.received) << 1) | (u32::from(self.is_cancelled) << 2)
+    }
+
+    fn sync_extended(&mut self) {
+        self.extended =
+            self.ext.iter().map(|((set, name, _), v)| (format!("{{{set}}}{name}"), v.clone())).collect();
+    }
+}
+
+/// One entry of a mailbox's event log.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    /// Position (the watermark encodes it).
+    pub seq: u64,
+    /// `CreatedEvent`, `ModifiedEvent`, `DeletedEvent`.
+    pub kind: &'static str,
+    /// The item.
+    pub item_id: String,
+    /// Its change key after the change.
+    pub change_key: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A mailbox.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    /// Address (lower case).
+    pub address: String,
+    /// Display name.
+    pub name: String,
+    /// Room settings (a room mailbox) or none (a user).
+    pub room: Option<RoomSettings>,
+    /// Items by id, tombstones included.
+    pub items: BTreeMap<String, Item>,
+    /// The change log's last position.
+    pub seq: u64,
+    /// The event log (for subscriptions with a watermark).
+    pub events: Vec<LoggedEvent>,
+}
+
+/// What a request did, for tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRecord {
+    /// The operation (body root local name), empty when the body was unreadable.
+    pub operation: String,
+    /// The authenticated account, if any.
+    pub account: Option<String>,
+    /// The impersonated mailbox, if any.
+    pub mailbox: Option<String>,
+    /// `client-request-id`.
+    pub client_request_id: Option<String>,
+    /// `X-AnchorMailbox`.
+    pub anchor_mailbox: Option<String>,
+    /// Whether the request could return an item body (`item:Body` named, or a base shape other than
+    /// `IdOnly`).
+    pub asks_for_body: bool,
+    /// The response code answered (`NoError` or the error).
+    pub response_code: String,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// Throttling and failure knobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Knobs {
+    /// The next this many SOAP requests get an `ErrorServerBusy` fault.
+    pub busy_count: u32,
+    /// Their `BackOffMilliseconds`.
+    pub back_off_ms: u64,
+    /// The next this many SOAP requests get HTTP 503.
+    pub unavailable_count: u32,
+    /// `Retry-After` seconds sent with those 503s (none when absent).
+    pub retry_after_secs: Option<u64>,
+}
+
+/// A room list (`New-DistributionGroup -RoomList`).
+#[derive(Debug, Clone)]
+pub struct RoomList {
+    pub(crate) name: String,
+    pub(crate) email: String,
+    pub(crate) rooms: Vec<String>,
+}
+
+/// All state behind the emulator's one mutex.
+#[derive(Debug, Default)]
+pub struct Inner {
+    pub(crate) accounts: BTreeMap<String, Account>,
+    pub(crate) bearer_tokens: BTreeMap<String, String>,
+    pub(crate) mailboxes: BTreeMap<String, Mailbox>,
+    pub(crate) room_lists: Vec<RoomList>,
+    pub(crate) next_id: u64,
+    pub(crate) knobs: Knobs,
+    pub(crate) requests: Vec<RequestRecord>,
+    pub(crate) push: super::push::Subscriptions,
+}
+
+/// An Exchange error code with its message, answered in a `ResponseMessage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `ResponseCode`.
+    pub code: &'static str,
+    /// `MessageText`.
+    pub message: String,
+}
+
+pub(crate) fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into() }
+}
+
+/// What a meeting-changing call did to the organizer's item.
+pub(crate) struct Written {
+    pub(crate) id: String,
+    pub(crate) change_key: String,
+}
+
+impl Inner {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn new_change_key(&mut self) -> String {
+        format!("DwAAAB{:010x}", self.next())
+    }
+
+    /// Records a change of `item_id` in `mailbox`: new change key, log position, event.
+    pub(crate) fn touch(
+        &mut self,
+        mailbox: &str,
+        item_id: &str,
+        fields: Vec<String>,
+        kind: &'static str,
+        now: DateTime<Utc>,
+    ) {
+        let ck = self.new_change_key();
+        let Some(mb) = self.mailboxes.get_mut(mailbox) else { return };
+        mb.seq += 1;
+        let seq = mb.seq;
+        if let Some(item) = mb.items.get_mut(item_id) {
+            item.change_key = ck.clone();
+            item.history.push((ck.clone(), fields));
+            item.changed_seq = seq;
+            item.last_modified = now;
+            item.sync_extended();
+        }
+        let event = LoggedEvent { seq, kind, item_id: item_id.to_owned(), change_key: ck, at: now };
+        mb.events.push(event.clone());
+        self.push.record(mailbox, &event);
+    }
+
+    /// Adds a new item to `mailbox` and logs its creation.
+    pub(crate) fn insert(&mut self, mailbox: &str, mut item: Item, now: DateTime<Utc>) -> String {
+        let id = format!("AAMkAD{:010x}", self.next());
+        item.id = id.clone();
+        if let Some(mb) = self.mailboxes.get_mut(mailbox) {
+            item.created_seq = mb.seq + 1;
+            mb.items.insert(id.clone(), item);
+        }
+        self.touch(mailbox, &id, Vec::new(), "CreatedEvent", now);
+        id
+    }
+
+    /// The live item `id` of `mailbox`.
+    pub(crate) fn live(&self, mailbox: &str, id: &str) -> Result<&Item, Refusal> {
+        self.mailboxes
+            .get(mailbox)
+            .and_then(|m| m.items.get(id))
+            .filter(|i| !i.deleted)
+            .ok_or_else(|| refuse("ErrorItemNotFound", "The specified object was not found in the store."))
+    }
+
+    pub(crate) fn live_mut(&mut self, mailbox: &str, id: &str) -> Result<&mut Item, Refusal> {
+        self.mailboxes
+            .get_mut(mailbox)
+            .and_then(|m| m.items.get_mut(id))
+            .filter(|i| !i.deleted)
+            .ok_or_else(|| refuse("ErrorItemNotFound", "The specified object was not found in the store."))
+    }
+
+    /// Deletes (tombstones) an item.
+    pub(crate) fn delete(&mut self, mailbox: &str, id: &str, now: DateTime<Utc>) {
+        if let Ok(item) = self.live_mut(mailbox, id) {
+            item.deleted = true;
+            self.touch(mailbox, id, Vec::new(), "DeletedEvent", now);
+        }
+    }
+
+    /// The booking attendant of every room among the organizer's item's `Resources`, and a cancellation
+    /// for rooms in `dropped` (rooms no longer invited).
+    pub(crate) fn process_rooms(
+        &mut self,
+        organizer_mb: &str,
+        item_id: &str,
+        dropped: &[String],
+        now: DateTime<Utc>,
+    ) {
+        for room in dropped {
+            self.cancel_room_copy(room, organizer_mb, item_id, now);
+        }
+        let Ok(item) = self.live(organizer_mb, item_id) else { return };
+        let item = item.clone();
+        for (idx, res) in item.resources.iter().enumerate() {
+            let Some(settings) = self.mailboxes.get(&res.email).and_then(|m| m.room) else { continue };
+            if !settings.auto_accept {
+                continue;
+            }
+            let response = self.attend(&res.email, &item, settings, now);
+            let current = self
+                .live(organizer_mb, item_id)
+                .ok()
+                .and_then(|i| i.resources.get(idx))
+                .map(|a| a.response.clone());
+            if current.as_deref() != Some(response) {
+                if let Ok(it) = self.live_mut(organizer_mb, item_id) {
+                    it.resources[idx].response = response.to_owned();
+                }
+                self.touch(organizer_mb, item_id, vec!["calendar:Resources".into()], "ModifiedEvent", now);
+            }
+        }
+    }
+
+    fn room_copy_of(&self, room: &str, uid: &str) -> Option<String> {
+        self.mailboxes.get(room)?.items.values().find(|i| !i.deleted && i.uid == uid).map(|i| i.id.clone())
+    }
+
+    /// The room's attendant: accept (create or update the room's copy) or decline (no copy).
+    fn attend(&mut self, room: &str, org: &Item, settings: RoomSettings, now: DateTime<Utc>) -> &'static str {
+        let existing = self.room_copy_of(room, &org.uid);
+        let conflict = self.mailboxes.get(room).is_some_and(|m| {
+            m.items.values().any(|i| {
+                !i.deleted && !i.is_cancelled && i.uid != org.uid && i.start < org.end && org.start < i.end
+            })
+        });
+        if conflict && !settings.allow_conflicts {
+            if let Some(copy) = existing {
+                self.delete(room, &copy, now);
+            }
+            return "Decline";
+        }
+        let subject = match (settings.delete_subject, settings.add_organizer_to_subject) {
+            (true, true) => org.organizer.0.clone(),
+            (true, false) => String::new(),
+            (false, true) => format!("{} {}", org.organizer.0, org.subject),
+            (false, false) => org.subject.clone(),
+        };
+        let body = if settings.delete_comments { None } else { org.body.clone() };
+        match existing {
+            Some(copy_id) => {
+                let changed = self.live(room, &copy_id).is_ok_and(|c| {
+                    c.start != org.start
+                        || c.end != org.end
+                        || c.subject != subject
+                        || c.location != org.location
+                });
+                if changed && let Ok(c) = self.live_mut(room, &copy_id) {
+                    c.start = org.start;
+                    c.end = org.end;
+                    c.subject = subject;
+                    c.location = org.location.clone();
+                    c.body = body;
+                    self.touch(room, &copy_id, vec!["calendar:Start".into()], "ModifiedEvent", now);
+                }
+            }
+            None => {
+                let copy = Item {
+                    id: String::new(),
+                    change_key: String::new(),
+                    history: Vec::new(),
+                    subject,
+                    body,
+                    start: org.start,
+                    end: org.end,
+                    location: org.location.clone(),
+                    uid: org.uid.clone(),
+                    organizer: org.organizer.clone(),
+                    required: org.required.clone(),
+                    resources: org.resources.clone(),
+                    is_cancelled: false,
+                    my_response: "Accept".into(),
+                    is_meeting: true,
+                    received: true,
+                    free_busy: "Busy".into(),
+                    time_zone: org.time_zone.clone(),
+                    ext: BTreeMap::new(),
+                    extended: BTreeMap::new(),
+                    last_modified: now,
+                    created_seq: 0,
+                    changed_seq: 0,
+                    deleted: false,
+                };
+                self.insert(room, copy, now);
+            }
+        }
+        "Accept"
+    }
+
+    /// The organizer's cancellation reaching a room: its copy stays, marked cancelled (U17).
+    pub(crate) fn cancel_room_copy(
+        &mut self,
+        room: &str,
+        organizer_mb: &str,
+        item_id: &str,
+        now: DateTime<Utc>,
+    ) {
+        let Some(uid) =
+            self.mailboxes.get(organizer_mb).and_then(|m| m.items.get(item_id)).map(|i| i.uid.clone())
+        else {
+            return;
+        };
+        if let Some(copy) = self.room_copy_of(room, &uid)
+            && let Ok(c) = self.live_mut(room, &copy)
+            && !c.is_cancelled
+        {
+            c.is_cancelled = true;
+            c.free_busy = "Free".into();
+            self.touch(room, &copy, vec!["calendar:IsCancelled".into()], "ModifiedEvent", now);
+        }
+    }
+
+    /// The organizer cancels the meeting: every room copy cancelled, the organizer's item deleted.
+    pub(crate) fn cancel_meeting(
+        &mut self,
+        organizer_mb: &str,
+        item_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        let item = self.live(organizer_mb, item_id)?.clone();
+        if item.my_response != "Organizer" {
+            return Err(refuse("ErrorCalendarIsNotOrganizer", "Only the organizer can cancel the meeting."));
+        }
+        for res in &item.resources {
+            self.cancel_room_copy(&res.email, organizer_mb, item_id, now);
+        }
+        self.delete(organizer_mb, item_id, now);
+        Ok(())
+    }
+
+    /// A written item's id and current change key.
+    pub(crate) fn written(&self, mailbox: &str, id: &str) -> Written {
+        let ck = self.mailboxes.get(mailbox).and_then(|m| m.items.get(id)).map(|i| i.change_key.clone());
+        Written { id: id.to_owned(), change_key: ck.unwrap_or_default() }
+    }
+}

@@ -1,0 +1,74 @@
+//! # orb-ews
+//!
+//! ORB's typed client for Exchange Web Services (SOAP 1.1) against Exchange Server 2016 / 2019 / SE
+//! on-premises, and the EWS XML shared with the emulator (`orb-emulators`' `ews` face).
+//!
+//! - [`xml`]: a namespace-aware element tree over `quick-xml` (matched by namespace URI + local name,
+//!   never by prefix; written with fixed prefixes in the order children were added).
+//! - [`request`]: pure builders of every request ORB sends (schema `xs:sequence` order; never the body).
+//! - [`response`]: pure readers of the answers, faults and per-message `ResponseClass`es.
+//! - [`error`]: [`EwsError`] with [`EwsError::is_retryable`] and [`EwsError::retry_after`].
+//! - [`push`]: the push-notification body ORB receives and its `SendNotificationResult` answer.
+//! - [`client`]: [`EwsClient`] over reqwest (rustls).
+//!
+//! ## Invariants
+//! - Every request carries `RequestServerVersion Exchange2013_SP1`, `ExchangeImpersonation` with the
+//!   target's `PrimarySmtpAddress`, `X-AnchorMailbox` = that mailbox and `client-request-id` = ORB's
+//!   correlation id.
+//! - No request names `item:Body` (or another body property) or uses a base shape other than `IdOnly`;
+//!   created items carry no `Body` (tests in [`request`]).
+//! - Updates are conditional: the change key ORB read and `ConflictResolution="NeverOverwrite"`, so a
+//!   person's change in Outlook is never overwritten; a conflict is [`EwsError::Changed`].
+//! - Credentials never cross plain HTTP unless [`EwsConfig::allow_plain_http`] (emulator, tests); no
+//!   redirect is followed; answers are capped at [`EwsConfig::max_response_bytes`]; secrets are never
+//!   printed (`Debug` redacts them).
+//! - ORB's match id is the extended property ([`model::ORB_PROPERTY_SET_ID`],
+//!   [`model::ORB_MATCH_PROPERTY_NAME`], `String`) — the same MAPI named property the Graph client uses.
+//!
+//! ## Not in this slice
+//! - NTLM / Negotiate: no well-kept pure-Rust crate makes the connection-bound three-leg handshake (and
+//!   Extended Protection's channel binding, U3) cheap over reqwest's pooled connections. Basic over TLS
+//!   and OAuth bearer are implemented; NTLM is the next slice's.
+//! - Series (recurring masters, `OccurrenceItemId`, `Recurrence`): the reader ignores them; the emulator
+//!   holds single items only.
+//! - Streaming and pull subscriptions, `GetUserAvailability`, `ResolveNames`, subscription affinity
+//!   cookies.
+//!
+//! ## Unverified points of the reference (ews.md Uxx) this code assumes, and how each is made safe
+//! - **U1/U10** (push callback details, what counts as a failed delivery): [`push::parse_notification`]
+//!   reads the body by namespace + local name, accepts `Notification` in either EWS namespace, and
+//!   refuses anything else as a protocol error, so the intake can answer non-200 without changing
+//!   anything; the emulator counts non-200, an unreadable answer and a transport error as failures.
+//! - **U2** (`Exchange2013_SP1` on SE): the lowest version that has every operation used; an
+//!   `ErrorInvalidServerVersion` is a permanent [`EwsError::Rejected`] naming the code.
+//! - **U4** (Basic enabled on the EWS virtual directory) and **U6** (the error when an access policy
+//!   blocks the client): a 401 is [`EwsError::Unauthorized`] telling the operator to check the allowed
+//!   authentication methods; any other refusal keeps Exchange's code in [`EwsError::Rejected`]; the
+//!   `User-Agent` is configurable for allow lists.
+//! - **U8** (`Restriction` with `CalendarView`): never sent together; the match id is read with GetItem.
+//! - **U5** (OAuth on-prem): bearer auth is offered but Basic is the default path in tests.
+//! - **U9** (room copy shares the `UID`, not the extended property): [`model::CalendarItem`] reads `UID`
+//!   and the match id separately; callers correlate room copies by `UID`, never expecting the property
+//!   on the room's copy. The emulator models exactly this.
+//! - **U12** (exception edits as master `Update`s in SyncFolderItems): the reader keeps each change's
+//!   `CalendarItemType`, so a master's update is visible as such; series handling is the next slice's.
+//! - **U13** (how strictly element order is enforced): requests are written in schema order anyway and
+//!   the emulator refuses out-of-order `CalendarItem` children with `ErrorSchemaValidation`.
+//! - **U14** (`Retry-After` on 503): honoured when present; without it a 503 is plain transient.
+//! - **U17** (cancelled meetings in the room calendar): readers take `IsCancelled` as given and never
+//!   infer a cancellation from a missing item alone.
+//! - **U19** (addresses with routing type `EX`): addresses are kept as text; nothing assumes SMTP.
+//!
+//! ## Must not depend on
+//! orb-engine, orb-store, orb-web (and no emulator: the emulator depends on this crate, not the reverse).
+
+pub mod client;
+pub mod error;
+pub mod model;
+pub mod push;
+pub mod request;
+pub mod response;
+pub mod xml;
+
+pub use client::{Auth, EwsClient, EwsConfig, Target};
+pub use error::EwsError;
