@@ -731,8 +731,10 @@ impl TopdeskClient {
     }
 
     /// `POST /reservations/{id}/cancel` (204). Idempotent: if TOPdesk refuses because the reservation is
-    /// already cancelled (e.g. a retried call whose first answer was lost), this succeeds.
-    pub async fn cancel_reservation(&self, id: ReservationId, reason: &Reason) -> Result<(), TopdeskError> {
+    /// already cancelled (e.g. a retried call whose first answer was lost), this succeeds. `Ok(true)`: it was
+    /// cancelled already (the refusal was read back), `Ok(false)`: this call cancelled it. Nothing is read
+    /// before the cancel.
+    pub async fn cancel_reservation(&self, id: ReservationId, reason: &Reason) -> Result<bool, TopdeskError> {
         let action = "cancelling a reservation";
         let body = reason_body(reason);
         let what = format!("reservation {id}");
@@ -748,10 +750,10 @@ impl TopdeskClient {
             )
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(false),
             Err(rejected @ TopdeskError::Rejected { .. }) => {
                 let current = self.get_reservation(id).await?;
-                if current.status == Some(ReservationStatus::Cancelled) { Ok(()) } else { Err(rejected) }
+                if current.status == Some(ReservationStatus::Cancelled) { Ok(true) } else { Err(rejected) }
             }
             Err(other) => Err(other),
         }

@@ -336,7 +336,7 @@ impl Script {
 
         // A cancellation in TOPdesk.
         let made_id = made.id.context("TOPdesk gave the reservation no id")?;
-        self.topdesk.cancel_reservation(made_id, &Reason::Default).await?;
+        let _already = self.topdesk.cancel_reservation(made_id, &Reason::Default).await?;
         wait_for("the TOPdesk cancellation to reach Outlook", || {
             let events = self.graph_em.events(BOB).ok()?;
             let gone = events

@@ -133,16 +133,15 @@ pub(super) async fn write(
                 Err(e) if e.is_gone() => return Ok(Done::ReservationCancelled { ids: None, already: true }),
                 Err(e) => return Err(e),
             };
-            let already = match td.get_reservation(id).await {
-                Ok(r) => r.status.is_some_and(|s| !s.is_active()),
+            // Cancel first, no read before it: the client reads the reservation only when TOPdesk refuses,
+            // to tell "cancelled already" (a rerun, a desk cancel) from a real refusal.
+            let already = match td.cancel_reservation(id, ctx.cancel_reason).await {
+                Ok(already) => already,
                 Err(orb_topdesk::TopdeskError::NotFound { .. }) => {
                     return Ok(Done::ReservationCancelled { ids: None, already: true });
                 }
                 Err(e) => return Err(ExecError::topdesk(action)(e)),
             };
-            if !already {
-                td.cancel_reservation(id, ctx.cancel_reason).await.map_err(ExecError::topdesk(action))?;
-            }
             // Learn the new modificationDate (so ORB's own cancel is recognised when polled); best effort.
             let after = match td.get_reservation(id).await {
                 Ok(r) => written_ids(&r, action, record, false, ctx).ok(),
