@@ -198,6 +198,7 @@ pub enum Occurrences {
 
 struct Reply {
     status: StatusCode,
+    headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -374,7 +375,7 @@ impl TopdeskClient {
             max_retry_after: self.retry.max_retry_after,
         };
         classify::classify(&cx, status, &headers, &bytes)?;
-        Ok(Reply { status, body: bytes.to_vec() })
+        Ok(Reply { status, headers, body: bytes.to_vec() })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -447,6 +448,15 @@ impl TopdeskClient {
     /// `GET /version`.
     pub async fn version(&self) -> Result<VersionDto, TopdeskError> {
         self.get_json("reading the API version", "version", "version", &[]).await
+    }
+
+    /// `GET /version`, answering the time on TOPdesk's clock: its HTTP `Date` header (`None` when the
+    /// answer had none or an unreadable one). For a clock-skew check.
+    pub async fn server_date(&self) -> Result<Option<DateTime<Utc>>, TopdeskError> {
+        let reply = self
+            .send("reading the API version", "version", Method::GET, "version", &[], None, "application/json")
+            .await?;
+        Ok(http_date(&reply.headers))
     }
 
     // ---- reservations: read ----
@@ -1043,4 +1053,10 @@ mod tests {
             assert!(!text.contains("hunter2"), "{text}");
         }
     }
+}
+
+/// The time in an HTTP `Date` header (RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
+    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(text).ok().map(|t| t.with_timezone(&Utc))
 }
