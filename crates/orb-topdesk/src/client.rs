@@ -1014,6 +1014,12 @@ fn participants(persons: &[PersonId]) -> EditParticipantsDto {
     EditParticipantsDto { persons: Some(persons.iter().map(Lookup::id).collect()), visitors: None }
 }
 
+/// The time in an HTTP `Date` header (RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
+    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(text).ok().map(|t| t.with_timezone(&Utc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1053,10 +1059,4 @@ mod tests {
             assert!(!text.contains("hunter2"), "{text}");
         }
     }
-}
-
-/// The time in an HTTP `Date` header (RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`).
-fn http_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
-    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
-    DateTime::parse_from_rfc2822(text).ok().map(|t| t.with_timezone(&Utc))
 }
