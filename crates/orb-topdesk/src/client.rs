@@ -1025,6 +1025,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_date_header_is_read_as_utc() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(http_date(&headers), None);
+        for (text, expected) in [
+            ("Sun, 06 Nov 1994 08:49:37 GMT", Some("1994-11-06T08:49:37+00:00")),
+            ("Tue, 01 Jan 2030 00:00:00 +0100", Some("2029-12-31T23:00:00+00:00")),
+            ("yesterday", None),
+        ] {
+            headers.insert(reqwest::header::DATE, text.parse().unwrap());
+            assert_eq!(http_date(&headers).map(|d| d.to_rfc3339()).as_deref(), expected, "{text}");
+        }
+    }
+
+    #[test]
     fn api_url_gets_tas_api_once() {
         for (base, expected) in [
             ("https://x.topdesk.net", "https://x.topdesk.net/tas/api/"),

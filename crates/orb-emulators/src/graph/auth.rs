@@ -325,3 +325,41 @@ pub fn rsa_public_key(cert: &[u8]) -> Option<&[u8]> {
     let (tag, bits, _) = der(after_alg)?;
     (tag == 0x03 && bits.first() == Some(&0)).then(|| &bits[1..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_graph_path_needs_its_permission() {
+        let calendars: &[&str] = &["Calendars.ReadWrite"];
+        for (method, path, expected) in [
+            ("GET", "/v1.0/places/microsoft.graph.room", Some(&["Place.Read.All"][..])),
+            ("POST", "/v1.0/users/orb@contoso.com/sendMail", Some(&["Mail.Send"][..])),
+            ("POST", "/v1.0/users/orb@contoso.com/events", Some(calendars)),
+            ("DELETE", "/v1.0/users/orb@contoso.com/events/AAA", Some(calendars)),
+            (
+                "GET",
+                "/v1.0/users/room1@contoso.com/calendarView",
+                Some(&["Calendars.ReadWrite", "Calendars.Read"][..]),
+            ),
+            ("POST", "/v1.0/subscriptions", None),
+            ("POST", "/v1.0/$batch", None),
+        ] {
+            assert_eq!(required_role(method, path), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_jwts_whose_payload_names_the_roles() {
+        let now = Utc::now();
+        let roles = vec!["Mail.Send".to_owned()];
+        let token = access_token("t1", "c1", &roles, now, now + Duration::hours(1));
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["roles"], serde_json::json!(["Mail.Send"]));
+        assert_eq!(claims["tid"], "t1");
+        assert_eq!(claims["appid"], "c1");
+        assert_ne!(token, access_token("t1", "c1", &roles, now, now + Duration::hours(1)), "unique");
+    }
+}
