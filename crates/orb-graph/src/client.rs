@@ -297,6 +297,20 @@ impl GraphClient {
         &self.clock
     }
 
+    /// The time on Graph's clock: the HTTP `Date` header of an unauthenticated `GET` of the service root
+    /// (any answer carries one; `None` when it is missing or unreadable). For a clock-skew check.
+    pub async fn server_date(&self) -> Result<Option<DateTime<Utc>>, GraphError> {
+        let response = self
+            .http
+            .get(self.graph_base.clone())
+            .timeout(self.options.request_timeout)
+            .send()
+            .await
+            .map_err(|e| transient("reading Graph's clock", Some(e)))?;
+        let date = response.headers().get(reqwest::header::DATE).and_then(|h| h.to_str().ok());
+        Ok(date.and_then(|d| DateTime::parse_from_rfc2822(d).ok()).map(|t| t.with_timezone(&Utc)))
+    }
+
     pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.graph_base.clone();
         if let Ok(mut path) = url.path_segments_mut() {

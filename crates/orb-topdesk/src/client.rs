@@ -198,6 +198,7 @@ pub enum Occurrences {
 
 struct Reply {
     status: StatusCode,
+    headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -374,7 +375,7 @@ impl TopdeskClient {
             max_retry_after: self.retry.max_retry_after,
         };
         classify::classify(&cx, status, &headers, &bytes)?;
-        Ok(Reply { status, body: bytes.to_vec() })
+        Ok(Reply { status, headers, body: bytes.to_vec() })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -447,6 +448,15 @@ impl TopdeskClient {
     /// `GET /version`.
     pub async fn version(&self) -> Result<VersionDto, TopdeskError> {
         self.get_json("reading the API version", "version", "version", &[]).await
+    }
+
+    /// `GET /version`, answering the time on TOPdesk's clock: its HTTP `Date` header (`None` when the
+    /// answer had none or an unreadable one). For a clock-skew check.
+    pub async fn server_date(&self) -> Result<Option<DateTime<Utc>>, TopdeskError> {
+        let reply = self
+            .send("reading the API version", "version", Method::GET, "version", &[], None, "application/json")
+            .await?;
+        Ok(http_date(&reply.headers))
     }
 
     // ---- reservations: read ----
@@ -1006,9 +1016,29 @@ fn participants(persons: &[PersonId]) -> EditParticipantsDto {
     EditParticipantsDto { persons: Some(persons.iter().map(Lookup::id).collect()), visitors: None }
 }
 
+/// The time in an HTTP `Date` header (RFC 9110 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`).
+fn http_date(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
+    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(text).ok().map(|t| t.with_timezone(&Utc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_date_header_is_read_as_utc() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(http_date(&headers), None);
+        for (text, expected) in [
+            ("Sun, 06 Nov 1994 08:49:37 GMT", Some("1994-11-06T08:49:37+00:00")),
+            ("Tue, 01 Jan 2030 00:00:00 +0100", Some("2029-12-31T23:00:00+00:00")),
+            ("yesterday", None),
+        ] {
+            headers.insert(reqwest::header::DATE, text.parse().unwrap());
+            assert_eq!(http_date(&headers).map(|d| d.to_rfc3339()).as_deref(), expected, "{text}");
+        }
+    }
 
     #[test]
     fn api_url_gets_tas_api_once() {

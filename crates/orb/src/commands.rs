@@ -65,6 +65,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Check { tenant, json, no_probe, probe_wait } => {
+            let probe_wait = std::time::Duration::from_secs(probe_wait);
+            crate::check::run(&config, crate::check::Options { tenant, json, no_probe, probe_wait }).await
+        }
         Command::Migrate => {
             let store = open_store(&config).await?;
             out!("database schema is up to date ({})", config.database.url.redacted());

@@ -25,6 +25,7 @@ macro_rules! out {
 }
 
 mod backfill;
+mod check;
 mod commands;
 mod config;
 mod demo;
@@ -92,6 +93,23 @@ pub(crate) enum Command {
         /// Only this room mailbox.
         #[arg(long)]
         room: Option<String>,
+    },
+    /// Pre-flight check of a tenant's (or every tenant's) setup against Graph and TOPdesk: credentials and
+    /// permissions, room mailboxes (with probe bookings), TOPdesk rights and locations, the webhook URL and
+    /// clock skew. Prints each finding with why it matters and how to fix it; exits 1 if one is an error.
+    Check {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print one JSON document (an array of findings) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Do not book probe meetings in the rooms (the rooms' calendar processing is then not checked).
+        #[arg(long)]
+        no_probe: bool,
+        /// How long to wait for a room to answer a probe meeting.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        probe_wait: u64,
     },
     /// Create or upgrade the database schema.
     Migrate,

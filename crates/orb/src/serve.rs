@@ -152,7 +152,8 @@ impl Env {
     }
 }
 
-async fn tenant_runtime(env: &Env, tenant: &orb_store::Tenant) -> Result<Option<TenantRuntime>> {
+/// The runtime of one tenant; `None` (with a log line saying what to set) when it lacks settings or a secret.
+pub(crate) async fn tenant_runtime(env: &Env, tenant: &orb_store::Tenant) -> Result<Option<TenantRuntime>> {
     let Some(row) = env.store.get_tenant_settings(tenant.id).await? else {
         tracing::warn!(
             tenant = %tenant.name,

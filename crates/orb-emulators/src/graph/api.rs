@@ -158,6 +158,15 @@ pub(crate) async fn begin(
         let issued = inner.tokens.get(token).filter(|t| t.expires > now).cloned().ok_or_else(|| {
             ApiError::new(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
         })?;
+        if let Some(needed) = super::auth::required_role(method.as_str(), uri.path())
+            && !needed.iter().any(|role| issued.roles.iter().any(|r| r == role))
+        {
+            return Err(ApiError::new(
+                403,
+                "ErrorAccessDenied",
+                format!("Access is denied. Check credentials and try again. (needs {})", needed[0]),
+            ));
+        }
         let mailbox = match user {
             None => None,
             Some(user) => {

@@ -133,11 +133,65 @@ pub fn issue(
             ));
         }
     }
-    let token = format!("emu.{}", uuid::Uuid::new_v4().simple());
     let lifetime = inner.knobs.token_lifetime_secs;
     let expires = now + Duration::seconds(i64::try_from(lifetime).unwrap_or(3599));
-    inner.tokens.insert(token.clone(), IssuedToken { tenant: tenant.to_owned(), client_id, expires });
+    let roles = app.roles();
+    let token = access_token(tenant, &client_id, &roles, now, expires);
+    inner.tokens.insert(token.clone(), IssuedToken { tenant: tenant.to_owned(), client_id, expires, roles });
     Ok((token, lifetime))
+}
+
+/// An access token shaped like Entra's (a compact JWT whose payload carries `aud`, `iss`, `tid`, `appid`,
+/// `roles`, `iat`, `nbf`, `exp` and a unique `uti`). The signature part is random bytes: the emulator knows
+/// its tokens by their text, and a client may only read the claims, never verify them.
+fn access_token(
+    tenant: &str,
+    client_id: &str,
+    roles: &[String],
+    now: DateTime<Utc>,
+    expires: DateTime<Utc>,
+) -> String {
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "emulator"});
+    let claims = serde_json::json!({
+        "aud": "https://graph.microsoft.com",
+        "iss": format!("https://sts.windows.net/{tenant}/"),
+        "tid": tenant,
+        "appid": client_id,
+        "idtyp": "app",
+        "roles": roles,
+        "iat": now.timestamp(),
+        "nbf": now.timestamp(),
+        "exp": expires.timestamp(),
+        "uti": uuid::Uuid::new_v4().simple().to_string(),
+    });
+    let signature = uuid::Uuid::new_v4();
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode(signature.as_bytes())
+    )
+}
+
+/// The permission a Graph request needs (app-only), by its path; `None`: no permission is checked.
+pub fn required_role(method: &str, path: &str) -> Option<&'static [&'static str]> {
+    let path = path.strip_prefix("/v1.0/").unwrap_or(path);
+    if path.starts_with("places/") {
+        return Some(&["Place.Read.All"]);
+    }
+    let rest = path.strip_prefix("users/")?;
+    let (_, rest) = rest.split_once('/')?;
+    if rest == "sendMail" {
+        Some(&["Mail.Send"])
+    } else if rest.starts_with("events") || rest.starts_with("calendarView") || rest.starts_with("calendar") {
+        if method == "GET" {
+            Some(&["Calendars.ReadWrite", "Calendars.Read"])
+        } else {
+            Some(&["Calendars.ReadWrite"])
+        }
+    } else {
+        None
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -270,4 +324,42 @@ pub fn rsa_public_key(cert: &[u8]) -> Option<&[u8]> {
     let (_, _, after_alg) = der(spki)?;
     let (tag, bits, _) = der(after_alg)?;
     (tag == 0x03 && bits.first() == Some(&0)).then(|| &bits[1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_graph_path_needs_its_permission() {
+        let calendars: &[&str] = &["Calendars.ReadWrite"];
+        for (method, path, expected) in [
+            ("GET", "/v1.0/places/microsoft.graph.room", Some(&["Place.Read.All"][..])),
+            ("POST", "/v1.0/users/orb@contoso.com/sendMail", Some(&["Mail.Send"][..])),
+            ("POST", "/v1.0/users/orb@contoso.com/events", Some(calendars)),
+            ("DELETE", "/v1.0/users/orb@contoso.com/events/AAA", Some(calendars)),
+            (
+                "GET",
+                "/v1.0/users/room1@contoso.com/calendarView",
+                Some(&["Calendars.ReadWrite", "Calendars.Read"][..]),
+            ),
+            ("POST", "/v1.0/subscriptions", None),
+            ("POST", "/v1.0/$batch", None),
+        ] {
+            assert_eq!(required_role(method, path), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_jwts_whose_payload_names_the_roles() {
+        let now = Utc::now();
+        let roles = vec!["Mail.Send".to_owned()];
+        let token = access_token("t1", "c1", &roles, now, now + Duration::hours(1));
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["roles"], serde_json::json!(["Mail.Send"]));
+        assert_eq!(claims["tid"], "t1");
+        assert_eq!(claims["appid"], "c1");
+        assert_ne!(token, access_token("t1", "c1", &roles, now, now + Duration::hours(1)), "unique");
+    }
 }

@@ -661,7 +661,9 @@ pub fn process_meeting(inner: &mut Inner, mb: &str, key: &str, now: DateTime<Utc
     let mut answers: HashMap<String, ResponseType> = HashMap::new();
     let mut views: HashMap<String, StoredEvent> = HashMap::new();
     for room in &rooms {
-        if let Some(view) = room_view(&ev, room).filter(|_| live) {
+        // A room that does not answer by itself (no `AutoAccept`) leaves the request to a delegate.
+        let answers_itself = inner.mailboxes[room].room.as_ref().is_some_and(|r| r.settings.auto_accept);
+        if let Some(view) = room_view(&ev, room).filter(|_| live && answers_itself) {
             let accepted = room_accepts(&inner.mailboxes[room], &view, now);
             answers
                 .insert(room.clone(), if accepted { ResponseType::Accepted } else { ResponseType::Declined });

@@ -49,7 +49,9 @@ use orb_graph::model::Event;
 use crate::faults::FaultPlan;
 
 pub use calendar::{CalError, View};
-pub use state::{DeltaExpiry, Knobs, MailboxCounters, RequestRecord, RoomInfo, RoomSettings, SentMail};
+pub use state::{
+    DEFAULT_APP_ROLES, DeltaExpiry, Knobs, MailboxCounters, RequestRecord, RoomInfo, RoomSettings, SentMail,
+};
 pub use subscriptions::{
     DeliveryKind, DeliveryRecord, NotificationFaults, NotificationKnobs, SubscriptionInfo,
 };
@@ -103,6 +105,14 @@ impl GraphEmulator {
         let mut inner = self.lock();
         let app = inner.apps.entry((tenant.to_owned(), client_id.to_owned())).or_default();
         app.certificates.push(certificate_der.to_vec());
+    }
+
+    /// Grants an app exactly `roles` (application permissions, its tokens' `roles` claim) from its next
+    /// token on; an app never given roles has [`state::DEFAULT_APP_ROLES`].
+    pub fn set_app_roles(&self, tenant: &str, client_id: &str, roles: &[&str]) {
+        let mut inner = self.lock();
+        let app = inner.apps.entry((tenant.to_owned(), client_id.to_owned())).or_default();
+        app.roles = Some(roles.iter().map(|r| (*r).to_owned()).collect());
     }
 
     fn add_mailbox(&self, tenant: &str, address: &str, display_name: &str, room: Option<RoomInfo>) -> String {

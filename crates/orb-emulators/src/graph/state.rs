@@ -29,6 +29,10 @@ pub struct RoomSettings {
     /// `RemoveCanceledMeetings` (Exchange Online default `false`): cancelled meetings are removed from the
     /// room calendar instead of being kept, marked cancelled.
     pub remove_canceled_meetings: bool,
+    /// `AutomateProcessing AutoAccept` (default `true`): the room answers meeting requests itself. When
+    /// `false` (`AutoUpdate`) requests wait for a delegate: the room neither accepts nor declines, and its
+    /// calendar holds no copy.
+    pub auto_accept: bool,
 }
 
 impl Default for RoomSettings {
@@ -39,6 +43,7 @@ impl Default for RoomSettings {
             allow_conflicts: false,
             booking_window_days: 180,
             remove_canceled_meetings: false,
+            auto_accept: true,
         }
     }
 }
@@ -197,6 +202,19 @@ pub struct App {
     pub secrets: Vec<String>,
     /// Registered certificates (DER).
     pub certificates: Vec<Vec<u8>>,
+    /// The application permissions granted with admin consent (the token's `roles` claim); `None`: the
+    /// three ORB needs ([`DEFAULT_APP_ROLES`]).
+    pub roles: Option<Vec<String>>,
+}
+
+/// The application permissions an app is granted unless a test says otherwise: exactly what ORB needs.
+pub const DEFAULT_APP_ROLES: &[&str] = &["Calendars.ReadWrite", "Mail.Send", "Place.Read.All"];
+
+impl App {
+    /// The permissions the app's tokens carry.
+    pub fn roles(&self) -> Vec<String> {
+        self.roles.clone().unwrap_or_else(|| DEFAULT_APP_ROLES.iter().map(|r| (*r).to_owned()).collect())
+    }
 }
 
 /// An access token the emulator issued.
@@ -208,6 +226,8 @@ pub struct IssuedToken {
     pub client_id: String,
     /// Expiry.
     pub expires: DateTime<Utc>,
+    /// The permissions the token carries (its `roles` claim); requests needing another are refused `403`.
+    pub roles: Vec<String>,
 }
 
 /// One request as seen by the emulator (for tests to inspect).

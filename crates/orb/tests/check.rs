@@ -1,0 +1,193 @@
+//! `orb check` against the emulators: a well-configured site passes, misconfigured rooms and an app with
+//! too few permissions are found, an unknown tenant is refused.
+
+mod support;
+
+use orb_emulators::graph::RoomSettings;
+use serde_json::Value;
+use support::{CLIENT_ID, Db, ROOMS, Site, TENANT};
+
+/// Runs `orb check --json` (plus `extra`); returns the exit code and the findings.
+fn check(site: &Site, extra: &[&str]) -> (i32, Vec<Value>) {
+    let mut args = vec!["check", "--json", "--probe-wait", "2"];
+    args.extend_from_slice(extra);
+    let out = site.command(&args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let findings: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap(), findings.as_array().unwrap().clone())
+}
+
+fn with<'a>(findings: &'a [Value], status: &str) -> Vec<&'a Value> {
+    findings.iter().filter(|f| f["status"] == status).collect()
+}
+
+fn whats(findings: &[&Value]) -> Vec<String> {
+    findings.iter().map(|f| format!("{} {}", f["check"], f["what"])).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_well_configured_site_has_no_errors_and_the_json_holds_every_field() {
+    let site = Site::new(&Db::Sqlite, "check-ok").await;
+    let (code, findings) = check(&site, &[]);
+    assert!(with(&findings, "error").is_empty(), "{:#?}", whats(&with(&findings, "error")));
+    assert_eq!(code, 0);
+    for f in &findings {
+        for key in ["tenant", "check", "status", "what", "why", "fix"] {
+            assert!(f[key].is_string(), "{key} missing in {f}");
+        }
+        assert_eq!(f["tenant"], "contoso");
+    }
+    let oks = whats(&with(&findings, "ok"));
+    for expected in [
+        "\"graph.token\" \"a token was issued with the client secret\"",
+        "\"graph.roles\" \"the token carries exactly Calendars.ReadWrite, Mail.Send, Place.Read.All\"",
+        "\"room.probe\" \"room1@contoso.com accepts meeting requests by itself\"",
+        "\"room.probe\" \"room1@contoso.com refuses conflicting meetings\"",
+        "\"room.probe\" \"room2@contoso.com accepts meetings 180 days ahead (the sync horizon)\"",
+        "\"topdesk.login\" \"the operator logs in\"",
+        "\"topdesk.reservations\" \"reservations can be listed\"",
+        "\"topdesk.persons\" \"persons can be looked up\"",
+    ] {
+        assert!(oks.iter().any(|o| o == expected), "no {expected} among {oks:#?}");
+    }
+    // Room 3 exists on both sides but is not mapped: one warning per side.
+    let warnings = whats(&with(&findings, "warning"));
+    assert!(
+        warnings.iter().any(|w| w.contains("room3@contoso.com is in Outlook but not mapped")),
+        "{warnings:#?}"
+    );
+    assert!(warnings.iter().any(|w| w.contains("reservable location Room 3")), "{warnings:#?}");
+    // `orb serve` is not running: the webhook is only a warning.
+    assert!(warnings.iter().any(|w| w.starts_with("\"webhook\"") && w.contains("is `orb serve` running?")));
+    // The probes are gone again: no live meeting in any room.
+    let now = chrono::Utc::now();
+    for room in ROOMS {
+        let live: Vec<_> = site
+            .graph_em
+            .calendar_view(room, now, now + chrono::Duration::days(200))
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.is_cancelled != Some(true))
+            .collect();
+        assert!(live.is_empty(), "probe left in {room}: {live:?}");
+    }
+    // The text form says the same, with the counts.
+    let text = site.ok(&["check", "--no-probe"], None);
+    assert!(text.contains("[ok] contoso graph.roles: the token carries exactly"), "{text}");
+    assert!(text.contains(" 0 error(s)"), "{text}");
+    assert!(!text.contains("room.probe"), "--no-probe books nothing:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_that_allow_conflicts_or_rewrite_subjects_under_keep_are_found() {
+    let site = Site::new(&Db::Sqlite, "check-rooms").await;
+    let conflicts = RoomSettings {
+        allow_conflicts: true,
+        delete_subject: false,
+        add_organizer_to_subject: false,
+        ..RoomSettings::default()
+    };
+    assert!(site.graph_em.set_room_settings(ROOMS[0], conflicts));
+    // Room 2 keeps Exchange's defaults: the subject deleted, the organizer's name put in its place.
+    let short_window = RoomSettings { booking_window_days: 30, ..RoomSettings::default() };
+    site.add_room(&site.rooms[2].0, &site.rooms[2].1);
+    assert!(site.graph_em.set_room_settings(ROOMS[2], short_window));
+    let (code, findings) = check(&site, &[]);
+    assert_eq!(code, 1, "{findings:#?}");
+    let errors = whats(&with(&findings, "error"));
+    assert_eq!(
+        errors,
+        ["\"room.probe\" \"room1@contoso.com accepted a meeting overlapping another one\""],
+        "{findings:#?}"
+    );
+    let warnings = whats(&with(&findings, "warning"));
+    for room in ["room2@contoso.com", "room3@contoso.com"] {
+        let rewritten = format!(
+            "\"room.probe\" \"{room} rewrites meeting subjects on its copy (DeleteSubject / AddOrganizerToSubject)\""
+        );
+        assert!(warnings.contains(&rewritten), "{warnings:#?}");
+    }
+    assert!(
+        warnings.contains(&"\"room.probe\" \"room3@contoso.com declined a meeting near the end of the 180-day sync horizon\"".to_owned()),
+        "{warnings:#?}"
+    );
+    let oks = whats(&with(&findings, "ok"));
+    assert!(
+        oks.contains(&"\"room.probe\" \"room1@contoso.com keeps meeting subjects\"".to_owned()),
+        "{oks:#?}"
+    );
+    let fix = findings.iter().find(|f| f["what"].as_str().unwrap().contains("overlapping")).unwrap();
+    assert_eq!(fix["fix"], "Set-CalendarProcessing -AllowConflicts $false");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_that_does_not_answer_by_itself_is_an_error() {
+    let site = Site::new(&Db::Sqlite, "check-auto").await;
+    assert!(
+        site.graph_em
+            .set_room_settings(ROOMS[1], RoomSettings { auto_accept: false, ..RoomSettings::default() })
+    );
+    let (code, findings) = check(&site, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        whats(&with(&findings, "error")),
+        ["\"room.probe\" \"room2@contoso.com did not answer a meeting request within 2 s\""]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_with_too_few_permissions_is_an_error_naming_them_and_too_many_a_warning() {
+    let site = Site::new(&Db::Sqlite, "check-roles").await;
+    site.graph_em.set_app_roles(
+        TENANT,
+        CLIENT_ID,
+        &["Calendars.ReadWrite", "Place.Read.All", "User.Read.All"],
+    );
+    let (code, findings) = check(&site, &["--tenant", "contoso"]);
+    assert_eq!(code, 1);
+    let errors = whats(&with(&findings, "error"));
+    assert_eq!(errors, ["\"graph.roles\" \"the app lacks the permission Mail.Send\""], "{findings:#?}");
+    let missing = with(&findings, "error")[0];
+    assert_eq!(
+        missing["fix"],
+        "grant Mail.Send (application permission) to the app in Entra and give admin consent"
+    );
+    let warnings = whats(&with(&findings, "warning"));
+    assert!(
+        warnings.contains(
+            &"\"graph.roles\" \"the app has permissions ORB does not need: User.Read.All\"".to_owned()
+        ),
+        "{warnings:#?}"
+    );
+
+    // Without Calendars.ReadWrite the calendars cannot be read either (the emulator refuses with 403).
+    site.graph_em.set_app_roles(TENANT, CLIENT_ID, &["Mail.Send", "Place.Read.All"]);
+    let (code, findings) = check(&site, &[]);
+    assert_eq!(code, 1);
+    let errors = whats(&with(&findings, "error"));
+    assert!(
+        errors.contains(&"\"graph.roles\" \"the app lacks the permission Calendars.ReadWrite\"".to_owned())
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("\"room.calendar\" \"the calendar of room1@contoso.com cannot be read")),
+        "{errors:#?}"
+    );
+    assert!(!findings.iter().any(|f| f["check"] == "room.probe"), "no probe without the permissions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_tenant_is_refused_by_name() {
+    let site = Site::new(&Db::Sqlite, "check-unknown").await;
+    let out = site.command(&["check", "--tenant", "fabrikam"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("tenant \"fabrikam\" does not exist; create it with `orb tenant add fabrikam`"),
+        "{stderr}"
+    );
+}
