@@ -143,6 +143,10 @@ macro_rules! impl_store {
                 self.run_migrations().await
             }
 
+            async fn pending_migrations(&self) -> Result<u32> {
+                self.count_pending_migrations().await
+            }
+
             async fn create_tenant(&self, name: &TenantName, now: DateTime<Utc>) -> Result<Tenant> {
                 let id = TenantId::generate(now);
                 let mut tx = self.begin_write().await?;

@@ -89,6 +89,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Applies pending migrations (idempotent; safe to run from several processes at once).
     async fn migrate(&self) -> Result<()>;
+    /// How many of this build's migrations the database has not applied (0: the schema is current). Reads
+    /// only; a database that was never migrated is an error.
+    async fn pending_migrations(&self) -> Result<u32>;
 
     // ---- tenants ----
 

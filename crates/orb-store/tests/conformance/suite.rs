@@ -94,12 +94,14 @@ pub async fn migrations_are_idempotent_and_append_only(h: &Harness) {
     let (a, b) = tokio::join!(h.store.migrate(), second.migrate());
     a.unwrap();
     b.unwrap();
+    assert_eq!(h.store.pending_migrations().await.unwrap(), 0, "a migrated schema is current");
     let raw = h.raw().await;
     raw.execute("UPDATE orb_schema_migrations SET checksum = 'edited' WHERE version = 1").await.unwrap();
     let err = h.store.migrate().await.unwrap_err();
     assert!(matches!(err, StoreError::MigrationChanged { version: 1, .. }), "{err:?}");
     assert!(err.to_string().contains("append-only"), "{err}");
     raw.execute("DELETE FROM orb_schema_migrations WHERE checksum = 'edited'").await.unwrap();
+    assert_eq!(h.store.pending_migrations().await.unwrap(), 1, "migration 1 is no longer recorded");
     raw.execute("INSERT INTO orb_schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')")
         .await
         .unwrap();
