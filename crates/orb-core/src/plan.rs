@@ -403,6 +403,29 @@ pub enum NothingReason {
     GivenUp,
 }
 
+impl NothingReason {
+    /// A stable snake_case name (metrics labels, logs).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::Stale => "stale",
+            Self::NotTracked => "not_tracked",
+            Self::UnmanagedRoom => "unmanaged_room",
+            Self::BeyondHorizon => "beyond_horizon",
+            Self::InPast => "in_past",
+            Self::AwaitingRoomResponse => "awaiting_room_response",
+            Self::RoomDeclined => "room_declined",
+            Self::OrbItemWithoutRecord => "orb_item_without_record",
+            Self::AlreadyCancelled => "already_cancelled",
+            Self::NoSyncedFieldChanged => "no_synced_field_changed",
+            Self::NoRequester => "no_requester",
+            Self::InvalidTimes => "invalid_times",
+            Self::HeldByMassDeletionGuard => "held_by_mass_deletion_guard",
+            Self::GivenUp => "given_up",
+        }
+    }
+}
+
 /// What happens to the ORB record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordChange {

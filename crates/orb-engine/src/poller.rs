@@ -93,6 +93,7 @@ pub async fn poll_topdesk_named(
     window: (DateTime<Utc>, DateTime<Utc>),
     now: DateTime<Utc>,
 ) -> Result<PollReport, SyncError> {
+    let started = std::time::Instant::now();
     let runtime = deps.tenant(tenant)?;
     let rooms = enabled_rooms(runtime);
     let mut report = PollReport::default();
@@ -119,6 +120,9 @@ pub async fn poll_topdesk_named(
         }
     }
     deps.store.set_cursor(tenant, &cursor_name(name), &now.to_rfc3339(), now).await?;
+    // A duration of this process (the monotonic clock), not a date.
+    metrics::histogram!("orb_topdesk_poll_seconds", "window" => name.to_owned())
+        .record(started.elapsed().as_secs_f64());
     tracing::debug!(
         tenant = %tenant,
         listed = report.listed,

@@ -298,7 +298,28 @@ pub async fn ensure_subscriptions(
         create_for_room(deps, tenant, &name, notification_base_url, room, now).await?;
         report.created.push(room.id);
     }
+    record_subscription_gauges(deps, tenant.tenant_id, &name, now).await?;
     Ok(report)
+}
+
+/// Sets `orb_subscriptions{tenant,state=active|expired}` and `orb_subscription_expiry_seconds{tenant}` (the
+/// least time left of the tenant's subscriptions; not set when it has none) from the stored rows.
+async fn record_subscription_gauges(
+    deps: &SyncDeps,
+    tenant: TenantId,
+    name: &TenantName,
+    now: DateTime<Utc>,
+) -> Result<(), SyncError> {
+    let rows = deps.store.list_subscriptions(tenant).await?;
+    let expired = rows.iter().filter(|r| r.expires_at <= now).count();
+    let label = name.as_str().to_owned();
+    metrics::gauge!("orb_subscriptions", "tenant" => label.clone(), "state" => "active")
+        .set((rows.len() - expired) as f64);
+    metrics::gauge!("orb_subscriptions", "tenant" => label.clone(), "state" => "expired").set(expired as f64);
+    if let Some(least) = rows.iter().map(|r| r.expires_at - now).min() {
+        metrics::gauge!("orb_subscription_expiry_seconds", "tenant" => label).set(least.num_seconds() as f64);
+    }
+    Ok(())
 }
 
 async fn audit(

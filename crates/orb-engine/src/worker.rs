@@ -155,13 +155,20 @@ impl Worker {
         let report =
             |disposition| JobReport { job: claimed.job.id, kind: claimed.job.kind.clone(), disposition };
         let now = clock.now();
+        let kind = claimed.job.kind.clone();
+        let finished = |outcome: &'static str| {
+            metrics::counter!("orb_jobs_finished_total", "kind" => kind.clone(), "outcome" => outcome)
+                .increment(1);
+        };
         let disposition = match result {
             None => {
+                finished("lease_lost");
                 tracing::warn!("lease lost while running; job abandoned");
                 Disposition::LeaseLost
             }
             Some(Ok(done)) => {
                 store.complete_job(&claimed.lease, now).await?;
+                finished("done");
                 tracing::info!(result = ?done, "job done");
                 Disposition::Done(done)
             }
@@ -176,10 +183,12 @@ impl Worker {
                 };
                 match store.fail_job(&claimed.lease, &error, retry_at, now).await? {
                     JobOutcome::RetryAt(at) => {
+                        finished("retried");
                         tracing::warn!(%error, %at, "job failed; retried later");
                         Disposition::Retry { at, error }
                     }
                     JobOutcome::Dead => {
+                        finished("dead");
                         tracing::error!(%error, "job failed for good");
                         Disposition::Dead { error }
                     }

@@ -441,6 +441,11 @@ impl GraphClient {
             let read = async {
                 let resp = req.send().await.map_err(|e| classify::transport(&what(), e))?;
                 let (status, headers) = (resp.status(), resp.headers().clone());
+                metrics::counter!("orb_api_calls_total", "side" => "exchange", "status" => status.as_str().to_owned())
+                    .increment(1);
+                if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    metrics::counter!("orb_throttled_total", "side" => "exchange").increment(1);
+                }
                 let cap = self.options.max_response_bytes;
                 let body = classify::read_capped(&what(), resp, cap, MAX_RESPONSE_OPTION).await?;
                 Ok::<_, GraphError>(Reply { status, headers, body })

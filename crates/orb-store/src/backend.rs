@@ -17,6 +17,14 @@ pub(crate) use privacy::impl_privacy;
 pub(crate) use queue::impl_queue;
 pub(crate) use rows::impl_rows;
 
+/// Counts committed jobs in `orb_jobs_enqueued_total{kind}` (a no-op without a metrics recorder). Called
+/// after the transaction that inserted them commits, so a rolled-back insert is not counted.
+pub(crate) fn count_enqueued<'a>(jobs: impl IntoIterator<Item = &'a crate::NewJob>) {
+    for job in jobs {
+        metrics::counter!("orb_jobs_enqueued_total", "kind" => job.kind.clone()).increment(1);
+    }
+}
+
 /// Instants are stored as microseconds since the Unix epoch on both back-ends.
 pub(crate) fn ts(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -116,7 +124,7 @@ macro_rules! impl_store {
 
         use $crate::backend::{bind_mutable, count, from_ts, opt_parse, opt_ts, parse, ts};
         use $crate::error::is_unique_violation;
-        use $crate::queue::{ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lease, NewJob};
+        use $crate::queue::{ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lease, NewJob, QueueStats};
         use $crate::types::*;
         use $crate::{BackendKind, Result, Store, StoreError};
 
@@ -133,6 +141,10 @@ macro_rules! impl_store {
 
             async fn migrate(&self) -> Result<()> {
                 self.run_migrations().await
+            }
+
+            async fn pending_migrations(&self) -> Result<u32> {
+                self.count_pending_migrations().await
             }
 
             async fn create_tenant(&self, name: &TenantName, now: DateTime<Utc>) -> Result<Tenant> {
@@ -313,6 +325,7 @@ macro_rules! impl_store {
                     insert_job(&mut tx, job, now).await?;
                 }
                 commit(tx, "inserting a booking").await?;
+                $crate::backend::count_enqueued(jobs);
                 Ok(BookingRecord { version: 1, ..record.clone() })
             }
 
@@ -354,6 +367,7 @@ macro_rules! impl_store {
                     insert_job(&mut tx, job, now).await?;
                 }
                 commit(tx, "updating a booking").await?;
+                $crate::backend::count_enqueued(jobs);
                 Ok(BookingRecord { version: record.version + 1, last_updated_at: now, ..record.clone() })
             }
 
@@ -647,6 +661,7 @@ macro_rules! impl_store {
                 }
                 let job_id = insert_job(&mut tx, &job, now).await?;
                 commit(tx, "keeping a received notification").await?;
+                $crate::backend::count_enqueued([&job]);
                 Ok((id, job_id))
             }
 
@@ -905,6 +920,10 @@ macro_rules! impl_store {
 
             async fn list_jobs(&self, tenant: TenantId, status: JobStatus) -> Result<Vec<Job>> {
                 self.list_jobs_in(tenant, status).await
+            }
+
+            async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats> {
+                self.queue_stats_in(now).await
             }
 
             async fn retry_dead_jobs(

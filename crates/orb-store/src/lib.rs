@@ -53,7 +53,9 @@ mod types;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
-pub use queue::{ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lane, Lease, NewJob, RetryPolicy};
+pub use queue::{
+    ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lane, Lease, NewJob, QueueStats, RetryPolicy,
+};
 pub use sqlite::SqliteStore;
 pub use types::{
     AuditEntry, BookingEvent, BookingFilter, BookingKey, EncryptionKeyRow, ErasureCounts, InboxItem,
@@ -87,6 +89,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Applies pending migrations (idempotent; safe to run from several processes at once).
     async fn migrate(&self) -> Result<()>;
+    /// How many of this build's migrations the database has not applied (0: the schema is current). Reads
+    /// only; a database that was never migrated is an error.
+    async fn pending_migrations(&self) -> Result<u32>;
 
     // ---- tenants ----
 
@@ -296,6 +301,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_job(&self, tenant: TenantId, job: JobId) -> Result<Job>;
     /// A tenant's jobs in one state, oldest first.
     async fn list_jobs(&self, tenant: TenantId, status: JobStatus) -> Result<Vec<Job>>;
+    /// The whole queue at a glance, every tenant together (for the operator's metrics): how many jobs are
+    /// queued (due or waiting for their `run_at`), running and dead, and the earliest `run_at` of a queued
+    /// job that is due at `now` (how long the longest-waiting runnable job has waited). Reads only.
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats>;
     /// Puts dead jobs back in the queue — `Some(job)`: that one, `None`: every dead job of the tenant — with
     /// attempts reset to 0, `run_at = now` and their last error kept until they run again, together with
     /// `audit`, in one transaction. A retried job keeps its id, so it is again the head of its lane if

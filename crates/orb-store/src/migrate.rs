@@ -89,6 +89,17 @@ macro_rules! impl_migrations {
                 }
                 tx.commit().await.map_err(StoreError::db("committing migrations"))
             }
+
+            async fn count_pending_migrations(&self) -> $crate::Result<u32> {
+                use $crate::StoreError;
+                let migrations: &[$crate::migrate::Migration] = $migrations;
+                let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM orb_schema_migrations")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::db("reading applied migrations (run orb migrate)"))?;
+                let pending = migrations.iter().filter(|m| !applied.contains(&m.version)).count();
+                Ok(u32::try_from(pending).unwrap_or(u32::MAX))
+            }
         }
     };
 }

@@ -168,6 +168,20 @@ pub enum JobOutcome {
     Dead,
 }
 
+/// The whole queue at a glance ([`crate::Store::queue_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Jobs queued: due now or waiting for their `run_at` (a retry's back-off, a scheduled job).
+    pub queued: u64,
+    /// Jobs a worker holds.
+    pub running: u64,
+    /// Jobs that failed for good and wait for the operator (`orb jobs list --dead`).
+    pub dead: u64,
+    /// The earliest `run_at` of a queued job that is due: the longest-waiting runnable job has waited since
+    /// then. `None` when no queued job is due.
+    pub oldest_due: Option<DateTime<Utc>>,
+}
+
 /// Exponential back-off with jitter, up to a maximum number of attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {

@@ -56,6 +56,7 @@ conformance!(
     a_restarted_instance_releases_its_own_jobs_only,
     failing_job_backs_off_then_dies_and_blocks_its_lane_meanwhile,
     jobs_wait_for_run_at_and_heartbeat_extends_the_lease,
+    queue_stats_count_every_tenants_jobs_by_status_and_date_the_oldest_due_one,
     subscriptions_round_trip_renew_and_delete,
     inbox_item_and_its_job_commit_together,
     push_token_hash_is_per_tenant_and_audited,

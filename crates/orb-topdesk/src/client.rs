@@ -362,6 +362,11 @@ impl TopdeskClient {
         })?;
         let response = request.send().await.map_err(|e| classify::transport(action, e))?;
         let status = response.status();
+        metrics::counter!("orb_api_calls_total", "side" => "topdesk", "status" => status.as_str().to_owned())
+            .increment(1);
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            metrics::counter!("orb_throttled_total", "side" => "topdesk").increment(1);
+        }
         let headers = response.headers().clone();
         let url = response.url().clone();
         let bytes = read_capped(action, response, self.max_response_bytes).await?;

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
@@ -220,6 +220,7 @@ impl HooksState {
     fn count(&self, tenant: Option<&TenantName>, reason: Refusal, address: Option<IpAddr>, n: u64) {
         tracing::debug!(tenant = ?tenant.map(TenantName::as_str), ?address, reason = reason.as_str(), n, "webhook intake refused");
         self.refusals.count(self.clock.now(), tenant, reason, address, n);
+        metrics::counter!("orb_notifications_refused_total", "reason" => reason.as_str()).increment(n);
     }
 }
 
@@ -269,9 +270,12 @@ async fn graph_notifications(
     Path(tenant): Path<String>,
     request: Request,
 ) -> Response {
-    graph_intake(&state, &tenant, request, GraphUrl::Notifications)
+    let started = Instant::now();
+    let answer = graph_intake(&state, &tenant, request, GraphUrl::Notifications)
         .await
-        .unwrap_or_else(|e| e.into_response())
+        .unwrap_or_else(|e| e.into_response());
+    observe_intake(started);
+    answer
 }
 
 async fn graph_lifecycle(
@@ -279,7 +283,12 @@ async fn graph_lifecycle(
     Path(tenant): Path<String>,
     request: Request,
 ) -> Response {
-    graph_intake(&state, &tenant, request, GraphUrl::Lifecycle).await.unwrap_or_else(|e| e.into_response())
+    let started = Instant::now();
+    let answer = graph_intake(&state, &tenant, request, GraphUrl::Lifecycle)
+        .await
+        .unwrap_or_else(|e| e.into_response());
+    observe_intake(started);
+    answer
 }
 
 async fn graph_intake(
@@ -387,6 +396,7 @@ async fn keep_graph_item(
         payload: raw,
     };
     state.store.accept_inbox(&inbox, &job, intake.now).await?;
+    metrics::counter!("orb_notifications_received_total", "source" => source.as_str()).increment(1);
     Ok(())
 }
 
@@ -412,7 +422,10 @@ async fn topdesk_push(
     Path(tenant): Path<String>,
     request: Request,
 ) -> Response {
-    topdesk_intake(&state, &tenant, request).await.unwrap_or_else(|e| e.into_response())
+    let started = Instant::now();
+    let answer = topdesk_intake(&state, &tenant, request).await.unwrap_or_else(|e| e.into_response());
+    observe_intake(started);
+    answer
 }
 
 async fn topdesk_intake(state: &HooksState, tenant: &str, request: Request) -> Result<Response, WebError> {
@@ -450,6 +463,8 @@ async fn topdesk_intake(state: &HooksState, tenant: &str, request: Request) -> R
         None,
     );
     state.store.accept_inbox(&inbox, &job, now).await?;
+    metrics::counter!("orb_notifications_received_total", "source" => InboxSource::Topdesk.as_str())
+        .increment(1);
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -522,6 +537,12 @@ impl<'a> Intake<'a> {
         }
         result
     }
+}
+
+/// Records `orb_intake_seconds` (request → answer). A duration of this process, not a date: the monotonic
+/// clock, not the injected one.
+fn observe_intake(started: Instant) {
+    metrics::histogram!("orb_intake_seconds").record(started.elapsed().as_secs_f64());
 }
 
 fn remote_ip(request: &Request) -> Option<IpAddr> {

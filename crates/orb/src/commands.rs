@@ -38,7 +38,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     init_logging(&config);
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
-        Command::Demo { run_for } => crate::demo::demo(&config, run_for).await,
+        Command::Demo { run_for, metrics_listen } => {
+            crate::demo::demo(&config.with_metrics_listen(metrics_listen)?, run_for).await
+        }
         Command::Sync { dry_run, retry_failed, tenant, room, approve_mass_deletion } => {
             let run = crate::backfill::Run { dry_run, retry_failed, approve_mass_deletion };
             crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, run).await
@@ -47,7 +49,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             let run = crate::backfill::Run::default();
             crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, run).await
         }
-        Command::Serve => {
+        Command::Serve { metrics_listen } => {
+            let config = config.with_metrics_listen(metrics_listen)?;
             let master = MasterKey::from_process_env()?;
             let store = open_store(&config).await?;
             let clock: Arc<dyn orb_core::Clock> = Arc::new(orb_core::SystemClock);

@@ -55,6 +55,18 @@ pub struct Config {
     pub graph: GraphInstallConfig,
     /// `[topdesk]`
     pub topdesk: TopdeskInstallConfig,
+    /// `[observability]`
+    pub observability: ObservabilityConfig,
+}
+
+/// `[observability]`: the operator listener (Prometheus `/metrics`, `/healthz`, `/readyz`), separate from
+/// the public webhook listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservabilityConfig {
+    /// `listen`: the socket address of the operator listener, e.g. `127.0.0.1:9090`; unset (the default):
+    /// no operator listener and no metrics are recorded. `orb serve --metrics-listen` overrides it. It
+    /// must not be `server.listen`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[topdesk]`: the installation's rules for requests to tenants' TOPdesk instances (a tenant's TOPdesk URL
@@ -412,6 +424,17 @@ pub enum ConfigError {
         /// What is wrong and what is accepted.
         reason: String,
     },
+    /// The operator listener's address is the public listener's.
+    #[error(
+        "the operator listener {addr} ({via}) is server.listen: give it another address or port; it serves \
+         /metrics and /readyz, which must not be reachable where Graph and TOPdesk post"
+    )]
+    OperatorListenerIsPublic {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Where it was set (`observability.listen` or `--metrics-listen`).
+        via: &'static str,
+    },
     /// A database URL that ORB cannot use.
     #[error("invalid database.url {origin}: {problem}")]
     DatabaseUrl {
@@ -497,6 +520,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("topdesk", "allow_http", Kind::Flag),
     ("topdesk", "ca_file", Kind::Text),
     ("schedule", "purge_seconds", Kind::Count),
+    ("observability", "listen", Kind::Text),
 ];
 
 fn known_keys() -> String {
@@ -650,6 +674,19 @@ impl Config {
                 origin,
                 reason: format!("{text:?} is not a socket address: write e.g. 0.0.0.0:8080 or [::]:8080"),
             })?,
+        };
+        let metrics_listen = match take_text("observability.listen")? {
+            None => None,
+            Some((text, origin)) => {
+                let addr: std::net::SocketAddr =
+                    text.trim().parse().map_err(|_| ConfigError::InvalidValue {
+                        key: "observability.listen".to_owned(),
+                        origin: origin.clone(),
+                        reason: format!("{text:?} is not a socket address: write e.g. 127.0.0.1:9090"),
+                    })?;
+                check_operator_listen(addr, listen, "observability.listen")?;
+                Some(addr)
+            }
         };
         let mut base_url = |key: &str| -> Result<Option<String>, ConfigError> {
             let Some((text, origin)) = take_text(key)? else { return Ok(None) };
@@ -807,8 +844,32 @@ impl Config {
             schedule,
             graph: GraphInstallConfig { custom_cloud_root },
             topdesk,
+            observability: ObservabilityConfig { listen: metrics_listen },
         })
     }
+
+    /// The configuration with `orb serve --metrics-listen` applied (it overrides `observability.listen`),
+    /// checked like the key.
+    pub fn with_metrics_listen(mut self, flag: Option<std::net::SocketAddr>) -> Result<Self, ConfigError> {
+        if let Some(addr) = flag {
+            check_operator_listen(addr, self.server.listen, "--metrics-listen")?;
+            self.observability.listen = Some(addr);
+        }
+        Ok(self)
+    }
+}
+
+/// The operator listener must not be the public one (port 0 asks the system for a free port each time, so
+/// two `:0` addresses never collide).
+fn check_operator_listen(
+    addr: std::net::SocketAddr,
+    public: std::net::SocketAddr,
+    via: &'static str,
+) -> Result<(), ConfigError> {
+    if addr == public && addr.port() != 0 {
+        return Err(ConfigError::OperatorListenerIsPublic { addr, via });
+    }
+    Ok(())
 }
 
 /// Whether `url` names this machine (loopback address or `localhost`).
@@ -1365,6 +1426,7 @@ mod tests {
                     (10, 300, 300)
                 );
                 assert_eq!((s.reconcile_seconds, s.reload_seconds, s.purge_seconds), (300, 10, 3600));
+                assert_eq!(c.observability.listen, None, "no operator listener unless asked for");
             }),
         });
         check(Case {
@@ -1406,6 +1468,47 @@ mod tests {
                 );
                 assert_eq!(c.schedule.purge_seconds, 86_400);
             }),
+        });
+    }
+
+    #[test]
+    fn the_operator_listener_is_optional_separate_and_the_flag_overrides_it() {
+        check(Case {
+            name: "observability.listen set",
+            toml: Some("[observability]\nlisten = \"127.0.0.1:9090\"\n"),
+            env: &[],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.observability.listen, Some("127.0.0.1:9090".parse().unwrap()));
+                let flagged = c.clone().with_metrics_listen(Some("0.0.0.0:9100".parse().unwrap())).unwrap();
+                assert_eq!(
+                    flagged.observability.listen,
+                    Some("0.0.0.0:9100".parse().unwrap()),
+                    "the flag wins"
+                );
+                let kept = c.clone().with_metrics_listen(None).unwrap();
+                assert_eq!(kept.observability, c.observability, "no flag: the key stays");
+                let err = c.clone().with_metrics_listen(Some(c.server.listen)).unwrap_err().to_string();
+                assert!(err.contains("--metrics-listen") && err.contains("server.listen"), "{err}");
+            }),
+        });
+        check(Case {
+            name: "observability.listen on the public listener",
+            toml: Some("[server]\nlisten = \"0.0.0.0:8080\"\n[observability]\nlisten = \"0.0.0.0:8080\"\n"),
+            env: &[],
+            files: &[],
+            want: Want::Err(&["observability.listen", "server.listen", "another address or port"]),
+        });
+        check(Case {
+            name: "observability.listen not an address",
+            toml: None,
+            env: &[("ORB__OBSERVABILITY__LISTEN", "metrics.local")],
+            files: &[],
+            want: Want::Err(&[
+                "invalid observability.listen",
+                "ORB__OBSERVABILITY__LISTEN",
+                "127.0.0.1:9090",
+            ]),
         });
     }
 

@@ -159,6 +159,9 @@ time_zone = "Europe/Amsterdam"
     out!("  database       {} (fresh on every run)", config.database.url.redacted());
     out!("  master key     {} ({key_origin})", key.id());
     out!("  ORB webhooks   {public_url}/hooks/graph/demo   health: {public_url}/healthz");
+    if let Some(addr) = config.observability.listen {
+        out!("  operator       http://{addr}/metrics  /healthz  /readyz");
+    }
     out!("  Graph          {}  (control API: {}/_emulator/)", graph.base_url, graph.base_url);
     out!("  TOPdesk        {}  (control API: {}/_emulator/)", topdesk.base_url, topdesk.base_url);
     out!();

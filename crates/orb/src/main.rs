@@ -30,6 +30,7 @@ mod commands;
 mod config;
 mod demo;
 mod jobs;
+mod observability;
 mod privacy;
 mod secrets;
 mod serve;
@@ -60,9 +61,17 @@ pub(crate) enum Command {
         /// Stop this many seconds after the demo script (default: run until Ctrl-C).
         #[arg(long = "for", value_name = "SECONDS")]
         run_for: Option<u64>,
+        /// Serve /metrics, /healthz and /readyz on this address (overrides observability.listen).
+        #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Run ORB: webhook intake, workers and schedulers, until SIGTERM or Ctrl-C.
-    Serve,
+    Serve {
+        /// Serve /metrics, /healthz and /readyz on this address (overrides observability.listen); never
+        /// the public listener's.
+        #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
     /// Compare the rooms' calendars, TOPdesk reservations and ORB's records; with --dry-run only print
     /// what ORB would do (nothing is written), otherwise carry it out like `orb backfill`. Records a side
     /// owes (a failed write) are listed with their side, since when and the last error.

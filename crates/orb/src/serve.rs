@@ -308,6 +308,14 @@ pub async fn serve(
     let instance = instance_name(config);
     let env = Env { options, ..Env::new(config, store.clone(), master.clone(), clock.clone()) };
 
+    // The operator listener first, so /readyz says "engine not loaded" while ORB starts.
+    let operator_stop = CancellationToken::new();
+    let readiness = crate::observability::Readiness::new(store.clone());
+    let operator = match config.observability.listen {
+        Some(addr) => Some(start_operator(addr, &store, &clock, &readiness, &operator_stop).await?),
+        None => None,
+    };
+
     // A first certificate when there is none (and a due rotation), before anything subscribes.
     let (_, report) = keys::rotate_certificates(&*store, &master, &env.options.rotation, clock.now())
         .await
@@ -330,6 +338,7 @@ pub async fn serve(
         loaded.deps.tenants.len(),
         store.list_tenants().await.map_or(0, |t| t.len())
     );
+    readiness.engine_loaded();
     let (deps_tx, deps_rx) = watch::channel(loaded.deps.clone());
     let mut generation = loaded.generation;
 
@@ -456,8 +465,35 @@ pub async fn serve(
     if let Err(e) = hooks.flush_refusals(true).await {
         tracing::warn!(error = %e, "writing the last webhook refusal summaries failed");
     }
+    operator_stop.cancel();
+    for task in operator.into_iter().flatten() {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Installs the metrics recorder and starts the operator listener on `addr` and the queue sampler; their
+/// tasks stop with `stop`.
+async fn start_operator(
+    addr: SocketAddr,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    readiness: &crate::observability::Readiness,
+    stop: &CancellationToken,
+) -> Result<[tokio::task::JoinHandle<()>; 2]> {
+    use crate::observability as obs;
+    let handle = obs::install_recorder()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (observability.listen or --metrics-listen)"))?;
+    let bound = listener.local_addr()?;
+    let app = obs::router(handle.clone(), readiness.clone());
+    let web = tokio::spawn(obs::serve_operator(listener, app, stop.clone()));
+    let sampler =
+        tokio::spawn(obs::run_sampler(store.clone(), clock.clone(), handle, obs::SAMPLE_EVERY, stop.clone()));
+    tracing::info!(address = %bound, "operator listener: /metrics, /healthz, /readyz");
+    Ok([web, sampler])
 }
 
 async fn generation_of(store: &Arc<dyn Store>) -> Result<Generation> {

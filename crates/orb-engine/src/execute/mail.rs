@@ -189,6 +189,7 @@ pub(super) async fn send(
         .send_mail(ctx.mail_sender, &message, false, ctx.correlation)
         .await
         .map_err(ExecError::graph("sending a mail"))?;
+    metrics::counter!("orb_mails_sent_total", "template" => template.as_str()).increment(1);
     Ok(Done::MailSent { to: to.clone() })
 }
 

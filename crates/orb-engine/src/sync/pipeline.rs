@@ -531,6 +531,12 @@ async fn commit_plan(
 ) -> Result<Step, SyncError> {
     let now = ctx.now;
     let nothing = the_plan.nothing_reason();
+    let outcome = match nothing {
+        Some(reason) => reason.as_str(),
+        None if the_plan.writes().next().is_some() => "writes",
+        None => "record_only",
+    };
+    metrics::counter!("orb_plans_total", "outcome" => outcome).increment(1);
     let Some(after) = the_plan.record.record().cloned() else {
         if the_plan.writes().next().is_some() {
             let actions: Vec<&str> = the_plan.actions.iter().map(orb_core::Action::name).collect();
@@ -568,6 +574,14 @@ async fn commit_plan(
         }
     }
     let report = if has_effects { Some(execute(&the_plan, &after, before, &exec_ctx).await) } else { None };
+    if let Some(report) = &report {
+        count_writes(&the_plan, report);
+        if report.outcomes.iter().any(|o| o.side.is_some() && matches!(o.outcome, Outcome::Done(_))) {
+            let waited = deps.clock.now() - obs.modified_at;
+            metrics::histogram!("orb_change_to_write_seconds")
+                .record(waited.num_milliseconds().max(0) as f64 / 1000.0);
+        }
+    }
     if let Some(report) = &report {
         if let Some((side, reason)) = report.denied() {
             // A configuration failure of the tenant: nothing of this try is committed (writes that landed
@@ -683,6 +697,7 @@ async fn commit_plan(
             let follow_plan =
                 Plan { actions: follow_up, record: RecordChange::Unchanged, timeline: Vec::new() };
             let follow_report = execute(&follow_plan, &next, before, &exec_ctx).await;
+            count_writes(&follow_plan, &follow_report);
             apply_to_record(&mut next, &follow_report);
             for other in [Side::Exchange, Side::Topdesk] {
                 if follow_report.failed_write(other).is_some() {
@@ -748,6 +763,22 @@ fn keep_old_side(next: &mut BookingRecord, before: Option<&BookingRecord>, side:
             next.topdesk_fingerprint = fingerprint;
             next.topdesk_status = status;
         }
+    }
+}
+
+/// Counts a report's writes in `orb_writes_total{side,kind,result}` (result: done, failed, skipped).
+fn count_writes(the_plan: &Plan, report: &ExecutionReport) {
+    for o in &report.outcomes {
+        let (Some(side), Some(action)) = (o.side, the_plan.actions.get(o.index)) else { continue };
+        let result = match &o.outcome {
+            Outcome::NotAWrite => continue,
+            Outcome::Done(_) => "done",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Skipped { .. } => "skipped",
+        };
+        let kind = action.write_kind().map_or(action.name(), WriteKind::as_str);
+        metrics::counter!("orb_writes_total", "side" => side.as_str(), "kind" => kind, "result" => result)
+            .increment(1);
     }
 }
 

@@ -11,6 +11,7 @@ macro_rules! impl_queue {
                 let mut tx = self.begin_write().await?;
                 let id = insert_job(&mut tx, job, now).await?;
                 commit(tx, "enqueueing a job").await?;
+                $crate::backend::count_enqueued([job]);
                 Ok(id)
             }
 
@@ -171,6 +172,31 @@ macro_rules! impl_queue {
                     .await
                     .map_err(StoreError::db("reading a job"))?;
                 job_from_row(&require(row, || format!("job {job}"))?)
+            }
+
+            pub(crate) async fn queue_stats_in(&self, now: DateTime<Utc>) -> Result<QueueStats> {
+                let row = sqlx::query(
+                    "SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'queued') AS queued, \
+                     (SELECT COUNT(*) FROM jobs WHERE status = 'running') AS running, \
+                     (SELECT COUNT(*) FROM jobs WHERE status = 'dead') AS dead, \
+                     (SELECT MIN(run_at) FROM jobs WHERE status = 'queued' AND run_at <= $1) AS oldest_due",
+                )
+                .bind(ts(now))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::db("counting the queue's jobs"))?;
+                let count = |name: &str| -> Result<u64> {
+                    let n: i64 = row.try_get(name).map_err(StoreError::db("counting the queue's jobs"))?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                };
+                let oldest: Option<i64> =
+                    row.try_get("oldest_due").map_err(StoreError::db("counting the queue's jobs"))?;
+                Ok(QueueStats {
+                    queued: count("queued")?,
+                    running: count("running")?,
+                    dead: count("dead")?,
+                    oldest_due: opt_ts(oldest, "jobs.run_at")?,
+                })
             }
 
             pub(crate) async fn list_jobs_in(&self, tenant: TenantId, status: JobStatus) -> Result<Vec<Job>> {

@@ -11,8 +11,8 @@ use orb_core::{
 };
 use orb_store::{
     BookingFilter, BookingKey, EncryptionKeyRow, InboxSource, JobOutcome, JobStatus, Lane, NewAuditEntry,
-    NewBookingEvent, NewInboxItem, NewJob, NewRoom, RetryPolicy, Room, SealedSecretRow, Series, Store,
-    StoreError, SubscriptionRow, Tenant,
+    NewBookingEvent, NewInboxItem, NewJob, NewRoom, QueueStats, RetryPolicy, Room, SealedSecretRow, Series,
+    Store, StoreError, SubscriptionRow, Tenant,
 };
 use serde_json::json;
 
@@ -94,12 +94,14 @@ pub async fn migrations_are_idempotent_and_append_only(h: &Harness) {
     let (a, b) = tokio::join!(h.store.migrate(), second.migrate());
     a.unwrap();
     b.unwrap();
+    assert_eq!(h.store.pending_migrations().await.unwrap(), 0, "a migrated schema is current");
     let raw = h.raw().await;
     raw.execute("UPDATE orb_schema_migrations SET checksum = 'edited' WHERE version = 1").await.unwrap();
     let err = h.store.migrate().await.unwrap_err();
     assert!(matches!(err, StoreError::MigrationChanged { version: 1, .. }), "{err:?}");
     assert!(err.to_string().contains("append-only"), "{err}");
     raw.execute("DELETE FROM orb_schema_migrations WHERE checksum = 'edited'").await.unwrap();
+    assert_eq!(h.store.pending_migrations().await.unwrap(), 1, "migration 1 is no longer recorded");
     raw.execute("INSERT INTO orb_schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')")
         .await
         .unwrap();
@@ -803,6 +805,44 @@ pub async fn failing_job_backs_off_then_dies_and_blocks_its_lane_meanwhile(h: &H
     // With the head dead, the lane moves on.
     let next = s.claim_job("w", now, Duration::minutes(1)).await.unwrap().unwrap();
     assert_eq!(next.job.id, next_in_lane);
+}
+
+pub async fn queue_stats_count_every_tenants_jobs_by_status_and_date_the_oldest_due_one(h: &Harness) {
+    let s = &*h.store;
+    let (t, rooms) = three_rooms(h).await;
+    let other = tenant(s, "fabrikam").await;
+    assert_eq!(s.queue_stats(t0()).await.unwrap(), QueueStats::default(), "an empty queue");
+    let lane = |i: usize| Lane::room(t.id, rooms[i].id);
+    // Due at t0 - 5 min (enqueued then), due at t0, not due before t0 + 1 h, and another tenant's job.
+    let early = s.enqueue(&job(&lane(0), "early", json!({})), t0() - Duration::minutes(5)).await.unwrap();
+    s.enqueue(&job(&lane(1), "now", json!({})), t0()).await.unwrap();
+    let mut later = job(&lane(2), "later", json!({}));
+    later.run_at = Some(t0() + Duration::hours(1));
+    s.enqueue(&later, t0()).await.unwrap();
+    s.enqueue(&job(&Lane::tenant(other.id), "theirs", json!({})), t0()).await.unwrap();
+    let stats = s.queue_stats(t0()).await.unwrap();
+    assert_eq!((stats.queued, stats.running, stats.dead), (4, 0, 0));
+    assert_eq!(stats.oldest_due, Some(t0() - Duration::minutes(5)));
+    // Before anything was due, nothing is the oldest due job; the counts do not depend on `now`.
+    let before = s.queue_stats(t0() - Duration::hours(1)).await.unwrap();
+    assert_eq!((before.queued, before.oldest_due), (4, None));
+
+    // The oldest is claimed (running), then dies: the next due one is the oldest.
+    let claimed = s.claim_job("w", t0(), Duration::minutes(1)).await.unwrap().unwrap();
+    assert_eq!(claimed.job.id, early);
+    let stats = s.queue_stats(t0()).await.unwrap();
+    assert_eq!((stats.queued, stats.running, stats.dead), (3, 1, 0));
+    assert_eq!(stats.oldest_due, Some(t0()));
+    s.fail_job(&claimed.lease, "gave up", None, t0()).await.unwrap();
+    let stats = s.queue_stats(t0()).await.unwrap();
+    assert_eq!((stats.queued, stats.running, stats.dead), (3, 0, 1));
+    // Done jobs are not counted; the job waiting for its run_at becomes due in time.
+    while let Some(c) = s.claim_job("w", t0(), Duration::minutes(1)).await.unwrap() {
+        s.complete_job(&c.lease, t0()).await.unwrap();
+    }
+    let stats = s.queue_stats(t0() + Duration::hours(2)).await.unwrap();
+    assert_eq!((stats.queued, stats.running, stats.dead), (1, 0, 1));
+    assert_eq!(stats.oldest_due, Some(t0() + Duration::hours(1)));
 }
 
 pub async fn jobs_wait_for_run_at_and_heartbeat_extends_the_lease(h: &Harness) {
