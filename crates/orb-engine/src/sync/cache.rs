@@ -19,16 +19,6 @@ pub(super) struct JobCache {
     pub(super) masters: std::sync::Mutex<BTreeMap<orb_core::SeriesId, Option<String>>>,
     /// Instances of organizers' series masters, as read.
     pub(super) instances: std::sync::Mutex<Vec<InstanceWindow>>,
-    /// This is the job's first try (not a retry after a crash, a lost lease or a failure): no earlier run
-    /// of it can have created anything. `false` (the default) when unknown.
-    pub(super) first_try: bool,
-}
-
-impl JobCache {
-    /// The memory of a claimed job that has been claimed `attempts` times (this claim included).
-    pub(super) fn for_job(attempts: u32) -> Self {
-        Self { first_try: attempts <= 1, ..Self::default() }
-    }
 }
 
 /// The instances of one series master in a window, as read.

@@ -251,7 +251,7 @@ pub(crate) async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Res
         (None, false, None) => return Err(bad(kind, "the notification names no event (resourceData.id)")),
     };
 
-    let cache = JobCache::for_job(job.job.attempts);
+    let cache = JobCache::default();
     let outcomes = match event {
         Some(event) if event.kind == Some(orb_graph::model::EventType::SeriesMaster) => {
             room_series(deps, tenant, &cache, &mailbox, &room, &event, corr).await?
@@ -375,7 +375,6 @@ pub(crate) async fn sync_retry(
     let tenant = deps.tenant(job.job.tenant_id)?;
     let observation = scrubbed(&tenant.policy, observation);
     // A swept room copy (`room_copy`): its subject is Exchange's rewrite, not the meeting's.
-    let outcome =
-        sync_from(deps, tenant, &observation, room_copy, &JobCache::for_job(job.job.attempts)).await?;
+    let outcome = sync_from(deps, tenant, &observation, room_copy, &JobCache::default()).await?;
     Ok(JobResult::Synced(vec![outcome]))
 }

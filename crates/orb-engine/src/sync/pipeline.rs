@@ -437,17 +437,7 @@ async fn plan_and_commit(
         correlation = correlation.map(tracing::field::display),
         attempt,
     );
-    // A create ORB makes for a booking it never recorded, on the job's and the plan's first try, cannot
-    // have been made before: the guard look-ups (TOPdesk by external link, Graph by match id) are skipped.
-    // Any retry, any known record (its side may be owed, or re-paired after a restore) and a sweep's
-    // finding look first.
-    let may_have_created = record.is_some()
-        || attempt > 1
-        || !cache.first_try
-        || obs.source == orb_core::ObservationSource::Sweep;
-    commit_plan(deps, tenant, obs, record, the_plan, &ctx, attempt, may_read, may_have_created)
-        .instrument(span)
-        .await
+    commit_plan(deps, tenant, obs, record, the_plan, &ctx, attempt, may_read).instrument(span).await
 }
 
 /// Before an Exchange change is written over a reservation, where a TOPdesk change could win the conflict
@@ -538,7 +528,6 @@ async fn commit_plan(
     ctx: &PlanContext<'_>,
     attempt: u32,
     replan_if_changed: bool,
-    may_have_created: bool,
 ) -> Result<Step, SyncError> {
     let now = ctx.now;
     let nothing = the_plan.nothing_reason();
@@ -575,7 +564,6 @@ async fn commit_plan(
         portal_base_url: &tenant.portal_base_url,
         cancel_reason: &tenant.cancel_reason,
         clock: deps.clock.as_ref(),
-        may_have_created,
     };
     let has_effects = the_plan.actions.iter().any(|a| a.is_write() || matches!(a, Action::SendMail { .. }));
     // A side that denied ORB's credentials is not called again before its pause ends (crate::pause).
