@@ -181,6 +181,25 @@ fn an_occurrence_moved_to_another_room_leaves_the_first_room_and_joins_the_other
     assert_eq!(room2[0].series_master_id, em.events("room2@contoso.com").unwrap()[0].id);
 }
 
+/// An `Authorization` header value for the app `app` (secret `s3`), from the emulator's token endpoint.
+async fn bearer(http: &reqwest::Client, base_url: &str) -> String {
+    let token: Value = http
+        .post(format!("{base_url}/{TENANT}/oauth2/v2.0/token"))
+        .form(&[
+            ("client_id", "app"),
+            ("client_secret", "s3"),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    format!("Bearer {}", token["access_token"].as_str().unwrap())
+}
+
 async fn post(http: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
     http.post(url).json(&body).send().await.unwrap()
 }
@@ -280,21 +299,7 @@ async fn the_emulator_refuses_a_fifth_concurrent_request_and_a_spent_budget() {
     em.set_knobs(Knobs { latency_ms: 150, retry_after_secs: 7, ..Knobs::default() });
     let served = serve(em.clone()).await.unwrap();
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/{TENANT}/oauth2/v2.0/token", served.base_url))
-        .form(&[
-            ("client_id", "app"),
-            ("client_secret", "s3"),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let bearer = bearer(&http, &served.base_url).await;
     let url = format!(
         "{}/v1.0/users/room1@contoso.com/calendarView?startDateTime=2026-09-01T00:00:00Z&endDateTime=2026-09-02T00:00:00Z",
         served.base_url
@@ -331,21 +336,7 @@ async fn a_write_with_a_stale_if_match_is_refused_with_412_and_graphs_error_body
     em.add_app_secret(TENANT, "app", "s3");
     let served = serve(em.clone()).await.unwrap();
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/{TENANT}/oauth2/v2.0/token", served.base_url))
-        .form(&[
-            ("client_id", "app"),
-            ("client_secret", "s3"),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let bearer = bearer(&http, &served.base_url).await;
     let made = em
         .create_in(
             "anna@contoso.com",
@@ -405,21 +396,7 @@ async fn reads_without_select_return_the_body_and_the_log_shows_which_reads_coul
     em.add_app_secret(TENANT, "app", "s3");
     let served = serve(em.clone()).await.unwrap();
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/{TENANT}/oauth2/v2.0/token", served.base_url))
-        .form(&[
-            ("client_id", "app"),
-            ("client_secret", "s3"),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let bearer = bearer(&http, &served.base_url).await;
     let mut with_body = meeting("Sync", "2026-09-02T09:00:00", "2026-09-02T10:00:00");
     with_body.body = Some(orb_graph::model::ItemBody {
         content_type: Some(orb_graph::model::BodyType::Html),
