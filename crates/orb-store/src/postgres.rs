@@ -16,6 +16,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/postgres/0004_retention.sql"),
     },
+    Migration { version: 5, name: "portal", sql: include_str!("../migrations/postgres/0005_portal.sql") },
 ];
 
 const CLAIM_SQL: &str = "SELECT j.id FROM jobs j \

@@ -17,6 +17,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "intake", sql: include_str!("../migrations/sqlite/0002_intake.sql") },
     Migration { version: 3, name: "runtime", sql: include_str!("../migrations/sqlite/0003_runtime.sql") },
     Migration { version: 4, name: "retention", sql: include_str!("../migrations/sqlite/0004_retention.sql") },
+    Migration { version: 5, name: "portal", sql: include_str!("../migrations/sqlite/0005_portal.sql") },
 ];
 
 const CLAIM_SQL: &str = "SELECT j.id FROM jobs j \
