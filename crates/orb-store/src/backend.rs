@@ -3,16 +3,20 @@
 //! sqlx's two drivers have different types but accept the same SQL here (`$n` placeholders, `RETURNING`,
 //! `ON CONFLICT`), so the implementation is written once as a macro and instantiated per back-end. What
 //! really differs is passed in: how a write transaction starts (`BEGIN IMMEDIATE` on SQLite), the claim
-//! query (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and the migration lock.
+//! query (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and the migration lock. The areas with their own file:
+//! `rows` (row mapping, transaction helpers), `queue`, `privacy` (purge, export, erasure) and `portal`
+//! (users, sessions, tokens, the audit search and dashboard figures).
 
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::StoreError;
 
+mod portal;
 mod privacy;
 mod queue;
 mod rows;
 
+pub(crate) use portal::impl_portal;
 pub(crate) use privacy::impl_privacy;
 pub(crate) use queue::impl_queue;
 pub(crate) use rows::impl_rows;
@@ -125,6 +129,7 @@ macro_rules! impl_store {
         use $crate::backend::{bind_mutable, count, from_ts, opt_parse, opt_ts, parse, ts};
         use $crate::error::is_unique_violation;
         use $crate::queue::{ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lease, NewJob, QueueStats};
+        use $crate::portal::*;
         use $crate::types::*;
         use $crate::{BackendKind, Result, Store, StoreError};
 
@@ -421,7 +426,9 @@ macro_rules! impl_store {
                      AND ($4 IS NULL OR end_at > $4) \
                      AND ($5 IS NULL OR start_at < $5) \
                      AND ($6 OR NOT cancelled) \
-                     ORDER BY start_at, id",
+                     AND ($7 IS NULL OR organizer = $7) \
+                     AND (NOT $8 OR failed_count > 0 OR exchange_status = 'failed' OR topdesk_status = 'failed') \
+                     ORDER BY start_at, id LIMIT $9 OFFSET $10",
                 )
                 .bind(tenant.as_uuid())
                 .bind(filter.room.map(|r| r.as_uuid()))
@@ -429,6 +436,11 @@ macro_rules! impl_store {
                 .bind(filter.from.map(ts))
                 .bind(filter.to.map(ts))
                 .bind(filter.include_cancelled)
+                .bind(filter.organizer.as_ref().map(|o| o.as_str().to_owned()))
+                .bind(filter.failed_only)
+                // No limit is the largest one: SQLite and PostgreSQL spell "no limit" differently.
+                .bind(filter.limit.map_or(i64::MAX, i64::from))
+                .bind(i64::from(filter.offset))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::db("listing bookings"))?;
@@ -965,7 +977,145 @@ macro_rules! impl_store {
             ) -> Result<ErasureCounts> {
                 self.erase_person_in(tenant, address, pseudonym, actor, now).await
             }
+
+            async fn create_user(&self, user: &NewUser, audit: &NewAuditEntry, now: DateTime<Utc>) -> Result<User> {
+                self.create_user_in(user, audit, now).await
+            }
+
+            async fn user_by_email(&self, email: &EmailAddress) -> Result<User> {
+                self.user_by_email_in(email).await
+            }
+
+            async fn get_user(&self, id: UserId) -> Result<User> {
+                self.get_user_in(id).await
+            }
+
+            async fn list_users(&self, tenant: Option<TenantId>) -> Result<Vec<User>> {
+                self.list_users_in(tenant).await
+            }
+
+            async fn set_user_password(&self, id: UserId, password_hash: &str, audit: &NewAuditEntry) -> Result<()> {
+                self.set_user_password_in(id, password_hash, audit).await
+            }
+
+            async fn set_user_totp(&self, id: UserId, totp: Option<&SealedTotp>, enabled: bool, audit: Option<&NewAuditEntry>) -> Result<()> {
+                self.set_user_totp_in(id, totp, enabled, audit).await
+            }
+
+            async fn set_user_role(&self, id: UserId, role: Role, audit: &NewAuditEntry) -> Result<()> {
+                self.set_user_role_in(id, role, audit).await
+            }
+
+            async fn set_user_disabled(&self, id: UserId, disabled: bool, audit: &NewAuditEntry) -> Result<()> {
+                self.set_user_disabled_in(id, disabled, audit).await
+            }
+
+            async fn claim_totp_step(&self, id: UserId, step: i64) -> Result<bool> {
+                self.claim_totp_step_in(id, step).await
+            }
+
+            async fn record_login(&self, id: UserId, now: DateTime<Utc>) -> Result<()> {
+                self.record_login_in(id, now).await
+            }
+
+            async fn replace_recovery_codes(&self, id: UserId, hashes: &[Vec<u8>], audit: &NewAuditEntry) -> Result<()> {
+                self.replace_recovery_codes_in(id, hashes, audit).await
+            }
+
+            async fn use_recovery_code(&self, id: UserId, hash: &[u8]) -> Result<bool> {
+                self.use_recovery_code_in(id, hash).await
+            }
+
+            async fn count_recovery_codes(&self, id: UserId) -> Result<u32> {
+                self.count_recovery_codes_in(id).await
+            }
+
+            async fn record_login_failure(&self, key: &str, now: DateTime<Utc>) -> Result<LoginThrottle> {
+                self.record_login_failure_in(key, now).await
+            }
+
+            async fn login_throttle(&self, key: &str) -> Result<Option<LoginThrottle>> {
+                self.login_throttle_in(key).await
+            }
+
+            async fn clear_login_failures(&self, key: &str) -> Result<()> {
+                self.clear_login_failures_in(key).await
+            }
+
+            async fn create_session(&self, session: &NewSession, now: DateTime<Utc>) -> Result<SessionRow> {
+                self.create_session_in(session, now).await
+            }
+
+            async fn session_by_token_hash(&self, token_hash: &[u8]) -> Result<Option<SessionRow>> {
+                self.session_by_token_hash_in(token_hash).await
+            }
+
+            async fn touch_session(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
+                self.touch_session_in(id, now).await
+            }
+
+            async fn delete_session(&self, id: i64) -> Result<()> {
+                self.delete_session_in(id).await
+            }
+
+            async fn list_sessions(&self, user: UserId) -> Result<Vec<SessionRow>> {
+                self.list_sessions_in(user).await
+            }
+
+            async fn delete_user_session(&self, user: UserId, id: i64) -> Result<bool> {
+                self.delete_user_session_in(user, id).await
+            }
+
+            async fn delete_sessions_of(&self, user: UserId) -> Result<u64> {
+                self.delete_sessions_of_in(user).await
+            }
+
+            async fn create_api_token(&self, token: &NewApiToken, audit: &NewAuditEntry, now: DateTime<Utc>) -> Result<ApiTokenRow> {
+                self.create_api_token_in(token, audit, now).await
+            }
+
+            async fn api_token_by_hash(&self, token_hash: &[u8]) -> Result<Option<ApiTokenRow>> {
+                self.api_token_by_hash_in(token_hash).await
+            }
+
+            async fn touch_api_token(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
+                self.touch_api_token_in(id, now).await
+            }
+
+            async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiTokenRow>> {
+                self.list_api_tokens_in(user).await
+            }
+
+            async fn revoke_api_token(&self, user: UserId, id: i64, audit: &NewAuditEntry) -> Result<()> {
+                self.revoke_api_token_in(user, id, audit).await
+            }
+
+            async fn put_oidc_flow(&self, flow: &OidcFlow) -> Result<()> {
+                self.put_oidc_flow_in(flow).await
+            }
+
+            async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>> {
+                self.take_oidc_flow_in(state_hash).await
+            }
+
+            async fn purge_oidc_flows(&self, older_than: DateTime<Utc>) -> Result<u64> {
+                self.purge_oidc_flows_in(older_than).await
+            }
+
+            async fn search_audit(&self, tenant: Option<TenantId>, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+                self.search_audit_in(tenant, filter).await
+            }
+
+            async fn tenant_queue_stats(&self, tenant: TenantId, now: DateTime<Utc>) -> Result<QueueStats> {
+                self.tenant_queue_stats_in(tenant, now).await
+            }
+
+            async fn count_bookings_updated_since(&self, tenant: TenantId, since: DateTime<Utc>) -> Result<u64> {
+                self.count_bookings_updated_since_in(tenant, since).await
+            }
         }
+
+        $crate::backend::impl_portal!(store = $store, db = $db,);
 
         $crate::backend::impl_privacy!(
             store = $store,

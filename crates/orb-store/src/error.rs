@@ -38,6 +38,12 @@ pub enum StoreError {
         /// Its state (`queued`, `running`, `done`).
         status: &'static str,
     },
+    /// A portal user is disabled: no session or API token can be created for it. Enable the user first.
+    #[error("user {user} is disabled; enable the user before it can log in or get an API token")]
+    UserDisabled {
+        /// The user.
+        user: i64,
+    },
     /// The job's lease expired or was taken over; the worker must stop working on it.
     #[error("lease on job {job} was lost (expired or re-claimed); stop working on it")]
     LeaseLost {

@@ -11,7 +11,10 @@
 //! engine, in [`jobs`]), the webhook intake (subscriptions, inbox, push tokens), tenant
 //! settings (one versioned JSON document per tenant), encryption keys (installation-wide certificates for
 //! Graph rich notifications, private keys sealed by the caller) and named leases (one holder at a time,
-//! across processes).
+//! across processes). For the admin portal ([`portal`], migration 5): users (installation-wide, one per
+//! e-mail address), user_sessions (looked up by the hash of the cookie's token), recovery_codes (hashes),
+//! login_failures (counters per throttling key), api_tokens (hashes) and oidc_flows (OpenID Connect logins
+//! under way, taken once).
 //!
 //! ## Invariants
 //! - **Every query is scoped by tenant in the API itself**: each method that touches tenant data takes a
@@ -36,6 +39,17 @@
 //!   free lease at the same time exactly one gets it.
 //! - **Retention and erasure** are tenant-scoped, one transaction each, audited in it; SQLite runs with
 //!   `secure_delete`, so deleted or overwritten personal data leaves no copy in free pages.
+//! - **Portal users**: an e-mail address belongs to one user across the installation; a user has no tenant
+//!   exactly when its role is [`Role::Operator`] (checked before writing and by a `CHECK` constraint, and a
+//!   role change across that line is refused). Passwords are stored as the caller's PHC hash strings, TOTP
+//!   secrets only sealed by the caller ([`SealedTotp`]), session and API tokens, recovery codes and OIDC
+//!   `state` values only as hashes; the `Debug` of every row holding one redacts it.
+//! - **One-time use is atomic**: [`Store::claim_totp_step`], [`Store::use_recovery_code`] and
+//!   [`Store::take_oidc_flow`] are single statements, so of concurrent uses exactly one succeeds;
+//!   [`Store::record_login_failure`] counts with one upsert, so no concurrent failure is lost.
+//! - **A disabled user has no way in**: [`Store::set_user_disabled`] deletes the user's sessions and revokes
+//!   its API tokens in the same transaction, and session or token creation locks the user's row while it
+//!   checks that the user is enabled, so a login racing the disabling cannot leave a session behind.
 //! - Time comes in as a parameter (`now`); this crate never reads the wall clock.
 //!
 //! ## Must not depend on
@@ -45,6 +59,7 @@ mod backend;
 mod error;
 pub mod jobs;
 mod migrate;
+pub mod portal;
 mod postgres;
 pub mod queue;
 mod sql;
@@ -52,6 +67,10 @@ mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use portal::{
+    ApiScope, ApiTokenRow, AuditFilter, LoginThrottle, NewApiToken, NewSession, NewUser, OidcFlow,
+    PortalParseError, Role, SealedTotp, SessionRow, SessionStage, User, UserId,
+};
 pub use postgres::PgStore;
 pub use queue::{
     ClaimedJob, Job, JobId, JobOutcome, JobStatus, Lane, Lease, NewJob, QueueStats, RetryPolicy,
@@ -361,4 +380,127 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<ErasureCounts>;
+
+    // ---- portal ----
+    // The admin portal's rows (see [`portal`]). Users are installation-wide (an operator has no tenant, the
+    // others one each); sessions, recovery codes and API tokens belong to a user and are looked up by a
+    // hash, never by what a client sends in clear.
+
+    /// Creates a portal user, with `audit`, in one transaction. An e-mail address already used by any user
+    /// is [`StoreError::AlreadyExists`]; a role and tenant that do not fit ([`Role::Operator`] with a
+    /// tenant, another role without one) is [`StoreError::InvalidArgument`]; an unknown tenant is
+    /// [`StoreError::NotFound`]. None of them writes anything.
+    async fn create_user(&self, user: &NewUser, audit: &NewAuditEntry, now: DateTime<Utc>) -> Result<User>;
+    /// The user who logs in with `email`; [`StoreError::NotFound`] if none.
+    async fn user_by_email(&self, email: &EmailAddress) -> Result<User>;
+    /// One user; [`StoreError::NotFound`] if unknown.
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    /// Users by e-mail address: `Some(tenant)` that tenant's only, `None` every user (operators too).
+    async fn list_users(&self, tenant: Option<TenantId>) -> Result<Vec<User>>;
+    /// Sets a user's password hash (an Argon2id PHC string), with `audit`, in one transaction;
+    /// [`StoreError::NotFound`] if unknown.
+    async fn set_user_password(&self, id: UserId, password_hash: &str, audit: &NewAuditEntry) -> Result<()>;
+    /// Sets (enrolment, confirmation) or clears (MFA reset) a user's sealed TOTP secret, with `audit` if
+    /// given, in one transaction. Clearing (`totp: None`) also deletes the user's recovery codes and forgets
+    /// the last accepted TOTP step. `enabled` without a secret is [`StoreError::InvalidArgument`]; an
+    /// unknown user [`StoreError::NotFound`].
+    async fn set_user_totp(
+        &self,
+        id: UserId,
+        totp: Option<&SealedTotp>,
+        enabled: bool,
+        audit: Option<&NewAuditEntry>,
+    ) -> Result<()>;
+    /// Changes a user's role, with `audit`, in one transaction. A change to or from [`Role::Operator`] would
+    /// break the role/tenant invariant and is [`StoreError::InvalidArgument`] (create a new user instead);
+    /// an unknown user is [`StoreError::NotFound`].
+    async fn set_user_role(&self, id: UserId, role: Role, audit: &NewAuditEntry) -> Result<()>;
+    /// Disables or enables a user, with `audit`, in one transaction. Disabling also deletes every session
+    /// of the user and revokes every API token of the user in that transaction (enabling again brings
+    /// neither back). An unknown user is [`StoreError::NotFound`].
+    async fn set_user_disabled(&self, id: UserId, disabled: bool, audit: &NewAuditEntry) -> Result<()>;
+    /// Accepts TOTP time step `step` for the user once: one atomic statement sets the last accepted step to
+    /// `step` only when none was accepted yet or the last one is older; `true` if it did. Of two concurrent
+    /// claims of the same step exactly one is `true` (a replayed code is refused). An unknown user is
+    /// [`StoreError::NotFound`].
+    async fn claim_totp_step(&self, id: UserId, step: i64) -> Result<bool>;
+    /// Records a successful login at `now`; [`StoreError::NotFound`] if unknown.
+    async fn record_login(&self, id: UserId, now: DateTime<Utc>) -> Result<()>;
+
+    /// Replaces the user's recovery codes (hashes only) with `hashes`, with `audit`, in one transaction
+    /// (duplicates are kept once); [`StoreError::NotFound`] if the user is unknown.
+    async fn replace_recovery_codes(
+        &self,
+        id: UserId,
+        hashes: &[Vec<u8>],
+        audit: &NewAuditEntry,
+    ) -> Result<()>;
+    /// Uses a recovery code: deletes it in one atomic statement; `true` if it existed. A code works once,
+    /// also under concurrent use.
+    async fn use_recovery_code(&self, id: UserId, hash: &[u8]) -> Result<bool>;
+    /// How many unused recovery codes the user has.
+    async fn count_recovery_codes(&self, id: UserId) -> Result<u32>;
+
+    /// Counts a failed login under `key` (`user:42`, `ip:192.0.2.7`) at `now`, atomically (concurrent
+    /// failures are all counted), and returns the counter after it. The policy is the caller's.
+    async fn record_login_failure(&self, key: &str, now: DateTime<Utc>) -> Result<LoginThrottle>;
+    /// The failures counted under `key` since it was last cleared; `None` if none.
+    async fn login_throttle(&self, key: &str) -> Result<Option<LoginThrottle>>;
+    /// Forgets the failures counted under `key` (after a successful login, or an admin's unlock).
+    async fn clear_login_failures(&self, key: &str) -> Result<()>;
+
+    /// Creates a login session at `now`. A user that is disabled (also one disabled concurrently) is
+    /// [`StoreError::UserDisabled`], an unknown one [`StoreError::NotFound`], a token hash in use
+    /// [`StoreError::AlreadyExists`].
+    async fn create_session(&self, session: &NewSession, now: DateTime<Utc>) -> Result<SessionRow>;
+    /// The session whose token hashes to `token_hash`, if any.
+    async fn session_by_token_hash(&self, token_hash: &[u8]) -> Result<Option<SessionRow>>;
+    /// Records activity on a session at `now`; [`StoreError::NotFound`] if it is gone.
+    async fn touch_session(&self, id: i64, now: DateTime<Utc>) -> Result<()>;
+    /// Ends a session (logout); ending one that is gone is not an error.
+    async fn delete_session(&self, id: i64) -> Result<()>;
+    /// The user's sessions, newest first.
+    async fn list_sessions(&self, user: UserId) -> Result<Vec<SessionRow>>;
+    /// Ends session `id` only if it is `user`'s; `false` if the user has no such session.
+    async fn delete_user_session(&self, user: UserId, id: i64) -> Result<bool>;
+    /// Ends every session of the user; how many there were.
+    async fn delete_sessions_of(&self, user: UserId) -> Result<u64>;
+
+    /// Creates an API token (its hash) at `now`, with `audit`, in one transaction. A disabled owner is
+    /// [`StoreError::UserDisabled`], an unknown one [`StoreError::NotFound`], a token hash in use
+    /// [`StoreError::AlreadyExists`].
+    async fn create_api_token(
+        &self,
+        token: &NewApiToken,
+        audit: &NewAuditEntry,
+        now: DateTime<Utc>,
+    ) -> Result<ApiTokenRow>;
+    /// The API token whose hash is `token_hash`, revoked and expired ones too (see
+    /// [`ApiTokenRow::is_active`]).
+    async fn api_token_by_hash(&self, token_hash: &[u8]) -> Result<Option<ApiTokenRow>>;
+    /// Records a request made with a token at `now`; [`StoreError::NotFound`] if unknown.
+    async fn touch_api_token(&self, id: i64, now: DateTime<Utc>) -> Result<()>;
+    /// The user's API tokens (revoked ones too), oldest first.
+    async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiTokenRow>>;
+    /// Revokes token `id` of `user`, with `audit`, in one transaction; [`StoreError::NotFound`] (and nothing
+    /// written) if the user has no such token. Revoking a revoked token again is allowed (and audited).
+    async fn revoke_api_token(&self, user: UserId, id: i64, audit: &NewAuditEntry) -> Result<()>;
+
+    /// Keeps an OpenID Connect login flow until its answer arrives; a `state_hash` in use is
+    /// [`StoreError::AlreadyExists`], an unknown tenant [`StoreError::NotFound`].
+    async fn put_oidc_flow(&self, flow: &OidcFlow) -> Result<()>;
+    /// Takes the flow whose `state` hashes to `state_hash`: deletes and returns it in one atomic statement,
+    /// so a second take (a replayed answer) is `None`.
+    async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>>;
+    /// Deletes flows created before `older_than` (abandoned logins); how many.
+    async fn purge_oidc_flows(&self, older_than: DateTime<Utc>) -> Result<u64>;
+
+    /// Audit rows matching `filter`, newest first, at most `filter.limit`: `Some(tenant)` that tenant's rows
+    /// only, `None` every row (the operator's view, installation-wide rows included).
+    async fn search_audit(&self, tenant: Option<TenantId>, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    /// [`Store::queue_stats`] for one tenant's jobs.
+    async fn tenant_queue_stats(&self, tenant: TenantId, now: DateTime<Utc>) -> Result<QueueStats>;
+    /// How many of the tenant's bookings ORB changed at or after `since`.
+    async fn count_bookings_updated_since(&self, tenant: TenantId, since: DateTime<Utc>) -> Result<u64>;
 }

@@ -138,6 +138,14 @@ pub struct BookingFilter {
     pub to: Option<DateTime<Utc>>,
     /// Include cancelled bookings.
     pub include_cancelled: bool,
+    /// Only bookings this person organizes (the current organizer).
+    pub organizer: Option<EmailAddress>,
+    /// Only bookings that had trouble: a failure count above 0, or the status `failed` on either side.
+    pub failed_only: bool,
+    /// At most this many bookings; `None`: all.
+    pub limit: Option<u32>,
+    /// Skip this many bookings first (paging, in the list's order).
+    pub offset: u32,
 }
 
 /// An audit entry to append.
