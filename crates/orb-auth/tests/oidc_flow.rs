@@ -1,7 +1,7 @@
 //! The OIDC relying party against the emulated provider over real HTTP on 127.0.0.1: the full
 //! authorization code + PKCE flow (the sign-in page's form followed as a browser would), and the
 //! refusals: wrong PKCE verifier, reused code, expired code, wrong nonce, expired ID token, unregistered
-//! redirect URI, unverified e-mail, wrong password.
+//! redirect URI, unverified e-mail, wrong password, a provider that redirects ORB's server-side requests.
 
 use std::sync::Arc;
 
@@ -160,7 +160,13 @@ async fn the_full_code_and_pkce_flow_signs_anna_in() {
     assert_eq!(query(&callback, "state").as_deref(), Some(pending.state.as_str()));
     let code = query(&callback, "code").unwrap();
 
-    let identity = rp.finish(&code, &pending).await.unwrap();
+    // The portal holds the relying party in shared state and awaits it in axum handlers.
+    fn shareable<T: Send + Sync>(_: &T) {}
+    fn sendable<T: Send>(_: &T) {}
+    shareable(&rp);
+    let finishing = rp.finish(&code, &pending);
+    sendable(&finishing);
+    let identity = finishing.await.unwrap();
     assert_eq!(identity.subject, world.anna);
     assert_eq!(identity.email, EmailAddress::parse("anna.bakker@contoso.com").unwrap());
     assert!(identity.email_verified);
@@ -273,4 +279,53 @@ async fn discovery_of_a_wrong_issuer_fails_and_says_what_to_check() {
     let error = OidcRelyingParty::discover(config, http_client().unwrap()).await.unwrap_err();
     assert!(matches!(error, AuthError::OidcDiscovery { retryable: false, .. }), "{error:?}");
     assert!(error.to_string().contains("check the issuer URL"), "{error}");
+}
+
+/// A "provider" whose discovery URL redirects to the real one: ORB must not follow, whether or not the
+/// reqwest client it was handed would.
+#[tokio::test]
+async fn a_redirected_discovery_request_is_refused() {
+    let world = World::new().await;
+    let target = format!("{}/.well-known/openid-configuration", world.served.base_url);
+    let app = axum::Router::new().route(
+        "/.well-known/openid-configuration",
+        axum::routing::get(move || {
+            let target = target.clone();
+            async move { axum::response::Redirect::temporary(&target) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = world.config(CLIENT, Some(SECRET), REDIRECT);
+    config.issuer = Url::parse(&format!("http://{addr}")).unwrap();
+
+    let following = reqwest::Client::new(); // follows redirects by default
+    let error = OidcRelyingParty::discover(config.clone(), following).await.unwrap_err();
+    assert!(error.to_string().contains("follows no redirects"), "{error}");
+    let error = OidcRelyingParty::discover(config, http_client().unwrap()).await.unwrap_err();
+    assert!(error.to_string().contains("307"), "{error}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn an_oversized_provider_answer_is_refused() {
+    let app = axum::Router::new().route(
+        "/.well-known/openid-configuration",
+        axum::routing::get(|| async {
+            ([("content-type", "application/json")], " ".repeat(2 * 1024 * 1024))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = OidcConfig {
+        issuer: Url::parse(&format!("http://{addr}")).unwrap(),
+        client_id: CLIENT.to_owned(),
+        client_secret: None,
+        redirect_uri: Url::parse(REDIRECT).unwrap(),
+    };
+    let error = OidcRelyingParty::discover(config, http_client().unwrap()).await.unwrap_err();
+    assert!(error.to_string().contains("larger than 1048576 bytes"), "{error}");
+    server.abort();
 }

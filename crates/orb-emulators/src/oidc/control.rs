@@ -24,8 +24,8 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("The request body is malformed: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("The request body is malformed: {e}"))
 }
 
 #[derive(Deserialize)]
@@ -40,7 +40,7 @@ struct NewClient {
 async fn add_client(State(emu): State<OidcEmulator>, body: Bytes) -> Response {
     let client: NewClient = match parse(&body) {
         Ok(client) => client,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     if client.client_id.is_empty() || client.redirect_uris.is_empty() {
         return bad_request("A client needs a clientId and at least one redirect URI.".to_owned());
@@ -68,7 +68,7 @@ struct NewUser {
 async fn add_user(State(emu): State<OidcEmulator>, body: Bytes) -> Response {
     let user: NewUser = match parse(&body) {
         Ok(user) => user,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     let subject = match user.subject {
         Some(subject) if !subject.is_empty() => {
