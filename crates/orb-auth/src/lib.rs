@@ -43,7 +43,7 @@ pub use error::AuthError;
 pub use iplist::{IpAllowList, client_ip};
 pub use lockout::{Failures, LockoutPolicy};
 pub use oidc::{OidcConfig, OidcIdentity, OidcPending, OidcRelyingParty};
-pub use password::{check_new_password, hash_password, verify_dummy, verify_password};
+pub use password::{check_new_password, generate_password, hash_password, verify_dummy, verify_password};
 pub use recovery::{generate_recovery_codes, hash_recovery_code};
 pub use tokens::{constant_time_eq, hash_token, random_token};
 pub use totp::{TotpSecret, code_at, otpauth_uri, qr_svg, verify_code};

@@ -83,6 +83,51 @@ pub struct TenantSettings {
     /// How long stored data is kept.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// The admin portal: second factor, hidden fields, allow-lists, single sign-on.
+    #[serde(default)]
+    pub portal: PortalSettings,
+}
+
+/// `[portal]`: how the tenant's users reach the admin portal and what they see. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalSettings {
+    /// Every user must use a second factor (TOTP); default on.
+    #[serde(default = "default_true")]
+    pub mfa_required: bool,
+    /// Booking fields hidden from display for everyone, admins included (the portal's field keys).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub hidden_fields: BTreeSet<String>,
+    /// Addresses (CIDR) the tenant's users may use the portal from; empty: anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_cidrs: Vec<String>,
+    /// Addresses (CIDR) the tenant's webhooks are accepted from; empty: anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_allow_cidrs: Vec<String>,
+    /// Single sign-on: the OpenID provider's issuer URL (with `sso_client_id`; the client secret is the
+    /// tenant secret `portal.sso_client_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_issuer: Option<Url>,
+    /// Single sign-on: ORB's client id at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_client_id: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        Self {
+            mfa_required: true,
+            hidden_fields: BTreeSet::new(),
+            allow_cidrs: Vec::new(),
+            webhook_allow_cidrs: Vec::new(),
+            sso_issuer: None,
+            sso_client_id: None,
+        }
+    }
 }
 
 /// `[retention]`: how long ORB keeps what it stored (see `docs/PRIVACY.md`). Every key is optional.
@@ -410,6 +455,37 @@ impl TenantSettings {
         }
         if !(30..=3650).contains(&self.retention.audit_days) {
             return invalid("retention.audit_days", "use a number of days from 30 to 3650");
+        }
+        for (key, list) in [
+            ("portal.allow_cidrs", &self.portal.allow_cidrs),
+            ("portal.webhook_allow_cidrs", &self.portal.webhook_allow_cidrs),
+        ] {
+            orb_auth::IpAllowList::parse(list).map_err(|e| SettingsError::Invalid {
+                key,
+                reason: format!("{e}; write one CIDR range per entry, e.g. 192.0.2.0/24"),
+            })?;
+        }
+        match (&self.portal.sso_issuer, &self.portal.sso_client_id) {
+            (None, None) => {}
+            (Some(issuer), Some(client)) => {
+                if issuer.scheme() != "https"
+                    && !matches!(issuer.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+                {
+                    return invalid("portal.sso_issuer", "use the provider's https:// issuer URL");
+                }
+                if client.trim().is_empty() {
+                    return invalid(
+                        "portal.sso_client_id",
+                        "it is empty: give ORB's client id at the provider",
+                    );
+                }
+            }
+            (Some(_), None) => {
+                return invalid("portal.sso_client_id", "single sign-on needs the client id too");
+            }
+            (None, Some(_)) => {
+                return invalid("portal.sso_issuer", "single sign-on needs the issuer URL too");
+            }
         }
         Ok(())
     }

@@ -17,6 +17,9 @@ pub enum WebError {
     /// has no push token. One answer for all of them, so the intake does not tell which tenants exist.
     #[error("no such webhook: check the tenant name in the URL and, for TOPdesk, the push token")]
     NoSuchHook,
+    /// The sender's address is outside the tenant's webhook allow-list.
+    #[error("webhooks for this tenant are not accepted from your address; ask its administrator to allow it")]
+    AddressRefused,
     /// Over the per-address or per-tenant rate limit.
     #[error("too many webhook requests; retry after {retry_after_secs} seconds")]
     RateLimited {
@@ -67,6 +70,7 @@ impl WebError {
             Self::BodyUnreadable => Some(Refusal::BodyUnreadable),
             Self::MalformedBody { .. } => Some(Refusal::MalformedBody),
             Self::InvalidHints { .. } => Some(Refusal::InvalidHints),
+            Self::AddressRefused => Some(Refusal::AddressNotAllowed),
             Self::NoSuchHook | Self::RateLimited { .. } | Self::Store { .. } => None,
         }
     }
@@ -75,6 +79,7 @@ impl WebError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoSuchHook => StatusCode::NOT_FOUND,
+            Self::AddressRefused => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyUnreadable | Self::MalformedBody { .. } | Self::InvalidHints { .. } => {

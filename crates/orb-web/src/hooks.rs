@@ -99,6 +99,8 @@ pub struct HooksState {
     limits: Limits,
     limiter: Arc<HookLimiter>,
     refusals: Arc<RefusalCounter>,
+    policies: Option<Arc<dyn crate::portal::PortalBackend>>,
+    trusted_proxies: orb_auth::IpAllowList,
 }
 
 /// What one [`HooksState::flush_refusals`] wrote and logged.
@@ -114,7 +116,29 @@ impl HooksState {
     /// Intake over `store`, reading time from `clock`, with the default [`Limits`] and [`RateLimits`].
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let limiter = Arc::new(HookLimiter::new(RateLimits::default(), clock.clone()));
-        Self { store, clock, limits: Limits::default(), limiter, refusals: Arc::default() }
+        Self {
+            store,
+            clock,
+            limits: Limits::default(),
+            limiter,
+            refusals: Arc::default(),
+            policies: None,
+            trusted_proxies: orb_auth::IpAllowList::default(),
+        }
+    }
+
+    /// Enforces each tenant's webhook allow-list ([`crate::portal::backend::TenantPolicy::webhook_allow`]),
+    /// with the sender's address taken from the socket, or from `X-Forwarded-For` when the socket peer is
+    /// one of `trusted_proxies`.
+    #[must_use]
+    pub fn with_allow_lists(
+        mut self,
+        policies: Arc<dyn crate::portal::PortalBackend>,
+        trusted_proxies: orb_auth::IpAllowList,
+    ) -> Self {
+        self.policies = Some(policies);
+        self.trusted_proxies = trusted_proxies;
+        self
     }
 
     /// The same with other limits (the Graph limit is capped at [`MAX_NOTIFICATION_BODY`]).
@@ -300,7 +324,7 @@ async fn graph_intake(
     if let Some(token) = validation_token(request.uri().query()) {
         return Ok(handshake(token));
     }
-    let intake = Intake::admit(state, tenant, remote_ip(&request)).await?;
+    let intake = Intake::admit(state, tenant, remote_ip(state, &request)).await?;
     let body = intake.guard(read_body(request.into_body(), state.limits.graph_body).await)?;
     let parsed = parse_notification_collection(&body)
         .ok()
@@ -429,7 +453,7 @@ async fn topdesk_push(
 }
 
 async fn topdesk_intake(state: &HooksState, tenant: &str, request: Request) -> Result<Response, WebError> {
-    let intake = Intake::admit(state, tenant, remote_ip(&request)).await?;
+    let intake = Intake::admit(state, tenant, remote_ip(state, &request)).await?;
     let stored = state.store.push_token_hash(intake.tenant).await?;
     let refusal = match (bearer_token(request.headers()), stored) {
         (None, _) => Some(Refusal::MissingToken),
@@ -524,6 +548,21 @@ impl<'a> Intake<'a> {
             }
             Err(e) => return Err(e.into()),
         };
+        if let (Some(policies), Some(ip)) = (&state.policies, address) {
+            let allowed = match policies.policy(tenant).await {
+                Ok(policy) => policy.webhook_allow.allows(ip),
+                Err(e) => {
+                    // The policy cannot be read: refuse nothing on its account (the sender would lose
+                    // changes), but say so.
+                    tracing::warn!(tenant = %name, error = %e, "webhook allow-list unreadable; admitting");
+                    true
+                }
+            };
+            if !allowed {
+                state.count(Some(&name), Refusal::AddressNotAllowed, address, 1);
+                return Err(WebError::AddressRefused);
+            }
+        }
         Ok(Self { state, name, tenant, address, now })
     }
 
@@ -545,8 +584,11 @@ fn observe_intake(started: Instant) {
     metrics::histogram!("orb_intake_seconds").record(started.elapsed().as_secs_f64());
 }
 
-fn remote_ip(request: &Request) -> Option<IpAddr> {
-    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+/// The sender's address: the socket's, or `X-Forwarded-For`'s when the socket peer is a trusted proxy.
+fn remote_ip(state: &HooksState, request: &Request) -> Option<IpAddr> {
+    let socket = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())?;
+    let forwarded = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    Some(orb_auth::client_ip(socket, forwarded, &state.trusted_proxies))
 }
 
 /// Reads at most `limit` bytes of `body`; stops reading as soon as it has more.

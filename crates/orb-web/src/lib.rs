@@ -1,15 +1,17 @@
 //! # orb-web
 //!
-//! ORB's HTTP front: for now the **webhook intake** ([`hooks`]), where Microsoft Graph delivers change and
+//! ORB's HTTP front: the **webhook intake** ([`hooks`]), where Microsoft Graph delivers change and
 //! lifecycle notifications and a TOPdesk action sequence pushes "reservation X changed" hints, the public
-//! [`health`] check, and the **public listener** ([`listener`]) that serves them with header and request
-//! timeouts and a connection limit.
+//! [`health`] check, the **admin portal** and its JSON API ([`portal`]), and the **public listener**
+//! ([`listener`]) that serves them with header and request timeouts and a connection limit.
 //!
 //! ## Routes
 //! - `POST /hooks/graph/{tenant}`: Graph change notifications (`changeNotificationCollection`).
 //! - `POST /hooks/graph/{tenant}/lifecycle`: Graph lifecycle notifications.
 //! - `POST /hooks/topdesk/{tenant}`: TOPdesk push hints, `Authorization: Bearer <per-tenant token>`.
 //! - `GET /healthz`: `200 ok`, nothing else (no tenant counts, no database state).
+//! - `/login`, `/`, `/t/{tenant}/…`, `/account`, `/api/v1/…`, `/api/openapi.json`, `/static/…`: the portal
+//!   ([`portal::routes`] lists every route).
 //!
 //! ## Invariants
 //! - **Intake is never slow** (design §3). The request path does only: handshake echo, size/shape check,
@@ -27,13 +29,18 @@
 //!   action `webhook.refused`, [`refusals`]); a refused item or request writes nothing else.
 //! - Time comes from an injected [`orb_core::Clock`].
 //!
+//! - Each tenant's webhook allow-list is enforced when the binary hands the intake its policies
+//!   ([`HooksState::with_allow_lists`]); a sender outside it gets `403` and counts as a refusal.
+//!
 //! ## Must not depend on
-//! orb-engine (the worker consumes what the intake keeps, through the store only).
+//! orb-engine (the worker consumes what the intake keeps, through the store only; what the portal needs of
+//! the engine comes through [`portal::PortalBackend`], implemented by the binary).
 
 mod error;
 pub mod health;
 pub mod hooks;
 pub mod listener;
+pub mod portal;
 pub mod ratelimit;
 pub mod refusals;
 

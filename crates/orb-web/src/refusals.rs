@@ -45,6 +45,8 @@ pub enum Refusal {
     UnknownSubscription,
     /// Graph: an item's `clientState` does not match its subscription's.
     BadClientState,
+    /// The sender's address is outside the tenant's webhook allow-list.
+    AddressNotAllowed,
 }
 
 impl Refusal {
@@ -62,6 +64,7 @@ impl Refusal {
             Self::InvalidHints => "invalid_hints",
             Self::UnknownSubscription => "unknown_subscription",
             Self::BadClientState => "bad_client_state",
+            Self::AddressNotAllowed => "address_not_allowed",
         }
     }
 }

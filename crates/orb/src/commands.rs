@@ -38,8 +38,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     init_logging(&config);
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
-        Command::Demo { run_for, metrics_listen } => {
-            crate::demo::demo(&config.with_metrics_listen(metrics_listen)?, run_for).await
+        Command::Demo { run_for, metrics_listen, listen } => {
+            crate::demo::demo(&config.with_metrics_listen(metrics_listen)?, run_for, listen).await
         }
         Command::Sync { dry_run, retry_failed, tenant, room, approve_mass_deletion } => {
             let run = crate::backfill::Run { dry_run, retry_failed, approve_mass_deletion };
@@ -49,7 +49,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let run = crate::backfill::Run::default();
             crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, run).await
         }
-        Command::Serve { metrics_listen } => {
+        Command::Serve { metrics_listen, listen } => {
+            let mut config = config;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
             let config = config.with_metrics_listen(metrics_listen)?;
             let master = MasterKey::from_process_env()?;
             let store = open_store(&config).await?;
@@ -82,6 +86,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Room(cmd) => room(&*open_store(&config).await?, cmd).await,
         Command::Secret(cmd) => secret(&config, cmd).await,
         Command::PushToken(cmd) => push_token(&config, &*open_store(&config).await?, cmd).await,
+        Command::User(cmd) => crate::users::run(&*open_store(&config).await?, cmd).await,
         Command::Jobs(cmd) => crate::jobs::run(&*open_store(&config).await?, cmd).await,
         Command::Purge { tenant, dry_run } => {
             crate::privacy::purge(&*open_store(&config).await?, tenant.as_deref(), dry_run).await

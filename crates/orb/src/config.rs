@@ -57,6 +57,70 @@ pub struct Config {
     pub topdesk: TopdeskInstallConfig,
     /// `[observability]`
     pub observability: ObservabilityConfig,
+    /// `[portal]`
+    pub portal: PortalInstallConfig,
+}
+
+/// `[portal]`: the admin portal. By default it is served on `server.listen` beside the webhooks; `listen`
+/// moves it to a listener of its own (keep it off the public webhook address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalInstallConfig {
+    /// `listen`: a separate address for the portal (and its API); unset: `server.listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `allow_cidrs`: addresses the portal answers at all (comma-separated CIDR ranges); empty: anywhere.
+    /// Tenants narrow it further in their own settings.
+    pub allow_cidrs: Vec<String>,
+    /// `trusted_proxies`: reverse proxies whose `X-Forwarded-For` is believed (comma-separated CIDR
+    /// ranges), for the portal and the webhooks; empty: the socket's address is the client's.
+    pub trusted_proxies: Vec<String>,
+    /// `origin`: the portal's origin as browsers see it (e.g. `https://orb.example.com`), checked against
+    /// `Origin` on every state-changing request; unset: `https://` + the request's `Host`.
+    pub origin: Option<String>,
+    /// `idle_minutes`: a session unused this long ends (5–1440, default 30).
+    pub idle_minutes: u32,
+    /// `absolute_hours`: a session ends this long after login (1–168, default 12).
+    pub absolute_hours: u32,
+}
+
+impl Default for PortalInstallConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            allow_cidrs: Vec::new(),
+            trusted_proxies: Vec::new(),
+            origin: None,
+            idle_minutes: 30,
+            absolute_hours: 12,
+        }
+    }
+}
+
+impl PortalInstallConfig {
+    /// The portal's configuration; `secure_cookies` is false only for `orb demo` on a loopback address.
+    pub fn portal_config(&self, secure_cookies: bool) -> orb_web::portal::PortalConfig {
+        orb_web::portal::PortalConfig {
+            secure_cookies,
+            origin: self.origin.clone(),
+            trusted_proxies: self.trusted_proxies(),
+            allow: orb_auth::IpAllowList::parse(&self.allow_cidrs).unwrap_or_default(),
+            idle_timeout: chrono::Duration::minutes(self.idle_minutes.into()),
+            absolute_timeout: chrono::Duration::hours(self.absolute_hours.into()),
+            ..orb_web::portal::PortalConfig::default()
+        }
+    }
+
+    /// The trusted proxies (checked when the configuration was read).
+    pub fn trusted_proxies(&self) -> orb_auth::IpAllowList {
+        orb_auth::IpAllowList::parse(&self.trusted_proxies).unwrap_or_default()
+    }
+}
+
+/// A comma- or space-separated list of CIDR ranges, checked.
+fn cidr_list(text: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> =
+        text.split([',', ' ', '\n']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    orb_auth::IpAllowList::parse(&list).map_err(|e| e.to_string())?;
+    Ok(list)
 }
 
 /// `[observability]`: the operator listener (Prometheus `/metrics`, `/healthz`, `/readyz`), separate from
@@ -521,6 +585,12 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("topdesk", "ca_file", Kind::Text),
     ("schedule", "purge_seconds", Kind::Count),
     ("observability", "listen", Kind::Text),
+    ("portal", "listen", Kind::Text),
+    ("portal", "allow_cidrs", Kind::Text),
+    ("portal", "trusted_proxies", Kind::Text),
+    ("portal", "origin", Kind::Text),
+    ("portal", "idle_minutes", Kind::Count),
+    ("portal", "absolute_hours", Kind::Count),
 ];
 
 fn known_keys() -> String {
@@ -688,6 +758,49 @@ impl Config {
                 Some(addr)
             }
         };
+        let portal_listen = match take_text("portal.listen")? {
+            None => None,
+            Some((text, origin)) => {
+                let addr: std::net::SocketAddr =
+                    text.trim().parse().map_err(|_| ConfigError::InvalidValue {
+                        key: "portal.listen".to_owned(),
+                        origin: origin.clone(),
+                        reason: format!("{text:?} is not a socket address: write e.g. 127.0.0.1:8443"),
+                    })?;
+                Some(addr)
+            }
+        };
+        let mut portal_cidrs = |key: &str| -> Result<Vec<String>, ConfigError> {
+            match take_text(key)? {
+                None => Ok(Vec::new()),
+                Some((text, origin)) => cidr_list(&text).map_err(|reason| ConfigError::InvalidValue {
+                    key: key.to_owned(),
+                    origin,
+                    reason: format!(
+                        "{reason}; write comma-separated CIDR ranges, e.g. 10.0.0.0/8, 192.0.2.7"
+                    ),
+                }),
+            }
+        };
+        let portal_allow = portal_cidrs("portal.allow_cidrs")?;
+        let portal_proxies = portal_cidrs("portal.trusted_proxies")?;
+        let portal_origin = match take_text("portal.origin")? {
+            None => None,
+            Some((text, origin)) => {
+                let text = text.trim().trim_end_matches('/').to_owned();
+                let ok = url::Url::parse(&text).is_ok_and(|u| {
+                    matches!(u.scheme(), "https" | "http") && u.path() == "/" && u.query().is_none()
+                });
+                if !ok {
+                    return Err(ConfigError::InvalidValue {
+                        key: "portal.origin".to_owned(),
+                        origin,
+                        reason: format!("{text:?} is not an origin: write e.g. https://orb.example.com"),
+                    });
+                }
+                Some(text)
+            }
+        };
         let mut base_url = |key: &str| -> Result<Option<String>, ConfigError> {
             let Some((text, origin)) = take_text(key)? else { return Ok(None) };
             let text = text.trim().trim_end_matches('/').to_owned();
@@ -809,6 +922,8 @@ impl Config {
         let hooks_per_minute_per_tenant =
             counted_from("server.hooks_per_minute_per_tenant", 12_000, 1, 1_000_000)?;
         let purge_seconds = counted_from("schedule.purge_seconds", 3600, 60, 7 * 86_400)?;
+        let portal_idle = counted_from("portal.idle_minutes", 30, 5, 1440)?;
+        let portal_absolute = counted_from("portal.absolute_hours", 12, 1, 168)?;
         let mut counted = |key: &str, default: u32, max: u32| counted_from(key, default, 1, max);
         let max_connections =
             counted("database.max_connections", DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT)?;
@@ -845,6 +960,14 @@ impl Config {
             graph: GraphInstallConfig { custom_cloud_root },
             topdesk,
             observability: ObservabilityConfig { listen: metrics_listen },
+            portal: PortalInstallConfig {
+                listen: portal_listen,
+                allow_cidrs: portal_allow,
+                trusted_proxies: portal_proxies,
+                origin: portal_origin,
+                idle_minutes: portal_idle,
+                absolute_hours: portal_absolute,
+            },
         })
     }
 

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use orb_core::{Clock, RoomMailbox, SystemClock, TenantName};
 use orb_crypto::KeyRing;
-use orb_crypto::secrecy::SecretString;
+use orb_crypto::secrecy::{ExposeSecret, SecretString};
 use orb_emulators::graph::{GraphEmulator, RoomInfo};
 use orb_emulators::topdesk::{DoubleBooking, TopdeskEmulator};
 use orb_engine::settings::{SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings};
@@ -37,6 +37,8 @@ const TOPDESK_PASSWORD: &str = "demo-topdesk-application-password";
 const SENDER: &str = "orb@orb-demo.example";
 const ANNA: &str = "anna@orb-demo.example";
 const BOB: &str = "bob@orb-demo.example";
+/// The demo tenant's portal administrator.
+const DEMO_ADMIN: &str = "admin@orb-demo.example";
 const ROOMS: &[(&str, &str)] = &[
     ("room-1.01@rooms.orb-demo.example", "Amsterdam 1.01 (6 seats)"),
     ("room-2.14@rooms.orb-demo.example", "Amsterdam 2.14 (12 seats)"),
@@ -47,7 +49,7 @@ const STEP_TIMEOUT: StdDuration = StdDuration::from_secs(60);
 
 /// Runs the demo (see the module docs). `run_for`: seconds to keep running after the script (`None`:
 /// until Ctrl-C).
-pub async fn demo(config: &Config, run_for: Option<u64>) -> Result<()> {
+pub async fn demo(config: &Config, run_for: Option<u64>, listen: Option<std::net::SocketAddr>) -> Result<()> {
     std::fs::create_dir_all(&config.data.dir)
         .with_context(|| format!("cannot create the data directory {}", config.data.dir.display()))?;
     let (key, key_origin) = commands::demo_key(config)?;
@@ -86,7 +88,13 @@ pub async fn demo(config: &Config, run_for: Option<u64>) -> Result<()> {
     let topdesk = td_em.clone().serve().await.context("starting the TOPdesk emulator")?;
 
     // ORB's web server on a port of its own; Graph posts notifications there.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listen = listen.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (--listen)"))?;
+    // Plain http is fine for a browser only on a loopback address; elsewhere the portal's cookie is
+    // `Secure` and needs https in front (a reverse proxy), as in production.
+    let plain_http_portal = listen.ip().is_loopback();
     let public_url = format!("http://{}", listener.local_addr()?);
     config.server.public_url = Some(public_url.clone());
     config.server.portal_url = public_url.clone();
@@ -155,7 +163,28 @@ time_zone = "Europe/Amsterdam"
         store.add_room(tenant.id, &new, now).await?;
     }
 
+    // The demo tenant's administrator: a one-time password; the second factor is enrolled at first login.
+    let admin_password = orb_auth::generate_password();
+    let admin = orb_store::NewUser {
+        tenant_id: Some(tenant.id),
+        email: orb_core::EmailAddress::parse(DEMO_ADMIN)?,
+        role: orb_store::Role::TenantAdmin,
+        password_hash: Some(orb_auth::hash_password(&admin_password).map_err(|e| anyhow::anyhow!("{e}"))?),
+    };
+    let audit = NewAuditEntry { action: "user.add".into(), target: DEMO_ADMIN.into(), ..audit.clone() };
+    store.create_user(&admin, &audit, now).await?;
+
     out!("ORB demo: ORB running against the Graph and TOPdesk emulators");
+    out!(
+        "  portal         {public_url}/login   user {DEMO_ADMIN}   password {}",
+        admin_password.expose_secret()
+    );
+    out!("                 (set up the second factor with an authenticator app at the first login)");
+    if !plain_http_portal {
+        out!(
+            "                 note: on a non-loopback address browsers send the portal's cookie over https only"
+        );
+    }
     out!("  database       {} (fresh on every run)", config.database.url.redacted());
     out!("  master key     {} ({key_origin})", key.id());
     out!("  ORB webhooks   {public_url}/hooks/graph/demo   health: {public_url}/healthz");
@@ -170,8 +199,11 @@ time_zone = "Europe/Amsterdam"
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let server = {
         let (config, store, stop) = (config.clone(), store.clone(), stop.clone());
-        let options =
-            ServeOptions { worker_idle_max: StdDuration::from_millis(300), ..ServeOptions::default() };
+        let options = ServeOptions {
+            worker_idle_max: StdDuration::from_millis(300),
+            plain_http_portal,
+            ..ServeOptions::default()
+        };
         tokio::spawn(async move {
             serve(
                 &config,

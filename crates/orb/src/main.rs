@@ -31,9 +31,11 @@ mod config;
 mod demo;
 mod jobs;
 mod observability;
+mod portal;
 mod privacy;
 mod secrets;
 mod serve;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +60,9 @@ pub(crate) enum Command {
     /// Run ORB against built-in Graph and TOPdesk emulators (embedded SQLite, generated master key) and
     /// show a booking sync both ways.
     Demo {
+        /// Serve the webhooks and the portal on this address (default: a free port on 127.0.0.1).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
         /// Stop this many seconds after the demo script (default: run until Ctrl-C).
         #[arg(long = "for", value_name = "SECONDS")]
         run_for: Option<u64>,
@@ -67,6 +72,10 @@ pub(crate) enum Command {
     },
     /// Run ORB: webhook intake, workers and schedulers, until SIGTERM or Ctrl-C.
     Serve {
+        /// Serve the webhooks (and the portal, unless `portal.listen` moves it) on this address
+        /// (overrides server.listen).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
         /// Serve /metrics, /healthz and /readyz on this address (overrides observability.listen); never
         /// the public listener's.
         #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
@@ -137,6 +146,9 @@ pub(crate) enum Command {
     /// Manage a tenant's TOPdesk push token (the bearer token TOPdesk's action sequence sends to ORB).
     #[command(subcommand)]
     PushToken(PushTokenCommand),
+    /// Portal users: add, reset the second factor or password, disable, list.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Inspect the job queue; put dead jobs back in it or dismiss them.
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -199,6 +211,57 @@ pub(crate) enum PushTokenCommand {
     Revoke {
         #[command(flatten)]
         tenant: TenantArg,
+    },
+}
+
+/// `orb user ...`: portal accounts (bootstrap; tenant-admins manage their users in the portal).
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add a portal user and print a one-time password for them (unless --sso): an operator (every
+    /// tenant, the installation; no --tenant) or a tenant-admin / tenant-viewer of one tenant.
+    Add {
+        /// The tenant (not for operators).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The user's e-mail address (their login).
+        #[arg(long)]
+        email: String,
+        /// operator, tenant-admin or tenant-viewer.
+        #[arg(long)]
+        role: String,
+        /// No password: the user logs in with the tenant's single sign-on only.
+        #[arg(long)]
+        sso: bool,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long, conflicts_with = "sso")]
+        password_stdin: bool,
+    },
+    /// Remove a user's second factor and recovery codes: they enrol again at their next login.
+    ResetMfa {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Set a new one-time password for a user, printed once, and end their sessions.
+    ResetPassword {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Disable a user (their sessions and API tokens end) or enable them again.
+    Disable {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// Enable instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// List users: e-mail, role, tenant, second factor, state, last login.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 

@@ -69,6 +69,27 @@ pub async fn set(
     value: &SecretString,
     now: DateTime<Utc>,
 ) -> Result<String> {
+    let audit = NewAuditEntry {
+        tenant_id: Some(tenant),
+        at: now,
+        actor: "cli".into(),
+        action: "secret.set".into(),
+        target: name.to_owned(),
+        ip: None,
+    };
+    set_audited(store, key, tenant, name, value, now, &audit).await
+}
+
+/// [`set`] with the caller's audit entry (the portal names the user and address).
+pub async fn set_audited(
+    store: &dyn Store,
+    key: &MasterKey,
+    tenant: TenantId,
+    name: &str,
+    value: &SecretString,
+    now: DateTime<Utc>,
+    audit: &NewAuditEntry,
+) -> Result<String> {
     validate_name(name)?;
     // Sealing under a key other than the one the stored secrets use would split them over two keys, and
     // usually means the configured key is the wrong one.
@@ -91,15 +112,7 @@ pub async fn set(
         ciphertext: sealed.ciphertext,
         updated_at: now,
     };
-    let audit = NewAuditEntry {
-        tenant_id: Some(tenant),
-        at: now,
-        actor: "cli".into(),
-        action: "secret.set".into(),
-        target: name.to_owned(),
-        ip: None,
-    };
-    store.put_secret(&row, &audit).await?;
+    store.put_secret(&row, audit).await?;
     Ok(sealed.key_id)
 }
 

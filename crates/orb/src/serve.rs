@@ -60,6 +60,9 @@ pub struct ServeOptions {
     pub worker_idle_max: StdDuration,
     /// Where changed `[schedule]` beats come from while serving (`None`: the beats stay as started).
     pub schedule_source: Option<ScheduleSource>,
+    /// The portal's session cookie without `Secure` and the `__Host-` prefix: only for `orb demo` on a
+    /// loopback address over plain http.
+    pub plain_http_portal: bool,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -91,6 +94,7 @@ impl Default for ServeOptions {
             rotation: RotationPolicy::default(),
             worker_idle_max: StdDuration::from_secs(2),
             schedule_source: None,
+            plain_http_portal: false,
         }
     }
 }
@@ -362,9 +366,39 @@ pub async fn serve(
             .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?,
     };
     let addr = listener.local_addr()?;
-    let hooks =
-        orb_web::HooksState::new(store.clone(), clock.clone()).with_rate_limits(config.server.rate_limits());
-    let app = orb_web::router(hooks.clone()).merge(orb_web::health::router());
+    // The portal's view of the engine; it also gives the intake each tenant's webhook allow-list.
+    let backend = Arc::new(crate::portal::EngineBackend::new(
+        Arc::new(Env::new(config, store.clone(), master.clone(), clock.clone())),
+        Some(deps_rx.clone()),
+    ));
+    let hooks = orb_web::HooksState::new(store.clone(), clock.clone())
+        .with_rate_limits(config.server.rate_limits())
+        .with_allow_lists(backend.clone(), config.portal.trusted_proxies());
+    let portal = orb_web::portal::router(orb_web::portal::PortalState::new(
+        store.clone(),
+        clock.clone(),
+        backend,
+        config.portal.portal_config(!env.options.plain_http_portal),
+    ));
+    let mut app = orb_web::router(hooks.clone()).merge(orb_web::health::router());
+    let portal_web = match config.portal.listen {
+        None => {
+            app = app.merge(portal);
+            None
+        }
+        Some(portal_addr) => {
+            let portal_listener = tokio::net::TcpListener::bind(portal_addr)
+                .await
+                .with_context(|| format!("cannot listen on {portal_addr} (portal.listen)"))?;
+            tracing::info!(address = %portal_listener.local_addr()?, "portal listening");
+            Some(tokio::spawn(orb_web::serve_public(
+                portal_listener,
+                portal,
+                config.server.listener_limits(),
+                stop.clone(),
+            )))
+        }
+    };
     let web =
         tokio::spawn(orb_web::serve_public(listener, app, config.server.listener_limits(), stop.clone()));
     let flusher = tokio::spawn(orb_web::run_refusal_flusher(
@@ -460,6 +494,11 @@ pub async fn serve(
     let _ = sched.await;
     if let Err(e) = web.await {
         tracing::warn!(error = %e, "web server task failed");
+    }
+    if let Some(portal_web) = portal_web
+        && let Err(e) = portal_web.await
+    {
+        tracing::warn!(error = %e, "portal server task failed");
     }
     let _ = flusher.await;
     if let Err(e) = hooks.flush_refusals(true).await {

@@ -1,0 +1,296 @@
+//! Bookings: a searchable list (room, organizer, dates, failed only, cancelled too) and the detail page,
+//! "explain this booking": every field of the ORB record and its timeline — each observation, decision,
+//! write, answer and error, with its correlation id and side. Fields a tenant-admin hid show as hidden for
+//! everyone, in the timeline's details too. Each view of a detail leaves one audit row (`booking.view`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use askama::Template;
+use axum::extract::{Path, Query};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chrono::{NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use orb_core::{BookingId, EmailAddress, RoomId};
+use orb_store::{BookingEvent, BookingFilter};
+use serde::Deserialize;
+
+use super::{Layout, render};
+use crate::portal::error::PortalError;
+use crate::portal::scope::Scope;
+use crate::portal::view::{BookingView, HIDDEN, when};
+
+/// Page size of the list.
+pub const PAGE: u32 = 50;
+
+/// The list's filters, as query parameters.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct BookingQuery {
+    /// Room id.
+    #[serde(default)]
+    pub room: Option<String>,
+    /// Organizer's e-mail address.
+    #[serde(default)]
+    pub organizer: Option<String>,
+    /// First day (YYYY-MM-DD), in the tenant's zone.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Last day (YYYY-MM-DD), in the tenant's zone.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `failed`: only bookings with a failure.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `1`/`on`: cancelled bookings too.
+    #[serde(default)]
+    pub cancelled: Option<String>,
+    /// Page number, from 0.
+    #[serde(default)]
+    pub page: Option<u32>,
+}
+
+fn day(text: Option<&str>, zone: Tz, end: bool) -> Result<Option<chrono::DateTime<Utc>>, PortalError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| PortalError::BadRequest(format!("{text:?} is not a date; write YYYY-MM-DD")))?;
+    let date = if end { date.succ_opt().unwrap_or(date) } else { date };
+    let midnight = date.and_hms_opt(0, 0, 0).ok_or_else(|| PortalError::BadRequest("bad date".into()))?;
+    Ok(zone.from_local_datetime(&midnight).earliest().map(|t| t.with_timezone(&Utc)))
+}
+
+impl BookingQuery {
+    /// The store filter these parameters mean; bad input is a clear error.
+    pub fn filter(&self, zone: Tz) -> Result<BookingFilter, PortalError> {
+        let nonempty =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        let room = nonempty(&self.room)
+            .map(|r| {
+                r.parse::<RoomId>().map_err(|_| PortalError::BadRequest(format!("{r:?} is not a room id")))
+            })
+            .transpose()?;
+        let organizer = nonempty(&self.organizer)
+            .map(|o| {
+                EmailAddress::parse(&o)
+                    .map_err(|_| PortalError::BadRequest(format!("{o:?} is not an e-mail address")))
+            })
+            .transpose()?;
+        let failed_only = match nonempty(&self.status).as_deref() {
+            None | Some("all") => false,
+            Some("failed") => true,
+            Some(other) => {
+                return Err(PortalError::BadRequest(format!("status {other:?}: use \"all\" or \"failed\"")));
+            }
+        };
+        Ok(BookingFilter {
+            room,
+            organizer,
+            failed_only,
+            from: day(self.from.as_deref(), zone, false)?,
+            to: day(self.to.as_deref(), zone, true)?,
+            include_cancelled: matches!(nonempty(&self.cancelled).as_deref(), Some("1" | "on" | "true")),
+            limit: Some(PAGE),
+            offset: self.page.unwrap_or(0).saturating_mul(PAGE),
+            ..BookingFilter::default()
+        })
+    }
+}
+
+/// Room id → mailbox, for showing.
+pub async fn room_names(scope: &Scope) -> Result<BTreeMap<String, String>, PortalError> {
+    Ok(scope.rooms().await?.into_iter().map(|r| (r.id.to_string(), r.mailbox.to_string())).collect())
+}
+
+/// The bookings a query finds, as views.
+pub async fn search(scope: &Scope, q: &BookingQuery) -> Result<Vec<BookingView>, PortalError> {
+    let policy = scope.policy().await?;
+    let rooms = room_names(scope).await?;
+    let filter = q.filter(policy.zone)?;
+    Ok(scope
+        .bookings(&filter)
+        .await?
+        .iter()
+        .map(|b| BookingView::new(b, &rooms, &policy.hidden_fields, policy.zone))
+        .collect())
+}
+
+#[derive(Template)]
+#[template(path = "bookings.html")]
+struct BookingsPage {
+    layout: Layout,
+    q: BookingQuery,
+    rooms: Vec<(String, String)>,
+    bookings: Vec<BookingView>,
+    page: u32,
+    more: bool,
+    columns: Vec<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "bookings_rows.html")]
+struct BookingRows {
+    tenant: String,
+    bookings: Vec<BookingView>,
+    columns: Vec<&'static str>,
+}
+
+/// The list's columns (the detail page has every field).
+const COLUMNS: [&str; 7] =
+    ["start", "end", "room", "organizer", "subject", "exchange_status", "topdesk_status"];
+
+/// `GET /t/{tenant}/bookings` (an htmx request gets only the rows).
+pub async fn list(
+    scope: Scope,
+    headers: HeaderMap,
+    Query(q): Query<BookingQuery>,
+) -> Result<Response, PortalError> {
+    let bookings = search(&scope, &q).await?;
+    let columns = COLUMNS.to_vec();
+    if headers.contains_key("hx-request") {
+        let rows = BookingRows { tenant: scope.tenant.name.to_string(), bookings, columns };
+        return Ok(render(&rows)?.into_response());
+    }
+    let page = q.page.unwrap_or(0);
+    let more = bookings.len() == PAGE as usize;
+    let rooms = room_names(&scope).await?.into_iter().collect();
+    let layout = Layout::of(&scope, "bookings", None);
+    Ok(render(&BookingsPage { layout, q, rooms, bookings, page, more, columns })?.into_response())
+}
+
+/// One timeline entry as shown.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TimelineEntry {
+    /// When.
+    pub at: String,
+    /// What happened (`observed`, `planned`, `write`, `answer`, `error`, ...).
+    pub kind: String,
+    /// Which side.
+    pub side: String,
+    /// The correlation id of the work.
+    pub correlation_id: String,
+    /// Details (JSON, hidden fields removed).
+    pub detail: String,
+}
+
+/// Timeline detail keys that carry a booking field, by field key.
+const DETAIL_KEYS: &[(&str, &[&str])] = &[
+    ("subject", &["subject"]),
+    ("organizer", &["organizer"]),
+    ("original_organizer", &["original_organizer"]),
+    ("booked_by", &["booked_by"]),
+    ("participants", &["participants", "attendees"]),
+    ("location", &["location", "location_text"]),
+];
+
+fn redact(value: &mut serde_json::Value, keys: &BTreeSet<&str>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if keys.contains(k.as_str()) {
+                    *v = serde_json::Value::String(HIDDEN.to_owned());
+                } else {
+                    redact(v, keys);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact(v, keys)),
+        _ => {}
+    }
+}
+
+/// A timeline as shown, with hidden fields removed from the details.
+pub fn timeline_view(events: &[BookingEvent], hidden: &BTreeSet<String>, zone: Tz) -> Vec<TimelineEntry> {
+    let keys: BTreeSet<&str> = DETAIL_KEYS
+        .iter()
+        .filter(|(field, _)| hidden.contains(*field))
+        .flat_map(|(_, keys)| keys.iter().copied())
+        .collect();
+    events
+        .iter()
+        .map(|e| {
+            let mut detail = e.detail.clone();
+            redact(&mut detail, &keys);
+            TimelineEntry {
+                at: when(e.at, zone),
+                kind: e.kind.clone(),
+                side: e.side.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                correlation_id: e.correlation_id.to_string(),
+                detail: if detail.is_null() { String::new() } else { detail.to_string() },
+            }
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "booking.html")]
+struct BookingPage {
+    layout: Layout,
+    booking: BookingView,
+    timeline: Vec<TimelineEntry>,
+}
+
+/// Parses a booking id from the URL (404 when it is none).
+pub fn booking_id(text: &str) -> Result<BookingId, PortalError> {
+    text.parse().map_err(|_| PortalError::NotFound)
+}
+
+/// A booking and its timeline as shown, with its audit row (`booking.view`).
+pub async fn explain(scope: &Scope, id: BookingId) -> Result<(BookingView, Vec<TimelineEntry>), PortalError> {
+    let policy = scope.policy().await?;
+    let (record, events) = scope.booking(id).await?;
+    let rooms = room_names(scope).await?;
+    scope.record("booking.view", id.to_string()).await?;
+    Ok((
+        BookingView::new(&record, &rooms, &policy.hidden_fields, policy.zone),
+        timeline_view(&events, &policy.hidden_fields, policy.zone),
+    ))
+}
+
+/// `GET /t/{tenant}/bookings/{id}`.
+pub async fn detail(scope: Scope, Path((_, id)): Path<(String, String)>) -> Result<Response, PortalError> {
+    let (booking, timeline) = explain(&scope, booking_id(&id)?).await?;
+    let layout = Layout::of(&scope, "bookings", None);
+    Ok(render(&BookingPage { layout, booking, timeline })?.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hidden_fields_are_removed_from_timeline_details_at_any_depth() {
+        let mut value = json!({"subject": "Board", "write": {"subject": "Board", "start": "x"},
+                               "list": [{"organizer": "a@b.c"}]});
+        let keys: BTreeSet<&str> = ["subject", "organizer"].into_iter().collect();
+        redact(&mut value, &keys);
+        assert_eq!(
+            value,
+            json!({"subject": HIDDEN, "write": {"subject": HIDDEN, "start": "x"}, "list": [{"organizer": HIDDEN}]})
+        );
+    }
+
+    #[test]
+    fn bad_filters_are_clear_errors() {
+        let check = |q: BookingQuery, expected: &str| {
+            let err = q.filter(chrono_tz::UTC).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        };
+        check(BookingQuery { from: Some("5 May".into()), ..Default::default() }, "write YYYY-MM-DD");
+        check(BookingQuery { organizer: Some("nobody".into()), ..Default::default() }, "not an e-mail");
+        check(BookingQuery { status: Some("odd".into()), ..Default::default() }, "use \"all\" or \"failed\"");
+        check(BookingQuery { room: Some("x".into()), ..Default::default() }, "not a room id");
+    }
+
+    #[test]
+    fn a_day_range_covers_the_last_day_in_the_tenant_zone() {
+        let q = BookingQuery {
+            from: Some("2026-12-01".into()),
+            to: Some("2026-12-01".into()),
+            ..Default::default()
+        };
+        let f = q.filter(chrono_tz::Europe::Amsterdam).unwrap();
+        assert_eq!(f.from.unwrap().to_rfc3339(), "2026-11-30T23:00:00+00:00");
+        assert_eq!(f.to.unwrap().to_rfc3339(), "2026-12-01T23:00:00+00:00");
+        assert_eq!(f.limit, Some(PAGE));
+    }
+}

@@ -1,0 +1,916 @@
+//! The portal's view of the engine: [`EngineBackend`] implements `orb_web::portal::PortalBackend` over the
+//! store, the master key, the tenants' settings and the live engine (`SyncDeps`), so orb-web needs none of
+//! them. The settings form is one table ([`FIELDS`]) of dotted keys into the tenant settings document; a
+//! save changes only the keys it names, and the whole document is validated (and the TOPdesk URL checked
+//! against the installation's address policy) before anything is stored.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use orb_core::{CorrelationId, MailTemplate, RoomId, Side, TenantId};
+use orb_crypto::{SealedSecret, SecretAad};
+use orb_engine::reconcile::{AUDIT_MASS_DELETION_HELD, SweepOptions, sweep_room_with};
+use orb_engine::runtime::{SyncDeps, TenantRuntime};
+use orb_engine::settings::{
+    SECRET_GRAPH_CERTIFICATE, SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings,
+    check_topdesk_url,
+};
+use orb_store::{AuditFilter, NewAuditEntry, SealedTotp, Store, UserId};
+use orb_web::portal::backend::{
+    BackendError, ConnectionCheck, FieldKind, HeldDeletion, PortalBackend, RoomSuggestion, SECRET_SSO_CLIENT,
+    SecretField, SettingsField, SettingsSection, SsoSettings, TenantPolicy, TenantStatus,
+};
+use orb_web::portal::view::is_field;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::serve::Env;
+
+/// How long a tenant's portal policy is reused before its settings are read again (the webhook intake
+/// asks for it on every request).
+const POLICY_TTL: StdDuration = StdDuration::from_secs(5);
+
+/// The AAD kind of sealed TOTP secrets.
+const TOTP_KIND: &str = "users.totp";
+
+/// How "test connection" and the suggestions wait at most.
+const PROBE_TIMEOUT: StdDuration = StdDuration::from_secs(15);
+
+/// One settings field: key, label, help, kind, section.
+struct Field {
+    key: &'static str,
+    label: &'static str,
+    help: &'static str,
+    kind: fn() -> FieldKind,
+    section: &'static str,
+    optional: bool,
+}
+
+fn text() -> FieldKind {
+    FieldKind::Text
+}
+fn number() -> FieldKind {
+    FieldKind::Number
+}
+fn lines() -> FieldKind {
+    FieldKind::Lines
+}
+fn toggle() -> FieldKind {
+    FieldKind::Toggle
+}
+fn choice(options: &[&str]) -> FieldKind {
+    FieldKind::Choice(options.iter().map(|s| (*s).to_owned()).collect())
+}
+fn clouds() -> FieldKind {
+    choice(&["global", "usgov-l4", "usgov-dod", "china", "custom"])
+}
+fn modes() -> FieldKind {
+    choice(&["organizer", "room-only"])
+}
+fn subjects() -> FieldKind {
+    choice(&["keep", "hide", "drop"])
+}
+fn conflicts() -> FieldKind {
+    choice(&["exchange-wins", "topdesk-wins", "latest-wins"])
+}
+fn cancellations() -> FieldKind {
+    choice(&["cancel-meeting", "remove-room"])
+}
+fn refusals() -> FieldKind {
+    choice(&["mail", "release-room"])
+}
+fn mails() -> FieldKind {
+    FieldKind::Multi(MailTemplate::ALL.iter().map(|m| m.as_str().to_owned()).collect())
+}
+
+macro_rules! field {
+    ($section:literal, $key:literal, $label:literal, $kind:ident, $optional:literal, $help:literal) => {
+        Field { key: $key, label: $label, help: $help, kind: $kind, section: $section, optional: $optional }
+    };
+}
+
+/// The settings form, in order (see the module docs).
+const FIELDS: &[Field] = &[
+    field!(
+        "Exchange Online (Microsoft Graph)",
+        "graph.cloud",
+        "Cloud",
+        clouds,
+        false,
+        "Microsoft's cloud the organisation lives in (custom: only where the installation defines one)."
+    ),
+    field!(
+        "Exchange Online (Microsoft Graph)",
+        "graph.tenant_id",
+        "Tenant (directory) id",
+        text,
+        false,
+        "The GUID shown as Tenant ID in the Microsoft Entra admin center, Overview."
+    ),
+    field!(
+        "Exchange Online (Microsoft Graph)",
+        "graph.client_id",
+        "Application (client) id",
+        text,
+        false,
+        "The app registration's client id; it needs Calendars.ReadWrite, Mail.Send and Place.Read.All."
+    ),
+    field!(
+        "Exchange Online (Microsoft Graph)",
+        "graph.mail_sender",
+        "Mail sender",
+        text,
+        false,
+        "The mailbox ORB's mails to users are sent from."
+    ),
+    field!(
+        "TOPdesk",
+        "topdesk.url",
+        "URL",
+        text,
+        false,
+        "The TOPdesk instance, e.g. https://contoso.topdesk.net."
+    ),
+    field!(
+        "TOPdesk",
+        "topdesk.username",
+        "API operator login",
+        text,
+        false,
+        "The login of the operator whose application password ORB uses."
+    ),
+    field!(
+        "TOPdesk",
+        "topdesk.link_type",
+        "External-link type",
+        number,
+        false,
+        "The external-link type reserved for ORB (a positive number)."
+    ),
+    field!(
+        "TOPdesk",
+        "topdesk.cancel_reason",
+        "Cancellation reason",
+        text,
+        true,
+        "The reason ORB gives when it cancels; empty: TOPdesk's default."
+    ),
+    field!(
+        "Sync policy",
+        "sync.mode",
+        "Mode",
+        modes,
+        false,
+        "organizer: writes go into the organizer's calendar; room-only: only the room's."
+    ),
+    field!(
+        "Sync policy",
+        "sync.subject",
+        "Subjects",
+        subjects,
+        false,
+        "keep: synced as they are; hide: the room side shows the text below; drop: never stored or sent."
+    ),
+    field!(
+        "Sync policy",
+        "sync.hidden_subject",
+        "Hidden subject text",
+        text,
+        false,
+        "What the room side shows when subjects are hidden."
+    ),
+    field!(
+        "Sync policy",
+        "sync.conflict",
+        "Conflicts",
+        conflicts,
+        false,
+        "Which side wins when both changed the same booking."
+    ),
+    field!(
+        "Sync policy",
+        "sync.cancellation",
+        "Cancellation",
+        cancellations,
+        false,
+        "What a cancelled reservation does to the meeting: cancel it, or only remove the room."
+    ),
+    field!(
+        "Sync policy",
+        "sync.topdesk_refusal",
+        "TOPdesk refusals",
+        refusals,
+        false,
+        "mail: the organizer is told; release-room: TOPdesk decides and the room is released in Outlook."
+    ),
+    field!(
+        "Sync policy",
+        "sync.time_zone",
+        "Time zone",
+        text,
+        false,
+        "The rooms' time zone (IANA), e.g. Europe/Amsterdam."
+    ),
+    field!(
+        "Sync policy",
+        "sync.horizon_days",
+        "Horizon (days)",
+        number,
+        false,
+        "How many days ahead bookings are synced (1–730)."
+    ),
+    field!(
+        "Sync policy",
+        "sync.mass_deletion_percent",
+        "Mass-deletion guard (%)",
+        number,
+        false,
+        "The largest share of a room's future bookings one sweep may cancel without approval (1–100)."
+    ),
+    field!(
+        "Sync policy",
+        "sync.mass_deletion_min_bookings",
+        "Guard from (bookings)",
+        number,
+        false,
+        "Rooms with at most this many future bookings are not guarded."
+    ),
+    field!(
+        "Mails",
+        "sync.mails",
+        "Mails to users",
+        mails,
+        false,
+        "Which events ORB mails the people concerned about."
+    ),
+    field!(
+        "Portal",
+        "portal.mfa_required",
+        "Second factor required",
+        toggle,
+        false,
+        "Every user must use an authenticator app (TOTP); users without one enrol at their next login."
+    ),
+    field!(
+        "Portal",
+        "portal.allow_cidrs",
+        "Portal allow-list",
+        lines,
+        false,
+        "Addresses (CIDR, one per line) your users may use the portal from; empty: anywhere."
+    ),
+    field!(
+        "Portal",
+        "portal.webhook_allow_cidrs",
+        "Webhook allow-list",
+        lines,
+        false,
+        "Addresses (CIDR, one per line) webhooks are accepted from; empty: anywhere."
+    ),
+    field!(
+        "Portal",
+        "portal.sso_issuer",
+        "Single sign-on issuer",
+        text,
+        true,
+        "Your OpenID provider's issuer URL; empty: no single sign-on."
+    ),
+    field!(
+        "Portal",
+        "portal.sso_client_id",
+        "Single sign-on client id",
+        text,
+        true,
+        "ORB's client id at the provider (its secret is set below)."
+    ),
+    field!("Retention", "retention.jobs_hours", "Finished jobs (hours)", number, false, "1–720."),
+    field!(
+        "Retention",
+        "retention.bookings_days",
+        "Bookings after they end (days)",
+        number,
+        false,
+        "1–3650."
+    ),
+    field!("Retention", "retention.audit_days", "Audit rows (days)", number, false, "30–3650."),
+];
+
+/// The secrets the settings page offers.
+const SECRETS: &[SecretField] = &[
+    SecretField {
+        name: SECRET_GRAPH_CLIENT_SECRET,
+        label: "Graph client secret",
+        help: "The app registration's client secret value.",
+        multiline: false,
+    },
+    SecretField {
+        name: SECRET_GRAPH_CERTIFICATE,
+        label: "Graph certificate",
+        help: "Instead of the secret: a PEM bundle of the PKCS#8 private key and the certificate uploaded to the app.",
+        multiline: true,
+    },
+    SecretField {
+        name: SECRET_TOPDESK_PASSWORD,
+        label: "TOPdesk application password",
+        help: "The API operator's application password.",
+        multiline: false,
+    },
+    SecretField {
+        name: SECRET_SSO_CLIENT,
+        label: "Single sign-on client secret",
+        help: "ORB's client secret at your OpenID provider.",
+        multiline: false,
+    },
+];
+
+/// The engine as the portal sees it (see the module docs).
+pub(crate) struct EngineBackend {
+    env: Arc<Env>,
+    deps: Option<watch::Receiver<Arc<SyncDeps>>>,
+    policies: Mutex<HashMap<TenantId, (Instant, TenantPolicy)>>,
+}
+
+impl std::fmt::Debug for EngineBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBackend").finish_non_exhaustive()
+    }
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Failed { message: format!("{what}: {e}") }
+}
+
+impl EngineBackend {
+    /// A backend over `env`; `deps` is the live engine where one runs (approving held deletions needs it).
+    pub(crate) fn new(env: Arc<Env>, deps: Option<watch::Receiver<Arc<SyncDeps>>>) -> Self {
+        Self { env, deps, policies: Mutex::new(HashMap::new()) }
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.env.store
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.env.clock.now()
+    }
+
+    async fn settings(&self, tenant: TenantId) -> Result<Option<(TenantSettings, i64)>, BackendError> {
+        let Some(row) =
+            self.store().get_tenant_settings(tenant).await.map_err(|e| failed("reading settings", e))?
+        else {
+            return Ok(None);
+        };
+        let settings = TenantSettings::from_json(&row.document)
+            .map_err(|e| failed("the stored settings cannot be read", e))?;
+        Ok(Some((settings, row.version)))
+    }
+
+    fn forget_policy(&self, tenant: TenantId) {
+        if let Ok(mut cache) = self.policies.lock() {
+            cache.remove(&tenant);
+        }
+    }
+
+    /// Stores a changed document after validating it, with `audit`.
+    async fn store_document(
+        &self,
+        tenant: TenantId,
+        doc: &Value,
+        version: Option<i64>,
+        audit: &NewAuditEntry,
+    ) -> Result<(), BackendError> {
+        let settings =
+            TenantSettings::from_json(&doc.to_string()).map_err(|e| BackendError::Invalid(e.to_string()))?;
+        for hidden in &settings.portal.hidden_fields {
+            if !is_field(hidden) {
+                return Err(BackendError::Invalid(format!("{hidden:?} is not a booking field")));
+            }
+        }
+        check_topdesk_url(&settings, &self.env.urls.topdesk, PROBE_TIMEOUT)
+            .await
+            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        self.store()
+            .put_tenant_settings(tenant, &settings.to_json(), version, self.now(), audit)
+            .await
+            .map_err(|e| match e {
+                orb_store::StoreError::Conflict { .. } => BackendError::Invalid(
+                    "someone else saved the settings meanwhile; reload and try again".into(),
+                ),
+                e => failed("storing settings", e),
+            })?;
+        self.forget_policy(tenant);
+        Ok(())
+    }
+
+    async fn runtime(&self, tenant: TenantId) -> Result<TenantRuntime, String> {
+        let tenants = self.store().list_tenants().await.map_err(|e| e.to_string())?;
+        let tenant = tenants.into_iter().find(|t| t.id == tenant).ok_or("no such tenant")?;
+        match crate::serve::tenant_runtime(&self.env, &tenant).await {
+            Ok(Some(runtime)) => Ok(runtime),
+            Ok(None) => Err("the tenant's settings or secrets are incomplete".into()),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+}
+
+/// The value at a dotted key of a JSON document, as form text.
+fn get_path(doc: &Value, key: &str) -> String {
+    let mut at = doc;
+    for part in key.split('.') {
+        match at.get(part) {
+            Some(v) => at = v,
+            None => return String::new(),
+        }
+    }
+    match at {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Sets a dotted key of a JSON document from form text, typed by the field's kind.
+fn set_path(doc: &mut Value, field: &Field, text: &str) -> Result<(), BackendError> {
+    let text = text.trim();
+    let value = match (field.kind)() {
+        _ if text.is_empty() && field.optional => Value::Null,
+        FieldKind::Number => Value::from(text.parse::<i64>().map_err(|_| {
+            BackendError::Invalid(format!("{}: {text:?} is not a whole number", field.label))
+        })?),
+        FieldKind::Toggle => Value::Bool(match text {
+            "true" | "on" | "1" => true,
+            "false" | "off" | "0" => false,
+            _ => return Err(BackendError::Invalid(format!("{}: use on or off", field.label))),
+        }),
+        FieldKind::Lines | FieldKind::Multi(_) => Value::Array(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| Value::String(l.to_owned()))
+                .collect(),
+        ),
+        FieldKind::Choice(options) => {
+            if !options.iter().any(|o| o == text) {
+                return Err(BackendError::Invalid(format!(
+                    "{}: use one of {}",
+                    field.label,
+                    options.join(", ")
+                )));
+            }
+            Value::String(text.to_owned())
+        }
+        FieldKind::Text => Value::String(text.to_owned()),
+    };
+    let parts: Vec<&str> = field.key.split('.').collect();
+    let mut at = doc;
+    for part in &parts[..parts.len() - 1] {
+        if !at.get(*part).is_some_and(Value::is_object) {
+            at[*part] = json!({});
+        }
+        at = &mut at[*part];
+    }
+    let last = parts[parts.len() - 1];
+    if let Value::Object(map) = at {
+        if value.is_null() {
+            map.remove(last);
+        } else {
+            map.insert(last.to_owned(), value);
+        }
+    }
+    Ok(())
+}
+
+/// Lower-case letters and digits only, for pairing names.
+fn normalise(text: &str) -> String {
+    text.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+#[async_trait]
+impl PortalBackend for EngineBackend {
+    async fn policy(&self, tenant: TenantId) -> Result<TenantPolicy, BackendError> {
+        if let Ok(cache) = self.policies.lock()
+            && let Some((at, policy)) = cache.get(&tenant)
+            && at.elapsed() < POLICY_TTL
+        {
+            return Ok(policy.clone());
+        }
+        let policy = match self.settings(tenant).await? {
+            None => TenantPolicy::default(),
+            Some((s, _)) => TenantPolicy {
+                mfa_required: s.portal.mfa_required,
+                hidden_fields: s.portal.hidden_fields.clone(),
+                portal_allow: orb_auth::IpAllowList::parse(&s.portal.allow_cidrs)
+                    .map_err(|e| failed("portal allow-list", e))?,
+                webhook_allow: orb_auth::IpAllowList::parse(&s.portal.webhook_allow_cidrs)
+                    .map_err(|e| failed("webhook allow-list", e))?,
+                sso: match (&s.portal.sso_issuer, &s.portal.sso_client_id) {
+                    (Some(issuer), Some(client_id)) => {
+                        Some(SsoSettings { issuer: issuer.clone(), client_id: client_id.clone() })
+                    }
+                    _ => None,
+                },
+                zone: s.sync.time_zone.as_str().parse().unwrap_or(chrono_tz::UTC),
+            },
+        };
+        if let Ok(mut cache) = self.policies.lock() {
+            cache.insert(tenant, (Instant::now(), policy.clone()));
+        }
+        Ok(policy)
+    }
+
+    async fn status(&self, tenant: TenantId) -> Result<TenantStatus, BackendError> {
+        let configured =
+            self.store().get_tenant_settings(tenant).await.map_err(|e| failed("settings", e))?.is_some();
+        let last_topdesk_poll = self
+            .store()
+            .get_cursor(tenant, orb_engine::poller::CURSOR_NEAR)
+            .await
+            .map_err(|e| failed("cursor", e))?
+            .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let paused = match &self.deps {
+            Some(deps) => {
+                let deps = deps.borrow().clone();
+                match deps.tenant(tenant) {
+                    Ok(runtime) => [Side::Exchange, Side::Topdesk]
+                        .into_iter()
+                        .filter_map(|side| {
+                            runtime.writes.paused_until(side, self.now()).map(|until| {
+                                format!(
+                                    "writes to {side} wait until {} (it refused ORB's credentials; fix them \
+                                     in the settings)",
+                                    until.format("%Y-%m-%d %H:%M UTC")
+                                )
+                            })
+                        })
+                        .collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        };
+        Ok(TenantStatus { last_topdesk_poll, paused, configured })
+    }
+
+    async fn settings_form(&self, tenant: TenantId) -> Result<Vec<SettingsSection>, BackendError> {
+        let doc = match self.settings(tenant).await? {
+            Some((s, _)) => serde_json::from_str::<Value>(&s.to_json()).map_err(|e| failed("settings", e))?,
+            None => {
+                json!({ "sync": serde_json::to_value(orb_engine::settings::SyncSettings::default()).unwrap_or_default(),
+                            "retention": serde_json::to_value(orb_engine::settings::RetentionSettings::default()).unwrap_or_default(),
+                            "portal": serde_json::to_value(orb_engine::settings::PortalSettings::default()).unwrap_or_default(),
+                            "graph": { "cloud": "global" } })
+            }
+        };
+        let mut sections: Vec<SettingsSection> = Vec::new();
+        for f in FIELDS {
+            let field = SettingsField {
+                key: f.key.to_owned(),
+                label: f.label.to_owned(),
+                help: f.help.to_owned(),
+                kind: (f.kind)(),
+                value: get_path(&doc, f.key),
+            };
+            match sections.last_mut() {
+                Some(s) if s.title == f.section => s.fields.push(field),
+                _ => sections.push(SettingsSection { title: f.section.to_owned(), fields: vec![field] }),
+            }
+        }
+        Ok(sections)
+    }
+
+    async fn save_settings(
+        &self,
+        tenant: TenantId,
+        values: &BTreeMap<String, String>,
+        audit: &NewAuditEntry,
+    ) -> Result<(), BackendError> {
+        let current = self.settings(tenant).await?;
+        let version = current.as_ref().map(|(_, v)| *v);
+        let mut doc = match &current {
+            Some((s, _)) => serde_json::from_str::<Value>(&s.to_json()).map_err(|e| failed("settings", e))?,
+            None => json!({}),
+        };
+        for (key, text) in values {
+            let field = FIELDS
+                .iter()
+                .find(|f| f.key == key)
+                .ok_or_else(|| BackendError::Invalid(format!("{key:?} is not a setting")))?;
+            set_path(&mut doc, field, text)?;
+        }
+        // A multi-choice field with nothing ticked sends nothing: present in the form means "none".
+        for f in FIELDS.iter().filter(|f| matches!((f.kind)(), FieldKind::Multi(_))) {
+            if !values.contains_key(f.key) && values.contains_key("sync.mode") {
+                set_path(&mut doc, f, "")?;
+            }
+        }
+        self.store_document(tenant, &doc, version, audit).await
+    }
+
+    async fn save_hidden_fields(
+        &self,
+        tenant: TenantId,
+        fields: &BTreeSet<String>,
+        audit: &NewAuditEntry,
+    ) -> Result<(), BackendError> {
+        let Some((settings, version)) = self.settings(tenant).await? else {
+            return Err(BackendError::Invalid("save the tenant's settings first".into()));
+        };
+        let mut doc =
+            serde_json::from_str::<Value>(&settings.to_json()).map_err(|e| failed("settings", e))?;
+        doc["portal"]["hidden_fields"] =
+            Value::Array(fields.iter().map(|f| Value::String(f.clone())).collect());
+        self.store_document(tenant, &doc, Some(version), audit).await
+    }
+
+    fn secret_fields(&self) -> Vec<SecretField> {
+        SECRETS.to_vec()
+    }
+
+    async fn set_secret(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        value: SecretString,
+        audit: &NewAuditEntry,
+    ) -> Result<(), BackendError> {
+        if name == SECRET_GRAPH_CERTIFICATE {
+            orb_graph::CertificateCredential::from_pem(value.expose_secret().as_bytes()).map_err(|e| {
+                BackendError::Invalid(format!(
+                    "{e}; the certificate takes a PEM bundle of the PKCS#8 private key and the certificate \
+                     uploaded to the app registration; nothing was stored"
+                ))
+            })?;
+        }
+        crate::secrets::set_audited(
+            self.store(),
+            self.env.master.current(),
+            tenant,
+            name,
+            &value,
+            self.now(),
+            audit,
+        )
+        .await
+        .map_err(|e| failed("storing the secret", format!("{e:#}")))?;
+        Ok(())
+    }
+
+    async fn test_connection(&self, tenant: TenantId, side: Side) -> ConnectionCheck {
+        let runtime = match self.runtime(tenant).await {
+            Ok(r) => r,
+            Err(detail) => return ConnectionCheck { ok: false, detail },
+        };
+        let attempt = async {
+            match side {
+                Side::Exchange => {
+                    let graph = &runtime.graph;
+                    graph.tokens().token(graph.app()).await.map_err(|e| format!("no token: {e}"))?;
+                    let rooms = graph
+                        .list_rooms(CorrelationId::generate(self.now()))
+                        .await
+                        .map_err(|e| format!("token fine, but listing rooms failed: {e}"))?;
+                    Ok::<String, String>(format!("token issued; {} room(s) visible in Places", rooms.len()))
+                }
+                Side::Topdesk => {
+                    let me = runtime.topdesk.current_operator().await.map_err(|e| e.to_string())?;
+                    let rooms = runtime.topdesk.reservable_locations(&[]).await.map_err(|e| e.to_string())?;
+                    let name = me.dynamic_name.unwrap_or_else(|| "the API operator".into());
+                    Ok(format!("logged in as {name}; {} reservable room(s)", rooms.len()))
+                }
+            }
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+            Ok(Ok(detail)) => ConnectionCheck { ok: true, detail },
+            Ok(Err(detail)) => ConnectionCheck { ok: false, detail },
+            Err(_) => ConnectionCheck { ok: false, detail: "no answer within 15 seconds".into() },
+        }
+    }
+
+    async fn room_suggestions(&self, tenant: TenantId) -> Result<Vec<RoomSuggestion>, BackendError> {
+        let runtime = self.runtime(tenant).await.map_err(|e| failed("the tenant cannot be reached", e))?;
+        let mapped = self.store().list_rooms(tenant).await.map_err(|e| failed("rooms", e))?;
+        let fetch = async {
+            let places = runtime
+                .graph
+                .list_rooms(CorrelationId::generate(self.now()))
+                .await
+                .map_err(|e| failed("Graph Places", e))?;
+            let locations =
+                runtime.topdesk.reservable_locations(&[]).await.map_err(|e| failed("TOPdesk rooms", e))?;
+            Ok::<_, BackendError>((places, locations))
+        };
+        let (places, locations) = tokio::time::timeout(PROBE_TIMEOUT, fetch)
+            .await
+            .map_err(|_| failed("room suggestions", "no answer within 15 seconds"))??;
+        let mut out = Vec::new();
+        let mut taken_locations = BTreeSet::new();
+        for place in places {
+            let Some(mailbox) = place.email_address.clone() else { continue };
+            if mapped.iter().any(|r| r.mailbox.as_str().eq_ignore_ascii_case(&mailbox)) {
+                continue;
+            }
+            let local = mailbox.split('@').next().unwrap_or_default();
+            let by_name = normalise(&place.display_name);
+            let found = locations.iter().find_map(|loc| {
+                let id = loc.id.clone()?;
+                if mapped.iter().any(|r| r.topdesk_location_id == id) || taken_locations.contains(id.as_str())
+                {
+                    return None;
+                }
+                let name = loc.name.clone().unwrap_or_default();
+                let n = normalise(&name);
+                let number = loc.room_number.as_deref().map(normalise).unwrap_or_default();
+                let reason = if !n.is_empty() && n == by_name {
+                    "same name"
+                } else if !n.is_empty() && n == normalise(local) {
+                    "name matches the mailbox"
+                } else if !number.is_empty() && (number == by_name || number == normalise(local)) {
+                    "room number matches"
+                } else {
+                    return None;
+                };
+                Some((id, name, reason))
+            });
+            if let Some((id, name, reason)) = found {
+                taken_locations.insert(id.as_str().to_owned());
+                out.push(RoomSuggestion {
+                    mailbox: mailbox.clone(),
+                    exchange_name: place.display_name.clone(),
+                    topdesk_location_id: id.as_str().to_owned(),
+                    topdesk_name: name,
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn held_deletions(&self, tenant: TenantId) -> Result<Vec<HeldDeletion>, BackendError> {
+        let filter = AuditFilter {
+            action_prefix: Some("reconcile.mass_deletion".into()),
+            limit: 200,
+            ..AuditFilter::default()
+        };
+        let rows = self.store().search_audit(Some(tenant), &filter).await.map_err(|e| failed("audit", e))?;
+        let decided = |room: &str, after: DateTime<Utc>| {
+            rows.iter()
+                .any(|r| r.action != AUDIT_MASS_DELETION_HELD && r.target.contains(room) && r.at >= after)
+        };
+        let rooms = self.store().list_rooms(tenant).await.map_err(|e| failed("rooms", e))?;
+        let mut out: Vec<HeldDeletion> = Vec::new();
+        // Newest first: the latest hold of each room, unless an approval or rejection came after it.
+        for row in rows.iter().filter(|r| r.action == AUDIT_MASS_DELETION_HELD) {
+            let Some(room) = rooms.iter().find(|r| row.target.contains(&format!("({})", r.id))) else {
+                continue;
+            };
+            if out.iter().any(|h| h.room_id == room.id) || decided(&room.id.to_string(), row.at) {
+                continue;
+            }
+            let count = row
+                .target
+                .split("; ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            out.push(HeldDeletion {
+                room_id: room.id,
+                mailbox: room.mailbox.to_string(),
+                count,
+                held_at: row.at,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn approve_deletions(
+        &self,
+        tenant: TenantId,
+        room: RoomId,
+        audit: &NewAuditEntry,
+    ) -> Result<String, BackendError> {
+        let deps = self
+            .deps
+            .as_ref()
+            .map(|d| d.borrow().clone())
+            .ok_or_else(|| failed("approving", "the engine is not running in this process"))?;
+        let runtime = deps.tenant(tenant).map_err(|e| failed("the tenant is not loaded", e))?;
+        let now = self.now();
+        let window = orb_engine::reconcile::lifecycle_window(&runtime.policy, now);
+        let mut entry = audit.clone();
+        entry.action = "reconcile.mass_deletion_approved".into();
+        entry.target = format!("room ({room})");
+        self.store().append_audit(&entry).await.map_err(|e| failed("audit", e))?;
+        let options = SweepOptions { approve_mass_deletion: true, ..SweepOptions::default() };
+        let report = sweep_room_with(&deps, tenant, room, window, now, options)
+            .await
+            .map_err(|e| failed("the sweep failed (the approval stands; retry)", e))?;
+        Ok(format!("Approved: {} change(s) queued.", report.jobs.total()))
+    }
+
+    async fn reject_deletions(
+        &self,
+        tenant: TenantId,
+        room: RoomId,
+        audit: &NewAuditEntry,
+    ) -> Result<String, BackendError> {
+        let mut entry = audit.clone();
+        entry.action = "reconcile.mass_deletion_rejected".into();
+        entry.target = format!("room ({room})");
+        self.store().append_audit(&entry).await.map_err(|e| failed("audit", e))?;
+        let _ = tenant;
+        Ok("Rejected: nothing is cancelled; the bookings stay on the side that still has them, and the guard \
+            keeps holding these deletions."
+            .into())
+    }
+
+    fn seal_totp(&self, user: UserId, secret: &[u8]) -> Result<SealedTotp, BackendError> {
+        let row = user.to_string();
+        let sealed = self
+            .env
+            .master
+            .seal(&SecretAad::new(TenantId::from_uuid(uuid::Uuid::nil()), TOTP_KIND, &row), secret)
+            .map_err(|e| failed("sealing", e))?;
+        // Stored as nonce ‖ ciphertext+tag.
+        let mut bytes = sealed.nonce.to_vec();
+        bytes.extend_from_slice(&sealed.ciphertext);
+        Ok(SealedTotp { sealed: bytes, key_id: sealed.key_id })
+    }
+
+    fn open_totp(&self, user: UserId, sealed: &SealedTotp) -> Result<Vec<u8>, BackendError> {
+        let row = user.to_string();
+        const NONCE: usize = 12;
+        if sealed.sealed.len() < NONCE {
+            return Err(failed("the sealed second factor is damaged", "too short"));
+        }
+        let (nonce, ciphertext) = sealed.sealed.split_at(NONCE);
+        let envelope = SealedSecret::from_parts(sealed.key_id.clone(), nonce, ciphertext.to_vec())
+            .map_err(|e| failed("the sealed second factor is damaged", e))?;
+        self.env
+            .master
+            .open_bytes(&SecretAad::new(TenantId::from_uuid(uuid::Uuid::nil()), TOTP_KIND, &row), &envelope)
+            .map(|secret| secret.expose_secret().to_vec())
+            .map_err(|e| failed("opening the second factor (is the master key the right one?)", e))
+    }
+
+    async fn sso_client_secret(&self, tenant: TenantId) -> Result<Option<SecretString>, BackendError> {
+        crate::secrets::open(self.store(), &self.env.master, tenant, SECRET_SSO_CLIENT)
+            .await
+            .map_err(|e| failed("opening the single sign-on secret", format!("{e:#}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_keys_read_and_write_typed_values() {
+        let mut doc = json!({"sync": {"horizon_days": 180, "mails": ["a", "b"]}, "portal": {}});
+        assert_eq!(get_path(&doc, "sync.horizon_days"), "180");
+        assert_eq!(get_path(&doc, "sync.mails"), "a\nb");
+        assert_eq!(get_path(&doc, "topdesk.url"), "");
+        let field = |key: &str| FIELDS.iter().find(|f| f.key == key).unwrap();
+        set_path(&mut doc, field("sync.horizon_days"), "30").unwrap();
+        set_path(&mut doc, field("portal.allow_cidrs"), "10.0.0.0/8\n\n192.0.2.1\n").unwrap();
+        set_path(&mut doc, field("portal.mfa_required"), "false").unwrap();
+        set_path(&mut doc, field("topdesk.cancel_reason"), "").unwrap();
+        set_path(&mut doc, field("topdesk.url"), "https://x.example").unwrap();
+        assert_eq!(doc["sync"]["horizon_days"], 30);
+        assert_eq!(doc["portal"]["allow_cidrs"], json!(["10.0.0.0/8", "192.0.2.1"]));
+        assert_eq!(doc["portal"]["mfa_required"], false);
+        assert_eq!(doc["topdesk"]["url"], "https://x.example");
+        assert!(doc["topdesk"].get("cancel_reason").is_none());
+        let err = set_path(&mut doc, field("sync.horizon_days"), "soon").unwrap_err().to_string();
+        assert!(err.contains("not a whole number"), "{err}");
+        let err = set_path(&mut doc, field("sync.mode"), "both").unwrap_err().to_string();
+        assert!(err.contains("organizer, room-only"), "{err}");
+    }
+
+    #[test]
+    fn every_field_key_exists_in_the_settings_document() {
+        // A key the document does not know would fail every save with "unknown field".
+        let settings = TenantSettings::from_toml(
+            "[graph]\ntenant_id = \"7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d\"\nclient_id = \"c\"\n\
+             mail_sender = \"orb@contoso.com\"\n[topdesk]\nurl = \"https://contoso.topdesk.net\"\n\
+             username = \"orb\"\nlink_type = 7\n",
+        )
+        .unwrap();
+        let mut doc: Value = serde_json::from_str(&settings.to_json()).unwrap();
+        for f in FIELDS {
+            let value = get_path(&doc, f.key);
+            set_path(&mut doc, f, &value).unwrap();
+        }
+        TenantSettings::from_json(&doc.to_string()).unwrap();
+    }
+}
