@@ -374,13 +374,13 @@ pub(crate) async fn confirm_enrolment(
     if !state.store.claim_totp_step(user.id, step).await? {
         return Ok(None);
     }
-    let enrol = audit(state, Some(user), "mfa.enrol", ip, "totp");
-    state.store.set_user_totp(user.id, Some(&sealed), true, Some(&enrol)).await?;
+    // One action, one audit row: the enrolment (its recovery codes are part of it).
+    state.store.set_user_totp(user.id, Some(&sealed), true, None).await?;
     let codes = orb_auth::generate_recovery_codes(10);
     let hashes: Vec<Vec<u8>> =
         codes.iter().map(|c| orb_auth::hash_recovery_code(c.expose_secret())).collect();
-    let made = audit(state, Some(user), "mfa.recovery_codes", ip, "10 new codes");
-    state.store.replace_recovery_codes(user.id, &hashes, &made).await?;
+    let enrol = audit(state, Some(user), "mfa.enrol", ip, "totp, 10 recovery codes");
+    state.store.replace_recovery_codes(user.id, &hashes, &enrol).await?;
     Ok(Some(codes.iter().map(|c| c.expose_secret().to_owned()).collect()))
 }
 

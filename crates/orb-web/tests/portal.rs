@@ -1,0 +1,811 @@
+//! The admin portal over real HTTP, on every store: login with password + TOTP (and a replayed code
+//! refused), the lockout, CSRF and Origin checks, the IP allow-lists of the portal and the webhooks, tenant
+//! isolation on every route of the router, one audit row per action, API tokens and the OpenAPI document,
+//! write-only secrets and hidden fields. The rest of ORB is a small in-memory [`PortalBackend`] here; the
+//! binary's backend and the browser are tested in `crates/orb/tests`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use orb_auth::{IpAllowList, TotpSecret};
+use orb_core::{
+    AppointmentType, BookingRecord, Clock, EmailAddress, FixedClock, NewBooking, RoomId, RoomMailbox, Side,
+    TenantId, TenantName, TimeZoneName, TopdeskLocationId,
+};
+use orb_store::{
+    AuditFilter, JobStatus, Lane, NewAuditEntry, NewJob, NewRoom, NewUser, Role, SealedTotp, Store, UserId,
+};
+use orb_testkit::stores::TestStore;
+use orb_web::portal::backend::{
+    BackendError, ConnectionCheck, FieldKind, HeldDeletion, PortalBackend, RoomSuggestion, SecretField,
+    SettingsField, SettingsSection, TenantPolicy, TenantStatus,
+};
+use orb_web::portal::{PortalConfig, PortalState, routes};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------------------------------------------------
+// A small backend: policies and secrets in memory.
+
+#[derive(Debug, Default)]
+struct TestBackend {
+    /// Where the backend's own audit rows go (the real backend writes them in its store transaction).
+    store: Mutex<Option<Arc<dyn Store>>>,
+    policies: Mutex<HashMap<TenantId, TenantPolicy>>,
+    secrets: Mutex<HashMap<(TenantId, String), String>>,
+    hidden: Mutex<HashMap<TenantId, BTreeSet<String>>>,
+    approved: Mutex<Vec<RoomId>>,
+}
+
+impl TestBackend {
+    async fn audit(&self, entry: &NewAuditEntry) {
+        let store = self.store.lock().unwrap().clone().expect("the harness gives the backend its store");
+        store.append_audit(entry).await.unwrap();
+    }
+
+    fn set_policy(&self, tenant: TenantId, f: impl FnOnce(&mut TenantPolicy)) {
+        let mut policies = self.policies.lock().unwrap();
+        f(policies.entry(tenant).or_default());
+    }
+}
+
+#[async_trait]
+impl PortalBackend for TestBackend {
+    async fn policy(&self, tenant: TenantId) -> Result<TenantPolicy, BackendError> {
+        let mut policy = self.policies.lock().unwrap().get(&tenant).cloned().unwrap_or_default();
+        policy.hidden_fields = self.hidden.lock().unwrap().get(&tenant).cloned().unwrap_or_default();
+        Ok(policy)
+    }
+    async fn status(&self, _: TenantId) -> Result<TenantStatus, BackendError> {
+        Ok(TenantStatus { configured: true, ..TenantStatus::default() })
+    }
+    async fn settings_form(&self, _: TenantId) -> Result<Vec<SettingsSection>, BackendError> {
+        Ok(vec![SettingsSection {
+            title: "Sync policy".into(),
+            fields: vec![SettingsField {
+                key: "sync.mode".into(),
+                label: "Mode".into(),
+                help: "".into(),
+                kind: FieldKind::Choice(vec!["organizer".into(), "room-only".into()]),
+                value: "organizer".into(),
+            }],
+        }])
+    }
+    async fn save_settings(
+        &self,
+        _: TenantId,
+        values: &BTreeMap<String, String>,
+        audit: &NewAuditEntry,
+    ) -> Result<(), BackendError> {
+        if values.get("sync.mode").is_some_and(|m| m != "organizer" && m != "room-only") {
+            return Err(BackendError::Invalid("Mode: use one of organizer, room-only".into()));
+        }
+        self.audit(audit).await;
+        Ok(())
+    }
+    async fn save_hidden_fields(
+        &self,
+        tenant: TenantId,
+        fields: &BTreeSet<String>,
+        audit: &NewAuditEntry,
+    ) -> Result<(), BackendError> {
+        self.hidden.lock().unwrap().insert(tenant, fields.clone());
+        self.audit(audit).await;
+        Ok(())
+    }
+    fn secret_fields(&self) -> Vec<SecretField> {
+        vec![SecretField {
+            name: "graph.client_secret",
+            label: "Graph client secret",
+            help: "",
+            multiline: false,
+        }]
+    }
+    async fn set_secret(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        value: SecretString,
+        audit: &NewAuditEntry,
+    ) -> Result<(), BackendError> {
+        self.secrets.lock().unwrap().insert((tenant, name.to_owned()), value.expose_secret().to_owned());
+        self.audit(audit).await;
+        Ok(())
+    }
+    async fn test_connection(&self, _: TenantId, side: Side) -> ConnectionCheck {
+        ConnectionCheck { ok: side == Side::Exchange, detail: format!("{side} answered") }
+    }
+    async fn room_suggestions(&self, _: TenantId) -> Result<Vec<RoomSuggestion>, BackendError> {
+        Ok(Vec::new())
+    }
+    async fn held_deletions(&self, _: TenantId) -> Result<Vec<HeldDeletion>, BackendError> {
+        Ok(Vec::new())
+    }
+    async fn approve_deletions(
+        &self,
+        _: TenantId,
+        room: RoomId,
+        audit: &NewAuditEntry,
+    ) -> Result<String, BackendError> {
+        self.approved.lock().unwrap().push(room);
+        self.audit(audit).await;
+        Ok("approved".into())
+    }
+    async fn reject_deletions(
+        &self,
+        _: TenantId,
+        _: RoomId,
+        audit: &NewAuditEntry,
+    ) -> Result<String, BackendError> {
+        self.audit(audit).await;
+        Ok("rejected".into())
+    }
+    fn seal_totp(&self, _: UserId, secret: &[u8]) -> Result<SealedTotp, BackendError> {
+        Ok(SealedTotp { sealed: secret.to_vec(), key_id: "test".into() })
+    }
+    fn open_totp(&self, _: UserId, sealed: &SealedTotp) -> Result<Vec<u8>, BackendError> {
+        Ok(sealed.sealed.clone())
+    }
+    async fn sso_client_secret(&self, _: TenantId) -> Result<Option<SecretString>, BackendError> {
+        Ok(None)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The harness: a portal and the webhook intake on one real listener.
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Site {
+    store: Arc<dyn Store>,
+    clock: FixedClock,
+    backend: Arc<TestBackend>,
+    state: PortalState,
+    base: String,
+    stop: CancellationToken,
+    _db: TestStore,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+struct Account {
+    email: String,
+    secret: TotpSecret,
+}
+
+impl Site {
+    async fn start(db: TestStore, config: PortalConfig) -> Self {
+        let store = db.store.clone();
+        let clock = FixedClock::new(DateTime::parse_from_rfc3339("2026-12-01T09:00:00Z").unwrap().to_utc());
+        let backend = Arc::new(TestBackend::default());
+        *backend.store.lock().unwrap() = Some(store.clone());
+        let state = PortalState::new(store.clone(), Arc::new(clock.clone()), backend.clone(), config);
+        let hooks = orb_web::HooksState::new(store.clone(), Arc::new(clock.clone()))
+            .with_allow_lists(backend.clone(), IpAllowList::default());
+        let app = orb_web::router(hooks).merge(orb_web::portal::router(state.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(orb_web::serve_public(listener, app, orb_web::ListenerLimits::default(), stop.clone()));
+        Self { store, clock, backend, state, base: format!("http://{addr}"), stop, _db: db }
+    }
+
+    async fn every(config: impl Fn() -> PortalConfig) -> Vec<Self> {
+        let mut out = Vec::new();
+        for db in TestStore::every().await {
+            out.push(Self::start(db, config()).await);
+        }
+        out
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    async fn tenant(&self, name: &str) -> TenantId {
+        self.store.create_tenant(&TenantName::parse(name).unwrap(), self.now()).await.unwrap().id
+    }
+
+    async fn user(&self, tenant: Option<TenantId>, email: &str, role: Role) -> Account {
+        let audit = NewAuditEntry {
+            tenant_id: tenant,
+            at: self.now(),
+            actor: "test".into(),
+            action: "user.add".into(),
+            target: email.into(),
+            ip: None,
+        };
+        let hash = orb_auth::hash_password(&SecretString::from(PASSWORD)).unwrap();
+        let user = self
+            .store
+            .create_user(
+                &NewUser {
+                    tenant_id: tenant,
+                    email: EmailAddress::parse(email).unwrap(),
+                    role,
+                    password_hash: Some(hash),
+                },
+                &audit,
+                self.now(),
+            )
+            .await
+            .unwrap();
+        let secret = TotpSecret::generate();
+        let sealed = SealedTotp { sealed: secret.expose_bytes().to_vec(), key_id: "test".into() };
+        self.store.set_user_totp(user.id, Some(&sealed), true, None).await.unwrap();
+        Account { email: email.to_owned(), secret }
+    }
+
+    fn browser(&self) -> Browser {
+        Browser {
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            base: self.base.clone(),
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    /// A browser logged in as `account` (password, then TOTP at the current step).
+    async fn login(&self, account: &Account) -> Browser {
+        let mut b = self.browser();
+        let r = b.post("/login", &[("email", &account.email), ("password", PASSWORD)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "password step");
+        assert_eq!(location(&r), "/login/second-factor");
+        let page = b.get("/login/second-factor").await.text().await.unwrap();
+        b.csrf = Some(csrf_of(&page));
+        let code = orb_auth::code_at(&account.secret, self.now());
+        let r = b.post("/login/second-factor", &[("code", &code)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "second factor");
+        assert_eq!(location(&r), "/");
+        let home = b.get("/account").await.text().await.unwrap();
+        b.csrf = Some(csrf_of(&home));
+        b
+    }
+
+    async fn audit_count(&self, tenant: TenantId, action: &str) -> usize {
+        let filter =
+            AuditFilter { action_prefix: Some(action.to_owned()), limit: 1000, ..AuditFilter::default() };
+        self.store
+            .search_audit(Some(tenant), &filter)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == action)
+            .count()
+    }
+
+    async fn all_audit(&self, tenant: TenantId) -> usize {
+        self.store
+            .search_audit(Some(tenant), &AuditFilter { limit: 10_000, ..AuditFilter::default() })
+            .await
+            .unwrap()
+            .len()
+    }
+
+    /// A room, a booking with a timeline entry, and a dead job in `tenant`.
+    async fn seed(&self, tenant: TenantId, n: u32) -> Seeded {
+        let now = self.now();
+        let room = self
+            .store
+            .add_room(
+                tenant,
+                &NewRoom {
+                    mailbox: RoomMailbox::parse(&format!("room{n}@t{n}.example")).unwrap(),
+                    topdesk_location_id: TopdeskLocationId::parse(&format!("loc-{n}")).unwrap(),
+                    display_name: Some(format!("Room {n}")),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let record = BookingRecord::new(
+            NewBooking {
+                tenant_id: tenant,
+                appointment_type: AppointmentType::Single,
+                series_id: None,
+                original_start: None,
+                organizer: EmailAddress::parse(&format!("organizer{n}@t{n}.example")).unwrap(),
+                booked_by: None,
+                location_text: None,
+                room_id: room.id,
+                participants: vec![],
+                subject: Some(format!("Secret plans {n}")),
+                start: now + Duration::days(1),
+                end: now + Duration::days(1) + Duration::hours(1),
+                time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
+                processor_created: Side::Exchange,
+            },
+            now,
+        );
+        let event = orb_store::NewBookingEvent {
+            at: now,
+            kind: "observed".into(),
+            side: Some(Side::Exchange),
+            detail: serde_json::json!({"organizer": format!("organizer{n}@t{n}.example"), "rule": "create"}),
+        };
+        let booking = self.store.insert_booking(&record, &[event], &[], now).await.unwrap();
+        let job = NewJob {
+            lane: Lane::room(tenant, room.id),
+            kind: "sync".into(),
+            payload: serde_json::json!({}),
+            correlation_id: None,
+            run_at: None,
+        };
+        self.store.enqueue(&job, now).await.unwrap();
+        let claimed = self.store.claim_job("w", now, Duration::seconds(60)).await.unwrap().unwrap();
+        self.store.fail_job(&claimed.lease, "boom", None, now).await.unwrap();
+        Seeded { room: room.id, booking: booking.id.to_string(), job: claimed.job.id.0 }
+    }
+}
+
+struct Seeded {
+    room: RoomId,
+    booking: String,
+    job: i64,
+}
+
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl Browser {
+    fn keep_cookie(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let pair = v.split(';').next().unwrap();
+            if pair.ends_with('=') { self.cookie = None } else { self.cookie = Some(pair.to_owned()) }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        let r = req.send().await.unwrap();
+        self.keep_cookie(&r);
+        r
+    }
+
+    async fn send(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+        csrf: bool,
+    ) -> reqwest::Response {
+        let mut pairs: Vec<(String, String)> =
+            form.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        if csrf && let Some(t) = &self.csrf {
+            pairs.push(("_csrf".into(), t.clone()));
+        }
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(&pairs);
+        if let Some(o) = origin {
+            req = req.header(ORIGIN, o);
+        }
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        let r = req.send().await.unwrap();
+        self.keep_cookie(&r);
+        r
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let origin = self.base.clone();
+        self.send(path, form, Some(&origin), true).await
+    }
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"_csrf\" value=\"").expect("a CSRF field on the page") + 20;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+fn demo_config() -> PortalConfig {
+    PortalConfig { secure_cookies: false, ..PortalConfig::default() }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn password_and_totp_log_in_and_a_replayed_code_is_refused() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let page = b.get("/t/alpha").await;
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.text().await.unwrap().contains("Dashboard"));
+        assert_eq!(site.audit_count(a, "login").await, 1, "one audit row per login");
+
+        // Log out; the same code (same 30-second step) cannot be used again.
+        let r = b.post("/logout", &[]).await;
+        assert_eq!(location(&r), "/login?message=logged-out");
+        assert_eq!(b.get("/t/alpha").await.status(), StatusCode::SEE_OTHER, "the session ended");
+        let mut again = site.browser();
+        again.post("/login", &[("email", &admin.email), ("password", PASSWORD)]).await;
+        let page = again.get("/login/second-factor").await.text().await.unwrap();
+        again.csrf = Some(csrf_of(&page));
+        let code = orb_auth::code_at(&admin.secret, site.now());
+        let r = again.post("/login/second-factor", &[("code", &code)]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{}: a replayed code is refused", site._db.name);
+        assert!(r.text().await.unwrap().contains("was used already"));
+        assert_eq!(site.audit_count(a, "login.failed").await, 1);
+        // The next step's code works.
+        site.clock.advance(Duration::seconds(30));
+        let code = orb_auth::code_at(&admin.secret, site.now());
+        let r = again.post("/login/second-factor", &[("code", &code)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(site.audit_count(a, "login").await, 2);
+    }
+}
+
+#[tokio::test]
+async fn twenty_wrong_passwords_lock_the_account_with_growing_back_off() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.browser();
+        let mut waits = Vec::new();
+        for attempt in 1..=20 {
+            let r = b.post("/login", &[("email", &admin.email), ("password", "wrong password!")]).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {attempt} is checked");
+            if attempt < 5 {
+                continue; // the first failures are free: no wait
+            }
+            // Right after a failure past the free ones, even the right password waits (and is not checked).
+            let r = b.post("/login", &[("email", &admin.email), ("password", PASSWORD)]).await;
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "attempt {attempt}: blocked");
+            let wait: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            waits.push(wait);
+            site.clock.advance(Duration::seconds(wait + 1));
+        }
+        // Locked, now past the lock: the right password works again, and clears the counters.
+        let r = b.post("/login", &[("email", &admin.email), ("password", PASSWORD)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "after the lock");
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]), "the back-off grows: {waits:?}");
+        assert!(waits.last().unwrap() > &waits[0], "and it grew: {waits:?}");
+        assert!(
+            *waits.last().unwrap() >= 30 * 60 - 1,
+            "20 failures lock the account for 30 minutes: {waits:?}"
+        );
+        assert!(site.audit_count(a, "login.failed").await >= 16);
+        // A blocked attempt is refused by the address's counter first (no account known yet): audited
+        // installation-wide, once per attempt.
+        let blocked =
+            AuditFilter { action_prefix: Some("login.blocked".into()), limit: 100, ..AuditFilter::default() };
+        assert_eq!(site.store.search_audit(None, &blocked).await.unwrap().len(), 16);
+    }
+}
+
+#[tokio::test]
+async fn a_post_without_csrf_token_or_from_a_foreign_origin_is_refused() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let seeded = site.seed(a, 1).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let path = format!("/t/alpha/jobs/{}/retry", seeded.job);
+        let own = site.base.clone();
+        let r = b.send(&path, &[], Some(&own), false).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "no token");
+        let r = b.send(&path, &[], Some("https://evil.example"), true).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "foreign origin");
+        let r = b.send(&path, &[], None, true).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "no origin and no referer");
+        b.csrf = Some("forged".into());
+        let r = b.send(&path, &[], Some(&own), true).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "a wrong token");
+        assert_eq!(site.store.list_jobs(a, JobStatus::Dead).await.unwrap().len(), 1, "nothing was retried");
+        assert_eq!(site.audit_count(a, "job.retry").await, 0);
+    }
+}
+
+#[tokio::test]
+async fn the_allow_lists_refuse_the_portal_and_the_webhooks_from_elsewhere() {
+    // The installation's list: nothing but 10.0.0.0/8, so 127.0.0.1 is refused before any page.
+    let outside =
+        || PortalConfig { allow: IpAllowList::parse(&["10.0.0.0/8".to_owned()]).unwrap(), ..demo_config() };
+    for site in Site::every(outside).await {
+        let r = site.browser().get("/login").await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.headers().contains_key("content-security-policy"));
+    }
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        // The tenant narrows it: the running session is refused, and so is a new login.
+        let ten = IpAllowList::parse(&["10.0.0.0/8".to_owned()]).unwrap();
+        site.backend.set_policy(a, |p| p.portal_allow = ten.clone());
+        assert_eq!(b.get("/t/alpha").await.status(), StatusCode::FORBIDDEN);
+        let mut fresh = site.browser();
+        let r = fresh.post("/login", &[("email", &admin.email), ("password", PASSWORD)]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(site.audit_count(a, "login.refused_address").await, 1);
+        // Webhooks: the tenant's list refuses the TOPdesk push from here.
+        site.backend.set_policy(a, |p| {
+            p.portal_allow = IpAllowList::default();
+            p.webhook_allow = ten.clone();
+        });
+        let r = reqwest::Client::new()
+            .post(format!("{}/hooks/topdesk/alpha", site.base))
+            .bearer_auth("whatever")
+            .json(&serde_json::json!({"reservations": ["x"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(b.get("/t/alpha").await.status(), StatusCode::OK, "the portal is open again");
+    }
+}
+
+/// Fills a route's path for tenant `tenant` with ids of `s`.
+fn fill(path: &str, tenant: &str, s: &Seeded, user: i64) -> String {
+    let id = if path.contains("/jobs/") {
+        s.job.to_string()
+    } else if path.contains("/users/") {
+        user.to_string()
+    } else {
+        s.booking.clone()
+    };
+    path.replace("{tenant}", tenant)
+        .replace("{id}", &id)
+        .replace("{room}", &s.room.to_string())
+        .replace("{name}", "graph.client_secret")
+        .replace("{side}", "exchange")
+}
+
+#[tokio::test]
+async fn a_user_of_one_tenant_gets_nothing_of_another_on_any_route() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let b = site.tenant("beta").await;
+        let _ = site.seed(a, 1).await;
+        let theirs = site.seed(b, 2).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let other = site.user(Some(b), "admin@beta.example", Role::TenantAdmin).await;
+        let other_id =
+            site.store.user_by_email(&EmailAddress::parse(&other.email).unwrap()).await.unwrap().id.0;
+        let mut browser = site.login(&admin).await;
+        let book = routes::book(site.state.clone());
+        let mut checked = 0;
+        for route in book.routes.iter().filter(|r| r.path.contains("{tenant}")) {
+            let path = fill(route.path, "beta", &theirs, other_id);
+            let r = if route.method == reqwest::Method::GET {
+                browser.get(&path).await
+            } else {
+                browser
+                    .post(
+                        &path,
+                        &[
+                            ("value", "x"),
+                            ("role", "tenant-viewer"),
+                            ("mailbox", "r@x.example"),
+                            ("topdesk_location_id", "l"),
+                            ("email", "x@x.example"),
+                            ("field", "organizer"),
+                        ],
+                    )
+                    .await
+            };
+            assert!(
+                matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+                "{} {} answered {} to another tenant's user",
+                route.method,
+                route.path,
+                r.status()
+            );
+            checked += 1;
+        }
+        println!("{}: {checked} tenant routes checked, each refused", site._db.name);
+        assert!(checked >= 30, "the router has its tenant routes: {checked}");
+        // Nothing of beta changed.
+        assert_eq!(site.store.list_jobs(b, JobStatus::Dead).await.unwrap().len(), 1);
+        assert!(site.store.list_rooms(b).await.unwrap().iter().all(|r| r.enabled));
+        assert_eq!(site.store.list_rooms(b).await.unwrap().len(), 1);
+        assert!(site.backend.secrets.lock().unwrap().is_empty());
+        assert_eq!(site.all_audit(b).await, 1, "beta's audit has only its user's creation");
+        // And the tenant list of the API shows only alpha.
+        let list: Vec<String> = browser.get("/api/v1/tenants").await.json().await.unwrap();
+        assert_eq!(list, vec!["alpha".to_owned()]);
+    }
+}
+
+#[tokio::test]
+async fn each_action_leaves_exactly_one_audit_row() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let s = site.seed(a, 1).await;
+        let second = site.seed(a, 3).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let steps: Vec<(&str, String, Vec<(&str, &str)>, bool)> = vec![
+            ("booking.view", format!("/t/alpha/bookings/{}", s.booking), vec![], false),
+            ("job.retry", format!("/t/alpha/jobs/{}/retry", s.job), vec![], true),
+            ("job.dismiss", format!("/t/alpha/jobs/{}/dismiss", second.job), vec![], true),
+            (
+                "settings.hidden_fields",
+                "/t/alpha/settings/hidden-fields".into(),
+                vec![("field", "subject")],
+                true,
+            ),
+            ("settings.save", "/t/alpha/settings".into(), vec![("sync.mode", "room-only")], true),
+            (
+                "secret.set",
+                "/t/alpha/secrets/graph.client_secret".into(),
+                vec![("value", "s3cret-value-123")],
+                true,
+            ),
+            ("room.disable", format!("/t/alpha/rooms/{}/disable", s.room), vec![], true),
+            ("deletions.approve", format!("/t/alpha/deletions/{}/approve", s.room), vec![], true),
+        ];
+        for (action, path, form, post) in steps {
+            let before = site.all_audit(a).await;
+            let r = if post { b.post(&path, &form).await } else { b.get(&path).await };
+            assert!(r.status().is_success() || r.status().is_redirection(), "{action}: {}", r.status());
+            assert_eq!(site.all_audit(a).await, before + 1, "{action}: one row in all");
+            assert_eq!(site.audit_count(a, action).await, 1, "{action}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn api_tokens_are_scoped_and_revocable_and_the_openapi_document_lists_every_api_route() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let s = site.seed(a, 1).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let page = b.post("/account/tokens", &[("name", "reports"), ("scope", "read"), ("days", "30")]).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let page = page.text().await.unwrap();
+        let pattern = "id=\"shown-once\"><li><code>";
+        let at = page.find(pattern).expect("the token on the page") + pattern.len();
+        let token = page[at..].split('<').next().unwrap().to_owned();
+        assert_eq!(site.audit_count(a, "api_token.create").await, 1);
+        let api = reqwest::Client::new();
+        let get = |path: &str| api.get(format!("{}{path}", site.base)).bearer_auth(&token).send();
+        let r = get("/api/v1/tenants/alpha/bookings").await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let rows: Vec<serde_json::Value> = r.json().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["id"], s.booking);
+        assert_eq!(rows[0]["organizer"], "organizer1@t1.example");
+        // Read scope: no retry; no CSRF needed for a bearer request, and none offered.
+        let r = api
+            .post(format!("{}/api/v1/tenants/alpha/jobs/{}/retry", site.base, s.job))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("role does not allow"));
+        assert_eq!(site.store.list_jobs(a, JobStatus::Dead).await.unwrap().len(), 1);
+        // Another tenant: 404, as JSON.
+        let r = get("/api/v1/tenants/nope/bookings").await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        // Revoked: 401 with a Bearer challenge.
+        let id = site
+            .store
+            .list_api_tokens(
+                site.store.user_by_email(&EmailAddress::parse(&admin.email).unwrap()).await.unwrap().id,
+            )
+            .await
+            .unwrap()[0]
+            .id;
+        b.post(&format!("/account/tokens/{id}/revoke"), &[]).await;
+        let r = get("/api/v1/tenants/alpha/bookings").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        // The OpenAPI document names every API route of the router.
+        let doc: serde_json::Value =
+            api.get(format!("{}/api/openapi.json", site.base)).send().await.unwrap().json().await.unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let book = routes::book(site.state.clone());
+        let api_routes: Vec<_> = book.routes.iter().filter(|r| r.path.starts_with("/api/v1/")).collect();
+        assert!(api_routes.len() >= 10);
+        for route in api_routes {
+            let method = route.method.as_str().to_lowercase();
+            assert!(
+                doc["paths"][route.path][&method].is_object(),
+                "{} {} is not in the OpenAPI document",
+                route.method,
+                route.path
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_saved_secret_is_never_shown_again_and_a_viewer_cannot_change_anything() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let s = site.seed(a, 1).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let viewer = site.user(Some(a), "viewer@alpha.example", Role::TenantViewer).await;
+        let mut b = site.login(&admin).await;
+        let secret = "Sup3r-s3cret-client-value";
+        let r = b.post("/t/alpha/secrets/graph.client_secret", &[("value", secret)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(site.backend.secrets.lock().unwrap()[&(a, "graph.client_secret".to_owned())], secret);
+        for path in [
+            "/t/alpha/settings",
+            "/t/alpha",
+            "/t/alpha/audit",
+            "/t/alpha/audit/export?format=json",
+            &location(&r),
+        ] {
+            let page = b.get(path).await.text().await.unwrap();
+            assert!(!page.contains(secret), "{path} shows the secret");
+            assert!(!page.contains("Sup3r"), "{path} shows part of it");
+        }
+        // An empty value is refused and stores nothing.
+        let r = b.post("/t/alpha/secrets/graph.client_secret", &[("value", "  ")]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(site.audit_count(a, "secret.set").await, 1);
+        // A viewer sees the bookings but changes nothing.
+        let mut v = site.login(&viewer).await;
+        assert_eq!(v.get("/t/alpha/bookings").await.status(), StatusCode::OK);
+        for (path, form) in [
+            (format!("/t/alpha/jobs/{}/retry", s.job), vec![]),
+            ("/t/alpha/secrets/graph.client_secret".to_owned(), vec![("value", "x")]),
+            (format!("/t/alpha/rooms/{}/disable", s.room), vec![]),
+            ("/t/alpha/settings/hidden-fields".to_owned(), vec![("field", "subject")]),
+        ] {
+            assert_eq!(v.post(&path, &form).await.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+        assert_eq!(v.get("/t/alpha/settings").await.status(), StatusCode::FORBIDDEN);
+        assert_eq!(site.store.list_jobs(a, JobStatus::Dead).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_field_an_admin_hides_is_hidden_for_everyone_in_pages_timeline_and_api() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let s = site.seed(a, 1).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let viewer = site.user(Some(a), "viewer@alpha.example", Role::TenantViewer).await;
+        let mut v = site.login(&viewer).await;
+        let detail = format!("/t/alpha/bookings/{}", s.booking);
+        assert!(v.get(&detail).await.text().await.unwrap().contains("organizer1@t1.example"));
+        let mut b = site.login(&admin).await;
+        let r = b
+            .post(
+                "/t/alpha/settings/hidden-fields",
+                &[("field", "organizer"), ("field", "original_organizer"), ("field", "subject")],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        for path in [detail.as_str(), "/t/alpha/bookings", "/api/v1/tenants/alpha/bookings"] {
+            for who in [&mut v, &mut b] {
+                let page = who.get(path).await.text().await.unwrap();
+                assert!(!page.contains("organizer1@t1.example"), "{path} shows the organizer");
+                assert!(!page.contains("Secret plans"), "{path} shows the subject");
+                assert!(page.contains("(hidden)"), "{path} says what is hidden");
+            }
+        }
+        // A field that does not exist is refused.
+        let r = b.post("/t/alpha/settings/hidden-fields", &[("field", "salary")]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+}
