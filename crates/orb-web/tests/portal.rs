@@ -629,6 +629,9 @@ async fn a_user_of_one_tenant_gets_nothing_of_another_on_any_route() {
     }
 }
 
+/// An action of the audit test: its audit action, path, form and whether it is a POST.
+type Step<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, bool);
+
 #[tokio::test]
 async fn each_action_leaves_exactly_one_audit_row() {
     for site in Site::every(demo_config).await {
@@ -637,7 +640,7 @@ async fn each_action_leaves_exactly_one_audit_row() {
         let second = site.seed(a, 3).await;
         let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
         let mut b = site.login(&admin).await;
-        let steps: Vec<(&str, String, Vec<(&str, &str)>, bool)> = vec![
+        let steps: Vec<Step> = vec![
             ("booking.view", format!("/t/alpha/bookings/{}", s.booking), vec![], false),
             ("job.retry", format!("/t/alpha/jobs/{}/retry", s.job), vec![], true),
             ("job.dismiss", format!("/t/alpha/jobs/{}/dismiss", second.job), vec![], true),
