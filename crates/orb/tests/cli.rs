@@ -1208,3 +1208,95 @@ fn postgres_dump_holds_no_erased_address() {
             .await;
     });
 }
+
+/// The one-time password `orb user add` / `reset-password` prints.
+fn printed_password(out: &str) -> String {
+    let line = out.lines().find(|l| l.contains("password")).expect("a password line");
+    line.rsplit(' ').next().unwrap().trim().to_owned()
+}
+
+#[test]
+fn portal_users_are_added_reset_disabled_and_listed_from_the_cli() {
+    let env = Env::new();
+    env.ok(&["tenant", "add", "contoso"], None);
+    let out = env.ok(&["user", "add", "--role", "operator", "--email", "Ops@Example.com"], None);
+    let password = printed_password(&out);
+    assert_eq!(password.len(), 19, "{out}");
+    env.ok(
+        &["user", "add", "--tenant", "contoso", "--role", "tenant-admin", "--email", "it@contoso.com"],
+        None,
+    );
+    let sso = env.ok(
+        &[
+            "user",
+            "add",
+            "--tenant",
+            "contoso",
+            "--role",
+            "tenant-viewer",
+            "--email",
+            "v@contoso.com",
+            "--sso",
+        ],
+        None,
+    );
+    assert!(sso.contains("single sign-on") && !sso.contains("password"), "{sso}");
+    // Bad input: one clear message, nothing stored.
+    env.fails(
+        &["user", "add", "--tenant", "contoso", "--role", "operator", "--email", "x@contoso.com"],
+        None,
+        "leave out --tenant",
+    );
+    env.fails(&["user", "add", "--role", "tenant-admin", "--email", "x@contoso.com"], None, "give --tenant");
+    env.fails(
+        &["user", "add", "--role", "boss", "--email", "x@contoso.com", "--tenant", "contoso"],
+        None,
+        "tenant-admin",
+    );
+    env.fails(&["user", "add", "--role", "operator", "--email", "ops@example.com"], None, "exists");
+    env.fails(
+        &["user", "add", "--role", "operator", "--email", "short@example.com", "--password-stdin"],
+        Some("short"),
+        "12",
+    );
+    let list = env.ok(&["user", "list"], None);
+    assert_eq!(list.lines().count(), 4, "{list}");
+    assert!(list.contains("ops@example.com") && list.contains("operator"), "{list}");
+    assert!(!list.contains("x@contoso.com") && !list.contains("short@"), "{list}");
+    let only = env.ok(&["user", "list", "--tenant", "contoso"], None);
+    assert_eq!(only.lines().count(), 3, "{only}");
+    // The stored hash is Argon2id of the printed password, and it never shows.
+    let (rt, store) = sqlite_store(&env);
+    let ops =
+        rt.block_on(store.user_by_email(&orb_core::EmailAddress::parse("ops@example.com").unwrap())).unwrap();
+    let hash = ops.password_hash.clone().unwrap();
+    assert!(hash.starts_with("$argon2id$"));
+    assert!(orb_auth::verify_password(&secrecy::SecretString::from(password.clone()), &hash).unwrap());
+    assert!(!list.contains(&hash) && !list.contains(&password));
+    // Reset the password: a new one works, the old one not.
+    let out = env.ok(&["user", "reset-password", "--email", "ops@example.com"], None);
+    let new = printed_password(&out);
+    let ops = rt.block_on(store.user_by_email(&ops.email)).unwrap();
+    let hash = ops.password_hash.unwrap();
+    assert!(orb_auth::verify_password(&secrecy::SecretString::from(new), &hash).unwrap());
+    assert!(!orb_auth::verify_password(&secrecy::SecretString::from(password), &hash).unwrap());
+    env.ok(&["user", "reset-mfa", "--email", "it@contoso.com"], None);
+    env.ok(&["user", "disable", "--email", "it@contoso.com"], None);
+    assert!(
+        env.ok(&["user", "list"], None)
+            .lines()
+            .any(|l| l.contains("it@contoso.com") && l.contains("disabled"))
+    );
+    env.fails(&["user", "reset-mfa", "--email", "nobody@contoso.com"], None, "no portal user");
+    let actions: Vec<String> = rt
+        .block_on(store.search_audit(None, &orb_store::AuditFilter { limit: 100, ..Default::default() }))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .filter(|a| a.starts_with("user."))
+        .collect();
+    assert_eq!(
+        actions,
+        ["user.disable", "user.reset_mfa", "user.reset_password", "user.add", "user.add", "user.add"]
+    );
+}
