@@ -1636,6 +1636,63 @@ mod tests {
     }
 
     #[test]
+    fn the_portal_section_is_read_and_checked() {
+        check(Case {
+            name: "portal defaults",
+            toml: None,
+            env: &[],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.portal, PortalInstallConfig::default());
+                let p = c.portal.portal_config(true);
+                assert!(p.secure_cookies && p.allow.is_empty() && p.trusted_proxies.is_empty());
+                assert_eq!(p.idle_timeout, chrono::Duration::minutes(30));
+            }),
+        });
+        check(Case {
+            name: "portal keys",
+            toml: Some(
+                "[portal]\nlisten = \"127.0.0.1:8443\"\nallow_cidrs = \"10.0.0.0/8, 192.0.2.7\"\n\
+                 trusted_proxies = \"127.0.0.1\"\norigin = \"https://orb-admin.example.com/\"\n\
+                 idle_minutes = 15\nabsolute_hours = 8\n",
+            ),
+            env: &[],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.portal.listen, Some("127.0.0.1:8443".parse().unwrap()));
+                assert_eq!(c.portal.allow_cidrs, ["10.0.0.0/8", "192.0.2.7"]);
+                assert_eq!(c.portal.origin.as_deref(), Some("https://orb-admin.example.com"));
+                let p = c.portal.portal_config(true);
+                assert!(p.allow.allows("10.1.2.3".parse().unwrap()));
+                assert!(!p.allow.allows("172.16.0.1".parse().unwrap()));
+                assert!(p.trusted_proxies.allows("127.0.0.1".parse().unwrap()));
+                assert_eq!(p.absolute_timeout, chrono::Duration::hours(8));
+            }),
+        });
+        check(Case {
+            name: "portal allow-list with a bad range",
+            toml: Some("[portal]\nallow_cidrs = \"10.0.0.0/33\"\n"),
+            env: &[],
+            files: &[],
+            want: Want::Err(&["portal.allow_cidrs", "10.0.0.0/33", "CIDR"]),
+        });
+        check(Case {
+            name: "portal origin with a path",
+            toml: None,
+            env: &[("ORB__PORTAL__ORIGIN", "https://orb.example.com/admin")],
+            files: &[],
+            want: Want::Err(&["portal.origin", "not an origin"]),
+        });
+        check(Case {
+            name: "portal idle out of range",
+            toml: Some("[portal]\nidle_minutes = 1\n"),
+            env: &[],
+            files: &[],
+            want: Want::Err(&["portal.idle_minutes"]),
+        });
+    }
+
+    #[test]
     fn bad_values_are_refused_with_the_fix() {
         type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
         let cases: [BadCase; 20] = [
