@@ -35,7 +35,7 @@ fn schedule_source(file: Option<std::path::PathBuf>) -> crate::serve::ScheduleSo
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref(), process_env())?;
-    init_logging(&config);
+    init_logging(&config, matches!(cli.command, Command::Serve { .. }));
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
         Command::Demo { run_for, metrics_listen, listen } => {
@@ -127,7 +127,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn init_logging(config: &Config) {
+/// Logging to standard error: JSON by default for `orb serve` (`service`), text for the rest; `log.format`
+/// overrides both.
+fn init_logging(config: &Config, service: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only for a person at a terminal: a log file or a pipe gets plain text.
@@ -136,7 +138,8 @@ fn init_logging(config: &Config) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     // A second initialisation (tests in one process) is harmless: keep the first.
-    let _ = match config.log.format {
+    let format = config.log.format.unwrap_or(if service { LogFormat::Json } else { LogFormat::Text });
+    let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };

@@ -269,8 +269,9 @@ pub struct DataConfig {
 pub struct LogConfig {
     /// `level`: a `tracing` filter such as `info` or `info,orb=debug` (default `info`).
     pub level: String,
-    /// `format`: `text` (default) or `json`.
-    pub format: LogFormat,
+    /// `format`: `text` or `json`; unset: JSON for `orb serve` (a service's log goes to a collector),
+    /// text for every other command (a person reads it).
+    pub format: Option<LogFormat>,
 }
 
 /// How log lines are written.
@@ -724,10 +725,10 @@ impl Config {
             None => DEFAULT_LOG_LEVEL.to_owned(),
         };
         let format = match take_text("log.format")? {
-            None => LogFormat::default(),
+            None => None,
             Some((format, origin)) => match format.trim().to_ascii_lowercase().as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
                 _ => {
                     return Err(ConfigError::InvalidValue {
                         key: "log.format".to_owned(),
@@ -1310,7 +1311,7 @@ mod tests {
                 assert_eq!(c.database.url.redacted(), "sqlite://./orb-data/orb.db");
                 assert_eq!(c.database.max_connections, 8);
                 assert_eq!(c.log.level, "info");
-                assert_eq!(c.log.format, LogFormat::Text);
+                assert_eq!(c.log.format, None, "unset: each command picks its format");
             }),
         });
     }
@@ -1330,7 +1331,7 @@ mod tests {
                 assert_eq!(sqlite_path(c), Path::new("/srv/orb/orb.db"), "default URL follows data.dir");
                 assert_eq!(c.database.max_connections, 20);
                 assert_eq!(c.log.level, "info,orb=debug");
-                assert_eq!(c.log.format, LogFormat::Json);
+                assert_eq!(c.log.format, Some(LogFormat::Json));
             }),
         });
     }
@@ -1350,7 +1351,7 @@ mod tests {
             files: &[],
             want: Want::Ok(|c| {
                 assert_eq!(c.database.max_connections, 30);
-                assert_eq!(c.log.format, LogFormat::Text, "env keys are case-insensitive");
+                assert_eq!(c.log.format, Some(LogFormat::Text), "env keys are case-insensitive");
                 assert_eq!(sqlite_path(c), Path::new("/var/lib/orb/env.db"));
             }),
         });

@@ -70,6 +70,12 @@ async fn serve_syncs_both_ways_picks_up_a_new_room_and_stops_on_sigterm() {
         let log = site.log_text();
         assert!(log.contains("SIGTERM received") && log.contains("stopped"), "{log}");
         assert!(!log.contains(CLIENT_SECRET) && !log.contains(TD_PASSWORD), "a secret reached the log");
+        // `orb serve` logs JSON unless told otherwise: one object per line, with level and message.
+        for line in log.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+        }
 
         // Master-key rotation reseals the notification certificates too; ORB runs on with the new key and
         // still opens what Graph encrypts for the same certificate.
