@@ -458,18 +458,27 @@ async fn single_sign_on_through_the_tenants_openid_provider() {
         browser.click("details.sso summary").await;
         browser.fill("input[name=tenant]", "contoso").await;
         browser.submit("#sso").await;
-        let at_idp = browser.client.current_url().await.unwrap();
-        assert_eq!(
-            at_idp.origin().ascii_serialization(),
-            issuer,
-            "at the provider's sign-in page: {}",
-            browser.page_text().await
-        );
+        // The portal's page moves on to the provider by itself.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while browser.client.current_url().await.unwrap().origin().ascii_serialization() != issuer {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not at the provider: {}",
+                browser.page_text().await
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        browser.wait_for("form[action='/authorize']").await;
         browser.screenshot("sso-provider").await;
         browser.fill("input[name=email]", sso_user).await;
         browser.fill("input[name=password]", "idp-password").await;
         browser.submit("button[type=submit]").await;
-        assert_eq!(browser.path().await, "/t/contoso", "{}", browser.page_text().await);
+        // Back at the portal, whose page moves on to the dashboard by itself.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while browser.path().await != "/t/contoso" {
+            assert!(std::time::Instant::now() < deadline, "not logged in: {}", browser.page_text().await);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         assert!(browser.text("header .who").await.contains(sso_user));
         browser.screenshot("sso-logged-in").await;
         browser.open("/t/contoso/bookings").await;
