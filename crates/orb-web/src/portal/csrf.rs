@@ -14,6 +14,9 @@ use super::PortalState;
 use super::error::PortalError;
 use super::session::{bearer_token, cookie_token, current_session};
 
+/// The password step of the login, whose form carries no CSRF token (see [`check`]).
+pub const LOGIN_PATH: &str = "/login";
+
 /// The largest form the portal accepts (a PEM bundle fits easily).
 pub const MAX_FORM: usize = 256 * 1024;
 
@@ -46,8 +49,10 @@ pub async fn check(State(state): State<PortalState>, request: Request, next: Nex
     if !orb_auth::origin_allowed(origin, referer, &expected) {
         return PortalError::Csrf.into_response();
     }
-    if !has_cookie {
-        // Login forms: no session yet, the Origin check is the guard (SameSite=Strict does the rest).
+    if !has_cookie || request.uri().path() == LOGIN_PATH {
+        // Login forms: no session yet, the Origin check is the guard (SameSite=Strict does the rest). The
+        // password step also comes with the cookie of a login left half-way (second factor not given,
+        // enrolment abandoned): its form has no token, and it starts a new session anyway.
         return next.run(request).await;
     }
     let session = match current_session(&state, request.headers()).await {

@@ -503,7 +503,21 @@ pub async fn sso_start(
             created_at: now,
         })
         .await?;
-    Ok(Redirect::to(url.as_str()).into_response())
+    // Not a redirect: the SSO form is a form submission, and browsers apply the portal's CSP
+    // `form-action 'self'` to the redirects that follow one, so a redirect to the provider is blocked.
+    Ok(moving_on(url.as_str(), "Continue to your organisation's sign-in"))
+}
+
+/// A page that moves on to `url` by itself (meta refresh, and a link saying `label`), for the two hops
+/// of single sign-on a redirect cannot make (see [`sso_start`] and [`sso_callback`]).
+fn moving_on(url: &str, label: &str) -> Response {
+    let url = super::error::html_escape(url);
+    axum::response::Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={url}\"><title>Single sign-on · ORB</title></head>\
+         <body><p><a href=\"{url}\" id=\"moving-on\">{label}</a></p></body></html>"
+    ))
+    .into_response()
 }
 
 /// Query of the SSO callback.
@@ -572,5 +586,13 @@ pub async fn sso_callback(
         state.store.append_audit(&audit(&state, Some(&user), "login.refused_address", ip, "portal")).await?;
         return Err(PortalError::AddressRefused);
     }
-    finish_login(&state, &user, ip, &headers, "login.sso", "sso").await
+    // The session cookie is SameSite=Strict: on a redirect chain that started at the provider (another
+    // site) the browser would not send it to `/`, and the user would land on the login page. A page of
+    // the portal's own moves on instead, and its navigation carries the cookie.
+    let login = finish_login(&state, &user, ip, &headers, "login.sso", "sso").await?;
+    let mut response = moving_on("/", "Continue to the portal");
+    if let Some(cookie) = login.headers().get(header::SET_COOKIE) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie.clone());
+    }
+    Ok(response)
 }

@@ -239,19 +239,7 @@ impl Site {
     /// Tenant, settings, secrets and the first two rooms, as an operator would.
     pub fn configure(&self) {
         self.ok(&["tenant", "add", "contoso"], None);
-        let settings = self.dir.path().join("contoso.toml");
-        std::fs::write(
-            &settings,
-            format!(
-                "[graph]\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\nmail_sender = \
-                 \"orb@contoso.com\"\ncloud = \"custom\"\n\n[topdesk]\nurl = \
-                 \"{t}\"\nusername = \"{TD_LOGIN}\"\nlink_type = 7\n",
-                t = self.td.base_url
-            ),
-        )
-        .unwrap();
-        let out = self
-            .ok(&["tenant", "settings", "--tenant", "contoso", "--file", settings.to_str().unwrap()], None);
+        let out = self.tenant_settings("");
         assert!(out.contains("still needed: the secret graph.client_secret"), "{out}");
         match &self.certificate_pem {
             None => {
@@ -263,6 +251,43 @@ impl Site {
         for (mailbox, loc) in &self.rooms[..2] {
             self.add_room(mailbox, loc);
         }
+    }
+
+    /// Writes the tenant's settings (`orb tenant settings --file`): the Graph and TOPdesk sections every
+    /// site needs, then `extra` (more TOML sections, e.g. `[portal]`); returns what the command printed.
+    pub fn tenant_settings(&self, extra: &str) -> String {
+        let settings = self.dir.path().join("contoso.toml");
+        std::fs::write(
+            &settings,
+            format!(
+                "[graph]\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\nmail_sender = \
+                 \"orb@contoso.com\"\ncloud = \"custom\"\n\n[topdesk]\nurl = \
+                 \"{t}\"\nusername = \"{TD_LOGIN}\"\nlink_type = 7\n\n{extra}",
+                t = self.td.base_url
+            ),
+        )
+        .unwrap();
+        self.ok(&["tenant", "settings", "--tenant", "contoso", "--file", settings.to_str().unwrap()], None)
+    }
+
+    /// Adds a portal user of tenant contoso with `orb user add` (`role`: `tenant-admin` or
+    /// `tenant-viewer`); returns the one-time password it printed.
+    pub fn add_user(&self, email: &str, role: &str) -> String {
+        let out = self.ok(&["user", "add", "--tenant", "contoso", "--email", email, "--role", role], None);
+        let marker = "one-time password (shown once; they change it on their account page): ";
+        let line = out.lines().find_map(|l| l.strip_prefix(marker));
+        line.unwrap_or_else(|| panic!("no one-time password in `orb user add`'s output:\n{out}"))
+            .trim()
+            .to_owned()
+    }
+
+    /// Lets a browser use the portal of `orb serve` on http://127.0.0.1: the portal's origin (checked
+    /// against `Origin` on every form post) is the plain-http base URL instead of `https://` + `Host`.
+    /// The `__Host-orb_session` cookie (`Secure`) works as it is: Chromium treats http://127.0.0.1 as a
+    /// potentially trustworthy origin.
+    pub fn portal_for_browsers(&mut self) {
+        let base = self.base();
+        self.set_var("ORB__PORTAL__ORIGIN", &base);
     }
 
     pub fn add_room(&self, mailbox: &RoomMailbox, loc: &TopdeskLocationId) {
