@@ -403,10 +403,36 @@ impl Browser {
         r
     }
 
+    /// A JSON request with the session cookie and CSRF header (as htmx or a script on the page sends it).
+    async fn json(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let mut req =
+            self.http.request(method, format!("{}{path}", self.base)).json(body).header(ORIGIN, &self.base);
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        if let Some(t) = &self.csrf {
+            req = req.header("x-csrf-token", t);
+        }
+        req.send().await.unwrap()
+    }
+
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         let origin = self.base.clone();
         self.send(path, form, Some(&origin), true).await
     }
+}
+
+/// Makes an API token of `scope` on the account page and reads it from the page (shown once).
+async fn api_token(b: &mut Browser, scope: &str) -> String {
+    let page = b.post("/account/tokens", &[("name", scope), ("scope", scope)]).await.text().await.unwrap();
+    let pattern = "id=\"shown-once\"><li><code>";
+    let at = page.find(pattern).expect("the token on the page") + pattern.len();
+    page[at..].split('<').next().unwrap().to_owned()
 }
 
 fn location(r: &reqwest::Response) -> String {
@@ -591,6 +617,10 @@ async fn a_user_of_one_tenant_gets_nothing_of_another_on_any_route() {
             let path = fill(route.path, "beta", &theirs, other_id);
             let r = if route.method == reqwest::Method::GET {
                 browser.get(&path).await
+            } else if route.path.starts_with("/api/") {
+                let body = serde_json::json!({"value": "x", "role": "tenant-viewer", "mailbox": "r@x.example",
+                    "topdesk_location_id": "l", "email": "x@x.example"});
+                browser.json(route.method.clone(), &path, &body).await
             } else {
                 browser
                     .post(
@@ -615,14 +645,37 @@ async fn a_user_of_one_tenant_gets_nothing_of_another_on_any_route() {
             );
             checked += 1;
         }
-        println!("{}: {checked} tenant routes checked, each refused", site._db.name);
-        assert!(checked >= 30, "the router has its tenant routes: {checked}");
+        // The routes without a tenant that name a row by id: another user's session and API token.
+        let mut theirs_browser = site.login(&other).await;
+        theirs_browser.post("/account/tokens", &[("name", "t"), ("scope", "read")]).await;
+        let other_user = site.store.user_by_email(&EmailAddress::parse(&other.email).unwrap()).await.unwrap();
+        let session = site.store.list_sessions(other_user.id).await.unwrap()[0].id;
+        let token = site.store.list_api_tokens(other_user.id).await.unwrap()[0].id;
+        for route in book.routes.iter().filter(|r| r.path.starts_with("/account/") && r.path.contains("{id}"))
+        {
+            let id = if route.path.contains("sessions") { session } else { token };
+            let r = browser.post(&route.path.replace("{id}", &id.to_string()), &[]).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{} with another user's id", route.path);
+            checked += 1;
+        }
+        assert_eq!(site.store.list_sessions(other_user.id).await.unwrap().len(), 1, "their session lives");
+        assert!(!site.store.list_api_tokens(other_user.id).await.unwrap()[0].revoked, "their token lives");
+        println!("{}: {checked} routes checked, each refused", site._db.name);
+        assert!(checked >= 50, "the router has its tenant routes: {checked}");
         // Nothing of beta changed.
         assert_eq!(site.store.list_jobs(b, JobStatus::Dead).await.unwrap().len(), 1);
         assert!(site.store.list_rooms(b).await.unwrap().iter().all(|r| r.enabled));
         assert_eq!(site.store.list_rooms(b).await.unwrap().len(), 1);
         assert!(site.backend.secrets.lock().unwrap().is_empty());
-        assert_eq!(site.all_audit(b).await, 1, "beta's audit has only its user's creation");
+        let beta_audit = site
+            .store
+            .search_audit(Some(b), &AuditFilter { limit: 100, ..AuditFilter::default() })
+            .await
+            .unwrap();
+        assert!(
+            beta_audit.iter().all(|e| e.actor == "test" || e.actor == other.email),
+            "nothing alpha did reached beta: {beta_audit:?}"
+        );
         // And the tenant list of the API shows only alpha.
         let list: Vec<String> = browser.get("/api/v1/tenants").await.json().await.unwrap();
         assert_eq!(list, vec!["alpha".to_owned()]);
@@ -810,5 +863,115 @@ async fn a_field_an_admin_hides_is_hidden_for_everyone_in_pages_timeline_and_api
         // A field that does not exist is refused.
         let r = b.post("/t/alpha/settings/hidden-fields", &[("field", "salary")]).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn the_json_api_changes_what_the_pages_change_and_a_read_token_changes_nothing() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let s = site.seed(a, 1).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let write = api_token(&mut b, "write").await;
+        let read = api_token(&mut b, "read").await;
+        let api = reqwest::Client::new();
+        let call = |token: &str, method: reqwest::Method, path: &str, body: serde_json::Value| {
+            api.request(method, format!("{}{path}", site.base)).bearer_auth(token).json(&body).send()
+        };
+        use reqwest::Method;
+        // Map a room, disable it, invite a user, save settings and a secret: each with the write token.
+        let r = call(&write, Method::POST, "/api/v1/tenants/alpha/rooms",
+            serde_json::json!({"mailbox": "room9@alpha.example", "topdesk_location_id": "loc-9", "name": "Nine"})).await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let room: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(room["mailbox"], "room9@alpha.example");
+        let r = call(
+            &write,
+            Method::POST,
+            &format!("/api/v1/tenants/alpha/rooms/{}/disable", room["id"].as_str().unwrap()),
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = call(
+            &write,
+            Method::POST,
+            "/api/v1/tenants/alpha/rooms",
+            serde_json::json!({"mailbox": "not a mailbox", "topdesk_location_id": "loc-10"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let r = call(
+            &write,
+            Method::POST,
+            "/api/v1/tenants/alpha/users",
+            serde_json::json!({"email": "new@alpha.example", "role": "tenant-viewer"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let invited: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(invited["one_time_password"].as_str().unwrap().len(), 19);
+        let r = call(
+            &write,
+            Method::POST,
+            "/api/v1/tenants/alpha/users",
+            serde_json::json!({"email": "op@alpha.example", "role": "operator"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "no operators from a tenant");
+        let r = call(
+            &write,
+            Method::PUT,
+            "/api/v1/tenants/alpha/settings",
+            serde_json::json!({"sync.mode": "both"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(r.text().await.unwrap().contains("organizer, room-only"));
+        let r = call(
+            &write,
+            Method::PUT,
+            "/api/v1/tenants/alpha/secrets/graph.client_secret",
+            serde_json::json!({"value": "v4lue"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(!r.text().await.unwrap().contains("v4lue"));
+        let r = call(&write, Method::POST, "/api/v1/tenants/alpha/push-token", serde_json::json!({}))
+            .await
+            .unwrap();
+        let token: serde_json::Value = r.json().await.unwrap();
+        assert!(token["token"].as_str().unwrap().len() >= 40);
+        assert!(site.store.push_token_hash(a).await.unwrap().is_some());
+        // The read token: every change refused, nothing changed.
+        let before = site.all_audit(a).await;
+        for (method, path) in [
+            (Method::POST, format!("/api/v1/tenants/alpha/rooms/{}/disable", s.room)),
+            (Method::POST, "/api/v1/tenants/alpha/users".to_owned()),
+            (Method::PUT, "/api/v1/tenants/alpha/settings".to_owned()),
+            (Method::PUT, "/api/v1/tenants/alpha/secrets/graph.client_secret".to_owned()),
+            (Method::POST, "/api/v1/tenants/alpha/push-token".to_owned()),
+            (Method::POST, format!("/api/v1/tenants/alpha/deletions/{}/approve", s.room)),
+        ] {
+            let r = call(
+                &read,
+                method,
+                &path,
+                serde_json::json!({"value": "x", "email": "y@alpha.example", "role": "tenant-viewer"}),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+        assert_eq!(site.all_audit(a).await, before, "a refused request leaves no row");
+        assert!(site.store.list_rooms(a).await.unwrap().iter().any(|r| r.id == s.room && r.enabled));
+        assert!(site.backend.approved.lock().unwrap().is_empty());
     }
 }

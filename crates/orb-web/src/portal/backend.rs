@@ -57,7 +57,7 @@ pub struct SsoSettings {
 }
 
 /// One input of the settings form.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SettingsField {
     /// The dotted key, e.g. `sync.subject`: the form field's name.
     pub key: String,
@@ -72,7 +72,7 @@ pub struct SettingsField {
 }
 
 /// How a settings field is entered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", tag = "type", content = "options")]
 pub enum FieldKind {
     /// One line of text.
@@ -120,7 +120,7 @@ impl SettingsField {
 }
 
 /// A group of fields with a heading (`Graph`, `TOPdesk`, `Sync policy`, ...).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SettingsSection {
     /// The heading.
     pub title: String,
@@ -151,7 +151,7 @@ pub struct ConnectionCheck {
 }
 
 /// A proposed room mapping: an Exchange room and a TOPdesk location that look alike.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RoomSuggestion {
     /// The room mailbox (Graph Places).
     pub mailbox: String,

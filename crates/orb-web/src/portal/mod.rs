@@ -20,6 +20,7 @@
 //! - Time comes from the injected [`orb_core::Clock`].
 
 pub mod api;
+pub mod api_admin;
 pub mod backend;
 pub mod csrf;
 pub mod error;

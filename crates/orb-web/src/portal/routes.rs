@@ -5,9 +5,9 @@
 use axum::Router;
 use axum::handler::Handler;
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 
-use super::{PortalState, api, csrf, headers, login, pages};
+use super::{PortalState, api, api_admin, csrf, headers, login, pages};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,10 @@ impl Builder {
 
     fn post<H: Handler<T, PortalState>, T: 'static>(self, path: &'static str, access: Access, h: H) -> Self {
         self.add(Method::POST, path, access, post(h))
+    }
+
+    fn put<H: Handler<T, PortalState>, T: 'static>(self, path: &'static str, access: Access, h: H) -> Self {
+        self.add(Method::PUT, path, access, put(h))
     }
 }
 
@@ -128,7 +132,24 @@ pub fn book(state: PortalState) -> RouteBook {
         .post("/api/v1/tenants/{tenant}/jobs/{id}/dismiss", User, api::dismiss_job)
         .get("/api/v1/tenants/{tenant}/rooms", User, api::rooms)
         .get("/api/v1/tenants/{tenant}/audit", User, api::audit)
-        .get("/api/v1/tenants/{tenant}/users", User, api::users);
+        .get("/api/v1/tenants/{tenant}/users", User, api::users)
+        .post("/api/v1/tenants/{tenant}/rooms", User, api_admin::add_room)
+        .get("/api/v1/tenants/{tenant}/rooms/suggestions", User, api_admin::room_suggestions)
+        .post("/api/v1/tenants/{tenant}/rooms/{room}/enable", User, api_admin::enable_room)
+        .post("/api/v1/tenants/{tenant}/rooms/{room}/disable", User, api_admin::disable_room)
+        .get("/api/v1/tenants/{tenant}/deletions", User, api_admin::deletions)
+        .post("/api/v1/tenants/{tenant}/deletions/{room}/approve", User, api_admin::approve_deletions)
+        .post("/api/v1/tenants/{tenant}/deletions/{room}/reject", User, api_admin::reject_deletions)
+        .get("/api/v1/tenants/{tenant}/settings", User, api_admin::settings)
+        .put("/api/v1/tenants/{tenant}/settings", User, api_admin::save_settings)
+        .put("/api/v1/tenants/{tenant}/settings/hidden-fields", User, api_admin::save_hidden_fields)
+        .put("/api/v1/tenants/{tenant}/secrets/{name}", User, api_admin::set_secret)
+        .post("/api/v1/tenants/{tenant}/push-token", User, api_admin::rotate_push_token)
+        .post("/api/v1/tenants/{tenant}/users", User, api_admin::invite)
+        .post("/api/v1/tenants/{tenant}/users/{id}/role", User, api_admin::set_role)
+        .post("/api/v1/tenants/{tenant}/users/{id}/reset-mfa", User, api_admin::reset_mfa)
+        .post("/api/v1/tenants/{tenant}/users/{id}/disable", User, api_admin::disable_user)
+        .post("/api/v1/tenants/{tenant}/users/{id}/enable", User, api_admin::enable_user);
     let routes = b.routes;
     let router = b
         .router

@@ -73,6 +73,13 @@ pub struct RoomForm {
     name: Option<String>,
 }
 
+impl RoomForm {
+    /// The form's values (the API's JSON body).
+    pub fn new(mailbox: String, topdesk_location_id: String, name: Option<String>) -> Self {
+        Self { mailbox, topdesk_location_id, name }
+    }
+}
+
 /// Parses the form into a room to map; bad input is a clear error.
 pub fn new_room(form: &RoomForm) -> Result<NewRoom, PortalError> {
     let mailbox = RoomMailbox::parse(form.mailbox.trim())
