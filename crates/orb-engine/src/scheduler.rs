@@ -398,6 +398,9 @@ impl Scheduler {
                 failures.push(format!("tenant {tenant_id}: onboarding: {e}"));
                 continue;
             }
+            // One line per run of a tenant's task, at debug: the scale-out test checks from it that each
+            // task ran once per beat across instances.
+            tracing::debug!(task = task.name(), tenant = %tenant_id, ran_at = %now.to_rfc3339(), "scheduled task ran");
             let result = match task {
                 Task::PollNear => {
                     let window = (now - self.options.near_before, now + self.options.near_after);

@@ -126,8 +126,14 @@ impl Worker {
             worker = %self.options.name,
             job = %claimed.job.id,
             kind = %claimed.job.kind,
+            lane = %claimed.job.lane,
             correlation = claimed.job.correlation_id.map(tracing::field::display),
         );
+        // When this worker holds the lane, from its claim (the lines "job started" and "job done"/"job
+        // failed…"/"lease lost" bracket it: the scale-out test checks from them that no lane ever ran on
+        // two workers at once). Debug: one line per job at info is enough.
+        let claimed_at = self.deps.clock.now().to_rfc3339();
+        span.in_scope(|| tracing::debug!(%claimed_at, "job started"));
         self.run_claimed(claimed).instrument(span).await.map(Some)
     }
 
@@ -154,7 +160,10 @@ impl Worker {
         };
         let report =
             |disposition| JobReport { job: claimed.job.id, kind: claimed.job.kind.clone(), disposition };
+        // Taken before the outcome is committed: another worker can claim the lane only after that commit,
+        // so its `claimed_at` is later than this.
         let now = clock.now();
+        let finished_at = now.to_rfc3339();
         let kind = claimed.job.kind.clone();
         let finished = |outcome: &'static str| {
             metrics::counter!("orb_jobs_finished_total", "kind" => kind.clone(), "outcome" => outcome)
@@ -163,13 +172,13 @@ impl Worker {
         let disposition = match result {
             None => {
                 finished("lease_lost");
-                tracing::warn!("lease lost while running; job abandoned");
+                tracing::warn!(%finished_at, "lease lost while running; job abandoned");
                 Disposition::LeaseLost
             }
             Some(Ok(done)) => {
                 store.complete_job(&claimed.lease, now).await?;
                 finished("done");
-                tracing::info!(result = ?done, "job done");
+                tracing::info!(result = ?done, %finished_at, "job done");
                 Disposition::Done(done)
             }
             Some(Err(e)) => {
@@ -184,12 +193,12 @@ impl Worker {
                 match store.fail_job(&claimed.lease, &error, retry_at, now).await? {
                     JobOutcome::RetryAt(at) => {
                         finished("retried");
-                        tracing::warn!(%error, %at, "job failed; retried later");
+                        tracing::warn!(%error, %at, %finished_at, "job failed; retried later");
                         Disposition::Retry { at, error }
                     }
                     JobOutcome::Dead => {
                         finished("dead");
-                        tracing::error!(%error, "job failed for good");
+                        tracing::error!(%error, %finished_at, "job failed for good");
                         Disposition::Dead { error }
                     }
                 }
