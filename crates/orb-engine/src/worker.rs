@@ -124,6 +124,7 @@ impl Worker {
         let span = tracing::info_span!(
             "worker",
             worker = %self.options.name,
+            tenant = %claimed.job.tenant_id,
             job = %claimed.job.id,
             kind = %claimed.job.kind,
             lane = %claimed.job.lane,

@@ -22,7 +22,7 @@ use orb_store::{NewAuditEntry, NewRoom, PgStore, SqliteStore, Store, StoreError,
 
 use zeroize::Zeroizing;
 
-use crate::config::{Backend, Config, LogFormat, process_env};
+use crate::config::{Backend, Config, process_env};
 use crate::{
     Cli, Command, KeysCommand, PushTokenCommand, RoomCommand, SecretCommand, TenantCommand, secrets,
 };
@@ -35,7 +35,13 @@ fn schedule_source(file: Option<std::path::PathBuf>) -> crate::serve::ScheduleSo
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref(), process_env())?;
-    init_logging(&config, matches!(cli.command, Command::Serve { .. }));
+    let telemetry = crate::telemetry::init(&config, matches!(cli.command, Command::Serve { .. }))?;
+    let result = run_command(cli, config).await;
+    telemetry.shutdown();
+    result
+}
+
+async fn run_command(cli: Cli, config: Config) -> Result<()> {
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
         Command::Demo { run_for, metrics_listen, listen } => {
@@ -125,24 +131,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Logging to standard error: JSON by default for `orb serve` (`service`), text for the rest; `log.format`
-/// overrides both.
-fn init_logging(config: &Config, service: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal: a log file or a pipe gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    // A second initialisation (tests in one process) is harmless: keep the first.
-    let format = config.log.format.unwrap_or(if service { LogFormat::Json } else { LogFormat::Text });
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }
 
 /// Opens the store the database URL names, and brings its schema up to date.

@@ -131,6 +131,9 @@ pub struct ObservabilityConfig {
     /// no operator listener and no metrics are recorded. `orb serve --metrics-listen` overrides it. It
     /// must not be `server.listen`.
     pub listen: Option<std::net::SocketAddr>,
+    /// `otlp_endpoint`: an OpenTelemetry collector's OTLP/HTTP base URL (e.g. `http://127.0.0.1:4318`);
+    /// spans are exported to `{otlp_endpoint}/v1/traces`. Unset (the default): no trace export.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `[topdesk]`: the installation's rules for requests to tenants' TOPdesk instances (a tenant's TOPdesk URL
@@ -586,6 +589,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("topdesk", "ca_file", Kind::Text),
     ("schedule", "purge_seconds", Kind::Count),
     ("observability", "listen", Kind::Text),
+    ("observability", "otlp_endpoint", Kind::Text),
     ("portal", "listen", Kind::Text),
     ("portal", "allow_cidrs", Kind::Text),
     ("portal", "trusted_proxies", Kind::Text),
@@ -757,6 +761,26 @@ impl Config {
                     })?;
                 check_operator_listen(addr, listen, "observability.listen")?;
                 Some(addr)
+            }
+        };
+        let otlp_endpoint = match take_text("observability.otlp_endpoint")? {
+            None => None,
+            Some((text, origin)) => {
+                let text = text.trim().trim_end_matches('/').to_owned();
+                let ok = url::Url::parse(&text).is_ok_and(|u| {
+                    matches!(u.scheme(), "https" | "http") && u.query().is_none() && u.host().is_some()
+                });
+                if !ok {
+                    return Err(ConfigError::InvalidValue {
+                        key: "observability.otlp_endpoint".to_owned(),
+                        origin,
+                        reason: format!(
+                            "{text:?} is not an OTLP/HTTP base URL: write e.g. http://127.0.0.1:4318 (spans go to \
+                             /v1/traces under it)"
+                        ),
+                    });
+                }
+                Some(text)
             }
         };
         let portal_listen = match take_text("portal.listen")? {
@@ -960,7 +984,7 @@ impl Config {
             schedule,
             graph: GraphInstallConfig { custom_cloud_root },
             topdesk,
-            observability: ObservabilityConfig { listen: metrics_listen },
+            observability: ObservabilityConfig { listen: metrics_listen, otlp_endpoint },
             portal: PortalInstallConfig {
                 listen: portal_listen,
                 allow_cidrs: portal_allow,
@@ -1669,6 +1693,22 @@ mod tests {
                 assert!(p.trusted_proxies.allows("127.0.0.1".parse().unwrap()));
                 assert_eq!(p.absolute_timeout, chrono::Duration::hours(8));
             }),
+        });
+        check(Case {
+            name: "otlp endpoint",
+            toml: Some("[observability]\notlp_endpoint = \"http://127.0.0.1:4318/\"\n"),
+            env: &[],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert_eq!(c.observability.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"))
+            }),
+        });
+        check(Case {
+            name: "otlp endpoint not a URL",
+            toml: None,
+            env: &[("ORB__OBSERVABILITY__OTLP_ENDPOINT", "collector:4318")],
+            files: &[],
+            want: Want::Err(&["observability.otlp_endpoint", "http://127.0.0.1:4318"]),
         });
         check(Case {
             name: "portal allow-list with a bad range",

@@ -35,6 +35,7 @@ mod portal;
 mod privacy;
 mod secrets;
 mod serve;
+mod telemetry;
 mod users;
 
 use std::path::PathBuf;
