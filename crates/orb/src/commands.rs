@@ -106,12 +106,15 @@ async fn run_command(cli: Cli, config: Config) -> Result<()> {
             // The notification certificates' private keys are sealed under the master key too.
             let ring = KeyRing::new(new.clone()).with_previous([current])?;
             let certificates = orb_engine::keys::reseal_all(&*store, &ring, Utc::now()).await?;
+            // And the portal users' second factors.
+            let totp = crate::portal::reseal_totp(&*store, &ring).await?;
             if created {
                 out!("generated a new master key {} in {}", new.id(), new_key_file.display());
             }
             out!(
-                "re-encrypted {count} secret(s) and {certificates} notification certificate key(s) under key {}; now set ORB_MASTER_KEY_FILE={} (and unset \
-                 ORB_MASTER_KEY) wherever ORB runs, and restart it",
+                "re-encrypted {count} secret(s), {certificates} notification certificate key(s) and {totp} portal \
+                 second factor(s) under key {}; now set ORB_MASTER_KEY_FILE={} (and unset ORB_MASTER_KEY) \
+                 wherever ORB runs, and restart it",
                 new.id(),
                 new_key_file.display()
             );

@@ -11,7 +11,7 @@ use std::time::{Duration as StdDuration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orb_core::{CorrelationId, MailTemplate, RoomId, Side, TenantId};
-use orb_crypto::{SealedSecret, SecretAad};
+use orb_crypto::{KeyRing, SealedSecret, SecretAad};
 use orb_engine::reconcile::{AUDIT_MASS_DELETION_HELD, SweepOptions, sweep_room_with};
 use orb_engine::runtime::{SyncDeps, TenantRuntime};
 use orb_engine::settings::{
@@ -489,6 +489,59 @@ fn set_path(doc: &mut Value, field: &Field, text: &str) -> Result<(), BackendErr
     Ok(())
 }
 
+/// Seals a user's TOTP secret under the ring's current key, bound to the user (no tenant: operators have
+/// none): stored as nonce ‖ ciphertext+tag with the key id.
+pub(crate) fn seal_totp(
+    ring: &KeyRing,
+    user: UserId,
+    secret: &[u8],
+) -> Result<SealedTotp, orb_crypto::CryptoError> {
+    let row = user.to_string();
+    let sealed =
+        ring.seal(&SecretAad::new(TenantId::from_uuid(uuid::Uuid::nil()), TOTP_KIND, &row), secret)?;
+    let mut bytes = sealed.nonce.to_vec();
+    bytes.extend_from_slice(&sealed.ciphertext);
+    Ok(SealedTotp { sealed: bytes, key_id: sealed.key_id })
+}
+
+/// Opens what [`seal_totp`] sealed (under any key of the ring).
+pub(crate) fn open_totp(
+    ring: &KeyRing,
+    user: UserId,
+    sealed: &SealedTotp,
+) -> Result<Vec<u8>, orb_crypto::CryptoError> {
+    const NONCE: usize = 12;
+    let row = user.to_string();
+    if sealed.sealed.len() < NONCE {
+        return Err(orb_crypto::CryptoError::Malformed {
+            reason: "the sealed second factor is too short".into(),
+        });
+    }
+    let (nonce, ciphertext) = sealed.sealed.split_at(NONCE);
+    let envelope = SealedSecret::from_parts(sealed.key_id.clone(), nonce, ciphertext.to_vec())?;
+    ring.open_bytes(&SecretAad::new(TenantId::from_uuid(uuid::Uuid::nil()), TOTP_KIND, &row), &envelope)
+        .map(|secret| secret.expose_secret().to_vec())
+}
+
+/// Re-seals every user's TOTP secret that is not under the ring's current key (master-key rotation).
+/// Idempotent: an interrupted run is finished by running it again. Returns how many were re-sealed.
+pub(crate) async fn reseal_totp(store: &dyn Store, ring: &KeyRing) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for user in store.list_users(None).await? {
+        let Some(sealed) = &user.totp else { continue };
+        if sealed.key_id == ring.current().id() {
+            continue;
+        }
+        let plain = open_totp(ring, user.id, sealed).map_err(|e| {
+            anyhow::anyhow!("cannot open the second factor of {} with the keys given: {e}", user.email)
+        })?;
+        let resealed = seal_totp(ring, user.id, &plain)?;
+        store.set_user_totp(user.id, Some(&resealed), user.totp_enabled, None).await?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// Lower-case letters and digits only, for pairing names.
 fn normalise(text: &str) -> String {
     text.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
@@ -835,31 +888,11 @@ impl PortalBackend for EngineBackend {
     }
 
     fn seal_totp(&self, user: UserId, secret: &[u8]) -> Result<SealedTotp, BackendError> {
-        let row = user.to_string();
-        let sealed = self
-            .env
-            .master
-            .seal(&SecretAad::new(TenantId::from_uuid(uuid::Uuid::nil()), TOTP_KIND, &row), secret)
-            .map_err(|e| failed("sealing", e))?;
-        // Stored as nonce ‖ ciphertext+tag.
-        let mut bytes = sealed.nonce.to_vec();
-        bytes.extend_from_slice(&sealed.ciphertext);
-        Ok(SealedTotp { sealed: bytes, key_id: sealed.key_id })
+        seal_totp(&self.env.master, user, secret).map_err(|e| failed("sealing", e))
     }
 
     fn open_totp(&self, user: UserId, sealed: &SealedTotp) -> Result<Vec<u8>, BackendError> {
-        let row = user.to_string();
-        const NONCE: usize = 12;
-        if sealed.sealed.len() < NONCE {
-            return Err(failed("the sealed second factor is damaged", "too short"));
-        }
-        let (nonce, ciphertext) = sealed.sealed.split_at(NONCE);
-        let envelope = SealedSecret::from_parts(sealed.key_id.clone(), nonce, ciphertext.to_vec())
-            .map_err(|e| failed("the sealed second factor is damaged", e))?;
-        self.env
-            .master
-            .open_bytes(&SecretAad::new(TenantId::from_uuid(uuid::Uuid::nil()), TOTP_KIND, &row), &envelope)
-            .map(|secret| secret.expose_secret().to_vec())
+        open_totp(&self.env.master, user, sealed)
             .map_err(|e| failed("opening the second factor (is the master key the right one?)", e))
     }
 

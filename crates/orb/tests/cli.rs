@@ -419,11 +419,34 @@ fn secrets_are_encrypted_at_rest_and_survive_key_rotation() {
     env.fails(&["secret", "set", "--tenant", "contoso", "new.one"], Some("v"), "sealed under master key");
     env.fails(&["keys", "rotate", "--new-key-file", "never.key"], None, "cannot open secret");
 
-    // Rotate from the right key to a new one: everything reads back with the new key only.
+    // Rotate from the right key to a new one: everything reads back with the new key only — the portal
+    // users' second factors too (sealed like the portal seals them: no tenant, kind `users.totp`, the
+    // user's id as the row).
     env.set("ORB_MASTER_KEY_FILE", first_key_file.to_str().unwrap());
+    env.ok(&["user", "add", "--role", "operator", "--email", "ops@example.com"], None);
+    let totp_plain = b"twenty-byte-secret!!".to_vec();
+    let totp_aad_row = {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = SqliteStore::open(&env.db_path(), 1).await.unwrap();
+            let user = store
+                .user_by_email(&orb_core::EmailAddress::parse("ops@example.com").unwrap())
+                .await
+                .unwrap();
+            let first = MasterKey::from_file(&first_key_file).unwrap();
+            let row = user.id.to_string();
+            let aad = SecretAad::new(orb_core::TenantId::from_uuid(uuid::Uuid::nil()), "users.totp", &row);
+            let sealed = KeyRing::new(first).seal(&aad, &totp_plain).unwrap();
+            let mut bytes = sealed.nonce.to_vec();
+            bytes.extend_from_slice(&sealed.ciphertext);
+            let totp = orb_store::SealedTotp { sealed: bytes, key_id: sealed.key_id };
+            store.set_user_totp(user.id, Some(&totp), true, None).await.unwrap();
+            row
+        })
+    };
     let new_key_path = env.path("second.key");
     let out = env.ok(&["keys", "rotate", "--new-key-file", new_key_path.to_str().unwrap()], None);
-    assert!(out.contains("re-encrypted 3 secret(s)"), "{out}");
+    assert!(out.contains("re-encrypted 3 secret(s)") && out.contains("1 portal second factor(s)"), "{out}");
     env.fails(&["keys", "check"], None, "3 of 3 secrets cannot be opened");
     env.set("ORB_MASTER_KEY_FILE", new_key_path.to_str().unwrap());
     assert!(env.ok(&["keys", "check"], None).contains("all 3 secret(s) open"));
@@ -445,6 +468,22 @@ fn secrets_are_encrypted_at_rest_and_survive_key_rotation() {
             let aad = SecretAad::new(row.tenant_id, SECRET_KIND, &row.name);
             assert!(KeyRing::new(old_key.clone()).open(&aad, &sealed).is_err());
         }
+    });
+    // The second factor opens with the new key and still works as enrolled.
+    rt.block_on(async {
+        let store = SqliteStore::open(&env.db_path(), 1).await.unwrap();
+        let user =
+            store.user_by_email(&orb_core::EmailAddress::parse("ops@example.com").unwrap()).await.unwrap();
+        assert!(user.totp_enabled, "rotation keeps the enrolment");
+        let totp = user.totp.unwrap();
+        assert_eq!(totp.key_id, new_key.id());
+        let (nonce, ciphertext) = totp.sealed.split_at(12);
+        let sealed = SealedSecret::from_parts(totp.key_id.clone(), nonce, ciphertext.to_vec()).unwrap();
+        let aad =
+            SecretAad::new(orb_core::TenantId::from_uuid(uuid::Uuid::nil()), "users.totp", &totp_aad_row);
+        let opened = KeyRing::new(new_key.clone()).open_bytes(&aad, &sealed).unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&opened), totp_plain.as_slice());
+        assert!(KeyRing::new(old_key.clone()).open_bytes(&aad, &sealed).is_err());
     });
     // Rotating again to the same key is refused.
     env.fails(
