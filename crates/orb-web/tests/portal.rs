@@ -506,6 +506,7 @@ async fn twenty_wrong_passwords_lock_the_account_with_growing_back_off() {
         // Locked, now past the lock: the right password works again, and clears the counters.
         let r = b.post("/login", &[("email", &admin.email), ("password", PASSWORD)]).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "after the lock");
+        eprintln!("figures ({}): Retry-After after failures 5..=20: {waits:?} s", site._db.name);
         assert!(waits.windows(2).all(|w| w[1] >= w[0]), "the back-off grows: {waits:?}");
         assert!(waits.last().unwrap() > &waits[0], "and it grew: {waits:?}");
         assert!(
