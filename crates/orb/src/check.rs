@@ -446,6 +446,19 @@ async fn room_calendar(
             report.ok("room.calendar", format!("the calendar of {room} is readable"), "ORB reads it to sync");
             true
         }
+        Err(orb_graph::GraphError::Forbidden { message, .. }) if message.contains("OData is disabled") => {
+            report.add(
+                "room.calendar",
+                Status::Error,
+                format!("an application access policy keeps ORB out of {room}"),
+                "the app is scoped to a group of mailboxes and this room is not in it: ORB cannot see or \
+                 book it",
+                "add the room to the mail-enabled security group of the app's access policy \
+                 (Test-ApplicationAccessPolicy -Identity ROOM -AppId APP shows the result; changes can take \
+                 an hour), or to the management scope of its RBAC for Applications role assignment",
+            );
+            false
+        }
         Err(e) => {
             report.add(
                 "room.calendar",

@@ -138,6 +138,40 @@ async fn a_room_that_does_not_answer_by_itself_is_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_outside_the_apps_access_policy_is_an_error_naming_the_policy() {
+    let site = Site::new(&Db::Sqlite, "check-policy").await;
+    // The policy's group holds room 1 and the organizers, not room 2.
+    site.graph_em.set_access_policy(
+        TENANT,
+        CLIENT_ID,
+        Some(&[ROOMS[0], "anna@contoso.com", "orb@contoso.com"]),
+    );
+    let (code, findings) = check(&site, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        whats(&with(&findings, "error")),
+        ["\"room.calendar\" \"an application access policy keeps ORB out of room2@contoso.com\""],
+        "{findings:#?}"
+    );
+    let finding = with(&findings, "error")[0];
+    assert!(finding["fix"].as_str().unwrap().contains("Test-ApplicationAccessPolicy"), "{finding}");
+    assert!(
+        findings.iter().any(|f| f["check"] == "room.calendar"
+            && f["status"] == "ok"
+            && f["what"].as_str().unwrap().contains(ROOMS[0])),
+        "room 1 is inside the policy and readable"
+    );
+    // With the room added to the group, the check is clean again.
+    site.graph_em.set_access_policy(
+        TENANT,
+        CLIENT_ID,
+        Some(&[ROOMS[0], ROOMS[1], "anna@contoso.com", "orb@contoso.com"]),
+    );
+    let (code, findings) = check(&site, &[]);
+    assert_eq!(code, 0, "{findings:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_with_too_few_permissions_is_an_error_naming_them_and_too_many_a_warning() {
     let site = Site::new(&Db::Sqlite, "check-roles").await;
     site.graph_em.set_app_roles(

@@ -180,6 +180,12 @@ pub(crate) async fn begin(
                             format!("The requested user '{user}' is invalid."),
                         )
                     })?;
+                let app = inner.apps.get(&(issued.tenant.clone(), issued.client_id.clone()));
+                if let Some(allowed) = app.and_then(|a| a.access_policy.as_ref())
+                    && !allowed.contains(&key)
+                {
+                    return Err(ApiError::new(403, "ErrorAccessDenied", "Access to OData is disabled."));
+                }
                 Some(key)
             }
         };

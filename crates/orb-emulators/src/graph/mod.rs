@@ -115,6 +115,15 @@ impl GraphEmulator {
         app.roles = Some(roles.iter().map(|r| (*r).to_owned()).collect());
     }
 
+    /// Restricts an app to `mailboxes` with an application access policy (`RestrictAccess`); `None`
+    /// removes the policy. Denied calls answer `403 ErrorAccessDenied` "Access to OData is disabled." as
+    /// Exchange Online does (reference §7.3).
+    pub fn set_access_policy(&self, tenant: &str, client_id: &str, mailboxes: Option<&[&str]>) {
+        let mut inner = self.lock();
+        let app = inner.apps.entry((tenant.to_owned(), client_id.to_owned())).or_default();
+        app.access_policy = mailboxes.map(|m| m.iter().map(|a| a.trim().to_ascii_lowercase()).collect());
+    }
+
     fn add_mailbox(&self, tenant: &str, address: &str, display_name: &str, room: Option<RoomInfo>) -> String {
         let mut inner = self.lock();
         let address = address.trim().to_ascii_lowercase();

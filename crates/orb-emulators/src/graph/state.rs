@@ -205,6 +205,10 @@ pub struct App {
     /// The application permissions granted with admin consent (the token's `roles` claim); `None`: the
     /// three ORB needs ([`DEFAULT_APP_ROLES`]).
     pub roles: Option<Vec<String>>,
+    /// An application access policy (`New-ApplicationAccessPolicy -AccessRight RestrictAccess`): the only
+    /// mailboxes (lower-case addresses) the app may reach through mailbox permissions; `None`: no policy.
+    /// Like Exchange, it does not apply to `Place.Read.All` (the places API names no mailbox).
+    pub access_policy: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The application permissions an app is granted unless a test says otherwise: exactly what ORB needs.
