@@ -225,7 +225,12 @@ fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bo
 
 fn ns_of(r: &ResolveResult<'_>) -> Result<String, XmlError> {
     match r {
-        ResolveResult::Bound(ns) => Ok(ns.as_ref().to_owned()),
+        // The resolver binds the declaration's text as written; a URI is its unescaped value (otherwise an
+        // `&amp;` in it would differ from what the writer declares; found by fuzzing).
+        ResolveResult::Bound(ns) => {
+            let raw: String = ns.as_ref().to_owned();
+            quick_xml::escape::unescape(&raw).map(|uri| uri.into_owned()).map_err(xml_err)
+        }
         ResolveResult::Unbound => Ok(String::new()),
         ResolveResult::Unknown(p) => Err(xml_err(format!("undeclared namespace prefix `{p}`"))),
     }
@@ -319,6 +324,16 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzing regression (`fuzz/regressions/ews_xml/`): a namespace URI with an entity in its declaration
+    /// is the unescaped URI, so a tree written as a document parses back equal.
+    #[test]
+    fn namespace_uris_are_unescaped_and_survive_a_round_trip() {
+        let tree = parse(r#"<a xmlns="urn:x&amp;y&lt;z&#10;"><b xmlns="urn:&quot;q"/></a>"#).unwrap();
+        assert_eq!(tree.ns, "urn:x&y<z\n");
+        assert_eq!(tree.children[0].ns, "urn:\"q");
+        assert_eq!(parse(&tree.to_document()).unwrap(), tree);
+    }
 
     #[test]
     fn names_are_matched_by_namespace_not_prefix() {
