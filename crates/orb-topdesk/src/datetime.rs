@@ -26,7 +26,7 @@ pub fn format_http(at: &DateTime<Utc>) -> String {
 
 /// Parses any TOPdesk spelling of a date-time (see the module docs). Text without an offset is UTC.
 ///
-/// An instant outside the years 0000 to 9999 (UTC) is refused: [`format`] would write it with a sign or a
+/// An instant outside the years 0000 to 9999 (UTC) is refused: [`format()`] would write it with a sign or a
 /// fifth digit (`-0010-…`, `+10000-…`), which no spelling here reads back (found by fuzzing).
 pub fn parse(text: &str) -> Option<DateTime<Utc>> {
     parse_any(text.trim()).filter(|at| (0..=9999).contains(&at.year()))
