@@ -167,7 +167,7 @@ impl Element {
         let mut writer = quick_xml::Writer::new(Vec::new());
         // Writing to a Vec cannot fail.
         let _ = writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)));
-        write_element(&mut writer, self, true);
+        write_element(&mut writer, self, true, "");
         String::from_utf8(writer.into_inner()).unwrap_or_default()
     }
 }
@@ -183,13 +183,16 @@ fn prefix_of(ns: &str) -> Option<&'static str> {
     }
 }
 
-fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bool) {
+fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bool, default_ns: &str) {
+    // `default_ns` is the default namespace in scope. An element in it needs no declaration; any other
+    // unprefixed element declares its own, `xmlns=""` included, so an unqualified child of an element in
+    // a default namespace stays unqualified (found by fuzzing).
     let (qname, own_decl): (Cow<'_, str>, Option<(String, String)>) = match prefix_of(&el.ns) {
         Some(p) => (Cow::Owned(format!("{p}:{}", el.name)), None),
-        None if el.ns.is_empty() => (Cow::Borrowed(el.name.as_str()), None),
-        // Another namespace: a default-namespace declaration on this element.
+        None if el.ns == default_ns => (Cow::Borrowed(el.name.as_str()), None),
         None => (Cow::Borrowed(el.name.as_str()), Some(("xmlns".to_owned(), el.ns.clone()))),
     };
+    let child_default = if prefix_of(&el.ns).is_some() { default_ns } else { el.ns.as_str() };
     let mut start = BytesStart::new(qname.as_ref());
     if root {
         for ns in [SOAP, TYPES, MESSAGES, ERRORS] {
@@ -201,13 +204,26 @@ fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bo
     if let Some((k, v)) = &own_decl {
         start.push_attribute((k.as_str(), v.as_str()));
     }
+    // An attribute in a namespace without a fixed prefix gets a prefix declared on this element
+    // (`n0`, `n1`, …), so it keeps its namespace (found by fuzzing).
+    let mut extra: Vec<&str> = Vec::new();
     for a in &el.attrs {
         let key = match prefix_of(&a.ns) {
             Some(p) => format!("{p}:{}", a.name),
             None if a.ns == "http://www.w3.org/XML/1998/namespace" => format!("xml:{}", a.name),
-            None => a.name.clone(),
+            None if a.ns.is_empty() => a.name.clone(),
+            None => {
+                let i = extra.iter().position(|ns| *ns == a.ns).unwrap_or_else(|| {
+                    extra.push(a.ns.as_str());
+                    extra.len() - 1
+                });
+                format!("n{i}:{}", a.name)
+            }
         };
         start.push_attribute((key.as_str(), a.value.as_str()));
+    }
+    for (i, ns) in extra.iter().enumerate() {
+        start.push_attribute((format!("xmlns:n{i}").as_str(), *ns));
     }
     if el.children.is_empty() && el.text.is_empty() {
         let _ = writer.write_event(Event::Empty(start));
@@ -218,7 +234,7 @@ fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bo
         let _ = writer.write_event(Event::Text(BytesText::new(&el.text)));
     }
     for c in &el.children {
-        write_element(writer, c, false);
+        write_element(writer, c, false, child_default);
     }
     let _ = writer.write_event(Event::End(BytesEnd::new(qname.as_ref())));
 }
@@ -333,6 +349,23 @@ mod tests {
         assert_eq!(tree.ns, "urn:x&y<z\n");
         assert_eq!(tree.children[0].ns, "urn:\"q");
         assert_eq!(parse(&tree.to_document()).unwrap(), tree);
+    }
+
+    /// Fuzzing regressions (`fuzz/regressions/ews_xml/`): an unqualified child of an element in another
+    /// default namespace, and an attribute in a namespace without a fixed prefix, keep their namespaces
+    /// through `to_document`.
+    #[test]
+    fn unqualified_children_and_namespaced_attributes_survive_a_round_trip() {
+        for doc in [
+            r#"<s:Envelope xmlns:s="urn:other"><s:Body><faultcode>x</faultcode></s:Body></s:Envelope>"#,
+            r#"<a xmlns="urn:a"><b xmlns=""><c xmlns="urn:a"/></b></a>"#,
+            r#"<a xmlns:x="urn:x" xmlns:y="urn:y" x:k="1" y:k="2" x:l="3"><b x:k="4"/></a>"#,
+        ] {
+            let tree = parse(doc).unwrap();
+            assert_eq!(parse(&tree.to_document()).unwrap(), tree, "{doc}");
+        }
+        let tree = parse(r#"<s:E xmlns:s="urn:other"><s:B><f>x</f></s:B></s:E>"#).unwrap();
+        assert_eq!(parse(&tree.to_document()).unwrap().children[0].children[0].ns, "");
     }
 
     #[test]
