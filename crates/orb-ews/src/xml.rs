@@ -265,6 +265,11 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
                 let mut el = Element::new(&ns?, e.local_name().as_ref());
+                // Namespaces in XML: a local name has no colon (`t:A:b` is not namespace-well-formed; the
+                // writer could not write it back; found by fuzzing).
+                if el.name.contains(':') {
+                    return Err(xml_err(format!("element name `{}` has more than one colon", el.name)));
+                }
                 for a in e.attributes() {
                     let a = a.map_err(xml_err)?;
                     let key: &str = a.key.as_ref();
@@ -278,7 +283,11 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                     };
                     let value =
                         a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(xml_err)?.into_owned();
-                    el.attrs.push(Attr { ns: ans, name: local.as_ref().to_owned(), value });
+                    let name: String = local.as_ref().to_owned();
+                    if name.contains(':') {
+                        return Err(xml_err(format!("attribute name `{key}` has more than one colon")));
+                    }
+                    el.attrs.push(Attr { ns: ans, name, value });
                 }
                 if root.is_some() {
                     return Err(xml_err("content after the root element"));
@@ -364,6 +373,9 @@ mod tests {
             let tree = parse(doc).unwrap();
             assert_eq!(parse(&tree.to_document()).unwrap(), tree, "{doc}");
         }
+        // A local name with a colon is not namespace-well-formed.
+        assert!(parse(r#"<t:A:b xmlns:t="urn:t"/>"#).is_err());
+        assert!(parse(r#"<a xmlns:t="urn:t" t:k:l="1"/>"#).is_err());
         let tree = parse(r#"<s:E xmlns:s="urn:other"><s:B><f>x</f></s:B></s:E>"#).unwrap();
         assert_eq!(parse(&tree.to_document()).unwrap().children[0].children[0].ns, "");
     }
