@@ -167,7 +167,7 @@ impl Element {
         let mut writer = quick_xml::Writer::new(Vec::new());
         // Writing to a Vec cannot fail.
         let _ = writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)));
-        write_element(&mut writer, self, true);
+        write_element(&mut writer, self, true, "");
         String::from_utf8(writer.into_inner()).unwrap_or_default()
     }
 }
@@ -183,13 +183,16 @@ fn prefix_of(ns: &str) -> Option<&'static str> {
     }
 }
 
-fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bool) {
+fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bool, default_ns: &str) {
+    // `default_ns` is the default namespace in scope. An element in it needs no declaration; any other
+    // unprefixed element declares its own, `xmlns=""` included, so an unqualified child of an element in
+    // a default namespace stays unqualified (found by fuzzing).
     let (qname, own_decl): (Cow<'_, str>, Option<(String, String)>) = match prefix_of(&el.ns) {
         Some(p) => (Cow::Owned(format!("{p}:{}", el.name)), None),
-        None if el.ns.is_empty() => (Cow::Borrowed(el.name.as_str()), None),
-        // Another namespace: a default-namespace declaration on this element.
+        None if el.ns == default_ns => (Cow::Borrowed(el.name.as_str()), None),
         None => (Cow::Borrowed(el.name.as_str()), Some(("xmlns".to_owned(), el.ns.clone()))),
     };
+    let child_default = if prefix_of(&el.ns).is_some() { default_ns } else { el.ns.as_str() };
     let mut start = BytesStart::new(qname.as_ref());
     if root {
         for ns in [SOAP, TYPES, MESSAGES, ERRORS] {
@@ -201,13 +204,26 @@ fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bo
     if let Some((k, v)) = &own_decl {
         start.push_attribute((k.as_str(), v.as_str()));
     }
+    // An attribute in a namespace without a fixed prefix gets a prefix declared on this element
+    // (`n0`, `n1`, …), so it keeps its namespace (found by fuzzing).
+    let mut extra: Vec<&str> = Vec::new();
     for a in &el.attrs {
         let key = match prefix_of(&a.ns) {
             Some(p) => format!("{p}:{}", a.name),
             None if a.ns == "http://www.w3.org/XML/1998/namespace" => format!("xml:{}", a.name),
-            None => a.name.clone(),
+            None if a.ns.is_empty() => a.name.clone(),
+            None => {
+                let i = extra.iter().position(|ns| *ns == a.ns).unwrap_or_else(|| {
+                    extra.push(a.ns.as_str());
+                    extra.len() - 1
+                });
+                format!("n{i}:{}", a.name)
+            }
         };
         start.push_attribute((key.as_str(), a.value.as_str()));
+    }
+    for (i, ns) in extra.iter().enumerate() {
+        start.push_attribute((format!("xmlns:n{i}").as_str(), *ns));
     }
     if el.children.is_empty() && el.text.is_empty() {
         let _ = writer.write_event(Event::Empty(start));
@@ -218,14 +234,28 @@ fn write_element(writer: &mut quick_xml::Writer<Vec<u8>>, el: &Element, root: bo
         let _ = writer.write_event(Event::Text(BytesText::new(&el.text)));
     }
     for c in &el.children {
-        write_element(writer, c, false);
+        write_element(writer, c, false, child_default);
     }
     let _ = writer.write_event(Event::End(BytesEnd::new(qname.as_ref())));
 }
 
+/// Whether `name` is an XML local name (an NCName: a letter or `_` first, then letters, digits, `_`, `-`,
+/// `.`; no colon). quick-xml reads names leniently; a name outside this the writer could not write back
+/// (found by fuzzing).
+fn is_local_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '\u{B7}'))
+}
+
 fn ns_of(r: &ResolveResult<'_>) -> Result<String, XmlError> {
     match r {
-        ResolveResult::Bound(ns) => Ok(ns.as_ref().to_owned()),
+        // The resolver binds the declaration's text as written; a URI is its unescaped value (otherwise an
+        // `&amp;` in it would differ from what the writer declares; found by fuzzing).
+        ResolveResult::Bound(ns) => {
+            let raw: String = ns.as_ref().to_owned();
+            quick_xml::escape::unescape(&raw).map(|uri| uri.into_owned()).map_err(xml_err)
+        }
         ResolveResult::Unbound => Ok(String::new()),
         ResolveResult::Unknown(p) => Err(xml_err(format!("undeclared namespace prefix `{p}`"))),
     }
@@ -244,6 +274,11 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
                 let mut el = Element::new(&ns?, e.local_name().as_ref());
+                // Namespaces in XML: a local name has no colon (`t:A:b` is not namespace-well-formed; the
+                // writer could not write it back; found by fuzzing).
+                if !is_local_name(&el.name) {
+                    return Err(xml_err(format!("`{}` is not an element name", el.name)));
+                }
                 for a in e.attributes() {
                     let a = a.map_err(xml_err)?;
                     let key: &str = a.key.as_ref();
@@ -257,7 +292,11 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                     };
                     let value =
                         a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(xml_err)?.into_owned();
-                    el.attrs.push(Attr { ns: ans, name: local.as_ref().to_owned(), value });
+                    let name: String = local.as_ref().to_owned();
+                    if !is_local_name(&name) {
+                        return Err(xml_err(format!("`{key}` is not an attribute name")));
+                    }
+                    el.attrs.push(Attr { ns: ans, name, value });
                 }
                 if root.is_some() {
                     return Err(xml_err("content after the root element"));
@@ -319,6 +358,39 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzing regression (`fuzz/regressions/ews_xml/`): a namespace URI with an entity in its declaration
+    /// is the unescaped URI, so a tree written as a document parses back equal.
+    #[test]
+    fn namespace_uris_are_unescaped_and_survive_a_round_trip() {
+        let tree = parse(r#"<a xmlns="urn:x&amp;y&lt;z&#10;"><b xmlns="urn:&quot;q"/></a>"#).unwrap();
+        assert_eq!(tree.ns, "urn:x&y<z\n");
+        assert_eq!(tree.children[0].ns, "urn:\"q");
+        assert_eq!(parse(&tree.to_document()).unwrap(), tree);
+    }
+
+    /// Fuzzing regressions (`fuzz/regressions/ews_xml/`): an unqualified child of an element in another
+    /// default namespace, and an attribute in a namespace without a fixed prefix, keep their namespaces
+    /// through `to_document`.
+    #[test]
+    fn unqualified_children_and_namespaced_attributes_survive_a_round_trip() {
+        for doc in [
+            r#"<s:Envelope xmlns:s="urn:other"><s:Body><faultcode>x</faultcode></s:Body></s:Envelope>"#,
+            r#"<a xmlns="urn:a"><b xmlns=""><c xmlns="urn:a"/></b></a>"#,
+            r#"<a xmlns:x="urn:x" xmlns:y="urn:y" x:k="1" y:k="2" x:l="3"><b x:k="4"/></a>"#,
+        ] {
+            let tree = parse(doc).unwrap();
+            assert_eq!(parse(&tree.to_document()).unwrap(), tree, "{doc}");
+        }
+        // A local name with a colon is not namespace-well-formed.
+        assert!(parse(r#"<t:A:b xmlns:t="urn:t"/>"#).is_err());
+        assert!(parse(r#"<a xmlns:t="urn:t" t:k:l="1"/>"#).is_err());
+        assert!(parse("<a><b\u{1}c/></a>").is_err());
+        assert!(parse("<a><-b/></a>").is_err());
+        assert!(parse(r#"<a x.y-z_1="1"><_b.c-d/></a>"#).is_ok());
+        let tree = parse(r#"<s:E xmlns:s="urn:other"><s:B><f>x</f></s:B></s:E>"#).unwrap();
+        assert_eq!(parse(&tree.to_document()).unwrap().children[0].children[0].ns, "");
+    }
 
     #[test]
     fn names_are_matched_by_namespace_not_prefix() {

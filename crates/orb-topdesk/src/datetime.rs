@@ -6,7 +6,7 @@
 //! `%z` style (`…+0200`), with or without fractional seconds. Writing always uses UTC with `Z` and
 //! milliseconds: `2025-03-10T09:00:00.000Z`.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, Serializer};
 
 /// Formats an instant the way ORB sends it (and the emulator answers): UTC, milliseconds, `Z`.
@@ -25,8 +25,14 @@ pub fn format_http(at: &DateTime<Utc>) -> String {
 }
 
 /// Parses any TOPdesk spelling of a date-time (see the module docs). Text without an offset is UTC.
+///
+/// An instant outside the years 0000 to 9999 (UTC) is refused: [`format()`] would write it with a sign or a
+/// fifth digit (`-0010-…`, `+10000-…`), which no spelling here reads back (found by fuzzing).
 pub fn parse(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim();
+    parse_any(text.trim()).filter(|at| (0..=9999).contains(&at.year()))
+}
+
+fn parse_any(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Some(at.with_timezone(&Utc));
     }
@@ -100,6 +106,19 @@ mod tests {
         check("2015-11-15T14:00", Some("2015-11-15T14:00:00.000Z"));
         check("15-11-2015 14:00", None);
         check("", None);
+    }
+
+    /// Fuzzing regression (`fuzz/regressions/topdesk_models/`): chrono reads signed and long years, which
+    /// `format` writes in a form nothing reads back. Only years 0000 to 9999 in UTC are dates.
+    #[test]
+    fn refuses_instants_it_could_not_write_back() {
+        check("-010-11-15T14:00:0.000+0201", None);
+        check("-0010-11-15T11:59:00.000Z", None);
+        check("+10000-01-01T00:00:00.000", None);
+        check("0000-01-01T00:30:00+01:00", None);
+        check("9999-12-31T23:30:00-01:00", None);
+        check("0000-01-01T00:00:00Z", Some("0000-01-01T00:00:00.000Z"));
+        check("9999-12-31T23:59:59.999Z", Some("9999-12-31T23:59:59.999Z"));
     }
 
     #[test]

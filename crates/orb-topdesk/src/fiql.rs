@@ -368,22 +368,24 @@ impl Parser {
         self.chars.get(self.pos).copied()
     }
 
+    // Both fold with the builder's `and` / `or`, which flatten: `a;(b;c)` is `And[a, b, c]`, the same
+    // query `Display` prints as `a;b;c`, so print → parse gives back an equal value (found by fuzzing).
     fn or_expr(&mut self) -> Result<Fiql, FiqlError> {
-        let mut parts = vec![self.and_expr()?];
+        let mut query = self.and_expr()?;
         while self.peek() == Some(',') {
             self.pos += 1;
-            parts.push(self.and_expr()?);
+            query = query.or(self.and_expr()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Fiql::Or(parts) })
+        Ok(query)
     }
 
     fn and_expr(&mut self) -> Result<Fiql, FiqlError> {
-        let mut parts = vec![self.primary()?];
+        let mut query = self.primary()?;
         while self.peek() == Some(';') {
             self.pos += 1;
-            parts.push(self.primary()?);
+            query = query.and(self.primary()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Fiql::And(parts) })
+        Ok(query)
     }
 
     fn primary(&mut self) -> Result<Fiql, FiqlError> {
@@ -518,6 +520,28 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzing regression (`fuzz/regressions/fiql/`): a parenthesised group of the same kind was kept
+    /// nested, while `Display` prints it flat, so the printed query parsed to a different value.
+    #[test]
+    fn groups_of_the_same_kind_are_flattened_so_print_then_parse_is_equal() {
+        for (text, printed) in [
+            ("a==1;(b==2;c==3)", "a==1;b==2;c==3"),
+            ("(a==1;b==2);c==3", "a==1;b==2;c==3"),
+            ("a==1,(b==2,c==3)", "a==1,b==2,c==3"),
+            ("a==1;(b==2,c==3)", "a==1;(b==2,c==3)"),
+            ("(a==1)", "a==1"),
+            ("a==1;b==3;(d=='?ca';(d=='?c'))", "a==1;b==3;d=='?ca';d=='?c'"),
+        ] {
+            let query = Fiql::parse(text).unwrap();
+            assert_eq!(query.to_string(), printed, "{text}");
+            assert_eq!(Fiql::parse(printed).unwrap(), query, "{text}");
+        }
+        assert_eq!(
+            Fiql::parse("a==1;(b==2;c==3)").unwrap(),
+            Fiql::eq("a", "1").and(Fiql::eq("b", "2")).and(Fiql::eq("c", "3"))
+        );
+    }
 
     #[test]
     fn renders_with_quotes_where_needed_and_parses_back() {
