@@ -106,6 +106,30 @@ fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// The machine's CPU time so far (every process): (busy, total) clock ticks from `/proc/stat`.
+pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
+    std::fs::read_to_string("/proc/stat").ok().as_deref().and_then(stat_ticks)
+}
+
+/// (busy, total) of the `cpu` line of `/proc/stat`: busy is everything but idle and iowait.
+fn stat_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect();
+    if ticks.len() < 5 {
+        return None;
+    }
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks[3] + ticks[4];
+    Some((total - idle, total))
+}
+
+/// The share of the machine's cores busy (every process) between two [`machine_ticks`] readings.
+pub(crate) fn machine_busy(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (before?, after?);
+    let total = t1.checked_sub(t0).filter(|t| *t > 0)?;
+    Some(b1.saturating_sub(b0) as f64 / total as f64)
+}
+
 /// What the load generator saw.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AckRun {
@@ -193,6 +217,16 @@ mod tests {
         let stat = "42 (orb (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 1 2 3";
         assert_eq!(stat_cpu_seconds(stat), Some(3.0));
         assert_eq!(stat_cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn machine_busy_share_leaves_out_idle_and_iowait() {
+        let before = stat_ticks("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4 5\n");
+        assert_eq!(before, Some((200, 1000)));
+        let after = stat_ticks("cpu  250 0 150 1250 150 0 0 0 0 0\n");
+        assert_eq!(machine_busy(before, after), Some(0.25));
+        assert_eq!(machine_busy(before, before), None);
+        assert_eq!(stat_ticks("intr 1 2 3"), None);
     }
 
     #[test]

@@ -147,6 +147,12 @@ pub(crate) async fn run(config: &Config, opts: Options) -> Result<()> {
     let env = Env::new(&config, store.clone(), KeyRing::new(key.clone()), clock.clone());
     let deps = load(&env).await?.deps;
     figures.rss_mb = rss_mb();
+    progress(&format!(
+        "idle RSS with {} rooms loaded: {:.1} MiB (before the emulators and rooms: {:.1} MiB)",
+        opts.rooms,
+        figures.rss_mb.unwrap_or(f64::NAN),
+        figures.rss_base_mb.unwrap_or(f64::NAN)
+    ));
 
     // 3. Backfill.
     progress(&format!("backfill of {} rooms × {} Outlook bookings", opts.rooms, opts.bookings));
@@ -163,6 +169,7 @@ pub(crate) async fn run(config: &Config, opts: Options) -> Result<()> {
     }
     let before = site.mark();
     let cpu_before = cpu_seconds();
+    let machine_before = measure::machine_ticks();
     let t = Instant::now();
     let dead = backfill(&config, &deps, &*store, &bulk, &*clock).await?;
     let seconds = t.elapsed().as_secs_f64();
@@ -176,6 +183,13 @@ pub(crate) async fn run(config: &Config, opts: Options) -> Result<()> {
     figures.backfill_throttled = Some(calls.throttled);
     figures.backfill_shapes = calls.shapes;
     figures.backfill_cpu_share = cpu_share(cpu_before, seconds);
+    figures.backfill_machine_busy = measure::machine_busy(machine_before, measure::machine_ticks());
+    progress(&format!(
+        "backfill: {seconds:.1} s, {:.2} writes per booking, {} requests, {} throttled",
+        calls.writes as f64 / bookings as f64,
+        calls.per_change + calls.background,
+        calls.throttled
+    ));
     drop(deps);
     for room in store.list_rooms(bulk.tenant.id).await? {
         store.set_room_enabled(bulk.tenant.id, room.id, false, Utc::now()).await?;
@@ -243,6 +257,7 @@ async fn live_phase(
     let calls_from = site.mark();
     let starts: Vec<DateTime<Utc>> = (0..PIPELINE_BOOKINGS).map(|_| slots.take()).collect();
     let cpu_before = cpu_seconds();
+    let machine_before = measure::machine_ticks();
     let t = Instant::now();
     for (i, start) in starts.iter().enumerate() {
         site.book_in_outlook(
@@ -276,6 +291,7 @@ async fn live_phase(
     let elapsed = t.elapsed().as_secs_f64();
     figures.pipeline_per_s = Some(PIPELINE_BOOKINGS as f64 / elapsed);
     figures.pipeline_cpu_share = cpu_share(cpu_before, elapsed);
+    figures.pipeline_machine_busy = measure::machine_busy(machine_before, measure::machine_ticks());
     let mut changes = PIPELINE_BOOKINGS;
 
     // Added latency: single Outlook changes until their TOPdesk write lands.
@@ -370,6 +386,7 @@ async fn live_phase(
 
     // Webhook acknowledgement under load: valid-shaped notifications of a live room's subscription.
     progress(&format!("acknowledgement: {} notifications/s for {} s", opts.rate, opts.seconds));
+    let machine_before = measure::machine_ticks();
     let sub = site
         .graph_em
         .subscriptions()
@@ -395,6 +412,7 @@ async fn live_phase(
     })
     .await?;
     record_ack(figures, &run);
+    figures.ack_machine_busy = measure::machine_busy(machine_before, measure::machine_ticks());
     Ok(())
 }
 

@@ -38,10 +38,14 @@ pub(crate) struct Figures {
     pub backfill_shapes: BTreeMap<String, usize>,
     /// Share of all cores used during the backfill.
     pub backfill_cpu_share: Option<f64>,
+    /// Share of the machine's cores busy (every process) during the backfill.
+    pub backfill_machine_busy: Option<f64>,
     /// Rich notifications carried end to end per second.
     pub pipeline_per_s: Option<f64>,
     /// Share of all cores used during the pipeline.
     pub pipeline_cpu_share: Option<f64>,
+    /// Share of the machine's cores busy (every process) during the pipeline.
+    pub pipeline_machine_busy: Option<f64>,
     /// Outlook change → TOPdesk write landed, median.
     pub added_latency_p50_ms: Option<f64>,
     /// … 95th percentile.
@@ -76,6 +80,8 @@ pub(crate) struct Figures {
     pub ack_other: usize,
     /// Notifications actually sent per second.
     pub ack_achieved_rate: Option<f64>,
+    /// Share of the machine's cores busy (every process) during the load.
+    pub ack_machine_busy: Option<f64>,
     /// The whole run.
     pub total_seconds: Option<f64>,
 }
@@ -98,8 +104,10 @@ impl Figures {
             backfill_throttled: None,
             backfill_shapes: BTreeMap::new(),
             backfill_cpu_share: None,
+            backfill_machine_busy: None,
             pipeline_per_s: None,
             pipeline_cpu_share: None,
+            pipeline_machine_busy: None,
             added_latency_p50_ms: None,
             added_latency_p95_ms: None,
             added_latency_samples: 0,
@@ -117,6 +125,7 @@ impl Figures {
             ack_accepted: 0,
             ack_other: 0,
             ack_achieved_rate: None,
+            ack_machine_busy: None,
             total_seconds: None,
         }
     }
@@ -136,10 +145,12 @@ impl Figures {
             "ack_rate_per_s": self.ack_achieved_rate,
             "ack_accepted": self.ack_accepted,
             "ack_other": self.ack_other,
+            "ack_machine_busy": self.ack_machine_busy,
             "pipeline_per_s": self.pipeline_per_s,
             "rsa2048_decrypt_per_s": self.rsa2048_decrypt_per_s,
             "pipeline_to_rsa_ratio": self.pipeline_ratio(),
             "pipeline_cpu_share": self.pipeline_cpu_share,
+            "pipeline_machine_busy": self.pipeline_machine_busy,
             "added_latency_p50_ms": self.added_latency_p50_ms,
             "added_latency_p95_ms": self.added_latency_p95_ms,
             "topdesk_to_exchange_p95_ms": {
@@ -150,6 +161,7 @@ impl Figures {
             "backfill_seconds": self.backfill_seconds,
             "backfill_writes_per_booking": self.backfill_writes_per_booking,
             "backfill_cpu_share": self.backfill_cpu_share,
+            "backfill_machine_busy": self.backfill_machine_busy,
             "backfill_throttled": self.backfill_throttled,
             "backfill_dead_jobs": self.backfill_dead_jobs,
             "rss_mb": self.rss_mb,
@@ -244,9 +256,10 @@ pub(crate) fn print(f: &Figures, json: bool) -> Result<()> {
         (
             format!("pipeline ({PIPELINE_BOOKINGS} rich notifications, {LIVE_ROOMS} rooms)"),
             format!(
-                "{}; cores busy {}",
+                "{}; cores busy {} (machine {})",
                 shown(f.pipeline_per_s, "/s", "did not finish"),
-                pct(f.pipeline_cpu_share)
+                pct(f.pipeline_cpu_share),
+                pct(f.pipeline_machine_busy)
             ),
             "≥ 0.5 × RSA",
             verdict(f.pipeline_ratio().map(|r| r >= 0.5), true),
@@ -297,9 +310,10 @@ pub(crate) fn print(f: &Figures, json: bool) -> Result<()> {
         (
             format!("backfill {} rooms × {} bookings", o.rooms, o.bookings),
             format!(
-                "{}; cores busy {}; {} throttled",
+                "{}; cores busy {} (machine {}); {} throttled",
                 shown(f.backfill_seconds, "s", "did not finish"),
                 pct(f.backfill_cpu_share),
+                pct(f.backfill_machine_busy),
                 f.backfill_throttled.unwrap_or(0)
             ),
             "Graph-bound",
@@ -370,25 +384,35 @@ fn closing_note(f: &Figures, rows: &[(String, Verdict)]) -> Vec<String> {
     let mut note = Vec::new();
     let busy =
         |x: Option<f64>| x.map_or_else(|| "an unknown share".to_owned(), |x| format!("{:.0} %", x * 100.0));
+    let saturated = |x: Option<f64>| x.is_some_and(|x| x >= 0.9);
     if missed("webhook ack") {
         note.push(format!(
             "- ack: every accepted item is one store write transaction (inbox row + job) before the 202, and the \
              store takes one writer at a time; the load generator, both emulators and the workers draining the \
-             {} accepted items share the same {} cores",
+             {} accepted items share the same {} cores, which were {} busy (every process){}",
             f.ack_accepted,
-            cores()
+            cores(),
+            busy(f.ack_machine_busy),
+            if saturated(f.ack_machine_busy) { ": CPU-bound on this machine" } else { "" }
         ));
     }
     if missed("pipeline") {
+        let bound = if saturated(f.pipeline_machine_busy) {
+            "the machine's cores were saturated (other processes included), so it is CPU-bound here"
+        } else {
+            "it waits more than it computes"
+        };
         note.push(format!(
-            "- pipeline: the cores were {} busy, so it waits more than it computes: each notification is a job \
-             (idle workers poll the queue with pauses of 200 ms growing to 2 s), a Graph read of the organizer's \
-             copy, a TOPdesk write and a store commit, and a room's jobs run one at a time in its lane ({LIVE_ROOMS} \
-             rooms, {} workers); the RSA unwrap is about {} of it",
+            "- pipeline: ORB used {} of the cores, the machine {}: {bound}. Each notification is a job (idle \
+             workers poll the queue with pauses of 200 ms growing to 2 s), a Graph read of the organizer's copy, \
+             a TOPdesk write and a store commit, and a room's jobs run one at a time in its lane ({LIVE_ROOMS} \
+             rooms, {} workers); the RSA unwrap is about {} of the CPU time",
             busy(f.pipeline_cpu_share),
+            busy(f.pipeline_machine_busy),
             f.workers,
-            match (f.rsa2048_decrypt_per_s, f.pipeline_per_s) {
-                (Some(rsa), Some(p)) => format!("{:.2} %", 100.0 * p * cores() as f64 / rsa),
+            match (f.rsa2048_decrypt_per_s, f.pipeline_per_s, f.pipeline_cpu_share) {
+                (Some(rsa), Some(p), Some(share)) if share > 0.0 =>
+                    format!("{:.1} %", 100.0 * p / (rsa * share)),
                 _ => "an unknown share".to_owned(),
             }
         ));
@@ -410,10 +434,12 @@ fn closing_note(f: &Figures, rows: &[(String, Verdict)]) -> Vec<String> {
     }
     if f.backfill_throttled.unwrap_or(0) == 0 && f.backfill_seconds.is_some() {
         note.push(format!(
-            "- backfill: no request was throttled and the cores were {} busy: bound by {}",
+            "- backfill: no request was throttled (the emulator enforces Graph's 4 in flight and 10,000 per 10 \
+             minutes per mailbox); ORB used {} of the cores, the machine {}: bound by {}",
             busy(f.backfill_cpu_share),
-            if f.backfill_cpu_share.unwrap_or(0.0) >= 0.8 {
-                "CPU (the emulators run in the same process)"
+            busy(f.backfill_machine_busy),
+            if saturated(f.backfill_machine_busy) {
+                "CPU (ORB and the emulators in one process, and the machine's other work), not by Graph's limits"
             } else {
                 "round trips and the rooms' lanes, not by Graph's limits"
             }
