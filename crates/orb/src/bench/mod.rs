@@ -164,7 +164,7 @@ pub(crate) async fn run(config: &Config, opts: Options) -> Result<()> {
     }
     for (r, room) in bulk.rooms.iter().enumerate() {
         for (b, start) in bulk_slots.iter().enumerate() {
-            site.book_in_outlook(site.organizer(r + b), room, *start, &format!("Backfill {r}/{b}"))?;
+            site.book_in_outlook(site.bulk_organizer(r + b), room, *start, &format!("Backfill {r}/{b}"))?;
         }
     }
     let before = site.mark();

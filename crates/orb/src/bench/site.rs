@@ -25,6 +25,16 @@ const PEOPLE: &[(&str, &str, &str)] = &[
     ("dirk@bench.example", "Dirk", "Smit"),
 ];
 
+/// The people who book in the bulk tenant: others than the live tenant's, so the live phase's reads of an
+/// organizer's calendar do not wade through the backfill's meetings (the emulator scans a calendar where
+/// Graph uses an index).
+const BULK_PEOPLE: &[(&str, &str, &str)] = &[
+    ("erik@bench.example", "Erik", "Bakker"),
+    ("fleur@bench.example", "Fleur", "Visser"),
+    ("gert@bench.example", "Gert", "Mulder"),
+    ("hanna@bench.example", "Hanna", "Bos"),
+];
+
 /// Length of every booking the bench makes.
 pub(crate) const SLOT_MINUTES: i64 = 15;
 
@@ -110,6 +120,10 @@ impl Site {
             graph_em.add_user(ENTRA_TENANT, address, &format!("{first} {last}"));
             people.push(td_em.add_person(first, last, Some(address)));
         }
+        for (address, first, last) in BULK_PEOPLE {
+            graph_em.add_user(ENTRA_TENANT, address, &format!("{first} {last}"));
+            td_em.add_person(first, last, Some(address));
+        }
         let graph =
             orb_emulators::graph::serve(graph_em.clone()).await.context("starting the Graph emulator")?;
         let topdesk = td_em.clone().serve().await.context("starting the TOPdesk emulator")?;
@@ -119,6 +133,11 @@ impl Site {
     /// The organizer of booking number `i` (round robin).
     pub(crate) fn organizer(&self, i: usize) -> &'static str {
         PEOPLE[i % PEOPLE.len()].0
+    }
+
+    /// The organizer of the bulk tenant's booking number `i` (round robin).
+    pub(crate) fn bulk_organizer(&self, i: usize) -> &'static str {
+        BULK_PEOPLE[i % BULK_PEOPLE.len()].0
     }
 
     /// The TOPdesk person card of booking number `i`'s organizer.
