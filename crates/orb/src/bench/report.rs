@@ -418,12 +418,21 @@ fn closing_note(f: &Figures, rows: &[(String, Verdict)]) -> Vec<String> {
         ));
     }
     if missed("added latency") {
-        note.push(
+        // Workers that found nothing pause 200 ms, doubling up to 2 s (`ServeOptions::worker_idle_max`).
+        let beyond_polling = f.added_latency_p50_ms.is_some_and(|p50| p50 > 2000.0);
+        note.push(if beyond_polling {
+            format!(
+                "- added latency: the median is beyond the longest idle pause of a worker (2 s), so changes queue \
+                 behind other work: the pipeline ran at {} with the machine's cores {} busy",
+                shown(f.pipeline_per_s, "/s", "unknown"),
+                busy(f.pipeline_machine_busy)
+            )
+        } else {
             "- added latency: a notification's job waits for a worker's next look at the queue (workers that found \
              nothing pause 200 ms, doubling up to 2 s; the intake does not wake them), then reads the organizer's \
              copy before writing"
-                .to_owned(),
-        );
+                .to_owned()
+        });
     }
     if missed("API calls") {
         note.push(format!("- API calls per change: {}", top_shapes(&f.api_shapes, f.api_changes as f64)));
