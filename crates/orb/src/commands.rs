@@ -47,6 +47,10 @@ async fn run_command(cli: Cli, config: Config) -> Result<()> {
         Command::Demo { run_for, metrics_listen, listen } => {
             crate::demo::demo(&config.with_metrics_listen(metrics_listen)?, run_for, listen).await
         }
+        Command::Bench { json, rooms, bookings, rate, seconds, store } => {
+            let opts = crate::bench::Options { json, rooms, bookings, rate, seconds, store };
+            crate::bench::run(&config, opts).await
+        }
         Command::Sync { dry_run, retry_failed, tenant, room, approve_mass_deletion } => {
             let run = crate::backfill::Run { dry_run, retry_failed, approve_mass_deletion };
             crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, run).await

@@ -29,10 +29,10 @@ use crate::config::{Config, DatabaseUrl};
 use crate::serve::{Bind, ServeOptions, serve};
 use crate::{commands, secrets};
 
-const ENTRA_TENANT: &str = "5f1c2a9e-7b3d-4e8f-9a6b-2c4d6e8f0a1b";
+pub(crate) const ENTRA_TENANT: &str = "5f1c2a9e-7b3d-4e8f-9a6b-2c4d6e8f0a1b";
 const CLIENT_ID: &str = "b7e2d4c6-1a3f-4b5d-8e9f-0a2b4c6d8e0f";
 const CLIENT_SECRET: &str = "demo-graph-client-secret";
-const TOPDESK_LOGIN: &str = "orb-api";
+pub(crate) const TOPDESK_LOGIN: &str = "orb-api";
 const TOPDESK_PASSWORD: &str = "demo-topdesk-application-password";
 const SENDER: &str = "orb@orb-demo.example";
 const ANNA: &str = "anna@orb-demo.example";
@@ -68,19 +68,16 @@ pub async fn demo(config: &Config, run_for: Option<u64>, listen: Option<std::net
 
     // The emulators.
     let graph_em = GraphEmulator::new(clock.clone());
-    graph_em.add_app_secret(ENTRA_TENANT, CLIENT_ID, CLIENT_SECRET);
+    let td_em = TopdeskEmulator::new(clock.clone());
+    register_orb(&graph_em, &td_em);
     graph_em.add_user(ENTRA_TENANT, ANNA, "Anna de Vries");
     graph_em.add_user(ENTRA_TENANT, BOB, "Bob Jansen");
-    graph_em.add_user(ENTRA_TENANT, SENDER, "ORB");
     for (mailbox, name) in ROOMS {
         graph_em.add_room(ENTRA_TENANT, mailbox, name, RoomInfo::default());
     }
     let graph = orb_emulators::graph::serve(graph_em.clone()).await.context("starting the Graph emulator")?;
-    let td_em = TopdeskEmulator::new(clock.clone());
-    td_em.add_account(TOPDESK_LOGIN, TOPDESK_PASSWORD);
     td_em.add_person("Anna", "de Vries", Some(ANNA));
     let bob = td_em.add_person("Bob", "Jansen", Some(BOB));
-    td_em.add_cancellation_reason("No longer needed", true);
     let mut locations = Vec::new();
     for (_, name) in ROOMS {
         locations.push(td_em.add_room(name, 0, DoubleBooking::Refuse));
@@ -96,64 +93,13 @@ pub async fn demo(config: &Config, run_for: Option<u64>, listen: Option<std::net
     // `Secure` and needs https in front (a reverse proxy), as in production.
     let plain_http_portal = listen.ip().is_loopback();
     let public_url = format!("http://{}", listener.local_addr()?);
-    config.server.public_url = Some(public_url.clone());
-    config.server.portal_url = public_url.clone();
-    // The Graph emulator is the installation's custom cloud (endpoints are never tenant settings).
-    config.graph.custom_cloud_root = Some(url::Url::parse(&graph.base_url)?);
-    // The TOPdesk emulator runs on http://127.0.0.1: the demo installation allows exactly that.
-    config.topdesk.addresses =
-        orb_topdesk::AddressPolicy::new(orb_topdesk::AddressPolicy::parse_cidrs("127.0.0.0/8")?, true);
+    use_emulators(&mut config, &graph.base_url, &public_url)?;
     config.schedule.near_poll_seconds = 2;
     config.schedule.subscriptions_seconds = 30;
 
     // The demo tenant, configured like a customer would.
     let now = Utc::now();
-    let tenant = store.create_tenant(&TenantName::parse("demo")?, now).await?;
-    let settings = TenantSettings::from_toml(&format!(
-        r#"
-[graph]
-tenant_id = "{ENTRA_TENANT}"
-client_id = "{CLIENT_ID}"
-mail_sender = "{SENDER}"
-cloud = "custom"
-
-[topdesk]
-url = "{td}"
-username = "{TOPDESK_LOGIN}"
-link_type = 1
-
-[sync]
-time_zone = "Europe/Amsterdam"
-"#,
-        td = topdesk.base_url
-    ))?;
-    let audit = NewAuditEntry {
-        tenant_id: Some(tenant.id),
-        at: now,
-        actor: "demo".into(),
-        action: "tenant.settings".into(),
-        target: "demo".into(),
-        ip: None,
-    };
-    store.put_tenant_settings(tenant.id, &settings.to_json(), Some(0), now, &audit).await?;
-    secrets::set(
-        &*store,
-        &key,
-        tenant.id,
-        SECRET_GRAPH_CLIENT_SECRET,
-        &SecretString::from(CLIENT_SECRET),
-        now,
-    )
-    .await?;
-    secrets::set(
-        &*store,
-        &key,
-        tenant.id,
-        SECRET_TOPDESK_PASSWORD,
-        &SecretString::from(TOPDESK_PASSWORD),
-        now,
-    )
-    .await?;
+    let tenant = configure_tenant(&*store, &key, "demo", &topdesk.base_url, now).await?;
     for ((mailbox, name), location) in ROOMS.iter().zip(&locations) {
         let new = NewRoom {
             mailbox: RoomMailbox::parse(mailbox)?,
@@ -171,7 +117,14 @@ time_zone = "Europe/Amsterdam"
         role: orb_store::Role::TenantAdmin,
         password_hash: Some(orb_auth::hash_password(&admin_password).map_err(|e| anyhow::anyhow!("{e}"))?),
     };
-    let audit = NewAuditEntry { action: "user.add".into(), target: DEMO_ADMIN.into(), ..audit.clone() };
+    let audit = NewAuditEntry {
+        tenant_id: Some(tenant.id),
+        at: now,
+        actor: "demo".into(),
+        action: "user.add".into(),
+        target: DEMO_ADMIN.into(),
+        ip: None,
+    };
     store.create_user(&admin, &audit, now).await?;
 
     out!("ORB demo: ORB running against the Graph and TOPdesk emulators");
@@ -260,6 +213,72 @@ time_zone = "Europe/Amsterdam"
     server.await.context("the server task failed")??;
     drop((graph, topdesk));
     outcome
+}
+
+/// Registers ORB's app (client secret) and mail sender in the Graph emulator, and its API account and a
+/// default cancellation reason in the TOPdesk emulator (shared with `orb bench`).
+pub(crate) fn register_orb(graph_em: &GraphEmulator, td_em: &TopdeskEmulator) {
+    graph_em.add_app_secret(ENTRA_TENANT, CLIENT_ID, CLIENT_SECRET);
+    graph_em.add_user(ENTRA_TENANT, SENDER, "ORB");
+    td_em.add_account(TOPDESK_LOGIN, TOPDESK_PASSWORD);
+    td_em.add_cancellation_reason("No longer needed", true);
+}
+
+/// Points `config` at in-process emulators: ORB's webhooks under `public_url`, the Graph emulator as the
+/// installation's custom cloud (endpoints are never tenant settings), and TOPdesk on http://127.0.0.1
+/// allowed (exactly what the emulator needs).
+pub(crate) fn use_emulators(config: &mut Config, graph_base_url: &str, public_url: &str) -> Result<()> {
+    config.server.public_url = Some(public_url.to_owned());
+    config.server.portal_url = public_url.to_owned();
+    config.graph.custom_cloud_root = Some(url::Url::parse(graph_base_url)?);
+    config.topdesk.addresses =
+        orb_topdesk::AddressPolicy::new(orb_topdesk::AddressPolicy::parse_cidrs("127.0.0.0/8")?, true);
+    Ok(())
+}
+
+/// Creates tenant `name` configured against the emulators as a customer would: its settings (the
+/// emulators' app and account, zone Europe/Amsterdam) and its secrets sealed under `key`. Rooms are the
+/// caller's.
+pub(crate) async fn configure_tenant(
+    store: &dyn Store,
+    key: &orb_crypto::MasterKey,
+    name: &str,
+    topdesk_base_url: &str,
+    now: DateTime<Utc>,
+) -> Result<orb_store::Tenant> {
+    let tenant = store.create_tenant(&TenantName::parse(name)?, now).await?;
+    let settings = TenantSettings::from_toml(&format!(
+        r#"
+[graph]
+tenant_id = "{ENTRA_TENANT}"
+client_id = "{CLIENT_ID}"
+mail_sender = "{SENDER}"
+cloud = "custom"
+
+[topdesk]
+url = "{topdesk_base_url}"
+username = "{TOPDESK_LOGIN}"
+link_type = 1
+
+[sync]
+time_zone = "Europe/Amsterdam"
+"#
+    ))?;
+    let audit = NewAuditEntry {
+        tenant_id: Some(tenant.id),
+        at: now,
+        actor: "demo".into(),
+        action: "tenant.settings".into(),
+        target: name.to_owned(),
+        ip: None,
+    };
+    store.put_tenant_settings(tenant.id, &settings.to_json(), Some(0), now, &audit).await?;
+    for (secret, value) in
+        [(SECRET_GRAPH_CLIENT_SECRET, CLIENT_SECRET), (SECRET_TOPDESK_PASSWORD, TOPDESK_PASSWORD)]
+    {
+        secrets::set(store, key, tenant.id, secret, &SecretString::from(value), now).await?;
+    }
+    Ok(tenant)
 }
 
 /// Today + `days` at `hour`:00 UTC.

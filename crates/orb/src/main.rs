@@ -25,6 +25,7 @@ macro_rules! out {
 }
 
 mod backfill;
+mod bench;
 mod check;
 mod commands;
 mod config;
@@ -70,6 +71,29 @@ pub(crate) enum Command {
         /// Serve /metrics, /healthz and /readyz on this address (overrides observability.listen).
         #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// Measure ORB against built-in emulators in one process (webhook acknowledgement, the notification
+    /// pipeline against the machine's RSA speed, added latency, TOPdesk → Outlook with push and polling,
+    /// API calls per change, backfill, idle memory) and print a table of the figures.
+    Bench {
+        /// Also print one JSON object with every figure as the last line.
+        #[arg(long)]
+        json: bool,
+        /// Rooms loaded for the idle memory figure and backfilled.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        rooms: usize,
+        /// Outlook bookings per room for the backfill.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        bookings: usize,
+        /// Webhook notifications per second for the acknowledgement figures.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        rate: u32,
+        /// How long the acknowledgement load runs.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        seconds: u64,
+        /// The store: a fresh SQLite file, or the configured (empty) PostgreSQL database.
+        #[arg(long, value_enum, default_value_t = bench::BenchStore::Sqlite)]
+        store: bench::BenchStore,
     },
     /// Run ORB: webhook intake, workers and schedulers, until SIGTERM or Ctrl-C.
     Serve {

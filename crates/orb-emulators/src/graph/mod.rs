@@ -344,6 +344,12 @@ impl GraphEmulator {
         inner.notifier.subscriptions.values().map(|s| s.info(&inner)).collect()
     }
 
+    /// The `clientState` subscription `id` was made with (Graph echoes it in every notification), so a load
+    /// generator (`orb bench`) can post notifications ORB accepts. `None`: no such subscription, or none set.
+    pub fn client_state(&self, id: &str) -> Option<String> {
+        self.lock().notifier.subscriptions.get(id).and_then(|s| s.client_state.clone())
+    }
+
     /// Sends a lifecycle notification for subscription `id` (`subscriptionRemoved` also removes it).
     /// Returns false if there is no such subscription.
     pub fn send_lifecycle(&self, id: &str, event: orb_graph::model::LifecycleEventType) -> bool {
