@@ -44,6 +44,9 @@ pub struct WorkerOptions {
     pub requeue_every: StdDuration,
     /// Back-off of failed jobs.
     pub retry: RetryPolicy,
+    /// Rung by this process's webhook intake when it keeps a new item: an idle worker claims at once
+    /// instead of sleeping out its pause (other instances find the job at their next claim).
+    pub wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl WorkerOptions {
@@ -58,6 +61,7 @@ impl WorkerOptions {
             idle_max: StdDuration::from_secs(5),
             requeue_every: StdDuration::from_secs(30),
             retry: RetryPolicy::default(),
+            wake: None,
         }
     }
 }
@@ -234,9 +238,16 @@ impl Worker {
                 }
             };
             idle = (idle * 2).min(self.options.idle_max);
+            let woken = async {
+                match &self.options.wake {
+                    Some(wake) => wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(pause) => {}
+                () = woken => idle = self.options.idle_min,
             }
         }
         tracing::info!(worker = %self.options.name, "worker stopped");

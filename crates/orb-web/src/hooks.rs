@@ -101,6 +101,7 @@ pub struct HooksState {
     refusals: Arc<RefusalCounter>,
     policies: Option<Arc<dyn crate::portal::PortalBackend>>,
     trusted_proxies: orb_auth::IpAllowList,
+    wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// What one [`HooksState::flush_refusals`] wrote and logged.
@@ -124,6 +125,7 @@ impl HooksState {
             refusals: Arc::default(),
             policies: None,
             trusted_proxies: orb_auth::IpAllowList::default(),
+            wake: None,
         }
     }
 
@@ -139,6 +141,20 @@ impl HooksState {
         self.policies = Some(policies);
         self.trusted_proxies = trusted_proxies;
         self
+    }
+
+    /// Rings `wake` after each item kept, so this process's idle workers start on it at once.
+    #[must_use]
+    pub fn with_wakeup(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.wake = Some(wake);
+        self
+    }
+
+    /// Wakes this process's idle workers (an item was kept).
+    fn ring(&self) {
+        if let Some(wake) = &self.wake {
+            wake.notify_waiters();
+        }
     }
 
     /// The same with other limits (the Graph limit is capped at [`MAX_NOTIFICATION_BODY`]).
@@ -420,6 +436,7 @@ async fn keep_graph_item(
         payload: raw,
     };
     state.store.accept_inbox(&inbox, &job, intake.now).await?;
+    state.ring();
     metrics::counter!("orb_notifications_received_total", "source" => source.as_str()).increment(1);
     Ok(())
 }
@@ -487,6 +504,7 @@ async fn topdesk_intake(state: &HooksState, tenant: &str, request: Request) -> R
         None,
     );
     state.store.accept_inbox(&inbox, &job, now).await?;
+    state.ring();
     metrics::counter!("orb_notifications_received_total", "source" => InboxSource::Topdesk.as_str())
         .increment(1);
     Ok(StatusCode::ACCEPTED.into_response())

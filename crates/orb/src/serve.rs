@@ -259,6 +259,7 @@ fn start_workers(
     instance: &str,
     gen_no: u64,
     options: &ServeOptions,
+    wake: &Arc<Notify>,
 ) -> Workers {
     let count = config.server.workers;
     let lease = StdDuration::from_secs(config.server.job_lease_seconds.into());
@@ -271,6 +272,7 @@ fn start_workers(
             opts.requeue_every = lease / 2;
             opts.idle_max = options.worker_idle_max;
             opts.idle_min = opts.idle_min.min(options.worker_idle_max);
+            opts.wake = Some(wake.clone());
             let worker = Worker::new(deps.clone(), opts);
             let token = cancel.clone();
             tokio::spawn(async move { worker.run(token).await })
@@ -366,6 +368,8 @@ pub async fn serve(
             .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?,
     };
     let addr = listener.local_addr()?;
+    // The intake rings this when it keeps an item: idle workers of this process start on it at once.
+    let wake = Arc::new(Notify::new());
     // The portal's view of the engine; it also gives the intake each tenant's webhook allow-list.
     let backend = Arc::new(crate::portal::EngineBackend::new(
         Arc::new(Env::new(config, store.clone(), master.clone(), clock.clone())),
@@ -373,6 +377,7 @@ pub async fn serve(
     ));
     let hooks = orb_web::HooksState::new(store.clone(), clock.clone())
         .with_rate_limits(config.server.rate_limits())
+        .with_wakeup(wake.clone())
         .with_allow_lists(backend.clone(), config.portal.trusted_proxies());
     let portal = orb_web::portal::router(orb_web::portal::PortalState::new(
         store.clone(),
@@ -437,7 +442,7 @@ pub async fn serve(
 
     // Workers, replaced on reload.
     let mut gen_no = 0;
-    let mut workers = start_workers(&loaded.deps, config, &instance, gen_no, &env.options);
+    let mut workers = start_workers(&loaded.deps, config, &instance, gen_no, &env.options, &wake);
     let reload_every = StdDuration::from_secs(config.schedule.reload_seconds.into());
     loop {
         tokio::select! {
@@ -480,7 +485,7 @@ pub async fn serve(
                 gen_no += 1;
                 let old = std::mem::replace(
                     &mut workers,
-                    start_workers(&loaded.deps, config, &instance, gen_no, &env.options),
+                    start_workers(&loaded.deps, config, &instance, gen_no, &env.options, &wake),
                 );
                 old.stop().await;
             }
