@@ -149,7 +149,7 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             match old.tag_name().await {
-                Err(e) if e.is_stale_element_reference() => break,
+                Err(e) if e.is_stale_element_reference() || detached(&e) => break,
                 Err(e) => panic!("after clicking {css}: {e}"),
                 Ok(_) => {}
             }
@@ -280,4 +280,12 @@ fn base32_decodes_rfc_4648_test_vectors() {
     check("MZXW6YTB", b"fooba");
     check("MZXW6YTBOI======", b"foobar");
     check("mzxw 6ytb oi", b"foobar");
+}
+
+/// Whether Chromium answered a question about an element of a page that is being replaced with "the node
+/// is not in the document" instead of "stale element reference" (it does so now and then while the new
+/// document loads): the old document is gone either way.
+fn detached(e: &fantoccini::error::CmdError) -> bool {
+    let text = e.to_string();
+    text.contains("does not belong to the document") || text.contains("No node with given id")
 }
