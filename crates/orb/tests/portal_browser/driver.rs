@@ -184,7 +184,7 @@ impl Browser {
         loop {
             match self.wait_for(css).await.text().await {
                 Ok(text) => return text,
-                Err(e) if e.is_stale_element_reference() && tries < 20 => tries += 1,
+                Err(e) if (e.is_stale_element_reference() || detached(&e)) && tries < 20 => tries += 1,
                 Err(e) => panic!("reading {css}: {e}"),
             }
         }
