@@ -81,7 +81,7 @@ async fn serve_syncs_both_ways_picks_up_a_new_room_and_stops_on_sigterm() {
         // still opens what Graph encrypts for the same certificate.
         let new_key = site.dir.path().join("master-2.key");
         let out = site.ok(&["keys", "rotate", "--new-key-file", new_key.to_str().unwrap()], None);
-        assert!(out.contains("re-encrypted 2 secret(s) and 1 notification certificate key(s)"), "{out}");
+        assert!(out.contains("re-encrypted 2 secret(s), 1 notification certificate key(s)"), "{out}");
         let mut site = site;
         site.vars.retain(|(k, _)| k != "ORB_MASTER_KEY_FILE");
         site.vars.push(("ORB_MASTER_KEY_FILE".into(), new_key.display().to_string()));
