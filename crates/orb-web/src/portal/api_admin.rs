@@ -99,15 +99,6 @@ pub async fn deletions(ApiScope(scope): ApiScope) -> Result<Json<Vec<HeldDeletio
     Ok(Json(scope.state().backend.held_deletions(scope.tenant.id).await?))
 }
 
-async fn known_room(scope: &super::scope::Scope, text: &str) -> Result<RoomId, ApiError> {
-    let id = room_id(text)?;
-    if scope.rooms().await?.iter().any(|r| r.id == id) {
-        Ok(id)
-    } else {
-        Err(ApiError(PortalError::NotFound))
-    }
-}
-
 /// Carries out a room's held deletions (write scope).
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/deletions/{room}/approve",
     params(("tenant" = String, Path, description = "tenant name"), ("room" = String, Path, description = "room id")),
@@ -116,11 +107,7 @@ pub async fn approve_deletions(
     ApiScope(scope): ApiScope,
     Path((_, room)): Path<(String, String)>,
 ) -> Result<Json<ActionOut>, ApiError> {
-    scope.require_write()?;
-    let room = known_room(&scope, &room).await?;
-    let audit = scope.audit("deletions.approve", room.to_string());
-    let done = scope.state().backend.approve_deletions(scope.tenant.id, room, &audit).await?;
-    Ok(Json(ActionOut { done }))
+    Ok(Json(ActionOut { done: scope.decide_deletions(room_id(&room)?, true).await? }))
 }
 
 /// Refuses a room's held deletions (write scope).
@@ -131,11 +118,7 @@ pub async fn reject_deletions(
     ApiScope(scope): ApiScope,
     Path((_, room)): Path<(String, String)>,
 ) -> Result<Json<ActionOut>, ApiError> {
-    scope.require_write()?;
-    let room = known_room(&scope, &room).await?;
-    let audit = scope.audit("deletions.reject", room.to_string());
-    let done = scope.state().backend.reject_deletions(scope.tenant.id, room, &audit).await?;
-    Ok(Json(ActionOut { done }))
+    Ok(Json(ActionOut { done: scope.decide_deletions(room_id(&room)?, false).await? }))
 }
 
 /// The settings form with the current values (write scope; secrets are never part of it).

@@ -252,6 +252,23 @@ impl Scope {
         Ok(self.state.store.set_user_disabled(user.id, disabled, &audit).await?)
     }
 
+    /// Approves (`approve`) or rejects the mass deletions held for one of the tenant's rooms (404 for a
+    /// room of another tenant or none); returns what was done, in words.
+    pub async fn decide_deletions(&self, room: RoomId, approve: bool) -> Result<String, PortalError> {
+        self.require_write()?;
+        if !self.rooms().await?.iter().any(|r| r.id == room) {
+            return Err(PortalError::NotFound);
+        }
+        let backend = &self.state.backend;
+        Ok(if approve {
+            let audit = self.audit("deletions.approve", room.to_string());
+            backend.approve_deletions(self.tenant.id, room, &audit).await?
+        } else {
+            let audit = self.audit("deletions.reject", room.to_string());
+            backend.reject_deletions(self.tenant.id, room, &audit).await?
+        })
+    }
+
     /// Sets (or rotates) the TOPdesk push token: returns the new token, to be shown once.
     pub async fn rotate_push_token(&self) -> Result<String, PortalError> {
         use secrecy::ExposeSecret;

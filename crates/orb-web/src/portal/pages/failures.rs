@@ -116,21 +116,13 @@ pub async fn dismiss(
     Ok(answer(&scope, &headers, &format!("Job {} is dismissed.", id.0)))
 }
 
-async fn known_room(scope: &Scope, text: &str) -> Result<RoomId, PortalError> {
-    let id = room_id(text)?;
-    if scope.rooms().await?.iter().any(|r| r.id == id) { Ok(id) } else { Err(PortalError::NotFound) }
-}
-
 /// `POST /t/{tenant}/deletions/{room}/approve`.
 pub async fn approve(
     scope: Scope,
     headers: HeaderMap,
     Path((_, room)): Path<(String, String)>,
 ) -> Result<Response, PortalError> {
-    scope.require_write()?;
-    let room = known_room(&scope, &room).await?;
-    let audit = scope.audit("deletions.approve", room.to_string());
-    let done = scope.state().backend.approve_deletions(scope.tenant.id, room, &audit).await?;
+    let done = scope.decide_deletions(room_id(&room)?, true).await?;
     Ok(answer(&scope, &headers, &done))
 }
 
@@ -140,9 +132,6 @@ pub async fn reject(
     headers: HeaderMap,
     Path((_, room)): Path<(String, String)>,
 ) -> Result<Response, PortalError> {
-    scope.require_write()?;
-    let room = known_room(&scope, &room).await?;
-    let audit = scope.audit("deletions.reject", room.to_string());
-    let done = scope.state().backend.reject_deletions(scope.tenant.id, room, &audit).await?;
+    let done = scope.decide_deletions(room_id(&room)?, false).await?;
     Ok(answer(&scope, &headers, &done))
 }
