@@ -35,7 +35,12 @@ fn schedule_source(file: Option<std::path::PathBuf>) -> crate::serve::ScheduleSo
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref(), process_env())?;
-    let telemetry = crate::telemetry::init(&config, matches!(cli.command, Command::Serve { .. }))?;
+    let log_file = match &cli.command {
+        Command::Demo { verbose, .. } => crate::demo::log_file(&config.data.dir, *verbose),
+        _ => None,
+    };
+    let service = matches!(cli.command, Command::Serve { .. });
+    let telemetry = crate::telemetry::init(&config, service, log_file.as_deref())?;
     let result = run_command(cli, config).await;
     telemetry.shutdown();
     result
@@ -44,8 +49,9 @@ pub async fn run(cli: Cli) -> Result<()> {
 async fn run_command(cli: Cli, config: Config) -> Result<()> {
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
-        Command::Demo { run_for, metrics_listen, listen } => {
-            crate::demo::demo(&config.with_metrics_listen(metrics_listen)?, run_for, listen).await
+        Command::Demo { run_for, metrics_listen, listen, pace, seed, verbose } => {
+            let options = crate::demo::Options { listen, run_for, pace, seed, verbose };
+            crate::demo::demo(&config.with_metrics_listen(metrics_listen)?, options).await
         }
         Command::Bench { json, rooms, bookings, rate, seconds, store } => {
             let opts = crate::bench::Options { json, rooms, bookings, rate, seconds, store };

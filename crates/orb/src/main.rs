@@ -59,18 +59,28 @@ pub(crate) struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run ORB against built-in Graph and TOPdesk emulators (embedded SQLite, generated master key) and
-    /// show a booking sync both ways.
+    /// Run ORB against built-in Graph and TOPdesk emulators (embedded SQLite, generated master key) with an
+    /// organisation that keeps booking: one line per change that crossed, the portal and /metrics.
     Demo {
         /// Serve the webhooks and the portal on this address (default: a free port on 127.0.0.1).
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<std::net::SocketAddr>,
-        /// Stop this many seconds after the demo script (default: run until Ctrl-C).
+        /// Stop this many seconds after the simulation started (default: run until Ctrl-C).
         #[arg(long = "for", value_name = "SECONDS")]
         run_for: Option<u64>,
-        /// Serve /metrics, /healthz and /readyz on this address (overrides observability.listen).
+        /// Serve /metrics, /healthz and /readyz on this address (overrides observability.listen;
+        /// default: a free port on 127.0.0.1).
         #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Seconds between two simulated changes (fractions allowed, e.g. 0.5).
+        #[arg(long, value_name = "SECONDS", default_value = "4", value_parser = demo::parse_pace)]
+        pace: f64,
+        /// Seed of the simulation's choices (default: from the clock; printed at start).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Log to standard error instead of <data.dir>/demo.log.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Measure ORB against built-in emulators in one process (webhook acknowledgement, the notification
     /// pipeline against the machine's RSA speed, added latency, TOPdesk → Outlook with push and polling,

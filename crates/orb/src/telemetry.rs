@@ -1,5 +1,6 @@
-//! Logging and trace export: log lines to standard error (JSON for `orb serve` unless `log.format` says
-//! otherwise, text for the other commands), and, when `observability.otlp_endpoint` is set, every span
+//! Logging and trace export: log lines to standard error, or to a file when the command asks for one
+//! (`orb demo` without `--verbose`: its terminal is for the demo's own lines), JSON for `orb serve`
+//! unless `log.format` says otherwise, text for the other commands; and, when `observability.otlp_endpoint` is set, every span
 //! exported over OTLP/HTTP (protobuf) to `{endpoint}/v1/traces` — the worker spans carry the tenant, the
 //! job's kind and lane and the booking's correlation id as attributes.
 //!
@@ -70,15 +71,31 @@ impl Telemetry {
     }
 }
 
-/// Starts logging and, when configured, trace export. `service`: `orb serve` (JSON logs by default).
-pub fn init(config: &Config, service: bool) -> Result<Telemetry> {
+/// Starts logging and, when configured, trace export. `service`: `orb serve` (JSON logs by default);
+/// `log_file`: write the log lines to this file (created or emptied) instead of standard error.
+pub fn init(config: &Config, service: bool, log_file: Option<&std::path::Path>) -> Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only for a person at a terminal: a log file or a pipe gets plain text.
     let format = config.log.format.unwrap_or(if service { LogFormat::Json } else { LogFormat::Text });
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let fmt = tracing_subscriber::fmt::layer();
+    let fmt = match log_file {
+        None => fmt
+            .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr))
+            .with_ansi(std::io::stderr().is_terminal()),
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the directory of the log file {}", path.display())
+                })?;
+            }
+            let file = std::fs::File::create(path).with_context(|| {
+                format!("cannot write the log file {}: check its directory's permissions", path.display())
+            })?;
+            fmt.with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(file)))
+                .with_ansi(false)
+        }
+    };
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().boxed(),

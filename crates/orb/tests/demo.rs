@@ -1,6 +1,7 @@
 //! `orb demo --listen ADDR` serves the portal's `/login` with a strict Content-Security-Policy, prints the
 //! portal address and the demo administrator's credentials, and those credentials log in (to the second
-//! factor's enrolment, which the demo tenant requires).
+//! factor's enrolment, which the demo tenant requires). A bounded run of the simulation shows changes
+//! crossing both ways, one line each, while the metrics move and the log goes to its file.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -88,4 +89,110 @@ async fn demo_serves_the_portal_and_prints_working_credentials() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+}
+
+/// The sum of every sample of counter `name` in a Prometheus text page.
+fn counter(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn scrape(url: &str) -> String {
+    reqwest::get(url).await.unwrap().error_for_status().unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_bounded_demo_run_shows_changes_crossing_both_ways_and_the_metrics_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["demo", "--pace", "0.5", "--for", "30", "--seed", "12"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .current_dir(dir.path())
+        .env_remove("ORB_MASTER_KEY")
+        .env_remove("ORB_MASTER_KEY_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<String>>()
+    });
+    let mut child = Killed(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let next = |lines: &mut Vec<String>| -> Option<String> {
+        let line = rx.recv_timeout(Duration::from_secs(180)).ok()?;
+        lines.push(line.clone());
+        Some(line)
+    };
+    let crossed = |line: &str, way: &str| line.contains(way) && line.ends_with(" s");
+
+    // The start: the metrics address as asked, then the simulation's header once ORB has onboarded.
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    while let Some(line) = next(&mut lines) {
+        if line.trim_start().starts_with("time ") {
+            break;
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l.trim_start().starts_with("metrics") && l.contains(&metrics_url)),
+        "the demo prints the Prometheus address: {lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("ORB copied or paired them all")), "onboarding: {lines:#?}");
+    let first = scrape(&metrics_url).await;
+
+    // Changes cross; the metrics are scraped again once some did, both ways.
+    while let Some(line) = next(&mut lines) {
+        let both = lines.iter().any(|l| crossed(l, "Outlook → TOPdesk"))
+            && lines.iter().any(|l| crossed(l, "TOPdesk → Outlook"));
+        if both || line.contains("change(s) made") {
+            break;
+        }
+    }
+    let second = scrape(&metrics_url).await;
+    for name in ["orb_writes_total", "orb_jobs_finished_total", "orb_plans_total"] {
+        assert!(
+            counter(&second, name) > counter(&first, name),
+            "{name} moved: {} then {}",
+            counter(&first, name),
+            counter(&second, name)
+        );
+    }
+
+    // The run ends by itself with its summary.
+    while next(&mut lines).is_some() {}
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}: {lines:#?}");
+    let to_topdesk = lines.iter().filter(|l| crossed(l, "Outlook → TOPdesk")).count();
+    let to_outlook = lines.iter().filter(|l| crossed(l, "TOPdesk → Outlook")).count();
+    assert!(to_topdesk >= 1 && to_outlook >= 1, "crossed both ways: {lines:#?}");
+    let summary = lines.iter().find(|l| l.contains("change(s) made")).expect("the summary");
+    assert!(
+        summary.contains(&format!("{to_topdesk} crossed Outlook → TOPdesk"))
+            && summary.contains(&format!("{to_outlook} crossed TOPdesk → Outlook")),
+        "the summary counts the lines: {summary}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("median crossing time ")), "{lines:#?}");
+    for word in [" INFO ", " WARN ", " ERROR ", " DEBUG ", " TRACE "] {
+        assert!(!lines.iter().any(|l| l.contains(word)), "no log lines on stdout: {lines:#?}");
+    }
+    // The log went to its file (said at the start), not to the terminal.
+    let log = std::fs::read_to_string(dir.path().join("orb-data/demo.log")).expect("the log file");
+    assert!(log.lines().filter(|l| l.contains(" INFO ")).count() > 10, "{log}");
+    assert!(log.contains("engine loaded"), "{log}");
+    assert!(lines.iter().any(|l| l.trim_start().starts_with("log") && l.contains("demo.log")));
+    let stderr = stderr.join().unwrap();
+    assert!(stderr.is_empty(), "nothing on standard error: {stderr:#?}");
 }
