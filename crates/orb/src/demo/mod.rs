@@ -259,13 +259,17 @@ async fn add_admin(
     Ok(admin_password)
 }
 
-/// Completes at Ctrl-C, or after `run_for` seconds.
-async fn stopped(run_for: Option<u64>) {
-    match run_for {
-        Some(secs) => tokio::time::sleep(StdDuration::from_secs(secs)).await,
-        None => {
-            let _ = tokio::signal::ctrl_c().await;
+/// Completes at Ctrl-C (`true`: ORB is stopping too), or after `run_for` seconds (`false`).
+async fn stopped(run_for: Option<u64>) -> bool {
+    let timer = async {
+        match run_for {
+            Some(secs) => tokio::time::sleep(StdDuration::from_secs(secs)).await,
+            None => std::future::pending().await,
         }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => true,
+        () = timer => false,
     }
 }
 
@@ -314,7 +318,8 @@ async fn run(
     let all_there = poll_until(ONBOARDING_DEADLINE, || onboarded() == total).await;
     let took = began.elapsed().as_secs_f64();
     out!(
-        "Onboarding: {} Outlook meetings and {} weekly series existed, {} desk reservations and {} meetings on          both sides;",
+        "Onboarding: {} Outlook meetings, {} weekly series, {} desk reservations and {} meetings on both \
+         sides existed before ORB;",
         seeded.outlook.len(),
         seeded.series.len(),
         seeded.topdesk.len(),
@@ -344,9 +349,9 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = stopped(run_for);
     tokio::pin!(stop);
-    loop {
+    let interrupted = loop {
         tokio::select! {
-            () = &mut stop => break,
+            interrupted = &mut stop => break interrupted,
             _ = tick.tick() => match sim.step().await {
                 Ok(true) => {
                     tally.made += 1;
@@ -363,9 +368,9 @@ async fn run(
                 report(&mut sim, &mut tally, &done)?;
             }
         }
-    }
-    // The changes still on their way get a little time to arrive.
-    let drain = tokio::time::sleep(DRAIN);
+    };
+    // The changes still on their way get a little time to arrive (not after Ctrl-C: ORB stops with it).
+    let drain = tokio::time::sleep(if interrupted { StdDuration::ZERO } else { DRAIN });
     tokio::pin!(drain);
     while in_flight > 0 {
         tokio::select! {
