@@ -9,6 +9,7 @@ use crate::model::{
     ORB_MATCH_PROPERTY_NAME, ORB_PROPERTY_SET_ID, ResponseType, Subscription, SyncChange, SyncPage,
     parse_time,
 };
+use crate::series::{OccurrenceInfo, Recurrence};
 use crate::xml::{self, ERRORS, Element, MESSAGES, SOAP, TYPES};
 
 /// An HTTP answer as the client received it.
@@ -183,6 +184,19 @@ pub fn is_match_uri(uri: &Element) -> bool {
         && uri.get_attr("PropertyName") == Some(ORB_MATCH_PROPERTY_NAME)
 }
 
+/// Reads an occurrence summary (`t:FirstOccurrence`, `t:LastOccurrence`, `t:Occurrence`).
+fn occurrence_info(el: &Element) -> Result<OccurrenceInfo, EwsError> {
+    let need = |name: &str| time(el, name)?.ok_or_else(|| protocol(format!("{} without {name}", el.name)));
+    Ok(OccurrenceInfo {
+        item_id: item_id_of(
+            el.find(TYPES, "ItemId").ok_or_else(|| protocol(format!("{} without ItemId", el.name)))?,
+        )?,
+        start: need("Start")?,
+        end: need("End")?,
+        original_start: need("OriginalStart")?,
+    })
+}
+
 /// Reads a `t:CalendarItem`.
 pub fn calendar_item(el: &Element) -> Result<CalendarItem, EwsError> {
     let item_id =
@@ -209,6 +223,27 @@ pub fn calendar_item(el: &Element) -> Result<CalendarItem, EwsError> {
         required_attendees: attendees(el.find(TYPES, "RequiredAttendees")),
         resources: attendees(el.find(TYPES, "Resources")),
         appointment_state: el.child_text(TYPES, "AppointmentState").and_then(|s| s.trim().parse().ok()),
+        original_start: time(el, "OriginalStart")?,
+        recurrence: el
+            .find(TYPES, "Recurrence")
+            .map(|r| Recurrence::parse(r).map_err(|e| protocol(format!("Recurrence: {e}"))))
+            .transpose()?,
+        first_occurrence: el.find(TYPES, "FirstOccurrence").map(occurrence_info).transpose()?,
+        last_occurrence: el.find(TYPES, "LastOccurrence").map(occurrence_info).transpose()?,
+        modified_occurrences: match el.find(TYPES, "ModifiedOccurrences") {
+            Some(list) => {
+                list.find_all(TYPES, "Occurrence").map(occurrence_info).collect::<Result<_, _>>()?
+            }
+            None => Vec::new(),
+        },
+        deleted_occurrences: match el.find(TYPES, "DeletedOccurrences") {
+            Some(list) => list
+                .find_all(TYPES, "DeletedOccurrence")
+                .map(|d| time(d, "Start")?.ok_or_else(|| protocol("a DeletedOccurrence without Start")))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        },
+        start_time_zone: el.find(TYPES, "StartTimeZone").and_then(|z| z.get_attr("Id")).map(str::to_owned),
     })
 }
 
