@@ -181,7 +181,9 @@ async fn the_emulators_answers_have_the_reference_shapes() {
             "MyResponseType",
             "Organizer",
             "Resources",
-            "AppointmentState"
+            "AppointmentState",
+            "StartTimeZone",
+            "EndTimeZone"
         ]
     );
     assert!(item.find(TYPES, "Body").is_none(), "not asked for, not sent");
