@@ -53,6 +53,12 @@ pub fn operation_response(answer: &HttpAnswer<'_>, mailbox: Option<&str>) -> Res
             s.starts_with("<!doctype html") || s.starts_with("<html")
         });
     let transient = |what: String| EwsError::Transient { status: Some(answer.status), what };
+    // A 503 / 429 with `Retry-After` is honoured whatever its body (IIS answers 503 with an HTML page).
+    if (answer.status == 503 || answer.status == 429)
+        && let Some(wait) = answer.retry_after
+    {
+        return Err(EwsError::Busy { code: format!("HTTP {}", answer.status), back_off: Some(wait) });
+    }
     if is_html {
         return Err(match answer.status {
             200..=299 => protocol("an HTML page instead of a SOAP answer"),
@@ -60,10 +66,7 @@ pub fn operation_response(answer: &HttpAnswer<'_>, mailbox: Option<&str>) -> Res
         });
     }
     if answer.status == 503 || answer.status == 429 {
-        return Err(match answer.retry_after {
-            Some(wait) => EwsError::Busy { code: format!("HTTP {}", answer.status), back_off: Some(wait) },
-            None => transient(format!("HTTP {}", answer.status)),
-        });
+        return Err(transient(format!("HTTP {}", answer.status)));
     }
     let parsed = xml::parse(answer.body);
     let envelope = match parsed {
@@ -392,6 +395,13 @@ mod tests {
         assert!(matches!(e503, EwsError::Transient { status: Some(503), .. }));
         let after = HttpAnswer { retry_after: Some(Duration::from_secs(7)), ..answer(503, "") };
         assert_eq!(operation_response(&after, None).unwrap_err().retry_after(), Some(Duration::from_secs(7)));
+        // IIS's HTML 503 page with Retry-After: still the wait Exchange asked for.
+        let iis = HttpAnswer {
+            content_type: Some("text/html"),
+            retry_after: Some(Duration::from_secs(7)),
+            ..answer(503, "<!DOCTYPE HTML PUBLIC><HTML><BODY><h2>Service Unavailable</h2></BODY></HTML>")
+        };
+        assert_eq!(operation_response(&iis, None).unwrap_err().retry_after(), Some(Duration::from_secs(7)));
         assert_eq!(
             operation_response(&answer(401, ""), None).unwrap_err(),
             EwsError::Unauthorized { status: 401 }

@@ -26,6 +26,8 @@
 //!   doubling until `StatusFrequency` is exceeded, status pings; driven by [`EwsEmulator::tick`] on the
 //!   injected clock and after every request.
 //! - [`control`]: the control API.
+//! - `faults`: the fault plan ([`crate::faults`]) keyed by SOAP operation, with EWS's own faults
+//!   (`ErrorServerBusy` storms, SOAP faults, IIS's HTML 503).
 //!
 //! - `series`: recurring masters (orb-core's expansion in the master's `StartTimeZone`), occurrences
 //!   made on the fly with ids naming master and original start, `OccurrenceItemId` /
@@ -40,6 +42,7 @@
 //! - Deleted items are tombstones, so SyncFolderItems can report them.
 
 pub mod control;
+pub(crate) mod faults;
 pub mod ops;
 pub mod push;
 pub(crate) mod render;
@@ -165,6 +168,16 @@ impl EwsEmulator {
         self.lock().knobs = knobs;
     }
 
+    /// The fault plan (rules keyed by SOAP operation; see [`crate::faults`]).
+    pub fn fault_plan(&self) -> crate::faults::FaultPlan {
+        self.lock().fault_plan.clone()
+    }
+
+    /// Replaces the fault plan (after [`crate::faults::FaultPlan::validate`]).
+    pub fn set_fault_plan(&self, plan: crate::faults::FaultPlan) {
+        self.lock().fault_plan = plan;
+    }
+
     /// Every SOAP request so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
@@ -206,10 +219,14 @@ impl EwsEmulator {
     }
 }
 
-/// The emulator's axum app: EWS at `/EWS/Exchange.asmx`, the control API under `/_emulator`.
+/// The emulator's axum app: EWS at `/EWS/Exchange.asmx` (under the fault plan), the control API under
+/// `/_emulator`.
 pub fn router(em: EwsEmulator) -> Router {
     Router::new()
-        .route("/EWS/Exchange.asmx", post(soap::handle))
+        .route(
+            "/EWS/Exchange.asmx",
+            post(soap::handle).layer(axum::middleware::from_fn_with_state(em.clone(), faults::inject)),
+        )
         .nest("/_emulator", control::router())
         .with_state(em)
 }

@@ -283,8 +283,12 @@ pub struct RequestRecord {
     pub asks_for_body: bool,
     /// The response code answered (`NoError` or the error).
     pub response_code: String,
-    /// The HTTP status answered.
+    /// The HTTP status answered (0 for a fault that answers none: a timeout or a reset).
     pub status: u16,
+    /// The fault plan's fault on this request (`serverBusy`, `status`, `reset`, …), if any.
+    pub fault: Option<String>,
+    /// Whether the request was handled before the fault (a write applied, its answer lost).
+    pub fault_after_handling: bool,
 }
 
 /// Throttling and failure knobs.
@@ -319,6 +323,7 @@ pub struct Inner {
     pub(crate) knobs: Knobs,
     pub(crate) requests: Vec<RequestRecord>,
     pub(crate) push: super::push::Subscriptions,
+    pub(crate) fault_plan: crate::faults::FaultPlan,
 }
 
 /// An Exchange error code with its message, answered in a `ResponseMessage`.
