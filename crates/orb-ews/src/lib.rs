@@ -58,6 +58,9 @@
 //! - **U17** (cancelled meetings in the room calendar): readers take `IsCancelled` as given and never
 //!   infer a cancellation from a missing item alone.
 //! - **U19** (addresses with routing type `EX`): addresses are kept as text; nothing assumes SMTP.
+//! - **U20** (occurrence ids from a `CalendarView` accepted directly): ORB can address an occurrence
+//!   either way ([`series::ItemRef`]); `OccurrenceItemId` (master + index) is the documented form, and
+//!   the emulator accepts both.
 //!
 //! ## Must not depend on
 //! orb-engine, orb-store, orb-web (and no emulator: the emulator depends on this crate, not the reverse).
