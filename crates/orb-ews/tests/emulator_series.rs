@@ -10,7 +10,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use orb_core::{CorrelationId, EmailAddress, FixedClock};
 use orb_emulators::ews::{self, EwsEmulator, RoomSettings, Scope, Served};
-use orb_ews::model::{CalendarItemType, ItemId, MeetingChange, NewMeeting, ResponseType, SyncChange, Window};
+use orb_ews::model::{
+    CalendarItemType, ItemId, MeetingChange, NewMeeting, PushRequest, ResponseType, SyncChange, Window,
+};
+use orb_ews::push::{self, EventKind, SubscriptionStatus};
 use orb_ews::series::{DayOfWeek, ItemRef, Pattern, Range, Recurrence};
 use orb_ews::{Auth, EwsClient, EwsConfig, EwsError, Target};
 use secrecy::SecretString;
@@ -243,4 +246,86 @@ async fn a_series_conflicting_once_is_declined_and_a_bad_one_is_refused() {
     let late = w.orb.create_meeting(target(&alice), &late).await.unwrap();
     let late = w.orb.get_item(target(&alice), &late).await.unwrap();
     assert_eq!(late.resources[0].response, Some(ResponseType::Decline));
+}
+
+/// A local push receiver: every body it gets, answered `OK`.
+async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().route(
+        "/hooks/ews/t1",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                push::notification_result(SubscriptionStatus::Ok)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/ews/t1", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, rx, task)
+}
+
+/// The events of the next notification(s), until `kind` about `item` arrives (20 s at most).
+async fn until_event(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, kind: EventKind, item: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body =
+            tokio::time::timeout_at(deadline, rx.recv()).await.expect("a notification in time").unwrap();
+        let found = push::parse_notification(&body).unwrap().iter().any(|n| {
+            n.events.iter().any(|e| e.kind == kind && e.item_id.as_ref().is_some_and(|i| i.id == item))
+        });
+        if found {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn series_changes_are_pushed_as_changes_of_the_rooms_master() {
+    let w = world().await;
+    let (alice, room) = (addr(ALICE), addr(ROOM));
+    let (url, mut rx, _task) = receiver().await;
+    w.orb
+        .subscribe_push(target(&room), &PushRequest { url, status_frequency_minutes: 5, watermark: None })
+        .await
+        .unwrap();
+    let master = w.orb.create_meeting(target(&alice), &tuesdays(3, "pushed")).await.unwrap();
+    let copy = w.em.items(ROOM).into_iter().next().unwrap();
+    until_event(&mut rx, EventKind::Created, &copy.id).await;
+    // Cancelling one occurrence changes the room's series copy: a ModifiedEvent on its master.
+    w.orb.delete_item(target(&alice), ItemRef::Occurrence { master, index: 2 }).await.unwrap();
+    until_event(&mut rx, EventKind::Modified, &copy.id).await;
+    assert_eq!(w.em.items(ROOM)[0].deleted_occurrences.len(), 1);
+}
+
+#[tokio::test]
+async fn a_master_off_its_pattern_starts_at_its_first_occurrence() {
+    let w = world().await;
+    let alice = addr(ALICE);
+    // Second Tuesday of each month, asked for from Tuesday 1 September: the first is 8 September.
+    let mut second_tuesdays = tuesdays(1, "monthly");
+    second_tuesdays.recurrence = Some(Recurrence {
+        pattern: Pattern::RelativeMonthly {
+            interval: 1,
+            day: DayOfWeek::Day(Weekday::Tue),
+            index: orb_core::recurrence::WeekIndex::Second,
+        },
+        range: Range::Numbered { start: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(), count: 3 },
+    });
+    let id = w.orb.create_meeting(target(&alice), &second_tuesdays).await.unwrap();
+    let m = w.orb.get_item(target(&alice), &id).await.unwrap();
+    assert_eq!((m.start, m.end), (Some(at(8, 8)), Some(at(8, 9))));
+    let view = w
+        .orb
+        .calendar_view(target(&alice), Window { start: at(1, 0), end: at(1, 0) + Duration::days(92) })
+        .await
+        .unwrap();
+    let days: Vec<String> =
+        view.items.iter().map(|i| i.start.unwrap().format("%m-%d %H:%M").to_string()).collect();
+    // 10:00 Amsterdam time: 08:00Z in summer, 09:00Z after the October change.
+    assert_eq!(days, ["09-08 08:00", "10-13 08:00", "11-10 09:00"]);
 }

@@ -336,6 +336,13 @@ fn create_calendar_item(
         recurrence,
         ..Item::new(el.child_text(TYPES, "Subject").unwrap_or_default().to_owned(), start, end, uid, now)
     };
+    let mut item = item;
+    if item.recurrence.is_some() {
+        let Some((first_start, first_end)) = ser::first_occurrence(&item) else {
+            return Err(refuse("ErrorCalendarInvalidRecurrence", "The recurrence has no occurrence."));
+        };
+        (item.start, item.end) = (first_start, first_end);
+    }
     let id = inner.insert(mb, item, now);
     // The answer shows the item as created; the room's response arrives after it (a new change key).
     let shown = inner.written(mb, &id);

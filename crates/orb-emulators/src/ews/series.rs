@@ -82,6 +82,12 @@ fn pattern(item: &Item, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)
         .unwrap_or_default()
 }
 
+/// The first occurrence's start and end: Exchange moves a master whose `Start` is not on the pattern
+/// to its first occurrence.
+pub(crate) fn first_occurrence(item: &Item) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    pattern(item, series_end(item)).first().copied()
+}
+
 /// Where counting a series stops: its range's end, or [`OPEN_END_YEARS`] for an open-ended one.
 fn series_end(item: &Item) -> DateTime<Utc> {
     match item.recurrence.as_ref().map(|r| r.range) {
