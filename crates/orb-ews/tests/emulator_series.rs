@@ -197,6 +197,14 @@ async fn a_series_reaches_the_room_and_its_occurrences_change_one_by_one() {
     let SyncChange::Update(changed) = &after.changes[0] else { panic!("{:?}", after.changes) };
     assert_eq!(changed.item_type, Some(CalendarItemType::RecurringMaster));
 
+    // Moving the whole series an hour later resets its exceptions and deleted occurrences.
+    let later = MeetingChange { start: Some(at(1, 9)), end: Some(at(1, 10)), ..Default::default() };
+    let moved_series = w.orb.update_meeting(org(), &m.item_id, &later).await.unwrap();
+    let m = w.orb.get_item(org(), &moved_series).await.unwrap();
+    assert!(m.modified_occurrences.is_empty() && m.deleted_occurrences.is_empty(), "{m:?}");
+    let room_view = w.orb.calendar_view(target(&room), september()).await.unwrap();
+    assert_eq!(starts(&room_view.items), [at(1, 9), at(8, 9), at(15, 9), at(22, 9)]);
+
     // Cancelling the series (the master's id) cancels the room's copy.
     w.orb.cancel_meeting(org(), &m.item_id).await.unwrap();
     let copies = w.em.items(ROOM);

@@ -556,6 +556,12 @@ fn update_one(
     }
     {
         let it = inner.live_mut(mb, &id)?;
+        // Moving a whole series resets its exceptions and deleted occurrences (they are keyed by the
+        // old original starts), as Outlook warns.
+        if it.recurrence.is_some() && (start != it.start || end != it.end) {
+            it.exceptions.clear();
+            it.deleted_occurrences.clear();
+        }
         for (_, c) in changes {
             match c {
                 FieldChange::Subject(s) => it.subject = s,
