@@ -1,5 +1,5 @@
-//! Fault plans: both emulators fail like the real services when told to — per endpoint and method, for
-//! reads and writes, as a burst or at a rate, deterministically from a seed.
+//! Fault plans: the emulators fail like the real services when told to — per endpoint and method (for
+//! EWS: per SOAP operation), for reads and writes, as a burst or at a rate, deterministically from a seed.
 //!
 //! A [`FaultPlan`] is a seed and a list of [`FaultRule`]s. For each request (control API excluded) the
 //! rules are tried in order; the first rule that matches the method and path *and fires* decides the
@@ -15,13 +15,24 @@
 //! | `timeout` | nothing: the connection is held open for `holdMs` (default 60 s, the client gives up first), then dropped | only with `afterHandling` |
 //! | `reset` | the headers and part of the body, then the connection is aborted (before handling: a 200 whose JSON breaks off) | only with `afterHandling` |
 //! | `slowBody` | the real answer, its body trickled `chunkBytes` every `delayMs` | **always** (it is the real answer, sent slowly) |
+//! | `serverBusy` (EWS) | HTTP 500 with the SOAP fault `ErrorServerBusy` and `BackOffMilliseconds` = `backOffMs`; a storm is `next: N` | only with `afterHandling` |
+//! | `soapFault` (EWS) | HTTP 500 with a SOAP fault of `code` (e.g. `ErrorInternalServerTransientError`) | only with `afterHandling` |
+//!
+//! EWS answers `status` faults as Exchange and IIS do: 500 a SOAP fault `ErrorInternalServerError`
+//! (`body: json` also means "the service's own error body", a SOAP fault, for EWS), 502/503/504 and other
+//! statuses IIS's HTML page (`text/html`). Every request to EWS is a `POST` to one path, so EWS rules
+//! name the SOAP `operation` (the body's root element: `FindItem`, `GetItem`, `CreateItem`,
+//! `UpdateItem`, `DeleteItem`, `SyncFolderItems`, `Subscribe`, …), or `read` / `write` (reads:
+//! FindItem, GetItem, SyncFolderItems, GetRoomLists, GetRooms). A rule with an `operation` never
+//! matches Graph or TOPdesk requests; `serverBusy` and `soapFault` are EWS's (the other emulators answer
+//! them with a bare 500).
 //!
 //! Without `afterHandling` a fault happens before the emulator handles the request, so its state does not
 //! change. With `afterHandling: true` the request is handled (a write is applied) and then its answer is
 //! replaced, held back or broken off: the nasty real-world case where the client cannot know whether its
 //! write happened.
 //!
-//! Control API (both emulators): `GET|PUT /_emulator/faultPlan` with a plan as JSON, e.g. "the next 3
+//! Control API (every emulator): `GET|PUT /_emulator/faultPlan` with a plan as JSON, e.g. "the next 3
 //! `POST /tas/api/reservations` answer 500":
 //!
 //! ```json
@@ -39,6 +50,15 @@
 //!   {"method": "write", "path": "/v1.0/**", "rate": 0.05, "fault": {"kind": "status", "status": 502, "body": "html"}}
 //! ]}
 //! ```
+//!
+//! An `ErrorServerBusy` storm on EWS calendar views, then 2 % of EWS writes lost after they were applied:
+//!
+//! ```json
+//! {"seed": 3, "rules": [
+//!   {"operation": "FindItem", "next": 5, "fault": {"kind": "serverBusy", "backOffMs": 30000}},
+//!   {"operation": "write", "rate": 0.02, "afterHandling": true, "fault": {"kind": "reset"}}
+//! ]}
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -52,6 +72,9 @@ use serde::{Deserialize, Serialize};
 
 /// The longest a `timeout` fault may hold a connection (10 minutes), so no task is held forever.
 pub const MAX_HOLD_MS: u64 = 600_000;
+
+/// The longest `BackOffMilliseconds` a `serverBusy` fault may ask for (one hour; Exchange's are minutes).
+pub const MAX_BACK_OFF_MS: u64 = 3_600_000;
 
 /// A seeded list of fault rules. `Default` is the empty plan (no faults).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -81,6 +104,9 @@ pub struct FaultRule {
     /// Share of matching requests that fail, 0 to 1 (drawn from the plan's seed); default 1: all.
     #[serde(default = "always")]
     pub rate: f64,
+    /// EWS only: the SOAP operation (`FindItem`, `CreateItem`, …, any case), or `read` / `write`; none = any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
     /// A burst: only the next N requests this rule fires for; counts down to 0 (spent). None: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<u32>,
@@ -98,7 +124,15 @@ fn always() -> f64 {
 impl FaultRule {
     /// A rule for every request with `fault`, before handling (narrow it with the builder methods).
     pub fn new(fault: FaultKind) -> Self {
-        Self { method: None, path: None, rate: 1.0, next: None, after_handling: false, fault }
+        Self {
+            method: None,
+            path: None,
+            operation: None,
+            rate: 1.0,
+            next: None,
+            after_handling: false,
+            fault,
+        }
     }
 
     /// Only requests with this method (`GET`, `POST`, …, `read` or `write`).
@@ -110,6 +144,12 @@ impl FaultRule {
     /// Only requests whose path matches `pattern` (see [`FaultRule::path`]).
     pub fn path(mut self, pattern: &str) -> Self {
         self.path = Some(pattern.to_owned());
+        self
+    }
+
+    /// Only this SOAP operation (EWS), or `read` / `write`.
+    pub fn operation(mut self, operation: &str) -> Self {
+        self.operation = Some(operation.to_owned());
         self
     }
 
@@ -133,14 +173,35 @@ impl FaultRule {
 
     /// Whether the rule is about this request (spent or not).
     pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.matches_soap(method, path, None)
+    }
+
+    /// Whether the rule is about this request, which carries `soap` (EWS) or not (Graph, TOPdesk).
+    pub fn matches_soap(&self, method: &str, path: &str, soap: Option<SoapOperation<'_>>) -> bool {
+        let operation_ok = match (self.operation.as_deref(), soap) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(wanted), Some(op)) if wanted.eq_ignore_ascii_case("read") => op.read,
+            (Some(wanted), Some(op)) if wanted.eq_ignore_ascii_case("write") => !op.read,
+            (Some(wanted), Some(op)) => wanted.eq_ignore_ascii_case(op.name),
+        };
         let method_ok = match self.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
             None => true,
             Some("READ") => matches!(method, "GET" | "HEAD"),
             Some("WRITE") => !matches!(method, "GET" | "HEAD"),
             Some(wanted) => method.eq_ignore_ascii_case(wanted),
         };
-        method_ok && self.path.as_deref().is_none_or(|pattern| path_matches(pattern, path))
+        operation_ok && method_ok && self.path.as_deref().is_none_or(|pattern| path_matches(pattern, path))
     }
+}
+
+/// The SOAP operation of an EWS request, for rules with an `operation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoapOperation<'a> {
+    /// The body's root element's local name (`FindItem`, `CreateItem`, …).
+    pub name: &'a str,
+    /// Whether it only reads.
+    pub read: bool,
 }
 
 /// What goes wrong.
@@ -175,6 +236,16 @@ pub enum FaultKind {
         /// Delay before each chunk.
         delay_ms: u64,
     },
+    /// EWS: HTTP 500 with the SOAP fault `ErrorServerBusy` and `BackOffMilliseconds`.
+    ServerBusy {
+        /// `BackOffMilliseconds`.
+        back_off_ms: u64,
+    },
+    /// EWS: HTTP 500 with a SOAP fault of this response code.
+    SoapFault {
+        /// The response code, e.g. `ErrorInternalServerTransientError`.
+        code: String,
+    },
 }
 
 fn default_hold() -> u64 {
@@ -201,13 +272,16 @@ impl FaultKind {
         Self::Timeout { hold_ms: u64::try_from(hold.as_millis()).unwrap_or(MAX_HOLD_MS) }
     }
 
-    /// The name in the request log: `status`, `timeout`, `reset` or `slowBody`.
+    /// The name in the request log: `status`, `timeout`, `reset`, `slowBody`, `serverBusy` or
+    /// `soapFault`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Status { .. } => "status",
             Self::Timeout { .. } => "timeout",
             Self::Reset => "reset",
             Self::SlowBody { .. } => "slowBody",
+            Self::ServerBusy { .. } => "serverBusy",
+            Self::SoapFault { .. } => "soapFault",
         }
     }
 
@@ -215,6 +289,7 @@ impl FaultKind {
     pub fn status_code(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } => Some(*status),
+            Self::ServerBusy { .. } | Self::SoapFault { .. } => Some(500),
             _ => None,
         }
     }
@@ -276,6 +351,9 @@ impl FaultPlan {
             if rule.method.as_deref().is_some_and(|m| m.trim().is_empty()) {
                 return bad("method must not be empty (leave it out to match any)".to_owned());
             }
+            if rule.operation.as_deref().is_some_and(|o| o.trim().is_empty()) {
+                return bad("operation must not be empty (leave it out to match any)".to_owned());
+            }
             match &rule.fault {
                 FaultKind::Status { status: 200, body: BodyStyle::Html, .. } => {}
                 FaultKind::Status { status, .. } if !(400..=599).contains(status) => {
@@ -290,6 +368,16 @@ impl FaultPlan {
                 FaultKind::SlowBody { chunk_bytes: 0, .. } => {
                     return bad("chunkBytes must be at least 1".to_owned());
                 }
+                FaultKind::ServerBusy { back_off_ms } if *back_off_ms > MAX_BACK_OFF_MS => {
+                    return bad(format!("backOffMs {back_off_ms} must be at most {MAX_BACK_OFF_MS}"));
+                }
+                FaultKind::SoapFault { code }
+                    if !code.starts_with("Error") || !code.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                {
+                    return bad(format!(
+                        "code {code:?} must be an EWS response code such as \"ErrorInternalServerTransientError\""
+                    ));
+                }
                 _ => {}
             }
         }
@@ -298,9 +386,19 @@ impl FaultPlan {
 
     /// The fault for one request, if any (advances bursts and the generator).
     pub fn decide(&mut self, method: &str, path: &str) -> Option<Injection> {
+        self.decide_soap(method, path, None)
+    }
+
+    /// The fault for one request carrying `soap` (EWS), if any.
+    pub fn decide_soap(
+        &mut self,
+        method: &str,
+        path: &str,
+        soap: Option<SoapOperation<'_>>,
+    ) -> Option<Injection> {
         for i in 0..self.rules.len() {
             let rule = &self.rules[i];
-            if rule.next == Some(0) || !rule.matches(method, path) {
+            if rule.next == Some(0) || !rule.matches_soap(method, path, soap) {
                 continue;
             }
             let rate = rule.rate;
@@ -376,7 +474,9 @@ where
         _ => None,
     };
     match &injection.fault {
-        FaultKind::Status { .. } => status_page(&injection.fault, injection.coin),
+        FaultKind::Status { .. } | FaultKind::ServerBusy { .. } | FaultKind::SoapFault { .. } => {
+            status_page(&injection.fault, injection.coin)
+        }
         FaultKind::Timeout { hold_ms } => {
             drop(handled);
             tokio::time::sleep(Duration::from_millis((*hold_ms).min(MAX_HOLD_MS))).await;

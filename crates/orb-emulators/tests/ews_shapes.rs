@@ -181,7 +181,9 @@ async fn the_emulators_answers_have_the_reference_shapes() {
             "MyResponseType",
             "Organizer",
             "Resources",
-            "AppointmentState"
+            "AppointmentState",
+            "StartTimeZone",
+            "EndTimeZone"
         ]
     );
     assert!(item.find(TYPES, "Body").is_none(), "not asked for, not sent");
@@ -321,4 +323,77 @@ async fn the_pushed_notification_has_the_reference_shape() {
     let created =
         ours.descendants().into_iter().find(|e| e.is(TYPES, "CreatedEvent")).expect("a CreatedEvent");
     assert_eq!(names(created), ["Watermark", "TimeStamp", "ItemId", "ParentFolderId"]);
+}
+
+#[tokio::test]
+async fn a_series_master_has_the_reference_shape() {
+    let w = world().await;
+    // The reference CreateItem with the reference master's Recurrence (Tuesdays, 10 times from
+    // 1 September) added in schema order, before the zones.
+    let mut create = examples("create-item.xml")[0].clone();
+    let reference = examples("get-item-response-message.xml")[0].clone();
+    let recurrence = reference
+        .path(&[(MESSAGES, "Items"), (TYPES, "CalendarItem"), (TYPES, "Recurrence")])
+        .unwrap()
+        .clone();
+    {
+        let items = create.children.iter_mut().find(|c| c.is(MESSAGES, "Items")).unwrap();
+        let item = &mut items.children[0];
+        let at = item.children.iter().position(|c| c.name == "StartTimeZone").unwrap();
+        item.children.insert(at, recurrence.clone());
+    }
+    let created = w.op(ALICE, create).await;
+    assert_eq!(message(&created).child_text(MESSAGES, "ResponseCode"), Some("NoError"));
+    let master = w.em.items(ALICE)[0].clone();
+    assert_eq!(master.start, Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap());
+
+    // The reference's exception (the second occurrence an hour later) and deleted occurrence (the third).
+    let index = |i: u32| {
+        Element::new(TYPES, "OccurrenceItemId")
+            .attr("RecurringMasterId", master.id.as_str())
+            .attr("InstanceIndex", i.to_string())
+    };
+    let set = |field: &str, value: &str| {
+        Element::new(TYPES, "SetItemField")
+            .child(Element::new(TYPES, "FieldURI").attr("FieldURI", format!("calendar:{field}")))
+            .child(Element::new(TYPES, "CalendarItem").child(Element::new(TYPES, field).text(value)))
+    };
+    let change = Element::new(TYPES, "ItemChange").child(index(2)).child(
+        Element::new(TYPES, "Updates")
+            .child(set("Start", "2026-09-08T09:00:00Z"))
+            .child(set("End", "2026-09-08T10:00:00Z")),
+    );
+    let update = Element::new(MESSAGES, "UpdateItem")
+        .attr("ConflictResolution", "AlwaysOverwrite")
+        .attr("SendMeetingInvitationsOrCancellations", "SendToAllAndSaveCopy")
+        .child(Element::new(MESSAGES, "ItemChanges").child(change));
+    let updated = w.op(ALICE, update).await;
+    assert_eq!(message(&updated).child_text(MESSAGES, "ResponseCode"), Some("NoError"));
+    let delete = Element::new(MESSAGES, "DeleteItem")
+        .attr("DeleteType", "MoveToDeletedItems")
+        .attr("SendMeetingCancellations", "SendToAllAndSaveCopy")
+        .child(Element::new(MESSAGES, "ItemIds").child(index(3)));
+    let deleted = w.op(ALICE, delete).await;
+    assert_eq!(message(&deleted).child_text(MESSAGES, "ResponseCode"), Some("NoError"));
+
+    // GetItem with the reference's properties: the reference master's elements in its order.
+    let master = w.em.items(ALICE)[0].clone();
+    let mut get = examples("get-item-request.xml")[0].clone();
+    set_item_id(&mut get, &master.id, &master.change_key);
+    let got = w.op(ALICE, get).await;
+    let msg = message(&got);
+    ordered_subset(&msg, &reference, "");
+    let item = msg.path(&[(MESSAGES, "Items"), (TYPES, "CalendarItem")]).unwrap();
+    assert_eq!(item.child_text(TYPES, "CalendarItemType"), Some("RecurringMaster"));
+    let rec = item.find(TYPES, "Recurrence").unwrap();
+    assert_eq!(rec.shape(), recurrence.shape(), "the recurrence as it was sent");
+    let ex = item.path(&[(TYPES, "ModifiedOccurrences"), (TYPES, "Occurrence")]).unwrap();
+    assert_eq!(ex.child_text(TYPES, "Start"), Some("2026-09-08T09:00:00Z"));
+    assert_eq!(ex.child_text(TYPES, "OriginalStart"), Some("2026-09-08T08:00:00Z"));
+    let gone = item.path(&[(TYPES, "DeletedOccurrences"), (TYPES, "DeletedOccurrence")]).unwrap();
+    assert_eq!(gone.child_text(TYPES, "Start"), Some("2026-09-15T08:00:00Z"));
+    // The room's copy of the series has the same exception and deleted occurrence.
+    let copy = w.em.items(ROOM).into_iter().find(|i| i.uid == master.uid).unwrap();
+    assert_eq!(copy.deleted_occurrences, master.deleted_occurrences);
+    assert_eq!(copy.exceptions.keys().collect::<Vec<_>>(), master.exceptions.keys().collect::<Vec<_>>());
 }

@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::request::{self, ConflictResolution, Shape};
 use crate::response::{self, HttpAnswer};
+use crate::series::ItemRef;
 use crate::xml::Element;
 
 /// How ORB authenticates to EWS. NTLM/Negotiate is not in this slice (see the crate docs).
@@ -248,10 +249,20 @@ impl EwsClient {
         target: Target<'_>,
         ids: &[ItemId],
     ) -> Result<Vec<Result<CalendarItem, EwsError>>, EwsError> {
+        let refs: Vec<ItemRef> = ids.iter().map(ItemRef::from).collect();
+        self.get_refs(target, &refs).await
+    }
+
+    /// Reads items, occurrences (by master and index) or masters (of an occurrence); one result each.
+    pub async fn get_refs(
+        &self,
+        target: Target<'_>,
+        ids: &[ItemRef],
+    ) -> Result<Vec<Result<CalendarItem, EwsError>>, EwsError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let answer = self.call(target, request::get_items(ids, self.config.shape)).await?;
+        let answer = self.call(target, request::get_refs(ids, self.config.shape)).await?;
         let out = response::get_item(&answer, Some(target.mailbox.as_str()))?;
         if out.len() != ids.len() {
             return Err(EwsError::Protocol {
@@ -261,9 +272,13 @@ impl EwsClient {
         Ok(out)
     }
 
-    /// Reads one item.
-    pub async fn get_item(&self, target: Target<'_>, id: &ItemId) -> Result<CalendarItem, EwsError> {
-        self.get_items(target, std::slice::from_ref(id))
+    /// Reads one item, occurrence or master.
+    pub async fn get_item(
+        &self,
+        target: Target<'_>,
+        id: impl Into<ItemRef>,
+    ) -> Result<CalendarItem, EwsError> {
+        self.get_refs(target, &[id.into()])
             .await?
             .pop()
             .unwrap_or_else(|| Err(EwsError::Protocol { reason: "GetItem answered nothing".into() }))
@@ -277,19 +292,35 @@ impl EwsClient {
         if meeting.match_id.trim().is_empty() {
             return Err(EwsError::Invalid { reason: "a meeting ORB creates needs its match id".into() });
         }
+        if let Some(rec) = &meeting.recurrence {
+            rec.validate().map_err(|reason| EwsError::Invalid { reason })?;
+            if meeting.time_zone.is_none() {
+                return Err(EwsError::Invalid {
+                    reason:
+                        "a series needs the room's time zone (NewMeeting::time_zone), or its occurrences \
+                             would follow UTC across daylight-saving changes"
+                            .into(),
+                });
+            }
+        }
         let answer = self.call(target, request::create_meeting(meeting)).await?;
         response::written_item(&answer, Some(target.mailbox.as_str()))
     }
 
-    /// Updates a meeting if it has not changed since `id`'s change key (`NeverOverwrite`); a change in
-    /// between is [`EwsError::Changed`]: re-read and re-plan.
+    /// Updates a meeting, a series or one occurrence (which becomes an exception) if it has not changed
+    /// since the change key ORB read (`NeverOverwrite`; for [`ItemRef::Occurrence`] the master's); a
+    /// change in between is [`EwsError::Changed`]: re-read and re-plan.
     pub async fn update_meeting(
         &self,
         target: Target<'_>,
-        id: &ItemId,
+        id: impl Into<ItemRef>,
         change: &MeetingChange,
     ) -> Result<ItemId, EwsError> {
-        if id.change_key.is_none() {
+        let id: ItemRef = id.into();
+        let change_key = match &id {
+            ItemRef::Item(i) | ItemRef::Occurrence { master: i, .. } | ItemRef::MasterOf(i) => &i.change_key,
+        };
+        if change_key.is_none() {
             return Err(EwsError::Invalid { reason: "an update needs the change key ORB last read".into() });
         }
         if change.is_empty() {
@@ -305,14 +336,16 @@ impl EwsClient {
         response::written_item(&answer, Some(target.mailbox.as_str()))
     }
 
-    /// The organizer cancels a meeting (cancellations sent to the room and attendees).
+    /// The organizer cancels a meeting, a series (its master's id) or one occurrence (its own id from a
+    /// calendar view); cancellations go to the room and attendees.
     pub async fn cancel_meeting(&self, target: Target<'_>, id: &ItemId) -> Result<(), EwsError> {
         let answer = self.call(target, request::cancel_meeting(id)).await?;
         response::no_payload(&answer, Some(target.mailbox.as_str()))
     }
 
-    /// Deletes an item, sending cancellations if it is a meeting ORB organizes.
-    pub async fn delete_item(&self, target: Target<'_>, id: &ItemId) -> Result<(), EwsError> {
+    /// Deletes an item, a series or one occurrence, sending cancellations if it is a meeting ORB
+    /// organizes.
+    pub async fn delete_item(&self, target: Target<'_>, id: impl Into<ItemRef>) -> Result<(), EwsError> {
         let answer = self.call(target, request::delete_item(id)).await?;
         response::no_payload(&answer, Some(target.mailbox.as_str()))
     }

@@ -9,6 +9,8 @@
 //! - [`response`]: pure readers of the answers, faults and per-message `ResponseClass`es.
 //! - [`error`]: [`EwsError`] with [`EwsError::is_retryable`] and [`EwsError::retry_after`].
 //! - [`push`]: the push-notification body ORB receives and its `SendNotificationResult` answer.
+//! - [`series`]: `Recurrence` (typed, converted to orb-core's expansion), `OccurrenceItemId` /
+//!   `RecurringMasterItemId` addressing, and the occurrence summaries of a master.
 //! - [`client`]: [`EwsClient`] over reqwest (rustls).
 //!
 //! ## Invariants
@@ -29,8 +31,6 @@
 //! - NTLM / Negotiate: no well-kept pure-Rust crate makes the connection-bound three-leg handshake (and
 //!   Extended Protection's channel binding, U3) cheap over reqwest's pooled connections. Basic over TLS
 //!   and OAuth bearer are implemented; NTLM is the next slice's.
-//! - Series (recurring masters, `OccurrenceItemId`, `Recurrence`): the reader ignores them; the emulator
-//!   holds single items only.
 //! - Streaming and pull subscriptions, `GetUserAvailability`, `ResolveNames`, subscription affinity
 //!   cookies.
 //!
@@ -58,6 +58,9 @@
 //! - **U17** (cancelled meetings in the room calendar): readers take `IsCancelled` as given and never
 //!   infer a cancellation from a missing item alone.
 //! - **U19** (addresses with routing type `EX`): addresses are kept as text; nothing assumes SMTP.
+//! - **U20** (occurrence ids from a `CalendarView` accepted directly): ORB can address an occurrence
+//!   either way ([`series::ItemRef`]); `OccurrenceItemId` (master + index) is the documented form, and
+//!   the emulator accepts both.
 //!
 //! ## Must not depend on
 //! orb-engine, orb-store, orb-web (and no emulator: the emulator depends on this crate, not the reverse).
@@ -68,6 +71,7 @@ pub mod model;
 pub mod push;
 pub mod request;
 pub mod response;
+pub mod series;
 pub mod xml;
 
 pub use client::{Auth, EwsClient, EwsConfig, Target};

@@ -3,6 +3,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use orb_core::EmailAddress;
 
+use crate::series::{OccurrenceInfo, Recurrence};
+
 /// The `RequestServerVersion` ORB sends: every operation it uses exists at this level, and Exchange
 /// 2016 / 2019 / SE accept it (ews.md §1.3).
 pub const REQUEST_SERVER_VERSION: &str = "Exchange2013_SP1";
@@ -162,6 +164,21 @@ pub struct CalendarItem {
     pub resources: Vec<Attendee>,
     /// `AppointmentState` bitmask (1 meeting, 2 received, 4 cancelled).
     pub appointment_state: Option<u32>,
+    /// `OriginalStart` of an occurrence or exception: where the pattern put it, its identity in the
+    /// series (with the shared `UID`, what ties it to its master).
+    pub original_start: Option<DateTime<Utc>>,
+    /// `Recurrence` of a master.
+    pub recurrence: Option<Recurrence>,
+    /// `FirstOccurrence` of a master.
+    pub first_occurrence: Option<OccurrenceInfo>,
+    /// `LastOccurrence` of a master (none for a series without end).
+    pub last_occurrence: Option<OccurrenceInfo>,
+    /// `ModifiedOccurrences` of a master: its exceptions.
+    pub modified_occurrences: Vec<OccurrenceInfo>,
+    /// `DeletedOccurrences` of a master: the original starts of deleted or cancelled occurrences.
+    pub deleted_occurrences: Vec<DateTime<Utc>>,
+    /// `StartTimeZone` `Id` (the zone the series is evaluated in).
+    pub start_time_zone: Option<String>,
 }
 
 /// A meeting ORB creates in an organizer's calendar, inviting one room.
@@ -180,7 +197,11 @@ pub struct NewMeeting {
     /// The room, invited as a `Resources` attendee.
     pub room: EmailAddress,
     /// Windows time zone id for `StartTimeZone`/`EndTimeZone` (the room's zone), e.g. `W. Europe Standard Time`.
+    /// A series is evaluated in it: give one with every recurrence.
     pub time_zone: Option<String>,
+    /// A series: `start`/`end` are the first occurrence's, the range's start date is that day in
+    /// `time_zone`.
+    pub recurrence: Option<Recurrence>,
 }
 
 /// The changes of one `UpdateItem` (each `Some` becomes one `SetItemField`).

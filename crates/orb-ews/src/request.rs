@@ -9,6 +9,7 @@ use crate::model::{
     self, ItemId, MeetingChange, NewMeeting, ORB_MATCH_PROPERTY_NAME, ORB_PROPERTY_SET_ID, PushRequest,
     REQUEST_SERVER_VERSION, Window,
 };
+use crate::series::ItemRef;
 use crate::xml::{Element, MESSAGES, SOAP, TYPES};
 
 fn t(name: &str) -> Element {
@@ -103,6 +104,13 @@ pub const GET_FIELDS: &[&str] = &[
     "calendar:Organizer",
     "calendar:RequiredAttendees",
     "calendar:Resources",
+    "calendar:OriginalStart",
+    "calendar:Recurrence",
+    "calendar:FirstOccurrence",
+    "calendar:LastOccurrence",
+    "calendar:ModifiedOccurrences",
+    "calendar:DeletedOccurrences",
+    "calendar:StartTimeZone",
 ];
 
 fn item_shape(fields: &[&str], shape: Shape, with_match: bool) -> Element {
@@ -121,15 +129,8 @@ fn calendar_folder() -> Element {
     t("DistinguishedFolderId").attr("Id", "calendar")
 }
 
-fn item_id(id: &ItemId) -> Element {
-    let el = t("ItemId").attr("Id", id.id.as_str());
-    match &id.change_key {
-        Some(ck) => el.attr("ChangeKey", ck.as_str()),
-        None => el,
-    }
-}
-
-/// `FindItem` with a `CalendarView` over the impersonated mailbox's calendar.
+/// `FindItem` with a `CalendarView` over the impersonated mailbox's calendar: Exchange expands series
+/// into their occurrences and exceptions within the window (masters are not listed).
 pub fn find_calendar_view(window: Window, max_entries: u32, shape: Shape) -> Element {
     m("FindItem")
         .attr("Traversal", "Shallow")
@@ -145,13 +146,21 @@ pub fn find_calendar_view(window: Window, max_entries: u32, shape: Shape) -> Ele
 
 /// `GetItem` for `ids` with explicit properties and ORB's match id.
 pub fn get_items(ids: &[ItemId], shape: Shape) -> Element {
+    let refs: Vec<ItemRef> = ids.iter().map(ItemRef::from).collect();
+    get_refs(&refs, shape)
+}
+
+/// `GetItem` for items, occurrences (`OccurrenceItemId`) or masters (`RecurringMasterItemId`).
+pub fn get_refs(refs: &[ItemRef], shape: Shape) -> Element {
     m("GetItem")
         .child(item_shape(GET_FIELDS, shape, true))
-        .child(m("ItemIds").children(ids.iter().map(item_id)))
+        .child(m("ItemIds").children(refs.iter().map(ItemRef::to_element)))
 }
 
 /// `CreateItem` of a meeting in the impersonated organizer's calendar with the room as a `Resources`
 /// attendee, sending invitations (`SendToAllAndSaveCopy`) so the room's booking attendant processes it.
+/// With a recurrence it is a series master: `Recurrence` after `Resources`, before the zones (schema
+/// order), evaluated in `StartTimeZone`.
 pub fn create_meeting(meeting: &NewMeeting) -> Element {
     let tz = |name: &str| meeting.time_zone.as_ref().map(|id| t(name).attr("Id", id.as_str()));
     let item = t("CalendarItem")
@@ -162,6 +171,7 @@ pub fn create_meeting(meeting: &NewMeeting) -> Element {
         .child(t("LegacyFreeBusyStatus").text("Busy"))
         .child_opt(meeting.location.as_ref().map(|l| t("Location").text(l.as_str())))
         .child(resources(&meeting.room))
+        .child_opt(meeting.recurrence.as_ref().map(|r| r.to_element()))
         .child_opt(tz("StartTimeZone"))
         .child_opt(tz("EndTimeZone"));
     m("CreateItem")
@@ -178,9 +188,16 @@ fn set_field(path: Element, value: Element) -> Element {
     t("SetItemField").child(path).child(t("CalendarItem").child(value))
 }
 
-/// `UpdateItem` of one meeting: one `SetItemField` per change, the change key and `conflict`, updates
-/// sent to all attendees (the room included).
-pub fn update_meeting(id: &ItemId, change: &MeetingChange, conflict: ConflictResolution) -> Element {
+/// `UpdateItem` of one meeting — a single item, a series (its master's id or
+/// [`ItemRef::MasterOf`]) or one occurrence ([`ItemRef::Occurrence`], which makes it an exception):
+/// one `SetItemField` per change, the change key and `conflict`, updates sent to all attendees (the
+/// room included).
+pub fn update_meeting(
+    id: impl Into<ItemRef>,
+    change: &MeetingChange,
+    conflict: ConflictResolution,
+) -> Element {
+    let id: ItemRef = id.into();
     let mut updates = t("Updates");
     if let Some(s) = &change.subject {
         updates = updates.child(set_field(field("item:Subject"), t("Subject").text(s.as_str())));
@@ -203,11 +220,13 @@ pub fn update_meeting(id: &ItemId, change: &MeetingChange, conflict: ConflictRes
     m("UpdateItem")
         .attr("ConflictResolution", conflict.as_str())
         .attr("SendMeetingInvitationsOrCancellations", "SendToAllAndSaveCopy")
-        .child(m("ItemChanges").child(t("ItemChange").child(item_id(id)).child(updates)))
+        .child(m("ItemChanges").child(t("ItemChange").child(id.to_element()).child(updates)))
 }
 
-/// The organizer cancels a meeting (`CancelCalendarItem`, cancellations sent, a copy saved). No new body
-/// text is sent: ORB writes no bodies.
+/// The organizer cancels a meeting (`CancelCalendarItem`, cancellations sent, a copy saved): a master's
+/// id cancels the series, an occurrence's own id (from a `CalendarView`) that occurrence. No new body
+/// text is sent: ORB writes no bodies. (`ReferenceItemId` takes item ids only; to cancel an occurrence
+/// known by its index, use [`delete_item`] with [`ItemRef::Occurrence`], which sends the cancellation.)
 pub fn cancel_meeting(id: &ItemId) -> Element {
     let reference = match &id.change_key {
         Some(ck) => t("ReferenceItemId").attr("Id", id.id.as_str()).attr("ChangeKey", ck.as_str()),
@@ -218,12 +237,14 @@ pub fn cancel_meeting(id: &ItemId) -> Element {
         .child(m("Items").child(t("CancelCalendarItem").child(reference)))
 }
 
-/// `DeleteItem` to the deleted items with cancellations to all attendees.
-pub fn delete_item(id: &ItemId) -> Element {
+/// `DeleteItem` to the deleted items with cancellations to all attendees: an item, a whole series, or
+/// one occurrence (which the master then lists in `DeletedOccurrences`).
+pub fn delete_item(id: impl Into<ItemRef>) -> Element {
+    let id: ItemRef = id.into();
     m("DeleteItem")
         .attr("DeleteType", "MoveToDeletedItems")
         .attr("SendMeetingCancellations", "SendToAllAndSaveCopy")
-        .child(m("ItemIds").child(item_id(id)))
+        .child(m("ItemIds").child(id.to_element()))
 }
 
 /// `GetRoomLists`.
@@ -296,6 +317,18 @@ mod tests {
         EmailAddress::parse(s).unwrap()
     }
 
+    fn weekly() -> crate::series::Recurrence {
+        use crate::series::{DayOfWeek, Pattern, Range, Recurrence};
+        Recurrence {
+            pattern: Pattern::Weekly {
+                interval: 1,
+                days: vec![DayOfWeek::Day(chrono::Weekday::Tue)],
+                first_day_of_week: None,
+            },
+            range: Range::Numbered { start: chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(), count: 10 },
+        }
+    }
+
     fn every_request() -> Vec<Element> {
         let at = |h| Utc.with_ymd_and_hms(2026, 9, 1, h, 0, 0).unwrap();
         let id = ItemId::new("AAMk1", "DwAA1");
@@ -307,7 +340,9 @@ mod tests {
             location: Some("Room 4.12".into()),
             room: addr("room-4.12@contoso.com"),
             time_zone: Some("W. Europe Standard Time".into()),
+            recurrence: None,
         };
+        let series = NewMeeting { recurrence: Some(weekly()), ..meeting.clone() };
         let change = MeetingChange {
             subject: Some("New".into()),
             start: Some(at(9)),
@@ -334,6 +369,20 @@ mod tests {
                 watermark: Some("wm".into()),
             }),
             unsubscribe("sub-1"),
+            create_meeting(&series),
+            get_refs(
+                &[
+                    ItemRef::Occurrence { master: id.clone(), index: 2 },
+                    ItemRef::MasterOf(ItemId { id: "occ".into(), change_key: None }),
+                ],
+                shape,
+            ),
+            update_meeting(
+                ItemRef::Occurrence { master: id.clone(), index: 2 },
+                &change,
+                ConflictResolution::NeverOverwrite,
+            ),
+            delete_item(ItemRef::Occurrence { master: id.clone(), index: 3 }),
         ]
         .into_iter()
         .map(|op| envelope(Some(&addr("alice@contoso.com")), op))
@@ -437,6 +486,47 @@ mod tests {
             names(&push.children[0]),
             ["FolderIds", "EventTypes", "Watermark", "StatusFrequency", "URL"]
         );
+    }
+
+    #[test]
+    fn series_requests_follow_the_schema_sequence() {
+        let reqs = every_request();
+        let op = |i: usize| reqs[i].path(&[(SOAP, "Body")]).unwrap().children[0].clone();
+        let create = op(12);
+        let item = create.path(&[(MESSAGES, "Items"), (TYPES, "CalendarItem")]).unwrap();
+        assert_eq!(
+            names(item),
+            [
+                "Subject",
+                "ExtendedProperty",
+                "Start",
+                "End",
+                "LegacyFreeBusyStatus",
+                "Location",
+                "Resources",
+                "Recurrence",
+                "StartTimeZone",
+                "EndTimeZone"
+            ]
+        );
+        let rec = item.find(TYPES, "Recurrence").unwrap();
+        assert_eq!(names(rec), ["WeeklyRecurrence", "NumberedRecurrence"]);
+        assert_eq!(names(&rec.children[0]), ["Interval", "DaysOfWeek"]);
+        assert_eq!(names(&rec.children[1]), ["StartDate", "NumberOfOccurrences"]);
+        assert_eq!(rec.children[1].child_text(TYPES, "StartDate"), Some("2026-09-01"));
+        let get = op(13);
+        let ids = get.find(MESSAGES, "ItemIds").unwrap();
+        assert_eq!(names(ids), ["OccurrenceItemId", "RecurringMasterItemId"]);
+        assert_eq!(ids.children[0].get_attr("RecurringMasterId"), Some("AAMk1"));
+        assert_eq!(ids.children[0].get_attr("InstanceIndex"), Some("2"));
+        assert_eq!(ids.children[0].get_attr("ChangeKey"), Some("DwAA1"));
+        let change = op(14);
+        let change = change.path(&[(MESSAGES, "ItemChanges"), (TYPES, "ItemChange")]).unwrap();
+        assert_eq!(names(change), ["OccurrenceItemId", "Updates"]);
+        let del = op(15);
+        let ids = del.find(MESSAGES, "ItemIds").unwrap();
+        assert_eq!(ids.children[0].get_attr("InstanceIndex"), Some("3"));
+        assert_eq!(del.get_attr("SendMeetingCancellations"), Some("SendToAllAndSaveCopy"));
     }
 
     #[test]

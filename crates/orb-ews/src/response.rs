@@ -9,6 +9,7 @@ use crate::model::{
     ORB_MATCH_PROPERTY_NAME, ORB_PROPERTY_SET_ID, ResponseType, Subscription, SyncChange, SyncPage,
     parse_time,
 };
+use crate::series::{OccurrenceInfo, Recurrence};
 use crate::xml::{self, ERRORS, Element, MESSAGES, SOAP, TYPES};
 
 /// An HTTP answer as the client received it.
@@ -52,6 +53,12 @@ pub fn operation_response(answer: &HttpAnswer<'_>, mailbox: Option<&str>) -> Res
             s.starts_with("<!doctype html") || s.starts_with("<html")
         });
     let transient = |what: String| EwsError::Transient { status: Some(answer.status), what };
+    // A 503 / 429 with `Retry-After` is honoured whatever its body (IIS answers 503 with an HTML page).
+    if (answer.status == 503 || answer.status == 429)
+        && let Some(wait) = answer.retry_after
+    {
+        return Err(EwsError::Busy { code: format!("HTTP {}", answer.status), back_off: Some(wait) });
+    }
     if is_html {
         return Err(match answer.status {
             200..=299 => protocol("an HTML page instead of a SOAP answer"),
@@ -59,10 +66,7 @@ pub fn operation_response(answer: &HttpAnswer<'_>, mailbox: Option<&str>) -> Res
         });
     }
     if answer.status == 503 || answer.status == 429 {
-        return Err(match answer.retry_after {
-            Some(wait) => EwsError::Busy { code: format!("HTTP {}", answer.status), back_off: Some(wait) },
-            None => transient(format!("HTTP {}", answer.status)),
-        });
+        return Err(transient(format!("HTTP {}", answer.status)));
     }
     let parsed = xml::parse(answer.body);
     let envelope = match parsed {
@@ -183,6 +187,19 @@ pub fn is_match_uri(uri: &Element) -> bool {
         && uri.get_attr("PropertyName") == Some(ORB_MATCH_PROPERTY_NAME)
 }
 
+/// Reads an occurrence summary (`t:FirstOccurrence`, `t:LastOccurrence`, `t:Occurrence`).
+fn occurrence_info(el: &Element) -> Result<OccurrenceInfo, EwsError> {
+    let need = |name: &str| time(el, name)?.ok_or_else(|| protocol(format!("{} without {name}", el.name)));
+    Ok(OccurrenceInfo {
+        item_id: item_id_of(
+            el.find(TYPES, "ItemId").ok_or_else(|| protocol(format!("{} without ItemId", el.name)))?,
+        )?,
+        start: need("Start")?,
+        end: need("End")?,
+        original_start: need("OriginalStart")?,
+    })
+}
+
 /// Reads a `t:CalendarItem`.
 pub fn calendar_item(el: &Element) -> Result<CalendarItem, EwsError> {
     let item_id =
@@ -209,6 +226,27 @@ pub fn calendar_item(el: &Element) -> Result<CalendarItem, EwsError> {
         required_attendees: attendees(el.find(TYPES, "RequiredAttendees")),
         resources: attendees(el.find(TYPES, "Resources")),
         appointment_state: el.child_text(TYPES, "AppointmentState").and_then(|s| s.trim().parse().ok()),
+        original_start: time(el, "OriginalStart")?,
+        recurrence: el
+            .find(TYPES, "Recurrence")
+            .map(|r| Recurrence::parse(r).map_err(|e| protocol(format!("Recurrence: {e}"))))
+            .transpose()?,
+        first_occurrence: el.find(TYPES, "FirstOccurrence").map(occurrence_info).transpose()?,
+        last_occurrence: el.find(TYPES, "LastOccurrence").map(occurrence_info).transpose()?,
+        modified_occurrences: match el.find(TYPES, "ModifiedOccurrences") {
+            Some(list) => {
+                list.find_all(TYPES, "Occurrence").map(occurrence_info).collect::<Result<_, _>>()?
+            }
+            None => Vec::new(),
+        },
+        deleted_occurrences: match el.find(TYPES, "DeletedOccurrences") {
+            Some(list) => list
+                .find_all(TYPES, "DeletedOccurrence")
+                .map(|d| time(d, "Start")?.ok_or_else(|| protocol("a DeletedOccurrence without Start")))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        },
+        start_time_zone: el.find(TYPES, "StartTimeZone").and_then(|z| z.get_attr("Id")).map(str::to_owned),
     })
 }
 
@@ -357,6 +395,13 @@ mod tests {
         assert!(matches!(e503, EwsError::Transient { status: Some(503), .. }));
         let after = HttpAnswer { retry_after: Some(Duration::from_secs(7)), ..answer(503, "") };
         assert_eq!(operation_response(&after, None).unwrap_err().retry_after(), Some(Duration::from_secs(7)));
+        // IIS's HTML 503 page with Retry-After: still the wait Exchange asked for.
+        let iis = HttpAnswer {
+            content_type: Some("text/html"),
+            retry_after: Some(Duration::from_secs(7)),
+            ..answer(503, "<!DOCTYPE HTML PUBLIC><HTML><BODY><h2>Service Unavailable</h2></BODY></HTML>")
+        };
+        assert_eq!(operation_response(&iis, None).unwrap_err().retry_after(), Some(Duration::from_secs(7)));
         assert_eq!(
             operation_response(&answer(401, ""), None).unwrap_err(),
             EwsError::Unauthorized { status: 401 }

@@ -83,6 +83,7 @@ fn meeting(room: &str, start: DateTime<Utc>, match_id: &str) -> NewMeeting {
         location: Some("Room".into()),
         room: addr(room),
         time_zone: Some("W. Europe Standard Time".into()),
+        recurrence: None,
     }
 }
 

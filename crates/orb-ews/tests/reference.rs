@@ -8,6 +8,7 @@ use orb_ews::model::{CalendarItemType, ItemId, MeetingChange, NewMeeting, Respon
 use orb_ews::push::{self, EventKind, SubscriptionStatus};
 use orb_ews::request::{self, ConflictResolution, Shape};
 use orb_ews::response::{self, HttpAnswer};
+use orb_ews::series::{DayOfWeek, ItemRef, Pattern, Range, Recurrence};
 use orb_ews::xml::{self, Element, MESSAGES, SOAP, TYPES};
 use orb_ews::{EwsError, model};
 
@@ -61,6 +62,7 @@ fn every_reference_example_is_well_formed_and_namespaced() {
         "room-lists.xml",
         "delete-item-error.xml",
         "fault-server-busy.xml",
+        "recurrence.xml",
     ] {
         for ex in examples(name) {
             for el in ex.descendants() {
@@ -95,6 +97,26 @@ fn the_reference_answers_are_read() {
     assert_eq!(got.resources[0].mailbox.email.as_deref(), Some("room-4.12@contoso.com"));
     assert_eq!(got.appointment_state, Some(1));
     assert_eq!(got.my_response, Some(ResponseType::Organizer));
+    // The master's series: pattern and range, its exception and its deleted occurrence.
+    assert_eq!(got.item_type, Some(CalendarItemType::RecurringMaster));
+    let rec = got.recurrence.as_ref().unwrap();
+    assert_eq!(
+        rec,
+        &Recurrence {
+            pattern: Pattern::Weekly {
+                interval: 1,
+                days: vec![DayOfWeek::Day(chrono::Weekday::Tue)],
+                first_day_of_week: None
+            },
+            range: Range::Numbered { start: chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(), count: 10 },
+        }
+    );
+    let ex = &got.modified_occurrences[0];
+    assert_eq!(ex.item_id.id, "AAMkAD…exception…");
+    assert_eq!(ex.start, Utc.with_ymd_and_hms(2026, 9, 8, 9, 0, 0).unwrap());
+    assert_eq!(ex.original_start, Utc.with_ymd_and_hms(2026, 9, 8, 8, 0, 0).unwrap());
+    assert_eq!(got.deleted_occurrences, [Utc.with_ymd_and_hms(2026, 9, 15, 8, 0, 0).unwrap()]);
+    assert_eq!(got.start_time_zone.as_deref(), Some("W. Europe Standard Time"));
 
     let create = examples("create-item.xml");
     let op = Element::new(MESSAGES, "CreateItemResponse")
@@ -179,8 +201,14 @@ fn orbs_requests_follow_the_reference_order() {
         e.descendants().iter().filter_map(|d| d.get_attr("FieldURI").map(str::to_owned)).collect::<Vec<_>>()
     };
     let reference_uris = uris(get_ref);
+    // Beyond the reference's list, ORB reads an occurrence's OriginalStart and a master's first and last
+    // occurrence (schema `UnindexedFieldURIType` values, shown in the reference's schema order line).
+    let extra = ["calendar:OriginalStart", "calendar:FirstOccurrence", "calendar:LastOccurrence"];
     for u in uris(&ours) {
-        assert!(reference_uris.contains(&u), "{u} is not in the reference GetItem");
+        assert!(
+            reference_uris.contains(&u) || extra.contains(&u.as_str()),
+            "{u} is not in the reference GetItem"
+        );
     }
 
     let create_ref = &examples("create-item.xml")[0];
@@ -192,6 +220,7 @@ fn orbs_requests_follow_the_reference_order() {
         location: Some("Room 4.12".into()),
         room: room.clone(),
         time_zone: Some("W. Europe Standard Time".into()),
+        recurrence: None,
     };
     let ours = request::create_meeting(&meeting);
     same_order(&ours, create_ref);
@@ -210,7 +239,7 @@ fn orbs_requests_follow_the_reference_order() {
         match_id: Some("m-2".into()),
         ..Default::default()
     };
-    let ours = request::update_meeting(&ItemId::new("A", "K"), &change, ConflictResolution::NeverOverwrite);
+    let ours = request::update_meeting(ItemId::new("A", "K"), &change, ConflictResolution::NeverOverwrite);
     same_order(&ours, update_ref);
     let updates = |e: &Element| {
         e.path(&[(MESSAGES, "ItemChanges"), (TYPES, "ItemChange"), (TYPES, "Updates")]).unwrap().shape()
@@ -226,7 +255,7 @@ fn orbs_requests_follow_the_reference_order() {
     let cancel_ref = examples("cancel-and-delete.xml");
     let ours = request::cancel_meeting(&ItemId::new("A", "K"));
     assert_eq!(ours.get_attr("MessageDisposition"), cancel_ref[0].get_attr("MessageDisposition"));
-    let ours_del = request::delete_item(&ItemId::new("A", "K"));
+    let ours_del = request::delete_item(ItemId::new("A", "K"));
     assert_eq!(ours_del.shape(), cancel_ref[1].shape());
     assert_eq!(ours_del.attrs, cancel_ref[1].attrs);
 
@@ -254,4 +283,59 @@ fn orbs_requests_follow_the_reference_order() {
     // And what is written reads back identically.
     assert_eq!(&xml::parse(&ours.to_document()).unwrap(), &ours);
     let _ = in_envelope(op_of(&ours));
+}
+
+#[test]
+fn the_reference_series_examples_are_read_and_written_alike() {
+    let ex = examples("recurrence.xml");
+    let occ = ItemRef::parse(&ex[0]).unwrap();
+    assert_eq!(
+        occ,
+        ItemRef::Occurrence { master: ItemId { id: "AAMkA…master…".into(), change_key: None }, index: 3 }
+    );
+    assert_eq!(occ.to_element(), ex[0], "written as the reference writes it");
+    let master = ItemRef::parse(&ex[1]).unwrap();
+    assert_eq!(master, ItemRef::MasterOf(ItemId { id: "AAMkA…occurrence…".into(), change_key: None }));
+    assert_eq!(master.to_element(), ex[1]);
+    let rec = Recurrence::parse(&ex[2]).unwrap();
+    assert_eq!(
+        rec,
+        Recurrence {
+            pattern: Pattern::RelativeMonthly {
+                interval: 1,
+                day: DayOfWeek::Day(chrono::Weekday::Tue),
+                index: orb_core::recurrence::WeekIndex::Second,
+            },
+            range: Range::EndDate {
+                start: chrono::NaiveDate::from_ymd_opt(2026, 9, 8).unwrap(),
+                end: chrono::NaiveDate::from_ymd_opt(2027, 6, 30).unwrap(),
+            },
+        }
+    );
+    // ORB writes the same elements in the same order.
+    assert_eq!(rec.to_element().shape(), ex[2].shape());
+    // A series create puts Recurrence where the schema wants it, between Resources and the zones.
+    let at = |d, h| Utc.with_ymd_and_hms(2026, 9, d, h, 0, 0).unwrap();
+    let meeting = NewMeeting {
+        subject: "Jour fixe".into(),
+        match_id: "m-s".into(),
+        start: at(8, 8),
+        end: at(8, 9),
+        location: None,
+        room: EmailAddress::parse("room-4.12@contoso.com").unwrap(),
+        time_zone: Some("W. Europe Standard Time".into()),
+        recurrence: Some(rec),
+    };
+    let ours = request::create_meeting(&meeting);
+    let item = ours.path(&[(MESSAGES, "Items"), (TYPES, "CalendarItem")]).unwrap();
+    same_order(
+        item,
+        &examples("create-item.xml")[0]
+            .path(&[(MESSAGES, "Items"), (TYPES, "CalendarItem")])
+            .unwrap()
+            .clone(),
+    );
+    let names: Vec<&str> = item.children.iter().map(|c| c.name.as_str()).collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("Resources") < pos("Recurrence") && pos("Recurrence") < pos("StartTimeZone"));
 }

@@ -7,6 +7,7 @@
 //! | `GET /knobs`, `PUT /knobs` | `busy_count` + `back_off_ms` (ErrorServerBusy), `unavailable_count` + `retry_after_secs` (503) |
 //! | `GET /subscriptions`, `GET /deliveries` | push subscriptions; every POST to a callback URL with its outcome |
 //! | `POST /tick` | status pings and delivery retries due at the clock's time |
+//! | `GET /faultPlan`, `PUT /faultPlan` | the fault plan ([`crate::faults`]), rules keyed by SOAP `operation`; a bad plan is `400` saying which rule and what to change |
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::{EwsEmulator, Knobs};
+use crate::faults::FaultPlan;
 
 pub(crate) fn router() -> Router<EwsEmulator> {
     Router::new()
@@ -34,6 +36,20 @@ pub(crate) fn router() -> Router<EwsEmulator> {
                 |State(em): State<EwsEmulator>, Json(k): Json<Knobs>| async move {
                     em.set_knobs(k);
                     StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/faultPlan",
+            get(|State(em): State<EwsEmulator>| async move { Json(em.fault_plan()) }).put(
+                |State(em): State<EwsEmulator>, Json(plan): Json<FaultPlan>| async move {
+                    match plan.validate() {
+                        Ok(()) => {
+                            em.set_fault_plan(plan);
+                            Ok(StatusCode::NO_CONTENT)
+                        }
+                        Err(e) => Err((StatusCode::BAD_REQUEST, e)),
+                    }
                 },
             ),
         )

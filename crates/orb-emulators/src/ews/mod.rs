@@ -9,7 +9,7 @@
 //!   throttling knobs (`ErrorServerBusy` with `BackOffMilliseconds`, HTTP 503 with or without
 //!   `Retry-After`), `ServerVersionInfo` on every answer, and a request log that records whether each
 //!   request could return an item body.
-//! - [`ops`]: FindItem (`CalendarView` only: window, `MaxEntriesReturned`, `IncludesLastItemInRange`, the
+//! - [`ops`]: FindItem (`CalendarView` only, series expanded: window, `MaxEntriesReturned`, `IncludesLastItemInRange`, the
 //!   two-year limit; no body, no recipient lists, organizer name only), GetItem (explicit properties and
 //!   extended properties; the body only when asked), CreateItem (meetings with `SendMeetingInvitations`
 //!   required, schema order of `CalendarItem` enforced with `ErrorSchemaValidation`; `CancelCalendarItem`),
@@ -20,15 +20,21 @@
 //! - [`state`]: mailboxes, items with change keys, and the booking attendant: a meeting sent to a room
 //!   is accepted (the room gets its own copy with the same `UID`, the subject rewritten per
 //!   `DeleteSubject` / `AddOrganizerToSubject`, no body under `DeleteComments`, no extended properties,
-//!   U9) or declined on a conflict (no copy); the organizer's `Resources` show the answer (a new change
+//!   U9) or declined on a conflict or beyond `BookingWindowInDays` (no copy); the organizer's `Resources` show the answer (a new change
 //!   key after the create's answer); a cancellation leaves the room copy `IsCancelled` (U17).
 //! - [`push`]: push notifications with watermarks, `SendNotificationResult` read, retries at 30 s
 //!   doubling until `StatusFrequency` is exceeded, status pings; driven by [`EwsEmulator::tick`] on the
 //!   injected clock and after every request.
 //! - [`control`]: the control API.
+//! - `faults`: the fault plan ([`crate::faults`]) keyed by SOAP operation, with EWS's own faults
+//!   (`ErrorServerBusy` storms, SOAP faults, IIS's HTML 503).
 //!
-//! Series (recurring masters, occurrences) are not emulated in this slice: orb-core's recurrence
-//! expansion works on Graph's patterned recurrence and ORB's EWS client does not write series yet.
+//! - `series`: recurring masters (orb-core's expansion in the master's `StartTimeZone`), occurrences
+//!   made on the fly with ids naming master and original start, `OccurrenceItemId` /
+//!   `RecurringMasterItemId`, exceptions (a changed occurrence) and deleted occurrences kept in the
+//!   master; a room's copy of a series follows its organizer's, and a series with any conflicting
+//!   occurrence within the room's booking window is declined as a whole (as the Graph emulator does).
+//! - `render`: item shapes and rendering (FindItem's limits, a master's series details).
 //!
 //! ## Invariants
 //! - All state sits in one [`std::sync::Mutex`]; no lock is held across an `.await`.
@@ -36,8 +42,11 @@
 //! - Deleted items are tombstones, so SyncFolderItems can report them.
 
 pub mod control;
+pub(crate) mod faults;
 pub mod ops;
 pub mod push;
+pub(crate) mod render;
+pub(crate) mod series;
 pub mod soap;
 pub mod state;
 
@@ -159,6 +168,16 @@ impl EwsEmulator {
         self.lock().knobs = knobs;
     }
 
+    /// The fault plan (rules keyed by SOAP operation; see [`crate::faults`]).
+    pub fn fault_plan(&self) -> crate::faults::FaultPlan {
+        self.lock().fault_plan.clone()
+    }
+
+    /// Replaces the fault plan (after [`crate::faults::FaultPlan::validate`]).
+    pub fn set_fault_plan(&self, plan: crate::faults::FaultPlan) {
+        self.lock().fault_plan = plan;
+    }
+
     /// Every SOAP request so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
@@ -200,10 +219,14 @@ impl EwsEmulator {
     }
 }
 
-/// The emulator's axum app: EWS at `/EWS/Exchange.asmx`, the control API under `/_emulator`.
+/// The emulator's axum app: EWS at `/EWS/Exchange.asmx` (under the fault plan), the control API under
+/// `/_emulator`.
 pub fn router(em: EwsEmulator) -> Router {
     Router::new()
-        .route("/EWS/Exchange.asmx", post(soap::handle))
+        .route(
+            "/EWS/Exchange.asmx",
+            post(soap::handle).layer(axum::middleware::from_fn_with_state(em.clone(), faults::inject)),
+        )
         .nest("/_emulator", control::router())
         .with_state(em)
 }

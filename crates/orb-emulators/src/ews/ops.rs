@@ -6,10 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use orb_ews::model::parse_time;
+use orb_ews::series::Recurrence;
 use orb_ews::xml::{Element, MESSAGES, TYPES};
 
 use super::push::{parse_watermark, watermark};
-use super::state::{Att, Inner, Item, PropKey, Refusal, refuse};
+use super::render::{prop_key, render, shape};
+use super::series::{self as ser, Target};
+use super::state::{Att, Inner, Item, Kind, PropKey, Refusal, refuse};
 
 /// A request-level refusal, answered as a SOAP fault (HTTP 500).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +26,7 @@ pub(crate) fn fault(code: &'static str, message: impl Into<String>) -> Fault {
     Fault { code, message: message.into(), back_off_ms: None }
 }
 
-fn schema(message: impl Into<String>) -> Fault {
+pub(crate) fn schema(message: impl Into<String>) -> Fault {
     fault("ErrorSchemaValidation", format!("The request failed schema validation: {}", message.into()))
 }
 
@@ -93,144 +96,6 @@ pub(crate) fn dispatch(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Shapes and rendering
-
-/// What an item shape asks for.
-#[derive(Debug, Default)]
-struct Props {
-    fields: BTreeSet<String>,
-    ext: Vec<PropKey>,
-    wide: bool,
-}
-
-fn prop_key(uri: &Element) -> Option<PropKey> {
-    Some((
-        uri.get_attr("PropertySetId")?.to_ascii_lowercase(),
-        uri.get_attr("PropertyName")?.to_owned(),
-        uri.get_attr("PropertyType")?.to_owned(),
-    ))
-}
-
-fn shape(op: &Element) -> Result<Props, Fault> {
-    let shape = op.find(MESSAGES, "ItemShape").ok_or_else(|| schema("ItemShape is required"))?;
-    let base = shape.child_text(TYPES, "BaseShape").ok_or_else(|| schema("BaseShape is required"))?;
-    let mut props = Props { wide: matches!(base.trim(), "AllProperties" | "Default"), ..Props::default() };
-    if let Some(add) = shape.find(TYPES, "AdditionalProperties") {
-        for p in &add.children {
-            match p.name.as_str() {
-                "FieldURI" => {
-                    props.fields.insert(
-                        p.get_attr("FieldURI").ok_or_else(|| schema("FieldURI without value"))?.to_owned(),
-                    );
-                }
-                "ExtendedFieldURI" => {
-                    props.ext.push(prop_key(p).ok_or_else(|| schema("incomplete ExtendedFieldURI"))?)
-                }
-                _ => return Err(schema(format!("{} is not a property path", p.name))),
-            }
-        }
-    }
-    Ok(props)
-}
-
-fn mailbox_el(name: &str, email: Option<&str>) -> Element {
-    let mut mb = t("Mailbox").child(t("Name").text(name));
-    if let Some(email) = email {
-        mb = mb
-            .child(t("EmailAddress").text(email))
-            .child(t("RoutingType").text("SMTP"))
-            .child(t("MailboxType").text("Mailbox"));
-    }
-    mb
-}
-
-fn attendees(name: &str, list: &[Att]) -> Element {
-    t(name).children(list.iter().map(|a| {
-        t("Attendee")
-            .child(mailbox_el(&a.name, Some(&a.email)))
-            .child(t("ResponseType").text(a.response.as_str()))
-    }))
-}
-
-fn time(v: DateTime<Utc>) -> String {
-    orb_ews::model::format_time(v)
-}
-
-/// Renders an item with the asked-for properties in schema order. `find`: FindItem's limits (no body,
-/// no recipient lists, organizer name only).
-fn render(item: &Item, props: &Props, find: bool) -> Element {
-    let has = |f: &str| props.wide || props.fields.contains(f);
-    let mut el = t("CalendarItem")
-        .child(t("ItemId").attr("Id", item.id.as_str()).attr("ChangeKey", item.change_key.as_str()));
-    if has("item:Subject") {
-        el = el.child(t("Subject").text(item.subject.as_str()));
-    }
-    if !find
-        && (props.fields.contains("item:Body") || props.wide)
-        && let Some(body) = &item.body
-    {
-        el = el.child(t("Body").attr("BodyType", "Text").text(body.as_str()));
-    }
-    for key in &props.ext {
-        if let Some(v) = item.ext.get(key) {
-            el = el.child(
-                t("ExtendedProperty")
-                    .child(
-                        t("ExtendedFieldURI")
-                            .attr("PropertySetId", key.0.as_str())
-                            .attr("PropertyName", key.1.as_str())
-                            .attr("PropertyType", key.2.as_str()),
-                    )
-                    .child(t("Value").text(v.as_str())),
-            );
-        }
-    }
-    if has("item:LastModifiedTime") {
-        el = el.child(t("LastModifiedTime").text(time(item.last_modified)));
-    }
-    if has("calendar:UID") && !find {
-        el = el.child(t("UID").text(item.uid.as_str()));
-    }
-    if has("calendar:Start") {
-        el = el.child(t("Start").text(time(item.start)));
-    }
-    if has("calendar:End") {
-        el = el.child(t("End").text(time(item.end)));
-    }
-    if has("calendar:LegacyFreeBusyStatus") {
-        el = el.child(t("LegacyFreeBusyStatus").text(item.free_busy.as_str()));
-    }
-    if has("calendar:Location")
-        && let Some(l) = &item.location
-    {
-        el = el.child(t("Location").text(l.as_str()));
-    }
-    if has("calendar:IsCancelled") {
-        el = el.child(t("IsCancelled").text(if item.is_cancelled { "true" } else { "false" }));
-    }
-    if has("calendar:CalendarItemType") {
-        el = el.child(t("CalendarItemType").text("Single"));
-    }
-    if has("calendar:MyResponseType") {
-        el = el.child(t("MyResponseType").text(item.my_response.as_str()));
-    }
-    if has("calendar:Organizer") {
-        let email = (!find).then_some(item.organizer.1.as_str());
-        el = el.child(t("Organizer").child(mailbox_el(&item.organizer.0, email)));
-    }
-    if !find && has("calendar:RequiredAttendees") && !item.required.is_empty() {
-        el = el.child(attendees("RequiredAttendees", &item.required));
-    }
-    if !find && has("calendar:Resources") && !item.resources.is_empty() {
-        el = el.child(attendees("Resources", &item.resources));
-    }
-    if has("calendar:AppointmentState") {
-        el = el.child(t("AppointmentState").text(item.appointment_state().to_string()));
-    }
-    el
-}
-
-// ---------------------------------------------------------------------------------------------------
 // FindItem, GetItem
 
 fn find_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
@@ -251,11 +116,17 @@ fn find_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, 
     } else if end - start > Duration::days(731) {
         Err(refuse("ErrorCalendarViewRangeTooBig", "The calendar view range exceeds the two-year limit."))
     } else {
-        let mut items: Vec<&Item> = inner.mailboxes[mb]
-            .items
-            .values()
-            .filter(|i| !i.deleted && i.start < end && i.end > start)
-            .collect();
+        // Series are expanded: their occurrences and exceptions in the window, never the master.
+        let mut items: Vec<Item> = Vec::new();
+        for i in inner.mailboxes[mb].items.values().filter(|i| !i.deleted) {
+            if i.recurrence.is_some() {
+                items.extend(
+                    ser::instances(i, start, end).iter().map(|o| ser::occurrence_item(i, o.original_start)),
+                );
+            } else if i.start < end && i.end > start {
+                items.push(i.clone());
+            }
+        }
         items.sort_by_key(|i| (i.start, i.id.clone()));
         let includes_last = items.len() <= max;
         let shown: Vec<Element> = items.iter().take(max).map(|i| render(i, &props, true)).collect();
@@ -269,21 +140,10 @@ fn find_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, 
     Ok(response("FindItem", vec![message("FindItem", result)]))
 }
 
-fn ids_of(op: &Element) -> Result<Vec<(String, Option<String>)>, Fault> {
+/// The id elements of `ItemIds` (`ItemId`, `OccurrenceItemId`, `RecurringMasterItemId`).
+fn ids_of(op: &Element) -> Result<Vec<&Element>, Fault> {
     let ids = op.find(MESSAGES, "ItemIds").ok_or_else(|| schema("ItemIds is required"))?;
-    ids.children
-        .iter()
-        .map(|i| {
-            if !i.is(TYPES, "ItemId") {
-                return Err(fault(
-                    "ErrorInvalidRequest",
-                    format!("{} is not supported by the emulator", i.name),
-                ));
-            }
-            let id = i.get_attr("Id").ok_or_else(|| schema("ItemId without Id"))?;
-            Ok((id.to_owned(), i.get_attr("ChangeKey").map(str::to_owned)))
-        })
-        .collect()
+    Ok(ids.children.iter().collect())
 }
 
 fn get_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
@@ -291,9 +151,14 @@ fn get_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, F
     let props = shape(op)?;
     let msgs = ids_of(op)?
         .into_iter()
-        .map(|(id, _)| {
-            let r = inner.live(mb, &id).map(|item| vec![m("Items").child(render(item, &props, false))]);
-            message("GetItem", r)
+        .map(|el| {
+            let item = ser::resolve(inner, mb, el).and_then(|(target, _)| match target {
+                Target::Item(id) => inner.live(mb, &id).cloned(),
+                Target::Occurrence { master, original_start } => {
+                    ser::get_occurrence(inner, mb, &master, original_start)
+                }
+            });
+            message("GetItem", item.map(|item| vec![m("Items").child(render(&item, &props, false))]))
         })
         .collect();
     Ok(response("GetItem", msgs))
@@ -379,9 +244,22 @@ fn create_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element
         if el.is(TYPES, "CancelCalendarItem") {
             let r = el
                 .find(TYPES, "ReferenceItemId")
-                .and_then(|r| r.get_attr("Id"))
                 .ok_or_else(|| schema("CancelCalendarItem without ReferenceItemId"))?;
-            let result = inner.cancel_meeting(&mb, r, ctx.now).map(|()| vec![m("Items")]);
+            let result = ser::resolve(inner, &mb, r)
+                .and_then(|(target, _)| match target {
+                    Target::Item(id) => inner.cancel_meeting(&mb, &id, ctx.now),
+                    Target::Occurrence { master, original_start } => {
+                        let organizer = inner.live(&mb, &master)?.my_response == "Organizer";
+                        if !organizer {
+                            return Err(refuse(
+                                "ErrorCalendarIsNotOrganizer",
+                                "Only the organizer can cancel the meeting.",
+                            ));
+                        }
+                        ser::delete_occurrence(inner, &mb, &master, original_start, true, ctx.now)
+                    }
+                })
+                .map(|()| vec![m("Items")]);
             msgs.push(message("CreateItem", result));
             continue;
         }
@@ -429,33 +307,42 @@ fn create_calendar_item(
     let required = att_list(inner, el.find(TYPES, "RequiredAttendees"));
     let resources = att_list(inner, el.find(TYPES, "Resources"));
     let is_meeting = !required.is_empty() || !resources.is_empty();
+    let time_zone = el.find(TYPES, "StartTimeZone").and_then(|z| z.get_attr("Id")).map(str::to_owned);
+    let recurrence = match el.find(TYPES, "Recurrence") {
+        None => None,
+        Some(r) => {
+            let rec = Recurrence::parse(r).and_then(|rec| rec.validate().map(|()| rec)).map_err(|e| {
+                refuse("ErrorCalendarInvalidRecurrence", format!("The recurrence is invalid: {e}."))
+            })?;
+            if let Some(z) = time_zone.as_deref().filter(|z| !ser::known_zone(z)) {
+                return Err(refuse("ErrorInvalidRequest", format!("The time zone `{z}` is not known.")));
+            }
+            Some(rec)
+        }
+    };
     let uid = format!("040000008200E00074C5B7101A82E008{:016X}", inner.next());
     let item = Item {
-        id: String::new(),
-        change_key: String::new(),
-        history: Vec::new(),
-        subject: el.child_text(TYPES, "Subject").unwrap_or_default().to_owned(),
         body: el.child_text(TYPES, "Body").map(str::to_owned),
-        start,
-        end,
         location: el.child_text(TYPES, "Location").map(str::to_owned),
-        uid,
         organizer: (owner, mb.to_owned()),
         required,
         resources,
-        is_cancelled: false,
         my_response: if is_meeting { "Organizer" } else { "Unknown" }.into(),
         is_meeting,
-        received: false,
         free_busy: el.child_text(TYPES, "LegacyFreeBusyStatus").unwrap_or("Busy").to_owned(),
-        time_zone: el.find(TYPES, "StartTimeZone").and_then(|z| z.get_attr("Id")).map(str::to_owned),
+        time_zone,
         ext,
-        extended: BTreeMap::new(),
-        last_modified: now,
-        created_seq: 0,
-        changed_seq: 0,
-        deleted: false,
+        kind: if recurrence.is_some() { Kind::RecurringMaster } else { Kind::Single },
+        recurrence,
+        ..Item::new(el.child_text(TYPES, "Subject").unwrap_or_default().to_owned(), start, end, uid, now)
     };
+    let mut item = item;
+    if item.recurrence.is_some() {
+        let Some((first_start, first_end)) = ser::first_occurrence(&item) else {
+            return Err(refuse("ErrorCalendarInvalidRecurrence", "The recurrence has no occurrence."));
+        };
+        (item.start, item.end) = (first_start, first_end);
+    }
     let id = inner.insert(mb, item, now);
     // The answer shows the item as created; the room's response arrives after it (a new change key).
     let shown = inner.written(mb, &id);
@@ -481,16 +368,45 @@ fn update_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element
     let changes = op.find(MESSAGES, "ItemChanges").ok_or_else(|| schema("ItemChanges is required"))?;
     let mut msgs = Vec::new();
     for change in changes.find_all(TYPES, "ItemChange") {
-        let id = change.find(TYPES, "ItemId").ok_or_else(|| schema("ItemChange without ItemId"))?;
+        let id = change
+            .children
+            .iter()
+            .find(|c| matches!(c.name.as_str(), "ItemId" | "OccurrenceItemId" | "RecurringMasterItemId"))
+            .ok_or_else(|| schema("ItemChange without ItemId"))?;
         let updates = change.find(TYPES, "Updates").ok_or_else(|| schema("ItemChange without Updates"))?;
-        let result = update_one(inner, &mb, id, updates, conflict, send, ctx.now);
+        let result = ser::resolve(inner, &mb, id).and_then(|(target, ck)| match target {
+            Target::Item(item) => {
+                update_one(inner, &mb, &item, ck.as_deref(), updates, conflict, send, ctx.now)
+            }
+            Target::Occurrence { master, original_start } => {
+                let send = send.ok_or_else(|| {
+                    refuse(
+                        "ErrorSendMeetingInvitationsOrCancellationsRequired",
+                        "SendMeetingInvitationsOrCancellations is required for calendar items.",
+                    )
+                })?;
+                let changes = parse_updates(inner, updates)?;
+                let (id, ck) = ser::modify_occurrence(
+                    inner,
+                    &mb,
+                    &master,
+                    original_start,
+                    changes,
+                    ck.as_deref(),
+                    conflict,
+                    send,
+                    ctx.now,
+                )?;
+                Ok(written_answer(id, ck))
+            }
+        });
         msgs.push(message("UpdateItem", result));
     }
     Ok(response("UpdateItem", msgs))
 }
 
 /// One field change: the path's name and what to do.
-enum FieldChange {
+pub(crate) enum FieldChange {
     Subject(String),
     Start(DateTime<Utc>),
     End(DateTime<Utc>),
@@ -502,7 +418,7 @@ enum FieldChange {
     ClearOptionalAttendees,
 }
 
-fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldChange)>, Refusal> {
+pub(crate) fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldChange)>, Refusal> {
     let bad = |m: &str| refuse("ErrorInvalidPropertySet", m.to_owned());
     let mut out = Vec::new();
     for u in &updates.children {
@@ -571,16 +487,25 @@ fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldC
     Ok(out)
 }
 
+fn written_answer(id: String, change_key: String) -> Vec<Element> {
+    vec![
+        m("Items").child(t("CalendarItem").child(t("ItemId").attr("Id", id).attr("ChangeKey", change_key))),
+        m("ConflictResults").child(t("Count").text("0")),
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
 fn update_one(
     inner: &mut Inner,
     mb: &str,
-    id_el: &Element,
+    id: &str,
+    change_key: Option<&str>,
     updates: &Element,
     conflict: &str,
     send: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Element>, Refusal> {
-    let id = id_el.get_attr("Id").unwrap_or_default().to_owned();
+    let id = id.to_owned();
     let item = inner.live(mb, &id)?.clone();
     let Some(send) = send else {
         return Err(refuse(
@@ -590,7 +515,7 @@ fn update_one(
     };
     let changes = parse_updates(inner, updates)?;
     let fields: Vec<String> = changes.iter().map(|(f, _)| f.clone()).collect();
-    match (id_el.get_attr("ChangeKey"), conflict) {
+    match (change_key, conflict) {
         (_, "AlwaysOverwrite") => {}
         (None, _) => {
             return Err(refuse(
@@ -631,6 +556,12 @@ fn update_one(
     }
     {
         let it = inner.live_mut(mb, &id)?;
+        // Moving a whole series resets its exceptions and deleted occurrences (they are keyed by the
+        // old original starts), as Outlook warns.
+        if it.recurrence.is_some() && (start != it.start || end != it.end) {
+            it.exceptions.clear();
+            it.deleted_occurrences.clear();
+        }
         for (_, c) in changes {
             match c {
                 FieldChange::Subject(s) => it.subject = s,
@@ -661,12 +592,7 @@ fn update_one(
         let dropped: Vec<String> = old_rooms.into_iter().filter(|r| !now_rooms.contains(r)).collect();
         inner.process_rooms(mb, &id, &dropped, now);
     }
-    Ok(vec![
-        m("Items").child(
-            t("CalendarItem").child(t("ItemId").attr("Id", shown.id).attr("ChangeKey", shown.change_key)),
-        ),
-        m("ConflictResults").child(t("Count").text("0")),
-    ])
+    Ok(written_answer(shown.id, shown.change_key))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -681,14 +607,24 @@ fn delete_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element
     let send = op.get_attr("SendMeetingCancellations");
     let msgs = ids_of(op)?
         .into_iter()
-        .map(|(id, _)| {
-            let result = inner.live(&mb, &id).cloned().and_then(|item| {
+        .map(|el| {
+            let target = ser::resolve(inner, &mb, el);
+            let result = target.and_then(|(target, _)| {
                 let Some(send) = send else {
                     return Err(refuse(
                         "ErrorSendMeetingCancellationsRequired",
                         "SendMeetingCancellations is required for calendar items.",
                     ));
                 };
+                let id = match target {
+                    Target::Item(id) => id,
+                    Target::Occurrence { master, original_start } => {
+                        let sends = send != "SendToNone";
+                        ser::delete_occurrence(inner, &mb, &master, original_start, sends, ctx.now)?;
+                        return Ok(Vec::new());
+                    }
+                };
+                let item = inner.live(&mb, &id)?.clone();
                 if item.my_response == "Organizer" && send != "SendToNone" {
                     inner.cancel_meeting(&mb, &id, ctx.now)?;
                 } else {

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use orb_ews::request::asks_for_body;
-use orb_ews::xml::{self, ERRORS, Element, MESSAGES, SOAP, TYPES};
+use orb_ews::xml::{self, Element, MESSAGES, SOAP, TYPES};
 
 use super::EwsEmulator;
 use super::ops::{self, Ctx, Fault, fault};
@@ -46,20 +46,7 @@ fn envelope(body: Element) -> String {
 
 /// A SOAP 1.1 fault as Exchange writes it (ews.md §6.2): `MessageXml` in the types namespace.
 pub(crate) fn fault_document(f: &Fault) -> String {
-    let mut detail = Element::new("", "detail")
-        .child(Element::new(ERRORS, "ResponseCode").text(f.code))
-        .child(Element::new(ERRORS, "Message").text(f.message.as_str()));
-    if let Some(ms) = f.back_off_ms {
-        detail = detail
-            .child(Element::new(TYPES, "MessageXml").child(
-                Element::new(TYPES, "Value").attr("Name", "BackOffMilliseconds").text(ms.to_string()),
-            ));
-    }
-    let fault = Element::new(SOAP, "Fault")
-        .child(Element::new("", "faultcode").attr("xmlns:a", TYPES).text(format!("a:{}", f.code)))
-        .child(Element::new("", "faultstring").text(f.message.as_str()))
-        .child(detail);
-    Element::new(SOAP, "Envelope").child(Element::new(SOAP, "Body").child(fault)).to_document()
+    super::faults::fault_document(f.code, &f.message, f.back_off_ms)
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -104,6 +91,8 @@ pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, bo
         asks_for_body: false,
         response_code: String::new(),
         status: 200,
+        fault: header_str(&headers, super::faults::FAULT_HEADER),
+        fault_after_handling: headers.contains_key(super::faults::FAULT_HEADER),
     };
     let text = String::from_utf8_lossy(&body).into_owned();
     let parsed = xml::parse(&text).ok();

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+use orb_ews::series::Recurrence;
 use serde::{Deserialize, Serialize};
 
 /// Which mailboxes an account may impersonate (its ApplicationImpersonation role assignment).
@@ -39,6 +40,9 @@ pub struct RoomSettings {
     pub add_organizer_to_subject: bool,
     /// `DeleteComments` (the body is removed from the room's copy).
     pub delete_comments: bool,
+    /// `BookingWindowInDays`: requests starting later are declined; a series is checked for conflicts
+    /// within it.
+    pub booking_window_days: u32,
 }
 
 impl Default for RoomSettings {
@@ -51,6 +55,7 @@ impl Default for RoomSettings {
             delete_subject: true,
             add_organizer_to_subject: true,
             delete_comments: true,
+            booking_window_days: 180,
         }
     }
 }
@@ -68,6 +73,46 @@ pub struct Att {
 
 /// Key of an extended property: (property set GUID lower case, name, type).
 pub type PropKey = (String, String, String);
+
+/// `CalendarItemType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Kind {
+    /// A single item.
+    Single,
+    /// An occurrence of a series (never stored: made from the master on the fly).
+    Occurrence,
+    /// A changed occurrence (stored in its master).
+    Exception,
+    /// A series master.
+    RecurringMaster,
+}
+
+impl Kind {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "Single",
+            Self::Occurrence => "Occurrence",
+            Self::Exception => "Exception",
+            Self::RecurringMaster => "RecurringMaster",
+        }
+    }
+}
+
+/// A changed occurrence, kept in its master by original start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exception {
+    /// Its own change key.
+    pub change_key: String,
+    /// `Start`.
+    pub start: DateTime<Utc>,
+    /// `End`.
+    pub end: DateTime<Utc>,
+    /// `Subject`.
+    pub subject: String,
+    /// `Location`.
+    pub location: Option<String>,
+}
 
 /// One calendar item (a tombstone once deleted, for SyncFolderItems).
 #[derive(Debug, Clone, Serialize)]
@@ -122,9 +167,61 @@ pub struct Item {
     pub changed_seq: u64,
     /// Deleted (kept as a tombstone).
     pub deleted: bool,
+    /// `CalendarItemType`.
+    pub kind: Kind,
+    /// `OriginalStart` (occurrences and exceptions).
+    pub original_start: Option<DateTime<Utc>>,
+    /// A master's `Recurrence`.
+    #[serde(skip)]
+    pub recurrence: Option<Recurrence>,
+    /// A master's exceptions by original start.
+    pub exceptions: BTreeMap<DateTime<Utc>, Exception>,
+    /// A master's deleted (or cancelled) occurrences, by original start.
+    pub deleted_occurrences: BTreeSet<DateTime<Utc>>,
 }
 
 impl Item {
+    /// A new single item with these core fields (the rest empty).
+    pub(crate) fn new(
+        subject: String,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        uid: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: String::new(),
+            change_key: String::new(),
+            history: Vec::new(),
+            subject,
+            body: None,
+            start,
+            end,
+            location: None,
+            uid,
+            organizer: (String::new(), String::new()),
+            required: Vec::new(),
+            resources: Vec::new(),
+            is_cancelled: false,
+            my_response: "Unknown".into(),
+            is_meeting: false,
+            received: false,
+            free_busy: "Busy".into(),
+            time_zone: None,
+            ext: BTreeMap::new(),
+            extended: BTreeMap::new(),
+            last_modified: now,
+            created_seq: 0,
+            changed_seq: 0,
+            deleted: false,
+            kind: Kind::Single,
+            original_start: None,
+            recurrence: None,
+            exceptions: BTreeMap::new(),
+            deleted_occurrences: BTreeSet::new(),
+        }
+    }
+
     /// `AppointmentState`: 1 meeting, 2 received, 4 cancelled.
     pub fn appointment_state(&self) -> u32 {
         u32::from(self.is_meeting) | (u32::from(self.received) << 1) | (u32::from(self.is_cancelled) << 2)
@@ -186,8 +283,12 @@ pub struct RequestRecord {
     pub asks_for_body: bool,
     /// The response code answered (`NoError` or the error).
     pub response_code: String,
-    /// The HTTP status answered.
+    /// The HTTP status answered (0 for a fault that answers none: a timeout or a reset).
     pub status: u16,
+    /// The fault plan's fault on this request (`serverBusy`, `status`, `reset`, …), if any.
+    pub fault: Option<String>,
+    /// Whether the request was handled before the fault (a write applied, its answer lost).
+    pub fault_after_handling: bool,
 }
 
 /// Throttling and failure knobs.
@@ -222,6 +323,7 @@ pub struct Inner {
     pub(crate) knobs: Knobs,
     pub(crate) requests: Vec<RequestRecord>,
     pub(crate) push: super::push::Subscriptions,
+    pub(crate) fault_plan: crate::faults::FaultPlan,
 }
 
 /// An Exchange error code with its message, answered in a `ResponseMessage`.
@@ -249,7 +351,7 @@ impl Inner {
         self.next_id
     }
 
-    fn new_change_key(&mut self) -> String {
+    pub(crate) fn new_change_key(&mut self) -> String {
         format!("DwAAAB{:010x}", self.next())
     }
 
@@ -353,26 +455,29 @@ impl Inner {
         self.mailboxes.get(room)?.items.values().find(|i| !i.deleted && i.uid == uid).map(|i| i.id.clone())
     }
 
-    /// The room's attendant: accept (create or update the room's copy) or decline (no copy).
+    /// The room's attendant: accept (create or update the room's copy) or decline (no copy). A request
+    /// starting beyond the booking window is declined; a series is declined as a whole when any of its
+    /// occurrences within the window conflicts (Exchange's default `MaximumConflictInstances` 0, as the
+    /// Graph emulator does).
     fn attend(&mut self, room: &str, org: &Item, settings: RoomSettings, now: DateTime<Utc>) -> &'static str {
         let existing = self.room_copy_of(room, &org.uid);
-        let conflict = self.mailboxes.get(room).is_some_and(|m| {
-            m.items.values().any(|i| {
-                !i.deleted && !i.is_cancelled && i.uid != org.uid && i.start < org.end && org.start < i.end
-            })
-        });
-        if conflict && !settings.allow_conflicts {
+        let window_end = now + Duration::days(i64::from(settings.booking_window_days));
+        let beyond = org.start >= window_end;
+        let conflict = !settings.allow_conflicts
+            && self.mailboxes.get(room).is_some_and(|m| {
+                let mine = super::series::instances(org, org.start.min(now), window_end.max(org.end));
+                m.items.values().filter(|i| !i.deleted && !i.is_cancelled && i.uid != org.uid).any(|i| {
+                    let theirs = super::series::instances(i, org.start.min(now), window_end.max(org.end));
+                    mine.iter().any(|a| theirs.iter().any(|b| a.start < b.end && b.start < a.end))
+                })
+            });
+        if beyond || conflict {
             if let Some(copy) = existing {
                 self.delete(room, &copy, now);
             }
             return "Decline";
         }
-        let subject = match (settings.delete_subject, settings.add_organizer_to_subject) {
-            (true, true) => org.organizer.0.clone(),
-            (true, false) => String::new(),
-            (false, true) => format!("{} {}", org.organizer.0, org.subject),
-            (false, false) => org.subject.clone(),
-        };
+        let subject = rewrite_subject(settings, &org.organizer.0, &org.subject);
         let body = if settings.delete_comments { None } else { org.body.clone() };
         match existing {
             Some(copy_id) => {
@@ -381,47 +486,63 @@ impl Inner {
                         || c.end != org.end
                         || c.subject != subject
                         || c.location != org.location
+                        || c.recurrence != org.recurrence
+                        || c.deleted_occurrences != org.deleted_occurrences
+                        || !same_exceptions(c, org)
                 });
-                if changed && let Ok(c) = self.live_mut(room, &copy_id) {
-                    c.start = org.start;
-                    c.end = org.end;
-                    c.subject = subject;
-                    c.location = org.location.clone();
-                    c.body = body;
+                if changed {
+                    let exceptions = self.copied_exceptions(org, settings);
+                    if let Ok(c) = self.live_mut(room, &copy_id) {
+                        c.start = org.start;
+                        c.end = org.end;
+                        c.subject = subject;
+                        c.location = org.location.clone();
+                        c.body = body;
+                        c.recurrence = org.recurrence.clone();
+                        c.kind = org.kind;
+                        c.exceptions = exceptions;
+                        c.deleted_occurrences = org.deleted_occurrences.clone();
+                    }
                     self.touch(room, &copy_id, vec!["calendar:Start".into()], "ModifiedEvent", now);
                 }
             }
             None => {
                 let copy = Item {
-                    id: String::new(),
-                    change_key: String::new(),
-                    history: Vec::new(),
                     subject,
                     body,
-                    start: org.start,
-                    end: org.end,
                     location: org.location.clone(),
-                    uid: org.uid.clone(),
                     organizer: org.organizer.clone(),
                     required: org.required.clone(),
                     resources: org.resources.clone(),
-                    is_cancelled: false,
                     my_response: "Accept".into(),
                     is_meeting: true,
                     received: true,
-                    free_busy: "Busy".into(),
                     time_zone: org.time_zone.clone(),
-                    ext: BTreeMap::new(),
-                    extended: BTreeMap::new(),
-                    last_modified: now,
-                    created_seq: 0,
-                    changed_seq: 0,
-                    deleted: false,
+                    kind: org.kind,
+                    recurrence: org.recurrence.clone(),
+                    exceptions: self.copied_exceptions(org, settings),
+                    deleted_occurrences: org.deleted_occurrences.clone(),
+                    ..Item::new(String::new(), org.start, org.end, org.uid.clone(), now)
                 };
                 self.insert(room, copy, now);
             }
         }
         "Accept"
+    }
+
+    /// The organizer's exceptions for a room's copy: same times, subjects rewritten like the series',
+    /// the copy's own change keys.
+    fn copied_exceptions(
+        &mut self,
+        org: &Item,
+        settings: RoomSettings,
+    ) -> BTreeMap<DateTime<Utc>, Exception> {
+        let mut out = BTreeMap::new();
+        for (at, ex) in &org.exceptions {
+            let subject = rewrite_subject(settings, &org.organizer.0, &ex.subject);
+            out.insert(*at, Exception { change_key: self.new_change_key(), subject, ..ex.clone() });
+        }
+        out
     }
 
     /// The organizer's cancellation reaching a room: its copy stays, marked cancelled (U17).
@@ -470,4 +591,22 @@ impl Inner {
         let ck = self.mailboxes.get(mailbox).and_then(|m| m.items.get(id)).map(|i| i.change_key.clone());
         Written { id: id.to_owned(), change_key: ck.unwrap_or_default() }
     }
+}
+
+/// The room copy's subject per `DeleteSubject` / `AddOrganizerToSubject`.
+fn rewrite_subject(settings: RoomSettings, organizer: &str, subject: &str) -> String {
+    match (settings.delete_subject, settings.add_organizer_to_subject) {
+        (true, true) => organizer.to_owned(),
+        (true, false) => String::new(),
+        (false, true) => format!("{organizer} {subject}"),
+        (false, false) => subject.to_owned(),
+    }
+}
+
+/// Whether a room copy's exceptions are at the organizer's times (change keys differ by design).
+fn same_exceptions(copy: &Item, org: &Item) -> bool {
+    copy.exceptions.len() == org.exceptions.len()
+        && copy.exceptions.iter().zip(&org.exceptions).all(|((a, x), (b, y))| {
+            a == b && x.start == y.start && x.end == y.end && x.location == y.location
+        })
 }
