@@ -655,10 +655,27 @@ impl TopdeskClient {
         link: &ExternalLink,
         link_date: Option<DateTime<Utc>>,
     ) -> Result<Ensured, TopdeskError> {
+        self.ensure_reservation_looking(create, link, link_date, true).await
+    }
+
+    /// [`Self::ensure_reservation`]; with `look_first` false the first attempt creates without looking
+    /// for the link (the caller knows no earlier run can have made it), every retry still looks first (a
+    /// create whose answer was lost may have landed).
+    pub async fn ensure_reservation_looking(
+        &self,
+        create: &CreateReservationDto,
+        link: &ExternalLink,
+        link_date: Option<DateTime<Utc>>,
+        look_first: bool,
+    ) -> Result<Ensured, TopdeskError> {
         let mut create = create.clone();
         create.external_link = Some(link.to_dto(link_date));
+        let tried = std::sync::atomic::AtomicBool::new(false);
         let attempt = || async {
-            if let Some(reservation) = self.find_by_external_link(link).await? {
+            let retry = tried.swap(true, std::sync::atomic::Ordering::SeqCst);
+            if (look_first || retry)
+                && let Some(reservation) = self.find_by_external_link(link).await?
+            {
                 return Ok(Ensured { reservation, created: false });
             }
             let reservation = self.create_reservation(&create).await?;

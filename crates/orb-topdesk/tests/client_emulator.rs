@@ -236,6 +236,53 @@ async fn a_retried_create_finds_the_first_by_its_external_link() {
 }
 
 #[tokio::test]
+async fn a_first_try_creates_without_looking_and_its_retry_still_looks() {
+    let w = world().await;
+    let lookups = |w: &World| {
+        w.served.emulator.request_counts().by_route.get("GET /tas/api/reservations").copied().unwrap_or(0)
+    };
+    let posts = |w: &World| w.served.emulator.request_counts().by_route["POST /tas/api/reservations"];
+    // A first try at a booking nobody made before: one call, the create.
+    let first = ExternalLink::new("0190f0e4-7d1c-7a3b-9a6f-2b1c3d4e5f61", 7301).unwrap();
+    let before = lookups(&w);
+    let made = w
+        .client
+        .ensure_reservation_looking(
+            &booking(&w, &w.room_a, "2026-03-05T09:00:00Z", "2026-03-05T10:00:00Z"),
+            &first,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(made.created);
+    assert_eq!(lookups(&w), before, "no look-up before a first create");
+    // Where an earlier run may have made it, the look-up comes first (the route the count above watches).
+    let guarded = ExternalLink::new("0190f0e4-7d1c-7a3b-9a6f-2b1c3d4e5f63", 7301).unwrap();
+    let booked = booking(&w, &w.room_a, "2026-03-07T09:00:00Z", "2026-03-07T10:00:00Z");
+    w.client.ensure_reservation_looking(&booked, &guarded, None, true).await.unwrap();
+    assert_eq!(lookups(&w), before + 1, "one look-up before a guarded create");
+    // Its answer lost (stored, then 503): the retry looks first and finds it, so nothing is doubled.
+    let second = ExternalLink::new("0190f0e4-7d1c-7a3b-9a6f-2b1c3d4e5f62", 7301).unwrap();
+    w.served.emulator.set_faults(Faults { fail_after_commit_next: 1, ..Faults::default() });
+    let posts_before = posts(&w);
+    let ensured = w
+        .client
+        .ensure_reservation_looking(
+            &booking(&w, &w.room_a, "2026-03-06T09:00:00Z", "2026-03-06T10:00:00Z"),
+            &second,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(!ensured.created, "the retry found what the lost create had made");
+    assert_eq!(posts(&w), posts_before + 1, "one create");
+    let linked = w.served.emulator.reservations().into_iter().filter(|r| second.is_on(r)).count();
+    assert_eq!(linked, 1, "no second reservation");
+}
+
+#[tokio::test]
 async fn cancel_with_a_reason_and_with_or_without_a_default() {
     let w = world().await;
     let a = w

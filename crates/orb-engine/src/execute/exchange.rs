@@ -115,8 +115,10 @@ async fn ensure_created(
     let action = "creating a meeting";
     let match_id = booking.to_string();
     let corr = ctx.correlation;
-    if let Some(found) =
-        ctx.graph.find_by_match_id(mailbox, &match_id, corr).await.map_err(ExecError::graph(action))?
+    // (Graph also returns the first event to a create retried with the same `transactionId`.)
+    if ctx.may_have_created
+        && let Some(found) =
+            ctx.graph.find_by_match_id(mailbox, &match_id, corr).await.map_err(ExecError::graph(action))?
     {
         return Ok((found, false));
     }

@@ -82,6 +82,10 @@ pub struct ExecContext<'a> {
     pub cancel_reason: &'a Reason,
     /// The time (external-link sync dates).
     pub clock: &'a dyn Clock,
+    /// An earlier run may have made this plan's creates (a retried job or plan, a known record): each
+    /// create first looks for ORB's item by its match id. `false` only for a first try at a booking ORB
+    /// never recorded, which saves the look-up (one call per create).
+    pub may_have_created: bool,
 }
 
 /// Ids and versions of a TOPdesk reservation learned from a write.

@@ -45,7 +45,7 @@ pub(super) async fn write(
             let ensured = if before.is_some_and(|b| b.topdesk.reservation_id.is_some()) {
                 ensure_live(&dto, &link, ctx).await
             } else {
-                td.ensure_reservation(&dto, &link, Some(ctx.clock.now())).await
+                td.ensure_reservation_looking(&dto, &link, Some(ctx.clock.now()), ctx.may_have_created).await
             }
             .map_err(ExecError::topdesk(action))?;
             Ok(Done::Reservation {

@@ -19,6 +19,18 @@ pub(super) struct JobCache {
     pub(super) masters: std::sync::Mutex<BTreeMap<orb_core::SeriesId, Option<String>>>,
     /// Instances of organizers' series masters, as read.
     pub(super) instances: std::sync::Mutex<Vec<InstanceWindow>>,
+    /// This is the job's first try (not a retry after a crash, a lost lease or a failure): no earlier run
+    /// of it can have created anything. `false` (the default) when unknown.
+    pub(super) first_try: bool,
+}
+
+impl JobCache {
+    /// The memory of a claimed job. Its first try is its first claim of a job that never failed: a job
+    /// that failed, whose lease expired or whose instance started again keeps its `last_error`, also when
+    /// an operator retries it as a dead job (which sets `attempts` back to zero).
+    pub(super) fn for_job(job: &orb_store::Job) -> Self {
+        Self { first_try: job.attempts <= 1 && job.last_error.is_none(), ..Self::default() }
+    }
 }
 
 /// The instances of one series master in a window, as read.

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::cache::{JobCache, locked};
 use super::pipeline::{observe_reservation, sync_from};
-use super::room::{RoomCopy, observe_in_room, organizer_instances};
+use super::room::{OrganizerRead, RoomCopy, observe_in_room, organizer_instances};
 use crate::observe::{SeriesKey, scrubbed, series_id_for};
 use crate::runtime::{
     AUDIT_ACTOR, AUDIT_NOTIFICATION_REFUSED, JobResult, SyncDeps, SyncError, SyncOutcome, TenantRuntime,
@@ -134,13 +134,23 @@ async fn room_series(
         if let Some(original) = instance.original_start {
             seen.insert(original);
         }
-        let observed = observe_in_room(deps, tenant, cache, mailbox, RoomCopy::Item(instance), corr).await?;
+        let observed = observe_in_room(
+            deps,
+            tenant,
+            cache,
+            mailbox,
+            RoomCopy::Item(instance),
+            OrganizerRead::WhenNeeded,
+            corr,
+        )
+        .await?;
         outcomes
             .push(sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, cache).await?);
     }
     for record in known.iter().filter(|r| r.original_start.is_none_or(|o| !seen.contains(&o))) {
         let copy = RoomCopy::Gone { event_id: None, record };
-        let observed = observe_in_room(deps, tenant, cache, mailbox, copy, corr).await?;
+        let observed =
+            observe_in_room(deps, tenant, cache, mailbox, copy, OrganizerRead::WhenNeeded, corr).await?;
         outcomes
             .push(sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, cache).await?);
     }
@@ -251,14 +261,22 @@ pub(crate) async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Res
         (None, false, None) => return Err(bad(kind, "the notification names no event (resourceData.id)")),
     };
 
-    let cache = JobCache::default();
+    let cache = JobCache::for_job(&job.job);
     let outcomes = match event {
         Some(event) if event.kind == Some(orb_graph::model::EventType::SeriesMaster) => {
             room_series(deps, tenant, &cache, &mailbox, &room, &event, corr).await?
         }
         Some(event) => {
-            let observed =
-                observe_in_room(deps, tenant, &cache, &mailbox, RoomCopy::Item(&event), corr).await?;
+            let observed = observe_in_room(
+                deps,
+                tenant,
+                &cache,
+                &mailbox,
+                RoomCopy::Item(&event),
+                OrganizerRead::WhenNeeded,
+                corr,
+            )
+            .await?;
             vec![sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, &cache).await?]
         }
         None => {
@@ -288,7 +306,9 @@ pub(crate) async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Res
             for record in &gone {
                 let event_id = (record.series_id.is_none()).then(|| id.clone());
                 let copy = RoomCopy::Gone { event_id, record };
-                let observed = observe_in_room(deps, tenant, &cache, &mailbox, copy, corr).await?;
+                let observed =
+                    observe_in_room(deps, tenant, &cache, &mailbox, copy, OrganizerRead::WhenNeeded, corr)
+                        .await?;
                 outcomes.push(
                     sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, &cache)
                         .await?,
@@ -375,6 +395,6 @@ pub(crate) async fn sync_retry(
     let tenant = deps.tenant(job.job.tenant_id)?;
     let observation = scrubbed(&tenant.policy, observation);
     // A swept room copy (`room_copy`): its subject is Exchange's rewrite, not the meeting's.
-    let outcome = sync_from(deps, tenant, &observation, room_copy, &JobCache::default()).await?;
+    let outcome = sync_from(deps, tenant, &observation, room_copy, &JobCache::for_job(&job.job)).await?;
     Ok(JobResult::Synced(vec![outcome]))
 }

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 use super::cache::JobCache;
-use super::room::{MeetingRef, RoomCopy, master_ical_uid, no_person, observe_in_room, organizer_copy};
+use super::room::{
+    MeetingRef, OrganizerRead, RoomCopy, master_ical_uid, no_person, observe_in_room, organizer_copy,
+};
 use crate::execute::{ExecContext, ExecutionReport, Outcome, apply_to_record, execute};
 use crate::observe::{
     self, ObserveContext, ObserveError, SeriesKey, derived_booking_id, scrubbed, series_id_for,
@@ -437,7 +439,17 @@ async fn plan_and_commit(
         correlation = correlation.map(tracing::field::display),
         attempt,
     );
-    commit_plan(deps, tenant, obs, record, the_plan, &ctx, attempt, may_read).instrument(span).await
+    // A create ORB makes for a booking it never recorded, on the job's and the plan's first try, cannot
+    // have been made before: the guard look-ups (TOPdesk by external link, Graph by match id) are skipped.
+    // Any retry, any known record (its side may be owed, or re-paired after a restore) and a sweep's
+    // finding look first.
+    let may_have_created = record.is_some()
+        || attempt > 1
+        || !cache.first_try
+        || obs.source == orb_core::ObservationSource::Sweep;
+    commit_plan(deps, tenant, obs, record, the_plan, &ctx, attempt, may_read, may_have_created)
+        .instrument(span)
+        .await
 }
 
 /// Before an Exchange change is written over a reservation, where a TOPdesk change could win the conflict
@@ -500,7 +512,9 @@ async fn exchange_now(
         Some(event) => RoomCopy::Item(event),
         None => RoomCopy::Gone { event_id: record.exchange.room_event_id.clone(), record },
     };
-    let observed = match observe_in_room(deps, tenant, &fresh, &mailbox, copy, corr).await {
+    let observed = match observe_in_room(deps, tenant, &fresh, &mailbox, copy, OrganizerRead::Always, corr)
+        .await
+    {
         Ok(o) => o,
         Err(SyncError::Observe(e)) => {
             tracing::info!(booking = %record.id, error = %e, "the meeting is not observable; the write is retried");
@@ -528,6 +542,7 @@ async fn commit_plan(
     ctx: &PlanContext<'_>,
     attempt: u32,
     replan_if_changed: bool,
+    may_have_created: bool,
 ) -> Result<Step, SyncError> {
     let now = ctx.now;
     let nothing = the_plan.nothing_reason();
@@ -564,6 +579,7 @@ async fn commit_plan(
         portal_base_url: &tenant.portal_base_url,
         cancel_reason: &tenant.cancel_reason,
         clock: deps.clock.as_ref(),
+        may_have_created,
     };
     let has_effects = the_plan.actions.iter().any(|a| a.is_write() || matches!(a, Action::SendMail { .. }));
     // A side that denied ORB's credentials is not called again before its pause ends (crate::pause).

@@ -9,7 +9,7 @@ use orb_core::{
 };
 use orb_graph::GraphError;
 use orb_graph::model::Event;
-use orb_store::StoreError;
+use orb_store::{BookingKey, StoreError};
 
 use super::cache::{InstanceWindow, JobCache, locked};
 use crate::observe::{self, ObserveContext, ObserveError, SeriesKey, scrubbed, series_id_for};
@@ -236,6 +236,64 @@ pub(super) async fn master_ical_uid(
     Ok(ical)
 }
 
+/// Whether a live room copy can stand for the meeting without the organizer's copy: its subject is not
+/// Exchange's rewrite, or the policy keeps no subject. A room mailbox with `DeleteSubject` leaves the copy's
+/// subject empty, with `AddOrganizerToSubject` puts the organizer's name first (alone when the subject was
+/// deleted): such a copy cannot tell the meeting's subject, nor whether it changed, so the organizer's copy
+/// is read (`orb check` names such rooms). A meeting whose own subject starts with its organizer's name
+/// costs that read too, never a wrong subject.
+pub(super) fn room_copy_answers(policy: &orb_core::SubjectPolicy, room_copy: &Event) -> bool {
+    if matches!(policy, orb_core::SubjectPolicy::Drop) {
+        return true;
+    }
+    let subject = room_copy.subject.as_deref().unwrap_or_default().trim();
+    if subject.is_empty() {
+        return false;
+    }
+    let name = room_copy
+        .organizer
+        .as_ref()
+        .and_then(|o| o.email_address.as_ref())
+        .and_then(|a| a.name.as_deref())
+        .map(str::trim)
+        .unwrap_or_default();
+    name.is_empty() || !subject.to_lowercase().starts_with(&name.to_lowercase())
+}
+
+/// Whether ORB knows the organizer's copy of the booking `room_obs` belongs to (ORB made it there, or read
+/// it before): then that copy is read by its id on every change, since its version (`changeKey`, which the
+/// room's answer changes too) is what ORB's next conditional write names. A meeting ORB never read in its
+/// organizer's calendar is found there by its `iCalUId` only when ORB first writes to it.
+async fn orb_writes_organizers_copy(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    room_obs: &Observation,
+) -> Result<bool, SyncError> {
+    let ids = &room_obs.ids;
+    let keys = ids.event_id.as_deref().map(BookingKey::ExchangeEvent).into_iter().chain(
+        ids.ical_uid.as_deref().map(|ical_uid| BookingKey::ICalUid {
+            ical_uid,
+            original_start: room_obs.series.map(|s| s.original_start),
+        }),
+    );
+    for key in keys {
+        if let Some(record) = deps.store.find_booking(tenant.tenant_id, &key).await? {
+            return Ok(record.exchange.organizer_event_id.is_some());
+        }
+    }
+    Ok(false)
+}
+
+/// Whether [`observe_in_room`] reads the organizer's copy of a live meeting the room's copy answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OrganizerRead {
+    /// Only when the room's copy cannot answer ([`room_copy_answers`]): a notification or a sweep.
+    WhenNeeded,
+    /// Always: the organizer's event's version is what is wanted (Graph refused ORB's conditional write
+    /// with `412`, so the record's version is old).
+    Always,
+}
+
 /// What the room's calendar holds of one booking.
 pub(super) enum RoomCopy<'a> {
     /// The room's copy of a meeting (or the room's own event).
@@ -278,6 +336,7 @@ pub(super) async fn observe_in_room(
     cache: &JobCache,
     mailbox: &EmailAddress,
     copy: RoomCopy<'_>,
+    read: OrganizerRead,
     corr: CorrelationId,
 ) -> Result<RoomObservation, SyncError> {
     let now = deps.clock.now();
@@ -291,6 +350,19 @@ pub(super) async fn observe_in_room(
             };
             let live = room_obs.lifecycle == Lifecycle::Active
                 && room_obs.room_response != orb_core::RoomResponse::Declined;
+            if live
+                && read == OrganizerRead::WhenNeeded
+                && room_copy_answers(&tenant.policy.subject, event)
+                && !orb_writes_organizers_copy(deps, tenant, &room_obs).await?
+            {
+                // The room holds the meeting and its copy shows the meeting's subject as the organizer wrote
+                // it (or the policy keeps no subject): the room's copy is the meeting, no read of the
+                // organizer's. Its change key is the room copy's version, not the organizer's event's that
+                // ORB's writes name in `If-Match`, so it is not taken over.
+                let mut observation = room_obs;
+                observation.ids.change_key = None;
+                return Ok(RoomObservation { observation, room_copy_subject: false });
+            }
             let span = (room_obs.start, room_obs.end);
             let organizer = room_obs.organizer.clone();
             let series = room_obs.series.map(|s| s.series_id);
