@@ -45,3 +45,48 @@ pub(super) struct InstanceWindow {
 pub(super) fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use orb_core::TenantId;
+    use orb_store::{Job, JobId, JobStatus};
+
+    use super::JobCache;
+
+    fn check(attempts: u32, last_error: Option<&str>, first_try: bool) {
+        let at = Utc.with_ymd_and_hms(2026, 12, 6, 9, 0, 0).unwrap();
+        let job = Job {
+            id: JobId(7),
+            tenant_id: TenantId::from_uuid(uuid::Uuid::nil()),
+            lane: "room:1".to_owned(),
+            kind: "sync.observation".to_owned(),
+            payload: serde_json::Value::Null,
+            correlation_id: None,
+            status: JobStatus::Running,
+            attempts,
+            run_at: at,
+            lease_owner: Some("w".to_owned()),
+            lease_expires_at: Some(at),
+            last_error: last_error.map(str::to_owned),
+            created_at: at,
+            finished_at: None,
+        };
+        assert_eq!(
+            JobCache::for_job(&job).first_try,
+            first_try,
+            "attempts {attempts}, last error {last_error:?}"
+        );
+    }
+
+    #[test]
+    fn only_the_first_claim_of_a_job_that_never_failed_is_a_first_try() {
+        check(1, None, true);
+        // Claimed again after a failure, an expired lease or a restart.
+        check(2, Some("lease expired (worker stopped or hung); run again"), false);
+        check(2, None, false);
+        // An operator's retry of a dead job sets `attempts` back to 0, so its next claim is 1 again: the
+        // error it died with says an earlier run may have written.
+        check(1, Some("topdesk answered 502"), false);
+    }
+}

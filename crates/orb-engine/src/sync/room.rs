@@ -429,3 +429,49 @@ pub(super) async fn observe_in_room(
     obs.modified_at = obs.modified_at.max(room_obs.modified_at);
     Ok(RoomObservation { observation: obs, room_copy_subject: false })
 }
+
+#[cfg(test)]
+mod tests {
+    use orb_core::SubjectPolicy;
+    use orb_graph::model::{EmailAddress as GraphAddress, Event, Recipient};
+
+    use super::room_copy_answers;
+
+    fn check(policy: &SubjectPolicy, subject: Option<&str>, organizer_name: Option<&str>, expected: bool) {
+        let event = Event {
+            subject: subject.map(str::to_owned),
+            organizer: Some(Recipient {
+                email_address: Some(GraphAddress {
+                    address: Some("anna@contoso.com".to_owned()),
+                    name: organizer_name.map(str::to_owned),
+                }),
+            }),
+            ..Event::default()
+        };
+        assert_eq!(
+            room_copy_answers(policy, &event),
+            expected,
+            "{policy:?}, subject {subject:?}, organizer {organizer_name:?}"
+        );
+    }
+
+    #[test]
+    fn a_room_copy_answers_unless_its_subject_may_be_exchanges_rewrite() {
+        let keep = SubjectPolicy::Keep;
+        let hide = SubjectPolicy::HideOnRoom { text: "Booked".to_owned() };
+        // The meeting's own subject on the room's copy.
+        check(&keep, Some("Quarterly planning"), Some("Anna Bakker"), true);
+        check(&hide, Some("Quarterly planning"), Some("Anna Bakker"), true);
+        // `DeleteSubject`: nothing left; with `AddOrganizerToSubject`: the name alone or first.
+        check(&keep, None, Some("Anna Bakker"), false);
+        check(&keep, Some("  "), Some("Anna Bakker"), false);
+        check(&keep, Some("Anna Bakker"), Some("Anna Bakker"), false);
+        check(&keep, Some("anna bakker Quarterly planning"), Some("Anna Bakker"), false);
+        check(&hide, Some("Anna Bakker"), Some("Anna Bakker"), false);
+        // No organizer name to compare with: a subject is taken as the meeting's.
+        check(&keep, Some("Quarterly planning"), None, true);
+        // Where subjects are dropped the copy always answers.
+        check(&SubjectPolicy::Drop, None, Some("Anna Bakker"), true);
+        check(&SubjectPolicy::Drop, Some("Anna Bakker"), Some("Anna Bakker"), true);
+    }
+}
