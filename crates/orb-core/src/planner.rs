@@ -747,7 +747,11 @@ fn plan_existing(mut p: Planner<'_, '_>, rec: &BookingRecord, obs: &Observation)
             let new_version = side == Side::Exchange
                 && obs.ids.change_key.is_some()
                 && obs.ids.change_key != rec.exchange.change_key;
-            let record = if newer || new_version {
+            // The room's copy of a meeting ORB wrote in the organizer's calendar: its id is learned here,
+            // from the copy's notification (the write's answer is the organizer's copy).
+            let room_copy_id =
+                side == Side::Exchange && obs.ids.event_id.is_some() && rec.exchange.room_event_id.is_none();
+            let record = if newer || new_version || room_copy_id {
                 let mut next = rec.clone();
                 match side {
                     Side::Topdesk => next.topdesk.modification_date = Some(obs.modified_at),
@@ -756,6 +760,9 @@ fn plan_existing(mut p: Planner<'_, '_>, rec: &BookingRecord, obs: &Observation)
                             Some(watermark.map_or(obs.modified_at, |m| m.max(obs.modified_at)));
                         if new_version {
                             next.exchange.change_key.clone_from(&obs.ids.change_key);
+                        }
+                        if room_copy_id {
+                            next.exchange.room_event_id.clone_from(&obs.ids.event_id);
                         }
                     }
                 }

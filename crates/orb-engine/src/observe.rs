@@ -706,8 +706,10 @@ pub fn from_topdesk_reservation(
     if let Some(a) = r.archived {
         unsynced.insert("archived".to_owned(), a.to_string());
     }
-    // Presence only: the notes are never read.
-    unsynced.insert("hasNotes".to_owned(), r.notes.as_deref().is_some_and(|n| !n.is_empty()).to_string());
+    // Presence only, and only where the answer carried the field (a poll's list does not ask for it).
+    if let Some(notes) = &r.notes {
+        unsynced.insert("hasNotes".to_owned(), (!notes.is_empty()).to_string());
+    }
     if let Some(n) = r.number_of_persons {
         unsynced.insert("numberOfPersons".to_owned(), n.to_string());
     }

@@ -13,9 +13,10 @@
 //!   TOPdesk answered with, so a reservation ORB just wrote is unchanged; a person's later edit in TOPdesk
 //!   makes it changed.
 //!
-//! Each new or changed reservation is read again by id with all fields (the list stays small; only
-//! changes cost a read), turned into an observation ([`observe::from_topdesk_reservation`], source
-//! [`ObservationSource::Poll`]) and enqueued as one [`orb_store::jobs::JobKind::SyncObservation`] job in its room's lane, the
+//! The list's `$fields` carry everything an observation needs (times, status, requester and the person
+//! it is for, participants, facilities, series, ORB's link — not the notes), so a new or changed
+//! reservation costs no second read: it is turned into an observation straight from the list
+//! ([`observe::from_topdesk_reservation`], source [`ObservationSource::Poll`]) and enqueued as one [`orb_store::jobs::JobKind::SyncObservation`] job in its room's lane, the
 //! same job a TOPdesk push hint fans out into, so a booking's work always runs in its room's lane.
 //!
 //! ## One list call for all rooms
@@ -38,16 +39,18 @@ use chrono::{DateTime, Utc};
 use orb_core::{BookingId, BookingRecord, Observation, ObservationSource, RoomMapping, TenantId};
 use orb_store::jobs::{JobPayload as _, SyncObservationJob};
 use orb_store::{BookingKey, Lane, StoreError};
+use orb_topdesk::Fiql;
 use orb_topdesk::wire::ReservationDto;
-use orb_topdesk::{Fiql, TopdeskError};
 
 use crate::observe::{self, ObserveContext, ObserveError, SeriesKey, scrubbed};
 use crate::runtime::{SyncDeps, SyncError, TenantRuntime};
 
-/// The `$fields` of the poll's list: just enough to diff (id, `modificationDate`) and to know the room and
-/// ORB's link. New or changed reservations are read again by id with all fields.
-pub const POLL_FIELDS: &str =
-    "id,modificationDate,plannedStartDate,reservedFacilities.location.id,externalLinks";
+/// The `$fields` of the poll's list: what the diff needs (id, `modificationDate`, the room, ORB's link) and
+/// everything an observation is made of, so a new or changed reservation needs no second read. Not the
+/// notes (ORB records only whether there are any, and does not need that from a poll).
+pub const POLL_FIELDS: &str = "id,number,status,archived,briefDescription,plannedStartDate,plannedEndDate,\
+     requester,reservedForOther,participants,numberOfPersons,reservedFacilities,series,externalLinks,\
+     modificationDate";
 
 /// Page size of the poll's list (`$top`).
 pub const POLL_PAGE_SIZE: u32 = 500;
@@ -196,24 +199,16 @@ fn observe_polled(runtime: &TenantRuntime, r: &ReservationDto) -> Result<Observa
     observe::from_topdesk_reservation(r, &octx)
 }
 
-/// Reads the reservation with all fields and enqueues its observation in its room's lane; `false` when it
-/// is not a booking ORB syncs (or is gone).
+/// Enqueues the listed reservation's observation in its room's lane (the list carries every field it
+/// needs, [`POLL_FIELDS`]); `false` when it is not a booking ORB syncs.
 async fn enqueue_changed(
     deps: &SyncDeps,
     runtime: &TenantRuntime,
-    summary: &ReservationDto,
+    listed: &ReservationDto,
     now: DateTime<Utc>,
 ) -> Result<bool, SyncError> {
-    let Some(id) = summary.id else { return Ok(false) };
-    let full = match runtime.topdesk.get_reservation(id).await {
-        Ok(r) => r,
-        Err(TopdeskError::NotFound { .. }) => {
-            tracing::info!(reservation = %id, "polled reservation is gone; skipped");
-            return Ok(false);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let observation = match observe_polled(runtime, &full) {
+    let Some(id) = listed.id else { return Ok(false) };
+    let observation = match observe_polled(runtime, listed) {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(

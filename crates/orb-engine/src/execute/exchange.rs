@@ -49,11 +49,11 @@ pub(super) async fn write(
                 event.attendees = Some(attendees(participants, room));
             }
             let (written, created) = ensure_created(mailbox, *booking, &event, ctx).await?;
-            let copy = if in_room { None } else { room_copy(room, &written, ctx).await };
-            let written =
-                if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
+            // The organizer's copy read back: the room's answer is on it, and so is the version the answer
+            // made (ORB's next conditional write names it). The room's copy comes with its notification.
+            let written = if in_room { written } else { reread(mailbox, written, ctx).await };
             Ok(Done::Event {
-                ids: event_ids(mailbox, in_room, &written, copy.as_ref(), Some(room), Some((*start, *end))),
+                ids: event_ids(mailbox, in_room, &written, Some(room), Some((*start, *end))),
                 created,
             })
         }
@@ -127,22 +127,6 @@ async fn ensure_created(
     Ok((created, true))
 }
 
-/// The room's copy of a meeting (same iCalUId), found by `$filter` on it; best effort (ids are learned
-/// later anyway). An occurrence's copy is not listed by `/events`: `None`, its notification brings it.
-async fn room_copy(room: &RoomMailbox, meeting: &Event, ctx: &ExecContext<'_>) -> Option<Event> {
-    let ical = meeting.ical_uid.as_deref()?;
-    if meeting.series_master_id.is_some() {
-        return None;
-    }
-    match ctx.graph.find_by_ical_uid(room.address(), ical, ctx.correlation).await {
-        Ok(found) => found.filter(|e| e.is_cancelled != Some(true)),
-        Err(e) => {
-            tracing::warn!(room = %room, error = %e, "could not read the room's copy of a meeting");
-            None
-        }
-    }
-}
-
 /// The organizer's copy read back (the rooms' answers are on it after the write); best effort.
 async fn reread(mailbox: &EmailAddress, written: Event, ctx: &ExecContext<'_>) -> Event {
     let Some(id) = written.id.as_deref() else { return written };
@@ -166,7 +150,6 @@ fn event_ids(
     mailbox: &EmailAddress,
     in_room: bool,
     event: &Event,
-    copy: Option<&Event>,
     room: Option<&RoomMailbox>,
     as_written: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> EventIds {
@@ -178,8 +161,7 @@ fn event_ids(
                 && at(e.end.as_ref()).is_some_and(|s| s.timestamp() / 60 == end.timestamp() / 60)
         })
     };
-    let version = copy.unwrap_or(event);
-    if !shows(version) || !shows(event) {
+    if !shows(event) {
         tracing::info!(
             "Graph's answer holds a change ORB did not write; its version is not taken as the watermark"
         );
@@ -189,17 +171,10 @@ fn event_ids(
         in_room_calendar: in_room,
         event_id: event.id.clone().unwrap_or_default(),
         ical_uid: event.ical_uid.clone(),
-        room_event_id: copy.and_then(|c| c.id.clone()),
+        room_moved: false,
         change_key: event.change_key.clone().filter(|_| shows(event)),
-        modified_at: version
-            .last_modified_date_time
-            .map(orb_core::stored_precision)
-            .filter(|_| shows(version)),
-        room_response: match (in_room, copy) {
-            (true, _) => None,
-            (false, Some(copy)) => copy.response_status.as_ref().and_then(|s| s.response),
-            (false, None) => room.and_then(|r| event.attendee_response(r.as_str())),
-        },
+        modified_at: event.last_modified_date_time.map(orb_core::stored_precision).filter(|_| shows(event)),
+        room_response: if in_room { None } else { room.and_then(|r| event.attendee_response(r.as_str())) },
     }
 }
 
@@ -296,20 +271,10 @@ async fn update(
         ctx.graph.update_event(mailbox, &id, &patch, if_match(record).as_deref(), corr).await
     }
     .map_err(ExecError::graph(action))?;
-    let copy = match (&room, in_room) {
-        (Some(room), false) => room_copy(room, &written, ctx).await,
-        _ => None,
-    };
-    let written = if in_room || copy.is_some() { written } else { reread(mailbox, written, ctx).await };
+    let written = if in_room { written } else { reread(mailbox, written, ctx).await };
+    let ids = event_ids(mailbox, in_room, &written, room.as_ref(), Some((record.start, record.end)));
     Ok(Done::Event {
-        ids: event_ids(
-            mailbox,
-            in_room,
-            &written,
-            copy.as_ref(),
-            room.as_ref(),
-            Some((record.start, record.end)),
-        ),
+        ids: EventIds { room_moved: !in_room && changes.room.is_some(), ..ids },
         created: false,
     })
 }
@@ -368,10 +333,7 @@ async fn move_room_event(
             Err(e) => return Err(ExecError::graph(action)(e)),
         }
     }
-    Ok(Done::Event {
-        ids: event_ids(room.address(), true, &written, None, None, Some((start, end))),
-        created,
-    })
+    Ok(Done::Event { ids: event_ids(room.address(), true, &written, None, Some((start, end))), created })
 }
 
 async fn cancel(
@@ -429,7 +391,7 @@ async fn cancel(
             let room_location =
                 current.location.as_ref().is_some_and(|l| is_room(l.location_email_address.as_deref()));
             if current.is_cancelled == Some(true) || (kept.len() == all.len() && !room_location) {
-                let ids = event_ids(mailbox, in_room, &current, None, None, None);
+                let ids = event_ids(mailbox, in_room, &current, None, None);
                 return Ok(Done::EventCancelled { how, ids: Some(ids), already: true });
             }
             let patch = Event {
@@ -442,7 +404,7 @@ async fn cancel(
                 .update_event(mailbox, &id, &patch, if_match, corr)
                 .await
                 .map_err(ExecError::graph(action))?;
-            let ids = event_ids(mailbox, in_room, &written, None, None, None);
+            let ids = event_ids(mailbox, in_room, &written, None, None);
             Ok(Done::EventCancelled { how, ids: Some(ids), already: false })
         }
     }
@@ -475,26 +437,19 @@ mod tests {
         let wrote = Some((at("2026-09-02T09:00:00Z"), at("2026-09-02T10:00:00Z")));
         let as_written =
             event("2026-09-02T09:00:00", "2026-09-02T10:00:00", "ck-orb", "2026-09-01T06:00:00Z");
-        let ids = event_ids(&anna, false, &as_written, None, None, wrote);
+        let ids = event_ids(&anna, false, &as_written, None, wrote);
         assert_eq!(ids.change_key.as_deref(), Some("ck-orb"));
         assert_eq!(ids.modified_at, Some(at("2026-09-01T06:00:00Z")));
 
         // Read back after a person moved the meeting: neither its version nor its time is taken.
         let moved = event("2026-09-02T11:00:00", "2026-09-02T12:00:00", "ck-person", "2026-09-01T06:00:05Z");
-        let ids = event_ids(&anna, false, &moved, None, None, wrote);
+        let ids = event_ids(&anna, false, &moved, None, wrote);
         assert_eq!((ids.change_key, ids.modified_at), (None, None));
-
-        // The room's copy shows a later change: the organizer's version is kept, the copy's time is not.
-        let ids = event_ids(&anna, false, &as_written, Some(&moved), None, wrote);
-        assert_eq!((ids.change_key.as_deref(), ids.modified_at), (Some("ck-orb"), None));
 
         // A cancelled answer never shows a live write; a cancellation takes the answer as it is.
         let mut cancelled = as_written.clone();
         cancelled.is_cancelled = Some(true);
-        assert_eq!(event_ids(&anna, false, &cancelled, None, None, wrote).change_key, None);
-        assert_eq!(
-            event_ids(&anna, false, &cancelled, None, None, None).change_key.as_deref(),
-            Some("ck-orb")
-        );
+        assert_eq!(event_ids(&anna, false, &cancelled, None, wrote).change_key, None);
+        assert_eq!(event_ids(&anna, false, &cancelled, None, None).change_key.as_deref(), Some("ck-orb"));
     }
 }

@@ -110,12 +110,13 @@ pub struct EventIds {
     pub event_id: String,
     /// `iCalUId` (same in every copy of the meeting).
     pub ical_uid: Option<String>,
-    /// The room's copy of the meeting (organizer mode, when the room accepted and it was found).
-    pub room_event_id: Option<String>,
+    /// The write put the meeting in another room (organizer mode): the old room's copy is not the booking's
+    /// any more. The new room's copy is learned from its notification (the planner takes its id).
+    pub room_moved: bool,
     /// `changeKey` of the written copy (the event ORB writes: the organizer's copy, or the room's event in
     /// room-only mode), as the write answered: ORB's next `If-Match`.
     pub change_key: Option<String>,
-    /// `lastModifiedDateTime` of the room's copy when known, else of the written copy.
+    /// `lastModifiedDateTime` of the written copy.
     pub modified_at: Option<DateTime<Utc>>,
     /// The room's answer as the organizer's copy shows it (organizer mode).
     pub room_response: Option<ResponseType>,
@@ -350,8 +351,8 @@ fn apply_event(link: &mut ExchangeLink, ids: &EventIds) {
         link.room_event_id = Some(ids.event_id.clone());
     } else {
         link.organizer_event_id = Some(ids.event_id.clone());
-        if ids.room_event_id.is_some() {
-            link.room_event_id.clone_from(&ids.room_event_id);
+        if ids.room_moved {
+            link.room_event_id = None;
         }
     }
     if ids.ical_uid.is_some() {

@@ -260,14 +260,20 @@ pub(super) fn room_copy_answers(policy: &orb_core::SubjectPolicy, room_copy: &Ev
     name.is_empty() || !subject.to_lowercase().starts_with(&name.to_lowercase())
 }
 
-/// Whether ORB knows the organizer's copy of the booking `room_obs` belongs to (ORB made it there, or read
-/// it before): then that copy is read by its id on every change, since its version (`changeKey`, which the
-/// room's answer changes too) is what ORB's next conditional write names. A meeting ORB never read in its
-/// organizer's calendar is found there by its `iCalUId` only when ORB first writes to it.
-async fn orb_writes_organizers_copy(
+/// Whether the room's copy `room_obs` can stand for the meeting without a read of the organizer's copy.
+/// `answers`: the copy is live, accepted and shows the meeting's own subject ([`room_copy_answers`]).
+///
+/// - A meeting ORB does not know in its organizer's calendar (a person's, never written by ORB): when the
+///   copy answers. A cancelled or removed copy is read further (cancelled, moved or declined?).
+/// - A meeting ORB writes in its organizer's calendar: only when the copy shows what the record holds —
+///   ORB's own write coming back, whose version ORB read back after the write —, or is cancelled where the
+///   record is (ORB's own cancel). A copy showing anything else is a person's change: the organizer's copy
+///   is read for the version it made, which ORB's next conditional write names.
+async fn room_copy_stands(
     deps: &SyncDeps,
     tenant: &TenantRuntime,
     room_obs: &Observation,
+    answers: bool,
 ) -> Result<bool, SyncError> {
     let ids = &room_obs.ids;
     let keys = ids.event_id.as_deref().map(BookingKey::ExchangeEvent).into_iter().chain(
@@ -276,12 +282,34 @@ async fn orb_writes_organizers_copy(
             original_start: room_obs.series.map(|s| s.original_start),
         }),
     );
+    let mut record = None;
     for key in keys {
-        if let Some(record) = deps.store.find_booking(tenant.tenant_id, &key).await? {
-            return Ok(record.exchange.organizer_event_id.is_some());
+        if let Some(found) = deps.store.find_booking(tenant.tenant_id, &key).await? {
+            record = Some(found);
+            break;
         }
     }
-    Ok(false)
+    Ok(match record.filter(|r| r.exchange.organizer_event_id.is_some()) {
+        None => answers,
+        Some(record) => shows_record(room_obs, &record, answers),
+    })
+}
+
+/// Whether the room's copy shows exactly what the record holds (at the record's minute precision), or is
+/// cancelled where the record is.
+fn shows_record(room_obs: &Observation, record: &BookingRecord, answers: bool) -> bool {
+    let cancelled = room_obs.lifecycle != Lifecycle::Active;
+    if cancelled || record.cancelled {
+        return cancelled && record.cancelled;
+    }
+    let minute = orb_core::canonical::to_minute;
+    let people = |p: &[EmailAddress]| p.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    answers
+        && minute(room_obs.start) == minute(record.start)
+        && minute(room_obs.end) == minute(record.end)
+        && room_obs.organizer == record.organizer
+        && room_obs.subject == record.subject
+        && people(&room_obs.participants) == people(&record.participants)
 }
 
 /// Whether [`observe_in_room`] reads the organizer's copy of a live meeting the room's copy answers for.
@@ -350,15 +378,15 @@ pub(super) async fn observe_in_room(
             };
             let live = room_obs.lifecycle == Lifecycle::Active
                 && room_obs.room_response != orb_core::RoomResponse::Declined;
-            if live
-                && read == OrganizerRead::WhenNeeded
-                && room_copy_answers(&tenant.policy.subject, event)
-                && !orb_writes_organizers_copy(deps, tenant, &room_obs).await?
+            let answers = room_copy_answers(&tenant.policy.subject, event);
+            let cancelled = room_obs.lifecycle != Lifecycle::Active;
+            if read == OrganizerRead::WhenNeeded
+                && ((live && answers) || cancelled)
+                && room_copy_stands(deps, tenant, &room_obs, live && answers).await?
             {
-                // The room holds the meeting and its copy shows the meeting's subject as the organizer wrote
-                // it (or the policy keeps no subject): the room's copy is the meeting, no read of the
-                // organizer's. Its change key is the room copy's version, not the organizer's event's that
-                // ORB's writes name in `If-Match`, so it is not taken over.
+                // The room's copy is the meeting (see `room_copy_stands`). Its change key is the room copy's
+                // version, not the organizer's event's that ORB's writes name in `If-Match`, so it is not
+                // taken over.
                 let mut observation = room_obs;
                 observation.ids.change_key = None;
                 return Ok(RoomObservation { observation, room_copy_subject: false });
