@@ -49,6 +49,7 @@ pub(crate) mod render;
 pub(crate) mod series;
 pub mod soap;
 pub mod state;
+pub mod streaming;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,6 +61,7 @@ use orb_core::Clock;
 
 pub use push::{DeliveryRecord, SubscriptionInfo};
 pub use state::{Item, Knobs, RequestRecord, RoomSettings, Scope};
+pub use streaming::StreamingInfo;
 
 /// A handle on one EWS emulator's state. Clones share the state.
 #[derive(Clone)]
@@ -201,6 +203,16 @@ impl EwsEmulator {
     /// The push subscriptions.
     pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
         self.lock().push.infos()
+    }
+
+    /// The streaming subscriptions.
+    pub fn streaming_subscriptions(&self) -> Vec<StreamingInfo> {
+        self.lock().streaming.infos()
+    }
+
+    /// Cuts every open `GetStreamingEvents` connection mid-stream (a connection reset).
+    pub fn reset_streams(&self) {
+        self.lock().streaming.reset_all();
     }
 
     /// Every POST to a callback URL so far.
