@@ -6,7 +6,9 @@
 //! (`ErrorInvalidSubscription` for ids that are not streaming ids, `ErrorSubscriptionNotFound`,
 //! `ErrorExpiredSubscription` for one left without a connection longer than the expiry,
 //! `ErrorSubscriptionAccessDenied` for another account's); when every id is bad the answer ends
-//! there. A subscription is served by its newest connection only.
+//! there. A subscription is served by its newest connection only, and only while one serves it: events
+//! in a gap between connections are dropped (not replayable, ews.md §4.2), and the next notification's
+//! `PreviousWatermark` still names the last one delivered, so a client can see the gap.
 //!
 //! An open connection lives in real time (tokio's clock): [`super::Knobs::stream_minute_ms`] shortens
 //! its minutes for tests. Expiry and event times follow the injected clock.
@@ -95,7 +97,8 @@ impl Streams {
     /// Queues a mailbox event for every streaming subscription on that mailbox that wants its kind.
     pub(crate) fn record(&mut self, mailbox: &str, event: &LoggedEvent) {
         let mut any = false;
-        for sub in self.subs.values_mut().filter(|s| s.mailbox == mailbox) {
+        // Only a served subscription gets events: those in a gap are not replayed (ews.md §4.2).
+        for sub in self.subs.values_mut().filter(|s| s.mailbox == mailbox && s.owner.is_some()) {
             if sub.event_types.iter().any(|t| t == event.kind) {
                 sub.queue.push_back(event.clone());
                 any = true;
@@ -290,6 +293,7 @@ impl Drop for Guard {
             {
                 s.owner = None;
                 s.idle_since = now;
+                s.queue.clear();
             }
         }
     }
