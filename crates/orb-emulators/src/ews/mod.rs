@@ -25,6 +25,8 @@
 //! - [`push`]: push notifications with watermarks, `SendNotificationResult` read, retries at 30 s
 //!   doubling until `StatusFrequency` is exceeded, status pings; driven by [`EwsEmulator::tick`] on the
 //!   injected clock and after every request.
+//! - [`streaming`]: streaming subscriptions: `GetStreamingEvents` held open (chunked), an envelope per
+//!   batch of changes, `ConnectionStatus` `OK` / `Closed`, per-id errors, the affinity cookie.
 //! - [`control`]: the control API.
 //! - `faults`: the fault plan ([`crate::faults`]) keyed by SOAP operation, with EWS's own faults
 //!   (`ErrorServerBusy` storms, SOAP faults, IIS's HTML 503).
