@@ -17,6 +17,9 @@ use crate::model::{
 use crate::request::{self, ConflictResolution, Shape};
 use crate::response::{self, HttpAnswer};
 use crate::series::ItemRef;
+use crate::streaming::Affinity;
+
+mod stream;
 use crate::xml::Element;
 
 /// How ORB authenticates to EWS. NTLM/Negotiate is not in this slice (see the crate docs).
@@ -67,6 +70,9 @@ pub struct EwsConfig {
     pub max_inline_back_off: Duration,
     /// How many busy answers one call waits out before returning [`EwsError::Busy`].
     pub busy_retries: u32,
+    /// A streaming connection silent this long is given up as [`EwsError::Transient`] (Exchange sends a
+    /// message at least every 45 s; EWS Managed API waits twice that).
+    pub stream_idle_timeout: Duration,
     /// What item reads ask for.
     pub shape: Shape,
     /// `MaxEntriesReturned` of a calendar view.
@@ -87,6 +93,7 @@ impl EwsConfig {
             user_agent: concat!("ORB/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_inline_back_off: Duration::from_secs(30),
             busy_retries: 2,
+            stream_idle_timeout: Duration::from_secs(90),
             shape: Shape { subject: true },
             max_entries: 500,
         }
@@ -145,7 +152,7 @@ impl EwsClient {
         Ok(Self { http, config })
     }
 
-    fn headers(&self, op: &str, target: &Target<'_>) -> Result<HeaderMap, EwsError> {
+    fn headers(&self, op: &str, target: &Target<'_>, routing: Routing<'_>) -> Result<HeaderMap, EwsError> {
         let mut h = HeaderMap::new();
         let value = |s: &str| {
             HeaderValue::from_str(s)
@@ -158,6 +165,13 @@ impl EwsClient {
         h.insert("client-request-id", value(&target.correlation.to_string())?);
         h.insert("return-client-request-id", HeaderValue::from_static("true"));
         h.insert("X-AnchorMailbox", value(target.mailbox.as_str())?);
+        if let Routing::Affinity(cookie) = routing {
+            // Notification affinity (ews.md §2.2): the anchor mailbox, the preference, and the cookie.
+            h.insert("X-PreferServerAffinity", HeaderValue::from_static("true"));
+            if let Some(cookie) = cookie {
+                h.insert(reqwest::header::COOKIE, value(&cookie.cookie_header())?);
+            }
+        }
         let mut auth = match &self.config.auth {
             Auth::Basic { username, password } => {
                 use base64::Engine as _;
@@ -178,9 +192,18 @@ impl EwsClient {
     /// Sends one operation for `target` and returns the operation's response element, waiting out short
     /// `ErrorServerBusy` back-offs.
     pub async fn call(&self, target: Target<'_>, op: Element) -> Result<Element, EwsError> {
+        self.call_routed(target, op, Routing::Plain).await.map(|(answer, _)| answer)
+    }
+
+    async fn call_routed(
+        &self,
+        target: Target<'_>,
+        op: Element,
+        routing: Routing<'_>,
+    ) -> Result<(Element, Option<Affinity>), EwsError> {
         let mut busy_seen = 0;
         loop {
-            match self.call_once(&target, &op).await {
+            match self.call_once(&target, &op, routing).await {
                 Err(EwsError::Busy { back_off: Some(wait), .. })
                     if busy_seen < self.config.busy_retries && wait <= self.config.max_inline_back_off =>
                 {
@@ -192,9 +215,14 @@ impl EwsClient {
         }
     }
 
-    async fn call_once(&self, target: &Target<'_>, op: &Element) -> Result<Element, EwsError> {
+    async fn call_once(
+        &self,
+        target: &Target<'_>,
+        op: &Element,
+        routing: Routing<'_>,
+    ) -> Result<(Element, Option<Affinity>), EwsError> {
         let body = request::envelope(Some(target.mailbox), op.clone()).to_document();
-        let headers = self.headers(operation_name(op), target)?;
+        let headers = self.headers(operation_name(op), target, routing)?;
         let sent = self.http.post(self.config.endpoint.clone()).headers(headers).body(body).send().await;
         let mut resp = sent.map_err(|e| network(&e))?;
         let status = resp.status().as_u16();
@@ -205,6 +233,9 @@ impl EwsClient {
                 what: format!("HTTP {status} redirect (not followed)"),
             });
         }
+        let affinity = Affinity::from_set_cookie(
+            resp.headers().get_all(reqwest::header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()),
+        );
         let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let retry_after = resp
             .headers()
@@ -225,7 +256,7 @@ impl EwsClient {
         }
         let text = String::from_utf8_lossy(&bytes);
         let answer = HttpAnswer { status, content_type: content_type.as_deref(), retry_after, body: &text };
-        response::operation_response(&answer, Some(target.mailbox.as_str()))
+        Ok((response::operation_response(&answer, Some(target.mailbox.as_str()))?, affinity))
     }
 
     /// The room's (or any impersonated mailbox's) calendar in `window` (expanded occurrences).
@@ -399,7 +430,14 @@ impl EwsClient {
     }
 }
 
-fn network(e: &reqwest::Error) -> EwsError {
+/// How a request is routed: plainly, or with notification affinity (and the group's cookie, if known).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Routing<'a> {
+    Plain,
+    Affinity(Option<&'a Affinity>),
+}
+
+pub(crate) fn network(e: &reqwest::Error) -> EwsError {
     let what = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {

@@ -9,6 +9,9 @@
 //! - [`response`]: pure readers of the answers, faults and per-message `ResponseClass`es.
 //! - [`error`]: [`EwsError`] with [`EwsError::is_retryable`] and [`EwsError::retry_after`].
 //! - [`push`]: the push-notification body ORB receives and its `SendNotificationResult` answer.
+//! - [`streaming`]: streaming subscriptions (outbound only): the requests, the envelope splitter and
+//!   reader of the long `GetStreamingEvents` answer, the affinity cookie; the I/O is
+//!   [`EwsClient::stream_events`].
 //! - [`series`]: `Recurrence` (typed, converted to orb-core's expansion), `OccurrenceItemId` /
 //!   `RecurringMasterItemId` addressing, and the occurrence summaries of a master.
 //! - [`client`]: [`EwsClient`] over reqwest (rustls).
@@ -31,8 +34,7 @@
 //! - NTLM / Negotiate: no well-kept pure-Rust crate makes the connection-bound three-leg handshake (and
 //!   Extended Protection's channel binding, U3) cheap over reqwest's pooled connections. Basic over TLS
 //!   and OAuth bearer are implemented; NTLM is the next slice's.
-//! - Streaming and pull subscriptions, `GetUserAvailability`, `ResolveNames`, subscription affinity
-//!   cookies.
+//! - Pull subscriptions, `GetUserAvailability`, `ResolveNames`.
 //!
 //! ## Unverified points of the reference (ews.md Uxx) this code assumes, and how each is made safe
 //! - **U1/U10** (push callback details, what counts as a failed delivery): [`push::parse_notification`]
@@ -72,6 +74,7 @@ pub mod push;
 pub mod request;
 pub mod response;
 pub mod series;
+pub mod streaming;
 pub mod xml;
 
 pub use client::{Auth, EwsClient, EwsConfig, Target};

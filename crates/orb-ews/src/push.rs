@@ -1,7 +1,7 @@
 //! Push notifications as pure functions: reading the `SendNotification` body Exchange POSTs to ORB's
 //! `POST /hooks/ews/{tenant}` and writing the `SendNotificationResult` answer (`OK` / `Unsubscribe`), plus
-//! the other direction for the emulator (writing a notification, reading the answer). The HTTP intake
-//! route itself belongs to the next slice.
+//! the other direction for the emulator (writing a notification, reading the answer). The notification
+//! model ([`Notification`], [`Event`], [`EventKind`]) is shared with streaming ([`crate::streaming`]).
 
 use chrono::{DateTime, Utc};
 
@@ -112,6 +112,21 @@ fn protocol(reason: impl Into<String>) -> EwsError {
     EwsError::Protocol { reason: reason.into() }
 }
 
+/// Reads one `Notification` element (push and streaming alike).
+pub(crate) fn notification_of(n: &Element) -> Result<Notification, EwsError> {
+    let subscription_id = n
+        .child_text(TYPES, "SubscriptionId")
+        .ok_or_else(|| protocol("a notification without SubscriptionId"))?
+        .trim()
+        .to_owned();
+    Ok(Notification {
+        subscription_id,
+        previous_watermark: n.child_text(TYPES, "PreviousWatermark").map(|w| w.trim().to_owned()),
+        more_events: n.child_text(TYPES, "MoreEvents").is_some_and(|m| m.trim() == "true"),
+        events: n.children.iter().filter_map(event).collect(),
+    })
+}
+
 fn event(el: &Element) -> Option<Event> {
     let kind = EventKind::parse(&el.name)?;
     let id_attr = |name: &str| el.find(TYPES, name).and_then(|f| f.get_attr("Id")).map(str::to_owned);
@@ -163,17 +178,7 @@ pub fn parse_notification(body: &str) -> Result<Vec<Notification>, EwsError> {
             .iter()
             .find(|c| c.name == "Notification" && (c.ns == MESSAGES || c.ns == TYPES))
             .ok_or_else(|| protocol("a notification message without Notification"))?;
-        let subscription_id = n
-            .child_text(TYPES, "SubscriptionId")
-            .ok_or_else(|| protocol("a notification without SubscriptionId"))?
-            .trim()
-            .to_owned();
-        out.push(Notification {
-            subscription_id,
-            previous_watermark: n.child_text(TYPES, "PreviousWatermark").map(|w| w.trim().to_owned()),
-            more_events: n.child_text(TYPES, "MoreEvents").is_some_and(|m| m.trim() == "true"),
-            events: n.children.iter().filter_map(event).collect(),
-        });
+        out.push(notification_of(n)?);
     }
     if out.is_empty() {
         return Err(protocol("SendNotification carries no notification"));
@@ -231,14 +236,20 @@ fn event_element(e: &Event) -> Element {
     el
 }
 
-/// Writes a `SendNotification` request as Exchange POSTs it (emulator side).
-pub fn notification_document(n: &Notification) -> String {
+/// One `m:Notification` element (push and streaming alike; `m:` as servers write it, ews.md §4.2).
+pub(crate) fn notification_element(n: &Notification) -> Element {
     let t = |name: &str| Element::new(TYPES, name);
-    let notification = Element::new(MESSAGES, "Notification")
+    Element::new(MESSAGES, "Notification")
         .child(t("SubscriptionId").text(n.subscription_id.as_str()))
         .child_opt(n.previous_watermark.as_ref().map(|w| t("PreviousWatermark").text(w.as_str())))
         .child(t("MoreEvents").text(if n.more_events { "true" } else { "false" }))
-        .children(n.events.iter().map(event_element));
+        .children(n.events.iter().map(event_element))
+}
+
+/// Writes a `SendNotification` request as Exchange POSTs it (emulator side).
+pub fn notification_document(n: &Notification) -> String {
+    let t = |name: &str| Element::new(TYPES, name);
+    let notification = notification_element(n);
     Element::new(SOAP, "Envelope")
         .child(Element::new(SOAP, "Header").child(t("RequestServerVersion").attr("Version", "Exchange2016")))
         .child(

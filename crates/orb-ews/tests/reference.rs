@@ -56,6 +56,7 @@ fn every_reference_example_is_well_formed_and_namespaced() {
         "update-item.xml",
         "cancel-and-delete.xml",
         "subscribe-push.xml",
+        "streaming.xml",
         "send-notification.xml",
         "send-notification-result.xml",
         "sync-folder-items.xml",
@@ -338,4 +339,61 @@ fn the_reference_series_examples_are_read_and_written_alike() {
     let names: Vec<&str> = item.children.iter().map(|c| c.name.as_str()).collect();
     let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
     assert!(pos("Resources") < pos("Recurrence") && pos("Recurrence") < pos("StartTimeZone"));
+}
+
+#[test]
+fn orbs_streaming_requests_follow_the_reference() {
+    use orb_ews::streaming::{self, ConnectionTimeout, StreamBatch, StreamFailure};
+    use std::collections::BTreeSet;
+    let refs = examples("streaming.xml");
+    let (sub_ref, get_ref) = (&refs[0], &refs[1]);
+    assert!(sub_ref.is(MESSAGES, "Subscribe") && get_ref.is(MESSAGES, "GetStreamingEvents"));
+    let ours = streaming::subscribe_request();
+    let (o, r) = (&ours.children[0], &sub_ref.children[0]);
+    assert!(o.is(MESSAGES, "StreamingSubscriptionRequest") && r.is(MESSAGES, "StreamingSubscriptionRequest"));
+    same_order(o, r);
+    let names = |e: &Element| e.children.iter().map(|c| (c.ns.clone(), c.name.clone())).collect::<Vec<_>>();
+    assert_eq!(names(o), names(r), "FolderIds then EventTypes, nothing else (no watermark)");
+    // The reference's event types are a subset of ORB's (push's set).
+    let types = |e: &Element| -> BTreeSet<String> {
+        e.find(TYPES, "EventTypes").unwrap().children.iter().map(|t| t.text.trim().to_owned()).collect()
+    };
+    assert!(types(r).is_subset(&types(o)));
+
+    // GetStreamingEvents: the reference's ids and timeout written back in the same shape.
+    let ids: Vec<String> = get_ref
+        .find(MESSAGES, "SubscriptionIds")
+        .unwrap()
+        .find_all(TYPES, "SubscriptionId")
+        .map(|i| i.text.trim().to_owned())
+        .collect();
+    let minutes: u32 = get_ref.child_text(MESSAGES, "ConnectionTimeout").unwrap().trim().parse().unwrap();
+    let ours =
+        streaming::get_streaming_events_request(&ids, ConnectionTimeout::minutes(minutes).unwrap()).unwrap();
+    assert_eq!(ours.shape(), get_ref.shape());
+    let sent = xml::parse(&in_envelope(&ours)).unwrap();
+    assert_eq!(op_of(&sent).child_text(MESSAGES, "ConnectionTimeout"), Some("30"));
+
+    // An answer envelope in the reference's described shape (m:Notification, m:ErrorSubscriptionIds,
+    // ConnectionStatus, schema order) is read; t:Notification is accepted too.
+    let failure = StreamFailure {
+        code: "ErrorInvalidSubscription".into(),
+        message: "x".into(),
+        subscription_ids: ids.clone(),
+    };
+    let batch = StreamBatch { failure: Some(failure), ..StreamBatch::default() };
+    let doc = in_envelope(&streaming::response_element(&batch));
+    assert_eq!(streaming::parse_envelope(&doc).unwrap(), batch);
+    let notification = push::parse_notification(&read("send-notification.xml")).unwrap().remove(0);
+    let batch = StreamBatch {
+        notifications: vec![notification],
+        status: Some(streaming::ConnectionStatus::Ok),
+        ..StreamBatch::default()
+    };
+    let doc = in_envelope(&streaming::response_element(&batch));
+    assert_eq!(streaming::parse_envelope(&doc).unwrap(), batch);
+    let types_ns =
+        doc.replace("<m:Notification>", "<t:Notification>").replace("</m:Notification>", "</t:Notification>");
+    assert_ne!(types_ns, doc);
+    assert_eq!(streaming::parse_envelope(&types_ns).unwrap(), batch);
 }

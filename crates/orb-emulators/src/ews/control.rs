@@ -6,6 +6,7 @@
 //! | `GET /mailboxes/{m}/items` | a mailbox's live items, extended properties included |
 //! | `GET /knobs`, `PUT /knobs` | `busy_count` + `back_off_ms` (ErrorServerBusy), `unavailable_count` + `retry_after_secs` (503) |
 //! | `GET /subscriptions`, `GET /deliveries` | push subscriptions; every POST to a callback URL with its outcome |
+//! | `GET /streamingSubscriptions`, `POST /streams/reset` | streaming subscriptions; cut every open `GetStreamingEvents` connection (a reset mid-stream) |
 //! | `POST /tick` | status pings and delivery retries due at the clock's time |
 //! | `GET /faultPlan`, `PUT /faultPlan` | the fault plan ([`crate::faults`]), rules keyed by SOAP `operation`; a bad plan is `400` saying which rule and what to change |
 
@@ -54,6 +55,17 @@ pub(crate) fn router() -> Router<EwsEmulator> {
             ),
         )
         .route("/subscriptions", get(|State(em): State<EwsEmulator>| async move { Json(em.subscriptions()) }))
+        .route(
+            "/streamingSubscriptions",
+            get(|State(em): State<EwsEmulator>| async move { Json(em.streaming_subscriptions()) }),
+        )
+        .route(
+            "/streams/reset",
+            post(|State(em): State<EwsEmulator>| async move {
+                em.reset_streams();
+                StatusCode::NO_CONTENT
+            }),
+        )
         .route("/deliveries", get(|State(em): State<EwsEmulator>| async move { Json(em.deliveries()) }))
         .route(
             "/tick",

@@ -22,7 +22,8 @@ use crate::faults::{self, BodyStyle, FaultKind, SoapOperation};
 pub(crate) const FAULT_HEADER: &str = "x-orb-emulator-fault";
 
 /// The operations that only read.
-const READS: &[&str] = &["FindItem", "GetItem", "SyncFolderItems", "GetRoomLists", "GetRooms"];
+const READS: &[&str] =
+    &["FindItem", "GetItem", "SyncFolderItems", "GetRoomLists", "GetRooms", "GetStreamingEvents"];
 
 /// The largest request body read to find the operation (EWS requests ORB sends are small).
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -132,6 +133,8 @@ pub(crate) async fn inject(State(em): State<EwsEmulator>, req: Request, next: Ne
             mailbox: None,
             client_request_id: header("client-request-id"),
             anchor_mailbox: header("x-anchormailbox"),
+            prefer_server_affinity: super::soap::prefers_affinity(&parts.headers),
+            affinity_cookie: super::soap::affinity_cookie(&parts.headers),
             asks_for_body: false,
             response_code: format!("fault:{label}"),
             status: injection.fault.status_code().unwrap_or(0),
@@ -139,5 +142,27 @@ pub(crate) async fn inject(State(em): State<EwsEmulator>, req: Request, next: Ne
             fault_after_handling: false,
         });
     }
+    if operation == "GetStreamingEvents" && injection.after_handling && injection.fault == FaultKind::Reset {
+        // A streaming answer never ends on its own soon: cut it after its first envelope instead of
+        // buffering it whole (a reset mid-stream).
+        return cut_after_first_frame(next.run(Request::from_parts(parts, Body::from(bytes))).await);
+    }
     faults::apply(&injection, next.run(Request::from_parts(parts, Body::from(bytes))), fault_page).await
+}
+
+/// Passes the answer's first body frame through, then aborts the connection.
+fn cut_after_first_frame(resp: Response) -> Response {
+    use futures::StreamExt as _;
+    let (parts, body) = resp.into_parts();
+    let first = body.into_data_stream().take(1);
+    let reset = futures::stream::once(async {
+        // Let the server flush the first frame before the connection is aborted.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Err::<axum::body::Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected: reset",
+        ))
+    });
+    let stream = first.map(|r| r.map_err(std::io::Error::other)).chain(reset);
+    Response::from_parts(parts, Body::from_stream(stream))
 }

@@ -25,6 +25,8 @@
 //! - [`push`]: push notifications with watermarks, `SendNotificationResult` read, retries at 30 s
 //!   doubling until `StatusFrequency` is exceeded, status pings; driven by [`EwsEmulator::tick`] on the
 //!   injected clock and after every request.
+//! - [`streaming`]: streaming subscriptions: `GetStreamingEvents` held open (chunked), an envelope per
+//!   batch of changes, `ConnectionStatus` `OK` / `Closed`, per-id errors, the affinity cookie.
 //! - [`control`]: the control API.
 //! - `faults`: the fault plan ([`crate::faults`]) keyed by SOAP operation, with EWS's own faults
 //!   (`ErrorServerBusy` storms, SOAP faults, IIS's HTML 503).
@@ -49,6 +51,7 @@ pub(crate) mod render;
 pub(crate) mod series;
 pub mod soap;
 pub mod state;
+pub mod streaming;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,6 +63,7 @@ use orb_core::Clock;
 
 pub use push::{DeliveryRecord, SubscriptionInfo};
 pub use state::{Item, Knobs, RequestRecord, RoomSettings, Scope};
+pub use streaming::StreamingInfo;
 
 /// A handle on one EWS emulator's state. Clones share the state.
 #[derive(Clone)]
@@ -201,6 +205,16 @@ impl EwsEmulator {
     /// The push subscriptions.
     pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
         self.lock().push.infos()
+    }
+
+    /// The streaming subscriptions.
+    pub fn streaming_subscriptions(&self) -> Vec<StreamingInfo> {
+        self.lock().streaming.infos()
+    }
+
+    /// Cuts every open `GetStreamingEvents` connection mid-stream (a connection reset).
+    pub fn reset_streams(&self) {
+        self.lock().streaming.reset_all();
     }
 
     /// Every POST to a callback URL so far.

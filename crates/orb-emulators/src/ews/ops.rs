@@ -743,8 +743,14 @@ fn sync_folder_items(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<E
 
 fn subscribe(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
     let mb = ctx.mailbox()?.to_owned();
+    if let Some(req) = op.find(MESSAGES, "StreamingSubscriptionRequest") {
+        return subscribe_streaming(inner, ctx, &mb, req);
+    }
     let Some(req) = op.find(MESSAGES, "PushSubscriptionRequest") else {
-        return Err(fault("ErrorInvalidRequest", "The emulator supports push subscriptions only."));
+        return Err(fault(
+            "ErrorInvalidRequest",
+            "The emulator supports push and streaming subscriptions (not pull).",
+        ));
     };
     let event_types: Vec<String> = req
         .find(TYPES, "EventTypes")
@@ -780,9 +786,36 @@ fn subscribe(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, 
     Ok(response("Subscribe", vec![message("Subscribe", Ok(payload))]))
 }
 
+/// `StreamingSubscriptionRequest`: event types as for push; no watermark, no URL.
+fn subscribe_streaming(inner: &mut Inner, ctx: &Ctx<'_>, mb: &str, req: &Element) -> Result<Element, Fault> {
+    let event_types: Vec<String> = req
+        .find(TYPES, "EventTypes")
+        .map(|e| e.find_all(TYPES, "EventType").map(|t| t.text.trim().to_owned()).collect())
+        .unwrap_or_default();
+    if event_types.is_empty() {
+        return Err(schema("EventTypes is required"));
+    }
+    if let Some(extra) = req.children.iter().find(|c| !matches!(c.name.as_str(), "FolderIds" | "EventTypes"))
+    {
+        return Err(schema(format!("StreamingSubscriptionRequest does not take {}", extra.name)));
+    }
+    let current = watermark(mb, inner.mailboxes[mb].seq);
+    let id = inner.streaming.add(ctx.account, mb, event_types, current, ctx.now);
+    Ok(response("Subscribe", vec![message("Subscribe", Ok(vec![m("SubscriptionId").text(id)]))]))
+}
+
 fn unsubscribe(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
     let id =
         op.child_text(MESSAGES, "SubscriptionId").ok_or_else(|| schema("SubscriptionId is required"))?.trim();
+    if let Some(s) = inner.streaming.subs.get(id) {
+        let result = if s.account == ctx.account {
+            inner.streaming.remove(id);
+            Ok(Vec::new())
+        } else {
+            Err(refuse("ErrorSubscriptionAccessDenied", "Only the creator of a subscription may use it."))
+        };
+        return Ok(response("Unsubscribe", vec![message("Unsubscribe", result)]));
+    }
     let result = match inner.push.subs.get(id) {
         None => Err(refuse("ErrorSubscriptionNotFound", "The specified subscription was not found.")),
         Some(s) if s.account != ctx.account => {

@@ -182,7 +182,7 @@ impl Subscriptions {
 /// At most this many events per notification (the rest follow with `MoreEvents`).
 const BATCH: usize = 50;
 
-fn kind_of(k: &str) -> EventKind {
+pub(crate) fn kind_of(k: &str) -> EventKind {
     match k {
         "CreatedEvent" => EventKind::Created,
         "DeletedEvent" => EventKind::Deleted,

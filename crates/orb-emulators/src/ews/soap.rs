@@ -31,7 +31,7 @@ fn xml_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
-fn envelope(body: Element) -> String {
+pub(crate) fn envelope(body: Element) -> String {
     let version = Element::new(TYPES, "ServerVersionInfo")
         .attr("MajorVersion", "15")
         .attr("MinorVersion", "2")
@@ -51,6 +51,28 @@ pub(crate) fn fault_document(f: &Fault) -> String {
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// The affinity cookie's value the emulator issues (one "Mailbox server").
+const AFFINITY_VALUE: &str = "EMU-MBX01.contoso.com~1942062522";
+
+/// Whether `X-PreferServerAffinity: true` was sent.
+pub(crate) fn prefers_affinity(headers: &HeaderMap) -> bool {
+    header_str(headers, "x-preferserveraffinity").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The `X-BackEndOverrideCookie` sent back: in `Cookie`, or as its own header (exchangelib).
+pub(crate) fn affinity_cookie(headers: &HeaderMap) -> Option<String> {
+    let name = orb_ews::streaming::AFFINITY_COOKIE;
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_owned())
+        .or_else(|| header_str(headers, name))
 }
 
 /// Who the `Authorization` header names, if the credentials are right.
@@ -88,6 +110,8 @@ pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, bo
         mailbox: None,
         client_request_id: header_str(&headers, "client-request-id"),
         anchor_mailbox: header_str(&headers, "x-anchormailbox"),
+        prefer_server_affinity: prefers_affinity(&headers),
+        affinity_cookie: affinity_cookie(&headers),
         asks_for_body: false,
         response_code: String::new(),
         status: 200,
@@ -114,7 +138,15 @@ pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, bo
             .into_response();
     };
     record.account = Some(account.clone());
-    let (status, out) = answer(&em, &account, parsed.as_ref(), &mut record);
+    let (status, mut out) = answer(&em, &account, parsed.as_ref(), &mut record);
+    if record.prefer_server_affinity
+        && let Ok(v) = header::HeaderValue::from_str(&format!(
+            "{}={AFFINITY_VALUE}; path=/",
+            orb_ews::streaming::AFFINITY_COOKIE
+        ))
+    {
+        out.headers_mut().append(header::SET_COOKIE, v);
+    }
     record.status = status.as_u16();
     em.lock().requests.push(record);
     // Deliver notifications the request caused, after answering.
@@ -211,6 +243,15 @@ fn answer(
         return fail(fault("ErrorSchemaValidation", "The SOAP Body is empty."), record);
     };
     let ctx = Ctx { account, mailbox: mailbox.as_deref(), now };
+    if op.is(MESSAGES, "GetStreamingEvents") {
+        return match super::streaming::open(em, &mut inner, &ctx, op) {
+            Ok((resp, code)) => {
+                record.response_code = code;
+                (StatusCode::OK, resp)
+            }
+            Err(f) => fail(f, record),
+        };
+    }
     match ops::dispatch(&mut inner, &ctx, op) {
         Ok(resp) => {
             record.response_code = resp

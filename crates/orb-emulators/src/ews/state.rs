@@ -278,6 +278,10 @@ pub struct RequestRecord {
     pub client_request_id: Option<String>,
     /// `X-AnchorMailbox`.
     pub anchor_mailbox: Option<String>,
+    /// `X-PreferServerAffinity: true` was sent (the answer then sets the affinity cookie).
+    pub prefer_server_affinity: bool,
+    /// The `X-BackEndOverrideCookie` value sent back (as a cookie or, like exchangelib, a header).
+    pub affinity_cookie: Option<String>,
     /// Whether the request could return an item body (`item:Body` named, or a base shape other than
     /// `IdOnly`).
     pub asks_for_body: bool,
@@ -302,6 +306,14 @@ pub struct Knobs {
     pub unavailable_count: u32,
     /// `Retry-After` seconds sent with those 503s (none when absent).
     pub retry_after_secs: Option<u64>,
+    /// How long one `ConnectionTimeout` minute of a streaming connection lasts, in milliseconds
+    /// (default 60 000; tests shorten it). Keep-alives come every three quarters of it.
+    #[serde(default)]
+    pub stream_minute_ms: Option<u64>,
+    /// Minutes a streaming subscription survives without a connection before
+    /// `ErrorExpiredSubscription` (default 30; injected clock).
+    #[serde(default)]
+    pub stream_expiry_minutes: Option<u32>,
 }
 
 /// A room list (`New-DistributionGroup -RoomList`).
@@ -323,6 +335,7 @@ pub struct Inner {
     pub(crate) knobs: Knobs,
     pub(crate) requests: Vec<RequestRecord>,
     pub(crate) push: super::push::Subscriptions,
+    pub(crate) streaming: super::streaming::Streams,
     pub(crate) fault_plan: crate::faults::FaultPlan,
 }
 
@@ -378,6 +391,7 @@ impl Inner {
         let event = LoggedEvent { seq, kind, item_id: item_id.to_owned(), change_key: ck, at: now };
         mb.events.push(event.clone());
         self.push.record(mailbox, &event);
+        self.streaming.record(mailbox, &event);
     }
 
     /// Adds a new item to `mailbox` and logs its creation.
