@@ -626,6 +626,22 @@ fn rule_03_echo() {
         &echo_of(&pt, &rec_t),
         &["nothing Echo", "record: watermark only"],
     );
+    // ORB reads the organizer's copy back after its write, not the room's: the room copy's id comes with
+    // the copy's notification, and the echo records it (nothing else changes).
+    let mut unseen = rec_t.clone();
+    unseen.exchange.room_event_id = None;
+    let mut copy = echo_of(&pt, &unseen);
+    copy.ids.event_id = Some("room-copy-7".into());
+    let learned = plan(Some(&unseen), &copy, &w.ctx());
+    let RecordChange::Update(after) = &learned.record else { panic!("{learned:#?}") };
+    assert_eq!(after.exchange.room_event_id.as_deref(), Some("room-copy-7"));
+    assert_eq!(summary(&learned)[0], "nothing Echo");
+    let mut same = (**after).clone();
+    same.exchange.room_event_id = None;
+    same.exchange.modified_at = unseen.exchange.modified_at;
+    assert_eq!(same, unseen, "only the room copy's id (and the watermark) changes");
+    // Known already: an echo carrying it changes nothing more.
+    check("echo whose room copy ORB knows", &w, Some(after), &copy, &["nothing Echo", "record: unchanged"]);
 }
 
 #[test]

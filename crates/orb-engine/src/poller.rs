@@ -39,8 +39,8 @@ use chrono::{DateTime, Utc};
 use orb_core::{BookingId, BookingRecord, Observation, ObservationSource, RoomMapping, TenantId};
 use orb_store::jobs::{JobPayload as _, SyncObservationJob};
 use orb_store::{BookingKey, Lane, StoreError};
-use orb_topdesk::Fiql;
 use orb_topdesk::wire::ReservationDto;
+use orb_topdesk::{Fiql, ReservationStatus};
 
 use crate::observe::{self, ObserveContext, ObserveError, SeriesKey, scrubbed};
 use crate::runtime::{SyncDeps, SyncError, TenantRuntime};
@@ -177,6 +177,11 @@ async fn diff(deps: &SyncDeps, runtime: &TenantRuntime, r: &ReservationDto) -> R
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
+    }
+    // A cancelled reservation of a cancelled booking has nothing left to sync, whatever its
+    // `modificationDate` (ORB's own cancel is not read back: the list shows it cancelled).
+    if record.as_ref().is_some_and(|rec| rec.cancelled) && r.status == Some(ReservationStatus::Cancelled) {
+        return Ok(Diff::Unchanged);
     }
     Ok(match record.and_then(|rec| rec.topdesk.modification_date) {
         Some(stored) if stored >= orb_core::stored_precision(modified) => Diff::Unchanged,

@@ -129,7 +129,7 @@ use orb_graph::model::{Event, EventType};
 use orb_store::jobs::{JobPayload as _, SyncObservationJob, SyncRetryJob};
 use orb_store::{BookingFilter, JobStatus, Lane, NewAuditEntry, NewBookingEvent, StoreError};
 use orb_topdesk::wire::ReservationDto;
-use orb_topdesk::{Fiql, ReservationId, TopdeskError};
+use orb_topdesk::{Fiql, ReservationId, ReservationStatus, TopdeskError};
 use serde_json::json;
 use tracing::Instrument as _;
 
@@ -1051,7 +1051,11 @@ impl<'a> Sweep<'a> {
                 seen.topdesk = true;
                 seen.topdesk_listed = Some((id, summary.planned_start_date));
                 let record = &self.by_id[&rid];
-                if !Self::is_newer(record, Side::Topdesk, modified) {
+                // A cancelled reservation of a cancelled booking has nothing left to sync, whatever its
+                // `modificationDate` (ORB's own cancel is not read back).
+                if !Self::is_newer(record, Side::Topdesk, modified)
+                    || (record.cancelled && summary.status == Some(ReservationStatus::Cancelled))
+                {
                     report.unchanged += 1;
                     continue;
                 }

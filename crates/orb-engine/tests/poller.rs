@@ -241,6 +241,48 @@ async fn orbs_own_reservation_is_unchanged_until_a_person_edits_it_in_topdesk() 
 }
 
 #[tokio::test]
+async fn orbs_own_cancel_is_not_read_back_and_costs_the_poll_nothing() {
+    on_every_store(|w| async move {
+        let event = w.book("Quarterly planning", "2026-09-03T09:00:00", "2026-09-03T10:00:00").await;
+        w.booking_where("the Outlook booking to be synced", |r| r.topdesk.reservation_id.is_some()).await;
+        w.settled().await;
+        // Anna cancels her meeting; ORB cancels the reservation without reading it back.
+        w.clock.advance(Duration::minutes(1));
+        let id = event["id"].as_str().unwrap();
+        let resp = w
+            .http
+            .post(w.graph_control(&format!("mailboxes/{ANNA}/events/{id}/cancel")))
+            .json(&serde_json::json!({"comment": "No longer needed"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        let cancelled = w.booking_where("the cancellation to be synced", |r| r.cancelled).await;
+        w.settled().await;
+        let reservations = w.reservations();
+        assert_eq!(reservations[0].status, Some(orb_topdesk::ReservationStatus::Cancelled));
+        let reads =
+            w.td.emulator
+                .request_log()
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.contains(&reservations[0].id.unwrap().to_string()))
+                .count();
+        assert_eq!(reads, 0, "the cancelled reservation is not read back by id");
+        assert!(
+            cancelled.topdesk.modification_date
+                < reservations[0].modification_date.map(orb_core::stored_precision),
+            "the record keeps the watermark it had"
+        );
+        // The poll lists the cancelled reservation (newer than the record's watermark) and leaves it: a
+        // cancelled reservation of a cancelled booking has nothing left to sync.
+        let report = w.poll().await;
+        assert_eq!(report, PollReport { listed: 1, enqueued: 0, unchanged: 1, skipped: 0 });
+        assert!(w.observation_jobs().await.is_empty(), "the poll enqueued nothing");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn under_subject_drop_a_polled_subject_never_reaches_the_job_table() {
     let mut options = WorldOptions::default();
     options.policy.subject = orb_core::SubjectPolicy::Drop;

@@ -142,15 +142,11 @@ pub(super) async fn write(
                 }
                 Err(e) => return Err(ExecError::topdesk(action)(e)),
             };
-            // Learn the new modificationDate (so ORB's own cancel is recognised when polled); best effort.
-            let after = match td.get_reservation(id).await {
-                Ok(r) => written_ids(&r, action, record, false, ctx).ok(),
-                Err(e) => {
-                    tracing::warn!(booking = %booking, error = %e, "could not read a cancelled reservation back");
-                    None
-                }
-            };
-            Ok(Done::ReservationCancelled { ids: after, already })
+            // Not read back: the cancel's answer carries no reservation, and the poll's list shows the
+            // cancelled reservation with everything an observation needs; the planner takes it as ORB's own
+            // cancel coming back (an echo) and moves the watermark then.
+            let _ = booking;
+            Ok(Done::ReservationCancelled { ids: None, already })
         }
         _ => unreachable_write(action),
     }
