@@ -1004,6 +1004,7 @@ impl<'a> Sweep<'a> {
             }
             match record_id.and_then(|id| self.by_id.get(&id)).cloned() {
                 Some(record) => {
+                    let record = self.learn_room_copy(record, event, &obs).await?;
                     let obs = self.as_worker_sees(obs, Some(&record));
                     let seen = self.seen.entry(record.id).or_default();
                     if Self::is_newer(&record, Side::Exchange, obs.modified_at) {
@@ -1024,6 +1025,40 @@ impl<'a> Sweep<'a> {
         }
         self.events = events;
         Ok(())
+    }
+
+    /// The room's copy of a meeting ORB wrote in the organizer's calendar, found by its `iCalUId`: its id is
+    /// recorded (ORB learns it from the copy's notification, which a backfill or a lost notification never
+    /// brings), so a later deletion of the copy, which names only the id, finds the booking.
+    async fn learn_room_copy(
+        &mut self,
+        record: BookingRecord,
+        event: &Event,
+        obs: &Observation,
+    ) -> Result<BookingRecord, SyncError> {
+        let Some(id) = event.id.as_deref() else { return Ok(record) };
+        let unknown = record.exchange.room_event_id.is_none()
+            && record.exchange.organizer_event_id.as_deref() != Some(id)
+            && event.is_organizer != Some(true)
+            && !record.cancelled
+            && obs.lifecycle == Lifecycle::Active;
+        if !unknown {
+            return Ok(record);
+        }
+        let mut next = record.clone();
+        next.exchange.room_event_id = Some(id.to_owned());
+        match self.deps.store.update_booking(&next, &[], &[], self.now).await {
+            Ok(stored) => {
+                for r in self.records.iter_mut().filter(|r| r.id == stored.id) {
+                    *r = stored.clone();
+                }
+                self.by_id.insert(stored.id, stored.clone());
+                Ok(stored)
+            }
+            // A worker wrote the record meanwhile: its next sweep learns the id.
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(record),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether an item without a record is one the planner would record (see the module docs); ORB's own
