@@ -15,8 +15,9 @@
 //!   required, schema order of `CalendarItem` enforced with `ErrorSchemaValidation`; `CancelCalendarItem`),
 //!   UpdateItem (`NeverOverwrite` / `AutoResolve` / `AlwaysOverwrite` against the change-key history,
 //!   `ErrorIrresolvableConflict`, `ErrorInvalidChangeKey`, `ErrorChangeKeyRequiredForWriteOperations`),
-//!   DeleteItem (cancellations), GetRoomLists / GetRooms, SyncFolderItems (opaque state, coalesced
-//!   Create / Update / Delete, paging, `ErrorInvalidSyncStateData`), Subscribe (push) / Unsubscribe.
+//!   DeleteItem (cancellations).
+//! - [`folders`]: GetRoomLists / GetRooms, SyncFolderItems (opaque state, coalesced Create / Update /
+//!   Delete, paging, `ErrorInvalidSyncStateData`), Subscribe (push and streaming) / Unsubscribe.
 //! - [`state`]: mailboxes, items with change keys, and the booking attendant: a meeting sent to a room
 //!   is accepted (the room gets its own copy with the same `UID`, the subject rewritten per
 //!   `DeleteSubject` / `AddOrganizerToSubject`, no body under `DeleteComments`, no extended properties,
@@ -45,6 +46,7 @@
 
 pub mod control;
 pub(crate) mod faults;
+pub(crate) mod folders;
 pub mod ops;
 pub mod push;
 pub(crate) mod render;
