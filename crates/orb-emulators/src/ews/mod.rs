@@ -46,7 +46,7 @@
 
 pub mod control;
 pub(crate) mod faults;
-pub(crate) mod folders;
+pub mod folders;
 pub mod ops;
 pub mod push;
 pub(crate) mod render;
