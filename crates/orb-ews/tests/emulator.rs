@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use orb_core::{CorrelationId, EmailAddress, FixedClock};
+use chrono::{DateTime, Duration, Utc};
+use orb_core::{CorrelationId, FixedClock};
 use orb_emulators::ews::{self, EwsEmulator, Knobs, RoomSettings, Scope, Served};
 use orb_ews::model::{MeetingChange, NewMeeting, PushRequest, ResponseType, SyncChange, Window};
 use orb_ews::push::{self, EventKind, SubscriptionStatus};
@@ -16,18 +16,11 @@ use orb_ews::{Auth, EwsClient, EwsConfig, EwsError, Target};
 use secrecy::SecretString;
 use tokio::sync::mpsc;
 
-const ALICE: &str = "alice@contoso.com";
+mod support;
+use support::{ALICE, ROOM, addr, at, client, start_clock, target};
+
 const BOB: &str = "bob@contoso.com";
-const ROOM: &str = "room-4.12@contoso.com";
 const ROOM5: &str = "room-5@contoso.com";
-
-fn addr(s: &str) -> EmailAddress {
-    EmailAddress::parse(s).unwrap()
-}
-
-fn at(day: u32, hour: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 9, day, hour, 0, 0).unwrap()
-}
 
 struct World {
     em: EwsEmulator,
@@ -38,15 +31,8 @@ struct World {
     outlook: EwsClient,
 }
 
-fn client(served: &Served, user: &str, password: &str) -> EwsClient {
-    let auth = Auth::Basic { username: user.into(), password: SecretString::from(password.to_owned()) };
-    let config =
-        EwsConfig { allow_plain_http: true, ..EwsConfig::new(served.ews_url().parse().unwrap(), auth) };
-    EwsClient::new(config).unwrap()
-}
-
 async fn world() -> World {
-    let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 8, 20, 9, 0, 0).unwrap());
+    let clock = start_clock();
     let em = EwsEmulator::new(Arc::new(clock.clone()));
     em.add_user(ALICE, "Alice Example");
     em.add_user(BOB, "Bob");
@@ -65,13 +51,6 @@ async fn world() -> World {
     let orb = client(&served, "svc-orb", "orb-password");
     let outlook = client(&served, "outlook", "outlook-password");
     World { em, served, clock, orb, outlook }
-}
-
-fn target(mailbox: &EmailAddress) -> Target<'_> {
-    Target {
-        mailbox,
-        correlation: CorrelationId::generate(Utc.with_ymd_and_hms(2026, 8, 20, 9, 0, 0).unwrap()),
-    }
 }
 
 fn meeting(room: &str, start: DateTime<Utc>, match_id: &str) -> NewMeeting {

@@ -7,24 +7,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use orb_core::{CorrelationId, EmailAddress, FixedClock};
+use chrono::{DateTime, Duration, Utc};
 use orb_emulators::ews::{self, EwsEmulator, RoomSettings, Scope, Served};
 use orb_emulators::faults::{BodyStyle, FaultKind, FaultPlan, FaultRule};
 use orb_ews::model::{NewMeeting, Window};
-use orb_ews::{Auth, EwsClient, EwsConfig, EwsError, Target};
+use orb_ews::{Auth, EwsClient, EwsConfig, EwsError};
 use secrecy::SecretString;
 
-const ALICE: &str = "alice@contoso.com";
-const ROOM: &str = "room-4.12@contoso.com";
-
-fn addr(s: &str) -> EmailAddress {
-    EmailAddress::parse(s).unwrap()
-}
-
-fn at(day: u32, hour: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 9, day, hour, 0, 0).unwrap()
-}
+mod support;
+use support::{ALICE, ROOM, addr, at, start_clock, target};
 
 struct World {
     em: EwsEmulator,
@@ -32,7 +23,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let em = EwsEmulator::new(Arc::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 8, 20, 9, 0, 0).unwrap())));
+    let em = EwsEmulator::new(Arc::new(start_clock()));
     em.add_user(ALICE, "Alice Example");
     em.add_room(ROOM, "Room 4.12", RoomSettings::default());
     let scope: BTreeSet<String> = [ALICE, ROOM].iter().map(|s| s.to_string()).collect();
@@ -52,10 +43,6 @@ fn client(w: &World, busy_retries: u32) -> EwsClient {
         ..EwsConfig::new(w.served.ews_url().parse().unwrap(), auth)
     };
     EwsClient::new(config).unwrap()
-}
-
-fn target(mailbox: &EmailAddress) -> Target<'_> {
-    Target { mailbox, correlation: CorrelationId::generate(at(1, 0)) }
 }
 
 fn september() -> Window {

@@ -7,28 +7,18 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc, Weekday};
-use orb_core::{CorrelationId, EmailAddress, FixedClock};
+use chrono::{DateTime, Duration, NaiveDate, Utc, Weekday};
 use orb_emulators::ews::{self, EwsEmulator, RoomSettings, Scope, Served};
 use orb_ews::model::{
     CalendarItemType, ItemId, MeetingChange, NewMeeting, PushRequest, ResponseType, SyncChange, Window,
 };
 use orb_ews::push::{self, EventKind, SubscriptionStatus};
 use orb_ews::series::{DayOfWeek, ItemRef, Pattern, Range, Recurrence};
-use orb_ews::{Auth, EwsClient, EwsConfig, EwsError, Target};
+use orb_ews::{Auth, EwsClient, EwsConfig, EwsError};
 use secrecy::SecretString;
 
-const ALICE: &str = "alice@contoso.com";
-const ROOM: &str = "room-4.12@contoso.com";
-
-fn addr(s: &str) -> EmailAddress {
-    EmailAddress::parse(s).unwrap()
-}
-
-/// 2026-09-`day` at `hour`:00 UTC (10:00 in Amsterdam is 08:00Z in September).
-fn at(day: u32, hour: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 9, day, hour, 0, 0).unwrap()
-}
+mod support;
+use support::{ALICE, ROOM, addr, at, start_clock, target};
 
 struct World {
     em: EwsEmulator,
@@ -37,7 +27,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 8, 20, 9, 0, 0).unwrap());
+    let clock = start_clock();
     let em = EwsEmulator::new(Arc::new(clock));
     em.add_user(ALICE, "Alice Example");
     em.add_room(ROOM, "Room 4.12", RoomSettings::default());
@@ -49,10 +39,6 @@ async fn world() -> World {
     let config =
         EwsConfig { allow_plain_http: true, ..EwsConfig::new(served.ews_url().parse().unwrap(), auth) };
     World { em, _served: served, orb: EwsClient::new(config).unwrap() }
-}
-
-fn target(mailbox: &EmailAddress) -> Target<'_> {
-    Target { mailbox, correlation: CorrelationId::generate(at(1, 0)) }
 }
 
 /// Tuesdays 10:00–11:00 Amsterdam time, `count` times from 1 September 2026.

@@ -8,21 +8,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Duration, NaiveDate, Utc, Weekday};
 use futures::{Stream, StreamExt};
-use orb_core::{CorrelationId, EmailAddress, FixedClock};
+use orb_core::{EmailAddress, FixedClock};
 use orb_emulators::ews::{self, EwsEmulator, Knobs, RoomSettings, Scope, Served};
 use orb_emulators::faults::{FaultKind, FaultPlan, FaultRule};
 use orb_ews::model::{MeetingChange, NewMeeting};
 use orb_ews::push::{EventKind, Notification};
 use orb_ews::series::{DayOfWeek, ItemRef, Pattern, Range, Recurrence};
 use orb_ews::streaming::{ConnectionStatus, ConnectionTimeout, StreamBatch};
-use orb_ews::{Auth, EwsClient, EwsConfig, EwsError, Target};
-use secrecy::SecretString;
+use orb_ews::{EwsClient, EwsError};
 use tokio::sync::mpsc;
 
-const ALICE: &str = "alice@contoso.com";
-const ROOM: &str = "room-4.12@contoso.com";
+mod support;
+use support::{ALICE, ROOM, addr, at, client, start_clock, target};
 
 /// A stream read by its own task (a stream sends its request only when polled), with its items
 /// forwarded here; dropping it aborts the task, which drops the stream and so the connection.
@@ -52,14 +51,6 @@ impl Drop for Events {
     }
 }
 
-fn addr(s: &str) -> EmailAddress {
-    EmailAddress::parse(s).unwrap()
-}
-
-fn at(day: u32, hour: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 9, day, hour, 0, 0).unwrap()
-}
-
 struct World {
     em: EwsEmulator,
     clock: FixedClock,
@@ -68,16 +59,9 @@ struct World {
     _served: Served,
 }
 
-fn client(served: &Served, user: &str, password: &str) -> EwsClient {
-    let auth = Auth::Basic { username: user.into(), password: SecretString::from(password.to_owned()) };
-    let config =
-        EwsConfig { allow_plain_http: true, ..EwsConfig::new(served.ews_url().parse().unwrap(), auth) };
-    EwsClient::new(config).unwrap()
-}
-
 /// An emulator whose streaming minute lasts `minute_ms`.
 async fn world(minute_ms: u64) -> World {
-    let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 8, 20, 9, 0, 0).unwrap());
+    let clock = start_clock();
     let em = EwsEmulator::new(Arc::new(clock.clone()));
     em.add_user(ALICE, "Alice Example");
     em.add_room(ROOM, "Room 4.12", RoomSettings::default());
@@ -89,10 +73,6 @@ async fn world(minute_ms: u64) -> World {
     let orb = client(&served, "svc-orb", "orb-password");
     let outlook = client(&served, "outlook", "outlook-password");
     World { em, clock, orb, outlook, _served: served }
-}
-
-fn target(mailbox: &EmailAddress) -> Target<'_> {
-    Target { mailbox, correlation: CorrelationId::generate(at(1, 0)) }
 }
 
 fn meeting(start: DateTime<Utc>, match_id: &str) -> NewMeeting {
