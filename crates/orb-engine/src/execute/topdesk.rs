@@ -145,7 +145,6 @@ pub(super) async fn write(
             // Not read back: the cancel's answer carries no reservation, and the poll's list shows the
             // cancelled reservation with everything an observation needs; the planner takes it as ORB's own
             // cancel coming back (an echo) and moves the watermark then.
-            let _ = booking;
             Ok(Done::ReservationCancelled { ids: None, already })
         }
         _ => unreachable_write(action),
