@@ -41,7 +41,9 @@ pub mod totp;
 pub use csrf::{CsrfKey, origin_allowed};
 pub use error::AuthError;
 pub use iplist::{IpAllowList, client_ip};
-pub use lockout::{Failures, LockoutPolicy};
+pub use lockout::{
+    ADDRESS_FACTOR, ADDRESS_FORGET_AFTER, ADDRESS_FREE_FAILURES, ADDRESS_LOCK_AFTER, Failures, LockoutPolicy,
+};
 pub use oidc::{OidcConfig, OidcIdentity, OidcPending, OidcRelyingParty};
 pub use password::{check_new_password, generate_password, hash_password, verify_dummy, verify_password};
 pub use recovery::{generate_recovery_codes, hash_recovery_code};

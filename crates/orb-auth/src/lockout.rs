@@ -5,13 +5,32 @@
 //! each failure blocks further attempts for a back-off that doubles (2 s, 4 s, 8 s, ...) up to
 //! `max_backoff` (15 min); from `lock_after` (20) failures on the account is locked for `lock` (30 min),
 //! doubling with each further failure up to [`MAX_LOCK`] (24 h). A block runs from the last failure. A
-//! successful sign-in resets the count (the caller's job).
+//! successful sign-in resets an account's count (the caller's job).
+//!
+//! A source address is not an account: one office behind NAT is one address for everyone in it, and an
+//! attacker who holds one valid account must not be able to wipe the address's record by signing in with
+//! it. So addresses get their own policy ([`LockoutPolicy::for_addresses`]: [`ADDRESS_FREE_FAILURES`] free
+//! failures, the lock from [`ADDRESS_LOCK_AFTER`], [`ADDRESS_FACTOR`] times an account's), a success does
+//! not clear an address's count, and the count decays instead: once the address's block (if any) has
+//! ended and [`ADDRESS_FORGET_AFTER`] more has passed without a failure, its failures are forgotten
+//! ([`LockoutPolicy::forgets`]).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The longest lock the policy ever imposes.
 pub const MAX_LOCK: Duration = Duration::hours(24);
+
+/// How many times an account's allowance a source address gets (free failures and the lock threshold).
+pub const ADDRESS_FACTOR: u32 = 5;
+/// Failures from one source address that cost nothing: [`ADDRESS_FACTOR`] × an account's 5.
+pub const ADDRESS_FREE_FAILURES: u32 = 5 * ADDRESS_FACTOR;
+/// Failures from one source address from which on the address is locked: [`ADDRESS_FACTOR`] × an
+/// account's 20.
+pub const ADDRESS_LOCK_AFTER: u32 = 20 * ADDRESS_FACTOR;
+/// A source address's failures are forgotten once this long has passed without a failure after its block
+/// ended (a success never clears them).
+pub const ADDRESS_FORGET_AFTER: Duration = Duration::hours(1);
 
 /// How failures turn into waiting time. See the module docs for the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +94,20 @@ impl LockoutPolicy {
             doubled(self.base, count - self.free_failures, self.max_backoff.max(self.base))
         };
         failures.last_at.checked_add_signed(wait).or(Some(DateTime::<Utc>::MAX_UTC))
+    }
+
+    /// The policy for source addresses: an account's back-off and lock times, with
+    /// [`ADDRESS_FREE_FAILURES`] and [`ADDRESS_LOCK_AFTER`].
+    pub fn for_addresses() -> Self {
+        Self { free_failures: ADDRESS_FREE_FAILURES, lock_after: ADDRESS_LOCK_AFTER, ..Self::default() }
+    }
+
+    /// Whether `failures` are forgotten at `now`: `quiet` has passed since the last failure's block ended
+    /// (since the last failure itself when it blocked nothing). For source addresses, whose count a
+    /// success does not clear ([`ADDRESS_FORGET_AFTER`]).
+    pub fn forgets(&self, failures: &Failures, now: DateTime<Utc>, quiet: Duration) -> bool {
+        let from = self.blocked_until(failures).unwrap_or(failures.last_at).max(failures.last_at);
+        from.checked_add_signed(quiet).is_some_and(|end| now >= end)
     }
 
     /// Whether an attempt at `now` is refused.
@@ -154,6 +187,58 @@ mod tests {
         assert_eq!(until(2), Some(Duration::seconds(15)));
         assert_eq!(until(3), Some(Duration::hours(30)));
         assert_eq!(until(4), Some(Duration::hours(30)));
+    }
+
+    #[test]
+    fn an_address_gets_several_times_an_account_s_allowance() {
+        let account = LockoutPolicy::default();
+        let address = LockoutPolicy::for_addresses();
+        assert_eq!(address.free_failures, account.free_failures * ADDRESS_FACTOR);
+        assert_eq!(address.lock_after, account.lock_after * ADDRESS_FACTOR);
+        let s = Duration::seconds;
+        let m = Duration::minutes;
+        // (failures, the account's block, the address's block)
+        let table: &[(u32, Option<Duration>, Option<Duration>)] = &[
+            (4, None, None),
+            (5, Some(s(2)), None), // one person's five typos block their account, not their office
+            (20, Some(m(30)), None),
+            (24, Some(Duration::hours(8)), None),
+            (25, Some(Duration::hours(16)), Some(s(2))),
+            (26, Some(Duration::hours(24)), Some(s(4))),
+            (99, Some(Duration::hours(24)), Some(m(15))),
+            (100, Some(Duration::hours(24)), Some(m(30))),
+            (101, Some(Duration::hours(24)), Some(Duration::hours(1))),
+        ];
+        for &(count, on_account, on_address) in table {
+            let failures = Failures { count, last_at: t0() };
+            assert_eq!(account.blocked_until(&failures), on_account.map(|w| t0() + w), "account, {count}");
+            assert_eq!(address.blocked_until(&failures), on_address.map(|w| t0() + w), "address, {count}");
+        }
+    }
+
+    #[test]
+    fn an_address_s_failures_are_forgotten_a_quiet_window_after_its_block() {
+        let address = LockoutPolicy::for_addresses();
+        let quiet = ADDRESS_FORGET_AFTER;
+        // (failures, time since the last failure, forgotten)
+        let table: &[(u32, Duration, bool)] = &[
+            (1, Duration::zero(), false),
+            (1, quiet - Duration::seconds(1), false),
+            (1, quiet, true), // nothing blocked: the window runs from the last failure
+            (24, quiet, true),
+            (25, quiet, false), // blocked 2 s: the window runs from the block's end
+            (25, quiet + Duration::seconds(2), true),
+            (100, quiet + Duration::minutes(29), false), // locked 30 min, then the window
+            (100, quiet + Duration::minutes(30), true),
+            (u32::MAX, Duration::hours(24) + quiet, true),
+            (u32::MAX, Duration::hours(24) + quiet - Duration::seconds(1), false),
+        ];
+        for &(count, after, expected) in table {
+            let failures = Failures { count, last_at: t0() };
+            assert_eq!(address.forgets(&failures, t0() + after, quiet), expected, "{count} after {after}");
+        }
+        let at_the_end = Failures { count: 100, last_at: DateTime::<Utc>::MAX_UTC - Duration::hours(1) };
+        assert!(!address.forgets(&at_the_end, DateTime::<Utc>::MAX_UTC, quiet), "no overflow");
     }
 
     #[test]

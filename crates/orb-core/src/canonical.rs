@@ -135,6 +135,24 @@ impl CanonicalFields {
         Fingerprint::from_bytes(sha2::Sha256::digest(self.fingerprint_text().as_bytes()).into())
     }
 
+    /// `self` with the named fields (as [`Self::changed_fields`] names them) taken from `other`.
+    #[must_use]
+    pub fn with_fields_of(mut self, other: &Self, fields: &[&str]) -> Self {
+        for field in fields {
+            match *field {
+                "room" => self.room = other.room.clone(),
+                "start" => self.start = other.start,
+                "end" => self.end = other.end,
+                "organizer" => self.organizer = other.organizer.clone(),
+                "participants" => self.participants.clone_from(&other.participants),
+                "subject" => self.subject.clone_from(&other.subject),
+                "cancelled" => self.cancelled = other.cancelled,
+                _ => {}
+            }
+        }
+        self
+    }
+
     /// Names of the fields that differ between `self` and `other` (for the timeline; never the values).
     pub fn changed_fields(&self, other: &Self) -> Vec<&'static str> {
         let mut out = Vec::new();

@@ -20,11 +20,17 @@
 //!    conflict is decided when it happens, not at the next sweep. An Exchange counterpart's change key
 //!    goes into the record either way (ORB's next `If-Match`).
 //!
+//! Rule 5 itself — a merge when the sides changed different fields, else the policy's winner propagated
+//! over the loser with a conflict raised — lives in the child module `conflict` (`planner/conflict.rs`),
+//! which this module only calls into.
+//!
 //! "As the side holds it" matters twice: TOPdesk shows the **fallback person** as requester when the
 //! organizer is unknown there, and under `hide-on-room` it shows the neutral text. Those values are hashed
 //! as they are (so ORB's own write is recognised as an echo) but never read back into the record: a
 //! requester equal to the fallback person means "the record's organizer", and a subject read from the room
 //! side means nothing.
+//!
+//! [`ConflictPolicy::can_win`]: crate::ConflictPolicy::can_win
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -37,9 +43,10 @@ use crate::plan::{
 };
 use crate::policy::{MailTemplate, Mode, PersonDirectory, Policy, RoomMap, SubjectPolicy, TopdeskRefusal};
 use crate::{
-    BookingId, BookingRecord, ConflictPolicy, CorrelationId, EmailAddress, NewBooking, RoomId, Side,
-    SyncStatus, TenantId,
+    BookingId, BookingRecord, CorrelationId, EmailAddress, NewBooking, RoomId, Side, SyncStatus, TenantId,
 };
+
+mod conflict;
 
 /// TOPdesk's limit for `briefDescription` on write.
 pub const TOPDESK_BRIEF_DESCRIPTION_MAX: usize = 100;
@@ -774,79 +781,8 @@ fn plan_existing(mut p: Planner<'_, '_>, rec: &BookingRecord, obs: &Observation)
         }
         (true, None) => propagate(p, rec, obs, None),
         (false, Some(other)) => propagate(p, rec, other, None),
-        (true, Some(other)) => conflict(p, rec, obs, other),
+        (true, Some(other)) => conflict::conflict(p, rec, obs, other),
     }
-}
-
-fn conflict(mut p: Planner<'_, '_>, rec: &BookingRecord, a: &Observation, b: &Observation) -> Plan {
-    let ctx = p.ctx;
-    let policy = p.policy().conflict;
-    let (ex, td) = if a.side == Side::Exchange { (a, b) } else { (b, a) };
-    let winner_side = match policy {
-        ConflictPolicy::ExchangeWins => Side::Exchange,
-        ConflictPolicy::TopdeskWins => Side::Topdesk,
-        ConflictPolicy::LatestWins => {
-            if td.modified_at > ex.modified_at {
-                Side::Topdesk
-            } else {
-                Side::Exchange
-            }
-        }
-    };
-    let (winner, loser) = if winner_side == Side::Exchange { (ex, td) } else { (td, ex) };
-    let w = p.interpret(winner, Some(rec));
-    let l = p.interpret(loser, Some(rec));
-    if w == l {
-        let mut new = rec.clone();
-        absorb_ids(&mut new, winner);
-        absorb_ids(&mut new, loser);
-        set_fingerprint(&mut new, winner.side, &p.as_held(winner));
-        set_fingerprint(&mut new, loser.side, &p.as_held(loser));
-        if CanonicalFields::from_record(rec) != w {
-            apply_fields(&mut new, &w);
-            new.complexity_index += 1;
-        }
-        new.last_updated_at = p.ctx.now;
-        new.last_updated_processor = Some(winner.side);
-        p.note(TimelineKind::Conflict, None, "both sides made the same change");
-        return p.finish(
-            vec![Action::Nothing { reason: NothingReason::NoSyncedFieldChanged }],
-            RecordChange::Update(Box::new(new)),
-        );
-    }
-    let fields: Vec<String> = l.changed_fields(&w).into_iter().map(str::to_owned).collect();
-    p.note(
-        TimelineKind::Conflict,
-        Some(loser.side),
-        format!(
-            "both sides changed; {policy:?}: {} wins, {}'s change to {} is overwritten",
-            winner.side,
-            loser.side,
-            fields.join(", ")
-        ),
-    );
-    let mut plan = propagate(p, rec, winner, Some(loser));
-    plan.actions.push(Action::RaiseConflict {
-        booking: rec.id,
-        winner: winner.side,
-        loser: loser.side,
-        policy,
-        fields,
-    });
-    if let RecordChange::Update(r) = &mut plan.record {
-        absorb_ids(r, loser);
-    }
-    // The loser's author is told: the organizer when their Outlook change lost. A desk change that lost has
-    // no author ORB can reach (a reservation names no modifier), and the organizer's own change won.
-    if loser.side == Side::Exchange && ctx.policy.mails(MailTemplate::ConflictOverwritten) {
-        plan.actions.push(Action::SendMail {
-            template: MailTemplate::ConflictOverwritten,
-            to: rec.organizer.clone(),
-            booking: rec.id,
-            detail: None,
-        });
-    }
-    plan
 }
 
 /// Propagates `src` (the side that changed, or the winner of a conflict) to the other side. `target_now`

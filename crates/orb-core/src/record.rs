@@ -274,6 +274,30 @@ impl BookingRecord {
             Side::Topdesk => self.topdesk_status = SyncStatus::Failed,
         }
     }
+
+    /// Forgets the item `side` held of this live booking because it vanished there, and marks that side as
+    /// owing the booking (status `Failed`, which is what the planner re-drives): its link and fingerprint
+    /// are cleared, so the planner's re-drive creates the booking on `side` again from the other side and
+    /// links the new item to this record (the restore of a held mass deletion an admin rejected: the
+    /// reconciliation sweep's `restore_held_deletions`). No write failed, so the failure bookkeeping
+    /// (`failed_at`, `failed_count`) is left as it is: once written back the booking is not listed among
+    /// the failed ones. Nothing else of the booking changes.
+    pub fn forget_item(&mut self, side: Side) {
+        match side {
+            Side::Exchange => {
+                self.exchange = ExchangeLink::default();
+                self.exchange_fingerprint = None;
+            }
+            Side::Topdesk => {
+                self.topdesk = TopdeskLink::default();
+                self.topdesk_fingerprint = None;
+            }
+        }
+        match side {
+            Side::Exchange => self.exchange_status = SyncStatus::Failed,
+            Side::Topdesk => self.topdesk_status = SyncStatus::Failed,
+        }
+    }
 }
 
 impl std::str::FromStr for Fingerprint {
@@ -307,6 +331,41 @@ mod tests {
             },
             now,
         )
+    }
+
+    #[test]
+    fn a_vanished_item_is_forgotten_and_owed_again() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z").unwrap().with_timezone(&Utc);
+        let mut rec = sample(now);
+        rec.exchange_status = SyncStatus::Synced;
+        rec.topdesk_status = SyncStatus::Synced;
+        rec.exchange.room_event_id = Some("ev-1".into());
+        rec.exchange.ical_uid = Some("uid-1".into());
+        rec.exchange_fingerprint = Some(Fingerprint::parse(&"a".repeat(64)).unwrap());
+        rec.topdesk.reservation_id = Some("r-1".into());
+        rec.topdesk_fingerprint = Some(Fingerprint::parse(&"b".repeat(64)).unwrap());
+        let before = rec.clone();
+        rec.forget_item(Side::Topdesk);
+        assert_eq!(rec.topdesk, TopdeskLink::default());
+        assert_eq!(rec.topdesk_fingerprint, None);
+        assert_eq!(rec.status(Side::Topdesk), SyncStatus::Failed);
+        assert_eq!(
+            (rec.failed_at, rec.failed_processor, rec.failed_count),
+            (None, None, 0),
+            "no write failed"
+        );
+        // The side that still holds the booking, and the booking itself, are untouched.
+        assert_eq!(rec.exchange, before.exchange);
+        assert_eq!(rec.exchange_fingerprint, before.exchange_fingerprint);
+        assert_eq!(rec.status(Side::Exchange), SyncStatus::Synced);
+        assert_eq!((rec.start, rec.end, rec.cancelled), (before.start, before.end, false));
+
+        let mut rec = before.clone();
+        rec.forget_item(Side::Exchange);
+        assert_eq!(rec.exchange, ExchangeLink::default());
+        assert_eq!(rec.exchange_fingerprint, None);
+        assert_eq!(rec.status(Side::Exchange), SyncStatus::Failed);
+        assert_eq!(rec.topdesk, before.topdesk);
     }
 
     #[test]

@@ -816,6 +816,37 @@ fn rule_05_conflicts() {
         &unchanged_counterpart,
         &["topdesk.reschedule 03-02 12:00-03-02 13:00", "record: update complexity=1"],
     );
+    // Different fields on each side (a subject renamed in Outlook, the times moved at the desk): nothing
+    // is overwritten, whichever policy; each side gets the other's change.
+    let disjoint = ex(A, B)
+        .edit(|o| o.subject = Some("Renamed".into()))
+        .modified(1)
+        .edit(|o| o.counterpart = Some(Box::new(td("2026-03-02T14:00", "2026-03-02T15:00").modified(2))));
+    for policy in [ConflictPolicy::ExchangeWins, ConflictPolicy::TopdeskWins, ConflictPolicy::LatestWins] {
+        check(
+            &format!("different fields, {policy:?}: both kept"),
+            &mk(policy),
+            Some(&rec),
+            &disjoint,
+            &[
+                "topdesk.update subject=Some(\"Renamed\")",
+                "exchange.update organizer:anna times=03-02 14:00-03-02 15:00",
+                "record: update complexity=1",
+            ],
+        );
+    }
+    // Under `hide` the desk never sees the subject: only the desk's times go to Outlook (found by the EWS
+    // scenario: a renamed meeting used to make the desk's next move lose under exchange-wins).
+    let hide = mk(ConflictPolicy::ExchangeWins)
+        .with(|p| p.subject = orb_core::SubjectPolicy::HideOnRoom { text: "Booked".into() });
+    let hidden = booked(&hide, &ex(A, B));
+    check(
+        "different fields under hide: the desk's move reaches Outlook",
+        &hide,
+        Some(&hidden),
+        &disjoint,
+        &["exchange.update organizer:anna times=03-02 14:00-03-02 15:00", "record: update complexity=1"],
+    );
     let cancelled_vs_edit = ex(A, B)
         .cancelled()
         .modified(1)
