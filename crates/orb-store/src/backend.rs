@@ -589,12 +589,13 @@ macro_rules! impl_store {
                 let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "INSERT INTO subscriptions (id, tenant_id, room_id, resource, client_state_hash, rich, \
-                     encryption_certificate_id, expires_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     encryption_certificate_id, expires_at, created_at, updated_at, watermark) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                      ON CONFLICT (id) DO UPDATE SET room_id = excluded.room_id, resource = excluded.resource, \
                      client_state_hash = excluded.client_state_hash, rich = excluded.rich, \
                      encryption_certificate_id = excluded.encryption_certificate_id, \
-                     expires_at = excluded.expires_at, updated_at = excluded.updated_at \
+                     expires_at = excluded.expires_at, updated_at = excluded.updated_at, \
+                     watermark = excluded.watermark \
                      WHERE subscriptions.tenant_id = excluded.tenant_id",
                 )
                 .bind(sub.id.clone())
@@ -607,6 +608,7 @@ macro_rules! impl_store {
                 .bind(ts(sub.expires_at))
                 .bind(ts(sub.created_at))
                 .bind(ts(sub.updated_at))
+                .bind(sub.watermark.clone())
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("saving a subscription"))?;
@@ -994,8 +996,14 @@ macro_rules! impl_store {
                 self.list_users_in(tenant).await
             }
 
-            async fn set_user_password(&self, id: UserId, password_hash: &str, audit: &NewAuditEntry) -> Result<()> {
-                self.set_user_password_in(id, password_hash, audit).await
+            async fn set_user_password(
+                &self,
+                id: UserId,
+                password_hash: &str,
+                temporary: bool,
+                audit: &NewAuditEntry,
+            ) -> Result<()> {
+                self.set_user_password_in(id, password_hash, temporary, audit).await
             }
 
             async fn set_user_totp(&self, id: UserId, totp: Option<&SealedTotp>, enabled: bool, audit: Option<&NewAuditEntry>) -> Result<()> {

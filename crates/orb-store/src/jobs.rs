@@ -28,6 +28,9 @@ pub enum JobKind {
     GraphLifecycle,
     /// A TOPdesk push kept by the intake, on the tenant lane (payload [`TopdeskHintJob`]).
     TopdeskHint,
+    /// An EWS push notification kept by the intake, in its room's lane (payload [`EwsNotificationJob`];
+    /// the inbox item holds an [`EwsNotificationItem`]).
+    EwsNotification,
     /// Sync one observation in its room's lane: a TOPdesk hint fans out into these, the poller and the
     /// sweep queue them, so a booking's work always runs in its room's lane (payload [`SyncObservationJob`]).
     SyncObservation,
@@ -40,10 +43,11 @@ pub enum JobKind {
 
 impl JobKind {
     /// Every kind, in the order of the error message that lists them.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::GraphNotification,
         Self::GraphLifecycle,
         Self::TopdeskHint,
+        Self::EwsNotification,
         Self::SyncRetry,
         Self::SyncObservation,
         Self::ReconcileSweep,
@@ -55,6 +59,7 @@ impl JobKind {
             Self::GraphNotification => "graph.notification",
             Self::GraphLifecycle => "graph.lifecycle",
             Self::TopdeskHint => "topdesk.hint",
+            Self::EwsNotification => "ews.notification",
             Self::SyncObservation => "sync.observation",
             Self::SyncRetry => "sync.retry",
             Self::ReconcileSweep => "reconcile.sweep",
@@ -228,6 +233,141 @@ impl TopdeskHintJob {
 
 impl JobPayload for TopdeskHintJob {
     const KIND: JobKind = JobKind::TopdeskHint;
+}
+
+/// `ews.notification`: `{"subscription_id": "…", "inbox_id": 7}`, as [`GraphNotificationJob`]: the intake
+/// writes the EWS `SubscriptionId`; [`crate::Store::accept_inbox`] adds the inbox item's id. The item's
+/// payload is an [`EwsNotificationItem`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EwsNotificationJob {
+    /// The EWS push subscription the notification came for.
+    pub subscription_id: String,
+    /// The inbox item holding the notification (set by the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_id: Option<i64>,
+}
+
+impl EwsNotificationJob {
+    /// The inbox item, or a bad payload when the job names none.
+    pub fn inbox_id(&self) -> Result<i64, BadJobPayload> {
+        need_inbox(Self::KIND, self.inbox_id)
+    }
+}
+
+impl JobPayload for EwsNotificationJob {
+    const KIND: JobKind = JobKind::EwsNotification;
+}
+
+/// The payload of an `ews` inbox item: **one** EWS push `Notification` (`POST /hooks/ews/{tenant}`), as the
+/// intake read it with `orb_ews::push::parse_notification`, for the `ews.notification` job to deserialize.
+/// JSON, for example:
+///
+/// ```json
+/// {"subscription_id": "83826921-…", "previous_watermark": "ygwAAAAAAAA=", "more_events": false,
+///  "events": [{"kind": "CreatedEvent", "watermark": "ywwAAAAAAAA=", "timestamp": "2026-08-20T09:12:44Z",
+///              "item_id": {"id": "AAMkA…", "change_key": "DwAAA…"}, "parent_folder_id": "AQMkA…"}]}
+/// ```
+///
+/// - A notification whose only event is a `StatusEvent` (Exchange's keep-alive every `StatusFrequency`
+///   minutes) is kept like any other: it carries the current watermark and says the subscription is alive.
+/// - Items are **not deduplicated** by the intake or the store: Exchange re-sends a notification it got no
+///   answer for, and a delivery answered `503` is sent again, so the same events (same watermarks) can be
+///   kept twice. The worker skips events at or before the subscription's stored watermark
+///   ([`crate::SubscriptionRow::watermark`]).
+/// - Absent optional fields are left out of the JSON; unknown fields are ignored when read.
+/// - Never holds a secret (the callback URL's `k` is checked and dropped by the intake).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EwsNotificationItem {
+    /// `SubscriptionId`.
+    pub subscription_id: String,
+    /// `PreviousWatermark`: the watermark before this notification's first event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_watermark: Option<String>,
+    /// `MoreEvents`: more queued events follow in further notifications.
+    #[serde(default)]
+    pub more_events: bool,
+    /// The events, in the order Exchange sent them.
+    #[serde(default)]
+    pub events: Vec<EwsEventItem>,
+}
+
+impl EwsNotificationItem {
+    /// The watermark to keep after handling this notification: the last event's that has one.
+    pub fn last_watermark(&self) -> Option<&str> {
+        self.events.iter().rev().find_map(|e| e.watermark.as_deref())
+    }
+
+    /// Whether the notification is only a keep-alive (every event is a [`EwsEventKind::Status`]).
+    pub fn is_status_only(&self) -> bool {
+        self.events.iter().all(|e| e.kind == EwsEventKind::Status)
+    }
+}
+
+/// One event of an [`EwsNotificationItem`] (EWS `BaseNotificationEventType` and its subtypes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EwsEventItem {
+    /// Which event (its element name).
+    pub kind: EwsEventKind,
+    /// `Watermark` (Exchange sends one with every push event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+    /// `TimeStamp` (not on `StatusEvent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// `ItemId` with its `ChangeKey` (item events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<EwsItemRef>,
+    /// `FolderId`'s `Id` (folder events, e.g. the calendar's `ModifiedEvent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_id: Option<String>,
+    /// `ParentFolderId`'s `Id`: the folder the item or folder is in now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_folder_id: Option<String>,
+    /// `OldItemId` (`MovedEvent`, `CopiedEvent` of an item): the item's id before the move or copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_item_id: Option<EwsItemRef>,
+    /// `OldParentFolderId`'s `Id` (`MovedEvent`, `CopiedEvent`): where it was before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_parent_folder_id: Option<String>,
+}
+
+/// The kind of an [`EwsEventItem`], stored as the EWS element name (`"CreatedEvent"`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EwsEventKind {
+    /// `CreatedEvent`.
+    #[serde(rename = "CreatedEvent")]
+    Created,
+    /// `ModifiedEvent`.
+    #[serde(rename = "ModifiedEvent")]
+    Modified,
+    /// `DeletedEvent`.
+    #[serde(rename = "DeletedEvent")]
+    Deleted,
+    /// `MovedEvent`.
+    #[serde(rename = "MovedEvent")]
+    Moved,
+    /// `CopiedEvent`.
+    #[serde(rename = "CopiedEvent")]
+    Copied,
+    /// `NewMailEvent`.
+    #[serde(rename = "NewMailEvent")]
+    NewMail,
+    /// `FreeBusyChangedEvent`.
+    #[serde(rename = "FreeBusyChangedEvent")]
+    FreeBusyChanged,
+    /// `StatusEvent`: the keep-alive, carrying only a watermark.
+    #[serde(rename = "StatusEvent")]
+    Status,
+}
+
+/// An EWS item id with its change key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EwsItemRef {
+    /// `Id`.
+    pub id: String,
+    /// `ChangeKey` (absent on some events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_key: Option<String>,
 }
 
 /// `sync.observation`: `{"observation": {…}}`, from the sweep also `"room_copy"`, `"sweep"` and

@@ -8,7 +8,8 @@
 //! tenants, rooms (Exchange room mailbox ↔ TOPdesk location), series, bookings (the ORB record),
 //! booking_events (append-only timeline), cursors, audit_log (append-only), secrets (ciphertext only),
 //! jobs (the durable queue, see [`queue`]; the job kinds and their payloads, shared by the intake and the
-//! engine, in [`jobs`]), the webhook intake (subscriptions, inbox, push tokens), tenant
+//! engine, in [`jobs`]), the webhook intake (subscriptions of Graph and EWS, with the last EWS watermark
+//! (migration 6); inbox; push tokens), tenant
 //! settings (one versioned JSON document per tenant), encryption keys (installation-wide certificates for
 //! Graph rich notifications, private keys sealed by the caller) and named leases (one holder at a time,
 //! across processes). For the admin portal ([`portal`], migration 5): users (installation-wide, one per
@@ -210,9 +211,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- webhook intake ----
 
-    /// Inserts or replaces a subscription row (create, renewal, certificate switch).
+    /// Inserts or replaces a subscription row (create, renewal, certificate switch, and for EWS the last
+    /// watermark received: every field but the tenant and the creation time is replaced).
     async fn upsert_subscription(&self, subscription: &SubscriptionRow) -> Result<()>;
-    /// One subscription by Graph's id.
+    /// One subscription by its id (Graph's, or EWS's `SubscriptionId`).
     async fn get_subscription(&self, tenant: TenantId, id: &str) -> Result<SubscriptionRow>;
     /// The tenant's subscriptions, by expiry.
     async fn list_subscriptions(&self, tenant: TenantId) -> Result<Vec<SubscriptionRow>>;
@@ -398,8 +400,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Users by e-mail address: `Some(tenant)` that tenant's only, `None` every user (operators too).
     async fn list_users(&self, tenant: Option<TenantId>) -> Result<Vec<User>>;
     /// Sets a user's password hash (an Argon2id PHC string), with `audit`, in one transaction;
-    /// [`StoreError::NotFound`] if unknown.
-    async fn set_user_password(&self, id: UserId, password_hash: &str, audit: &NewAuditEntry) -> Result<()>;
+    /// [`StoreError::NotFound`] if unknown. `temporary`: someone else chose it (a reset by an operator), so
+    /// its owner must choose their own at the next login ([`User::password_temporary`]); their own choice
+    /// clears it.
+    async fn set_user_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        temporary: bool,
+        audit: &NewAuditEntry,
+    ) -> Result<()>;
     /// Sets (enrolment, confirmation) or clears (MFA reset) a user's sealed TOTP secret, with `audit` if
     /// given, in one transaction. Clearing (`totp: None`) also deletes the user's recovery codes and forgets
     /// the last accepted TOTP step. `enabled` without a secret is [`StoreError::InvalidArgument`]; an

@@ -137,6 +137,9 @@ pub struct NewUser {
     pub role: Role,
     /// Argon2id PHC string; `None`: SSO only, or set later.
     pub password_hash: Option<String>,
+    /// The password was made for them (an invitation, `orb user add`): they choose their own at the first
+    /// login.
+    pub password_temporary: bool,
 }
 
 impl fmt::Debug for NewUser {
@@ -165,6 +168,8 @@ pub struct User {
     /// Argon2id PHC string; `None`: SSO only or not set yet. `Debug` redacts it.
     #[serde(skip)]
     pub password_hash: Option<String>,
+    /// The password was set by someone else: the portal lets them do nothing but choose their own.
+    pub password_temporary: bool,
     /// The TOTP secret, sealed; `None`: no second factor enrolled (or enrolment started and reset).
     #[serde(skip)]
     pub totp: Option<SealedTotp>,
@@ -508,6 +513,7 @@ mod tests {
             email: EmailAddress::parse("op@example.com").unwrap(),
             role: Role::Operator,
             password_hash: Some("$argon2id$v=19$SECRETHASH".into()),
+            password_temporary: false,
             totp: Some(SealedTotp { sealed: b"SEALEDBYTES".to_vec(), key_id: "k1".into() }),
             totp_enabled: true,
             last_totp_step: Some(5),

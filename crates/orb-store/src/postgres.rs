@@ -17,6 +17,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0004_retention.sql"),
     },
     Migration { version: 5, name: "portal", sql: include_str!("../migrations/postgres/0005_portal.sql") },
+    Migration { version: 6, name: "ews", sql: include_str!("../migrations/postgres/0006_ews.sql") },
+    Migration {
+        version: 7,
+        name: "temporary_passwords",
+        sql: include_str!("../migrations/postgres/0007_temporary_passwords.sql"),
+    },
 ];
 
 const CLAIM_SQL: &str = "SELECT j.id FROM jobs j \

@@ -18,6 +18,12 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "runtime", sql: include_str!("../migrations/sqlite/0003_runtime.sql") },
     Migration { version: 4, name: "retention", sql: include_str!("../migrations/sqlite/0004_retention.sql") },
     Migration { version: 5, name: "portal", sql: include_str!("../migrations/sqlite/0005_portal.sql") },
+    Migration { version: 6, name: "ews", sql: include_str!("../migrations/sqlite/0006_ews.sql") },
+    Migration {
+        version: 7,
+        name: "temporary_passwords",
+        sql: include_str!("../migrations/sqlite/0007_temporary_passwords.sql"),
+    },
 ];
 
 const CLAIM_SQL: &str = "SELECT j.id FROM jobs j \

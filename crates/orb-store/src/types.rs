@@ -223,11 +223,13 @@ pub struct SecretMeta {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A Graph change-notification subscription ORB holds for a room mailbox. The `clientState` itself is never
-/// stored: only its SHA-256, which the intake compares (in constant time) with the hash of what arrives.
+/// A change-notification subscription ORB holds for a room mailbox: a Graph subscription, or an EWS push
+/// subscription (Exchange Server on-premises). The secret itself is never stored: only its SHA-256, which
+/// the intake compares (in constant time) with the hash of what arrives: Graph's `clientState`, or for EWS
+/// the `k` query value of the callback URL ORB gave when subscribing (Exchange has no clientState).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SubscriptionRow {
-    /// Graph's subscription id.
+    /// The subscription id (Graph's, or EWS's `SubscriptionId`).
     pub id: String,
     /// Tenant.
     pub tenant_id: TenantId,
@@ -235,7 +237,7 @@ pub struct SubscriptionRow {
     pub room_id: RoomId,
     /// Graph resource, e.g. `users/room@contoso.com/events`.
     pub resource: String,
-    /// SHA-256 of the subscription's `clientState`.
+    /// SHA-256 of the subscription's `clientState` (EWS: of the callback URL's `k` value).
     pub client_state_hash: Vec<u8>,
     /// Rich (encrypted resource data) or basic notifications.
     pub rich: bool,
@@ -247,6 +249,9 @@ pub struct SubscriptionRow {
     pub created_at: DateTime<Utc>,
     /// Last changed (renewal, certificate switch).
     pub updated_at: DateTime<Utc>,
+    /// EWS: the last watermark received (the engine writes it after handling a notification, and resumes
+    /// or re-subscribes from it). `None` for Graph, and for an EWS subscription that has received nothing.
+    pub watermark: Option<String>,
 }
 
 impl std::fmt::Debug for SubscriptionRow {
@@ -259,6 +264,7 @@ impl std::fmt::Debug for SubscriptionRow {
             .field("rich", &self.rich)
             .field("encryption_certificate_id", &self.encryption_certificate_id)
             .field("expires_at", &self.expires_at)
+            .field("watermark", &self.watermark)
             .finish_non_exhaustive()
     }
 }
@@ -272,6 +278,9 @@ pub enum InboxSource {
     GraphLifecycle,
     /// A TOPdesk push hint (`POST /hooks/topdesk/{tenant}`).
     Topdesk,
+    /// An EWS push notification (`POST /hooks/ews/{tenant}`), one `Notification` per item; the payload is
+    /// a [`crate::jobs::EwsNotificationItem`].
+    Ews,
 }
 
 impl InboxSource {
@@ -281,6 +290,7 @@ impl InboxSource {
             Self::Graph => "graph",
             Self::GraphLifecycle => "graph-lifecycle",
             Self::Topdesk => "topdesk",
+            Self::Ews => "ews",
         }
     }
 }
@@ -292,6 +302,7 @@ impl std::str::FromStr for InboxSource {
             "graph" => Ok(Self::Graph),
             "graph-lifecycle" => Ok(Self::GraphLifecycle),
             "topdesk" => Ok(Self::Topdesk),
+            "ews" => Ok(Self::Ews),
             other => {
                 Err(crate::StoreError::Corrupt { what: "inbox source".into(), reason: format!("{other:?}") })
             }

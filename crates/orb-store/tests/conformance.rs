@@ -59,6 +59,8 @@ conformance!(
     queue_stats_count_every_tenants_jobs_by_status_and_date_the_oldest_due_one,
     subscriptions_round_trip_renew_and_delete,
     inbox_item_and_its_job_commit_together,
+    ews_subscription_watermark_round_trips_and_is_updated_by_an_upsert,
+    an_ews_inbox_item_and_its_job_are_accepted,
     push_token_hash_is_per_tenant_and_audited,
     push_token_revoke_forgets_only_that_tenants_token_with_audit,
     only_dead_jobs_are_retried_or_dismissed_and_unknown_ids_are_refused,

@@ -10,8 +10,9 @@ use orb_core::{
     RemoteIds, RoomId, RoomResponse, Side, SweepStats, TenantId,
 };
 use orb_store::jobs::{
-    GraphLifecycleJob, GraphNotificationJob, JobKind, JobPayload, ReconcileSweepJob, SyncObservationJob,
-    SyncRetryJob, TopdeskHintJob,
+    EwsEventItem, EwsEventKind, EwsItemRef, EwsNotificationItem, EwsNotificationJob, GraphLifecycleJob,
+    GraphNotificationJob, JobKind, JobPayload, ReconcileSweepJob, SyncObservationJob, SyncRetryJob,
+    TopdeskHintJob,
 };
 use orb_store::{Job, JobId, JobStatus, Lane};
 use serde_json::{Value, json};
@@ -121,6 +122,18 @@ fn todays_payloads_parse_and_are_written_the_same_way() {
         &TopdeskHintJob { hints: 3, inbox_id: Some(9) },
         json!({"hints": 3, "inbox_id": 9}),
     );
+    check(
+        "ews.notification",
+        json!({"subscription_id": "ews-sub-1", "inbox_id": 10}),
+        &EwsNotificationJob { subscription_id: "ews-sub-1".into(), inbox_id: Some(10) },
+        json!({"subscription_id": "ews-sub-1", "inbox_id": 10}),
+    );
+    check(
+        "ews.notification as the intake writes it",
+        json!({"subscription_id": "ews-sub-1"}),
+        &EwsNotificationJob { subscription_id: "ews-sub-1".into(), inbox_id: None },
+        json!({"subscription_id": "ews-sub-1"}),
+    );
     // The engine's jobs.
     check(
         "sync.retry",
@@ -186,6 +199,7 @@ fn kinds_are_stored_by_name_and_an_unknown_one_is_a_clear_error() {
             "graph.notification",
             "graph.lifecycle",
             "topdesk.hint",
+            "ews.notification",
             "sync.retry",
             "sync.observation",
             "reconcile.sweep"
@@ -217,6 +231,7 @@ fn a_bad_payload_names_its_kind_and_what_is_wrong() {
         ("sync.retry", json!({"observation": {}}), "sync.retry", "missing field"),
         ("sync.observation", json!({"observation": "x"}), "sync.observation", "invalid type"),
         ("topdesk.hint", json!(null), "topdesk.hint", "invalid type"),
+        ("ews.notification", json!({"inbox_id": 7}), "ews.notification", "subscription_id"),
     ];
     for (kind, payload, want_kind, want_reason) in cases {
         let stored = job(kind, payload.clone());
@@ -227,6 +242,7 @@ fn a_bad_payload_names_its_kind_and_what_is_wrong() {
             JobKind::SyncObservation => SyncObservationJob::of(&stored).map(|_| ()),
             JobKind::TopdeskHint => TopdeskHintJob::of(&stored).map(|_| ()),
             JobKind::GraphLifecycle => GraphLifecycleJob::of(&stored).map(|_| ()),
+            JobKind::EwsNotification => EwsNotificationJob::of(&stored).map(|_| ()),
         }
         .expect_err(&format!("{kind} {payload} must not parse"));
         assert_eq!(error.kind.as_str(), *want_kind);
@@ -241,8 +257,98 @@ fn a_bad_payload_names_its_kind_and_what_is_wrong() {
         no_inbox.inbox_id().unwrap_err().to_string(),
         "graph.notification job has a bad payload: no \"inbox_id\""
     );
+    let no_inbox = EwsNotificationJob::of(&job("ews.notification", json!({"subscription_id": "s"}))).unwrap();
+    assert_eq!(
+        no_inbox.inbox_id().unwrap_err().to_string(),
+        "ews.notification job has a bad payload: no \"inbox_id\""
+    );
     let no_inbox = TopdeskHintJob::of(&job("topdesk.hint", json!({"hints": 1}))).unwrap();
     assert!(no_inbox.inbox_id().is_err());
     let other = ReconcileSweepJob::of(&job("sync.observation", json!({"room": ROOM}))).unwrap_err();
     assert!(other.to_string().contains("it is a \"sync.observation\" job"), "{other}");
+}
+
+#[test]
+fn an_ews_notification_item_reads_as_documented() {
+    // The JSON the intake keeps for one EWS push notification (absent fields left out).
+    let stored = json!({
+        "subscription_id": "83826921-afdf-48be-b469-628cc02b5f49",
+        "previous_watermark": "ygwAAAAAAAA=",
+        "more_events": true,
+        "events": [
+            {"kind": "CreatedEvent", "watermark": "ywwAAAAAAAA=", "timestamp": "2026-08-20T09:12:44Z",
+             "item_id": {"id": "AAMkA1", "change_key": "DwAAA1"}, "parent_folder_id": "cal"},
+            {"kind": "MovedEvent", "watermark": "zAwAAAAAAAA=", "timestamp": "2026-08-20T09:13:00Z",
+             "item_id": {"id": "AAMkA2"}, "parent_folder_id": "deleted",
+             "old_item_id": {"id": "AAMkA1", "change_key": "DwAAA1"}, "old_parent_folder_id": "cal"},
+            {"kind": "ModifiedEvent", "watermark": "zQwAAAAAAAA=", "timestamp": "2026-08-20T09:13:00Z",
+             "folder_id": "cal", "parent_folder_id": "root"},
+            {"kind": "StatusEvent", "watermark": "zgwAAAAAAAA="}
+        ]
+    });
+    let item: EwsNotificationItem = serde_json::from_value(stored.clone()).unwrap();
+    let event = |kind, watermark: &str| EwsEventItem {
+        kind,
+        watermark: Some(watermark.into()),
+        timestamp: None,
+        item_id: None,
+        folder_id: None,
+        parent_folder_id: None,
+        old_item_id: None,
+        old_parent_folder_id: None,
+    };
+    let ts = |s: &str| Some(DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc));
+    let r = |id: &str, ck: Option<&str>| Some(EwsItemRef { id: id.into(), change_key: ck.map(Into::into) });
+    let want = EwsNotificationItem {
+        subscription_id: "83826921-afdf-48be-b469-628cc02b5f49".into(),
+        previous_watermark: Some("ygwAAAAAAAA=".into()),
+        more_events: true,
+        events: vec![
+            EwsEventItem {
+                timestamp: ts("2026-08-20T09:12:44Z"),
+                item_id: r("AAMkA1", Some("DwAAA1")),
+                parent_folder_id: Some("cal".into()),
+                ..event(EwsEventKind::Created, "ywwAAAAAAAA=")
+            },
+            EwsEventItem {
+                timestamp: ts("2026-08-20T09:13:00Z"),
+                item_id: r("AAMkA2", None),
+                parent_folder_id: Some("deleted".into()),
+                old_item_id: r("AAMkA1", Some("DwAAA1")),
+                old_parent_folder_id: Some("cal".into()),
+                ..event(EwsEventKind::Moved, "zAwAAAAAAAA=")
+            },
+            EwsEventItem {
+                timestamp: ts("2026-08-20T09:13:00Z"),
+                folder_id: Some("cal".into()),
+                parent_folder_id: Some("root".into()),
+                ..event(EwsEventKind::Modified, "zQwAAAAAAAA=")
+            },
+            event(EwsEventKind::Status, "zgwAAAAAAAA="),
+        ],
+    };
+    assert_eq!(item, want);
+    assert_eq!(item.last_watermark(), Some("zgwAAAAAAAA="));
+    assert!(!item.is_status_only());
+    // Written back: the same JSON (timestamps in RFC 3339).
+    let written = serde_json::to_value(&item).unwrap();
+    let back: EwsNotificationItem = serde_json::from_value(written.clone()).unwrap();
+    assert_eq!(back, item);
+    assert_eq!(written["events"][3], json!({"kind": "StatusEvent", "watermark": "zgwAAAAAAAA="}));
+    assert_eq!(written["events"][0]["item_id"], json!({"id": "AAMkA1", "change_key": "DwAAA1"}));
+
+    // A keep-alive alone; a newer writer's unknown fields are ignored.
+    let ping: EwsNotificationItem = serde_json::from_value(json!({
+        "subscription_id": "s", "events": [{"kind": "StatusEvent", "watermark": "w", "later": 1}], "later": 2
+    }))
+    .unwrap();
+    assert!(ping.is_status_only());
+    assert!(!ping.more_events);
+    assert_eq!(ping.last_watermark(), Some("w"));
+    assert!(
+        serde_json::from_value::<EwsNotificationItem>(
+            json!({"subscription_id": "s", "events": [{"kind": "Bogus"}]})
+        )
+        .is_err()
+    );
 }

@@ -95,6 +95,7 @@ fn new_user(tenant: Option<TenantId>, address: &str, role: Role) -> NewUser {
         email: email(address),
         role,
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        password_temporary: false,
     }
 }
 
@@ -257,20 +258,55 @@ async fn password_and_login_are_recorded_and_unknown_users_are_not_found(h: &Har
         .await
         .unwrap();
     assert_eq!(sso.password_hash, None);
-    s.set_user_password(u.id, "$argon2id$new", &audit(Some(a.id), "user.password", "anna")).await.unwrap();
+    assert!(!u.password_temporary && !sso.password_temporary);
+    // An invited user's password is temporary until they set their own; a password-less (SSO) user's
+    // never is.
+    let invited = s
+        .create_user(
+            &NewUser {
+                password_temporary: true,
+                ..new_user(Some(a.id), "new@contoso.com", Role::TenantViewer)
+            },
+            &audit(Some(a.id), "user.create", "new"),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(invited.password_temporary);
+    assert!(s.get_user(invited.id).await.unwrap().password_temporary, "as stored");
+    let sso_invited = NewUser {
+        password_hash: None,
+        password_temporary: true,
+        ..new_user(Some(a.id), "sso2@contoso.com", Role::TenantViewer)
+    };
+    let sso_invited =
+        s.create_user(&sso_invited, &audit(Some(a.id), "user.create", "sso2"), t0()).await.unwrap();
+    assert!(!sso_invited.password_temporary, "no password, nothing to change");
+    s.set_user_password(invited.id, "$argon2id$own", false, &audit(Some(a.id), "user.password", "new"))
+        .await
+        .unwrap();
+    assert!(!s.get_user(invited.id).await.unwrap().password_temporary, "their own choice clears it");
+    s.set_user_password(u.id, "$argon2id$new", true, &audit(Some(a.id), "user.password", "anna"))
+        .await
+        .unwrap();
+    assert!(s.get_user(u.id).await.unwrap().password_temporary, "a reset by someone else sets it");
     assert_eq!(s.get_user(u.id).await.unwrap().password_hash.as_deref(), Some("$argon2id$new"));
     assert_eq!(s.get_user(sso.id).await.unwrap().password_hash, None, "only that user's");
     let later = t0() + Duration::hours(3);
     s.record_login(u.id, later).await.unwrap();
     assert_eq!(s.get_user(u.id).await.unwrap().last_login_at, Some(later));
     let nobody = UserId(u.id.0 + sso.id.0 + 100);
-    assert!(is_not_found(s.set_user_password(nobody, "x", &audit(None, "user.password", "x")).await));
+    assert!(is_not_found(s.set_user_password(nobody, "x", false, &audit(None, "user.password", "x")).await));
     assert!(is_not_found(s.record_login(nobody, later).await));
     assert!(is_not_found(s.set_user_disabled(nobody, true, &audit(None, "user.disable", "x")).await));
     assert!(is_not_found(s.set_user_totp(nobody, Some(&sealed(1)), false, None).await));
     let actions: Vec<_> =
         s.search_audit(None, &AuditFilter::default()).await.unwrap().into_iter().map(|e| e.action).collect();
-    assert_eq!(actions, ["user.password", "user.create", "user.create"], "no audit row for what failed");
+    assert_eq!(
+        actions,
+        ["user.password", "user.password", "user.create", "user.create", "user.create", "user.create"],
+        "no audit row for what failed"
+    );
 }
 
 async fn totp_enrolment_and_reset_clear_recovery_codes_and_the_step(h: &Harness) {

@@ -35,6 +35,7 @@ macro_rules! impl_portal {
                 email: parse(&row.try_get::<String, _>("email").map_err(e())?, "user email")?,
                 role: parse(&row.try_get::<String, _>("role").map_err(e())?, "user role")?,
                 password_hash: row.try_get("password_hash").map_err(e())?,
+                password_temporary: row.try_get("password_temporary").map_err(e())?,
                 totp,
                 totp_enabled: row.try_get("totp_enabled").map_err(e())?,
                 last_totp_step: row.try_get("last_totp_step").map_err(e())?,
@@ -146,8 +147,8 @@ macro_rules! impl_portal {
                 let context = "creating a user";
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query(
-                    "INSERT INTO users (tenant_id, email, role, password_hash, totp_enabled, disabled, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *",
+                    "INSERT INTO users (tenant_id, email, role, password_hash, totp_enabled, disabled, created_at, \
+                     password_temporary) VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING *",
                 )
                 .bind(user.tenant_id.map(|t| t.as_uuid()))
                 .bind(user.email.as_str().to_owned())
@@ -155,6 +156,7 @@ macro_rules! impl_portal {
                 .bind(user.password_hash.clone())
                 .bind(false)
                 .bind(ts(now))
+                .bind(user.password_temporary && user.password_hash.is_some())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|err| {
@@ -204,13 +206,16 @@ macro_rules! impl_portal {
                 &self,
                 id: UserId,
                 password_hash: &str,
+                temporary: bool,
                 audit: &NewAuditEntry,
             ) -> Result<()> {
                 let context = "setting a user's password";
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-                    .bind(id.0)
-                    .bind(password_hash.to_owned())
+                let done =
+                    sqlx::query("UPDATE users SET password_hash = $2, password_temporary = $3 WHERE id = $1")
+                        .bind(id.0)
+                        .bind(password_hash.to_owned())
+                        .bind(temporary)
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::db(context))?;

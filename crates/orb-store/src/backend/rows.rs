@@ -155,6 +155,7 @@ macro_rules! impl_rows {
                 expires_at: from_ts(row.try_get("expires_at").map_err(e())?, "subscription expires_at")?,
                 created_at: from_ts(row.try_get("created_at").map_err(e())?, "subscription created_at")?,
                 updated_at: from_ts(row.try_get("updated_at").map_err(e())?, "subscription updated_at")?,
+                watermark: row.try_get("watermark").map_err(e())?,
             })
         }
 

@@ -106,7 +106,7 @@ pub async fn migrations_are_idempotent_and_append_only(h: &Harness) {
         .await
         .unwrap();
     let err = h.store.migrate().await.unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 5 }), "{err:?}");
+    assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, known: 7 }), "{err:?}");
 }
 
 pub async fn tenants_are_unique_and_listed(h: &Harness) {
@@ -877,6 +877,7 @@ fn subscription(t: &Tenant, r: &Room, id: &str, expires: DateTime<Utc>) -> Subsc
         expires_at: expires,
         created_at: t0(),
         updated_at: t0(),
+        watermark: None,
     }
 }
 
@@ -919,6 +920,86 @@ pub async fn subscriptions_round_trip_renew_and_delete(h: &Harness) {
     s.delete_subscription(t.id, "sub-a").await.unwrap();
     assert!(matches!(s.get_subscription(t.id, "sub-a").await, Err(StoreError::NotFound { .. })));
     assert_eq!(s.list_subscriptions(t.id).await.unwrap().len(), 1);
+}
+
+pub async fn ews_subscription_watermark_round_trips_and_is_updated_by_an_upsert(h: &Harness) {
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    // An EWS push subscription: no certificate, no watermark before the first notification.
+    let ews = SubscriptionRow {
+        resource: format!("ews:{}/calendar", r.mailbox),
+        rich: false,
+        encryption_certificate_id: None,
+        ..subscription(&t, &r, "AAMkADI5ZjY0-ews", t0() + Duration::days(30))
+    };
+    s.upsert_subscription(&ews).await.unwrap();
+    assert_eq!(s.get_subscription(t.id, &ews.id).await.unwrap().watermark, None);
+    let heard = SubscriptionRow {
+        watermark: Some("AQAAAOpvG0LURVdOhQkPOWZLPcI8EgAAAAAAAAE=".into()),
+        updated_at: t0() + Duration::minutes(5),
+        ..ews.clone()
+    };
+    s.upsert_subscription(&heard).await.unwrap();
+    assert_eq!(s.get_subscription(t.id, &ews.id).await.unwrap(), heard, "the watermark round-trips");
+    let later = SubscriptionRow {
+        watermark: Some("ywwAAAAAAAA=".into()),
+        updated_at: t0() + Duration::minutes(10),
+        ..heard.clone()
+    };
+    s.upsert_subscription(&later).await.unwrap();
+    assert_eq!(s.get_subscription(t.id, &ews.id).await.unwrap(), later, "an upsert replaces the watermark");
+    // Listed with it; a Graph row beside it keeps `None`.
+    let graph = subscription(&t, &r, "graph-sub", t0() + Duration::days(1));
+    s.upsert_subscription(&graph).await.unwrap();
+    let listed = s.list_subscriptions(t.id).await.unwrap();
+    assert_eq!(listed, [graph, later.clone()]);
+    // An upsert back to `None` (a fresh subscription replacing a lost one) clears it.
+    let fresh = SubscriptionRow { watermark: None, ..later };
+    s.upsert_subscription(&fresh).await.unwrap();
+    assert_eq!(s.get_subscription(t.id, &ews.id).await.unwrap().watermark, None);
+}
+
+pub async fn an_ews_inbox_item_and_its_job_are_accepted(h: &Harness) {
+    use orb_store::jobs::{EwsNotificationItem, EwsNotificationJob, JobPayload as _};
+    let s = &*h.store;
+    let (t, r) = setup(h).await;
+    let lane = Lane::room(t.id, r.id);
+    let payload = json!({
+        "subscription_id": "ews-sub",
+        "previous_watermark": "w0",
+        "more_events": false,
+        "events": [{"kind": "StatusEvent", "watermark": "w1"}]
+    });
+    let item = NewInboxItem {
+        tenant_id: t.id,
+        source: InboxSource::Ews,
+        received_at: t0(),
+        remote_ip: Some("10.1.2.3".into()),
+        payload: payload.clone(),
+    };
+    let job =
+        EwsNotificationJob { subscription_id: "ews-sub".into(), inbox_id: None }.to_job(lane, None, None);
+    assert_eq!(job.kind, "ews.notification");
+    let (inbox_id, job_id) = s.accept_inbox(&item, &job, t0()).await.unwrap();
+    let stored = s.get_inbox(t.id, inbox_id).await.unwrap();
+    assert_eq!(stored.source, InboxSource::Ews);
+    assert_eq!(stored.payload, payload);
+    let kept: EwsNotificationItem = serde_json::from_value(stored.payload).unwrap();
+    assert_eq!(kept.last_watermark(), Some("w1"));
+    let queued = s.get_job(t.id, job_id).await.unwrap();
+    assert_eq!(queued.kind, "ews.notification");
+    let parsed = EwsNotificationJob::of(&queued).unwrap();
+    assert_eq!(parsed.subscription_id, "ews-sub");
+    assert_eq!(parsed.inbox_id(), Ok(inbox_id), "the store points the job at its inbox item");
+    // The same notification delivered again is kept again: the store does not deduplicate.
+    let (again, _) = s.accept_inbox(&item, &job, t0()).await.unwrap();
+    assert!(again > inbox_id);
+    // The database still refuses a source it does not know.
+    let raw = h.raw().await;
+    let err = raw
+        .execute("UPDATE inbox SET source = 'carrier-pigeon' WHERE id = (SELECT MIN(id) FROM inbox)")
+        .await;
+    assert!(err.is_err(), "the CHECK constraint still holds: {err:?}");
 }
 
 pub async fn inbox_item_and_its_job_commit_together(h: &Harness) {
