@@ -455,3 +455,67 @@ async fn reads_without_select_return_the_body_and_the_log_shows_which_reads_coul
     );
     assert_eq!(selects[3], None);
 }
+
+#[tokio::test]
+async fn with_a_late_booking_attendant_the_room_answers_after_the_write_and_the_organizers_etag_moves() {
+    let em = world();
+    em.add_app_secret(TENANT, "app", "s3");
+    em.set_knobs(Knobs { room_answer_delay_ms: 300, ..Knobs::default() });
+    let served = serve(em.clone()).await.unwrap();
+    let http = reqwest::Client::new();
+    let bearer = bearer(&http, &served.base_url).await;
+    let body = json!({
+        "subject": "Late", "start": {"dateTime": "2026-09-02T09:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-09-02T10:00:00", "timeZone": "UTC"},
+        "location": {"displayName": "Room 1", "locationEmailAddress": "room1@contoso.com"},
+        "attendees": [{"emailAddress": {"address": "room1@contoso.com"}, "type": "resource"}]
+    });
+    let made = http
+        .post(format!("{}/v1.0/users/anna@contoso.com/events", served.base_url))
+        .header("Authorization", &bearer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let organizer = |em: &GraphEmulator| {
+        em.events("anna@contoso.com")
+            .unwrap()
+            .into_iter()
+            .find(|e| e.id.as_deref() == Some(id.as_str()))
+            .unwrap()
+    };
+    // Right after the write: no answer, no room copy, the etag the response showed is current.
+    let first = organizer(&em);
+    assert_eq!(first.attendee_response("room1@contoso.com"), Some(ResponseType::None));
+    assert!(room_items(&em).is_empty(), "the room has not answered yet");
+    assert_eq!(first.odata_etag.as_deref(), made["@odata.etag"].as_str());
+    // Later: the room's copy, the answer on the organizer's item, and a new etag there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while room_items(&em).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the room never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let answered = organizer(&em);
+    assert_eq!(answered.attendee_response("room1@contoso.com"), Some(ResponseType::Accepted));
+    assert_ne!(answered.odata_etag, first.odata_etag, "recording the answer is a change of the item");
+    // So a write naming the version the create showed is refused, as against Exchange.
+    let stale = http
+        .patch(format!("{}/v1.0/users/anna@contoso.com/events/{id}", served.base_url))
+        .header("Authorization", &bearer)
+        .header("If-Match", made["@odata.etag"].as_str().unwrap())
+        .json(&json!({"subject": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    // A cancellation is answered late too: the room's copy stays live until the attendant gets to it.
+    em.remove_in("anna@contoso.com", &id, true).unwrap();
+    assert_eq!(room_items(&em).iter().filter(|e| e.is_cancelled != Some(true)).count(), 1);
+    while room_items(&em).iter().any(|e| e.is_cancelled != Some(true)) {
+        assert!(std::time::Instant::now() < deadline, "the room never took the cancellation");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,10 +1,14 @@
-//! `EwsClient`: SOAP 1.1 over reqwest (rustls) — one request per operation, impersonating a mailbox,
+//! `EwsClient`: SOAP 1.1 over HTTPS (rustls) — one request per operation, impersonating a mailbox,
 //! with timeouts, a response-size cap, no redirects, optional extra CA roots, and `ErrorServerBusy`'s
-//! `BackOffMilliseconds` honoured.
+//! `BackOffMilliseconds` honoured. Every request goes through one send (`client::transport`): reqwest for
+//! Basic and bearer, connections authenticated by NTLM for [`Auth::Ntlm`]; the answer is read and
+//! classified the same way for both.
 
 use std::time::Duration;
 
 use orb_core::{CorrelationId, EmailAddress};
+use std::sync::Arc;
+
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -19,10 +23,14 @@ use crate::response::{self, HttpAnswer};
 use crate::series::ItemRef;
 use crate::streaming::Affinity;
 
+mod lookup;
+mod mail;
 mod stream;
+mod transport;
 use crate::xml::Element;
+use transport::{Outgoing, Transport};
 
-/// How ORB authenticates to EWS. NTLM/Negotiate is not in this slice (see the crate docs).
+/// How ORB authenticates to EWS.
 #[derive(Clone)]
 pub enum Auth {
     /// `Authorization: Basic` (`DOMAIN\user` or UPN); only over TLS unless
@@ -35,6 +43,18 @@ pub enum Auth {
     },
     /// `Authorization: Bearer` (OAuth; on-premises only with Hybrid Modern Authentication, U5).
     Bearer(SecretString),
+    /// NTLM (NTLMv2; Windows authentication, Exchange on-premises' default): the three-leg handshake on
+    /// a connection of ORB's own, kept and reused ([`crate::ntlm`]); only over TLS unless
+    /// [`EwsConfig::allow_plain_http`]. Offered as `NTLM`, or raw NTLM inside `Negotiate`.
+    Ntlm {
+        /// The NetBIOS domain; `None` takes it from a `DOMAIN\user` user name (a UPN `user@domain`
+        /// goes as the user name with no domain).
+        domain: Option<String>,
+        /// User name: `user`, `DOMAIN\user` or a UPN.
+        username: String,
+        /// Password.
+        password: SecretString,
+    },
 }
 
 impl std::fmt::Debug for Auth {
@@ -42,6 +62,10 @@ impl std::fmt::Debug for Auth {
         match self {
             Self::Basic { username, .. } => write!(f, "Basic({username}, password redacted)"),
             Self::Bearer(_) => f.write_str("Bearer(redacted)"),
+            Self::Ntlm { domain: Some(d), username, .. } => {
+                write!(f, "Ntlm({d}\\{username}, password redacted)")
+            }
+            Self::Ntlm { domain: None, username, .. } => write!(f, "Ntlm({username}, password redacted)"),
         }
     }
 }
@@ -103,7 +127,7 @@ impl EwsConfig {
 /// The typed EWS client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EwsClient {
-    http: reqwest::Client,
+    transport: Transport,
     config: EwsConfig,
 }
 
@@ -138,6 +162,10 @@ impl EwsClient {
             }
             other => return Err(config_err(format!("the EWS URL has scheme `{other}`; use https"))),
         }
+        if let Auth::Ntlm { domain, username, password } = &config.auth {
+            let pool = transport::NtlmPool::new(&config, username, domain.as_deref(), password.clone())?;
+            return Ok(Self { transport: Transport::Ntlm(Arc::new(pool)), config });
+        }
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout.min(config.request_timeout))
@@ -149,7 +177,8 @@ impl EwsClient {
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| config_err(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { http, config })
+        let transport = Transport::Reqwest { http, endpoint: config.endpoint.clone() };
+        Ok(Self { transport, config })
     }
 
     fn headers(&self, op: &str, target: &Target<'_>, routing: Routing<'_>) -> Result<HeaderMap, EwsError> {
@@ -173,6 +202,8 @@ impl EwsClient {
             }
         }
         let mut auth = match &self.config.auth {
+            // The transport authenticates the connection.
+            Auth::Ntlm { .. } => return Ok(h),
             Auth::Basic { username, password } => {
                 use base64::Engine as _;
                 let raw = format!("{username}:{}", password.expose_secret());
@@ -223,9 +254,9 @@ impl EwsClient {
     ) -> Result<(Element, Option<Affinity>), EwsError> {
         let body = request::envelope(Some(target.mailbox), op.clone()).to_document();
         let headers = self.headers(operation_name(op), target, routing)?;
-        let sent = self.http.post(self.config.endpoint.clone()).headers(headers).body(body).send().await;
-        let mut resp = sent.map_err(|e| network(&e))?;
-        let status = resp.status().as_u16();
+        let out = Outgoing { headers, body: body.into(), timeout: self.config.request_timeout };
+        let mut resp = self.transport.send(&out).await?;
+        let status = resp.status;
         if (300..400).contains(&status) {
             // Exchange redirects to /ews/genericerrorpage.htm under stress; ORB follows no redirect.
             return Err(EwsError::Transient {
@@ -234,11 +265,11 @@ impl EwsClient {
             });
         }
         let affinity = Affinity::from_set_cookie(
-            resp.headers().get_all(reqwest::header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()),
+            resp.headers.get_all(reqwest::header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()),
         );
-        let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let retry_after = resp
-            .headers()
+            .headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.trim().parse::<u64>().ok())
@@ -248,7 +279,7 @@ impl EwsClient {
             return Err(EwsError::TooLarge { limit });
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| network(&e))? {
+        while let Some(chunk) = resp.chunk().await? {
             if bytes.len() + chunk.len() > limit {
                 return Err(EwsError::TooLarge { limit });
             }
@@ -315,8 +346,13 @@ impl EwsClient {
             .unwrap_or_else(|| Err(EwsError::Protocol { reason: "GetItem answered nothing".into() }))
     }
 
-    /// Creates a meeting in the impersonated organizer's calendar, inviting the room.
+    /// Creates a meeting in the impersonated organizer's calendar, inviting the room and the people; or,
+    /// without a room ([`NewMeeting::room`] `None`), a plain appointment in the impersonated mailbox (a
+    /// room's own calendar in "room only" mode: nothing is sent, the room's attendant is not involved).
+    /// Bad input ([`NewMeeting::validate`], times, match id, series) is [`EwsError::Invalid`] and nothing
+    /// is sent.
     pub async fn create_meeting(&self, target: Target<'_>, meeting: &NewMeeting) -> Result<ItemId, EwsError> {
+        meeting.validate().map_err(|reason| EwsError::Invalid { reason })?;
         if meeting.end <= meeting.start {
             return Err(EwsError::Invalid { reason: "the meeting ends before it starts".into() });
         }
@@ -338,9 +374,12 @@ impl EwsClient {
         response::written_item(&answer, Some(target.mailbox.as_str()))
     }
 
-    /// Updates a meeting, a series or one occurrence (which becomes an exception) if it has not changed
-    /// since the change key ORB read (`NeverOverwrite`; for [`ItemRef::Occurrence`] the master's); a
-    /// change in between is [`EwsError::Changed`]: re-read and re-plan.
+    /// Updates a meeting, an appointment, a series or one occurrence (which becomes an exception) if it
+    /// has not changed since the change key ORB read (`NeverOverwrite`; for [`ItemRef::Occurrence`] the
+    /// master's); a change in between is [`EwsError::Changed`]: re-read and re-plan. People and rooms
+    /// are replaced as a whole; [`MeetingChange::remove_rooms`] drops the room (it gets a cancellation).
+    /// A change [`MeetingChange::validate`] refuses (a new room *and* `remove_rooms`, an attendee twice)
+    /// is [`EwsError::Invalid`] and nothing is sent.
     pub async fn update_meeting(
         &self,
         target: Target<'_>,
@@ -357,6 +396,7 @@ impl EwsClient {
         if change.is_empty() {
             return Err(EwsError::Invalid { reason: "an update with nothing to change".into() });
         }
+        change.validate().map_err(|reason| EwsError::Invalid { reason })?;
         if let (Some(s), Some(e)) = (change.start, change.end)
             && e <= s
         {
@@ -375,7 +415,7 @@ impl EwsClient {
     }
 
     /// Deletes an item, a series or one occurrence, sending cancellations if it is a meeting ORB
-    /// organizes.
+    /// organizes; an appointment (a room's own item, "room only") is simply deleted.
     pub async fn delete_item(&self, target: Target<'_>, id: impl Into<ItemRef>) -> Result<(), EwsError> {
         let answer = self.call(target, request::delete_item(id)).await?;
         response::no_payload(&answer, Some(target.mailbox.as_str()))
@@ -465,7 +505,22 @@ mod tests {
         let err =
             EwsClient::new(EwsConfig::new(url.clone(), Auth::Bearer(SecretString::from("t")))).unwrap_err();
         assert!(matches!(err, EwsError::Config { .. }));
-        assert!(EwsClient::new(EwsConfig { allow_plain_http: true, ..EwsConfig::new(url, basic()) }).is_ok());
+        assert!(
+            EwsClient::new(EwsConfig { allow_plain_http: true, ..EwsConfig::new(url.clone(), basic()) })
+                .is_ok()
+        );
+        let ntlm = Auth::Ntlm {
+            domain: Some("CONTOSO".into()),
+            username: "svc".into(),
+            password: SecretString::from("ntlm-secret"),
+        };
+        let err = EwsClient::new(EwsConfig::new(url.clone(), ntlm.clone())).unwrap_err();
+        assert!(err.to_string().contains("use https"), "{err}");
+        let printed = format!("{ntlm:?}");
+        assert!(printed.contains("CONTOSO\\svc") && !printed.contains("ntlm-secret"), "{printed}");
+        assert!(
+            EwsClient::new(EwsConfig { allow_plain_http: true, ..EwsConfig::new(url.clone(), ntlm) }).is_ok()
+        );
         let ftp = Url::parse("ftp://exchange.example/").unwrap();
         assert!(EwsClient::new(EwsConfig::new(ftp, basic())).is_err());
     }

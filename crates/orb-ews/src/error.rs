@@ -56,6 +56,19 @@ pub enum EwsError {
         /// The HTTP status.
         status: u16,
     },
+    /// Exchange's `401` does not offer the configured authentication method (e.g. NTLM when only Basic
+    /// is enabled on the EWS virtual directory).
+    #[error(
+        "Exchange does not offer {wanted} authentication at the EWS URL (it offers: {offered}); enable it on \
+         the EWS virtual directory (for NTLM: Set-WebServicesVirtualDirectory -WindowsAuthentication $true) \
+         or configure an authentication method it offers"
+    )]
+    AuthNotOffered {
+        /// The configured method.
+        wanted: String,
+        /// The schemes of Exchange's `WWW-Authenticate` headers.
+        offered: String,
+    },
     /// The subscription is lost (`ErrorSubscriptionNotFound`, `ErrorInvalidWatermark`, …).
     #[error(
         "the subscription is gone ({code}); subscribe again without the old watermark and re-sync the folder"
@@ -101,7 +114,9 @@ pub enum EwsError {
         /// What to change.
         reason: String,
     },
-    /// The caller's input cannot be sent (nothing was sent).
+    /// The caller's input cannot be sent (nothing was sent), or a lookup's input cannot be answered
+    /// (only reads were sent, e.g. a [`crate::EwsClient::find_by_uid`] window too full to prove an
+    /// absence). Nothing was written either way.
     #[error("invalid EWS request: {reason}")]
     Invalid {
         /// What is wrong.

@@ -181,7 +181,9 @@ pub struct CalendarItem {
     pub start_time_zone: Option<String>,
 }
 
-/// A meeting ORB creates in an organizer's calendar, inviting one room.
+/// A meeting ORB creates in an organizer's calendar, inviting one room and any people; or, without a
+/// room, a plain appointment ORB creates in a room's own calendar ("room only": ORB writes nothing but
+/// the room's calendar, impersonating the room).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMeeting {
     /// Subject.
@@ -194,8 +196,13 @@ pub struct NewMeeting {
     pub end: DateTime<Utc>,
     /// `Location` text (the room's display name).
     pub location: Option<String>,
-    /// The room, invited as a `Resources` attendee.
-    pub room: EmailAddress,
+    /// The room, invited as a `Resources` attendee with invitations sent (`SendToAllAndSaveCopy`), so
+    /// its booking attendant answers. `None`: a plain appointment (no `Resources`, no attendees,
+    /// `SendToNone`) in the impersonated mailbox, which is then the room itself: the room's own item,
+    /// not processed by its attendant (ews.md §3.4).
+    pub room: Option<EmailAddress>,
+    /// The people invited (`RequiredAttendees`), in order, each once; none without a `room`.
+    pub attendees: Vec<EmailAddress>,
     /// Windows time zone id for `StartTimeZone`/`EndTimeZone` (the room's zone), e.g. `W. Europe Standard Time`.
     /// A series is evaluated in it: give one with every recurrence.
     pub time_zone: Option<String>,
@@ -204,7 +211,49 @@ pub struct NewMeeting {
     pub recurrence: Option<Recurrence>,
 }
 
-/// The changes of one `UpdateItem` (each `Some` becomes one `SetItemField`).
+impl NewMeeting {
+    /// The most people one meeting may invite: Exchange's default `MaxRecipientEnvelopeLimit` (500), which
+    /// the invitation would otherwise hit in transport after the item was saved.
+    pub const MAX_ATTENDEES: usize = 500;
+
+    /// Checks the people and the room (times, match id and series are checked by the client); the
+    /// message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.room.is_none() && !self.attendees.is_empty() {
+            return Err("a room-only appointment (no room) invites nobody: it is written straight into the \
+                        room's calendar without invitations; give the room to invite people, or drop the \
+                        attendees"
+                .into());
+        }
+        check_people(&self.attendees, self.room.as_ref())
+    }
+}
+
+/// People for `RequiredAttendees`: at most [`NewMeeting::MAX_ATTENDEES`], each once, not the room.
+fn check_people(people: &[EmailAddress], room: Option<&EmailAddress>) -> Result<(), String> {
+    if people.len() > NewMeeting::MAX_ATTENDEES {
+        return Err(format!(
+            "a meeting may invite at most {} people ({} given)",
+            NewMeeting::MAX_ATTENDEES,
+            people.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in people {
+        if !seen.insert(p.as_str().to_ascii_lowercase()) {
+            return Err(format!("{p} is among the attendees twice; list each person once"));
+        }
+        if room.is_some_and(|r| r.as_str().eq_ignore_ascii_case(p.as_str())) {
+            return Err(format!(
+                "{p} is the meeting's room; a room is invited as the room, not as an attendee"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The changes of one `UpdateItem` (each `Some` becomes one `SetItemField`; removals are
+/// `DeleteItemField`s).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MeetingChange {
     /// New subject.
@@ -217,6 +266,13 @@ pub struct MeetingChange {
     pub location: Option<String>,
     /// New room (replaces `Resources` as a whole; the old room gets a cancellation).
     pub room: Option<EmailAddress>,
+    /// New people (`RequiredAttendees`, replaced as a whole, ews.md §3.5; updates go to all, so people
+    /// left out get a cancellation). An empty list removes them all (`DeleteItemField`: the schema allows
+    /// no empty attendee list).
+    pub attendees: Option<Vec<EmailAddress>>,
+    /// Drop the room (`DeleteItemField` of `calendar:Resources`): it gets a cancellation and its copy is
+    /// cancelled; the organizer's item keeps no room. Not together with `room`.
+    pub remove_rooms: bool,
     /// New match id.
     pub match_id: Option<String>,
 }
@@ -225,6 +281,19 @@ impl MeetingChange {
     /// Whether nothing would change.
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+
+    /// Checks what cannot be sent; the message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.remove_rooms && self.room.is_some() {
+            return Err("an update either sets a new room or removes the rooms, not both; to replace the \
+                        room, set `room` alone (the old room gets a cancellation)"
+                .into());
+        }
+        match &self.attendees {
+            Some(people) => check_people(people, self.room.as_ref()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -295,6 +364,52 @@ pub struct Subscription {
     pub id: String,
     /// `Watermark`.
     pub watermark: Option<String>,
+}
+
+/// A plain-text mail ORB sends to people (confirmations, refusals), from the impersonated sender mailbox
+/// ([`crate::EwsClient::send_mail`]). Its body is ORB's own text, never a person's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMail {
+    /// `ToRecipients` (at least one).
+    pub to: Vec<EmailAddress>,
+    /// `Subject` (one line, not blank).
+    pub subject: String,
+    /// `Body BodyType="Text"`.
+    pub body_text: String,
+}
+
+impl OutgoingMail {
+    /// The most recipients one mail may name: Exchange's default `MaxRecipientEnvelopeLimit` (500); a
+    /// larger list is refused before sending rather than by the transport after it.
+    pub const MAX_RECIPIENTS: usize = 500;
+
+    /// Checks what Exchange would refuse or mangle; the message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.to.is_empty() {
+            return Err("a mail needs at least one recipient".into());
+        }
+        if self.to.len() > Self::MAX_RECIPIENTS {
+            return Err(format!(
+                "a mail may name at most {} recipients ({} given); send several mails",
+                Self::MAX_RECIPIENTS,
+                self.to.len()
+            ));
+        }
+        if self.subject.trim().is_empty() {
+            return Err("a mail ORB sends needs a subject".into());
+        }
+        if self.subject.contains(['\r', '\n']) {
+            return Err("a mail's subject is one line; it contains a line break".into());
+        }
+        for (what, text) in [("subject", &self.subject), ("body", &self.body_text)] {
+            if !crate::xml::is_xml_text(text) {
+                return Err(format!(
+                    "the mail's {what} contains a control character XML cannot carry; remove it"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `xs:dateTime` in UTC with a `Z`, whole seconds (what ORB sends).

@@ -77,6 +77,10 @@ pub struct Event {
     pub parent_folder_id: Option<String>,
     /// `UnreadCount` (folder `ModifiedEvent`s).
     pub unread_count: Option<u32>,
+    /// `OldItemId` (`MovedEvent` / `CopiedEvent` of an item: the id it had before).
+    pub old_item_id: Option<ItemId>,
+    /// `OldParentFolderId` `Id` (moves and copies).
+    pub old_parent_folder_id: Option<String>,
 }
 
 /// One `Notification`.
@@ -127,6 +131,10 @@ pub(crate) fn notification_of(n: &Element) -> Result<Notification, EwsError> {
     })
 }
 
+fn item_id_of(i: &Element) -> Option<ItemId> {
+    Some(ItemId { id: i.get_attr("Id")?.to_owned(), change_key: i.get_attr("ChangeKey").map(str::to_owned) })
+}
+
 fn event(el: &Element) -> Option<Event> {
     let kind = EventKind::parse(&el.name)?;
     let id_attr = |name: &str| el.find(TYPES, name).and_then(|f| f.get_attr("Id")).map(str::to_owned);
@@ -134,15 +142,12 @@ fn event(el: &Element) -> Option<Event> {
         kind,
         watermark: el.child_text(TYPES, "Watermark").map(|w| w.trim().to_owned()),
         timestamp: el.child_text(TYPES, "TimeStamp").and_then(parse_time),
-        item_id: el.find(TYPES, "ItemId").and_then(|i| {
-            Some(ItemId {
-                id: i.get_attr("Id")?.to_owned(),
-                change_key: i.get_attr("ChangeKey").map(str::to_owned),
-            })
-        }),
+        item_id: el.find(TYPES, "ItemId").and_then(item_id_of),
         folder_id: id_attr("FolderId"),
         parent_folder_id: id_attr("ParentFolderId"),
         unread_count: el.child_text(TYPES, "UnreadCount").and_then(|u| u.trim().parse().ok()),
+        old_item_id: el.find(TYPES, "OldItemId").and_then(item_id_of),
+        old_parent_folder_id: id_attr("OldParentFolderId"),
     })
 }
 
@@ -221,16 +226,19 @@ fn event_element(e: &Event) -> Element {
     let mut el = t(e.kind.as_str()).child_opt(e.watermark.as_ref().map(|w| t("Watermark").text(w.as_str())));
     if e.kind != EventKind::Status {
         el = el.child_opt(e.timestamp.map(|ts| t("TimeStamp").text(format_time(ts))));
-        if let Some(id) = &e.item_id {
-            let mut i = t("ItemId").attr("Id", id.id.as_str());
-            if let Some(ck) = &id.change_key {
-                i = i.attr("ChangeKey", ck.as_str());
+        let item = |name: &str, id: &ItemId| {
+            let i = t(name).attr("Id", id.id.as_str());
+            match &id.change_key {
+                Some(ck) => i.attr("ChangeKey", ck.as_str()),
+                None => i,
             }
-            el = el.child(i);
-        }
+        };
         el = el
+            .child_opt(e.item_id.as_ref().map(|id| item("ItemId", id)))
             .child_opt(e.folder_id.as_ref().map(|f| t("FolderId").attr("Id", f.as_str())))
             .child_opt(e.parent_folder_id.as_ref().map(|f| t("ParentFolderId").attr("Id", f.as_str())))
+            .child_opt(e.old_item_id.as_ref().map(|id| item("OldItemId", id)))
+            .child_opt(e.old_parent_folder_id.as_ref().map(|f| t("OldParentFolderId").attr("Id", f.as_str())))
             .child_opt(e.unread_count.map(|u| t("UnreadCount").text(u.to_string())));
     }
     el
@@ -286,6 +294,19 @@ mod tests {
                     folder_id: None,
                     parent_folder_id: Some("cal".into()),
                     unread_count: None,
+                    old_item_id: None,
+                    old_parent_folder_id: None,
+                },
+                Event {
+                    kind: EventKind::Moved,
+                    watermark: Some("w1b".into()),
+                    timestamp: parse_time("2026-08-20T09:13:00Z"),
+                    item_id: Some(ItemId::new("B", "K2")),
+                    folder_id: None,
+                    parent_folder_id: Some("deleted".into()),
+                    unread_count: None,
+                    old_item_id: Some(ItemId::new("A", "K")),
+                    old_parent_folder_id: Some("cal".into()),
                 },
                 Event {
                     kind: EventKind::Status,
@@ -295,6 +316,8 @@ mod tests {
                     folder_id: None,
                     parent_folder_id: None,
                     unread_count: None,
+                    old_item_id: None,
+                    old_parent_folder_id: None,
                 },
             ],
         };

@@ -1,13 +1,15 @@
 //! Request builders: pure functions from typed input to the SOAP envelope ORB sends. Children are added
-//! in the schema's `xs:sequence` order (ews.md §1.1, U13), and no request ever names the item body:
-//! item shapes are `IdOnly` plus explicit `AdditionalProperties` without `item:Body`, and created items
-//! carry no `Body` (the tests at the bottom hold every builder to both).
+//! in the schema's `xs:sequence` order (ews.md §1.1, U13), and no request ever reads a body: item shapes
+//! are `IdOnly` plus explicit `AdditionalProperties` without `item:Body`, restrictions never name it, and
+//! created calendar items carry no `Body`. The one `t:Body` ORB writes is the plain text of a mail it
+//! sends ([`send_mail`]): ORB's own words, not a person's (the tests at the bottom hold every builder to
+//! all of this).
 
 use orb_core::EmailAddress;
 
 use crate::model::{
-    self, ItemId, MeetingChange, NewMeeting, ORB_MATCH_PROPERTY_NAME, ORB_PROPERTY_SET_ID, PushRequest,
-    REQUEST_SERVER_VERSION, Window,
+    self, ItemId, MeetingChange, NewMeeting, ORB_MATCH_PROPERTY_NAME, ORB_PROPERTY_SET_ID, OutgoingMail,
+    PushRequest, REQUEST_SERVER_VERSION, Window,
 };
 use crate::series::ItemRef;
 use crate::xml::{Element, MESSAGES, SOAP, TYPES};
@@ -144,6 +146,33 @@ pub fn find_calendar_view(window: Window, max_entries: u32, shape: Shape) -> Ele
         .child(m("ParentFolderIds").child(calendar_folder()))
 }
 
+/// `MaxEntriesReturned` of a match-id lookup (ews.md §3.3): one item is expected; more would be
+/// duplicates.
+pub const MATCH_LOOKUP_MAX: u32 = 10;
+
+/// `FindItem` of the calendar's items whose ORB match id is `match_id` (ews.md §3.3 "Lookup"): `IdOnly`,
+/// an `IndexedPageItemView` (the first [`MATCH_LOOKUP_MAX`]), a `Restriction` `IsEqualTo` on the extended
+/// property ([`match_field_uri`]) against a `Constant`. Without a `CalendarView` series are not expanded,
+/// so it finds single items and series masters, never occurrences; and a `Restriction` is never sent
+/// with a `CalendarView` (U8). Children in schema order: `ItemShape`, `IndexedPageItemView`,
+/// `Restriction`, `ParentFolderIds`.
+pub fn find_by_match_id(match_id: &str) -> Element {
+    let equals = t("IsEqualTo")
+        .child(match_field_uri())
+        .child(t("FieldURIOrConstant").child(t("Constant").attr("Value", match_id)));
+    m("FindItem")
+        .attr("Traversal", "Shallow")
+        .child(m("ItemShape").child(t("BaseShape").text("IdOnly")))
+        .child(
+            m("IndexedPageItemView")
+                .attr("MaxEntriesReturned", MATCH_LOOKUP_MAX.to_string())
+                .attr("Offset", "0")
+                .attr("BasePoint", "Beginning"),
+        )
+        .child(m("Restriction").child(equals))
+        .child(m("ParentFolderIds").child(calendar_folder()))
+}
+
 /// `GetItem` for `ids` with explicit properties and ORB's match id.
 pub fn get_items(ids: &[ItemId], shape: Shape) -> Element {
     let refs: Vec<ItemRef> = ids.iter().map(ItemRef::from).collect();
@@ -157,12 +186,15 @@ pub fn get_refs(refs: &[ItemRef], shape: Shape) -> Element {
         .child(m("ItemIds").children(refs.iter().map(ItemRef::to_element)))
 }
 
-/// `CreateItem` of a meeting in the impersonated organizer's calendar with the room as a `Resources`
-/// attendee, sending invitations (`SendToAllAndSaveCopy`) so the room's booking attendant processes it.
-/// With a recurrence it is a series master: `Recurrence` after `Resources`, before the zones (schema
-/// order), evaluated in `StartTimeZone`.
+/// `CreateItem` of a meeting in the impersonated organizer's calendar with the people as
+/// `RequiredAttendees` and the room as a `Resources` attendee, sending invitations
+/// (`SendToAllAndSaveCopy`) so the room's booking attendant processes it. Without a room and people it
+/// is a plain appointment in the impersonated mailbox (`SendToNone`, no attendee lists): how ORB writes
+/// straight into a room's calendar ("room only", ews.md §3.4). Children in schema order: `Location`,
+/// `RequiredAttendees`, `Resources`, then a series' `Recurrence`, then the zones it is evaluated in.
 pub fn create_meeting(meeting: &NewMeeting) -> Element {
     let tz = |name: &str| meeting.time_zone.as_ref().map(|id| t(name).attr("Id", id.as_str()));
+    let invites = meeting.room.is_some() || !meeting.attendees.is_empty();
     let item = t("CalendarItem")
         .child(t("Subject").text(meeting.subject.as_str()))
         .child(match_property(&meeting.match_id))
@@ -170,28 +202,45 @@ pub fn create_meeting(meeting: &NewMeeting) -> Element {
         .child(t("End").text(model::format_time(meeting.end)))
         .child(t("LegacyFreeBusyStatus").text("Busy"))
         .child_opt(meeting.location.as_ref().map(|l| t("Location").text(l.as_str())))
-        .child(resources(&meeting.room))
+        .child_opt(
+            (!meeting.attendees.is_empty()).then(|| attendees("RequiredAttendees", &meeting.attendees)),
+        )
+        .child_opt(meeting.room.as_ref().map(resources))
         .child_opt(meeting.recurrence.as_ref().map(|r| r.to_element()))
         .child_opt(tz("StartTimeZone"))
         .child_opt(tz("EndTimeZone"));
     m("CreateItem")
-        .attr("SendMeetingInvitations", "SendToAllAndSaveCopy")
+        .attr("SendMeetingInvitations", if invites { "SendToAllAndSaveCopy" } else { "SendToNone" })
         .child(m("SavedItemFolderId").child(calendar_folder()))
         .child(m("Items").child(item))
 }
 
+/// An attendee list (`RequiredAttendees`, `Resources`): `Attendee/Mailbox/EmailAddress` each.
+fn attendees(list: &str, people: &[EmailAddress]) -> Element {
+    t(list).children(
+        people.iter().map(|p| t("Attendee").child(t("Mailbox").child(t("EmailAddress").text(p.as_str())))),
+    )
+}
+
 fn resources(room: &EmailAddress) -> Element {
-    t("Resources").child(t("Attendee").child(t("Mailbox").child(t("EmailAddress").text(room.as_str()))))
+    attendees("Resources", std::slice::from_ref(room))
 }
 
 fn set_field(path: Element, value: Element) -> Element {
     t("SetItemField").child(path).child(t("CalendarItem").child(value))
 }
 
+fn delete_field(uri: &str) -> Element {
+    t("DeleteItemField").child(field(uri))
+}
+
 /// `UpdateItem` of one meeting — a single item, a series (its master's id or
 /// [`ItemRef::MasterOf`]) or one occurrence ([`ItemRef::Occurrence`], which makes it an exception):
-/// one `SetItemField` per change, the change key and `conflict`, updates sent to all attendees (the
-/// room included).
+/// one `SetItemField` per change (`RequiredAttendees` and `Resources` replaced as a whole), a
+/// `DeleteItemField` per removal (every attendee; the room, [`MeetingChange::remove_rooms`]), the change
+/// key and `conflict`, updates and cancellations sent to all attendees (the room included: a dropped
+/// room gets a cancellation, ews.md §3.5). The client refuses a new room with `remove_rooms`
+/// ([`MeetingChange::validate`]); this builder writes what it is given.
 pub fn update_meeting(
     id: impl Into<ItemRef>,
     change: &MeetingChange,
@@ -217,6 +266,18 @@ pub fn update_meeting(
     if let Some(room) = &change.room {
         updates = updates.child(set_field(field("calendar:Resources"), resources(room)));
     }
+    match change.attendees.as_deref() {
+        // The schema allows no empty attendee list: removing everyone deletes the property.
+        Some([]) => updates = updates.child(delete_field("calendar:RequiredAttendees")),
+        Some(people) => {
+            let list = attendees("RequiredAttendees", people);
+            updates = updates.child(set_field(field("calendar:RequiredAttendees"), list));
+        }
+        None => {}
+    }
+    if change.remove_rooms {
+        updates = updates.child(delete_field("calendar:Resources"));
+    }
     m("UpdateItem")
         .attr("ConflictResolution", conflict.as_str())
         .attr("SendMeetingInvitationsOrCancellations", "SendToAllAndSaveCopy")
@@ -235,6 +296,23 @@ pub fn cancel_meeting(id: &ItemId) -> Element {
     m("CreateItem")
         .attr("MessageDisposition", "SendAndSaveCopy")
         .child(m("Items").child(t("CancelCalendarItem").child(reference)))
+}
+
+/// `CreateItem` of a plain-text mail sent from the impersonated mailbox and not kept
+/// (`MessageDisposition="SendOnly"`, so no `SavedItemFolderId`): `Items/Message` with `Subject`,
+/// `Body BodyType="Text"` and `ToRecipients/Mailbox/EmailAddress`, in the schema's order (`ItemType`'s
+/// `Subject`, `Body`, then `MessageType`'s `ToRecipients`). ews.md shows no message `CreateItem`; this is
+/// standard EWS (`CreateItem` with `t:Message`, `MessageDisposition` = `SaveOnly|SendOnly|SendAndSaveCopy`,
+/// Exchange answering `Success` with an empty `Items` when nothing is saved). The body is ORB's own text,
+/// not a person's: the crate's no-body rule is about reading bodies and writing them on calendar items.
+pub fn send_mail(mail: &OutgoingMail) -> Element {
+    let to = t("ToRecipients")
+        .children(mail.to.iter().map(|a| t("Mailbox").child(t("EmailAddress").text(a.as_str()))));
+    let message = t("Message")
+        .child(t("Subject").text(mail.subject.as_str()))
+        .child(t("Body").attr("BodyType", "Text").text(mail.body_text.as_str()))
+        .child(to);
+    m("CreateItem").attr("MessageDisposition", "SendOnly").child(m("Items").child(message))
 }
 
 /// `DeleteItem` to the deleted items with cancellations to all attendees: an item, a whole series, or
@@ -292,261 +370,28 @@ pub fn unsubscribe(subscription_id: &str) -> Element {
     m("Unsubscribe").child(m("SubscriptionId").text(subscription_id))
 }
 
-/// Whether a request could return an item's body: it names `item:Body` (or `UniqueBody`, `TextBody`,
-/// `NormalizedBody`), or uses a base shape other than `IdOnly`. The emulator's request log records this;
-/// ORB's requests never do.
+/// The property paths that hold an item's body.
+const BODY_PATHS: &[&str] = &["item:Body", "item:UniqueBody", "item:TextBody", "item:NormalizedBody"];
+
+/// Whether a request could read an item's body: a base shape other than `IdOnly`, or a body property
+/// path (`item:Body`, `UniqueBody`, `TextBody`, `NormalizedBody`) where it reads — in an item shape, and
+/// also in a restriction or sort order (searching a body reads it), or anywhere else but the path of an
+/// update. Writing is not reading: a `t:Body` element (the text of a mail ORB sends, [`send_mail`]) and
+/// an update's path are not counted; that no calendar item ORB writes carries a body is held by this
+/// module's tests. The emulator's request log records this for every request; ORB's requests never do.
 pub fn asks_for_body(envelope: &Element) -> bool {
-    envelope.descendants().iter().any(|el| {
-        let names_body = el.is(TYPES, "FieldURI")
-            && el.get_attr("FieldURI").is_some_and(|f| {
-                matches!(f, "item:Body" | "item:UniqueBody" | "item:TextBody" | "item:NormalizedBody")
-            });
+    fn walk(el: &Element, update_path: bool) -> bool {
         let wide_shape = el.is(TYPES, "BaseShape") && el.text.trim() != "IdOnly";
-        names_body || wide_shape
-    })
+        let names_body = el.is(TYPES, "FieldURI")
+            && !update_path
+            && el.get_attr("FieldURI").is_some_and(|f| BODY_PATHS.contains(&f));
+        let is_update = el.ns == TYPES
+            && matches!(el.name.as_str(), "SetItemField" | "AppendToItemField" | "DeleteItemField");
+        // An update's path is its first child; the value after it is not a path.
+        wide_shape || names_body || el.children.iter().enumerate().any(|(i, c)| walk(c, is_update && i == 0))
+    }
+    walk(envelope, false)
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::{TimeZone, Utc};
-
-    use super::*;
-    use crate::xml;
-
-    fn addr(s: &str) -> EmailAddress {
-        EmailAddress::parse(s).unwrap()
-    }
-
-    fn weekly() -> crate::series::Recurrence {
-        use crate::series::{DayOfWeek, Pattern, Range, Recurrence};
-        Recurrence {
-            pattern: Pattern::Weekly {
-                interval: 1,
-                days: vec![DayOfWeek::Day(chrono::Weekday::Tue)],
-                first_day_of_week: None,
-            },
-            range: Range::Numbered { start: chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(), count: 10 },
-        }
-    }
-
-    fn every_request() -> Vec<Element> {
-        let at = |h| Utc.with_ymd_and_hms(2026, 9, 1, h, 0, 0).unwrap();
-        let id = ItemId::new("AAMk1", "DwAA1");
-        let meeting = NewMeeting {
-            subject: "Project sync".into(),
-            match_id: "0190-match".into(),
-            start: at(8),
-            end: at(9),
-            location: Some("Room 4.12".into()),
-            room: addr("room-4.12@contoso.com"),
-            time_zone: Some("W. Europe Standard Time".into()),
-            recurrence: None,
-        };
-        let series = NewMeeting { recurrence: Some(weekly()), ..meeting.clone() };
-        let change = MeetingChange {
-            subject: Some("New".into()),
-            start: Some(at(9)),
-            end: Some(at(10)),
-            location: Some("Room 5".into()),
-            room: Some(addr("room-5@contoso.com")),
-            match_id: Some("m2".into()),
-        };
-        let shape = Shape { subject: true };
-        vec![
-            find_calendar_view(Window { start: at(0), end: at(23) }, 500, shape),
-            get_items(std::slice::from_ref(&id), shape),
-            create_meeting(&meeting),
-            update_meeting(&id, &change, ConflictResolution::NeverOverwrite),
-            cancel_meeting(&id),
-            delete_item(&id),
-            get_room_lists(),
-            get_rooms(&addr("rooms@contoso.com")),
-            sync_folder_items(Some("state"), 512),
-            sync_folder_items(None, 10),
-            subscribe_push(&PushRequest {
-                url: "https://orb.example/hooks/ews/t1".into(),
-                status_frequency_minutes: 5,
-                watermark: Some("wm".into()),
-            }),
-            unsubscribe("sub-1"),
-            create_meeting(&series),
-            get_refs(
-                &[
-                    ItemRef::Occurrence { master: id.clone(), index: 2 },
-                    ItemRef::MasterOf(ItemId { id: "occ".into(), change_key: None }),
-                ],
-                shape,
-            ),
-            update_meeting(
-                ItemRef::Occurrence { master: id.clone(), index: 2 },
-                &change,
-                ConflictResolution::NeverOverwrite,
-            ),
-            delete_item(ItemRef::Occurrence { master: id.clone(), index: 3 }),
-        ]
-        .into_iter()
-        .map(|op| envelope(Some(&addr("alice@contoso.com")), op))
-        .collect()
-    }
-
-    #[test]
-    fn no_request_names_the_body_or_a_wide_shape() {
-        for req in every_request() {
-            let doc = req.to_document();
-            assert!(!asks_for_body(&req), "{doc}");
-            for el in req.descendants() {
-                if el.name == "Body" {
-                    assert_eq!(el.ns, SOAP, "only soap:Body may be named Body: {doc}");
-                }
-                assert!(el.name != "NewBodyContent", "{doc}");
-                for a in &el.attrs {
-                    assert!(!a.value.ends_with(":Body"), "{doc}");
-                }
-            }
-            assert!(!doc.contains("item:Body"), "{doc}");
-        }
-    }
-
-    #[test]
-    fn the_body_detector_sees_what_it_must() {
-        let named = m("GetItem").child(
-            m("ItemShape")
-                .child(t("BaseShape").text("IdOnly"))
-                .child(t("AdditionalProperties").child(field("item:Body"))),
-        );
-        assert!(asks_for_body(&envelope(None, named)));
-        let wide = m("GetItem").child(m("ItemShape").child(t("BaseShape").text("AllProperties")));
-        assert!(asks_for_body(&envelope(None, wide)));
-        let default = m("FindItem").child(m("ItemShape").child(t("BaseShape").text("Default")));
-        assert!(asks_for_body(&envelope(None, default)));
-    }
-
-    fn names(el: &Element) -> Vec<&str> {
-        el.children.iter().map(|c| c.name.as_str()).collect()
-    }
-
-    #[test]
-    fn calendar_item_children_follow_the_schema_sequence() {
-        let req = every_request().remove(2);
-        let item = req
-            .path(&[(SOAP, "Body"), (MESSAGES, "CreateItem"), (MESSAGES, "Items"), (TYPES, "CalendarItem")])
-            .unwrap();
-        // ItemType part (Subject … ExtendedProperty), then CalendarItemType part (Start … EndTimeZone).
-        assert_eq!(
-            names(item),
-            [
-                "Subject",
-                "ExtendedProperty",
-                "Start",
-                "End",
-                "LegacyFreeBusyStatus",
-                "Location",
-                "Resources",
-                "StartTimeZone",
-                "EndTimeZone"
-            ]
-        );
-        let create = req.path(&[(SOAP, "Body"), (MESSAGES, "CreateItem")]).unwrap();
-        assert_eq!(create.get_attr("SendMeetingInvitations"), Some("SendToAllAndSaveCopy"));
-        assert_eq!(names(create), ["SavedItemFolderId", "Items"]);
-        let ext = item.find(TYPES, "ExtendedProperty").unwrap();
-        assert_eq!(names(ext), ["ExtendedFieldURI", "Value"]);
-        let uri = ext.find(TYPES, "ExtendedFieldURI").unwrap();
-        assert_eq!(uri.get_attr("PropertySetId"), Some(ORB_PROPERTY_SET_ID));
-        assert_eq!(uri.get_attr("PropertyName"), Some(ORB_MATCH_PROPERTY_NAME));
-        assert_eq!(uri.get_attr("PropertyType"), Some("String"));
-    }
-
-    #[test]
-    fn operation_children_follow_the_schema_sequence() {
-        let reqs = every_request();
-        let op = |i: usize| reqs[i].path(&[(SOAP, "Body")]).unwrap().children[0].clone();
-        assert_eq!(names(&op(0)), ["ItemShape", "CalendarView", "ParentFolderIds"]);
-        assert_eq!(names(&op(1)), ["ItemShape", "ItemIds"]);
-        let update = op(3);
-        assert_eq!(update.get_attr("ConflictResolution"), Some("NeverOverwrite"));
-        assert_eq!(update.get_attr("SendMeetingInvitationsOrCancellations"), Some("SendToAllAndSaveCopy"));
-        let change = update.path(&[(MESSAGES, "ItemChanges"), (TYPES, "ItemChange")]).unwrap();
-        assert_eq!(names(change), ["ItemId", "Updates"]);
-        assert_eq!(change.find(TYPES, "ItemId").unwrap().get_attr("ChangeKey"), Some("DwAA1"));
-        for set in &change.find(TYPES, "Updates").unwrap().children {
-            assert_eq!(set.children.len(), 2, "one path, one CalendarItem");
-            assert_eq!(set.children[1].children.len(), 1, "one property per SetItemField");
-        }
-        let del = op(5);
-        assert_eq!(del.get_attr("SendMeetingCancellations"), Some("SendToAllAndSaveCopy"));
-        assert_eq!(del.get_attr("DeleteType"), Some("MoveToDeletedItems"));
-        assert_eq!(
-            names(&op(8)),
-            ["ItemShape", "SyncFolderId", "SyncState", "MaxChangesReturned", "SyncScope"]
-        );
-        assert_eq!(names(&op(9)), ["ItemShape", "SyncFolderId", "MaxChangesReturned", "SyncScope"]);
-        let push = op(10);
-        assert_eq!(
-            names(&push.children[0]),
-            ["FolderIds", "EventTypes", "Watermark", "StatusFrequency", "URL"]
-        );
-    }
-
-    #[test]
-    fn series_requests_follow_the_schema_sequence() {
-        let reqs = every_request();
-        let op = |i: usize| reqs[i].path(&[(SOAP, "Body")]).unwrap().children[0].clone();
-        let create = op(12);
-        let item = create.path(&[(MESSAGES, "Items"), (TYPES, "CalendarItem")]).unwrap();
-        assert_eq!(
-            names(item),
-            [
-                "Subject",
-                "ExtendedProperty",
-                "Start",
-                "End",
-                "LegacyFreeBusyStatus",
-                "Location",
-                "Resources",
-                "Recurrence",
-                "StartTimeZone",
-                "EndTimeZone"
-            ]
-        );
-        let rec = item.find(TYPES, "Recurrence").unwrap();
-        assert_eq!(names(rec), ["WeeklyRecurrence", "NumberedRecurrence"]);
-        assert_eq!(names(&rec.children[0]), ["Interval", "DaysOfWeek"]);
-        assert_eq!(names(&rec.children[1]), ["StartDate", "NumberOfOccurrences"]);
-        assert_eq!(rec.children[1].child_text(TYPES, "StartDate"), Some("2026-09-01"));
-        let get = op(13);
-        let ids = get.find(MESSAGES, "ItemIds").unwrap();
-        assert_eq!(names(ids), ["OccurrenceItemId", "RecurringMasterItemId"]);
-        assert_eq!(ids.children[0].get_attr("RecurringMasterId"), Some("AAMk1"));
-        assert_eq!(ids.children[0].get_attr("InstanceIndex"), Some("2"));
-        assert_eq!(ids.children[0].get_attr("ChangeKey"), Some("DwAA1"));
-        let change = op(14);
-        let change = change.path(&[(MESSAGES, "ItemChanges"), (TYPES, "ItemChange")]).unwrap();
-        assert_eq!(names(change), ["OccurrenceItemId", "Updates"]);
-        let del = op(15);
-        let ids = del.find(MESSAGES, "ItemIds").unwrap();
-        assert_eq!(ids.children[0].get_attr("InstanceIndex"), Some("3"));
-        assert_eq!(del.get_attr("SendMeetingCancellations"), Some("SendToAllAndSaveCopy"));
-    }
-
-    #[test]
-    fn the_header_names_version_and_impersonated_mailbox() {
-        let req = every_request().remove(0);
-        let doc = req.to_document();
-        let back = xml::parse(&doc).unwrap();
-        let header = back.find(SOAP, "Header").unwrap();
-        assert_eq!(
-            header.find(TYPES, "RequestServerVersion").unwrap().get_attr("Version"),
-            Some("Exchange2013_SP1")
-        );
-        let sid = header
-            .path(&[
-                (TYPES, "ExchangeImpersonation"),
-                (TYPES, "ConnectingSID"),
-                (TYPES, "PrimarySmtpAddress"),
-            ])
-            .unwrap();
-        assert_eq!(sid.text, "alice@contoso.com");
-        assert!(doc.contains("xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\""));
-    }
-}
+mod tests;

@@ -406,6 +406,8 @@ mod tests {
                 folder_id: None,
                 parent_folder_id: Some("calendar".into()),
                 unread_count: None,
+                old_item_id: None,
+                old_parent_folder_id: None,
             }],
         }
     }

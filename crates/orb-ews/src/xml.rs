@@ -172,6 +172,14 @@ impl Element {
     }
 }
 
+/// Whether `s` holds only characters XML 1.0 allows in text and attribute values: no control character
+/// but tab, line feed and carriage return, no U+FFFE / U+FFFF. The writer escapes markup but cannot write
+/// these; Exchange would refuse the whole request (`ErrorSchemaValidation`), so builders' callers check
+/// first.
+pub fn is_xml_text(s: &str) -> bool {
+    s.chars().all(|c| matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}'))
+}
+
 /// The fixed prefix the writer uses for a namespace.
 fn prefix_of(ns: &str) -> Option<&'static str> {
     match ns {
@@ -431,6 +439,14 @@ mod tests {
             ["", "<a>", "<a></b>", "<a/><b/>", "<!DOCTYPE a><a/>", "<a>&bogus;</a>", "<p:a/>", "<html>oops"]
         {
             assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_xml_cannot_carry_is_told_apart() {
+        assert!(is_xml_text("Tom & Jerry <3>\r\n\tok ✓"));
+        for bad in ["a\u{0}b", "\u{1}", "x\u{1b}[0m", "\u{FFFE}", "\u{FFFF}"] {
+            assert!(!is_xml_text(bad), "{bad:?}");
         }
     }
 

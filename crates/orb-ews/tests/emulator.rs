@@ -60,7 +60,8 @@ fn meeting(room: &str, start: DateTime<Utc>, match_id: &str) -> NewMeeting {
         start,
         end: start + Duration::hours(1),
         location: Some("Room".into()),
-        room: addr(room),
+        room: Some(addr(room)),
+        attendees: Vec::new(),
         time_zone: Some("W. Europe Standard Time".into()),
         recurrence: None,
     }

@@ -49,7 +49,8 @@ fn tuesdays(count: u32, match_id: &str) -> NewMeeting {
         start: at(1, 8),
         end: at(1, 9),
         location: Some("Room 4.12".into()),
-        room: addr(ROOM),
+        room: Some(addr(ROOM)),
+        attendees: Vec::new(),
         time_zone: Some("W. Europe Standard Time".into()),
         recurrence: Some(Recurrence {
             pattern: Pattern::Weekly {

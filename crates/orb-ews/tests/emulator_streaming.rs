@@ -82,7 +82,8 @@ fn meeting(start: DateTime<Utc>, match_id: &str) -> NewMeeting {
         start,
         end: start + Duration::hours(1),
         location: Some("Room 4.12".into()),
-        room: addr(ROOM),
+        room: Some(addr(ROOM)),
+        attendees: Vec::new(),
         time_zone: Some("W. Europe Standard Time".into()),
         recurrence: None,
     }

@@ -64,6 +64,7 @@ fn every_reference_example_is_well_formed_and_namespaced() {
         "delete-item-error.xml",
         "fault-server-busy.xml",
         "recurrence.xml",
+        "find-item-match-id.xml",
     ] {
         for ex in examples(name) {
             for el in ex.descendants() {
@@ -219,7 +220,8 @@ fn orbs_requests_follow_the_reference_order() {
         start: at(8),
         end: at(9),
         location: Some("Room 4.12".into()),
-        room: room.clone(),
+        room: Some(room.clone()),
+        attendees: Vec::new(),
         time_zone: Some("W. Europe Standard Time".into()),
         recurrence: None,
     };
@@ -252,6 +254,14 @@ fn orbs_requests_follow_the_reference_order() {
     ours_updates.sort();
     reference_updates.sort();
     assert_eq!(ours_updates, reference_updates);
+    // Dropping the room is the reference's DeleteItemField (a path, nothing else), on Resources.
+    let drop_room = MeetingChange { remove_rooms: true, ..Default::default() };
+    let ours = request::update_meeting(ItemId::new("A", "K"), &drop_room, ConflictResolution::NeverOverwrite);
+    let removals =
+        |e: &Element| updates(e).into_iter().filter(|p| p.contains("DeleteItemField")).collect::<Vec<_>>();
+    assert_eq!(removals(&ours), removals(update_ref));
+    let deleted = ours.descendants().into_iter().find(|e| e.name == "DeleteItemField").unwrap().clone();
+    assert_eq!(deleted.children[0].get_attr("FieldURI"), Some("calendar:Resources"));
 
     let cancel_ref = examples("cancel-and-delete.xml");
     let ours = request::cancel_meeting(&ItemId::new("A", "K"));
@@ -284,6 +294,27 @@ fn orbs_requests_follow_the_reference_order() {
     // And what is written reads back identically.
     assert_eq!(&xml::parse(&ours.to_document()).unwrap(), &ours);
     let _ = in_envelope(op_of(&ours));
+}
+
+#[test]
+fn orbs_match_lookup_is_the_reference_lookup() {
+    let reference = &examples("find-item-match-id.xml")[0];
+    let ours = request::find_by_match_id("TD-000123");
+    // The same elements in the same order, the same operation and view attributes.
+    assert_eq!(ours.shape(), reference.shape());
+    assert_eq!(ours.attrs, reference.attrs);
+    let view = |e: &Element| e.find(MESSAGES, "IndexedPageItemView").unwrap().attrs.clone();
+    assert_eq!(view(&ours), view(reference));
+    let path = [(MESSAGES, "Restriction"), (TYPES, "IsEqualTo")];
+    let (ours_eq, ref_eq) = (ours.path(&path).unwrap(), reference.path(&path).unwrap());
+    // ORB's own property (set, name), in the reference's form; the constant as given.
+    let attr_names = |e: &Element| e.attrs.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+    assert_eq!(attr_names(&ours_eq.children[0]), attr_names(&ref_eq.children[0]));
+    assert_eq!(ours_eq.children[0], request::match_field_uri());
+    assert_eq!(ours_eq.children[1], ref_eq.children[1]);
+    // It reads back as written.
+    let doc = request::envelope(None, ours.clone()).to_document();
+    assert_eq!(op_of(&xml::parse(&doc).unwrap()), &ours);
 }
 
 #[test]
@@ -323,7 +354,8 @@ fn the_reference_series_examples_are_read_and_written_alike() {
         start: at(8, 8),
         end: at(8, 9),
         location: None,
-        room: EmailAddress::parse("room-4.12@contoso.com").unwrap(),
+        room: Some(EmailAddress::parse("room-4.12@contoso.com").unwrap()),
+        attendees: Vec::new(),
         time_zone: Some("W. Europe Standard Time".into()),
         recurrence: Some(rec),
     };

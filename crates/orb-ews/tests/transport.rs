@@ -53,8 +53,12 @@ async fn server() -> (String, tokio::task::JoinHandle<()>) {
     (base, task)
 }
 
-fn client(url: String, cap: usize) -> EwsClient {
-    let auth = Auth::Basic { username: "svc".into(), password: SecretString::from("pw") };
+fn client(url: String, cap: usize, ntlm: bool) -> EwsClient {
+    let auth = if ntlm {
+        Auth::Ntlm { domain: None, username: "CONTOSO\\svc".into(), password: SecretString::from("pw") }
+    } else {
+        Auth::Basic { username: "svc".into(), password: SecretString::from("pw") }
+    };
     EwsClient::new(EwsConfig {
         allow_plain_http: true,
         request_timeout: Duration::from_millis(300),
@@ -64,15 +68,23 @@ fn client(url: String, cap: usize) -> EwsClient {
     .unwrap()
 }
 
+/// The same failures over both transports (reqwest for Basic, the NTLM connections): a server that
+/// answers the first leg with something other than a `401` is classified like any answer.
 #[tokio::test]
 async fn transport_failures_are_classified() {
+    for ntlm in [false, true] {
+        transport_failures_are_classified_over(ntlm).await;
+    }
+}
+
+async fn transport_failures_are_classified_over(ntlm: bool) {
     let (base, _task) = server().await;
     let room = EmailAddress::parse("room@contoso.com").unwrap();
     let start = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
     let target = Target { mailbox: &room, correlation: CorrelationId::generate(start) };
     let window = Window { start, end: start + chrono::Duration::days(1) };
     let call = |path: &str, cap: usize| {
-        let c = client(format!("{base}{path}"), cap);
+        let c = client(format!("{base}{path}"), cap, ntlm);
         async move { c.calendar_view(target, window).await.unwrap_err() }
     };
     let slow = call("/slow", 1 << 20).await;

@@ -2,9 +2,10 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `GET /requests` | the request log (operation, account, mailbox, `client-request-id`, `X-AnchorMailbox`, `asksForBody`, code, status) |
+//! | `GET /requests` | the request log (operation, account, mailbox, `client-request-id`, `X-AnchorMailbox`, `asksForBody`, code, status, `auth` step, `connection`) |
 //! | `GET /mailboxes/{m}/items` | a mailbox's live items, extended properties included |
-//! | `GET /knobs`, `PUT /knobs` | `busy_count` + `back_off_ms` (ErrorServerBusy), `unavailable_count` + `retry_after_secs` (503) |
+//! | `GET /outbox` | every mail sent through EWS (sender, recipients, subject, body, when) |
+//! | `GET /knobs`, `PUT /knobs` | `busy_count` + `back_off_ms` (ErrorServerBusy), `unavailable_count` + `retry_after_secs` (503), `ntlm_disabled` (Basic only) |
 //! | `GET /subscriptions`, `GET /deliveries` | push subscriptions; every POST to a callback URL with its outcome |
 //! | `GET /streamingSubscriptions`, `POST /streams/reset` | streaming subscriptions; cut every open `GetStreamingEvents` connection (a reset mid-stream) |
 //! | `POST /tick` | status pings and delivery retries due at the clock's time |
@@ -54,6 +55,7 @@ pub(crate) fn router() -> Router<EwsEmulator> {
                 },
             ),
         )
+        .route("/outbox", get(|State(em): State<EwsEmulator>| async move { Json(em.outbox()) }))
         .route("/subscriptions", get(|State(em): State<EwsEmulator>| async move { Json(em.subscriptions()) }))
         .route(
             "/streamingSubscriptions",

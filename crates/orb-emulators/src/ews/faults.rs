@@ -140,6 +140,11 @@ pub(crate) async fn inject(State(em): State<EwsEmulator>, req: Request, next: Ne
             status: injection.fault.status_code().unwrap_or(0),
             fault: Some(label.to_owned()),
             fault_after_handling: false,
+            auth: None,
+            connection: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<super::ConnId>>()
+                .map(|c| c.0.serial),
         });
     }
     if operation == "GetStreamingEvents" && injection.after_handling && injection.fault == FaultKind::Reset {

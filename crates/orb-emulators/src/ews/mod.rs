@@ -2,20 +2,36 @@
 //! `orb-ews` client uses, behaving like Exchange Server 2019 / SE as the project's EWS reference
 //! describes it, with a control API under `/_emulator/`.
 //!
-//! - [`soap`]: Basic and bearer authentication (`401` with a `Basic` challenge), `RequestServerVersion`
+//! - [`ntlm`]: authentication as IIS answers it: NTLM (or raw NTLM in `Negotiate`) bound to the TCP
+//!   connection, Basic and bearer; `401` offers `Negotiate`, `NTLM` and `Basic` (only `Basic` with
+//!   [`Knobs::ntlm_disabled`]).
+//! - [`soap`]: authentication ([`ntlm`]), `RequestServerVersion`
 //!   checked, `ExchangeImpersonation` checked against the account's ApplicationImpersonation scope
 //!   (`ErrorImpersonationDenied` without the role, `ErrorImpersonateUserDenied` outside the scope,
 //!   `ErrorNonExistentMailbox` for unknown addresses — SOAP faults, as Exchange answers them), the
 //!   throttling knobs (`ErrorServerBusy` with `BackOffMilliseconds`, HTTP 503 with or without
 //!   `Retry-After`), `ServerVersionInfo` on every answer, and a request log that records whether each
 //!   request could return an item body.
-//! - [`ops`]: FindItem (`CalendarView` only, series expanded: window, `MaxEntriesReturned`, `IncludesLastItemInRange`, the
-//!   two-year limit; no body, no recipient lists, organizer name only), GetItem (explicit properties and
-//!   extended properties; the body only when asked), CreateItem (meetings with `SendMeetingInvitations`
-//!   required, schema order of `CalendarItem` enforced with `ErrorSchemaValidation`; `CancelCalendarItem`),
+//! - [`find`]: FindItem — a `CalendarView` (series expanded: window, `MaxEntriesReturned`,
+//!   `IncludesLastItemInRange`, the two-year limit; no body, no recipient lists, organizer name only) or
+//!   an `IndexedPageItemView` (stored single items and masters, never occurrences, paged) with a
+//!   `Restriction` `IsEqualTo` on an extended property (ORB's match-id lookup); other restrictions are
+//!   refused (`ErrorUnsupportedQueryFilter`), a restriction with a `CalendarView` too
+//!   (`ErrorInvalidRestriction`, U8).
+//! - [`ops`]: GetItem (explicit properties and extended properties; the body only when asked),
+//!   CreateItem (meetings with `SendMeetingInvitations` required, schema order of `CalendarItem` enforced
+//!   with `ErrorSchemaValidation`; people kept as `RequiredAttendees` and returned by GetItem, no person
+//!   copies made; an appointment without attendees, e.g. written with `SendToNone` straight into a
+//!   room's calendar, is that mailbox's own item, not seen by the booking attendant; `CancelCalendarItem`;
+//!   messages go to [`mail`]),
 //!   UpdateItem (`NeverOverwrite` / `AutoResolve` / `AlwaysOverwrite` against the change-key history,
-//!   `ErrorIrresolvableConflict`, `ErrorInvalidChangeKey`, `ErrorChangeKeyRequiredForWriteOperations`),
-//!   DeleteItem (cancellations).
+//!   `ErrorIrresolvableConflict`, `ErrorInvalidChangeKey`, `ErrorChangeKeyRequiredForWriteOperations`;
+//!   `RequiredAttendees` / `Resources` replaced as a whole by `SetItemField`, removed by
+//!   `DeleteItemField`: a dropped room, with a `Send…` mode, gets a cancellation and its copy is left
+//!   `IsCancelled` like a cancelled meeting's; invited again, the copy is booked again),
+//!   DeleteItem (cancellations; an appointment is simply deleted, whatever `SendMeetingCancellations`).
+//! - [`mail`]: CreateItem of a `t:Message` (`MessageDisposition` `SendOnly` / `SendAndSaveCopy`) kept in
+//!   the outbox ([`EwsEmulator::outbox`]), answered `Success` with an empty `Items` like Exchange.
 //! - [`folders`]: GetRoomLists / GetRooms, SyncFolderItems (opaque state, coalesced Create / Update /
 //!   Delete, paging, `ErrorInvalidSyncStateData`), Subscribe (push and streaming) / Unsubscribe.
 //! - [`state`]: mailboxes, items with change keys, and the booking attendant: a meeting sent to a room
@@ -46,8 +62,12 @@
 
 pub mod control;
 pub(crate) mod faults;
+pub mod find;
 pub mod folders;
+pub mod mail;
+pub mod ntlm;
 pub mod ops;
+pub mod people;
 pub mod push;
 pub(crate) mod render;
 pub(crate) mod series;
@@ -63,7 +83,10 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use orb_core::Clock;
 
-pub use push::{DeliveryRecord, SubscriptionInfo};
+pub use mail::SentMail;
+pub use ntlm::ConnId;
+pub use people::outlook_create_meeting;
+pub use push::{DeliveryRecord, PushFaults, PushKnobs, SubscriptionInfo};
 pub use state::{Item, Knobs, RequestRecord, RoomSettings, Scope};
 pub use streaming::StreamingInfo;
 
@@ -184,6 +207,12 @@ impl EwsEmulator {
         self.lock().fault_plan = plan;
     }
 
+    /// Forgets every NTLM-authenticated connection and pending challenge (IIS recycled): the next request
+    /// on such a connection gets `401` and the client must authenticate again.
+    pub fn forget_ntlm_connections(&self) {
+        self.lock().ntlm = ntlm::Conns::default();
+    }
+
     /// Every SOAP request so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
@@ -192,6 +221,11 @@ impl EwsEmulator {
     /// The requests that could have returned an item body (an empty list: none did).
     pub fn body_requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.iter().filter(|r| r.asks_for_body).cloned().collect()
+    }
+
+    /// Every mail sent through EWS (`CreateItem` of a `t:Message`), in order.
+    pub fn outbox(&self) -> Vec<SentMail> {
+        self.lock().outbox.clone()
     }
 
     /// A mailbox's live items (empty for an unknown mailbox).
@@ -224,9 +258,16 @@ impl EwsEmulator {
         self.lock().push.log.clone()
     }
 
-    /// Runs what is due at the clock's time: status pings and retries of failed deliveries.
+    /// What the push delivery fault knobs ([`Knobs::push`]) did so far.
+    pub fn push_faults(&self) -> PushFaults {
+        self.lock().push.faults
+    }
+
+    /// Runs what is due at the clock's time: status pings and retries of failed deliveries; a
+    /// notification held back by the reorder knobs goes out once they are off.
     pub async fn tick(&self) {
         push::deliver_due(self).await;
+        push::release_held_if_calm(self).await;
     }
 
     /// The addresses of the known mailboxes.
@@ -269,11 +310,12 @@ impl Drop for Served {
     }
 }
 
-/// Serves the emulator on `127.0.0.1:0`.
+/// Serves the emulator on `127.0.0.1:0`, each TCP connection identified by a [`ConnId`] (NTLM binds
+/// to it).
 pub async fn serve(em: EwsEmulator) -> std::io::Result<Served> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
-    let app = router(em);
+    let app = router(em).into_make_service_with_connect_info::<ConnId>();
     let task = tokio::spawn(async move {
         // A serve error ends the task; requests then fail with connection errors, which tests see.
         let _ = axum::serve(listener, app).await;

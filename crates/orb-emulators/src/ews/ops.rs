@@ -4,15 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use orb_ews::model::parse_time;
 use orb_ews::series::Recurrence;
 use orb_ews::xml::{Element, MESSAGES, TYPES};
 
-use super::folders;
 use super::render::{prop_key, render, shape};
 use super::series::{self as ser, Target};
 use super::state::{Att, Inner, Item, Kind, PropKey, Refusal, refuse};
+use super::{find, folders, mail};
 
 /// A request-level refusal, answered as a SOAP fault (HTTP 500).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub(crate) fn dispatch(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result
         return Err(fault("ErrorInvalidRequest", "The request is invalid: unknown operation namespace."));
     }
     match op.name.as_str() {
-        "FindItem" => find_item(inner, ctx, op),
+        "FindItem" => find::find_item(inner, ctx, op),
         "GetItem" => get_item(inner, ctx, op),
         "CreateItem" => create_item(inner, ctx, op),
         "UpdateItem" => update_item(inner, ctx, op),
@@ -96,49 +96,7 @@ pub(crate) fn dispatch(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result
 }
 
 // ---------------------------------------------------------------------------------------------------
-// FindItem, GetItem
-
-fn find_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, Fault> {
-    let mb = ctx.mailbox()?;
-    let props = shape(op)?;
-    let view = op.find(MESSAGES, "CalendarView").ok_or_else(|| {
-        fault("ErrorInvalidRequest", "The emulator lists calendars only through a CalendarView.")
-    })?;
-    let date = |name: &str| {
-        view.get_attr(name)
-            .and_then(parse_time)
-            .ok_or_else(|| schema(format!("CalendarView {name} is required")))
-    };
-    let (start, end) = (date("StartDate")?, date("EndDate")?);
-    let max: usize = view.get_attr("MaxEntriesReturned").and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
-    let result = if end < start {
-        Err(refuse("ErrorInvalidRequest", "The EndDate of the CalendarView is earlier than its StartDate."))
-    } else if end - start > Duration::days(731) {
-        Err(refuse("ErrorCalendarViewRangeTooBig", "The calendar view range exceeds the two-year limit."))
-    } else {
-        // Series are expanded: their occurrences and exceptions in the window, never the master.
-        let mut items: Vec<Item> = Vec::new();
-        for i in inner.mailboxes[mb].items.values().filter(|i| !i.deleted) {
-            if i.recurrence.is_some() {
-                items.extend(
-                    ser::instances(i, start, end).iter().map(|o| ser::occurrence_item(i, o.original_start)),
-                );
-            } else if i.start < end && i.end > start {
-                items.push(i.clone());
-            }
-        }
-        items.sort_by_key(|i| (i.start, i.id.clone()));
-        let includes_last = items.len() <= max;
-        let shown: Vec<Element> = items.iter().take(max).map(|i| render(i, &props, true)).collect();
-        Ok(vec![
-            m("RootFolder")
-                .attr("TotalItemsInView", shown.len().to_string())
-                .attr("IncludesLastItemInRange", if includes_last { "true" } else { "false" })
-                .child(t("Items").children(shown)),
-        ])
-    };
-    Ok(response("FindItem", vec![message("FindItem", result)]))
-}
+// GetItem (FindItem is in `find`)
 
 /// The id elements of `ItemIds` (`ItemId`, `OccurrenceItemId`, `RecurringMasterItemId`).
 fn ids_of(op: &Element) -> Result<Vec<&Element>, Fault> {
@@ -165,7 +123,7 @@ fn get_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element, F
 }
 
 // ---------------------------------------------------------------------------------------------------
-// CreateItem (meetings, cancellations)
+// CreateItem (meetings, cancellations; mail is in `mail`)
 
 /// `t:CalendarItem` children the emulator knows, in the schema's order (U13: enforced).
 const CALENDAR_ORDER: &[&str] = &[
@@ -191,17 +149,19 @@ const CALENDAR_ORDER: &[&str] = &[
     "EndTimeZone",
 ];
 
-fn check_order(item: &Element) -> Result<(), Fault> {
+/// Refuses an item whose children are not in `order` (the known part of its schema sequence), or not
+/// known, with `ErrorSchemaValidation`.
+pub(super) fn check_order(item: &Element, order: &[&str]) -> Result<(), Fault> {
     let mut last = 0;
     for c in &item.children {
-        let pos = CALENDAR_ORDER
+        let pos = order
             .iter()
             .position(|n| *n == c.name && c.ns == TYPES)
-            .ok_or_else(|| schema(format!("unexpected element {} in CalendarItem", c.name)))?;
+            .ok_or_else(|| schema(format!("unexpected element {} in {}", c.name, item.name)))?;
         if pos < last {
             return Err(schema(format!(
-                "element {} is out of the schema's sequence in CalendarItem",
-                c.name
+                "element {} is out of the schema's sequence in {}",
+                c.name, item.name
             )));
         }
         last = pos;
@@ -263,13 +223,17 @@ fn create_item(inner: &mut Inner, ctx: &Ctx<'_>, op: &Element) -> Result<Element
             msgs.push(message("CreateItem", result));
             continue;
         }
+        if el.is(TYPES, "Message") {
+            msgs.push(mail::create_message(inner, ctx, op, el)?);
+            continue;
+        }
         if !el.is(TYPES, "CalendarItem") {
             return Err(fault(
                 "ErrorInvalidRequest",
                 format!("The emulator does not create {} items.", el.name),
             ));
         }
-        check_order(el)?;
+        check_order(el, CALENDAR_ORDER)?;
         let send = op.get_attr("SendMeetingInvitations");
         let result = create_calendar_item(inner, &mb, el, send, ctx.now);
         msgs.push(message("CreateItem", result));
@@ -412,10 +376,15 @@ pub(crate) enum FieldChange {
     End(DateTime<Utc>),
     Location(String),
     Resources(Vec<Att>),
+    RequiredAttendees(Vec<Att>),
     SetExt(PropKey, String),
     DeleteExt(PropKey),
     ClearLocation,
     ClearOptionalAttendees,
+    /// `DeleteItemField` of `calendar:RequiredAttendees`: every person removed.
+    ClearRequiredAttendees,
+    /// `DeleteItemField` of `calendar:Resources`: the rooms dropped (each gets a cancellation).
+    ClearResources,
 }
 
 pub(crate) fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(String, FieldChange)>, Refusal> {
@@ -444,8 +413,12 @@ pub(crate) fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(Str
                     "calendar:End" => FieldChange::End(when("End")?),
                     "calendar:Location" => FieldChange::Location(value("Location")?.text.clone()),
                     "calendar:Resources" => {
-                        FieldChange::Resources(att_list(inner, Some(value("Resources")?)))
+                        FieldChange::Resources(non_empty(att_list(inner, Some(value("Resources")?)))?)
                     }
+                    "calendar:RequiredAttendees" => FieldChange::RequiredAttendees(non_empty(att_list(
+                        inner,
+                        Some(value("RequiredAttendees")?),
+                    ))?),
                     "item:Body" => return Err(bad("The emulator does not write bodies.")),
                     other => {
                         return Err(refuse(
@@ -466,6 +439,8 @@ pub(crate) fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(Str
                 let c = match uri.as_str() {
                     "calendar:Location" => FieldChange::ClearLocation,
                     "calendar:OptionalAttendees" => FieldChange::ClearOptionalAttendees,
+                    "calendar:RequiredAttendees" => FieldChange::ClearRequiredAttendees,
+                    "calendar:Resources" => FieldChange::ClearResources,
                     other => {
                         return Err(refuse(
                             "ErrorInvalidPropertySet",
@@ -485,6 +460,19 @@ pub(crate) fn parse_updates(inner: &Inner, updates: &Element) -> Result<Vec<(Str
         }
     }
     Ok(out)
+}
+
+/// An attendee list set by an update: the schema's `NonEmptyArrayOfAttendeesType` holds at least one
+/// `Attendee` (removing all is a `DeleteItemField`).
+fn non_empty(list: Vec<Att>) -> Result<Vec<Att>, Refusal> {
+    if list.is_empty() {
+        return Err(refuse(
+            "ErrorSchemaValidation",
+            "The request failed schema validation: an attendee list needs at least one Attendee with a \
+             Mailbox/EmailAddress; remove the property with DeleteItemField instead.",
+        ));
+    }
+    Ok(list)
 }
 
 fn written_answer(id: String, change_key: String) -> Vec<Element> {
@@ -570,8 +558,16 @@ fn update_one(
                 FieldChange::Location(v) => it.location = Some(v),
                 FieldChange::Resources(list) => {
                     it.resources = list;
-                    it.is_meeting = it.is_meeting || !it.resources.is_empty();
+                    become_meeting(it);
                 }
+                FieldChange::RequiredAttendees(list) => {
+                    it.required = list;
+                    become_meeting(it);
+                }
+                // The item stays a meeting (AppointmentState keeps its meeting bit): its attendees were
+                // sent cancellations, not forgotten.
+                FieldChange::ClearRequiredAttendees => it.required.clear(),
+                FieldChange::ClearResources => it.resources.clear(),
                 FieldChange::SetExt(k, v) => {
                     it.ext.insert(k, v);
                 }
@@ -593,6 +589,17 @@ fn update_one(
         inner.process_rooms(mb, &id, &dropped, now);
     }
     Ok(written_answer(shown.id, shown.change_key))
+}
+
+/// An item given attendees is a meeting; an appointment of the mailbox's own (not a received copy)
+/// becomes one its owner organizes.
+fn become_meeting(it: &mut Item) {
+    if !it.required.is_empty() || !it.resources.is_empty() {
+        it.is_meeting = true;
+        if !it.received && it.my_response == "Unknown" {
+            it.my_response = "Organizer".into();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
-//! `POST /EWS/Exchange.asmx`: authentication (Basic, bearer), the throttling knobs, envelope and header
+//! `POST /EWS/Exchange.asmx`: authentication (Basic, bearer, NTLM bound to the connection:
+//! [`super::ntlm`]), the throttling knobs, envelope and header
 //! checks (`RequestServerVersion`, `ExchangeImpersonation` against the account's management scope),
 //! dispatch to [`super::ops`], the answer envelope with `ServerVersionInfo`, SOAP faults, and the
 //! request log.
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use orb_ews::request::asks_for_body;
 use orb_ews::xml::{self, Element, MESSAGES, SOAP, TYPES};
 
@@ -75,22 +75,6 @@ pub(crate) fn affinity_cookie(headers: &HeaderMap) -> Option<String> {
         .or_else(|| header_str(headers, name))
 }
 
-/// Who the `Authorization` header names, if the credentials are right.
-fn authenticate(em: &EwsEmulator, headers: &HeaderMap) -> Option<String> {
-    let auth = header_str(headers, "authorization")?;
-    let inner = em.lock();
-    if let Some(b64) = auth.strip_prefix("Basic ") {
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
-        let text = String::from_utf8(raw).ok()?;
-        let (user, password) = text.split_once(':')?;
-        let user = user.to_ascii_lowercase();
-        let account = inner.accounts.get(&user)?;
-        return (account.password == password).then_some(user);
-    }
-    let token = auth.strip_prefix("Bearer ")?;
-    inner.bearer_tokens.get(token.trim()).cloned()
-}
-
 /// The impersonated address of the header, if any (all four `ConnectingSID` forms; `SID` is not
 /// resolvable here and names no mailbox).
 fn impersonated(header: Option<&Element>) -> Option<String> {
@@ -103,7 +87,13 @@ fn impersonated(header: Option<&Element>) -> Option<String> {
 }
 
 /// The whole request: answers and records it.
-pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn handle(
+    State(em): State<EwsEmulator>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: Bytes,
+) -> Response {
+    let conn = extensions.get::<ConnectInfo<super::ConnId>>().map(|c| c.0);
     let mut record = RequestRecord {
         operation: String::new(),
         account: None,
@@ -117,6 +107,8 @@ pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, bo
         status: 200,
         fault: header_str(&headers, super::faults::FAULT_HEADER),
         fault_after_handling: headers.contains_key(super::faults::FAULT_HEADER),
+        auth: None,
+        connection: conn.map(|c| c.serial),
     };
     let text = String::from_utf8_lossy(&body).into_owned();
     let parsed = xml::parse(&text).ok();
@@ -126,16 +118,24 @@ pub(crate) async fn handle(State(em): State<EwsEmulator>, headers: HeaderMap, bo
             record.operation = op.name.clone();
         }
     }
-    let Some(account) = authenticate(&em, &headers) else {
-        record.status = 401;
-        record.response_code = "Unauthorized".into();
-        em.lock().requests.push(record);
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"exchange.emulator\"")],
-            "",
-        )
-            .into_response();
+    let account = match super::ntlm::authorize(&em, &headers, conn) {
+        super::ntlm::Outcome::Account { account, how } => {
+            record.auth = Some(how.to_owned());
+            account
+        }
+        super::ntlm::Outcome::Challenge { offers, how } => {
+            record.auth = Some(how.to_owned());
+            record.status = 401;
+            record.response_code = "Unauthorized".into();
+            em.lock().requests.push(record);
+            let mut resp = (StatusCode::UNAUTHORIZED, "").into_response();
+            for offer in offers {
+                if let Ok(v) = header::HeaderValue::from_str(&offer) {
+                    resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            return resp;
+        }
     };
     record.account = Some(account.clone());
     let (status, mut out) = answer(&em, &account, parsed.as_ref(), &mut record);

@@ -293,6 +293,14 @@ pub struct RequestRecord {
     pub fault: Option<String>,
     /// Whether the request was handled before the fault (a write applied, its answer lost).
     pub fault_after_handling: bool,
+    /// How the request authenticated ([`super::ntlm`]): `basic`, `bearer`, `ntlm-negotiate` (a
+    /// NEGOTIATE answered with a CHALLENGE), `ntlm-authenticate` (the AUTHENTICATE that authenticated its
+    /// connection), `ntlm-connection` (no header, on an authenticated connection), or why it was refused
+    /// (`none`, `ntlm-refused`, `ntlm-no-challenge`, `ntlm-disabled`, …). `None` when not authenticated
+    /// (a fault answered first).
+    pub auth: Option<String>,
+    /// The TCP connection's serial ([`super::ConnId::serial`]), when served by [`super::serve`].
+    pub connection: Option<u64>,
 }
 
 /// Throttling and failure knobs.
@@ -314,6 +322,13 @@ pub struct Knobs {
     /// `ErrorExpiredSubscription` (default 30; injected clock).
     #[serde(default)]
     pub stream_expiry_minutes: Option<u32>,
+    /// Push delivery faults: dropped, doubled, held back (see [`super::push`]).
+    #[serde(default)]
+    pub push: super::push::PushKnobs,
+    /// Windows authentication off: `401`s offer only Basic and NTLM / Negotiate tokens are refused
+    /// (an EWS virtual directory with `-WindowsAuthentication $false`).
+    #[serde(default)]
+    pub ntlm_disabled: bool,
 }
 
 /// A room list (`New-DistributionGroup -RoomList`).
@@ -337,6 +352,8 @@ pub struct Inner {
     pub(crate) push: super::push::Subscriptions,
     pub(crate) streaming: super::streaming::Streams,
     pub(crate) fault_plan: crate::faults::FaultPlan,
+    pub(crate) outbox: Vec<super::mail::SentMail>,
+    pub(crate) ntlm: super::ntlm::Conns,
 }
 
 /// An Exchange error code with its message, answered in a `ResponseMessage`.
@@ -495,8 +512,11 @@ impl Inner {
         let body = if settings.delete_comments { None } else { org.body.clone() };
         match existing {
             Some(copy_id) => {
+                // A copy cancelled earlier (the room was dropped, then invited again) is booked again.
                 let changed = self.live(room, &copy_id).is_ok_and(|c| {
-                    c.start != org.start
+                    c.is_cancelled
+                        || c.required != org.required
+                        || c.start != org.start
                         || c.end != org.end
                         || c.subject != subject
                         || c.location != org.location
@@ -511,6 +531,11 @@ impl Inner {
                         c.end = org.end;
                         c.subject = subject;
                         c.location = org.location.clone();
+                        c.required = org.required.clone();
+                        if c.is_cancelled {
+                            c.is_cancelled = false;
+                            c.free_busy = "Busy".into();
+                        }
                         c.body = body;
                         c.recurrence = org.recurrence.clone();
                         c.kind = org.kind;

@@ -348,6 +348,8 @@ fn take(conn: &Connection) -> Option<Vec<Notification>> {
                     folder_id: None,
                     parent_folder_id: Some("calendar".to_owned()),
                     unread_count: None,
+                    old_item_id: None,
+                    old_parent_folder_id: None,
                 })
                 .collect(),
         });

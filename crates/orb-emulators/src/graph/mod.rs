@@ -281,7 +281,7 @@ impl GraphEmulator {
         let (key, existed) = calendar::create(&mut inner, &mb, input, now)?;
         let shown = calendar::render(&inner.mailboxes[&mb].events[&key], view);
         if !existed {
-            calendar::process_meeting(&mut inner, &mb, &key, now);
+            self.answer_rooms(&mut inner, &mb, &key, now);
         }
         subscriptions::collect(&mut inner, now);
         Ok(shown)
@@ -308,7 +308,7 @@ impl GraphEmulator {
         calendar::check_if_match(&inner, &mb, id, if_match)?;
         let key = calendar::update(&mut inner, &mb, id, input, now)?;
         let shown = calendar::get(&inner, &mb, id, view)?;
-        calendar::process_meeting(&mut inner, &mb, &key, now);
+        self.answer_rooms(&mut inner, &mb, &key, now);
         subscriptions::collect(&mut inner, now);
         Ok(shown)
     }
@@ -333,9 +333,31 @@ impl GraphEmulator {
         let mut inner = self.lock();
         calendar::check_if_match(&inner, &mb, id, if_match)?;
         let key = calendar::remove(&mut inner, &mb, id, cancel, now)?;
-        calendar::process_meeting(&mut inner, &mb, &key, now);
+        self.answer_rooms(&mut inner, &mb, &key, now);
         subscriptions::collect(&mut inner, now);
         Ok(())
+    }
+
+    /// Lets the rooms answer the organizer's item `key` in `mb` ([`calendar::process_meeting`]): inside
+    /// the write, or [`Knobs::room_answer_delay_ms`] later on a task of its own (inline when no Tokio
+    /// runtime runs). A late answer reads the item as it is by then, so an answer overtaken by a later
+    /// write of the same item answers that write (and the later task finds nothing left to change).
+    fn answer_rooms(&self, inner: &mut state::Inner, mb: &str, key: &str, now: DateTime<Utc>) {
+        let delay = inner.knobs.room_answer_delay_ms;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if delay > 0 => {
+                let em = self.clone();
+                let (mb, key) = (mb.to_owned(), key.to_owned());
+                runtime.spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    let now = em.now();
+                    let mut inner = em.lock();
+                    calendar::process_meeting(&mut inner, &mb, &key, now);
+                    subscriptions::collect(&mut inner, now);
+                });
+            }
+            _ => calendar::process_meeting(inner, mb, key, now),
+        }
     }
 
     /// The subscriptions.

@@ -341,6 +341,12 @@ pub struct Knobs {
     /// bodies, before or after handling (see [`crate::faults`]). Applies to every request but the control
     /// API (the token endpoint and `$batch` envelopes included; not to sub-requests inside a batch).
     pub fault_plan: FaultPlan,
+    /// How long rooms take to answer a meeting request, milliseconds. Exchange's booking attendant answers
+    /// after the organizer's write has returned (reference §6.2: "treat booking as asynchronous"): the
+    /// write's response shows the room not yet answered, and later the room's copy appears and the
+    /// organizer's item changes (the answer recorded, a new `@odata.etag`), each with its notification.
+    /// 0 (the default) answers inside the write, which keeps tests that do not look at this deterministic.
+    pub room_answer_delay_ms: u64,
 }
 
 impl Default for Knobs {
@@ -360,6 +366,7 @@ impl Default for Knobs {
             notifications: NotificationKnobs::default(),
             batch_responses_reversed: false,
             fault_plan: FaultPlan::default(),
+            room_answer_delay_ms: 0,
         }
     }
 }

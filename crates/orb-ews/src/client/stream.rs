@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures::Stream;
 use reqwest::header::CONTENT_TYPE;
 
-use super::{EwsClient, Routing, Target, network};
+use super::transport::{Incoming, Outgoing};
+use super::{EwsClient, Routing, Target};
 use crate::error::EwsError;
 use crate::request;
 use crate::response::{self, HttpAnswer};
@@ -28,8 +29,8 @@ struct Reading {
 }
 
 enum State {
-    Send(Box<reqwest::RequestBuilder>, Reading),
-    Read(Box<reqwest::Response>, EnvelopeSplitter, Reading),
+    Send(Box<(EwsClient, Outgoing)>, Reading),
+    Read(Box<Incoming>, EnvelopeSplitter, Reading),
     Done,
 }
 
@@ -75,7 +76,7 @@ impl EwsClient {
         };
         let start = self.streaming_request(&target, subscription_ids, timeout, affinity);
         let first = match start {
-            Ok(rb) => Ok(State::Send(Box::new(rb), reading)),
+            Ok(out) => Ok(State::Send(Box::new((self.clone(), out)), reading)),
             Err(e) => Err(e),
         };
         futures::stream::unfold(Some(first), |state| async move {
@@ -86,7 +87,7 @@ impl EwsClient {
             loop {
                 state = match state {
                     State::Done => return None,
-                    State::Send(rb, reading) => match open(*rb, &reading).await {
+                    State::Send(send, reading) => match open(&send.0, &send.1, &reading).await {
                         Ok(resp) => {
                             let split = EnvelopeSplitter::new(reading.limit);
                             State::Read(Box::new(resp), split, reading)
@@ -107,6 +108,16 @@ impl EwsClient {
                                     }
                                 }
                                 let next = if batch.is_closed() {
+                                    // The answer ends here: read its end in the background so the
+                                    // connection (an NTLM-authenticated one too) can be used again.
+                                    let idle = reading.idle;
+                                    tokio::spawn(async move {
+                                        let mut resp = resp;
+                                        let _ = tokio::time::timeout(idle, async {
+                                            while let Ok(Some(_)) = resp.chunk().await {}
+                                        })
+                                        .await;
+                                    });
                                     State::Done
                                 } else {
                                     State::Read(resp, split, reading)
@@ -123,7 +134,7 @@ impl EwsClient {
                                 );
                                 return Some((Err(transient(what)), Some(Ok(State::Done))));
                             }
-                            Ok(Err(e)) => return Some((Err(network(&e)), Some(Ok(State::Done)))),
+                            Ok(Err(e)) => return Some((Err(e), Some(Ok(State::Done)))),
                             Ok(Ok(None)) if reading.alive.is_empty() && !split.holds_partial() => {
                                 return None;
                             }
@@ -148,21 +159,21 @@ impl EwsClient {
         ids: &[String],
         timeout: ConnectionTimeout,
         affinity: Option<&Affinity>,
-    ) -> Result<reqwest::RequestBuilder, EwsError> {
+    ) -> Result<Outgoing, EwsError> {
         let op = streaming::get_streaming_events_request(ids, timeout)?;
         let headers = self.headers("GetStreamingEvents", target, Routing::Affinity(affinity))?;
         let body = request::envelope(Some(target.mailbox), op).to_document();
         let whole = Duration::from_secs(u64::from(timeout.get()) * 60) + CONNECTION_MARGIN;
-        Ok(self.http.post(self.config.endpoint.clone()).headers(headers).timeout(whole).body(body))
+        Ok(Outgoing { headers, body: body.into(), timeout: whole })
     }
 }
 
 /// Sends the request; anything but a `200` with XML is read whole (capped) and classified like any
 /// other answer (faults, throttling, HTML pages).
-async fn open(rb: reqwest::RequestBuilder, reading: &Reading) -> Result<reqwest::Response, EwsError> {
-    let mut resp = rb.send().await.map_err(|e| network(&e))?;
-    let status = resp.status().as_u16();
-    let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn open(client: &EwsClient, out: &Outgoing, reading: &Reading) -> Result<Incoming, EwsError> {
+    let mut resp = client.transport.send(out).await?;
+    let status = resp.status;
+    let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let html = content_type.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("html"));
     if status == 200 && !html {
         return Ok(resp);
@@ -174,7 +185,7 @@ async fn open(rb: reqwest::RequestBuilder, reading: &Reading) -> Result<reqwest:
         });
     }
     let retry_after = resp
-        .headers()
+        .headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok())
@@ -183,7 +194,7 @@ async fn open(rb: reqwest::RequestBuilder, reading: &Reading) -> Result<reqwest:
     loop {
         match tokio::time::timeout(reading.idle, resp.chunk()).await {
             Err(_) => return Err(transient("the error answer stalled")),
-            Ok(Err(e)) => return Err(network(&e)),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => {
                 if bytes.len() + chunk.len() > reading.limit {
