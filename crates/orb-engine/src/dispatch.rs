@@ -45,6 +45,7 @@ pub async fn process_job(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult,
                 sync::sync_retry(deps, job, kind).await
             }
             Ok(JobKind::ReconcileSweep) => reconcile_sweep(deps, job).await,
+            Ok(JobKind::EwsNotification) => sync::ews_notification(deps, job).await,
             Err(unknown) => Err(unknown.into()),
         };
         match result {
@@ -65,6 +66,7 @@ async fn paused_if_denied(deps: &SyncDeps, tenant_id: TenantId, e: SyncError) ->
             Side::Topdesk
         }
         SyncError::Graph(GraphError::Unauthorized { .. } | GraphError::Forbidden { .. }) => Side::Exchange,
+        SyncError::Exchange(x) if x.is_denied() => Side::Exchange,
         _ => return e,
     };
     let Ok(tenant) = deps.tenant(tenant_id) else { return e };

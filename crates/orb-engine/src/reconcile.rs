@@ -88,6 +88,26 @@
 //! carries the sweep's [`SweepStats`] in its payload (`"sweep"`), so the planner's own guard can apply once
 //! the worker reads it.
 //!
+//! ## Rejecting held deletions
+//! An admin approves held deletions ([`SweepOptions::approve_mass_deletion`]: the cancellations go through)
+//! or rejects them (the portal's "Reject", `orb sync --reject-mass-deletion`): "this was a mistake". A sweep
+//! with [`SweepOptions::restore_held_deletions`] then carries out **no** deletion it infers from absence; it
+//! restores each instead: the booking is written to the side it vanished from again, from the side that still
+//! holds it, and nothing is cancelled anywhere. For each such deletion the other side's item is read by id;
+//! when it is live and did not change since ORB last processed it, the record forgets the vanished side's
+//! item and records that side as owing the booking ([`BookingRecord::forget_item`]: its link and fingerprint
+//! cleared, status `Failed` without counting a failure, one timeline entry), and a re-drive job (`"redrive":
+//! "<vanished side>"`, the item's observation without a counterpart) takes the deletion's place. The
+//! planner's re-drive of a side that holds no item creates the booking there (as for a first create, carrying
+//! the match id), and the executor links the new item to the same record: ORB's own item is then an echo,
+//! never a new booking, and the next sweep finds both sides in step (nothing enqueued, nothing held). Should
+//! the job never run, the record is owed like any failed side and later sweeps re-drive it. A deletion that
+//! cannot be restored now (the other side's item changed meanwhile, is cancelled or cannot be read, or the
+//! record's other side failed too) is held whatever the count, so a rejection never cancels anything.
+//! [`SweepReport::restored`] counts the restored bookings; in a dry run they are listed as
+//! [`Difference::Restored`]. In organizer mode the meeting is made again in the organizer's calendar with the
+//! room invited.
+//!
 //! ## A sweep in a room's lane
 //! A `reconcile.sweep` job runs in the room's lane, so the room's notifications wait while it runs. It only
 //! reads remotely (the listings, by-id reads, person look-ups for new Outlook bookings) and writes only to
@@ -100,8 +120,8 @@
 //! ## Invariants
 //! - **Never plans a change or writes a side inline.** Differences become jobs in the room's lane; the
 //!   only store writes besides jobs, the audit log and the cursor are the inserts of pairs and of ORB's
-//!   items without a record, and the failure bookkeeping of a side found stuck or drifted; none of them
-//!   writes anything remote.
+//!   items without a record, the failure bookkeeping of a side found stuck or drifted, and the forgetting
+//!   of a vanished item whose deletion an admin rejected; none of them writes anything remote.
 //! - **Idempotent.** A sweep right after a sweep whose jobs ran enqueues nothing.
 //! - A sweep that fails part-way has enqueued only whole jobs; the next sweep finds the rest.
 //! - The cursor `reconcile.sweep.<room id>` ([`cursor_name`]) holds the time of the last completed sweep,
@@ -110,7 +130,10 @@
 //! - Race note: a sweep run outside the room's lane may read a side just before the worker changes it; the
 //!   job it enqueues is then stale or an echo for the planner, and an insert that loses a race to the
 //!   worker fails on the store's unique reservation id (or match id) and is skipped. Scheduled sweeps and
-//!   sweeps started from a lifecycle job run inside the room's lane.
+//!   sweeps started from a lifecycle job run inside the room's lane. Where Exchange's versions are coarse
+//!   (EWS: whole seconds, [`crate::exchange::Exchange::coarse_versions`]) a listing cannot be told older
+//!   than a change in its second that a notification brought in before the sweep's job runs: there the
+//!   job reads its Exchange item again by id when it runs (`sync`), and plans from that.
 //!
 //! ## Must not depend on
 //! orb-web (work comes in through the store), the wall clock, and the order in which the sides list items.
@@ -124,7 +147,6 @@ use orb_core::{
     ObservationSource, ObservedRoom, PersonDirectory, PlanContext, RecordChange, RemoteIds, RoomId, RoomMap,
     RoomMapping, RoomResponse, Side, SubjectPolicy, SweepStats, SyncStatus, TenantId, plan,
 };
-use orb_graph::GraphError;
 use orb_graph::model::{Event, EventType};
 use orb_store::jobs::{JobPayload as _, SyncObservationJob, SyncRetryJob};
 use orb_store::{BookingFilter, JobStatus, Lane, NewAuditEntry, NewBookingEvent, StoreError};
@@ -255,6 +277,11 @@ pub struct SweepOptions {
     /// Re-drive every owing record now, ignoring the back-off and queued retries (`orb sync
     /// --retry-failed`).
     pub redrive_now: bool,
+    /// An admin rejected this room's held deletions (the portal's "Reject", `orb sync
+    /// --reject-mass-deletion`): every deletion the sweep infers from absence is **restored** instead of
+    /// carried out — the booking is written to the side it vanished from again, from the side that still
+    /// holds it (see "Rejecting held deletions" in the module docs). One that cannot be restored now is held.
+    pub restore_held_deletions: bool,
 }
 
 /// What kind of change a sweep found (and, outside a dry run, enqueued).
@@ -277,6 +304,9 @@ pub enum Difference {
     Recreated,
     /// A record whose side owes the booking ([`PlannedChange::side`] is that side): written again.
     Redrive,
+    /// A held deletion an admin rejected: the booking vanished from [`PlannedChange::side`] is written to
+    /// it again from the other side.
+    Restored,
 }
 
 /// One difference a sweep found, in words an operator can check before a backfill.
@@ -327,6 +357,9 @@ impl PlannedChange {
             }
             Difference::Redrive => {
                 format!("{seen} does not hold the booking as ORB decided: write it to {seen} again")
+            }
+            Difference::Restored => {
+                format!("gone in {seen}, the deletion rejected: write it to {seen} again from {other}")
             }
         }
     }
@@ -389,6 +422,8 @@ impl SweepReport {
             paired: 0,
             recreated: 0,
             held_deletions: 0,
+            restored: 0,
+            restored_to: Vec::new(),
             unchanged: 0,
             skipped: 0,
             owed: Vec::new(),
@@ -421,6 +456,11 @@ pub struct SweepReport {
     pub recreated: usize,
     /// Deletions held by the mass-deletion guard (no job enqueued).
     pub held_deletions: usize,
+    /// Deletions inferred from absence restored instead ([`SweepOptions::restore_held_deletions`]): the
+    /// booking is written to the side it vanished from again (their jobs count in [`JobsByKind::redriven`]).
+    pub restored: usize,
+    /// The bookings restored, each with the side it is written to again.
+    pub restored_to: Vec<(BookingId, Side)>,
     /// Items equal to their record (or older).
     pub unchanged: usize,
     /// Items the sweep leaves alone: not a booking ORB syncs (see the module docs).
@@ -826,7 +866,7 @@ impl<'a> Sweep<'a> {
         self.by_id = self.records.iter().map(|r| (r.id, r.clone())).collect();
         let listed = self
             .runtime
-            .graph
+            .exchange
             .calendar_view(self.mailbox(), self.window.0, self.window.1, self.corr())
             .await?;
         let mut events = Vec::with_capacity(listed.len());
@@ -877,9 +917,9 @@ impl<'a> Sweep<'a> {
         if !may_have_changed {
             return Ok(probe);
         }
-        match self.runtime.graph.get_event(self.mailbox(), &id, self.corr()).await {
+        match self.runtime.exchange.get_event(self.mailbox(), &id, self.corr()).await {
             Ok(full) => Ok(full),
-            Err(GraphError::NotFound { .. }) => Ok(probe),
+            Err(e) if e.is_not_found() => Ok(probe),
             Err(e) => Err(e.into()),
         }
     }
@@ -978,6 +1018,24 @@ impl<'a> Sweep<'a> {
         watermark.is_none_or(|w| w < orb_core::stored_precision(modified))
     }
 
+    /// Whether the room's item `obs` of `record` changed since ORB last processed the booking's Exchange
+    /// side: its version is newer than the record's watermark; or, where versions are coarse
+    /// ([`crate::exchange::Exchange::coarse_versions`]: EWS, whole seconds), it is the watermark's and the
+    /// item disagrees with the record — a person's change in the second of ORB's last write or read, not a
+    /// side that drifted (re-driving it would write the record's state over that change). The job reads
+    /// the item again when it runs; ORB's own write in that second agrees with the record, so it stays
+    /// unchanged.
+    fn exchange_changed(&self, record: &BookingRecord, obs: &Observation) -> bool {
+        if Self::is_newer(record, Side::Exchange, obs.modified_at) {
+            return true;
+        }
+        let same_step = record.exchange.modified_at.is_some_and(|w| {
+            w.duration_trunc(Duration::seconds(1)).ok()
+                == obs.modified_at.duration_trunc(Duration::seconds(1)).ok()
+        });
+        self.runtime.exchange.coarse_versions() && same_step && disagrees(record, obs, &self.runtime.rooms)
+    }
+
     /// Compares the room's calendar with the records.
     async fn compare_exchange(&mut self, report: &mut SweepReport) -> Result<(), SyncError> {
         let events = std::mem::take(&mut self.events);
@@ -1006,8 +1064,9 @@ impl<'a> Sweep<'a> {
                 Some(record) => {
                     let record = self.learn_room_copy(record, event, &obs).await?;
                     let obs = self.as_worker_sees(obs, Some(&record));
+                    let changed = self.exchange_changed(&record, &obs);
                     let seen = self.seen.entry(record.id).or_default();
-                    if Self::is_newer(&record, Side::Exchange, obs.modified_at) {
+                    if changed {
                         seen.exchange_change = Some(obs);
                     } else {
                         seen.exchange_now = Some(obs);
@@ -1153,8 +1212,9 @@ impl<'a> Sweep<'a> {
             {
                 match self.exchange_by_id(record).await? {
                     Current::Item { observation, absent } => {
+                        let changed = absent || self.exchange_changed(record, &observation);
                         let seen = self.seen.entry(record.id).or_default();
-                        if absent || Self::is_newer(record, Side::Exchange, observation.modified_at) {
+                        if changed {
                             seen.exchange_change = Some(observation);
                             seen.exchange_absent = absent;
                         } else {
@@ -1192,7 +1252,7 @@ impl<'a> Sweep<'a> {
     /// The record's room event read by its id: observed, or its absence (404) as a deletion observation.
     async fn exchange_by_id(&self, record: &BookingRecord) -> Result<Current, SyncError> {
         let Some(event_id) = record.exchange.room_event_id.clone() else { return Ok(Current::Nothing) };
-        match self.runtime.graph.get_event(self.mailbox(), &event_id, self.corr()).await {
+        match self.runtime.exchange.get_event(self.mailbox(), &event_id, self.corr()).await {
             Ok(event) => match observe_event(self.runtime, self.mailbox(), &event) {
                 Ok(obs) => {
                     Ok(Current::Item { observation: self.as_worker_sees(obs, Some(record)), absent: false })
@@ -1202,7 +1262,7 @@ impl<'a> Sweep<'a> {
                     Ok(Current::Unknown)
                 }
             },
-            Err(GraphError::NotFound { .. }) => {
+            Err(e) if e.is_not_found() => {
                 let ids = RemoteIds { event_id: Some(event_id), ..RemoteIds::default() };
                 let observation = observe_gone(self.runtime, Side::Exchange, ids, record, self.now);
                 Ok(Current::Item { observation, absent: true })
@@ -1769,6 +1829,9 @@ impl<'a> Sweep<'a> {
             });
         }
 
+        if options.restore_held_deletions {
+            pending = self.restore(pending, report, options).await?;
+        }
         let cancelling: BTreeSet<BookingId> = pending.iter().filter_map(|p| p.cancels).collect();
         let stats = SweepStats {
             room: self.mapping.id,
@@ -1776,8 +1839,11 @@ impl<'a> Sweep<'a> {
             cancelling: u32::try_from(cancelling.len()).unwrap_or(u32::MAX),
             approved: options.approve_mass_deletion,
         };
+        // An admin who rejected the deletions wants none carried out: one that could not be restored stays
+        // held, however few there are.
         let hold = !stats.approved
-            && self.runtime.policy.mass_deletion.trips(stats.cancelling, stats.future_bookings);
+            && (self.runtime.policy.mass_deletion.trips(stats.cancelling, stats.future_bookings)
+                || (options.restore_held_deletions && !cancelling.is_empty()));
         if hold {
             report.held_deletions = pending.iter().filter(|p| p.cancels.is_some()).count();
             if options.dry_run {
@@ -1827,6 +1893,107 @@ impl<'a> Sweep<'a> {
             self.deps.store.enqueue(&job, self.now).await?;
         }
         Ok(())
+    }
+
+    /// Restores the deletions inferred from absence an admin rejected (see "Rejecting held deletions" in the
+    /// module docs): for each, the side that still holds the booking is read by id; when its item is live
+    /// and did not change since ORB last processed it, the record forgets the vanished side's item and
+    /// records that side as owing the booking ([`BookingRecord::forget_item`], one timeline entry), and a
+    /// re-drive job with the item's observation (no counterpart) takes the place of the deletion: the
+    /// planner creates the booking on the vanished side again and the executor links the new item to the
+    /// record. Any other deletion is returned as it was (the caller holds it). Returns the pending jobs.
+    async fn restore(
+        &mut self,
+        pending: Vec<Pending>,
+        report: &mut SweepReport,
+        options: SweepOptions,
+    ) -> Result<Vec<Pending>, SyncError> {
+        let mut out = Vec::with_capacity(pending.len());
+        let mut restores = Vec::new();
+        for p in pending {
+            // A deletion inferred from absence of one side, the other side not changed (a change there
+            // would be carried as the counterpart): a re-drive job of a failed side is not one.
+            let restorable = p.kind == Kind::Deleted && p.observation.counterpart.is_none();
+            let Some(record) = p.cancels.filter(|_| restorable).and_then(|id| self.by_id.get(&id).cloned())
+            else {
+                out.push(p);
+                continue;
+            };
+            let vanished = p.observation.side;
+            let current = match vanished.other() {
+                Side::Exchange => self.exchange_by_id(&record).await?,
+                Side::Topdesk => self.topdesk_by_id(&record, None).await?,
+            };
+            let kept = match current {
+                Current::Item { observation, absent: false }
+                    if observation.lifecycle == Lifecycle::Active
+                        && !match observation.side {
+                            Side::Exchange => self.exchange_changed(&record, &observation),
+                            Side::Topdesk => Self::is_newer(&record, Side::Topdesk, observation.modified_at),
+                        } =>
+                {
+                    observation
+                }
+                _ => {
+                    tracing::info!(
+                        booking = %record.id,
+                        "a rejected deletion cannot be restored now (the other side's item changed or is not \
+                         readable); held"
+                    );
+                    out.push(p);
+                    continue;
+                }
+            };
+            let observation = Observation { orb_match_id: Some(record.id), counterpart: None, ..kept };
+            if options.dry_run {
+                report.planned.push(PlannedChange {
+                    side: vanished,
+                    ..PlannedChange::of(Difference::Restored, &observation)
+                });
+            } else if !self.forget(&record, vanished).await? {
+                continue; // the record changed meanwhile: the next sweep looks again
+            }
+            report.restored += 1;
+            report.restored_to.push((record.id, vanished));
+            restores.push(Pending {
+                observation,
+                correlation: Some(record.correlation_id),
+                kind: Kind::Redrive,
+                cancels: None,
+                redrive: Some(vanished),
+                listed: true,
+            });
+        }
+        out.append(&mut restores);
+        Ok(out)
+    }
+
+    /// Records that the item `side` held of `record` vanished and is to be made again (a rejected
+    /// deletion), with a timeline entry. `false` when the record changed meanwhile.
+    async fn forget(&self, record: &BookingRecord, side: Side) -> Result<bool, SyncError> {
+        let mut next = record.clone();
+        next.forget_item(side);
+        let entry = NewBookingEvent {
+            at: self.now,
+            kind: "decision".to_owned(),
+            side: Some(side),
+            detail: json!({
+                "detail": format!(
+                    "the booking vanished from {} and an admin rejected its deletion: it is written to {} \
+                     again from {}",
+                    side_name(side),
+                    side_name(side),
+                    side_name(side.other())
+                ),
+                "event_id": record.exchange.room_event_id,
+                "reservation_id": record.topdesk.reservation_id,
+            }),
+        };
+        match self.deps.store.update_booking(&next, &[entry], &[], self.now).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether TOPdesk can get a requester for a new Exchange booking: the organizer is a TOPdesk person or

@@ -21,6 +21,7 @@ use orb_store::{NewAuditEntry, Store, StoreError};
 use orb_topdesk::{Reason, TopdeskClient, TopdeskError};
 use thiserror::Error;
 
+use crate::exchange::{Exchange, ExchangeError};
 use crate::observe::ObserveError;
 
 /// Audit action of a notification the worker refused.
@@ -37,8 +38,12 @@ pub struct TenantRuntime {
     pub policy: Policy,
     /// Its rooms.
     pub rooms: RoomMap,
-    /// Its Graph client.
-    pub graph: Arc<GraphClient>,
+    /// Its Exchange, through Graph or EWS ([`crate::exchange`]): every calendar read and write and the
+    /// mails go through it.
+    pub exchange: Arc<dyn Exchange>,
+    /// Its Graph client when it reaches Exchange through Graph (subscriptions and the rich notifications'
+    /// checks are Graph's own); `None` for an EWS tenant.
+    pub graph: Option<Arc<GraphClient>>,
     /// Its TOPdesk client.
     pub topdesk: TopdeskClient,
     /// Its TOPdesk external-link type (ORB's match id is the link's id).
@@ -56,15 +61,23 @@ pub struct TenantRuntime {
     pub notification_base_url: Option<String>,
     /// Writes paused per side after the side denied ORB's credentials (401 / 403).
     pub writes: Arc<crate::pause::WritePause>,
-    /// The validation-token signing keys of the tenant's cloud (shared only with tenants of that cloud,
-    /// [`crate::clouds`]).
-    pub jwks: Arc<JwksCache>,
+    /// The validation-token signing keys of a Graph tenant's cloud (shared only with tenants of that cloud,
+    /// [`crate::clouds`]); `None` for an EWS tenant.
+    pub jwks: Option<Arc<JwksCache>>,
+}
+
+impl TenantRuntime {
+    /// The Graph client of a tenant that reaches Exchange through Graph.
+    pub fn graph_client(&self) -> Result<&Arc<GraphClient>, SyncError> {
+        self.graph.as_ref().ok_or(SyncError::NotGraph { tenant: self.tenant_id, kind: self.exchange.kind() })
+    }
 }
 
 impl fmt::Debug for TenantRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TenantRuntime")
             .field("tenant_id", &self.tenant_id)
+            .field("exchange", &self.exchange.kind())
             .field("link_type", &self.link_type)
             .field("mail_sender", &self.mail_sender)
             .finish_non_exhaustive()
@@ -191,9 +204,24 @@ pub enum SyncError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// A Graph call failed (reading an event, the JWKS).
+    /// A Graph call outside the Exchange seam failed (subscriptions, the JWKS, a notification's checks).
     #[error("Graph: {0}")]
     Graph(#[from] GraphError),
+    /// An Exchange call failed (reading an event, through Graph or EWS).
+    #[error("Exchange ({0})")]
+    Exchange(#[from] ExchangeError),
+    /// Graph-only work (a Graph notification, a Graph subscription) for a tenant that reaches Exchange
+    /// another way: it changed its `[exchange] kind` meanwhile, or the work was misrouted.
+    #[error(
+        "tenant {tenant} reaches Exchange through {kind}, not Graph; this Graph job is dropped (the tenant's \
+         own change detection and the next sweep cover its rooms)"
+    )]
+    NotGraph {
+        /// The tenant.
+        tenant: TenantId,
+        /// How it reaches Exchange.
+        kind: crate::exchange::ExchangeKind,
+    },
     /// A TOPdesk call failed (a person look-up, reading a reservation).
     #[error("TOPdesk: {0}")]
     Topdesk(#[from] TopdeskError),
@@ -270,11 +298,15 @@ impl SyncError {
         match self {
             Self::Store(e) => e.is_retryable(),
             Self::Graph(e) => e.is_retryable(),
+            Self::Exchange(e) => e.is_retryable(),
             Self::Topdesk(e) => e.is_retryable(),
             Self::ConflictRetriesExhausted { .. }
             | Self::WritesPaused { .. }
             | Self::UnknownTenant { .. } => true,
-            Self::Observe(_) | Self::UnknownJobKind { .. } | Self::BadPayload { .. } => false,
+            Self::Observe(_)
+            | Self::UnknownJobKind { .. }
+            | Self::BadPayload { .. }
+            | Self::NotGraph { .. } => false,
         }
     }
 

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use orb_store::jobs::{JobPayload as _, ReconcileSweepJob};
 
+use crate::ews_push::ensure_ews_subscriptions;
 use crate::keys;
 use crate::poller::poll_topdesk_named;
 use crate::runtime::SyncDeps;
@@ -417,13 +418,25 @@ impl Scheduler {
                     })
                 }
                 Task::Subscriptions => match runtime.notification_base_url.as_deref() {
+                    // An EWS tenant's push subscriptions ([`crate::ews_push`]).
+                    Some(base) if runtime.exchange.as_ews().is_some() => {
+                        ensure_ews_subscriptions(deps, runtime, base, now).await.map(|r| {
+                            if !r.is_noop() {
+                                tracing::info!(tenant = %tenant_id, report = ?r, "EWS push subscriptions updated");
+                            }
+                        })
+                    }
                     Some(base) => ensure_subscriptions(deps, runtime, base, now).await.map(|r| {
                         if !r.is_noop() {
                             tracing::info!(tenant = %tenant_id, report = ?r, "subscriptions updated");
                         }
                     }),
+                    // Streaming needs no public URL ([`crate::ews_stream`]).
+                    None if runtime.exchange.as_ews().is_some_and(crate::exchange::EwsExchange::streams) => {
+                        Ok(())
+                    }
                     None => {
-                        tracing::warn!(tenant = %tenant_id, "no public URL configured: Graph subscriptions cannot be made (set server.public_url)");
+                        tracing::warn!(tenant = %tenant_id, "no public URL configured: push subscriptions cannot be made (set server.public_url)");
                         Ok(())
                     }
                 },

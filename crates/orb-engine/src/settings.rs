@@ -21,12 +21,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use crate::exchange::{EwsExchange, Exchange, ExchangeKind, GraphExchange};
 use chrono::Duration;
 use orb_core::{
     CancellationPolicy, Clock, ConflictPolicy, EmailAddress, FallbackPerson, MailTemplate, MassDeletionGuard,
     Mode, Policy, Retention, RoomMap, RoomMapping, SubjectPolicy, TenantId, TimeZoneName, TopdeskRefusal,
 };
-use orb_graph::{AppRegistration, CertificateCredential, ClientOptions, Credential, GraphClient};
+use orb_graph::{AppRegistration, CertificateCredential, ClientOptions, Credential, GraphClient, JwksCache};
 use orb_store::Room;
 use orb_topdesk::{AddressPolicy, Reason, TopdeskClient, TopdeskConfig};
 use secrecy::SecretString;
@@ -37,18 +38,31 @@ use url::Url;
 use crate::clouds::Clouds;
 use crate::runtime::TenantRuntime;
 
+mod exchange;
+
+pub use exchange::{EwsAuth, EwsNotifications, EwsSettings, ExchangeSettings, GraphSettings};
+
 /// Name of the tenant secret holding the Graph app registration's client secret.
 pub const SECRET_GRAPH_CLIENT_SECRET: &str = "graph.client_secret";
 /// Name of the tenant secret holding the app registration's certificate credential: a PEM bundle of the
 /// PKCS#8 private key and the X.509 certificate uploaded to the app (checked when set). When present it
 /// is used instead of the client secret.
 pub const SECRET_GRAPH_CERTIFICATE: &str = "graph.certificate";
+/// Name of the tenant secret holding the EWS service account's password (`[ews] auth = "ntlm"` or
+/// `"basic"`).
+pub const SECRET_EWS_PASSWORD: &str = "ews.password";
+/// Name of the tenant secret holding the OAuth bearer token for EWS (`[ews] auth = "bearer"`, hybrid modern
+/// authentication).
+pub const SECRET_EWS_TOKEN: &str = "ews.token";
 /// Name of the tenant secret holding the TOPdesk operator's application password.
 pub const SECRET_TOPDESK_PASSWORD: &str = "topdesk.app_password";
 
 /// A tenant's settings document (see the module docs). The TOML form an admin writes:
 ///
 /// ```toml
+/// [exchange]
+/// kind = "graph"              # or "ews" (Exchange Server on-premises: an [ews] section instead of [graph])
+///
 /// [graph]
 /// tenant_id = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d"   # the Entra directory (tenant) id, a GUID
 /// client_id = "0f3b6a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -65,6 +79,16 @@ pub const SECRET_TOPDESK_PASSWORD: &str = "topdesk.app_password";
 /// subject = "keep"            # "keep" | "hide" | "drop"
 /// time_zone = "Europe/Amsterdam"
 ///
+/// # For kind = "ews":
+/// # [ews]
+/// # url = "https://mail.contoso.com/EWS/Exchange.asmx"
+/// # username = "CONTOSO\\svc-orb"   # the service account with ApplicationImpersonation
+/// # auth = "ntlm"                   # recommended on-premises (Windows authentication); or "basic"
+/// #                                 # (the default when absent) or "bearer"; the secret is
+/// #                                 # ews.password (ntlm, basic) or ews.token (bearer)
+/// # mail_sender = "orb@contoso.com" # inside the impersonation scope
+/// # notifications = "push"          # or "streaming" (outbound only: Exchange need not reach ORB)
+///
 /// [retention]                 # optional; these are the defaults
 /// jobs_hours = 24             # finished jobs and processed inbox items
 /// bookings_days = 90          # records and timelines after the booking ended; dead jobs
@@ -73,8 +97,15 @@ pub const SECRET_TOPDESK_PASSWORD: &str = "topdesk.app_password";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSettings {
-    /// Exchange Online through Microsoft Graph.
-    pub graph: GraphSettings,
+    /// Which protocol reaches the tenant's Exchange.
+    #[serde(default)]
+    pub exchange: ExchangeSettings,
+    /// Exchange Online through Microsoft Graph (`exchange.kind = "graph"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphSettings>,
+    /// Exchange Server on-premises through EWS (`exchange.kind = "ews"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ews: Option<EwsSettings>,
     /// TOPdesk.
     pub topdesk: TopdeskSettings,
     /// The sync policy.
@@ -175,28 +206,6 @@ impl RetentionSettings {
             audit_days: self.audit_days,
         }
     }
-}
-
-/// `[graph]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GraphSettings {
-    /// The Entra tenant (directory) id: the GUID shown in the Entra admin center under Overview. A
-    /// verified domain is refused (resolving it needs the internet at save time, and the id never changes).
-    pub tenant_id: String,
-    /// The app registration's application (client) id.
-    pub client_id: String,
-    /// The mailbox ORB's mails to users are sent from (needs `Mail.Send`).
-    pub mail_sender: EmailAddress,
-    /// Microsoft's cloud the tenant lives in (`global` by default, `usgov-l4`, `usgov-dod`, `china`), or
-    /// `custom` where the operator's installation configuration defines one (emulators, tests). Endpoints
-    /// are never tenant settings ([`crate::clouds`]).
-    #[serde(default = "default_cloud")]
-    pub cloud: String,
-}
-
-fn default_cloud() -> String {
-    orb_graph::Cloud::Global.name().to_owned()
 }
 
 /// `[topdesk]`.
@@ -375,6 +384,12 @@ impl SettingsError {
     }
 }
 
+impl From<exchange::Invalid> for SettingsError {
+    fn from(e: exchange::Invalid) -> Self {
+        SettingsError::Invalid { key: e.key, reason: e.reason }
+    }
+}
+
 impl TenantSettings {
     /// Parses the TOML form an admin writes, and validates it.
     pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
@@ -404,31 +419,7 @@ impl TenantSettings {
     /// Checks the values serde cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |key, reason: &str| Err(SettingsError::Invalid { key, reason: reason.to_owned() });
-        if self.graph.tenant_id.trim().is_empty() {
-            return invalid("graph.tenant_id", "it is empty: give the Entra directory id");
-        }
-        let id = &self.graph.tenant_id;
-        if id.len() != 36 || uuid::Uuid::try_parse(id).is_err() {
-            return Err(SettingsError::Invalid {
-                key: "graph.tenant_id",
-                reason: format!(
-                    "{id:?} is not a directory (tenant) id: give the GUID shown as Tenant ID in the \
-                     Microsoft Entra admin center > Overview, e.g. 7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d (a \
-                     domain name is not accepted)"
-                ),
-            });
-        }
-        if self.graph.client_id.trim().is_empty() {
-            return invalid("graph.client_id", "it is empty: give the app registration's client id");
-        }
-        let cloud_ok = orb_graph::Cloud::from_name(&self.graph.cloud).is_some()
-            || self.graph.cloud == crate::clouds::CUSTOM_CLOUD;
-        if !cloud_ok {
-            return invalid(
-                "graph.cloud",
-                "use global, usgov-l4, usgov-dod or china (or custom, where the installation defines it)",
-            );
-        }
+        exchange::validate_sections(&self.exchange, self.graph.as_ref(), self.ews.as_ref())?;
         if !matches!(self.topdesk.url.scheme(), "https" | "http") {
             return invalid("topdesk.url", "use the https:// URL of the TOPdesk instance");
         }
@@ -514,15 +505,50 @@ impl TenantSettings {
     }
 }
 
-/// A tenant's opened secrets, for [`build_runtime`]. `Debug` shows no value. At least one of the Graph
-/// credentials must be there; the certificate wins when both are.
+/// A tenant's opened secrets, for [`build_runtime`]. `Debug` shows no value. A Graph tenant needs one of
+/// the Graph credentials (the certificate wins when both are), an EWS tenant the one its `auth` names.
 pub struct TenantSecrets {
     /// [`SECRET_GRAPH_CLIENT_SECRET`].
     pub graph_client_secret: Option<SecretString>,
     /// [`SECRET_GRAPH_CERTIFICATE`] (the PEM bundle).
     pub graph_certificate: Option<SecretString>,
+    /// [`SECRET_EWS_PASSWORD`].
+    pub ews_password: Option<SecretString>,
+    /// [`SECRET_EWS_TOKEN`].
+    pub ews_token: Option<SecretString>,
     /// [`SECRET_TOPDESK_PASSWORD`].
     pub topdesk_password: SecretString,
+}
+
+impl TenantSecrets {
+    /// The names of every tenant secret the sync uses.
+    pub const NAMES: [&str; 5] = [
+        SECRET_GRAPH_CLIENT_SECRET,
+        SECRET_GRAPH_CERTIFICATE,
+        SECRET_EWS_PASSWORD,
+        SECRET_EWS_TOKEN,
+        SECRET_TOPDESK_PASSWORD,
+    ];
+}
+
+impl TenantSettings {
+    /// The secret (or choice of secrets) these settings need that `have` does not hold.
+    pub fn missing_secret(&self, have: impl Fn(&str) -> bool) -> Option<String> {
+        if !have(SECRET_TOPDESK_PASSWORD) {
+            return Some(SECRET_TOPDESK_PASSWORD.to_owned());
+        }
+        match self.exchange.kind {
+            ExchangeKind::Graph => (!have(SECRET_GRAPH_CLIENT_SECRET) && !have(SECRET_GRAPH_CERTIFICATE))
+                .then(|| format!("{SECRET_GRAPH_CERTIFICATE} (or {SECRET_GRAPH_CLIENT_SECRET})")),
+            ExchangeKind::Ews => {
+                let needed = match self.ews.as_ref().map(|e| e.auth) {
+                    Some(EwsAuth::Bearer) => SECRET_EWS_TOKEN,
+                    _ => SECRET_EWS_PASSWORD,
+                };
+                (!have(needed)).then(|| needed.to_owned())
+            }
+        }
+    }
 }
 
 impl fmt::Debug for TenantSecrets {
@@ -599,12 +625,103 @@ fn graph_credential(tenant: TenantId, secrets: &mut TenantSecrets) -> Result<Cre
 /// Client limits the installation may tune (tests shorten them).
 #[derive(Debug, Clone, Default)]
 pub struct ClientTuning {
+    /// EWS: allow credentials over plain `http://` (the emulator, tests and the demo only).
+    pub ews_allow_plain_http: bool,
+    /// EWS: extra trusted CA certificates (PEM) for on-premises Exchange certificates from an internal CA.
+    pub ews_extra_roots_pem: Vec<Vec<u8>>,
     /// Graph client options; `None` = the defaults.
     pub graph: Option<ClientOptions>,
     /// TOPdesk retry policy; `None` = the defaults.
     pub topdesk_retry: Option<orb_topdesk::RetryPolicy>,
     /// TOPdesk request timeout; `None` = the default.
     pub topdesk_timeout: Option<StdDuration>,
+}
+
+/// What reaches a tenant's Exchange.
+struct ExchangeParts {
+    exchange: Arc<dyn Exchange>,
+    graph: Option<Arc<GraphClient>>,
+    jwks: Option<Arc<JwksCache>>,
+    mail_sender: EmailAddress,
+}
+
+fn graph_exchange(
+    tenant: TenantId,
+    settings: &TenantSettings,
+    graph: &GraphSettings,
+    secrets: &mut TenantSecrets,
+    clock: Arc<dyn Clock>,
+    tuning: &ClientTuning,
+    clouds: &Clouds,
+) -> Result<ExchangeParts, SettingsError> {
+    let cloud_err = |reason: String| SettingsError::Invalid { key: "graph.cloud", reason };
+    let endpoints = clouds.endpoints(&graph.cloud).map_err(cloud_err)?;
+    let jwks = clouds.jwks(&graph.cloud).map_err(cloud_err)?;
+    let app = AppRegistration {
+        tenant: graph.tenant_id.clone(),
+        client_id: graph.client_id.clone(),
+        credential: Arc::new(graph_credential(tenant, secrets)?),
+    };
+    let mut options = tuning.graph.clone().unwrap_or_default();
+    // Under `drop` the subject is not even asked for.
+    options.read_subject = !matches!(settings.policy().subject, orb_core::SubjectPolicy::Drop);
+    let client = GraphClient::new(endpoints.client_endpoints(), app, clock, options)
+        .map(Arc::new)
+        .map_err(|e| SettingsError::Client { tenant, side: "Graph", reason: e.to_string() })?;
+    Ok(ExchangeParts {
+        exchange: Arc::new(GraphExchange::new(client.clone())),
+        graph: Some(client),
+        jwks: Some(jwks),
+        mail_sender: graph.mail_sender.clone(),
+    })
+}
+
+fn ews_exchange(
+    tenant: TenantId,
+    settings: &TenantSettings,
+    ews: &EwsSettings,
+    secrets: &mut TenantSecrets,
+    tuning: &ClientTuning,
+) -> Result<ExchangeParts, SettingsError> {
+    let err = |reason: String| SettingsError::Client { tenant, side: "EWS", reason };
+    let auth = match ews.auth {
+        EwsAuth::Basic => orb_ews::Auth::Basic {
+            username: ews.username.clone(),
+            password: secrets
+                .ews_password
+                .take()
+                .ok_or_else(|| err(format!("set {SECRET_EWS_PASSWORD} with `orb secret set`")))?,
+        },
+        EwsAuth::Ntlm => orb_ews::Auth::Ntlm {
+            domain: None,
+            username: ews.username.clone(),
+            password: secrets
+                .ews_password
+                .take()
+                .ok_or_else(|| err(format!("set {SECRET_EWS_PASSWORD} with `orb secret set`")))?,
+        },
+        EwsAuth::Bearer => orb_ews::Auth::Bearer(
+            secrets
+                .ews_token
+                .take()
+                .ok_or_else(|| err(format!("set {SECRET_EWS_TOKEN} with `orb secret set`")))?,
+        ),
+    };
+    let mut config = orb_ews::EwsConfig::new(ews.url.clone(), auth);
+    config.allow_plain_http = tuning.ews_allow_plain_http;
+    config.extra_roots_pem = tuning.ews_extra_roots_pem.clone();
+    // Under `drop` the subject is not even asked for.
+    config.shape.subject = !matches!(settings.policy().subject, orb_core::SubjectPolicy::Drop);
+    let client = orb_ews::EwsClient::new(config).map_err(|e| err(e.to_string()))?;
+    Ok(ExchangeParts {
+        exchange: Arc::new(
+            EwsExchange::new(client, ews.mail_sender.clone())
+                .streaming(ews.notifications == EwsNotifications::Streaming),
+        ),
+        graph: None,
+        jwks: None,
+        mail_sender: ews.mail_sender.clone(),
+    })
 }
 
 /// Builds a tenant's runtime: the policy and room map from its settings and rooms (enabled and disabled:
@@ -627,9 +744,6 @@ pub async fn build_runtime(
     clouds: &Clouds,
 ) -> Result<TenantRuntime, SettingsError> {
     let client_err = |side, reason: String| SettingsError::Client { tenant, side, reason };
-    let cloud_err = |reason: String| SettingsError::Invalid { key: "graph.cloud", reason };
-    let endpoints = clouds.endpoints(&settings.graph.cloud).map_err(cloud_err)?;
-    let jwks = clouds.jwks(&settings.graph.cloud).map_err(cloud_err)?;
     let topdesk_url = &settings.topdesk.url;
     match urls.topdesk.addresses.resolve_and_check(topdesk_url).await {
         Ok(()) => {}
@@ -638,16 +752,18 @@ pub async fn build_runtime(
         }
         Err(e) => return Err(SettingsError::Client { tenant, side: "TOPdesk", reason: e.to_string() }),
     }
-    let app = AppRegistration {
-        tenant: settings.graph.tenant_id.clone(),
-        client_id: settings.graph.client_id.clone(),
-        credential: Arc::new(graph_credential(tenant, &mut secrets)?),
+    let exchange = match (settings.exchange.kind, &settings.graph, &settings.ews) {
+        (ExchangeKind::Graph, Some(graph), _) => {
+            graph_exchange(tenant, settings, graph, &mut secrets, clock.clone(), tuning, clouds)?
+        }
+        (ExchangeKind::Ews, _, Some(ews)) => ews_exchange(tenant, settings, ews, &mut secrets, tuning)?,
+        (kind, _, _) => {
+            return Err(SettingsError::Invalid {
+                key: "exchange.kind",
+                reason: format!("it is {kind} but that section is missing"),
+            });
+        }
     };
-    let mut options = tuning.graph.clone().unwrap_or_default();
-    // Under `drop` the subject is not even asked for.
-    options.read_subject = !matches!(settings.policy().subject, orb_core::SubjectPolicy::Drop);
-    let graph = GraphClient::new(endpoints.client_endpoints(), app, clock.clone(), options)
-        .map_err(|e| client_err("Graph", e.to_string()))?;
     let mut config = TopdeskConfig::new(
         settings.topdesk.url.clone(),
         settings.topdesk.username.clone(),
@@ -677,14 +793,15 @@ pub async fn build_runtime(
             .collect(),
     );
     Ok(TenantRuntime {
-        jwks,
+        jwks: exchange.jwks,
         tenant_id: tenant,
         policy: settings.policy(),
         rooms,
-        graph: Arc::new(graph),
+        exchange: exchange.exchange,
+        graph: exchange.graph,
         topdesk,
         link_type: settings.topdesk.link_type,
-        mail_sender: settings.graph.mail_sender.clone(),
+        mail_sender: exchange.mail_sender,
         portal_base_url: urls.portal_base_url.clone(),
         cancel_reason: settings
             .topdesk
@@ -701,7 +818,7 @@ pub async fn build_runtime(
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    pub(super) const MINIMAL: &str = r#"
 [graph]
 tenant_id = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d"
 client_id = "0f3b6a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -740,9 +857,10 @@ link_type = 7
                 let mut expected = Policy::new();
                 expected.horizon = Duration::days(180);
                 assert_eq!(s.policy(), expected);
-                assert_eq!(s.graph.mail_sender.as_str(), "orb@contoso.com");
+                assert_eq!(s.graph.as_ref().unwrap().mail_sender.as_str(), "orb@contoso.com");
                 assert_eq!(
-                    s.graph.cloud, "global",
+                    s.graph.as_ref().unwrap().cloud,
+                    "global",
                     "Microsoft's global cloud unless the tenant names another"
                 );
             }),
@@ -806,20 +924,6 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
         check("[sync]\nsubject = \"hide\"\nhidden_subject = \" \"\n", Err("sync.hidden_subject"));
         check("[sync]\nmails = [\"spam\"]\n", Err("spam"));
         check("[graph2]\nx = 1\n", Err("graph2"));
-        // Endpoints are not tenant settings: a tenant names a cloud, never a host.
-        for (from, to, needle) in [
-            ("[topdesk]", "cloud = \"https://evil.example\"\n[topdesk]", "graph.cloud"),
-            ("[topdesk]", "login_url = \"https://evil.example\"\n[topdesk]", "login_url"),
-            ("[topdesk]", "graph_url = \"https://evil.example/v1.0\"\n[topdesk]", "graph_url"),
-        ] {
-            let text = MINIMAL.replacen(from, to, 1);
-            let err = TenantSettings::from_toml(&text).unwrap_err().to_string();
-            assert!(err.contains(needle), "{err}");
-        }
-        for cloud in ["global", "usgov-l4", "usgov-dod", "china", "custom"] {
-            let text = MINIMAL.replacen("[topdesk]", &format!("cloud = \"{cloud}\"\n[topdesk]"), 1);
-            assert_eq!(TenantSettings::from_toml(&text).unwrap().graph.cloud, cloud);
-        }
         check("[retention]\njobs_hours = 0\n", Err("retention.jobs_hours"));
         check("[retention]\njobs_hours = 721\n", Err("retention.jobs_hours"));
         check("[retention]\nbookings_days = 0\n", Err("retention.bookings_days"));
@@ -827,24 +931,10 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
         check("[retention]\naudit_days = 29\n", Err("retention.audit_days"));
         check("[retention]\naudit_days = -1\n", Err("-1"));
         check("[retention]\nkeep_forever = true\n", Err("keep_forever"));
-        let no_sender = MINIMAL.replace("mail_sender = \"ORB@Contoso.com\"\n", "");
-        assert!(TenantSettings::from_toml(&no_sender).unwrap_err().to_string().contains("mail_sender"));
         let bad_link = MINIMAL.replace("link_type = 7", "link_type = 0");
         assert!(TenantSettings::from_toml(&bad_link).unwrap_err().to_string().contains("topdesk.link_type"));
         let ftp = MINIMAL.replace("https://contoso.topdesk.net", "ftp://contoso.topdesk.net");
         assert!(TenantSettings::from_toml(&ftp).unwrap_err().to_string().contains("topdesk.url"));
-        // The directory id, never a domain (resolving one needs the internet at save time).
-        for tenant_id in ["contoso.onmicrosoft.com", "contoso.com", "7d2a5c1e0b9f4c1a9f773e1f2a4b5c6d", "{x}"]
-        {
-            let text = MINIMAL.replace("7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d", tenant_id);
-            let err = TenantSettings::from_toml(&text).unwrap_err().to_string();
-            assert!(
-                err.contains("graph.tenant_id") && err.contains("Entra admin center > Overview"),
-                "{err}"
-            );
-        }
-        let bad_mail = MINIMAL.replace("ORB@Contoso.com", "not-an-address");
-        assert!(TenantSettings::from_toml(&bad_mail).is_err());
     }
 
     fn with_url(url: &str) -> TenantSettings {
@@ -855,8 +945,136 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
         TenantSecrets {
             graph_client_secret: client_secret.then(|| SecretString::from("gcs-value")),
             graph_certificate: certificate.map(SecretString::from),
+            ews_password: None,
+            ews_token: None,
             topdesk_password: SecretString::from("tdp-value"),
         }
+    }
+
+    pub(super) const EWS: &str = r#"
+[exchange]
+kind = "ews"
+
+[ews]
+url = "https://mail.fabrikam.com/EWS/Exchange.asmx"
+username = 'FABRIKAM\svc-orb'
+mail_sender = "orb@fabrikam.com"
+
+[topdesk]
+url = "https://fabrikam.topdesk.net"
+username = "orb-api"
+link_type = 7
+"#;
+
+    #[test]
+    fn each_kind_names_the_secret_it_lacks() {
+        let graph = TenantSettings::from_toml(MINIMAL).unwrap();
+        let ews = TenantSettings::from_toml(EWS).unwrap();
+        let bearer = TenantSettings::from_toml(
+            &EWS.replace("username = 'FABRIKAM", "auth = \"bearer\"\nusername = 'FABRIKAM"),
+        )
+        .unwrap();
+        let having = |names: &'static [&'static str]| move |n: &str| names.contains(&n);
+        assert_eq!(graph.missing_secret(having(&[])).as_deref(), Some(SECRET_TOPDESK_PASSWORD));
+        assert!(
+            graph
+                .missing_secret(having(&[SECRET_TOPDESK_PASSWORD]))
+                .unwrap()
+                .contains(SECRET_GRAPH_CLIENT_SECRET)
+        );
+        assert_eq!(graph.missing_secret(having(&[SECRET_TOPDESK_PASSWORD, SECRET_GRAPH_CERTIFICATE])), None);
+        assert_eq!(
+            ews.missing_secret(having(&[SECRET_TOPDESK_PASSWORD])).as_deref(),
+            Some(SECRET_EWS_PASSWORD)
+        );
+        assert_eq!(ews.missing_secret(having(&[SECRET_TOPDESK_PASSWORD, SECRET_EWS_PASSWORD])), None);
+        assert_eq!(
+            bearer.missing_secret(having(&[SECRET_TOPDESK_PASSWORD, SECRET_EWS_PASSWORD])).as_deref(),
+            Some(SECRET_EWS_TOKEN),
+            "a bearer tenant needs its token, not a password"
+        );
+        let ntlm = TenantSettings::from_toml(
+            &EWS.replace("username = 'FABRIKAM", "auth = \"ntlm\"\nusername = 'FABRIKAM"),
+        )
+        .unwrap();
+        assert_eq!(
+            ntlm.missing_secret(having(&[SECRET_TOPDESK_PASSWORD, SECRET_EWS_TOKEN])).as_deref(),
+            Some(SECRET_EWS_PASSWORD),
+            "an NTLM tenant needs the password"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ews_tenant_reaches_exchange_through_ews_and_needs_tls_for_its_password() {
+        let settings =
+            TenantSettings::from_toml(&EWS.replace("https://fabrikam.topdesk.net", "http://127.0.0.1:9"))
+                .unwrap();
+        let local = TopdeskOutbound {
+            addresses: AddressPolicy::new(AddressPolicy::parse_cidrs("127.0.0.0/8").unwrap(), true),
+            extra_roots: Vec::new(),
+        };
+        let clock: Arc<dyn Clock> = Arc::new(orb_core::FixedClock::new(chrono::Utc::now()));
+        let clouds = Clouds::new(None, clock.clone());
+        let urls = InstallationUrls {
+            notification_base_url: None,
+            portal_base_url: "https://orb.example.com".to_owned(),
+            topdesk: local,
+        };
+        let tenant = TenantId::from_uuid(uuid::Uuid::from_u128(1));
+        let with_password =
+            || TenantSecrets { ews_password: Some(SecretString::from("svc-pass")), ..secrets(false, None) };
+        let built = build_runtime(
+            tenant,
+            &settings,
+            with_password(),
+            &[],
+            clock.clone(),
+            &urls,
+            &ClientTuning::default(),
+            &clouds,
+        )
+        .await
+        .unwrap();
+        assert_eq!(built.exchange.kind(), ExchangeKind::Ews);
+        assert!(built.graph.is_none() && built.jwks.is_none(), "no Graph parts for an EWS tenant");
+        assert_eq!(built.mail_sender.as_str(), "orb@fabrikam.com");
+        assert!(built.exchange.as_ews().is_some_and(|e| !e.streams()), "push unless streaming is chosen");
+        let err = build_runtime(
+            tenant,
+            &settings,
+            secrets(false, None),
+            &[],
+            clock.clone(),
+            &urls,
+            &ClientTuning::default(),
+            &clouds,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(SECRET_EWS_PASSWORD), "{err}");
+        let plain = TenantSettings::from_toml(
+            &EWS.replace("https://fabrikam.topdesk.net", "http://127.0.0.1:9")
+                .replace("https://mail", "http://mail"),
+        )
+        .unwrap();
+        let err = build_runtime(
+            tenant,
+            &plain,
+            with_password(),
+            &[],
+            clock,
+            &urls,
+            &ClientTuning::default(),
+            &clouds,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("EWS") && err.contains("http"),
+            "a password is never sent over plain http: {err}"
+        );
     }
 
     /// `build_runtime` with `outbound`; `Err` carries the message.
@@ -933,11 +1151,16 @@ fallback_person = { person_id = "p-1", email = "desk@contoso.com" }
         let s = TenantSecrets {
             graph_client_secret: Some(SecretString::from("gcs-value")),
             graph_certificate: Some(SecretString::from("cert-value")),
+            ews_password: Some(SecretString::from("ews-value")),
+            ews_token: None,
             topdesk_password: SecretString::from("tdp-value"),
         };
         let shown = format!("{s:?}");
         assert!(
-            !shown.contains("gcs-value") && !shown.contains("tdp-value") && !shown.contains("cert-value"),
+            !shown.contains("gcs-value")
+                && !shown.contains("tdp-value")
+                && !shown.contains("cert-value")
+                && !shown.contains("ews-value"),
             "{shown}"
         );
     }

@@ -168,7 +168,7 @@ async fn create_for_room(
         expiration: expiry(now),
         rich: Some(rich.clone()),
     };
-    let sub = tenant.graph.create_subscription(&request, CorrelationId::generate(now)).await?;
+    let sub = tenant.graph_client()?.create_subscription(&request, CorrelationId::generate(now)).await?;
     let id = sub.id.clone().ok_or_else(|| config("Graph created a subscription without an id"))?;
     let row = SubscriptionRow {
         id,
@@ -181,6 +181,7 @@ async fn create_for_room(
         expires_at: sub.expiration_date_time.unwrap_or(request.expiration),
         created_at: now,
         updated_at: now,
+        watermark: None,
     };
     deps.store.upsert_subscription(&row).await?;
     tracing::info!(subscription = %row.id, room = %room.mailbox.address(), "subscription created");
@@ -199,7 +200,11 @@ async fn renew_row(
     let moving =
         rich.as_ref().filter(|r| row.encryption_certificate_id.as_deref() != Some(&r.certificate_id));
     let asked = expiry(now);
-    match tenant.graph.renew_subscription(&row.id, asked, moving, CorrelationId::generate(now)).await {
+    match tenant
+        .graph_client()?
+        .renew_subscription(&row.id, asked, moving, CorrelationId::generate(now))
+        .await
+    {
         Ok(sub) => {
             let mut next = row.clone();
             next.expires_at = sub.expiration_date_time.unwrap_or(asked);
@@ -262,7 +267,7 @@ pub async fn ensure_subscriptions(
     rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
     for row in rows {
         let Some(room) = rooms.get(&row.room_id).filter(|_| !covered.contains(&row.room_id)) else {
-            tenant.graph.delete_subscription(&row.id, CorrelationId::generate(now)).await?;
+            tenant.graph_client()?.delete_subscription(&row.id, CorrelationId::generate(now)).await?;
             forget_row(deps, &row).await?;
             tracing::info!(subscription = %row.id, "subscription of a room ORB no longer watches deleted");
             report.deleted.push(row.id);
@@ -273,7 +278,7 @@ pub async fn ensure_subscriptions(
             // The subject policy changed: Graph cannot change a subscription's resource, so a new one
             // (with the new `$select`) is made before the old one is deleted; nothing is missed between.
             create_for_room(deps, tenant, &name, notification_base_url, room, now).await?;
-            match tenant.graph.delete_subscription(&row.id, CorrelationId::generate(now)).await {
+            match tenant.graph_client()?.delete_subscription(&row.id, CorrelationId::generate(now)).await {
                 Ok(()) | Err(GraphError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -390,3 +390,56 @@ async fn knowing_before_overwriting_costs_one_read_per_outlook_change_where_topd
         assert_eq!(desk, &base_desk, "{policy:?}: a TOPdesk change costs the same (If-Match is free)");
     }
 }
+
+/// A booking made at the desk whose room copy ORB never heard of (the copy's notification was lost, so the
+/// record knows Anna's meeting but not the room's copy). Anna moves the meeting in Outlook (unheard too),
+/// then the desk reschedules the reservation: ORB's write to Anna's meeting gets `412` and the meeting is
+/// read again. The room's copy is found by its `iCalUId`, not taken for gone because ORB never learned its
+/// id (found by the Graph chaos run: the "gone" copy won the conflict as a cancellation, the reservation was
+/// cancelled and the meeting stayed live in Exchange for good). Exchange wins: Anna's time on both sides.
+#[tokio::test]
+async fn a_conflict_on_a_booking_whose_room_copy_orb_never_heard_of_cancels_nothing() {
+    on_every_store_with(&WorldOptions::default(), |w| async move {
+        w.drop_notifications(true);
+        let mut create = orb_topdesk::wire::CreateReservationDto::new(
+            w.anna,
+            &w.room.topdesk_location_id,
+            at(BOOKED.0),
+            at(BOOKED.1),
+        );
+        create.brief_description = Some("Desk booking".into());
+        let reservation = w.topdesk.create_reservation(&create).await.unwrap().id.unwrap().to_string();
+        w.push(&reservation).await;
+        let booked =
+            w.booking_where("Anna's meeting made", |r| r.exchange.organizer_event_id.is_some()).await;
+        w.quiet(true).await;
+        let booked = w.store.get_booking(w.tenant.id, booked.id).await.unwrap();
+        assert!(booked.exchange.room_event_id.is_none(), "the copy's notification was lost: {booked:?}");
+        let id = booked.exchange.organizer_event_id.clone().unwrap();
+
+        w.clock.advance(Duration::minutes(1));
+        w.move_in_outlook(&id, ANNAS).await;
+        w.clock.advance(Duration::seconds(1));
+        w.reschedule_at_the_desk(&reservation, DESKS).await;
+        w.clock.advance(Duration::seconds(1));
+        w.push(&reservation).await;
+        w.quiet(true).await;
+
+        let expected = times(ANNAS);
+        let annas: Vec<_> =
+            w.graph_em.events(ANNA).unwrap().iter().map(|e| (e.is_cancelled, utc(e))).collect();
+        assert_eq!(annas, [(Some(false), expected)], "Anna's meeting");
+        let room_copies: Vec<_> = w.graph_em.events(ROOM).unwrap().iter().map(utc).collect();
+        assert_eq!(room_copies, [expected], "the room's calendar");
+        let r =
+            w.reservations().into_iter().find(|r| r.id.map(|i| i.to_string()) == Some(reservation.clone()));
+        let r = r.expect("the reservation");
+        assert!(r.status.is_some_and(|s| s.is_active()), "the reservation stays live: {r:?}");
+        assert_eq!((r.planned_start_date.unwrap(), r.planned_end_date.unwrap()), expected, "TOPdesk");
+        let record: BookingRecord = w.store.get_booking(w.tenant.id, booked.id).await.unwrap();
+        assert!(!record.cancelled, "ORB's record stays live: {record:?}");
+        assert_eq!((record.start, record.end), expected, "ORB's record");
+        assert!(w.jobs(JobStatus::Dead).await.is_empty(), "no dead job");
+    })
+    .await;
+}

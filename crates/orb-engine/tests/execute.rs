@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use orb_core::*;
 use orb_emulators::graph::{GraphEmulator, Knobs, RoomInfo, serve};
 use orb_emulators::topdesk::{DoubleBooking, ServedEmulator, TopdeskEmulator};
+use orb_engine::exchange::GraphExchange;
 use orb_engine::execute::*;
 use orb_graph::model::{AttendeeType, ResponseType};
 use orb_graph::{AppRegistration, ClientOptions, Credential, Endpoints, GraphClient, ORB_MATCH_PROPERTY_ID};
@@ -33,7 +34,8 @@ struct World {
     clock: FixedClock,
     graph_em: GraphEmulator,
     _graph_served: orb_emulators::graph::Served,
-    graph: GraphClient,
+    graph: Arc<GraphClient>,
+    exchange: GraphExchange,
     td: ServedEmulator,
     topdesk: TopdeskClient,
     rooms: RoomMap,
@@ -70,7 +72,8 @@ impl World {
             credential: Arc::new(Credential::Secret(SecretString::from(SECRET))),
         };
         let endpoints = Endpoints::from_root(&graph_served.base_url).unwrap();
-        let graph = GraphClient::new(endpoints, app, Arc::new(clock.clone()), options).unwrap();
+        let graph = Arc::new(GraphClient::new(endpoints, app, Arc::new(clock.clone()), options).unwrap());
+        let exchange = GraphExchange::new(graph.clone());
 
         let em = TopdeskEmulator::new(Arc::new(clock.clone()));
         em.add_account("orb-api", "app-secret-1");
@@ -118,6 +121,7 @@ impl World {
             graph_em,
             _graph_served: graph_served,
             graph,
+            exchange,
             td,
             topdesk,
             rooms,
@@ -132,7 +136,7 @@ impl World {
 
     fn ctx(&self) -> ExecContext<'_> {
         ExecContext {
-            graph: &self.graph,
+            exchange: &self.exchange,
             topdesk: &self.topdesk,
             rooms: &self.rooms,
             link_type: LINK_TYPE,

@@ -50,6 +50,7 @@ async fn subscription_naming(store: &dyn Store, certificate: &str) {
             expires_at: t0() + Duration::days(1),
             created_at: t0(),
             updated_at: t0(),
+            watermark: None,
         })
         .await
         .unwrap();

@@ -181,7 +181,8 @@ fn the_layering_of_the_crate_docs_holds() {
         assert!(!graph["sync"].contains(banned), "sync must not use {banned}: {:?}", graph["sync"]);
     }
     let runtime: Vec<&String> = graph["runtime"].iter().collect();
-    assert_eq!(runtime, ["observe", "pause"], "runtime is the bottom of the graph");
+    assert_eq!(runtime, ["exchange", "observe", "pause"], "runtime is the bottom of the graph");
+    assert!(graph["exchange"].is_empty(), "the Exchange seam uses no engine module: {:?}", graph["exchange"]);
 }
 
 #[test]

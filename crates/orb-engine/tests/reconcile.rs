@@ -500,6 +500,184 @@ async fn a_sweep_that_would_cancel_most_of_a_room_by_absence_is_held_until_appro
     .await;
 }
 
+impl World {
+    /// Both sides agree on the room: every booking in the room's calendar is a reservation and the other
+    /// way round, none twice.
+    fn assert_converged(&self) {
+        let rooms = [(self.room.mailbox.clone(), self.room.topdesk_location_id.clone())];
+        let report =
+            orb_testkit::check_convergence(&self.graph_em, &self.td.emulator, &rooms, self.sweep_window());
+        assert!(report.is_clean(), "{report}");
+    }
+
+    /// The live events of the room's calendar.
+    fn live_room_events(&self) -> usize {
+        self.graph_em.events(ROOM).unwrap().iter().filter(|e| e.is_cancelled != Some(true)).count()
+    }
+
+    /// A held deletion rejected: the sweep restores them.
+    async fn reject_held_deletions(&self) -> reconcile::SweepReport {
+        self.sweep_with(SweepOptions { restore_held_deletions: true, ..SweepOptions::default() }).await
+    }
+
+    /// After a restore: a sweep finds nothing to do, holds nothing and restores nothing.
+    async fn nothing_left_to_do(&self) {
+        let again = self.sweep().await;
+        assert_eq!((again.jobs.total(), again.held_deletions, again.restored), (0, 0, 0), "{again:?}");
+        assert!(again.owed.is_empty(), "{again:?}");
+        let twice = self.reject_held_deletions().await;
+        assert_eq!((twice.jobs.total(), twice.held_deletions, twice.restored), (0, 0, 0), "{twice:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_mass_deletion_in_exchange_writes_the_bookings_to_exchange_again() {
+    on_every_store(|w| async move {
+        // The room removes cancelled meetings, so the lost meetings are simply not listed (and 404 by id):
+        // deletions inferred from absence, held by the guard.
+        w.graph_em.set_room_settings(
+            ROOM,
+            RoomSettings { remove_canceled_meetings: true, ..RoomSettings::default() },
+        );
+        let events = w.ten_synced_bookings().await;
+        let before: std::collections::BTreeMap<_, _> =
+            w.bookings().await.into_iter().map(|r| (r.id, r)).collect();
+        w.clock.advance(Duration::minutes(1));
+        w.drop_notifications(true);
+        for event in &events[..8] {
+            w.delete_in_outlook(event).await;
+        }
+        w.drop_notifications(false);
+        assert_eq!(w.live_room_events(), 2);
+        let held = w.sweep().await;
+        assert_eq!((held.held_deletions, held.jobs.total()), (8, 0), "{held:?}");
+
+        // A dry run says what a rejection would do, and does nothing.
+        let dry = SweepOptions { restore_held_deletions: true, dry_run: true, ..SweepOptions::default() };
+        let plan = w.sweep_with(dry).await;
+        assert_eq!((plan.restored, plan.held_deletions, plan.jobs.redriven), (8, 0, 8), "{plan:?}");
+        let restores: Vec<_> = plan.planned.iter().filter(|p| p.difference == Difference::Restored).collect();
+        assert_eq!(restores.len(), 8, "{plan:?}");
+        assert!(restores.iter().all(|p| p.side == Side::Exchange), "{plan:?}");
+        assert!(
+            restores[0].action().contains("write it to Exchange again from TOPdesk"),
+            "{}",
+            restores[0].action()
+        );
+        assert_eq!(w.live_room_events(), 2, "a dry run writes nothing");
+
+        // Rejected: each vanished booking is written to Exchange again, from TOPdesk.
+        let audit_before = w.store.list_audit(w.tenant.id, 100).await.unwrap().len();
+        let report = w.reject_held_deletions().await;
+        assert_eq!((report.restored, report.held_deletions), (8, 0), "{report:?}");
+        assert_eq!(report.jobs, JobsByKind { redriven: 8, ..JobsByKind::default() }, "{report:?}");
+        let audit = w.store.list_audit(w.tenant.id, 100).await.unwrap();
+        assert_eq!(audit.len(), audit_before, "a restore holds nothing: {audit:?}");
+        eventually("the room's ten meetings back", || async { (w.live_room_events() == 10).then_some(()) })
+            .await;
+        w.settled().await;
+        w.no_dead_jobs().await;
+        w.assert_converged();
+        assert_eq!(w.active_reservations(), 10, "nothing cancelled in TOPdesk");
+        assert_eq!(w.reservations().len(), 10, "no reservation made twice");
+        let after = w.bookings().await;
+        assert_eq!(after.len(), 10, "no booking recorded twice");
+        let room_events = w.graph_em.events(ROOM).unwrap();
+        for record in &after {
+            assert!(!record.cancelled, "{record:?}");
+            assert_eq!(record.failed_count, 0, "written back, not failed: {record:?}");
+            assert_eq!(
+                (record.exchange_status, record.topdesk_status),
+                (orb_core::SyncStatus::Synced, orb_core::SyncStatus::Synced),
+                "{record:?}"
+            );
+            let old = &before[&record.id];
+            assert_eq!(record.topdesk.reservation_id, old.topdesk.reservation_id, "TOPdesk's item kept");
+            assert!(record.exchange.room_event_id.is_some(), "room copy linked: {record:?}");
+            // (The emulator lists REST ids, ORB keeps immutable ones: the meeting is found by its iCalUId.)
+            let ical = record.exchange.ical_uid.as_deref().expect("meeting linked");
+            assert!(
+                room_events
+                    .iter()
+                    .any(|e| e.ical_uid.as_deref() == Some(ical) && e.is_cancelled != Some(true)),
+                "the record points at a live room event: {record:?}"
+            );
+        }
+        let relinked =
+            after.iter().filter(|r| r.exchange.ical_uid != before[&r.id].exchange.ical_uid).count();
+        assert_eq!(relinked, 8, "the eight restored records point at the new meetings");
+
+        // Idempotent: nothing more to do, nothing held, ORB's new meetings not taken for new bookings.
+        w.nothing_left_to_do().await;
+        w.settled().await;
+        assert_eq!(w.bookings().await.len(), 10);
+        w.assert_converged();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rejected_mass_deletion_in_topdesk_writes_the_reservations_again() {
+    on_every_store(|w| async move {
+        w.ten_synced_bookings().await;
+        let before: std::collections::BTreeMap<_, _> =
+            w.bookings().await.into_iter().map(|r| (r.id, r)).collect();
+        // Eight reservations vanish from TOPdesk (purged by mistake): not listed, 404 by id.
+        w.clock.advance(Duration::minutes(1));
+        let mut gone = Vec::new();
+        for record in before.values().take(8) {
+            let id: orb_topdesk::ReservationId =
+                record.topdesk.reservation_id.as_deref().unwrap().parse().unwrap();
+            assert!(w.td.emulator.with_state(|s| s.reservations.remove(&id)).is_some());
+            gone.push(record.id);
+        }
+        assert_eq!(w.reservations().len(), 2);
+        let held = w.sweep().await;
+        assert_eq!((held.held_deletions, held.jobs.total()), (8, 0), "{held:?}");
+        let rooms_events = w.live_room_events();
+
+        let report = w.reject_held_deletions().await;
+        assert_eq!((report.restored, report.held_deletions, report.jobs.redriven), (8, 0, 8), "{report:?}");
+        eventually("ten reservations again", || async { (w.active_reservations() == 10).then_some(()) })
+            .await;
+        w.settled().await;
+        w.no_dead_jobs().await;
+        w.assert_converged();
+        assert_eq!(w.reservations().len(), 10, "no reservation made twice");
+        assert_eq!(w.live_room_events(), rooms_events, "nothing cancelled (or made) in Exchange");
+        let after = w.bookings().await;
+        assert_eq!(after.len(), 10);
+        let reservations = w.reservations();
+        for record in &after {
+            assert!(!record.cancelled, "{record:?}");
+            assert_eq!(record.failed_count, 0, "written back, not failed: {record:?}");
+            assert_eq!(
+                (record.exchange_status, record.topdesk_status),
+                (orb_core::SyncStatus::Synced, orb_core::SyncStatus::Synced),
+                "{record:?}"
+            );
+            let old = &before[&record.id];
+            assert_eq!(record.exchange.room_event_id, old.exchange.room_event_id, "Exchange's item kept");
+            let id = record.topdesk.reservation_id.as_deref().expect("linked");
+            assert!(
+                reservations.iter().any(|r| r.id.map(|i| i.to_string()).as_deref() == Some(id)),
+                "{record:?}"
+            );
+            assert_eq!(
+                id != old.topdesk.reservation_id.as_deref().unwrap(),
+                gone.contains(&record.id),
+                "{record:?}"
+            );
+        }
+
+        w.nothing_left_to_do().await;
+        w.settled().await;
+        assert_eq!(w.reservations().len(), 10);
+        w.assert_converged();
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn cancellations_the_calendar_confirms_are_not_held_by_the_mass_deletion_guard() {
     on_every_store(|w| async move {

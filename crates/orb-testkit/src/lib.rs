@@ -1,7 +1,7 @@
 //! # orb-testkit
 //!
 //! Dev-only helpers shared by end-to-end tests and benchmarks: the **stores under test** ([`stores`]: a
-//! fresh SQLite and PostgreSQL store per test, a second pool, raw statements, a dump of everything stored),
+//! fresh SQLite and PostgreSQL store per test, a second pool, raw statements, a dump of everything stored), **ports** for servers started in another process ([`free_port`]),
 //! and the **convergence checker** ([`check_convergence`]), which compares what the two emulators hold —
 //! the room calendars in Exchange and the reservations in TOPdesk — and says whether ORB left them equal:
 //! every live room booking on one side has exactly one live counterpart on the other (same room, same
@@ -14,7 +14,10 @@
 //! orb-engine, orb-web: the checker must not share code with what it checks. orb-store is used by
 //! [`stores`] only (opening the stores the tests run on); the checker does not touch it.
 
+pub mod ports;
 pub mod stores;
+
+pub use ports::free_port;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use crate::exchange::{ExchangeError, Failure};
 use orb_core::{RoomId, Side, WriteFailure};
+#[cfg(test)]
 use orb_graph::GraphError;
 use orb_topdesk::TopdeskError;
 use thiserror::Error;
@@ -192,23 +194,19 @@ impl ExecError {
         }
     }
 
-    pub(crate) fn graph(action: &'static str) -> impl FnOnce(GraphError) -> Self {
+    pub(crate) fn exchange(action: &'static str) -> impl FnOnce(ExchangeError) -> Self {
         move |e| {
             let side = Side::Exchange;
-            match e {
-                GraphError::Throttled { retry_after } => {
-                    Self::Throttled { side, action, retry_after: Some(retry_after), source: Box::new(e) }
+            match e.failure() {
+                Failure::Throttled { retry_after } => {
+                    Self::Throttled { side, action, retry_after, source: Box::new(e) }
                 }
-                e if e.is_retryable() => Self::Unavailable { side, action, source: Box::new(e) },
-                GraphError::NotFound { what } => Self::Gone { side, what },
-                GraphError::Rejected { ref reason, .. } => {
-                    Self::Refused { side, action, reason: reason.clone(), source: Box::new(e) }
-                }
-                GraphError::Conflict { .. } => Self::Changed { side, action, source: Box::new(e) },
-                GraphError::Unauthorized { .. }
-                | GraphError::Forbidden { .. }
-                | GraphError::Config { .. } => Self::Denied { side, action, source: Box::new(e) },
-                e => Self::Failed { side, action, source: Box::new(e) },
+                Failure::Transient => Self::Unavailable { side, action, source: Box::new(e) },
+                Failure::NotFound { what } => Self::Gone { side, what },
+                Failure::Rejected { reason } => Self::Refused { side, action, reason, source: Box::new(e) },
+                Failure::Changed => Self::Changed { side, action, source: Box::new(e) },
+                Failure::Denied => Self::Denied { side, action, source: Box::new(e) },
+                Failure::Permanent => Self::Failed { side, action, source: Box::new(e) },
             }
         }
     }
@@ -252,8 +250,9 @@ mod tests {
 
     #[test]
     fn classification_follows_the_clients() {
-        let throttled =
-            ExecError::graph("creating")(GraphError::Throttled { retry_after: Duration::from_secs(7) });
+        let throttled = ExecError::exchange("creating")(
+            GraphError::Throttled { retry_after: Duration::from_secs(7) }.into(),
+        );
         assert!(throttled.is_retryable());
         assert_eq!(throttled.class(), FailureClass::Transient { retry_after: Some(Duration::from_secs(7)) });
         assert_eq!(
@@ -279,10 +278,10 @@ mod tests {
             source: None,
         });
         assert_eq!(down.class(), FailureClass::Transient { retry_after: None });
-        let changed = ExecError::graph("updating")(GraphError::Conflict { message: "412".into() });
+        let changed = ExecError::exchange("updating")(GraphError::Conflict { message: "412".into() }.into());
         assert!(changed.is_changed() && !changed.is_retryable(), "read and planned again, not resent as is");
         assert_eq!(changed.class(), FailureClass::Transient { retry_after: None }, "else retried later");
-        let gone = ExecError::graph("x")(GraphError::NotFound { what: "event 1".into() });
+        let gone = ExecError::exchange("x")(GraphError::NotFound { what: "event 1".into() }.into());
         assert!(gone.is_gone() && !gone.is_retryable());
         assert_eq!(gone.class().to_write_failure(), Some(WriteFailure::Gone { what: "event 1".into() }));
         assert_eq!(gone.side(), Some(Side::Exchange));

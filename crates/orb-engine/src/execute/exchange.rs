@@ -6,10 +6,10 @@ use orb_core::{
     Action, BookingId, BookingRecord, EmailAddress, ExchangeCancel, ExchangeChanges, ExchangeTarget,
     RoomMailbox, Side, TimeZoneName,
 };
-use orb_graph::GraphError;
 use orb_graph::model::{Attendee, BodyType, DateTimeTimeZone, Event, ItemBody, Location};
 
 use super::{Done, EventIds, ExecContext, ExecError};
+use crate::exchange::Failure;
 
 /// Sent to the attendees with a cancellation (no subject, no names).
 const CANCEL_COMMENT: &str = "The room booking for this meeting was cancelled.";
@@ -61,7 +61,7 @@ pub(super) async fn write(
             update(*booking, target, event_id.as_deref(), changes, record, before, ctx).await
         }
         Action::CancelExchangeEvent { booking, target, event_id, how } => {
-            cancel(*booking, target, event_id.as_deref(), *how, record, ctx).await
+            cancel(*booking, target, event_id.as_deref(), *how, record, before, ctx).await
         }
         other => Err(ExecError::Invalid {
             side: Side::Exchange,
@@ -117,20 +117,26 @@ async fn ensure_created(
     let corr = ctx.correlation;
     // (Graph also returns the first event to a create retried with the same `transactionId`.)
     if ctx.may_have_created
-        && let Some(found) =
-            ctx.graph.find_by_match_id(mailbox, &match_id, corr).await.map_err(ExecError::graph(action))?
+        && let Some(found) = ctx
+            .exchange
+            .find_by_match_id(mailbox, &match_id, corr)
+            .await
+            .map_err(ExecError::exchange(action))?
     {
         return Ok((found, false));
     }
-    let created =
-        ctx.graph.create_event(mailbox, event, &match_id, corr).await.map_err(ExecError::graph(action))?;
+    let created = ctx
+        .exchange
+        .create_event(mailbox, event, &match_id, corr)
+        .await
+        .map_err(ExecError::exchange(action))?;
     Ok((created, true))
 }
 
 /// The organizer's copy read back (the rooms' answers are on it after the write); best effort.
 async fn reread(mailbox: &EmailAddress, written: Event, ctx: &ExecContext<'_>) -> Event {
     let Some(id) = written.id.as_deref() else { return written };
-    match ctx.graph.get_event(mailbox, id, ctx.correlation).await {
+    match ctx.exchange.get_event(mailbox, id, ctx.correlation).await {
         Ok(event) => event,
         Err(e) => {
             tracing::warn!(error = %e, "could not read a written meeting back");
@@ -182,8 +188,8 @@ fn event_ids(
 /// event are conditional, so a change a person made since is not overwritten unseen (Graph answers `412`,
 /// [`ExecError::Changed`], and the engine reads the event and plans again). `None` (unconditional) when
 /// ORB never saw a version.
-fn if_match(record: &BookingRecord) -> Option<String> {
-    record.exchange.change_key.as_deref().map(orb_graph::etag_for_change_key)
+fn if_match(record: &BookingRecord) -> Option<&str> {
+    record.exchange.change_key.as_deref()
 }
 
 /// The id of the booking's event in `mailbox`: the record's id for that calendar (or the action's), else
@@ -193,6 +199,7 @@ async fn locate(
     in_room: bool,
     known: Option<&str>,
     record: &BookingRecord,
+    before: Option<&BookingRecord>,
     ctx: &ExecContext<'_>,
 ) -> Result<String, ExecError> {
     let action = "finding the meeting";
@@ -207,17 +214,33 @@ async fn locate(
     }
     let corr = ctx.correlation;
     let by_match = ctx
-        .graph
+        .exchange
         .find_by_match_id(mailbox, &record.id.to_string(), corr)
         .await
-        .map_err(ExecError::graph(action))?;
+        .map_err(ExecError::exchange(action))?;
     if let Some(id) = by_match.and_then(|e| e.id) {
         return Ok(id);
     }
     if let Some(ical) = link.ical_uid.as_deref() {
         // Only this meeting is read (`$filter` on its iCalUId), never the mailbox's other events.
-        let found =
-            ctx.graph.find_by_ical_uid(mailbox, ical, corr).await.map_err(ExecError::graph(action))?;
+        // Where the meeting should be, where it was before this change, and (for a protocol that searches
+        // by time) where the room's copy shows it now: the record already holds the new times of a move that
+        // has not reached Exchange yet, also on every later try.
+        let mut around = vec![(record.start, record.end)];
+        if let Some(b) = before {
+            around.push((b.start, b.end));
+        }
+        if ctx.exchange.finds_by_time()
+            && !in_room
+            && let Some(copy) = room_copy_span(record, before, ctx).await
+        {
+            around.push(copy);
+        }
+        let found = ctx
+            .exchange
+            .find_by_ical_uid(mailbox, ical, &around, corr)
+            .await
+            .map_err(ExecError::exchange(action))?;
         if let Some(id) = found.and_then(|e| e.id) {
             return Ok(id);
         }
@@ -226,6 +249,21 @@ async fn locate(
         side: Side::Exchange,
         what: format!("the meeting of booking {} in {mailbox}", record.id),
     })
+}
+
+/// Where the room's copy of the booking's meeting shows it now (best effort: `None` when unknown or
+/// unreadable).
+async fn room_copy_span(
+    record: &BookingRecord,
+    before: Option<&BookingRecord>,
+    ctx: &ExecContext<'_>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let id = record.exchange.room_event_id.as_deref()?;
+    let room_id = before.map_or(record.room_id, |b| b.room_id);
+    let room = ctx.rooms.by_id(room_id)?.mailbox.clone();
+    let copy = ctx.exchange.get_event(room.address(), id, ctx.correlation).await.ok()?;
+    let at = |t: Option<&DateTimeTimeZone>| t.and_then(|t| t.to_utc().ok());
+    Some((at(copy.start.as_ref())?, at(copy.end.as_ref())?))
 }
 
 async fn update(
@@ -242,7 +280,7 @@ async fn update(
     if in_room && let Some(room) = &changes.room {
         return move_room_event(booking, room, known, changes, record, before, ctx).await;
     }
-    let id = locate(mailbox, in_room, known, record, ctx).await?;
+    let id = locate(mailbox, in_room, known, record, before, ctx).await?;
     let mut patch = Event::default();
     if let Some((start, end)) = changes.times {
         patch.start = Some(when(start, &record.time_zone));
@@ -266,11 +304,11 @@ async fn update(
     }
     let corr = ctx.correlation;
     let written = if patch == Event::default() {
-        ctx.graph.get_event(mailbox, &id, corr).await
+        ctx.exchange.get_event(mailbox, &id, corr).await
     } else {
-        ctx.graph.update_event(mailbox, &id, &patch, if_match(record).as_deref(), corr).await
+        ctx.exchange.update_event(mailbox, &id, &patch, if_match(record), corr).await
     }
-    .map_err(ExecError::graph(action))?;
+    .map_err(ExecError::exchange(action))?;
     let written = if in_room { written } else { reread(mailbox, written, ctx).await };
     let ids = event_ids(mailbox, in_room, &written, room.as_ref(), Some((record.start, record.end)));
     Ok(Done::Event {
@@ -300,11 +338,11 @@ async fn move_room_event(
             }
         })?;
     let corr = ctx.correlation;
-    let old = match locate(old_room.address(), true, known, record, ctx).await {
-        Ok(id) => match ctx.graph.get_event(old_room.address(), &id, corr).await {
+    let old = match locate(old_room.address(), true, known, record, before, ctx).await {
+        Ok(id) => match ctx.exchange.get_event(old_room.address(), &id, corr).await {
             Ok(e) => Some(e),
-            Err(GraphError::NotFound { .. }) => None,
-            Err(e) => return Err(ExecError::graph(action)(e)),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(ExecError::exchange(action)(e)),
         },
         Err(e) if e.is_gone() => None,
         Err(e) => return Err(e),
@@ -328,9 +366,10 @@ async fn move_room_event(
     };
     let (written, created) = ensure_created(room.address(), booking, &event, ctx).await?;
     if let Some(old_id) = old.and_then(|o| o.id) {
-        match ctx.graph.delete_event(old_room.address(), &old_id, None, corr).await {
-            Ok(()) | Err(GraphError::NotFound { .. }) => {}
-            Err(e) => return Err(ExecError::graph(action)(e)),
+        match ctx.exchange.delete_event(old_room.address(), &old_id, None, corr).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(ExecError::exchange(action)(e)),
         }
     }
     Ok(Done::Event { ids: event_ids(room.address(), true, &written, None, Some((start, end))), created })
@@ -342,44 +381,46 @@ async fn cancel(
     known: Option<&str>,
     how: ExchangeCancel,
     record: &BookingRecord,
+    before: Option<&BookingRecord>,
     ctx: &ExecContext<'_>,
 ) -> Result<Done, ExecError> {
     let (mailbox, in_room) = target_mailbox(target);
     let already = Done::EventCancelled { how, ids: None, already: true };
-    let id = match locate(mailbox, in_room, known, record, ctx).await {
+    let id = match locate(mailbox, in_room, known, record, before, ctx).await {
         Ok(id) => id,
         Err(e) if e.is_gone() => return Ok(already),
         Err(e) => return Err(e),
     };
-    let graph = ctx.graph;
+    let exchange = ctx.exchange;
     let corr = ctx.correlation;
     let if_match = if_match(record);
-    let if_match = if_match.as_deref();
     match how {
         ExchangeCancel::CancelMeeting => {
             let action = "cancelling a meeting";
-            match graph.cancel_event(mailbox, &id, Some(CANCEL_COMMENT), if_match, corr).await {
+            match exchange.cancel_event(mailbox, &id, Some(CANCEL_COMMENT), if_match, corr).await {
                 Ok(()) => Ok(Done::EventCancelled { how, ids: None, already: false }),
-                Err(GraphError::NotFound { .. }) => Ok(already),
-                Err(e @ GraphError::Rejected { .. }) => match graph.get_event(mailbox, &id, corr).await {
-                    Err(GraphError::NotFound { .. }) => Ok(already),
-                    Ok(ev) if ev.is_cancelled == Some(true) => Ok(already),
-                    _ => Err(ExecError::graph(action)(e)),
-                },
-                Err(e) => Err(ExecError::graph(action)(e)),
+                Err(e) if e.is_not_found() => Ok(already),
+                Err(e) if matches!(e.failure(), Failure::Rejected { .. }) => {
+                    match exchange.get_event(mailbox, &id, corr).await {
+                        Err(e) if e.is_not_found() => Ok(already),
+                        Ok(ev) if ev.is_cancelled == Some(true) => Ok(already),
+                        _ => Err(ExecError::exchange(action)(e)),
+                    }
+                }
+                Err(e) => Err(ExecError::exchange(action)(e)),
             }
         }
-        ExchangeCancel::DeleteRoomEvent => match graph.delete_event(mailbox, &id, if_match, corr).await {
+        ExchangeCancel::DeleteRoomEvent => match exchange.delete_event(mailbox, &id, if_match, corr).await {
             Ok(()) => Ok(Done::EventCancelled { how, ids: None, already: false }),
-            Err(GraphError::NotFound { .. }) => Ok(already),
-            Err(e) => Err(ExecError::graph("deleting a room event")(e)),
+            Err(e) if e.is_not_found() => Ok(already),
+            Err(e) => Err(ExecError::exchange("deleting a room event")(e)),
         },
         ExchangeCancel::RemoveRoom => {
             let action = "removing the room from a meeting";
-            let current = match graph.get_event(mailbox, &id, corr).await {
+            let current = match exchange.get_event(mailbox, &id, corr).await {
                 Ok(ev) => ev,
-                Err(GraphError::NotFound { .. }) => return Ok(already),
-                Err(e) => return Err(ExecError::graph(action)(e)),
+                Err(e) if e.is_not_found() => return Ok(already),
+                Err(e) => return Err(ExecError::exchange(action)(e)),
             };
             let is_room = |address: Option<&str>| {
                 address
@@ -400,10 +441,10 @@ async fn cancel(
                     .then(|| Location { display_name: Some(String::new()), ..Location::default() }),
                 ..Event::default()
             };
-            let written = graph
+            let written = exchange
                 .update_event(mailbox, &id, &patch, if_match, corr)
                 .await
-                .map_err(ExecError::graph(action))?;
+                .map_err(ExecError::exchange(action))?;
             let ids = event_ids(mailbox, in_room, &written, None, None);
             Ok(Done::EventCancelled { how, ids: Some(ids), already: false })
         }

@@ -185,10 +185,10 @@ pub(super) async fn send(
         to_recipients: Some(vec![Recipient::new(to.as_str(), None)]),
         ..Message::default()
     };
-    ctx.graph
-        .send_mail(ctx.mail_sender, &message, false, ctx.correlation)
+    ctx.exchange
+        .send_mail(ctx.mail_sender, &message, ctx.correlation)
         .await
-        .map_err(ExecError::graph("sending a mail"))?;
+        .map_err(ExecError::exchange("sending a mail"))?;
     metrics::counter!("orb_mails_sent_total", "template" => template.as_str()).increment(1);
     Ok(Done::MailSent { to: to.clone() })
 }

@@ -20,8 +20,8 @@
 //! ## The idempotency contract
 //! Every write may run twice (a crash between the remote write and the engine's commit, a retried job):
 //! - **Creates** carry the match id. Exchange: `transactionId` = match id and ORB's single-value extended
-//!   property ([`orb_graph::GraphClient::create_event`]); before each create the target calendar is
-//!   searched for the property ([`orb_graph::GraphClient::find_by_match_id`]), so a second run finds the
+//!   property ([`Exchange::create_event`]); before each create the target calendar is
+//!   searched for the property ([`Exchange::find_by_match_id`]), so a second run finds the
 //!   first event. TOPdesk: the match id is the reservation's external link (tenant's integer type) and
 //!   [`orb_topdesk::TopdeskClient::ensure_reservation`] looks the link up before every attempt.
 //! - **Updates** set absolute values (times, room, attendee list, description): running one twice gives
@@ -49,12 +49,12 @@ mod exchange;
 mod mail;
 mod topdesk;
 
+use crate::exchange::Exchange;
 use chrono::{DateTime, Utc};
 use orb_core::{
     Action, BookingId, BookingRecord, Clock, CorrelationId, EmailAddress, ExchangeCancel, ExchangeLink,
     RoomMap, Side, TopdeskLink, WriteFailure,
 };
-use orb_graph::GraphClient;
 use orb_graph::model::ResponseType;
 use orb_topdesk::{Reason, TopdeskClient};
 
@@ -64,8 +64,8 @@ pub use mail::{MailFacts, RenderedMail, render_mail, room_name};
 /// Everything besides the plan and the record that executing depends on (one tenant).
 #[derive(Debug, Clone, Copy)]
 pub struct ExecContext<'a> {
-    /// The tenant's Graph client.
-    pub graph: &'a GraphClient,
+    /// The tenant's Exchange (Graph or EWS).
+    pub exchange: &'a dyn Exchange,
     /// The tenant's TOPdesk client.
     pub topdesk: &'a TopdeskClient,
     /// The tenant's rooms (room id → mailbox + TOPdesk location).

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use orb_core::{CorrelationId, EmailAddress, TenantId, TimeZoneName};
+use orb_core::{
+    CorrelationId, EmailAddress, Observation, ObservationSource, RoomId, Side, TenantId, TimeZoneName,
+};
 use orb_crypto::ValidationTokenExpectations;
 use orb_graph::GraphError;
 use orb_graph::model::{ChangeNotification, ChangeNotificationCollection, ChangeType, Event};
@@ -19,7 +21,7 @@ use orb_topdesk::{ReservationId, TopdeskError};
 use serde_json::Value;
 
 use super::cache::{JobCache, locked};
-use super::pipeline::{observe_reservation, sync_from};
+use super::pipeline::{find_record, observe_reservation, sync_from};
 use super::room::{OrganizerRead, RoomCopy, observe_in_room, organizer_instances};
 use crate::observe::{SeriesKey, scrubbed, series_id_for};
 use crate::runtime::{
@@ -43,12 +45,12 @@ async fn room_series(
     let fetched;
     let master = match &master.recurrence {
         Some(_) => master,
-        None => match tenant.graph.get_event(mailbox, &master_id, corr).await {
+        None => match tenant.exchange.get_event(mailbox, &master_id, corr).await {
             Ok(full) => {
                 fetched = full;
                 &fetched
             }
-            Err(GraphError::NotFound { .. }) => master,
+            Err(e) if e.is_not_found() => master,
             Err(e) => return Err(e.into()),
         },
     };
@@ -96,9 +98,9 @@ async fn room_series(
         .await?;
 
     let until = now + tenant.policy.horizon;
-    let instances = match tenant.graph.instances(mailbox, &master_id, now, until, corr).await {
+    let instances = match tenant.exchange.instances(mailbox, &master_id, now, until, corr).await {
         Ok(list) => list,
-        Err(GraphError::NotFound { .. }) => Vec::new(),
+        Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(e.into()),
     };
     let filter = BookingFilter {
@@ -161,7 +163,7 @@ fn bad(kind: &str, reason: impl Into<String>) -> SyncError {
     SyncError::BadPayload { kind: kind.to_owned(), reason: reason.into() }
 }
 
-async fn refuse(
+pub(super) async fn refuse(
     deps: &SyncDeps,
     tenant: TenantId,
     inbox_id: i64,
@@ -231,9 +233,13 @@ pub(crate) async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Res
         if tokens.is_some() {
             let collection =
                 ChangeNotificationCollection { validation_tokens: tokens, value: vec![item.clone()] };
-            let app = tenant.graph.app();
+            let app = tenant.graph_client()?.app();
             let expected = ValidationTokenExpectations::new(app.client_id.clone(), app.tenant.clone());
-            match tenant.jwks.check_validation_tokens(&collection, &expected).await {
+            let jwks = tenant
+                .jwks
+                .as_ref()
+                .ok_or(SyncError::NotGraph { tenant: tenant.tenant_id, kind: tenant.exchange.kind() })?;
+            match jwks.check_validation_tokens(&collection, &expected).await {
                 Ok(_) => {}
                 Err(e) if is_refusal(&e) => return refuse(deps, tenant_id, inbox_id, e.to_string()).await,
                 Err(e) => return Err(e.into()),
@@ -253,36 +259,67 @@ pub(crate) async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Res
     let event = match (event, deleted, &resource_id) {
         (Some(event), false, _) => Some(event),
         (_, true, _) => None,
-        (None, false, Some(id)) => match tenant.graph.get_event(&mailbox, id, corr).await {
+        (None, false, Some(id)) => match tenant.exchange.get_event(&mailbox, id, corr).await {
             Ok(event) => Some(event),
-            Err(GraphError::NotFound { .. }) => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         },
         (None, false, None) => return Err(bad(kind, "the notification names no event (resourceData.id)")),
     };
 
     let cache = JobCache::for_job(&job.job);
-    let outcomes = match event {
-        Some(event) if event.kind == Some(orb_graph::model::EventType::SeriesMaster) => {
-            room_series(deps, tenant, &cache, &mailbox, &room, &event, corr).await?
+    let change = match (event, resource_id) {
+        (Some(event), _) => RoomChange::Item(Box::new(event)),
+        (None, Some(id)) => RoomChange::Gone(id),
+        (None, None) => return Err(bad(kind, "a deleted notification names no event")),
+    };
+    let Some(outcomes) = room_change(deps, tenant, &cache, &room, change, corr).await? else {
+        deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
+        return Ok(JobResult::Ignored { reason: "a deleted event ORB does not track".into() });
+    };
+    deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
+    Ok(JobResult::Synced(outcomes))
+}
+
+/// What a room's change notification says of one item, whichever protocol sent it.
+pub(crate) enum RoomChange {
+    /// The item as read now (a single event, an occurrence or a series master).
+    Item(Box<Event>),
+    /// The item with this id is gone from the room's calendar.
+    Gone(String),
+}
+
+/// Syncs one changed item of `room`'s calendar: a series master fans out to its occurrences, an event is
+/// observed (with the organizer's copy when needed) and synced, a gone item ends its booking (or a gone
+/// master its occurrences in this room). `None`: a gone item ORB does not track.
+pub(crate) async fn room_change(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    room: &orb_store::Room,
+    change: RoomChange,
+    corr: CorrelationId,
+) -> Result<Option<Vec<SyncOutcome>>, SyncError> {
+    let tenant_id = tenant.tenant_id;
+    let mailbox = room.mailbox.address().clone();
+    let outcomes = match change {
+        RoomChange::Item(event) if event.kind == Some(orb_graph::model::EventType::SeriesMaster) => {
+            room_series(deps, tenant, cache, &mailbox, room, &event, corr).await?
         }
-        Some(event) => {
+        RoomChange::Item(event) => {
             let observed = observe_in_room(
                 deps,
                 tenant,
-                &cache,
+                cache,
                 &mailbox,
                 RoomCopy::Item(&event),
                 OrganizerRead::WhenNeeded,
                 corr,
             )
             .await?;
-            vec![sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, &cache).await?]
+            vec![sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, cache).await?]
         }
-        None => {
-            let Some(id) = resource_id else {
-                return Err(bad(kind, "a deleted notification names no event"));
-            };
+        RoomChange::Gone(id) => {
             let gone = match deps.store.find_booking(tenant_id, &BookingKey::ExchangeEvent(&id)).await? {
                 Some(record) => vec![record],
                 None => {
@@ -299,26 +336,23 @@ pub(crate) async fn graph_notification(deps: &SyncDeps, job: &ClaimedJob) -> Res
                 }
             };
             if gone.is_empty() {
-                deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
-                return Ok(JobResult::Ignored { reason: "a deleted event ORB does not track".into() });
+                return Ok(None);
             }
             let mut outcomes = Vec::new();
             for record in &gone {
                 let event_id = (record.series_id.is_none()).then(|| id.clone());
                 let copy = RoomCopy::Gone { event_id, record };
                 let observed =
-                    observe_in_room(deps, tenant, &cache, &mailbox, copy, OrganizerRead::WhenNeeded, corr)
+                    observe_in_room(deps, tenant, cache, &mailbox, copy, OrganizerRead::WhenNeeded, corr)
                         .await?;
                 outcomes.push(
-                    sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, &cache)
-                        .await?,
+                    sync_from(deps, tenant, &observed.observation, observed.room_copy_subject, cache).await?,
                 );
             }
             outcomes
         }
     };
-    deps.store.mark_inbox_processed(tenant_id, inbox_id, deps.clock.now()).await?;
-    Ok(JobResult::Synced(outcomes))
+    Ok(Some(outcomes))
 }
 
 pub(crate) async fn topdesk_hint(deps: &SyncDeps, job: &ClaimedJob) -> Result<JobResult, SyncError> {
@@ -382,7 +416,8 @@ pub(crate) async fn topdesk_hint(deps: &SyncDeps, job: &ClaimedJob) -> Result<Jo
     })
 }
 
-/// Runs a `sync.retry` or `sync.observation` job (`kind`): syncs the observation it carries.
+/// Runs a `sync.retry` or `sync.observation` job (`kind`): syncs the observation it carries (a sweep's
+/// Exchange finding on a protocol with coarse versions: as its item is now, see [`swept_now`]).
 pub(crate) async fn sync_retry(
     deps: &SyncDeps,
     job: &ClaimedJob,
@@ -394,7 +429,83 @@ pub(crate) async fn sync_retry(
     };
     let tenant = deps.tenant(job.job.tenant_id)?;
     let observation = scrubbed(&tenant.policy, observation);
+    let cache = JobCache::for_job(&job.job);
+    let swept = kind == JobKind::SyncObservation
+        && observation.source == ObservationSource::Sweep
+        && observation.side == Side::Exchange
+        && tenant.exchange.coarse_versions();
+    let (observation, room_copy) = if swept {
+        let corr = job.job.correlation_id.unwrap_or_else(|| CorrelationId::generate(deps.clock.now()));
+        match swept_now(deps, tenant, &cache, &job.job.lane, &observation, room_copy, corr).await? {
+            Some(now) => now,
+            None => {
+                return Ok(JobResult::Ignored {
+                    reason: "the swept item is gone and ORB has no record of it".into(),
+                });
+            }
+        }
+    } else {
+        (observation, room_copy)
+    };
     // A swept room copy (`room_copy`): its subject is Exchange's rewrite, not the meeting's.
-    let outcome = sync_from(deps, tenant, &observation, room_copy, &JobCache::for_job(&job.job)).await?;
+    let outcome = sync_from(deps, tenant, &observation, room_copy, &cache).await?;
     Ok(JobResult::Synced(vec![outcome]))
+}
+
+/// A sweep's Exchange finding as its item is now, for a protocol whose versions are coarse
+/// ([`crate::exchange::Exchange::coarse_versions`]). The sweep listed the room's calendar before this job
+/// runs; a change made in the same second as that listing (a cancellation, a move) and processed meanwhile
+/// carries the same version as the listing, so the planner cannot tell the listing is older and would plan
+/// its state over the change (a cancelled booking reopened on both sides, a move reverted). So the room's
+/// item is read again by its id and observed as a notification would observe it (with the organizer's
+/// copy where needed; gone: the booking's end); the sweep's source and counterpart (the other side's state)
+/// are kept. Returns the observation and whether its subject is the room copy's; `None`: the item is gone
+/// and ORB has no record of it, nothing to sync. A finding without an item id is returned as it is.
+async fn swept_now(
+    deps: &SyncDeps,
+    tenant: &TenantRuntime,
+    cache: &JobCache,
+    lane: &str,
+    swept: &Observation,
+    room_copy: bool,
+    corr: CorrelationId,
+) -> Result<Option<(Observation, bool)>, SyncError> {
+    let room = lane.strip_prefix("room:").and_then(|id| id.parse::<RoomId>().ok());
+    let (Some(id), Some(room)) = (swept.ids.event_id.as_deref(), room.and_then(|r| tenant.rooms.by_id(r)))
+    else {
+        return Ok(Some((swept.clone(), room_copy)));
+    };
+    let mailbox = room.mailbox.address().clone();
+    let read = match tenant.exchange.get_event(&mailbox, id, corr).await {
+        Ok(event) => Some(event),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let record = match &read {
+        Some(_) => None,
+        None => match find_record(deps.store.as_ref(), tenant.tenant_id, swept).await? {
+            Some(record) => Some(record),
+            None => return Ok(None),
+        },
+    };
+    let copy = match (&read, &record) {
+        (Some(event), _) => RoomCopy::Item(event),
+        (None, Some(record)) => {
+            RoomCopy::Gone { event_id: record.series_id.is_none().then(|| id.to_owned()), record }
+        }
+        (None, None) => return Ok(None),
+    };
+    let observed =
+        match observe_in_room(deps, tenant, cache, &mailbox, copy, OrganizerRead::WhenNeeded, corr).await {
+            Ok(observed) => observed,
+            Err(SyncError::Observe(e)) => {
+                tracing::info!(error = %e, "the swept item is not a booking ORB syncs any more");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+    let mut now = observed.observation;
+    now.source = ObservationSource::Sweep;
+    now.counterpart.clone_from(&swept.counterpart);
+    Ok(Some((now, observed.room_copy_subject)))
 }

@@ -35,8 +35,9 @@
 //! - **No lost update between sweeps.** Before a plan overwrites a side, ORB knows whether that side
 //!   changed since the record's watermark. Exchange: every write of an existing event carries `If-Match`
 //!   with the version ORB last saw ([`orb_core::ExchangeLink::change_key`]); when Graph refuses it (`412`),
-//!   nothing of the try is committed, the event is read (the room's copy by id, observed with the
-//!   organizer's copy, as a notification would be) and the observation is planned again with it as
+//!   nothing of the try is committed, the event is read (the room's copy by id, or by the meeting's
+//!   `iCalUId` when ORB never learned the copy's id; observed with the organizer's copy, as a
+//!   notification would be) and the observation is planned again with it as
 //!   [`orb_core::Observation::counterpart`]. TOPdesk has no conditional write: where a TOPdesk change could win
 //!   ([`orb_core::ConflictPolicy::can_win`]: `topdesk-wins`, `latest-wins`), a plan that overwrites a
 //!   reservation with an Exchange change first reads it (one GET) and, when its `modificationDate` is newer
@@ -73,9 +74,11 @@
 //!   does not match, a certificate ORB does not hold.
 
 mod cache;
+mod ews;
 mod handlers;
 mod pipeline;
 mod room;
 
+pub(crate) use ews::ews_notification;
 pub(crate) use handlers::{graph_notification, sync_retry, topdesk_hint};
 pub use pipeline::sync_observation;

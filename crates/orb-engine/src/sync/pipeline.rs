@@ -9,7 +9,6 @@ use orb_core::{
     Observation, ObservationSource, PersonDirectory, Plan, PlanContext, RecordChange, SeriesId, Side,
     SyncStatus, TenantId, TimelineEntry, TimelineKind, WriteFailure, WriteKind, plan, plan_write_failure,
 };
-use orb_graph::GraphError;
 use orb_store::jobs::{JobPayload as _, SyncRetryJob};
 use orb_store::{BookingKey, Lane, NewBookingEvent, Series, Store, StoreError};
 use orb_topdesk::{ReservationId, TopdeskError};
@@ -64,7 +63,7 @@ pub(super) async fn sync_from(
     Err(SyncError::ConflictRetriesExhausted { booking: last_booking, tries: max })
 }
 
-async fn find_record(
+pub(super) async fn find_record(
     store: &dyn Store,
     tenant: TenantId,
     obs: &Observation,
@@ -304,6 +303,7 @@ async fn sync_once(
                             known_id: None,
                             master_ical_uid: master.as_deref(),
                             span,
+                            record_span: None,
                         };
                         organizer_copy(tenant, cache, &organizer, &meeting, corr).await?
                     }
@@ -501,12 +501,12 @@ async fn exchange_now(
     let corr = record.correlation_id;
     let fresh = JobCache::default();
     let read = match record.exchange.room_event_id.as_deref() {
-        Some(id) => match tenant.graph.get_event(&mailbox, id, corr).await {
+        Some(id) => match tenant.exchange.get_event(&mailbox, id, corr).await {
             Ok(event) => Some(event),
-            Err(GraphError::NotFound { .. }) => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         },
-        None => None,
+        None => room_copy_by_uid(tenant, &mailbox, record, corr).await?,
     };
     let copy = match &read {
         Some(event) => RoomCopy::Item(event),
@@ -530,6 +530,41 @@ async fn exchange_now(
         current.organizer = record.organizer.clone();
     }
     Ok(Some(scrubbed(&tenant.policy, current)))
+}
+
+/// The room's copy of a single meeting whose id ORB never learned (it comes with the copy's notification,
+/// which may be lost), found by the meeting's `iCalUId`: without it the copy would be taken for gone, and a
+/// gone copy of a meeting that still books the room reads as a cancellation. A protocol that finds by time
+/// searches where the record holds the meeting and where the organizer's meeting is now.
+async fn room_copy_by_uid(
+    tenant: &TenantRuntime,
+    mailbox: &EmailAddress,
+    record: &BookingRecord,
+    corr: CorrelationId,
+) -> Result<Option<orb_graph::model::Event>, SyncError> {
+    let Some(ical_uid) = record.exchange.ical_uid.as_deref().filter(|_| record.series_id.is_none()) else {
+        return Ok(None);
+    };
+    let mut spans = vec![(record.start, record.end)];
+    if tenant.exchange.finds_by_time()
+        && let Some(id) = record.exchange.organizer_event_id.as_deref()
+    {
+        match tenant.exchange.get_event(&record.organizer, id, corr).await {
+            Ok(meeting) => {
+                let at = |t: Option<&orb_graph::model::DateTimeTimeZone>| t.and_then(|t| t.to_utc().ok());
+                if let (Some(start), Some(end)) = (at(meeting.start.as_ref()), at(meeting.end.as_ref())) {
+                    spans.push((start, end));
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match tenant.exchange.find_by_ical_uid(mailbox, ical_uid, &spans, corr).await {
+        Ok(found) => Ok(found),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -570,7 +605,7 @@ async fn commit_plan(
         }));
     };
     let exec_ctx = ExecContext {
-        graph: &tenant.graph,
+        exchange: tenant.exchange.as_ref(),
         topdesk: &tenant.topdesk,
         rooms: &tenant.rooms,
         link_type: tenant.link_type,

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use crate::exchange::ExchangeError;
 use chrono::{DateTime, Utc};
 use orb_core::{
     BookingRecord, CorrelationId, EmailAddress, Lifecycle, Observation, ObservationSource, RemoteIds, Side,
 };
-use orb_graph::GraphError;
 use orb_graph::model::Event;
 use orb_store::{BookingKey, StoreError};
 
@@ -90,6 +90,15 @@ fn books_room(event: &Event, room: &EmailAddress) -> bool {
             .any(same)
 }
 
+impl MeetingRef<'_> {
+    /// The spans to search, most likely first.
+    fn spans(&self) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let mut spans = vec![self.span];
+        spans.extend(self.record_span.filter(|r| *r != self.span));
+        spans
+    }
+}
+
 /// Which meeting to find in an organizer's calendar.
 pub(super) struct MeetingRef<'a> {
     /// The meeting's (or occurrence's) `iCalUId`, the same in every calendar holding it.
@@ -100,6 +109,8 @@ pub(super) struct MeetingRef<'a> {
     pub(super) master_ical_uid: Option<&'a str>,
     /// The occurrence's times as the room's copy or the record has them.
     pub(super) span: (DateTime<Utc>, DateTime<Utc>),
+    /// Where the record holds the meeting, when that may differ from `span` (a room copy lagging behind).
+    pub(super) record_span: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// The organizer's copy of a meeting (`None`: not in the organizer's calendar any more, or the organizer
@@ -116,7 +127,7 @@ pub(super) async fn organizer_copy(
     if tenant.rooms.is_room_address(organizer) {
         return Ok(None);
     }
-    let unreadable = |e: GraphError| -> Result<Option<Event>, SyncError> {
+    let unreadable = |e: ExchangeError| -> Result<Option<Event>, SyncError> {
         if e.is_retryable() {
             return Err(e.into());
         }
@@ -126,17 +137,20 @@ pub(super) async fn organizer_copy(
         Ok(None)
     };
     if let Some(id) = meeting.known_id {
-        match tenant.graph.get_event(organizer, id, corr).await {
+        match tenant.exchange.get_event(organizer, id, corr).await {
             Ok(e) if e.ical_uid.as_deref() == Some(meeting.ical_uid) => return Ok(Some(e)),
-            Ok(_) | Err(GraphError::NotFound { .. }) => {}
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => return unreadable(e),
         }
     }
     match meeting.master_ical_uid {
-        None => match find_meeting(tenant, cache, organizer, meeting.ical_uid, corr).await {
-            Ok(found) => Ok(found),
-            Err(e) => unreadable(e),
-        },
+        None => {
+            match find_meeting(tenant, cache, organizer, meeting.ical_uid, &meeting.spans(), corr).await {
+                Ok(found) => Ok(found),
+                Err(e) => unreadable(e),
+            }
+        }
         Some(master) => {
             match organizer_instances(tenant, cache, organizer, master, meeting.span, corr).await {
                 Ok(events) => {
@@ -154,13 +168,14 @@ async fn find_meeting(
     cache: &JobCache,
     mailbox: &EmailAddress,
     ical_uid: &str,
+    around: &[(DateTime<Utc>, DateTime<Utc>)],
     corr: CorrelationId,
-) -> Result<Option<Event>, GraphError> {
+) -> Result<Option<Event>, ExchangeError> {
     let key = (mailbox.clone(), ical_uid.to_owned());
     if let Some(found) = locked(&cache.meetings).get(&key) {
         return Ok(found.clone());
     }
-    let found = tenant.graph.find_by_ical_uid(mailbox, ical_uid, corr).await?;
+    let found = tenant.exchange.find_by_ical_uid(mailbox, ical_uid, around, corr).await?;
     locked(&cache.meetings).insert(key, found.clone());
     Ok(found)
 }
@@ -174,9 +189,9 @@ pub(super) async fn organizer_instances(
     master_ical_uid: &str,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     corr: CorrelationId,
-) -> Result<Arc<Vec<Event>>, GraphError> {
+) -> Result<Arc<Vec<Event>>, ExchangeError> {
     let Some(master_id) =
-        find_meeting(tenant, cache, mailbox, master_ical_uid, corr).await?.and_then(|m| m.id)
+        find_meeting(tenant, cache, mailbox, master_ical_uid, &[(from, to)], corr).await?.and_then(|m| m.id)
     else {
         return Ok(Arc::new(Vec::new()));
     };
@@ -189,9 +204,9 @@ pub(super) async fn organizer_instances(
     if let Some(events) = cached {
         return Ok(events);
     }
-    let events = match tenant.graph.instances(mailbox, &master_id, from, to, corr).await {
+    let events = match tenant.exchange.instances(mailbox, &master_id, from, to, corr).await {
         Ok(events) => Arc::new(events),
-        Err(GraphError::NotFound { .. }) => Arc::new(Vec::new()),
+        Err(e) if e.is_not_found() => Arc::new(Vec::new()),
         Err(e) => return Err(e),
     };
     locked(&cache.instances).push(InstanceWindow {
@@ -226,9 +241,9 @@ pub(super) async fn master_ical_uid(
     if ical.is_none()
         && let Some(id) = room_master_id
     {
-        ical = match tenant.graph.get_event(room, id, corr).await {
+        ical = match tenant.exchange.get_event(room, id, corr).await {
             Ok(master) => master.ical_uid,
-            Err(GraphError::NotFound { .. }) => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         };
     }
@@ -269,12 +284,19 @@ pub(super) fn room_copy_answers(policy: &orb_core::SubjectPolicy, room_copy: &Ev
 ///   ORB's own write coming back, whose version ORB read back after the write —, or is cancelled where the
 ///   record is (ORB's own cancel). A copy showing anything else is a person's change: the organizer's copy
 ///   is read for the version it made, which ORB's next conditional write names.
-async fn room_copy_stands(
+fn room_copy_stands(record: Option<&BookingRecord>, room_obs: &Observation, answers: bool) -> bool {
+    match record.filter(|r| r.exchange.organizer_event_id.is_some()) {
+        None => answers,
+        Some(record) => shows_record(room_obs, record, answers),
+    }
+}
+
+/// The record of a room copy's meeting, if ORB has one (by the copy's id, else its `iCalUId`).
+async fn record_of_copy(
     deps: &SyncDeps,
     tenant: &TenantRuntime,
     room_obs: &Observation,
-    answers: bool,
-) -> Result<bool, SyncError> {
+) -> Result<Option<BookingRecord>, SyncError> {
     let ids = &room_obs.ids;
     let keys = ids.event_id.as_deref().map(BookingKey::ExchangeEvent).into_iter().chain(
         ids.ical_uid.as_deref().map(|ical_uid| BookingKey::ICalUid {
@@ -282,17 +304,12 @@ async fn room_copy_stands(
             original_start: room_obs.series.map(|s| s.original_start),
         }),
     );
-    let mut record = None;
     for key in keys {
         if let Some(found) = deps.store.find_booking(tenant.tenant_id, &key).await? {
-            record = Some(found);
-            break;
+            return Ok(Some(found));
         }
     }
-    Ok(match record.filter(|r| r.exchange.organizer_event_id.is_some()) {
-        None => answers,
-        Some(record) => shows_record(room_obs, &record, answers),
-    })
+    Ok(None)
 }
 
 /// Whether the room's copy shows exactly what the record holds (at the record's minute precision), or is
@@ -368,6 +385,7 @@ pub(super) async fn observe_in_room(
     corr: CorrelationId,
 ) -> Result<RoomObservation, SyncError> {
     let now = deps.clock.now();
+    let mut record_span = None;
     let (room_obs, ical, span, organizer, live, known_id, room_master_id, series) = match &copy {
         RoomCopy::Item(event) => {
             let room_obs = scrubbed(&tenant.policy, observe_event(tenant, mailbox, event)?);
@@ -380,9 +398,10 @@ pub(super) async fn observe_in_room(
                 && room_obs.room_response != orb_core::RoomResponse::Declined;
             let answers = room_copy_answers(&tenant.policy.subject, event);
             let cancelled = room_obs.lifecycle != Lifecycle::Active;
+            let record = record_of_copy(deps, tenant, &room_obs).await?;
             if read == OrganizerRead::WhenNeeded
                 && ((live && answers) || cancelled)
-                && room_copy_stands(deps, tenant, &room_obs, live && answers).await?
+                && room_copy_stands(record.as_ref(), &room_obs, live && answers)
             {
                 // The room's copy is the meeting (see `room_copy_stands`). Its change key is the room copy's
                 // version, not the organizer's event's that ORB's writes name in `If-Match`, so it is not
@@ -394,7 +413,11 @@ pub(super) async fn observe_in_room(
             let span = (room_obs.start, room_obs.end);
             let organizer = room_obs.organizer.clone();
             let series = room_obs.series.map(|s| s.series_id);
-            (room_obs, ical, span, organizer, live, None, event.series_master_id.clone(), series)
+            // The organizer's copy ORB knows (by id), and where the record holds the meeting: a room copy
+            // may lag behind its organizer's move, and a protocol that finds by time must look there too.
+            let known = record.as_ref().and_then(|r| r.exchange.organizer_event_id.clone());
+            record_span = record.as_ref().map(|r| (r.start, r.end));
+            (room_obs, ical, span, organizer, live, known, event.series_master_id.clone(), series)
         }
         RoomCopy::Gone { event_id, record } => {
             let mut room_obs =
@@ -422,6 +445,7 @@ pub(super) async fn observe_in_room(
         known_id: known_id.as_deref(),
         master_ical_uid: master_ical.as_deref(),
         span,
+        record_span,
     };
     let Some(org) = organizer_copy(tenant, cache, &organizer, &meeting, corr).await? else {
         return Ok(RoomObservation { observation: room_obs, room_copy_subject });

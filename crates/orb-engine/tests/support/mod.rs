@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod ews_world;
 pub mod sweeps;
 pub mod world;
 

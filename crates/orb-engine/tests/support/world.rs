@@ -17,6 +17,7 @@ use orb_core::{
 use orb_crypto::{CertificateRing, EncryptionCertificate, NotificationPrivateKey};
 use orb_emulators::graph::{DeliveryKind, GraphEmulator, RoomInfo, RoomSettings, Served, serve};
 use orb_emulators::topdesk::{DoubleBooking, ServedEmulator, TopdeskEmulator};
+use orb_engine::exchange::GraphExchange;
 use orb_engine::runtime::{SyncDeps, TenantRuntime};
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_graph::model::ChangeType;
@@ -346,6 +347,7 @@ impl World {
                     expires_at: sub.expiration_date_time.unwrap_or(request.expiration),
                     created_at: now,
                     updated_at: now,
+                    watermark: None,
                 })
                 .await
                 .unwrap();
@@ -375,11 +377,12 @@ impl World {
             JwksCacheOptions::default(),
         );
         let runtime = TenantRuntime {
-            jwks: Arc::new(jwks),
+            jwks: Some(Arc::new(jwks)),
             tenant_id: tenant.id,
             policy,
             rooms: room_map,
-            graph,
+            exchange: Arc::new(GraphExchange::new(graph.clone())),
+            graph: Some(graph),
             topdesk: topdesk.clone(),
             link_type: LINK_TYPE,
             mail_sender: mail("orb@contoso.com"),
