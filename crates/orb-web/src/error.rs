@@ -20,6 +20,11 @@ pub enum WebError {
     /// The sender's address is outside the tenant's webhook allow-list.
     #[error("webhooks for this tenant are not accepted from your address; ask its administrator to allow it")]
     AddressRefused,
+    /// EWS: the callback URL's key (`k`) is missing or is not the notification's subscription's.
+    #[error(
+        "the key in this callback URL is not the subscription's; notifications for it are not accepted here"
+    )]
+    BadSubscriptionKey,
     /// Over the per-address or per-tenant rate limit.
     #[error("too many webhook requests; retry after {retry_after_secs} seconds")]
     RateLimited {
@@ -71,6 +76,7 @@ impl WebError {
             Self::MalformedBody { .. } => Some(Refusal::MalformedBody),
             Self::InvalidHints { .. } => Some(Refusal::InvalidHints),
             Self::AddressRefused => Some(Refusal::AddressNotAllowed),
+            Self::BadSubscriptionKey => Some(Refusal::BadClientState),
             Self::NoSuchHook | Self::RateLimited { .. } | Self::Store { .. } => None,
         }
     }
@@ -79,7 +85,7 @@ impl WebError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoSuchHook => StatusCode::NOT_FOUND,
-            Self::AddressRefused => StatusCode::FORBIDDEN,
+            Self::AddressRefused | Self::BadSubscriptionKey => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyUnreadable | Self::MalformedBody { .. } | Self::InvalidHints { .. } => {
@@ -137,6 +143,7 @@ mod tests {
         };
         check(WebError::NoSuchHook, 404, false, "check the tenant name");
         check(WebError::RateLimited { retry_after_secs: 7 }, 429, true, "retry after 7 seconds");
+        check(WebError::BadSubscriptionKey, 403, false, "key in this callback URL");
         check(WebError::BodyTooLarge { limit: 10 }, 413, false, "larger than 10 bytes");
         check(WebError::BodyUnreadable, 400, true, "send it again");
         check(WebError::MalformedBody { expected: "JSON" }, 400, false, "not JSON");

@@ -31,6 +31,9 @@
 //! [`InboxSource::GraphLifecycle`] with a `graph.lifecycle` job, any other as [`InboxSource::Graph`] with a
 //! `graph.notification` job, whichever of the two Graph URLs it arrived on (so nothing is lost if both URLs
 //! were configured the same).
+//!
+//! EWS push notifications (`POST /hooks/ews/{tenant}?k=`, Exchange Server on-premises) are admitted the
+//! same way and answered in SOAP: see [`ews`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -60,8 +63,12 @@ use crate::WebError;
 use crate::ratelimit::{HookLimiter, RateLimits};
 use crate::refusals::{Refusal, RefusalCounter, Sources, minute_of};
 
+pub mod ews;
+
 /// Default largest Graph notification body (1 MiB; also the most orb-graph's parser reads).
 pub const DEFAULT_GRAPH_BODY_LIMIT: usize = MAX_NOTIFICATION_BODY;
+/// Default largest EWS push body (1 MiB: a `SendNotification` holds a few events of a few hundred bytes).
+pub const DEFAULT_EWS_BODY_LIMIT: usize = 1024 * 1024;
 /// Default largest TOPdesk push body (100 hints of 64 characters fit easily).
 pub const DEFAULT_TOPDESK_BODY_LIMIT: usize = 16 * 1024;
 /// Most reservation hints one TOPdesk push may carry.
@@ -83,11 +90,17 @@ pub struct Limits {
     pub graph_body: usize,
     /// Largest TOPdesk push body, in bytes.
     pub topdesk_body: usize,
+    /// Largest EWS push (`SendNotification`) body, in bytes.
+    pub ews_body: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { graph_body: DEFAULT_GRAPH_BODY_LIMIT, topdesk_body: DEFAULT_TOPDESK_BODY_LIMIT }
+        Self {
+            graph_body: DEFAULT_GRAPH_BODY_LIMIT,
+            topdesk_body: DEFAULT_TOPDESK_BODY_LIMIT,
+            ews_body: DEFAULT_EWS_BODY_LIMIT,
+        }
     }
 }
 
@@ -163,6 +176,7 @@ impl HooksState {
         self.limits = Limits {
             graph_body: limits.graph_body.min(MAX_NOTIFICATION_BODY),
             topdesk_body: limits.topdesk_body,
+            ews_body: limits.ews_body,
         };
         self
     }
@@ -287,6 +301,7 @@ pub fn router(state: HooksState) -> Router {
         .route("/hooks/graph/{tenant}", post(graph_notifications))
         .route("/hooks/graph/{tenant}/lifecycle", post(graph_lifecycle))
         .route("/hooks/topdesk/{tenant}", post(topdesk_push))
+        .route("/hooks/ews/{tenant}", post(ews::ews_push))
         .with_state(state)
 }
 

@@ -1,7 +1,8 @@
 //! # orb-web
 //!
 //! ORB's HTTP front: the **webhook intake** ([`hooks`]), where Microsoft Graph delivers change and
-//! lifecycle notifications and a TOPdesk action sequence pushes "reservation X changed" hints, the public
+//! lifecycle notifications, Exchange Server on-premises delivers EWS push notifications and a TOPdesk
+//! action sequence pushes "reservation X changed" hints, the public
 //! [`health`] check, the **admin portal** and its JSON API ([`portal`]), and the **public listener**
 //! ([`listener`]) that serves them with header and request timeouts and a connection limit.
 //!
@@ -9,6 +10,9 @@
 //! - `POST /hooks/graph/{tenant}`: Graph change notifications (`changeNotificationCollection`).
 //! - `POST /hooks/graph/{tenant}/lifecycle`: Graph lifecycle notifications.
 //! - `POST /hooks/topdesk/{tenant}`: TOPdesk push hints, `Authorization: Bearer <per-tenant token>`.
+//! - `POST /hooks/ews/{tenant}?k=<per-subscription key>`: EWS push notifications (SOAP `SendNotification`
+//!   from Exchange Server on-premises), answered `200` with a SOAP `SendNotificationResult`
+//!   ([`hooks::ews`]).
 //! - `GET /healthz`: `200 ok`, nothing else (no tenant counts, no database state).
 //! - `/login`, `/`, `/t/{tenant}/…`, `/account`, `/api/v1/…`, `/api/openapi.json`, `/static/…`: the portal
 //!   ([`portal::routes`] lists every route).
@@ -19,7 +23,8 @@
 //!   checks, HMAC checks, fetching and planning all happen later, in the worker that runs the job.
 //! - The validation handshake (`?validationToken=`) is answered before anything else and touches no store.
 //! - Every accepted item is kept with [`orb_store::Store::accept_inbox`]: the inbox row and its job commit in
-//!   one transaction, so an answered `202` always means "durably queued".
+//!   one transaction, so an answered `202` (EWS: `200` with `SubscriptionStatus` `OK`) always means
+//!   "durably queued".
 //! - Secrets are compared in constant time, on their SHA-256 (the store keeps only hashes), and are never
 //!   echoed: not in responses, not in the audit log, not in logs. A kept Graph item is stored without its
 //!   `clientState`.

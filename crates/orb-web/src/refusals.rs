@@ -41,9 +41,10 @@ pub enum Refusal {
     MalformedBody,
     /// TOPdesk: the hints break the rules.
     InvalidHints,
-    /// Graph: an item names a subscription the tenant does not have.
+    /// Graph, EWS: an item (a notification) names a subscription the tenant does not have.
     UnknownSubscription,
-    /// Graph: an item's `clientState` does not match its subscription's.
+    /// Graph: an item's `clientState` does not match its subscription's; EWS: the callback URL's key `k`
+    /// does not.
     BadClientState,
     /// The sender's address is outside the tenant's webhook allow-list.
     AddressNotAllowed,

@@ -119,6 +119,7 @@ async fn fixture(store: &dyn Store, n: usize) -> Fixture {
             expires_at: t0() + chrono::Duration::days(3),
             created_at: t0(),
             updated_at: t0(),
+            watermark: None,
         })
         .await
         .unwrap();
@@ -771,4 +772,313 @@ async fn a_flood_of_refused_posts_leaves_one_summary_row_and_valid_senders_get_t
     store.close().await;
     let response = flooder.post(url(&a)).body(bogus).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 429);
+}
+
+// ---- EWS push notifications (`POST /hooks/ews/{tenant}?k=`) ----
+
+mod ews {
+    use super::*;
+    use orb_ews::model::ItemId;
+    use orb_ews::push::{
+        Event, EventKind, Notification, SubscriptionStatus, notification_document, parse_notification_result,
+    };
+    use orb_store::jobs::{EwsNotificationItem, EwsNotificationJob, JobPayload as _};
+
+    /// An EWS push subscription of `f`'s room, with its key.
+    struct Ews {
+        f: Fixture,
+        subscription: String,
+        key: String,
+    }
+
+    async fn ews_fixture(store: &dyn Store, n: usize) -> Ews {
+        let f = fixture(store, n).await;
+        let e = Ews { subscription: format!("AAMkADI5-ews-{n}"), key: format!("ews-key-secret+/={n}"), f };
+        store
+            .upsert_subscription(&SubscriptionRow {
+                id: e.subscription.clone(),
+                tenant_id: e.f.tenant.id,
+                room_id: e.f.room.id,
+                resource: format!("ews:{}/calendar", e.f.room.mailbox),
+                client_state_hash: sha256(&e.key),
+                rich: false,
+                encryption_certificate_id: None,
+                expires_at: t0() + chrono::Duration::days(3650),
+                created_at: t0(),
+                updated_at: t0(),
+                watermark: Some("w0".into()),
+            })
+            .await
+            .unwrap();
+        e
+    }
+
+    fn created(subscription: &str, watermark: &str) -> Notification {
+        Notification {
+            subscription_id: subscription.to_owned(),
+            previous_watermark: Some("w0".into()),
+            more_events: false,
+            events: vec![Event {
+                kind: EventKind::Created,
+                watermark: Some(watermark.to_owned()),
+                timestamp: Some(t0()),
+                item_id: Some(ItemId::new("AAMkA-item", "DwAAA-ck")),
+                folder_id: None,
+                parent_folder_id: Some("AQMkA-calendar".into()),
+                unread_count: None,
+                old_item_id: None,
+                old_parent_folder_id: None,
+            }],
+        }
+    }
+
+    fn status(subscription: &str, watermark: &str) -> Notification {
+        Notification {
+            subscription_id: subscription.to_owned(),
+            previous_watermark: Some("w0".into()),
+            more_events: false,
+            events: vec![Event {
+                kind: EventKind::Status,
+                watermark: Some(watermark.to_owned()),
+                timestamp: None,
+                item_id: None,
+                folder_id: None,
+                parent_folder_id: None,
+                unread_count: None,
+                old_item_id: None,
+                old_parent_folder_id: None,
+            }],
+        }
+    }
+
+    /// The callback URL ORB gives Exchange: `?k=` URL-encoded.
+    fn url(env: &Env, tenant: &str, key: Option<&str>) -> String {
+        let mut url = format!("{}/hooks/ews/{tenant}", env.base);
+        if let Some(key) = key {
+            url.push_str("?k=");
+            url.extend(url::form_urlencoded::byte_serialize(key.as_bytes()));
+        }
+        url
+    }
+
+    async fn post(env: &Env, url: &str, body: impl Into<reqwest::Body>) -> (u16, String, String) {
+        let response = env
+            .http
+            .post(url)
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, response.text().await.unwrap())
+    }
+
+    /// The kept items of `e`'s tenant, through their jobs (each checked).
+    async fn kept(env: &Env, e: &Ews) -> Vec<EwsNotificationItem> {
+        let jobs = env.store.list_jobs(e.f.tenant.id, JobStatus::Queued).await.unwrap();
+        let mut out = Vec::new();
+        for job in jobs {
+            assert_eq!(job.kind, "ews.notification");
+            assert_eq!(job.lane, format!("room:{}", e.f.room.id), "the room's lane");
+            assert!(job.correlation_id.is_some());
+            let payload = EwsNotificationJob::of(&job).unwrap();
+            assert_eq!(payload.subscription_id, e.subscription);
+            let item = env.store.get_inbox(e.f.tenant.id, payload.inbox_id().unwrap()).await.unwrap();
+            assert_eq!(item.source, InboxSource::Ews);
+            assert_eq!(item.received_at, t0());
+            assert_eq!(item.remote_ip.as_deref(), Some("127.0.0.1"));
+            let text = item.payload.to_string();
+            assert!(
+                !text.contains(&e.key) && !text.contains("ews-key-secret"),
+                "the key is never kept: {text}"
+            );
+            out.push(serde_json::from_value(item.payload).unwrap());
+        }
+        out
+    }
+
+    /// The refusal counts of `e`'s tenant (one summary row, or none).
+    async fn refusals(env: &Env, e: &Ews) -> Value {
+        let audit = summaries(env, e.f.tenant.id).await;
+        assert!(audit.len() <= 1, "{audit:#?}");
+        audit.first().map_or(json!({}), |a| serde_json::from_str(&a.target).unwrap())
+    }
+
+    fn assert_soap(name: &str, (code, content_type, body): &(u16, String, String), want: SubscriptionStatus) {
+        assert_eq!(*code, 200, "{name}: {body}");
+        assert_eq!(content_type, "text/xml; charset=utf-8", "{name}");
+        assert_eq!(parse_notification_result(body).unwrap(), want, "{name}: {body}");
+    }
+
+    async fn known_subscription_is_kept_with_its_job_and_answered_ok(env: &Env) {
+        let e = ews_fixture(env.store.as_ref(), 100).await;
+        let answer = post(
+            env,
+            &url(env, e.f.tenant.name.as_str(), Some(&e.key)),
+            notification_document(&created(&e.subscription, "w1")),
+        )
+        .await;
+        assert_soap("known", &answer, SubscriptionStatus::Ok);
+        let items = kept(env, &e).await;
+        assert_eq!(items.len(), 1);
+        let want = json!({
+            "subscription_id": e.subscription,
+            "previous_watermark": "w0",
+            "more_events": false,
+            "events": [{
+                "kind": "CreatedEvent", "watermark": "w1", "timestamp": "2026-09-01T08:00:00Z",
+                "item_id": {"id": "AAMkA-item", "change_key": "DwAAA-ck"}, "parent_folder_id": "AQMkA-calendar"
+            }]
+        });
+        assert_eq!(serde_json::to_value(&items[0]).unwrap(), want, "the notification as documented");
+        assert_eq!(refusals(env, &e).await, json!({}));
+
+        // A keep-alive (StatusEvent only) is kept the same way.
+        let answer = post(
+            env,
+            &url(env, e.f.tenant.name.as_str(), Some(&e.key)),
+            notification_document(&status(&e.subscription, "w2")),
+        )
+        .await;
+        assert_soap("status", &answer, SubscriptionStatus::Ok);
+        let items = kept(env, &e).await;
+        assert_eq!(items.len(), 2);
+        assert!(items[1].is_status_only());
+        assert_eq!(items[1].last_watermark(), Some("w2"));
+    }
+
+    async fn a_duplicate_delivery_is_kept_twice(env: &Env) {
+        let e = ews_fixture(env.store.as_ref(), 101).await;
+        let body = notification_document(&created(&e.subscription, "w1"));
+        for _ in 0..2 {
+            let answer = post(env, &url(env, e.f.tenant.name.as_str(), Some(&e.key)), body.clone()).await;
+            assert_soap("duplicate", &answer, SubscriptionStatus::Ok);
+        }
+        let items = kept(env, &e).await;
+        assert_eq!(items.len(), 2, "the store does not deduplicate; the engine skips by watermark");
+        assert_eq!(items[0], items[1]);
+    }
+
+    async fn an_unknown_subscription_is_told_to_unsubscribe(env: &Env) {
+        let e = ews_fixture(env.store.as_ref(), 102).await;
+        let answer = post(
+            env,
+            &url(env, e.f.tenant.name.as_str(), Some(&e.key)),
+            notification_document(&created("no-such-subscription", "w1")),
+        )
+        .await;
+        assert_soap("unknown", &answer, SubscriptionStatus::Unsubscribe);
+        assert!(kept(env, &e).await.is_empty(), "nothing kept");
+        assert_eq!(refusals(env, &e).await, json!({"unknown_subscription": 1}));
+    }
+
+    async fn a_wrong_or_missing_key_is_403_and_counted(env: &Env) {
+        let e = ews_fixture(env.store.as_ref(), 103).await;
+        let body = notification_document(&created(&e.subscription, "w1"));
+        for key in [Some("wrong-ews-key-secret"), None, Some("")] {
+            let (code, content_type, text) =
+                post(env, &url(env, e.f.tenant.name.as_str(), key), body.clone()).await;
+            assert_eq!(code, 403, "{key:?}: {text}");
+            assert!(content_type.starts_with("text/plain"), "{content_type}");
+            assert!(!text.contains("secret"), "no key echoed: {text}");
+        }
+        assert!(kept(env, &e).await.is_empty(), "nothing kept");
+        assert_eq!(refusals(env, &e).await, json!({"bad_client_state": 3}));
+    }
+
+    async fn a_malformed_body_is_400_and_nothing_is_kept(env: &Env) {
+        let e = ews_fixture(env.store.as_ref(), 104).await;
+        let error = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>
+          <m:SendNotification xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><m:ResponseMessages>
+          <m:SendNotificationResponseMessage ResponseClass="Error"><m:MessageText>x</m:MessageText><m:ResponseCode>ErrorReadEventsFailed</m:ResponseCode></m:SendNotificationResponseMessage>
+          </m:ResponseMessages></m:SendNotification></s:Body></s:Envelope>"#;
+        let bodies: [Vec<u8>; 5] = [
+            b"not xml".to_vec(),
+            b"<a/>".to_vec(),
+            br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#
+                .to_vec(),
+            b"\xff\xfe<".to_vec(),
+            error.as_bytes().to_vec(),
+        ];
+        for body in bodies {
+            let (code, _, text) = post(env, &url(env, e.f.tenant.name.as_str(), Some(&e.key)), body).await;
+            assert_eq!(code, 400, "{text}");
+            assert!(text.contains("SendNotification"), "{text}");
+        }
+        assert!(kept(env, &e).await.is_empty());
+        assert_eq!(refusals(env, &e).await, json!({"malformed_body": 5}));
+    }
+
+    async fn a_body_over_the_limit_is_refused(env: &Env) {
+        let e = ews_fixture(env.store.as_ref(), 105).await;
+        let mut body = notification_document(&created(&e.subscription, "w1")).into_bytes();
+        body.resize(MIB + 1, b' ');
+        let (code, _, text) =
+            post(env, &url(env, e.f.tenant.name.as_str(), Some(&e.key)), body.clone()).await;
+        assert_eq!(code, 413, "{text}");
+        assert!(kept(env, &e).await.is_empty());
+        assert_eq!(refusals(env, &e).await, json!({"body_too_large": 1}));
+        body.truncate(MIB);
+        let answer = post(env, &url(env, e.f.tenant.name.as_str(), Some(&e.key)), body).await;
+        assert_soap("exactly the limit", &answer, SubscriptionStatus::Ok);
+        assert_eq!(kept(env, &e).await.len(), 1);
+    }
+
+    async fn an_unknown_tenant_is_404(env: &Env) {
+        let e = ews_fixture(env.store.as_ref(), 106).await;
+        let before = env.state.unattributed_refusals();
+        let (code, _, text) = post(
+            env,
+            &url(env, "nobody", Some(&e.key)),
+            notification_document(&created(&e.subscription, "w1")),
+        )
+        .await;
+        assert_eq!((code, text.as_str()), (404, NO_SUCH_HOOK));
+        assert_eq!(env.state.unattributed_refusals() - before, 1);
+        assert!(kept(env, &e).await.is_empty());
+    }
+
+    async fn run(env: &Env) {
+        known_subscription_is_kept_with_its_job_and_answered_ok(env).await;
+        a_duplicate_delivery_is_kept_twice(env).await;
+        an_unknown_subscription_is_told_to_unsubscribe(env).await;
+        a_wrong_or_missing_key_is_403_and_counted(env).await;
+        a_malformed_body_is_400_and_nothing_is_kept(env).await;
+        a_body_over_the_limit_is_refused(env).await;
+        an_unknown_tenant_is_404(env).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ews_intake_on_sqlite() {
+        let (store, dir) = sqlite_store().await;
+        run(&serve(store, Some(dir)).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ews_intake_on_postgres() {
+        let Some((store, db)) = postgres_store().await else { return };
+        run(&serve(store, Some(db)).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ews_store_failure_is_503_never_ok() {
+        let (store, dir) = sqlite_store().await;
+        let env = serve(store.clone(), Some(dir)).await;
+        let e = ews_fixture(env.store.as_ref(), 0).await;
+        store.close().await;
+        let (code, _, text) = post(
+            &env,
+            &url(&env, e.f.tenant.name.as_str(), Some(&e.key)),
+            notification_document(&created(&e.subscription, "w1")),
+        )
+        .await;
+        assert_eq!(code, 503, "Exchange must retry what was not kept: {text}");
+        assert!(!text.contains("SubscriptionStatus"), "{text}");
+    }
 }

@@ -40,6 +40,7 @@ struct TestBackend {
     secrets: Mutex<HashMap<(TenantId, String), String>>,
     hidden: Mutex<HashMap<TenantId, BTreeSet<String>>>,
     approved: Mutex<Vec<RoomId>>,
+    held: Mutex<Vec<HeldDeletion>>,
 }
 
 impl TestBackend {
@@ -124,7 +125,7 @@ impl PortalBackend for TestBackend {
         Ok(Vec::new())
     }
     async fn held_deletions(&self, _: TenantId) -> Result<Vec<HeldDeletion>, BackendError> {
-        Ok(Vec::new())
+        Ok(self.held.lock().unwrap().clone())
     }
     async fn approve_deletions(
         &self,
@@ -233,6 +234,7 @@ impl Site {
                     email: EmailAddress::parse(email).unwrap(),
                     role,
                     password_hash: Some(hash),
+                    password_temporary: false,
                 },
                 &audit,
                 self.now(),
@@ -514,11 +516,13 @@ async fn twenty_wrong_passwords_lock_the_account_with_growing_back_off() {
             "20 failures lock the account for 30 minutes: {waits:?}"
         );
         assert!(site.audit_count(a, "login.failed").await >= 16);
-        // A blocked attempt is refused by the address's counter first (no account known yet): audited
-        // installation-wide, once per attempt.
+        // A blocked attempt is refused by the account's counter (the address's allowance is far larger):
+        // audited in the account's tenant, once per attempt.
         let blocked =
             AuditFilter { action_prefix: Some("login.blocked".into()), limit: 100, ..AuditFilter::default() };
-        assert_eq!(site.store.search_audit(None, &blocked).await.unwrap().len(), 16);
+        let rows = site.store.search_audit(Some(a), &blocked).await.unwrap();
+        assert_eq!(rows.len(), 16);
+        assert!(rows.iter().all(|e| e.target == "account"), "{rows:?}");
     }
 }
 
@@ -580,6 +584,15 @@ async fn the_allow_lists_refuse_the_portal_and_the_webhooks_from_elsewhere() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        // And an EWS push, before its body or its subscription is looked at.
+        let r = reqwest::Client::new()
+            .post(format!("{}/hooks/ews/alpha?k=whatever", site.base))
+            .header("content-type", "text/xml; charset=utf-8")
+            .body("<not-even-xml")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "the EWS intake honours the webhook allow-list");
         assert_eq!(b.get("/t/alpha").await.status(), StatusCode::OK, "the portal is open again");
     }
 }
@@ -644,6 +657,12 @@ async fn a_user_of_one_tenant_gets_nothing_of_another_on_any_route() {
                 route.path,
                 r.status()
             );
+            checked += 1;
+        }
+        // The installation's routes: a tenant's user is refused on each.
+        for route in book.routes.iter().filter(|r| r.access == routes::Access::Operator) {
+            let r = browser.get(route.path).await;
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{} to a tenant's user", route.path);
             checked += 1;
         }
         // The routes without a tenant that name a row by id: another user's session and API token.
@@ -867,6 +886,174 @@ async fn a_field_an_admin_hides_is_hidden_for_everyone_in_pages_timeline_and_api
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_someone_else_set_must_be_replaced_before_anything_else() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        // Invitations make temporary passwords (SSO-only users have none).
+        let mut b = site.login(&admin).await;
+        let r = b.post("/t/alpha/users", &[("email", "new@alpha.example"), ("role", "tenant-viewer")]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.text().await.unwrap().contains("they choose their own"));
+        let invited =
+            site.store.user_by_email(&EmailAddress::parse("new@alpha.example").unwrap()).await.unwrap();
+        assert!(invited.password_temporary, "an invited user's password is temporary");
+        let r = b
+            .post(
+                "/t/alpha/users",
+                &[("email", "sso@alpha.example"), ("role", "tenant-viewer"), ("login", "sso")],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let sso = site.store.user_by_email(&EmailAddress::parse("sso@alpha.example").unwrap()).await.unwrap();
+        assert!(!sso.password_temporary);
+
+        // A user whose password an operator reset logs in and gets nothing but their account page.
+        let viewer = site.user(Some(a), "viewer@alpha.example", Role::TenantViewer).await;
+        let id = site.store.user_by_email(&EmailAddress::parse(&viewer.email).unwrap()).await.unwrap().id;
+        let hash = orb_auth::hash_password(&SecretString::from(PASSWORD)).unwrap();
+        let reset = NewAuditEntry {
+            tenant_id: Some(a),
+            at: site.now(),
+            actor: "cli".into(),
+            action: "user.reset_password".into(),
+            target: viewer.email.clone(),
+            ip: None,
+        };
+        site.store.set_user_password(id, &hash, true, &reset).await.unwrap();
+        let mut v = site.login(&viewer).await;
+        for path in ["/", "/t/alpha", "/t/alpha/bookings"] {
+            let r = v.get(path).await;
+            assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(location(&r), "/account", "{path}");
+        }
+        // The JSON API (with the session's cookie) says why, as JSON.
+        let r = v.get("/api/v1/tenants/alpha/dashboard").await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.text().await.unwrap().contains("temporary"));
+        let r = v.post("/account/tokens", &[("name", "cli"), ("scope", "read")]).await;
+        assert_eq!(location(&r), "/account", "no API token before the password is their own");
+        let page = v.get("/account").await.text().await.unwrap();
+        assert!(page.contains("Choose your own password"), "{page}");
+        // The same password again is refused; their own is taken and lets them in.
+        let r = v.post("/account/password", &[("current", PASSWORD), ("new", PASSWORD)]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(site.store.get_user(id).await.unwrap().password_temporary, "nothing changed");
+        let own = "a passphrase of my own";
+        let r = v.post("/account/password", &[("current", PASSWORD), ("new", own)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(location(&r).starts_with("/?notice="), "{}", location(&r));
+        let user = site.store.get_user(id).await.unwrap();
+        assert!(!user.password_temporary);
+        assert!(
+            orb_auth::verify_password(&SecretString::from(own), user.password_hash.as_deref().unwrap())
+                .unwrap()
+        );
+        assert_eq!(v.get("/t/alpha/bookings").await.status(), StatusCode::OK);
+        assert!(!v.get("/account").await.text().await.unwrap().contains("Choose your own password"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installation_audit_log_is_for_operators_and_shows_the_rows_of_no_tenant() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let _b = site.tenant("beta").await;
+        let ops = site.user(None, "ops@example.com", Role::Operator).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        // A failed login for an address no account has belongs to no tenant.
+        let r = site
+            .browser()
+            .post("/login", &[("email", "nobody@example.com"), ("password", "wrong guess")])
+            .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let mut alpha = site.login(&admin).await;
+        let mut op = site.login(&ops).await;
+
+        // Pages, export and API: operators only; a tenant's admin is refused and leaves no row.
+        let everything = AuditFilter { limit: 10_000, ..AuditFilter::default() };
+        let rows_before = site.store.search_audit(None, &everything).await.unwrap().len();
+        for path in ["/audit", "/audit/export?format=csv", "/api/v1/audit"] {
+            assert_eq!(alpha.get(path).await.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+        assert_eq!(site.store.search_audit(None, &everything).await.unwrap().len(), rows_before);
+
+        let page = op.get("/audit").await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let page = page.text().await.unwrap();
+        assert!(page.contains("Installation audit log") && page.contains("login.failed"), "{page}");
+        let all: Vec<serde_json::Value> = op.get("/api/v1/audit").await.json().await.unwrap();
+        assert!(
+            all.iter().any(|r| r["tenant"] == "-" && r["action"] == "login.failed"),
+            "the failed login of no tenant is there: {all:?}"
+        );
+        assert!(
+            all.iter()
+                .any(|r| r["tenant"] == "-" && r["action"] == "login" && r["actor"] == "ops@example.com")
+        );
+        assert!(all.iter().any(|r| r["tenant"] == "alpha" && r["actor"] == "admin@alpha.example"));
+        let only: Vec<serde_json::Value> = op.get("/api/v1/audit?tenant=alpha").await.json().await.unwrap();
+        assert!(!only.is_empty() && only.iter().all(|r| r["tenant"] == "alpha"), "{only:?}");
+        assert_eq!(op.get("/api/v1/audit?tenant=gamma").await.status(), StatusCode::BAD_REQUEST);
+
+        // The export carries the tenant column and is itself an installation row.
+        let csv = op.get("/audit/export?format=csv&tenant=alpha").await;
+        assert_eq!(csv.status(), StatusCode::OK);
+        let csv = csv.text().await.unwrap();
+        assert!(csv.starts_with("tenant,id,at,actor,action,target,ip\n"), "{csv}");
+        assert!(csv.lines().skip(1).all(|l| l.starts_with("alpha,")), "{csv}");
+        let filter =
+            AuditFilter { action_prefix: Some("audit.export".into()), limit: 10, ..AuditFilter::default() };
+        let exports = site.store.search_audit(None, &filter).await.unwrap();
+        assert_eq!(exports.len(), 1, "one row per export");
+        assert_eq!(exports[0].tenant_id, None);
+        assert_eq!(exports[0].actor, "ops@example.com");
+        assert!(exports[0].target.starts_with("installation: csv, "), "{}", exports[0].target);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_api_tests_a_sides_connection_as_the_settings_page_does() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let write = api_token(&mut b, "write").await;
+        let read = api_token(&mut b, "read").await;
+        let api = reqwest::Client::new();
+        let test = |token: &str, side: &str| {
+            api.post(format!("{}/api/v1/tenants/alpha/settings/test/{side}", site.base))
+                .bearer_auth(token)
+                .send()
+        };
+        let before = site.all_audit(a).await;
+        // The stand-in back-end's Exchange answers, its TOPdesk does not: the API says which.
+        let r = test(&write, "exchange").await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body, serde_json::json!({"ok": true, "detail": "exchange answered"}));
+        let body: serde_json::Value = test(&write, "topdesk").await.unwrap().json().await.unwrap();
+        assert_eq!(body["ok"], false);
+        let filter = AuditFilter { limit: 2, ..AuditFilter::default() };
+        let rows = site.store.search_audit(Some(a), &filter).await.unwrap();
+        let actions: Vec<(String, String)> = rows.into_iter().map(|e| (e.action, e.target)).collect();
+        assert_eq!(
+            actions,
+            [
+                ("settings.test_connection".to_owned(), "topdesk: failed".to_owned()),
+                ("settings.test_connection".to_owned(), "exchange: ok".to_owned())
+            ]
+        );
+        assert_eq!(site.all_audit(a).await, before + 2, "one audit row per test");
+        // An unknown side is not a route; a read token may not test (it is a change of nothing, but it
+        // uses the tenant's secrets against the outside world).
+        assert_eq!(test(&write, "oracle").await.unwrap().status(), StatusCode::NOT_FOUND);
+        assert_eq!(test(&read, "exchange").await.unwrap().status(), StatusCode::FORBIDDEN);
+        assert_eq!(site.all_audit(a).await, before + 2, "a refused test leaves no row");
+    }
+}
+
 #[tokio::test]
 async fn the_json_api_changes_what_the_pages_change_and_a_read_token_changes_nothing() {
     for site in Site::every(demo_config).await {
@@ -974,5 +1161,345 @@ async fn the_json_api_changes_what_the_pages_change_and_a_read_token_changes_not
         assert_eq!(site.all_audit(a).await, before, "a refused request leaves no row");
         assert!(site.store.list_rooms(a).await.unwrap().iter().any(|r| r.id == s.room && r.enabled));
         assert!(site.backend.approved.lock().unwrap().is_empty());
+    }
+}
+
+/// Inserts `n` bookings of `organizer` in `room`, a day apart from tomorrow on.
+async fn more_bookings(site: &Site, tenant: TenantId, room: RoomId, organizer: &str, n: i64) {
+    let now = site.now();
+    for i in 0..n {
+        let start = now + Duration::days(2 + i);
+        let record = BookingRecord::new(
+            NewBooking {
+                tenant_id: tenant,
+                appointment_type: AppointmentType::Single,
+                series_id: None,
+                original_start: None,
+                organizer: EmailAddress::parse(organizer).unwrap(),
+                booked_by: None,
+                location_text: None,
+                room_id: room,
+                participants: vec![],
+                subject: Some(format!("Meeting {i}")),
+                start,
+                end: start + Duration::hours(1),
+                time_zone: TimeZoneName::parse("Europe/Amsterdam").unwrap(),
+                processor_created: Side::Exchange,
+            },
+            now,
+        );
+        site.store.insert_booking(&record, &[], &[], now).await.unwrap();
+    }
+}
+
+/// The `href` of the link whose `rel` is `rel`, unescaped.
+fn link_of(page: &str, rel: &str) -> Option<String> {
+    let end = page.find(&format!("\" rel=\"{rel}\""))?;
+    let start = page[..end].rfind("href=\"")? + 6;
+    Some(page[start..end].replace("&#38;", "&").replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn the_pager_of_a_filtered_list_keeps_the_filters_also_after_an_htmx_filter_change() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let s = site.seed(a, 1).await;
+        // 60 bookings of one organizer, 5 of another: the filtered list has two pages.
+        more_bookings(&site, a, s.room, "many+1@alpha.example", 60).await;
+        more_bookings(&site, a, s.room, "few@alpha.example", 5).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let filtered = "/t/alpha/bookings?organizer=many%2B1%40alpha.example&status=all";
+        let page = b.get(filtered).await.text().await.unwrap();
+        assert_eq!(link_of(&page, "prev"), None, "the first page has no previous page");
+        let next = link_of(&page, "next").expect("a full page has a next link");
+        assert_eq!(next, "/t/alpha/bookings?organizer=many%2B1%40alpha.example&status=all&page=1");
+        let second = b.get(&next).await.text().await.unwrap();
+        assert_eq!(second.matches("many+1@alpha.example").count(), 10 + 1, "10 rows and the filter field");
+        assert!(!second.contains("few@alpha.example"), "the second page is still filtered");
+        assert_eq!(
+            link_of(&second, "prev").as_deref(),
+            Some("/t/alpha/bookings?organizer=many%2B1%40alpha.example&status=all&page=0")
+        );
+        assert_eq!(link_of(&second, "next"), None);
+        // An htmx filter change gets the table and the pager, with the new filter in its links.
+        let mut req = b.http.get(format!("{}{filtered}", b.base)).header("hx-request", "true");
+        req = req.header(COOKIE, b.cookie.clone().unwrap());
+        let fragment = req.send().await.unwrap().text().await.unwrap();
+        assert!(!fragment.contains("<html"), "a fragment");
+        assert!(fragment.contains("id=\"rows\""), "{fragment}");
+        assert_eq!(link_of(&fragment, "next").as_deref(), Some(next.as_str()));
+        // The page swaps both: the htmx target holds the table and the pager.
+        assert!(page.contains("hx-target=\"#results\""));
+        let results = &page[page.find("<div id=\"results\">").unwrap()..];
+        assert!(results.find("class=\"pager\"").unwrap() < results.find("</div>").unwrap());
+    }
+}
+
+#[tokio::test]
+async fn retrying_or_dismissing_a_job_that_is_gone_answers_a_message_the_page_can_show() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let s = site.seed(a, 1).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let retry = format!("/t/alpha/jobs/{}/retry", s.job);
+        assert!(b.post(&retry, &[]).await.status().is_redirection(), "the first retry works");
+        let dead_job = s.job.to_string();
+        for (path, job) in [
+            (retry, dead_job.as_str()),
+            (format!("/t/alpha/jobs/{}/dismiss", s.job), dead_job.as_str()),
+            ("/t/alpha/jobs/999999/retry".to_owned(), "999999"),
+        ] {
+            let r = b.post(&path, &[]).await;
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+            let message = format!(
+                "<p class=\"error\">job {job} is not among the dead jobs (any more): it may have been retried \
+                 or dismissed meanwhile; reload the page</p>"
+            );
+            assert!(body.contains(&message), "{path}: {body}");
+        }
+        // The static script shows such an answer to the admin, as text, in an alert.
+        let js = b.get("/static/portal.js").await.text().await.unwrap();
+        for needle in ["htmx:responseError", "role\", \"alert\"", "textContent = failureText"] {
+            assert!(js.contains(needle), "portal.js has no {needle:?}");
+        }
+        assert!(!js.contains("innerHTML"), "the message is never inserted as HTML");
+    }
+}
+
+#[tokio::test]
+async fn a_hidden_organizer_cannot_be_searched_for_in_the_pages_or_the_api() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        site.seed(a, 1).await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let viewer = site.user(Some(a), "viewer@alpha.example", Role::TenantViewer).await;
+        let mut v = site.login(&viewer).await;
+        let search = "/t/alpha/bookings?organizer=organizer1%40t1.example";
+        let api = "/api/v1/tenants/alpha/bookings?organizer=organizer1%40t1.example";
+        // Visible: the filter finds the booking.
+        assert!(v.get(search).await.text().await.unwrap().contains("Secret plans 1"));
+        let mut b = site.login(&admin).await;
+        let r = b.post("/t/alpha/settings/hidden-fields", &[("field", "organizer")]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let token = api_token(&mut b, "read").await;
+        // Hidden: refused, saying why, whatever the answer would have been.
+        for (who, path) in [(&mut v, search), (&mut b, "/t/alpha/bookings?organizer=nobody%40t1.example")] {
+            let r = who.get(path).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+            let body = r.text().await.unwrap();
+            assert!(body.contains("the organizer is hidden in this tenant"), "{body}");
+            assert!(!body.contains("Secret plans"), "{body}");
+        }
+        let r = reqwest::Client::new()
+            .get(format!("{}{api}", site.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("cannot be searched by organizer"), "{body}");
+        // The list without that filter works, and offers no organizer filter.
+        let page = v.get("/t/alpha/bookings?organizer=&status=all").await.text().await.unwrap();
+        assert!(page.contains("Secret plans 1"), "{page}");
+        assert!(page.contains("(hidden: cannot be searched)"), "{page}");
+        assert!(page.contains("name=\"organizer\" value=\"\" disabled"), "{page}");
+    }
+}
+
+#[tokio::test]
+async fn one_address_has_a_larger_allowance_that_a_login_does_not_reset_and_that_decays() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let typist = site.user(Some(a), "typist@alpha.example", Role::TenantViewer).await;
+        let colleague = site.user(Some(a), "colleague@alpha.example", Role::TenantViewer).await;
+        let office = site.browser();
+        let login = |email: &str, password: &str| {
+            let form = [("email", email.to_owned()), ("password", password.to_owned())];
+            office.http.post(format!("{}/login", office.base)).header(ORIGIN, &office.base).form(&form).send()
+        };
+        let attempt = |email: &str, password: &str| {
+            let sent = login(email, password);
+            async move { sent.await.unwrap().status() }
+        };
+        // One person's five typos block their account, not the office's address.
+        for _ in 0..5 {
+            assert_eq!(attempt(&typist.email, "typo typo typo").await, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(
+            attempt(&typist.email, PASSWORD).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "the account waits"
+        );
+        assert_eq!(attempt(&colleague.email, PASSWORD).await, StatusCode::SEE_OTHER, "a colleague does not");
+
+        // Guesses at other accounts from the address; a valid login in between does not reset its count.
+        let free = orb_auth::ADDRESS_FREE_FAILURES;
+        for n in 5..free - 1 {
+            let r = attempt(&format!("guess{n}@alpha.example"), "guess").await;
+            assert_eq!(r, StatusCode::UNAUTHORIZED, "guess {n}");
+        }
+        assert_eq!(attempt(&colleague.email, PASSWORD).await, StatusCode::SEE_OTHER);
+        assert_eq!(attempt("last-guess@alpha.example", "guess").await, StatusCode::UNAUTHORIZED);
+        // The address's free failures are used up: even a right password from it waits now.
+        let r = login(&colleague.email, PASSWORD).await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the success did not clear the address");
+        let wait: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert_eq!(wait, 2, "the address's first back-off");
+        let rows = site
+            .store
+            .search_audit(
+                None,
+                &AuditFilter {
+                    action_prefix: Some("login.blocked".into()),
+                    limit: 100,
+                    ..AuditFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.iter().filter(|e| e.target == "address").count(), 1, "{rows:?}");
+
+        // After the block and a quiet window the address's failures are forgotten: one more failure is
+        // the first again (free), not the 26th.
+        site.clock.advance(Duration::seconds(wait) + orb_auth::ADDRESS_FORGET_AFTER);
+        assert_eq!(attempt("again@alpha.example", "guess").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            attempt(&colleague.email, PASSWORD).await,
+            StatusCode::SEE_OTHER,
+            "forgotten, not blocked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn audit_rows_held_deletions_and_the_account_page_show_the_tenant_s_zone_or_say_utc() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let s = site.seed(a, 1).await;
+        site.backend.set_policy(a, |p| p.zone = chrono_tz::Europe::Amsterdam);
+        site.backend.held.lock().unwrap().push(HeldDeletion {
+            room_id: s.room,
+            mailbox: "room1@t1.example".into(),
+            count: 7,
+            held_at: site.now(),
+        });
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let operator = site.user(None, "op@orb.example", Role::Operator).await;
+        let mut b = site.login(&admin).await;
+        // 09:00 UTC is 10:00 in Amsterdam (December).
+        let (utc, local) = ("2026-12-01 09:00:00", "2026-12-01 10:00:00");
+        let audit = b.get("/t/alpha/audit").await.text().await.unwrap();
+        assert!(audit.contains("<th>When (Europe/Amsterdam)</th>"), "{audit}");
+        assert!(audit.contains(&format!("<td>{local}</td>")) && !audit.contains(utc), "{audit}");
+        let failures = b.get("/t/alpha/failures").await.text().await.unwrap();
+        let held = &failures[failures.find("id=\"held\"").expect("the held table")..];
+        assert!(held.contains(&format!("<td>{local}</td>")) && !held.contains("UTC"), "{held}");
+        let account = b.get("/account").await.text().await.unwrap();
+        assert!(account.contains("Times in Europe/Amsterdam."), "{account}");
+        assert!(account.contains(&format!("<td>{local}</td>")) && !account.contains(utc), "{account}");
+        // The export and the API stay in UTC.
+        let csv = b.get("/t/alpha/audit/export?format=csv").await.text().await.unwrap();
+        assert!(csv.contains(utc), "{csv}");
+        // An operator has no tenant: UTC, and the page says so.
+        let mut o = site.login(&operator).await;
+        let account = o.get("/account").await.text().await.unwrap();
+        assert!(account.contains("Times in UTC."), "{account}");
+        assert!(account.contains(&format!("<td>{utc}</td>")), "{account}");
+    }
+}
+
+#[tokio::test]
+async fn the_second_factor_field_takes_letters_for_recovery_codes_on_phones_too() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.browser();
+        b.post("/login", &[("email", &admin.email), ("password", PASSWORD)]).await;
+        let page = b.get("/login/second-factor").await.text().await.unwrap();
+        let at = page.find("name=\"code\"").expect("the code field");
+        let field = &page[page[..at].rfind('<').unwrap()..at + page[at..].find('>').unwrap()];
+        assert!(field.contains("autocomplete=\"one-time-code\""), "{field}");
+        // A numeric keypad has no letters; recovery codes have them.
+        assert!(!field.contains("inputmode=\"numeric\""), "{field}");
+        assert!(field.contains("inputmode=\"text\""), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_admin_cannot_demote_or_disable_the_tenant_s_last_enabled_admin() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let mut b = site.login(&admin).await;
+        let id_of = |email: &'static str| {
+            let store = site.store.clone();
+            async move { store.user_by_email(&EmailAddress::parse(email).unwrap()).await.unwrap() }
+        };
+        let me = id_of("admin@alpha.example").await.id.0;
+        let last = "admin@alpha.example is the tenant's last enabled administrator; make another user \
+                    tenant-admin first";
+        // The page: demoting oneself, the only admin, is refused, saying why; nothing changes.
+        let r = b.post(&format!("/t/alpha/users/{me}/role"), &[("role", "tenant-viewer")]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let page = r.text().await.unwrap();
+        assert!(page.contains(&last.replace('\'', "&#39;")), "{page}");
+        // The API: the same.
+        let token = api_token(&mut b, "write").await;
+        let api = reqwest::Client::new();
+        let r = api
+            .post(format!("{}/api/v1/tenants/alpha/users/{me}/role", site.base))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"role": "tenant-viewer"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], last);
+        assert_eq!(id_of("admin@alpha.example").await.role, Role::TenantAdmin);
+        assert_eq!(site.audit_count(a, "user.role").await, 0);
+
+        // With a second enabled admin either may be demoted or disabled, until one is left.
+        site.user(Some(a), "second@alpha.example", Role::TenantAdmin).await;
+        let second = id_of("second@alpha.example").await.id.0;
+        let r = b.post(&format!("/t/alpha/users/{second}/disable"), &[]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "another admin stays");
+        let r = b.post(&format!("/t/alpha/users/{me}/role"), &[("role", "tenant-viewer")]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a disabled admin does not count");
+        let r = b.post(&format!("/t/alpha/users/{second}/enable"), &[]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let r = b.post(&format!("/t/alpha/users/{second}/role"), &[("role", "tenant-viewer")]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "demoting the other admin leaves this one");
+        assert_eq!(id_of("second@alpha.example").await.role, Role::TenantViewer);
+        let r = b.post(&format!("/t/alpha/users/{me}/role"), &[("role", "tenant-viewer")]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "and that one is the last again");
+        assert_eq!(id_of("admin@alpha.example").await.role, Role::TenantAdmin);
+    }
+}
+
+#[tokio::test]
+async fn the_session_list_shows_no_timed_out_session_and_ends_them() {
+    for site in Site::every(demo_config).await {
+        let a = site.tenant("alpha").await;
+        let admin = site.user(Some(a), "admin@alpha.example", Role::TenantAdmin).await;
+        let user = site.store.user_by_email(&EmailAddress::parse(&admin.email).unwrap()).await.unwrap().id;
+        let _old = site.login(&admin).await;
+        site.clock.advance(Duration::minutes(20));
+        let mut b = site.login(&admin).await;
+        assert_eq!(site.store.list_sessions(user).await.unwrap().len(), 2);
+        // The first session has been idle 35 minutes (the timeout is 30), the second 15.
+        site.clock.advance(Duration::minutes(15));
+        let page = b.get("/account").await.text().await.unwrap();
+        let sessions =
+            &page[page.find("<h2>Sessions</h2>").unwrap()..page.find("<h2>API tokens</h2>").unwrap()];
+        assert_eq!(sessions.matches("/revoke\"").count(), 1, "only the live session is listed: {sessions}");
+        assert!(sessions.contains("this one"), "{sessions}");
+        let left = site.store.list_sessions(user).await.unwrap();
+        assert_eq!(left.len(), 1, "the timed-out session was ended: {left:?}");
     }
 }

@@ -48,19 +48,22 @@ impl FromRequestParts<PortalState> for ApiPrincipal {
     info(title = "ORB admin API", description = "Bookings, failures, rooms, audit and users of the tenants \
         you may see. Authenticate with `Authorization: Bearer <token>` (make one on your account page)."),
     paths(tenants, dashboard, bookings, booking, jobs, retry_job, dismiss_job, rooms, audit, users,
+        super::pages::installation::api,
         super::api_admin::add_room, super::api_admin::enable_room, super::api_admin::disable_room,
         super::api_admin::room_suggestions, super::api_admin::deletions, super::api_admin::approve_deletions,
         super::api_admin::reject_deletions, super::api_admin::settings, super::api_admin::save_settings,
-        super::api_admin::save_hidden_fields, super::api_admin::set_secret, super::api_admin::rotate_push_token,
+        super::api_admin::save_hidden_fields, super::api_admin::set_secret, super::api_admin::test_connection,
+        super::api_admin::rotate_push_token,
         super::api_admin::invite, super::api_admin::set_role, super::api_admin::reset_mfa,
         super::api_admin::disable_user, super::api_admin::enable_user),
     components(schemas(Dashboard, DeadJob, AuditRow, RoomOut, UserOut, ActionOut,
         super::api_admin::NewRoomIn, super::api_admin::SecretIn, super::api_admin::PushTokenOut,
+        super::api_admin::ConnectionOut,
         super::api_admin::InviteIn, super::api_admin::InvitedOut, super::api_admin::RoleIn,
         super::backend::RoomSuggestion, super::backend::SettingsSection, super::backend::SettingsField,
         super::backend::FieldKind,
         super::pages::dashboard::RoomHealth, super::backend::HeldDeletion,
-        super::pages::bookings::TimelineEntry)),
+        super::pages::bookings::TimelineEntry, super::pages::installation::InstallationAuditRow)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -231,7 +234,7 @@ pub async fn audit(
     ApiScope(scope): ApiScope,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    Ok(Json(rows(&scope.audit_log(&q.filter(1000)?).await?)))
+    Ok(Json(rows(&scope.audit_log(&q.filter(1000)?).await?, chrono_tz::UTC)))
 }
 
 /// A user.

@@ -226,6 +226,33 @@ pub async fn rotate_push_token(ApiScope(scope): ApiScope) -> Result<Json<PushTok
     Ok(Json(PushTokenOut { token, hook: format!("/hooks/topdesk/{}", scope.tenant.name) }))
 }
 
+/// What a connection test found.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionOut {
+    /// Whether the side answered as it should.
+    pub ok: bool,
+    /// What was tried and what came back, in words (never a secret).
+    pub detail: String,
+}
+
+/// Tries the tenant's saved settings and secrets against one side (`exchange` or `topdesk`), as the
+/// settings page's "Test connection" button does (write scope; audited `settings.test_connection`).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/settings/test/{side}",
+    params(("tenant" = String, Path, description = "tenant name"),
+        ("side" = String, Path, description = "`exchange` or `topdesk`")),
+    responses((status = 200, body = ConnectionOut), (status = 403), (status = 404)))]
+pub async fn test_connection(
+    ApiScope(scope): ApiScope,
+    Path((_, side)): Path<(String, String)>,
+) -> Result<Json<ConnectionOut>, ApiError> {
+    scope.require_write()?;
+    let side: orb_core::Side = side.parse().map_err(|_| ApiError(PortalError::NotFound))?;
+    let check = scope.state().backend.test_connection(scope.tenant.id, side).await;
+    let outcome = if check.ok { "ok" } else { "failed" };
+    scope.record("settings.test_connection", format!("{side}: {outcome}")).await?;
+    Ok(Json(ConnectionOut { ok: check.ok, detail: check.detail }))
+}
+
 /// A user to invite.
 #[derive(Deserialize, ToSchema)]
 pub struct InviteIn {
@@ -277,8 +304,10 @@ pub async fn invite(
         }
         None => None,
     };
-    let user =
-        scope.add_user(NewUser { tenant_id: Some(scope.tenant.id), email, role, password_hash }).await?;
+    let password_temporary = password_hash.is_some();
+    let invited =
+        NewUser { tenant_id: Some(scope.tenant.id), email, role, password_hash, password_temporary };
+    let user = scope.add_user(invited).await?;
     Ok((
         StatusCode::CREATED,
         Json(InvitedOut { id: user.id.0, one_time_password: password.map(|p| p.expose_secret().to_owned()) }),

@@ -22,6 +22,10 @@ pub enum PortalError {
     /// The thing does not exist, or belongs to a tenant the user cannot see (one answer for both).
     #[error("not found")]
     NotFound,
+    /// Like [`PortalError::NotFound`] (the same answer whether the thing never existed, was of another
+    /// tenant, or is gone), with a message saying what to do next.
+    #[error("{0}")]
+    Gone(String),
     /// The request's address is outside the allow-list.
     #[error(
         "the portal cannot be used from your address; ask your administrator to add it to the allow-list"
@@ -42,6 +46,9 @@ pub enum PortalError {
     /// A page could not be rendered (a bug).
     #[error("the page could not be rendered; this is a bug in ORB, please report it")]
     Render(#[source] askama::Error),
+    /// The user's password was set by someone else: they choose their own (on their account page) first.
+    #[error("the password you were given is temporary: choose your own on your account page first")]
+    PasswordChangeRequired,
 }
 
 impl PortalError {
@@ -58,8 +65,10 @@ impl PortalError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::AddressRefused | Self::Csrf => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Forbidden | Self::AddressRefused | Self::Csrf | Self::PasswordChangeRequired => {
+                StatusCode::FORBIDDEN
+            }
+            Self::NotFound | Self::Gone(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Backend(BackendError::Invalid(_)) => StatusCode::BAD_REQUEST,
             Self::Backend(BackendError::NotFound(_)) => StatusCode::NOT_FOUND,
@@ -104,6 +113,9 @@ impl IntoResponse for PortalError {
         }
         if matches!(self, Self::Unauthenticated) {
             return (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
+        }
+        if matches!(self, Self::PasswordChangeRequired) {
+            return (StatusCode::SEE_OTHER, [(header::LOCATION, "/account")]).into_response();
         }
         let message = self.public_message();
         let body = format!(

@@ -5,6 +5,10 @@
 //! - Failed attempts count per account and per source address; past the [`orb_auth::LockoutPolicy`]'s free
 //!   failures each further attempt waits a growing back-off, and from its `lock_after` the account is
 //!   locked. A blocked attempt is refused before the password is even checked.
+//! - A source address has its own, higher allowance (`PortalConfig::address_lockout`: an office behind
+//!   NAT is one address), and a successful login does not clear its count (one valid account must not
+//!   reset the count of guesses at others); its failures are forgotten after a quiet window instead
+//!   ([`orb_auth::ADDRESS_FORGET_AFTER`]).
 //! - An unknown address, a disabled user and a wrong password get the same answer, in about the same time.
 //! - A TOTP code is accepted once: its time step is claimed atomically in the store.
 //! - Each login and each failed login leaves one audit row (`login`, `login.sso`, `login.failed`,
@@ -16,7 +20,7 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use orb_auth::{Failures, OidcConfig, OidcPending, OidcRelyingParty, TotpSecret};
+use orb_auth::{ADDRESS_FORGET_AFTER, Failures, OidcConfig, OidcPending, OidcRelyingParty, TotpSecret};
 use orb_core::{EmailAddress, TenantName};
 use orb_store::{NewAuditEntry, OidcFlow, Role, SessionStage, User};
 use secrecy::{ExposeSecret, SecretString};
@@ -119,7 +123,7 @@ fn ip_key(ip: ClientIp) -> String {
     format!("ip:{}", ip.0)
 }
 
-/// Whether `key` is blocked now; the time it is blocked until.
+/// Whether the account `key` is blocked now; the time it is blocked until.
 async fn blocked(
     state: &PortalState,
     key: &str,
@@ -128,6 +132,33 @@ async fn blocked(
     let until =
         state.config.lockout.blocked_until(&Failures { count: t.failures, last_at: t.last_failure_at });
     Ok(until.filter(|until| *until > state.now()))
+}
+
+/// The failures of a source address that still count (none once they are forgotten).
+async fn address_failures(state: &PortalState, ip: ClientIp) -> Result<Option<Failures>, PortalError> {
+    let Some(t) = state.store.login_throttle(&ip_key(ip)).await? else { return Ok(None) };
+    let failures = Failures { count: t.failures, last_at: t.last_failure_at };
+    let forgotten = state.config.address_lockout.forgets(&failures, state.now(), ADDRESS_FORGET_AFTER);
+    Ok((!forgotten).then_some(failures))
+}
+
+/// Whether the source address is blocked now; the time it is blocked until.
+async fn address_blocked(
+    state: &PortalState,
+    ip: ClientIp,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, PortalError> {
+    let Some(failures) = address_failures(state, ip).await? else { return Ok(None) };
+    let until = state.config.address_lockout.blocked_until(&failures);
+    Ok(until.filter(|until| *until > state.now()))
+}
+
+/// Counts a failure of the source address; a forgotten count starts again from one.
+async fn record_address_failure(state: &PortalState, ip: ClientIp) -> Result<(), PortalError> {
+    if address_failures(state, ip).await?.is_none() {
+        state.store.clear_login_failures(&ip_key(ip)).await?;
+    }
+    state.store.record_login_failure(&ip_key(ip), state.now()).await?;
+    Ok(())
 }
 
 fn blocked_page(
@@ -160,7 +191,7 @@ pub async fn login_submit(
     let now = state.now();
     let password = SecretString::from(form.password);
     let shown_email: String = form.email.chars().take(254).collect();
-    if let Some(until) = blocked(&state, &ip_key(ip)).await? {
+    if let Some(until) = address_blocked(&state, ip).await? {
         state.store.append_audit(&audit(&state, None, "login.blocked", ip, "address")).await?;
         return Ok(blocked_page(&shown_email, until, now));
     }
@@ -176,7 +207,7 @@ pub async fn login_submit(
         let state = state.clone();
         let shown_email = shown_email.clone();
         async move {
-            state.store.record_login_failure(&ip_key(ip), now).await?;
+            record_address_failure(&state, ip).await?;
             if let Some(user) = &user {
                 state.store.record_login_failure(&user_key(user), now).await?;
             }
@@ -213,8 +244,8 @@ pub async fn login_submit(
             return Err(PortalError::AddressRefused);
         }
     }
+    // The account's count only: the address's decays (one valid account must not reset it).
     state.store.clear_login_failures(&user_key(&user)).await?;
-    state.store.clear_login_failures(&ip_key(ip)).await?;
     let needs_factor = user.totp_enabled || mfa_required(&state, &user).await?;
     if needs_factor {
         let (_, cookie) = start_session(&state, &user, SessionStage::SecondFactor, ip, &headers).await?;

@@ -59,8 +59,12 @@ pub struct PortalConfig {
     pub idle_timeout: Duration,
     /// A session ends this long after login, used or not.
     pub absolute_timeout: Duration,
-    /// Failed logins: back-off and lockout.
+    /// Failed logins of an account: back-off and lockout.
     pub lockout: LockoutPolicy,
+    /// Failed logins from one source address (shared by everyone behind one NAT): a higher allowance
+    /// ([`LockoutPolicy::for_addresses`]); a success does not clear it, it decays
+    /// ([`orb_auth::ADDRESS_FORGET_AFTER`]).
+    pub address_lockout: LockoutPolicy,
     /// The issuer name shown in authenticator apps.
     pub totp_issuer: String,
 }
@@ -75,6 +79,7 @@ impl Default for PortalConfig {
             idle_timeout: Duration::minutes(30),
             absolute_timeout: Duration::hours(12),
             lockout: LockoutPolicy::default(),
+            address_lockout: LockoutPolicy::for_addresses(),
             totp_issuer: "ORB".to_owned(),
         }
     }

@@ -16,6 +16,8 @@ pub enum Access {
     Public,
     /// A logged-in user (session cookie; API routes also take a bearer token).
     User,
+    /// An operator (the installation's pages); a tenant's user is refused with 403.
+    Operator,
 }
 
 /// One route of the portal.
@@ -70,7 +72,7 @@ impl Builder {
 
 /// Builds the portal's router and its route table.
 pub fn book(state: PortalState) -> RouteBook {
-    use Access::{Public, User};
+    use Access::{Operator, Public, User};
     let b = Builder { router: Router::new(), routes: Vec::new() }
         // Static assets.
         .get(headers::HTMX_PATH, Public, headers::htmx)
@@ -88,6 +90,8 @@ pub fn book(state: PortalState) -> RouteBook {
         .post("/logout", User, login::logout)
         // Pages.
         .get("/", User, pages::home)
+        .get("/audit", Operator, pages::installation::page)
+        .get("/audit/export", Operator, pages::installation::export)
         .get("/account", User, pages::account::page)
         .post("/account/password", User, pages::account::change_password)
         .post("/account/mfa", User, pages::account::enrol_mfa)
@@ -124,6 +128,7 @@ pub fn book(state: PortalState) -> RouteBook {
         // The JSON API.
         .get("/api/openapi.json", Public, api::openapi)
         .get("/api/v1/tenants", User, api::tenants)
+        .get("/api/v1/audit", Operator, pages::installation::api)
         .get("/api/v1/tenants/{tenant}/dashboard", User, api::dashboard)
         .get("/api/v1/tenants/{tenant}/bookings", User, api::bookings)
         .get("/api/v1/tenants/{tenant}/bookings/{id}", User, api::booking)
@@ -144,6 +149,7 @@ pub fn book(state: PortalState) -> RouteBook {
         .put("/api/v1/tenants/{tenant}/settings", User, api_admin::save_settings)
         .put("/api/v1/tenants/{tenant}/settings/hidden-fields", User, api_admin::save_hidden_fields)
         .put("/api/v1/tenants/{tenant}/secrets/{name}", User, api_admin::set_secret)
+        .post("/api/v1/tenants/{tenant}/settings/test/{side}", User, api_admin::test_connection)
         .post("/api/v1/tenants/{tenant}/push-token", User, api_admin::rotate_push_token)
         .post("/api/v1/tenants/{tenant}/users", User, api_admin::invite)
         .post("/api/v1/tenants/{tenant}/users/{id}/role", User, api_admin::set_role)

@@ -167,9 +167,17 @@ impl Scope {
     pub async fn retry_job(&self, job: JobId) -> Result<u64, PortalError> {
         self.require_write()?;
         let audit = self.audit("job.retry", job.to_string());
-        let n = self.state.store.retry_dead_jobs(self.tenant.id, Some(job), self.now(), &audit).await?;
+        let n =
+            self.state.store.retry_dead_jobs(self.tenant.id, Some(job), self.now(), &audit).await.map_err(
+                |e| match e {
+                    orb_store::StoreError::NotFound { .. } | orb_store::StoreError::NotDead { .. } => {
+                        job_gone(job)
+                    }
+                    e => e.into(),
+                },
+            )?;
         if n == 0 {
-            return Err(PortalError::NotFound);
+            return Err(job_gone(job));
         }
         Ok(n)
     }
@@ -178,7 +186,10 @@ impl Scope {
     pub async fn dismiss_job(&self, job: JobId) -> Result<(), PortalError> {
         self.require_write()?;
         let audit = self.audit("job.dismiss", job.to_string());
-        self.state.store.dismiss_dead_job(self.tenant.id, job, &audit).await?;
+        self.state.store.dismiss_dead_job(self.tenant.id, job, &audit).await.map_err(|e| match e {
+            orb_store::StoreError::NotFound { .. } | orb_store::StoreError::NotDead { .. } => job_gone(job),
+            e => e.into(),
+        })?;
         Ok(())
     }
 
@@ -227,6 +238,9 @@ impl Scope {
             return Err(PortalError::Forbidden);
         }
         let user = self.user(id).await?;
+        if role != Role::TenantAdmin {
+            self.keep_an_admin(&user).await?;
+        }
         let audit = self.audit("user.role", format!("{} → {role}", user.email));
         Ok(self.state.store.set_user_role(user.id, role, &audit).await?)
     }
@@ -240,12 +254,37 @@ impl Scope {
         Ok(())
     }
 
+    /// Refuses (to a tenant-admin) demoting or disabling `user` when they are the tenant's last enabled
+    /// tenant-admin: the tenant would have no one left to manage it from the portal. (An operator may;
+    /// operators manage tenants with `orb user` too.)
+    async fn keep_an_admin(&self, user: &User) -> Result<(), PortalError> {
+        if self.principal.user.role == Role::Operator || user.role != Role::TenantAdmin || user.disabled {
+            return Ok(());
+        }
+        let others = self
+            .users()
+            .await?
+            .iter()
+            .filter(|u| u.id != user.id && u.role == Role::TenantAdmin && !u.disabled)
+            .count();
+        if others == 0 {
+            return Err(PortalError::BadRequest(format!(
+                "{} is the tenant's last enabled administrator; make another user tenant-admin first",
+                user.email
+            )));
+        }
+        Ok(())
+    }
+
     /// Disables or enables a tenant user.
     pub async fn set_user_disabled(&self, id: UserId, disabled: bool) -> Result<(), PortalError> {
         self.require_write()?;
         let user = self.user(id).await?;
         if user.id == self.principal.user.id {
             return Err(PortalError::BadRequest("you cannot disable yourself".into()));
+        }
+        if disabled {
+            self.keep_an_admin(&user).await?;
         }
         let action = if disabled { "user.disable" } else { "user.enable" };
         let audit = self.audit(action, user.email.to_string());
@@ -283,4 +322,14 @@ impl Scope {
     pub async fn has_push_token(&self) -> Result<bool, PortalError> {
         Ok(self.state.store.push_token_hash(self.tenant.id).await?.is_some())
     }
+}
+
+/// The answer for a job that is not a dead job of the tenant (never was, another tenant's, or retried or
+/// dismissed meanwhile: one answer for all).
+fn job_gone(job: JobId) -> PortalError {
+    PortalError::Gone(format!(
+        "job {} is not among the dead jobs (any more): it may have been retried or dismissed meanwhile; \
+         reload the page",
+        job.0
+    ))
 }

@@ -158,6 +158,16 @@ pub fn expired(session: &SessionRow, now: DateTime<Utc>, idle: Duration, absolut
     now - session.last_seen_at > idle || now - session.created_at > absolute
 }
 
+/// Whether a session is past the timeouts of its stage at `now` (half a login waits at most ten minutes
+/// for its second factor).
+pub fn timed_out(state: &PortalState, session: &SessionRow, now: DateTime<Utc>) -> bool {
+    let stage_idle = match session.stage {
+        SessionStage::Full => state.config.idle_timeout,
+        SessionStage::SecondFactor => state.config.idle_timeout.min(Duration::minutes(10)),
+    };
+    expired(session, now, stage_idle, state.config.absolute_timeout)
+}
+
 /// The session a request's cookie names, if it is live (an expired one is deleted). Any stage.
 pub async fn current_session(
     state: &PortalState,
@@ -168,12 +178,7 @@ pub async fn current_session(
         return Ok(None);
     };
     let now = state.now();
-    let stage_idle = match session.stage {
-        SessionStage::Full => state.config.idle_timeout,
-        // Half a login waits at most ten minutes for its second factor.
-        SessionStage::SecondFactor => state.config.idle_timeout.min(Duration::minutes(10)),
-    };
-    if expired(&session, now, stage_idle, state.config.absolute_timeout) {
+    if timed_out(state, &session, now) {
         state.store.delete_session(session.id).await?;
         return Ok(None);
     }
@@ -232,6 +237,11 @@ impl FromRequestParts<PortalState> for Principal {
         } else {
             match current_session(state, &parts.headers).await? {
                 Some((session, user)) if session.stage == SessionStage::Full => {
+                    if user.password_temporary
+                        && !allowed_with_temporary_password(&parts.method, parts.uri.path())
+                    {
+                        return Err(PortalError::PasswordChangeRequired);
+                    }
                     Principal { user, credential: Credential::Session(session), ip }
                 }
                 _ => return Err(PortalError::Unauthenticated),
@@ -241,6 +251,13 @@ impl FromRequestParts<PortalState> for Principal {
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
+}
+
+/// What a user whose password someone else set (an invitation, a reset) may do before choosing their own:
+/// see their account page, change the password, log out. Everything else sends them to the account page.
+fn allowed_with_temporary_password(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    matches!((method, path), (&Method::GET, "/account") | (&Method::POST, "/account/password" | "/logout"))
 }
 
 /// The bearer token of an `Authorization` header.

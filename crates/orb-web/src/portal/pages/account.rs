@@ -14,7 +14,7 @@ use super::{Layout, Notice, back, render};
 use crate::portal::PortalState;
 use crate::portal::error::PortalError;
 use crate::portal::login::{confirm_enrolment, pending_secret};
-use crate::portal::session::Principal;
+use crate::portal::session::{Principal, timed_out};
 use crate::portal::view::when;
 
 /// A session as listed.
@@ -57,12 +57,16 @@ pub struct TokenLine {
 #[template(path = "account.html")]
 struct AccountPage {
     layout: Layout,
+    /// The zone the page's times are in: the user's tenant's, UTC for an operator.
+    zone: String,
     mfa: bool,
     recovery_left: u32,
     enrol: Option<(String, String)>,
     sessions: Vec<SessionLine>,
     tokens: Vec<TokenLine>,
     shown_once: Option<(String, Vec<String>)>,
+    /// The password was set by someone else: choose one first.
+    temporary_password: bool,
 }
 
 fn audit(state: &PortalState, p: &Principal, action: &str, target: &str) -> NewAuditEntry {
@@ -83,7 +87,11 @@ async fn show(
     shown_once: Option<(String, Vec<String>)>,
 ) -> Result<Response, PortalError> {
     let user = state.store.get_user(p.user.id).await?;
-    let zone = chrono_tz::UTC;
+    // The tenant's zone, as on its other pages; an operator has no tenant: UTC, labelled so.
+    let zone = match user.tenant_id {
+        Some(tenant) => state.backend.policy(tenant).await?.zone,
+        None => chrono_tz::UTC,
+    };
     let enrol = if user.totp_enabled {
         None
     } else {
@@ -92,10 +100,17 @@ async fn show(
         Some((orb_auth::qr_svg(&uri), secret.to_base32()))
     };
     let current = p.session_id();
-    let sessions = state
-        .store
-        .list_sessions(user.id)
-        .await?
+    // Sessions past their timeouts are not listed; they are ended now (a request with one would end it).
+    let now = state.now();
+    let mut live = Vec::new();
+    for session in state.store.list_sessions(user.id).await? {
+        if timed_out(state, &session, now) {
+            state.store.delete_user_session(user.id, session.id).await?;
+        } else {
+            live.push(session);
+        }
+    }
+    let sessions = live
         .into_iter()
         .map(|s| SessionLine {
             id: s.id,
@@ -123,12 +138,14 @@ async fn show(
         .collect();
     let page = AccountPage {
         layout: Layout::plain(state, p, "account", notice),
+        zone: zone.name().to_owned(),
         mfa: user.totp_enabled,
         recovery_left: state.store.count_recovery_codes(user.id).await?,
         enrol,
         sessions,
         tokens,
         shown_once,
+        temporary_password: user.password_temporary,
     };
     Ok(render(&page)?.into_response())
 }
@@ -171,8 +188,17 @@ pub async fn change_password(
         }
     }
     orb_auth::check_new_password(&new).map_err(|e| PortalError::BadRequest(e.to_string()))?;
+    if user.password_temporary && new.expose_secret() == current.expose_secret() {
+        return Err(PortalError::BadRequest(
+            "choose a password of your own, not the one you were given; nothing was changed".into(),
+        ));
+    }
     let hash = orb_auth::hash_password(&new).map_err(|e| PortalError::BadRequest(e.to_string()))?;
-    state.store.set_user_password(user.id, &hash, &audit(&state, &p, "password.change", "own")).await?;
+    let entry = audit(&state, &p, "password.change", "own");
+    state.store.set_user_password(user.id, &hash, false, &entry).await?;
+    if user.password_temporary {
+        return Ok(back("/", "Password changed: it is your own now."));
+    }
     Ok(back("/account", "Password changed."))
 }
 

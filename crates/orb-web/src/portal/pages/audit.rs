@@ -33,6 +33,10 @@ pub struct AuditQuery {
     /// Export format: `csv` or `json`.
     #[serde(default)]
     pub format: Option<String>,
+    /// The installation's page only: one tenant (by name); empty or absent: every tenant and the rows of
+    /// none.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 fn date(text: Option<&str>, end: bool) -> Result<Option<chrono::DateTime<chrono::Utc>>, PortalError> {
@@ -63,7 +67,7 @@ impl AuditQuery {
 pub struct AuditRow {
     /// Sequence number.
     pub id: i64,
-    /// When (UTC, RFC 3339).
+    /// When (`YYYY-MM-DD HH:MM:SS`; the page shows the tenant's zone, exports and the API UTC).
     pub at: String,
     /// Who.
     pub actor: String,
@@ -75,13 +79,13 @@ pub struct AuditRow {
     pub ip: String,
 }
 
-/// Rows as shown.
-pub fn rows(entries: &[AuditEntry]) -> Vec<AuditRow> {
+/// Rows as shown, their times in `zone` (exports and the API: UTC).
+pub fn rows(entries: &[AuditEntry], zone: chrono_tz::Tz) -> Vec<AuditRow> {
     entries
         .iter()
         .map(|e| AuditRow {
             id: e.id,
-            at: when(e.at, chrono_tz::UTC),
+            at: when(e.at, zone),
             actor: e.actor.clone(),
             action: e.action.clone(),
             target: e.target.clone(),
@@ -96,6 +100,8 @@ struct AuditPage {
     layout: Layout,
     q: AuditQuery,
     rows: Vec<AuditRow>,
+    /// The zone the rows' times are in (the tenant's).
+    zone: String,
     export_query: String,
 }
 
@@ -104,12 +110,17 @@ pub async fn page(scope: Scope, Query(q): Query<AuditQuery>) -> Result<Response,
     let entries = scope.audit_log(&q.filter(500)?).await?;
     let export_query = serde_urlencoded_query(&q);
     let layout = Layout::of(&scope, "audit", None);
-    Ok(render(&AuditPage { layout, q, rows: rows(&entries), export_query })?.into_response())
+    let zone = scope.policy().await?.zone;
+    let rows = rows(&entries, zone);
+    Ok(render(&AuditPage { layout, q, rows, zone: zone.name().to_owned(), export_query })?.into_response())
 }
 
-fn serde_urlencoded_query(q: &AuditQuery) -> String {
+/// The filters as a query string (for the export links).
+pub fn serde_urlencoded_query(q: &AuditQuery) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [("actor", &q.actor), ("action", &q.action), ("from", &q.from), ("to", &q.to)] {
+    let pairs =
+        [("actor", &q.actor), ("action", &q.action), ("from", &q.from), ("to", &q.to), ("tenant", &q.tenant)];
+    for (k, v) in pairs {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             ser.append_pair(k, v);
         }
@@ -147,29 +158,37 @@ pub fn to_csv(rows: &[AuditRow]) -> String {
 
 /// `GET /t/{tenant}/audit/export?format=csv|json`.
 pub async fn export(scope: Scope, Query(q): Query<AuditQuery>) -> Result<Response, PortalError> {
-    let format = q.format.clone().unwrap_or_else(|| "csv".into());
-    if format != "csv" && format != "json" {
-        return Err(PortalError::BadRequest(format!("format {format:?}: use csv or json")));
-    }
+    let format = export_format(&q)?;
     let entries = scope.audit_log(&q.filter(100_000)?).await?;
     scope.record("audit.export", format!("{format}, {} rows", entries.len())).await?;
-    let rows = rows(&entries);
-    let name = format!("orb-audit-{}.{format}", scope.tenant.name);
-    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+    let rows = rows(&entries, chrono_tz::UTC);
+    let body =
+        if format == "csv" { to_csv(&rows) } else { serde_json::to_string_pretty(&rows).unwrap_or_default() };
+    Ok(download(&format!("orb-audit-{}", scope.tenant.name), &format, body))
+}
+
+/// `format` (`csv` or `json`, checked by the caller) given as the attachment `{stem}.{format}`.
+pub fn download(stem: &str, format: &str, body: String) -> Response {
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{stem}.{format}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
-    let (content_type, body) = if format == "csv" {
-        ("text/csv; charset=utf-8", to_csv(&rows))
-    } else {
-        ("application/json", serde_json::to_string_pretty(&rows).unwrap_or_default())
-    };
-    Ok((
+    let content_type = if format == "csv" { "text/csv; charset=utf-8" } else { "application/json" };
+    (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         body,
     )
-        .into_response())
+        .into_response()
+}
+
+/// The export format asked for: `csv` (the default) or `json`.
+pub fn export_format(q: &AuditQuery) -> Result<String, PortalError> {
+    let format = q.format.clone().unwrap_or_else(|| "csv".into());
+    if format != "csv" && format != "json" {
+        return Err(PortalError::BadRequest(format!("format {format:?}: use csv or json")));
+    }
+    Ok(format)
 }
 
 #[cfg(test)]

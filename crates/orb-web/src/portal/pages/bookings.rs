@@ -23,6 +23,10 @@ use crate::portal::view::{BookingView, HIDDEN, when};
 /// Page size of the list.
 pub const PAGE: u32 = 50;
 
+/// The answer to an organizer filter where the tenant hides the organizer.
+pub const HIDDEN_ORGANIZER: &str =
+    "the organizer is hidden in this tenant, so bookings cannot be searched by organizer; clear that filter";
+
 /// The list's filters, as query parameters.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct BookingQuery {
@@ -59,10 +63,34 @@ fn day(text: Option<&str>, zone: Tz, end: bool) -> Result<Option<chrono::DateTim
 }
 
 impl BookingQuery {
-    /// The store filter these parameters mean; bad input is a clear error.
-    pub fn filter(&self, zone: Tz) -> Result<BookingFilter, PortalError> {
+    /// The query string of page `page` of this search: every filter given, URL-encoded, then the page
+    /// (for the pager's links, so a page turn keeps the filters).
+    pub fn page_query(&self, page: u32) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("room", &self.room),
+            ("organizer", &self.organizer),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("status", &self.status),
+            ("cancelled", &self.cancelled),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                out.append_pair(name, value);
+            }
+        }
+        out.append_pair("page", &page.to_string());
+        out.finish()
+    }
+
+    /// The store filter these parameters mean; bad input is a clear error, and so is a filter on a field
+    /// the tenant hides (searching by it would tell what the list hides).
+    pub fn filter(&self, zone: Tz, hidden: &BTreeSet<String>) -> Result<BookingFilter, PortalError> {
         let nonempty =
             |v: &Option<String>| v.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        if hidden.contains("organizer") && nonempty(&self.organizer).is_some() {
+            return Err(PortalError::BadRequest(HIDDEN_ORGANIZER.into()));
+        }
         let room = nonempty(&self.room)
             .map(|r| {
                 r.parse::<RoomId>().map_err(|_| PortalError::BadRequest(format!("{r:?} is not a room id")))
@@ -104,7 +132,7 @@ pub async fn room_names(scope: &Scope) -> Result<BTreeMap<String, String>, Porta
 pub async fn search(scope: &Scope, q: &BookingQuery) -> Result<Vec<BookingView>, PortalError> {
     let policy = scope.policy().await?;
     let rooms = room_names(scope).await?;
-    let filter = q.filter(policy.zone)?;
+    let filter = q.filter(policy.zone, &policy.hidden_fields)?;
     Ok(scope
         .bookings(&filter)
         .await?
@@ -118,42 +146,51 @@ pub async fn search(scope: &Scope, q: &BookingQuery) -> Result<Vec<BookingView>,
 struct BookingsPage {
     layout: Layout,
     q: BookingQuery,
+    /// The tenant hides the organizer: no organizer filter.
+    organizer_hidden: bool,
     rooms: Vec<(String, String)>,
-    bookings: Vec<BookingView>,
-    page: u32,
-    more: bool,
-    columns: Vec<&'static str>,
+    results: BookingResults,
 }
 
+/// The list's table and pager: part of the page, and what an htmx filter change swaps in (so the pager's
+/// links follow the filters).
 #[derive(Template)]
 #[template(path = "bookings_rows.html")]
-struct BookingRows {
+struct BookingResults {
     tenant: String,
     bookings: Vec<BookingView>,
     columns: Vec<&'static str>,
+    /// The previous page's link, on pages after the first.
+    previous: Option<String>,
+    /// The next page's link, when this page is full.
+    next: Option<String>,
 }
 
 /// The list's columns (the detail page has every field).
 const COLUMNS: [&str; 7] =
     ["start", "end", "room", "organizer", "subject", "exchange_status", "topdesk_status"];
 
-/// `GET /t/{tenant}/bookings` (an htmx request gets only the rows).
+/// `GET /t/{tenant}/bookings` (an htmx request gets only the table and the pager).
 pub async fn list(
     scope: Scope,
     headers: HeaderMap,
     Query(q): Query<BookingQuery>,
 ) -> Result<Response, PortalError> {
     let bookings = search(&scope, &q).await?;
-    let columns = COLUMNS.to_vec();
-    if headers.contains_key("hx-request") {
-        let rows = BookingRows { tenant: scope.tenant.name.to_string(), bookings, columns };
-        return Ok(render(&rows)?.into_response());
-    }
+    let tenant = scope.tenant.name.to_string();
     let page = q.page.unwrap_or(0);
-    let more = bookings.len() == PAGE as usize;
+    let link = |page: u32| format!("/t/{tenant}/bookings?{}", q.page_query(page));
+    let previous = page.checked_sub(1).map(link);
+    let next = (bookings.len() == PAGE as usize).then(|| link(page + 1));
+    let results =
+        BookingResults { tenant: tenant.clone(), bookings, columns: COLUMNS.to_vec(), previous, next };
+    if headers.contains_key("hx-request") {
+        return Ok(render(&results)?.into_response());
+    }
     let rooms = room_names(&scope).await?.into_iter().collect();
     let layout = Layout::of(&scope, "bookings", None);
-    Ok(render(&BookingsPage { layout, q, rooms, bookings, page, more, columns })?.into_response())
+    let organizer_hidden = scope.policy().await?.hidden_fields.contains("organizer");
+    Ok(render(&BookingsPage { layout, q, organizer_hidden, rooms, results })?.into_response())
 }
 
 /// One timeline entry as shown.
@@ -272,7 +309,7 @@ mod tests {
     #[test]
     fn bad_filters_are_clear_errors() {
         let check = |q: BookingQuery, expected: &str| {
-            let err = q.filter(chrono_tz::UTC).unwrap_err().to_string();
+            let err = q.filter(chrono_tz::UTC, &BTreeSet::new()).unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");
         };
         check(BookingQuery { from: Some("5 May".into()), ..Default::default() }, "write YYYY-MM-DD");
@@ -282,13 +319,43 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_on_a_hidden_organizer_is_refused_and_other_filters_still_work() {
+        let hidden: BTreeSet<String> = ["organizer".to_owned()].into_iter().collect();
+        let by_organizer = BookingQuery { organizer: Some("a@b.example".into()), ..Default::default() };
+        let err = by_organizer.filter(chrono_tz::UTC, &hidden).unwrap_err().to_string();
+        assert_eq!(err, HIDDEN_ORGANIZER);
+        assert!(by_organizer.filter(chrono_tz::UTC, &BTreeSet::new()).unwrap().organizer.is_some());
+        let blank =
+            BookingQuery { organizer: Some(" ".into()), status: Some("failed".into()), ..Default::default() };
+        assert!(blank.filter(chrono_tz::UTC, &hidden).unwrap().failed_only, "an empty field is no filter");
+    }
+
+    #[test]
+    fn a_page_link_keeps_every_filter_url_encoded() {
+        let q = BookingQuery {
+            organizer: Some("a+b&c@x.example".into()),
+            from: Some("2026-12-01".into()),
+            to: Some(String::new()),
+            status: Some("failed".into()),
+            cancelled: Some("1".into()),
+            page: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.page_query(4),
+            "organizer=a%2Bb%26c%40x.example&from=2026-12-01&status=failed&cancelled=1&page=4"
+        );
+        assert_eq!(BookingQuery::default().page_query(0), "page=0");
+    }
+
+    #[test]
     fn a_day_range_covers_the_last_day_in_the_tenant_zone() {
         let q = BookingQuery {
             from: Some("2026-12-01".into()),
             to: Some("2026-12-01".into()),
             ..Default::default()
         };
-        let f = q.filter(chrono_tz::Europe::Amsterdam).unwrap();
+        let f = q.filter(chrono_tz::Europe::Amsterdam, &BTreeSet::new()).unwrap();
         assert_eq!(f.from.unwrap().to_rfc3339(), "2026-11-30T23:00:00+00:00");
         assert_eq!(f.to.unwrap().to_rfc3339(), "2026-12-01T23:00:00+00:00");
         assert_eq!(f.limit, Some(PAGE));

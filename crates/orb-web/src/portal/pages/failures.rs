@@ -47,13 +47,21 @@ pub fn dead_jobs(jobs: &[Job], zone: chrono_tz::Tz) -> Vec<DeadJob> {
         .collect()
 }
 
+/// Deletions held by the guard as shown: the room, how many, since when (in the tenant's zone).
+struct HeldRow {
+    room_id: String,
+    mailbox: String,
+    count: usize,
+    since: String,
+}
+
 #[derive(Template)]
 #[template(path = "failures.html")]
 struct FailuresPage {
     layout: Layout,
     dead: Vec<DeadJob>,
     failed: Vec<BookingView>,
-    held: Vec<HeldDeletion>,
+    held: Vec<HeldRow>,
 }
 
 /// `GET /t/{tenant}/failures`.
@@ -67,7 +75,19 @@ pub async fn page(scope: Scope, Query(n): Query<Notice>) -> Result<Response, Por
         .iter()
         .map(|b| BookingView::new(b, &rooms, &policy.hidden_fields, policy.zone))
         .collect();
-    let held = scope.state().backend.held_deletions(scope.tenant.id).await?;
+    let held = scope
+        .state()
+        .backend
+        .held_deletions(scope.tenant.id)
+        .await?
+        .into_iter()
+        .map(|h: HeldDeletion| HeldRow {
+            room_id: h.room_id.to_string(),
+            mailbox: h.mailbox,
+            count: h.count,
+            since: when(h.held_at, policy.zone),
+        })
+        .collect();
     let layout = Layout::of(&scope, "failures", n.notice);
     Ok(render(&FailuresPage { layout, dead, failed, held })?.into_response())
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bookings;
 pub mod dashboard;
 pub mod failures;
+pub mod installation;
 pub mod rooms;
 pub mod settings;
 pub mod users;

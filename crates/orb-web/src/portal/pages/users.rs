@@ -105,11 +105,18 @@ pub async fn add(scope: Scope, Form(form): Form<InviteForm>) -> Result<Response,
         let hash = orb_auth::hash_password(&password).map_err(|e| PortalError::BadRequest(e.to_string()))?;
         (Some(password), Some(hash))
     };
-    let user =
-        scope.add_user(NewUser { tenant_id: Some(scope.tenant.id), email, role, password_hash }).await?;
+    // The password is the inviting admin's to pass on, theirs to replace at the first login.
+    let password_temporary = password_hash.is_some();
+    let invited =
+        NewUser { tenant_id: Some(scope.tenant.id), email, role, password_hash, password_temporary };
+    let user = scope.add_user(invited).await?;
     let created = password.map(|p: SecretString| (user.email.to_string(), p.expose_secret().to_owned()));
     let notice = if created.is_some() {
-        format!("{} can log in with the one-time password below; it is not shown again.", user.email)
+        format!(
+            "{} can log in with the one-time password below (it is not shown again); they choose their own \
+             at the first login.",
+            user.email
+        )
     } else {
         format!("{} can log in with single sign-on.", user.email)
     };
