@@ -9,7 +9,9 @@
 //! side), enqueues the rest in the rooms' lanes — re-drives of owed records whose back-off is over included
 //! — and runs workers until they are done, with a progress bar; `--retry-failed` does the same but
 //! re-drives every owed record at once, ignoring the back-off; `--approve-mass-deletion` (one room) lets
-//! the cancellations the mass-deletion guard would hold through and audits the approval. A running `orb serve` may take part of the
+//! the cancellations the mass-deletion guard would hold through and audits the approval;
+//! `--reject-mass-deletion` (one room) cancels none of them but writes the bookings gone on one side to it
+//! again, from the side that still has them, and audits the rejection. A running `orb serve` may take part of the
 //! work, which is fine (lanes keep a room's work in order).
 
 use std::sync::Arc;
@@ -34,6 +36,9 @@ use crate::serve::{Env, instance_name, load};
 /// [`orb_engine::reconcile::AUDIT_MASS_DELETION_HELD`]).
 pub const AUDIT_MASS_DELETION_APPROVED: &str = "reconcile.mass_deletion_approved";
 
+/// The audit action of `orb sync --reject-mass-deletion` (the portal's "Reject" writes the same).
+pub const AUDIT_MASS_DELETION_REJECTED: &str = "reconcile.mass_deletion_rejected";
+
 /// Which rooms.
 pub struct Selection {
     /// Only this tenant (by name).
@@ -51,6 +56,9 @@ pub struct Run {
     pub retry_failed: bool,
     /// Carry out the cancellations the mass-deletion guard would hold (one room; audited).
     pub approve_mass_deletion: bool,
+    /// Restore instead the bookings those deletions would cancel: written to the side they vanished from
+    /// again (one room; audited).
+    pub reject_mass_deletion: bool,
 }
 
 fn side_name(side: Side) -> &'static str {
@@ -155,8 +163,10 @@ pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> 
         dry_run: run.dry_run,
         redrive_now: run.retry_failed,
         approve_mass_deletion: run.approve_mass_deletion,
+        restore_held_deletions: run.reject_mass_deletion,
     };
     let mut approved = 0;
+    let mut restored = 0;
     let mut enqueued = 0;
     let mut redriven = 0;
     let mut owed = 0;
@@ -168,7 +178,7 @@ pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> 
             .with_context(|| format!("sweeping {} of tenant {}", room.mailbox, tenant.name))?;
         out!(
             "{} / {}: {} event(s), {} reservation(s), {} record(s); {} to link, {} new, {} changed, {} to cancel, \
-             {} held by the mass-deletion guard, {} to write again ({} owed)",
+             {} held by the mass-deletion guard, {} to write back (deletions rejected), {} to write again ({} owed)",
             tenant.name,
             room.mailbox,
             report.events_read,
@@ -179,7 +189,8 @@ pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> 
             report.jobs.changed,
             report.jobs.deleted,
             report.held_deletions,
-            report.jobs.redriven,
+            report.restored,
+            report.jobs.redriven - report.restored,
             report.owed.len()
         );
         for change in &report.planned {
@@ -203,6 +214,15 @@ pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> 
             store.append_audit(&audit(tenant, AUDIT_MASS_DELETION_APPROVED, &target)).await?;
             approved += report.jobs.deleted;
         }
+        if run.reject_mass_deletion && !run.dry_run {
+            // Who rejected what, and when: the bookings are written back by the workers below.
+            let target = format!(
+                "room {} ({}): an admin rejected the held deletions; {} booking(s) written back, {} still held",
+                room.mailbox, room.id, report.restored, report.held_deletions
+            );
+            store.append_audit(&audit(tenant, AUDIT_MASS_DELETION_REJECTED, &target)).await?;
+            restored += report.restored;
+        }
         enqueued += report.jobs.total();
         redriven += report.jobs.redriven;
         owed += report.owed.len();
@@ -222,6 +242,9 @@ pub async fn run(config: &Config, selection: Selection, run: Run) -> Result<()> 
     }
     if run.approve_mass_deletion {
         out!("mass deletion approved: carried out {approved} cancellation(s)");
+    }
+    if run.reject_mass_deletion {
+        out!("mass deletion rejected: wrote {restored} booking(s) back to the side they had vanished from");
     }
     Ok(())
 }

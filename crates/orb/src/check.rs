@@ -12,7 +12,10 @@
 //!   a listed room that is not mapped, and a room whose `bookingType` is `reserved` are reported.
 //! - **room.calendar**: each mapped room's calendar can be read (calendarView over 15 minutes, with ORB's
 //!   own `$select`: `Calendars.ReadWrite` usable, the mailbox in the app's scope).
-//! - **room.probe** (skipped with `--no-probe`): Graph does not expose a room's calendar processing
+//! - **ews.signin**, **ews.version**, **ews.impersonation**, **ews.rooms**: instead of the `graph.*` and
+//!   `room.calendar` checks for a tenant on Exchange Server (EWS): see [`ews`].
+//! - **room.probe** (skipped with `--no-probe`; through the tenant's Exchange, Graph or EWS alike): Exchange
+//!   does not expose a room's calendar processing to ORB
 //!   (`DeleteSubject`, `AddOrganizerToSubject`, `AllowConflicts`, `AutomateProcessing`,
 //!   `BookingWindowInDays`), so a probe books it: a 15-minute meeting from the tenant's `mail_sender` at
 //!   02:00 UTC two weeks ahead — does the room answer, does its copy keep the subject (under the `keep`
@@ -22,9 +25,10 @@
 //!   reservations and look persons up; **topdesk.location**: each mapped room's location is a reservable
 //!   location; reservable locations no room is mapped to are listed.
 //! - **webhook**: `server.public_url` is https (or loopback) and answers Graph's validation handshake
-//!   (only while `orb serve` runs: unreachable is a warning).
+//!   (only while `orb serve` runs: unreachable is a warning); for an EWS tenant, where a public URL is set,
+//!   `{public_url}/hooks/ews/{tenant}` answers as ORB's EWS push endpoint.
 //! - **clock**: the `Date` header of a Graph and a TOPdesk answer against ORB's clock (more than 60 s
-//!   apart is a warning).
+//!   apart is a warning; EWS's is not read).
 //!
 //! Nothing is written to the store. The probe meetings are real meetings in the room's calendar for a few
 //! seconds: a running `orb serve` may sync them to TOPdesk and cancel them again.
@@ -36,23 +40,25 @@ use std::time::Duration as StdDuration;
 use anyhow::{Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Duration, DurationRound, Utc};
-use orb_core::{Clock, CorrelationId, EmailAddress, RoomMailbox, SubjectPolicy, SystemClock};
+use chrono::{DateTime, Duration, Utc};
+use orb_core::{Clock, CorrelationId, EmailAddress, RoomMailbox, SystemClock};
 use orb_crypto::{KeyRing, MasterKey};
+use orb_engine::exchange::ExchangeKind;
 use orb_engine::runtime::TenantRuntime;
-use orb_engine::settings::{
-    SECRET_GRAPH_CERTIFICATE, SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings,
-};
-use orb_graph::model::{
-    Attendee, BookingType, DateTimeTimeZone, Event, FreeBusyStatus, Location, ResponseType, Room,
-};
-use orb_graph::{GraphClient, GraphError};
+use orb_engine::settings::TenantSettings;
+use orb_graph::GraphClient;
+use orb_graph::model::{BookingType, Room};
 use orb_store::Tenant;
 use serde::Serialize;
 
 use crate::commands::{find_tenant, open_store};
 use crate::config::Config;
 use crate::serve::Env;
+
+mod ews;
+mod probe;
+
+use probe::Probe;
 
 /// The application permissions ORB needs, exactly.
 pub const REQUIRED_ROLES: &[&str] = &["Calendars.ReadWrite", "Mail.Send", "Place.Read.All"];
@@ -186,20 +192,45 @@ async fn check_tenant(
     options: &Options,
     report: &mut Report,
 ) -> Result<()> {
-    let Some(runtime) = setup(env, tenant, report).await? else { return Ok(()) };
+    let Some((runtime, settings)) = setup(env, tenant, report).await? else { return Ok(()) };
     let clock = env.clock.clone();
-    let graph = runtime.graph.clone();
     let rooms = env.store.list_rooms(tenant.id).await?;
-    let roles_ok = graph_token(&graph, report).await;
-    let listed = graph_places(&graph, &rooms, report).await;
-    for room in rooms.iter().filter(|r| r.enabled) {
-        let readable = room_calendar(&graph, &room.mailbox, clock.now(), report).await;
-        if readable && roles_ok && !options.no_probe {
-            let probe = Probe { runtime: &runtime, room: &room.mailbox, wait: options.probe_wait };
-            probe.run(clock.now(), report).await;
+    let fix = match &runtime.graph {
+        Some(_) => "grant Calendars.ReadWrite and check graph.mail_sender; or skip the probe with --no-probe",
+        None => {
+            "put ews.mail_sender into the service account's impersonation scope and check its calendar; or \
+             skip the probe with --no-probe"
         }
-    }
-    if listed.is_some() && rooms.is_empty() {
+    };
+    let probe = |room| Probe { runtime: &runtime, clock: &*clock, room, wait: options.probe_wait, fix };
+    let listed = match runtime.graph.clone() {
+        Some(graph) => {
+            let roles_ok = graph_token(&graph, report).await;
+            let listed = graph_places(&graph, &rooms, report).await;
+            for room in rooms.iter().filter(|r| r.enabled) {
+                let readable = room_calendar(&graph, &room.mailbox, clock.now(), report).await;
+                if readable && roles_ok && !options.no_probe {
+                    probe(&room.mailbox).run(clock.now(), report).await;
+                }
+            }
+            listed.is_some()
+        }
+        None => {
+            let ews = settings.ews.as_ref().expect("an EWS tenant's settings have [ews]");
+            let checked =
+                ews::check(&runtime, ews, &tenant.name.to_string(), &rooms, clock.now(), report).await;
+            if let Some(usable) = &checked
+                && !options.no_probe
+                && usable.contains(&runtime.mail_sender)
+            {
+                for room in rooms.iter().filter(|r| r.enabled && usable.contains(r.mailbox.address())) {
+                    probe(&room.mailbox).run(clock.now(), report).await;
+                }
+            }
+            checked.is_some()
+        }
+    };
+    if listed && rooms.is_empty() {
         report.add(
             "setup",
             Status::Warning,
@@ -212,13 +243,25 @@ async fn check_tenant(
         );
     }
     topdesk(&runtime, &rooms, report).await;
-    webhook(config, tenant, report).await;
+    if runtime.exchange.as_ews().is_some_and(orb_engine::exchange::EwsExchange::streams) {
+        report.ok(
+            "webhook",
+            "streaming notifications: ORB connects to Exchange, no push URL is needed".to_owned(),
+            "with `[ews] notifications = \"streaming\"` Exchange never calls ORB",
+        );
+    } else {
+        webhook(config, tenant, runtime.exchange.kind(), report).await;
+    }
     clocks(&runtime, clock.now(), report).await;
     Ok(())
 }
 
 /// Settings, secrets and a runtime; `None` (with an error finding) when the tenant cannot be synced.
-async fn setup(env: &Env, tenant: &Tenant, report: &mut Report) -> Result<Option<TenantRuntime>> {
+async fn setup(
+    env: &Env,
+    tenant: &Tenant,
+    report: &mut Report,
+) -> Result<Option<(TenantRuntime, TenantSettings)>> {
     let name = &tenant.name;
     let Some(row) = env.store.get_tenant_settings(tenant.id).await? else {
         report.add(
@@ -230,31 +273,30 @@ async fn setup(env: &Env, tenant: &Tenant, report: &mut Report) -> Result<Option
         );
         return Ok(None);
     };
-    if let Err(e) = TenantSettings::from_json(&row.document) {
-        report.add(
-            "setup",
-            Status::Error,
-            format!("the stored settings are not valid: {e}"),
-            "ORB does not sync a tenant whose settings it cannot read",
-            &format!("write them again with `orb tenant settings --tenant {name} --file FILE`"),
-        );
-        return Ok(None);
-    }
+    let settings = match TenantSettings::from_json(&row.document) {
+        Ok(settings) => settings,
+        Err(e) => {
+            report.add(
+                "setup",
+                Status::Error,
+                format!("the stored settings are not valid: {e}"),
+                "ORB does not sync a tenant whose settings it cannot read",
+                &format!("write them again with `orb tenant settings --tenant {name} --file FILE`"),
+            );
+            return Ok(None);
+        }
+    };
     let secrets: BTreeSet<String> =
         env.store.list_secrets(tenant.id).await?.into_iter().map(|s| s.name).collect();
-    let missing = if !secrets.contains(SECRET_TOPDESK_PASSWORD) {
-        Some(SECRET_TOPDESK_PASSWORD.to_owned())
-    } else if !secrets.contains(SECRET_GRAPH_CLIENT_SECRET) && !secrets.contains(SECRET_GRAPH_CERTIFICATE) {
-        Some(format!("{SECRET_GRAPH_CERTIFICATE} (or {SECRET_GRAPH_CLIENT_SECRET})"))
-    } else {
-        None
-    };
-    if let Some(secret) = missing {
+    if let Some(secret) = settings.missing_secret(|name| secrets.contains(name)) {
         report.add(
             "setup",
             Status::Error,
             format!("the secret {secret} is not set"),
-            "ORB cannot reach Graph and TOPdesk without their credentials",
+            match settings.exchange.kind {
+                ExchangeKind::Graph => "ORB cannot reach Graph and TOPdesk without their credentials",
+                ExchangeKind::Ews => "ORB cannot reach Exchange and TOPdesk without their credentials",
+            },
             &format!("set it with `orb secret set --tenant {name} NAME` (the value is read from stdin)"),
         );
         return Ok(None);
@@ -262,7 +304,7 @@ async fn setup(env: &Env, tenant: &Tenant, report: &mut Report) -> Result<Option
     match crate::serve::tenant_runtime(env, tenant).await {
         Ok(Some(runtime)) => {
             report.ok("setup", "settings and secrets are complete".to_owned(), "ORB can sync the tenant");
-            Ok(Some(runtime))
+            Ok(Some((runtime, settings)))
         }
         Ok(None) => {
             report.add(
@@ -473,267 +515,9 @@ async fn room_calendar(
     }
 }
 
-/// How a room answered one probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
-    Accepted,
-    Declined,
-    None,
-}
-
-/// The probe bookings of one room.
-struct Probe<'a> {
-    runtime: &'a TenantRuntime,
-    room: &'a RoomMailbox,
-    wait: StdDuration,
-}
-
-/// One probe meeting, created in the sender's calendar.
-struct Made {
-    id: String,
-    ical_uid: Option<String>,
-    subject: String,
-}
-
-impl Probe<'_> {
-    async fn run(&self, now: DateTime<Utc>, report: &mut Report) {
-        let day = now.duration_trunc(Duration::days(1)).unwrap_or(now);
-        // 02:10 UTC: an hour nobody books.
-        let near = day + Duration::days(14) + Duration::minutes(130);
-        let far = day + self.runtime.policy.horizon - Duration::days(1) + Duration::minutes(130);
-        let mut made = Vec::new();
-        self.probe(near, far, &mut made, report).await;
-        self.cleanup(made, report).await;
-    }
-
-    async fn probe(
-        &self,
-        near: DateTime<Utc>,
-        far: DateTime<Utc>,
-        made: &mut Vec<Made>,
-        report: &mut Report,
-    ) {
-        let room = self.room;
-        let first = match self.create(near, made).await {
-            Ok(m) => m,
-            Err(e) => {
-                report.add(
-                    "room.probe",
-                    Status::Error,
-                    format!("no probe meeting can be booked in {room}: {e}"),
-                    "ORB books rooms from the organizer's (or the sender's) calendar",
-                    "grant Calendars.ReadWrite and check graph.mail_sender; or skip the probe with --no-probe",
-                );
-                return;
-            }
-        };
-        match self.answer(&first).await {
-            Answer::None => {
-                report.add(
-                    "room.probe",
-                    Status::Error,
-                    format!("{room} did not answer a meeting request within {} s", self.wait.as_secs()),
-                    "a room that does not accept by itself leaves bookings unconfirmed",
-                    "set the room to accept by itself: Set-CalendarProcessing -AutomateProcessing AutoAccept",
-                );
-                return;
-            }
-            Answer::Declined => {
-                report.add(
-                    "room.probe",
-                    Status::Error,
-                    format!("{room} declined a probe meeting in a free slot two weeks ahead"),
-                    "the room refuses bookings ORB makes",
-                    "check the room's booking policy (BookInPolicy, AllBookInPolicy, booking window)",
-                );
-                return;
-            }
-            Answer::Accepted => {
-                report.ok("room.probe", format!("{room} accepts meeting requests by itself"), "auto-accept");
-            }
-        }
-        self.subjects(&first, report).await;
-        // A second meeting over the first one.
-        match self.create(near, made).await {
-            Ok(second) => match self.answer(&second).await {
-                Answer::Accepted => report.add(
-                    "room.probe",
-                    Status::Error,
-                    format!("{room} accepted a meeting overlapping another one"),
-                    "a double-booked room is booked twice in Outlook while TOPdesk holds one reservation",
-                    "Set-CalendarProcessing -AllowConflicts $false",
-                ),
-                _ => report.ok("room.probe", format!("{room} refuses conflicting meetings"), "no doubles"),
-            },
-            Err(e) => report.add(
-                "room.probe",
-                Status::Warning,
-                format!("the overlapping probe could not be booked in {room}: {e}"),
-                "whether the room allows conflicts is unknown",
-                "run the check again",
-            ),
-        }
-        // One at the end of the horizon.
-        let horizon_days = self.runtime.policy.horizon.num_days();
-        if far > near {
-            match self.create(far, made).await {
-                Ok(last) => match self.answer(&last).await {
-                    Answer::Accepted => report.ok(
-                        "room.probe",
-                        format!("{room} accepts meetings {horizon_days} days ahead (the sync horizon)"),
-                        "booking window",
-                    ),
-                    _ => report.add(
-                        "room.probe",
-                        Status::Warning,
-                        format!("{room} declined a meeting near the end of the {horizon_days}-day sync horizon"),
-                        "the room's booking window is shorter than the horizon: TOPdesk reservations that far \
-                         ahead are declined in Outlook",
-                        &format!(
-                            "Set-CalendarProcessing -BookingWindowInDays {horizon_days} (or more), or lower \
-                             sync.horizon_days"
-                        ),
-                    ),
-                },
-                Err(e) => report.add(
-                    "room.probe",
-                    Status::Warning,
-                    format!("the horizon probe could not be booked in {room}: {e}"),
-                    "whether the booking window covers the horizon is unknown",
-                    "run the check again",
-                ),
-            }
-        }
-    }
-
-    /// The room's copy of an accepted probe: is the subject kept?
-    async fn subjects(&self, probe: &Made, report: &mut Report) {
-        let room = self.room;
-        let keeps = matches!(self.runtime.policy.subject, SubjectPolicy::Keep);
-        let Some(uid) = &probe.ical_uid else { return };
-        let graph = &self.runtime.graph;
-        let copy = match graph.find_by_ical_uid(room.address(), uid, corr(graph)).await {
-            Ok(copy) => copy,
-            Err(e) => {
-                report.add(
-                    "room.probe",
-                    Status::Warning,
-                    format!("the room's copy of the probe cannot be read: {e}"),
-                    "whether the room keeps subjects is unknown",
-                    "run the check again",
-                );
-                return;
-            }
-        };
-        let Some(copy) = copy else { return };
-        let subject = copy.subject.unwrap_or_default();
-        if subject == probe.subject {
-            report.ok("room.probe", format!("{room} keeps meeting subjects"), "subjects");
-        } else if keeps {
-            report.add(
-                "room.probe",
-                Status::Warning,
-                format!(
-                    "{room} rewrites meeting subjects on its copy (DeleteSubject / AddOrganizerToSubject)"
-                ),
-                "the subject policy is keep, but sweeps and notifications of the room show the organizer's \
-                 name instead of the subject",
-                "Set-CalendarProcessing -DeleteSubject $false -AddOrganizerToSubject $false, or choose \
-                 another sync.subject policy",
-            );
-        } else {
-            report.ok(
-                "room.probe",
-                format!("{room} rewrites subjects, which the subject policy does not rely on"),
-                "subjects",
-            );
-        }
-    }
-
-    async fn create(&self, start: DateTime<Utc>, made: &mut Vec<Made>) -> Result<Made, GraphError> {
-        let tag = uuid_tag(&self.runtime.graph);
-        let subject = format!("ORB check probe {tag}");
-        let event = Event {
-            subject: Some(subject.clone()),
-            start: Some(DateTimeTimeZone::from_utc(start)),
-            end: Some(DateTimeTimeZone::from_utc(start + Duration::minutes(15))),
-            location: Some(Location::room(self.room.as_str(), self.room.as_str())),
-            attendees: Some(vec![Attendee::resource(self.room.as_str(), None)]),
-            show_as: Some(FreeBusyStatus::Busy),
-            ..Event::default()
-        };
-        let sender = &self.runtime.mail_sender;
-        let written = self
-            .runtime
-            .graph
-            .create_event(sender, &event, &format!("orb-check-{tag}"), corr(&self.runtime.graph))
-            .await?;
-        let id = written.id.clone().ok_or_else(|| GraphError::Permanent {
-            status: 201,
-            code: "noId".to_owned(),
-            message: "the created probe has no id".to_owned(),
-        })?;
-        made.push(Made { id: id.clone(), ical_uid: written.ical_uid.clone(), subject: subject.clone() });
-        Ok(Made { id, ical_uid: written.ical_uid, subject })
-    }
-
-    /// The room's answer on the sender's copy, waiting up to `wait` for it.
-    async fn answer(&self, probe: &Made) -> Answer {
-        let deadline = std::time::Instant::now() + self.wait;
-        loop {
-            let read =
-                self.runtime.graph.get_event(&self.runtime.mail_sender, &probe.id, corr(&self.runtime.graph));
-            if let Ok(event) = read.await {
-                let response = event
-                    .attendees
-                    .iter()
-                    .flatten()
-                    .find(|a| a.address().is_some_and(|a| a.eq_ignore_ascii_case(self.room.as_str())))
-                    .and_then(Attendee::response);
-                match response {
-                    Some(ResponseType::Accepted) => return Answer::Accepted,
-                    Some(ResponseType::Declined) => return Answer::Declined,
-                    _ => {}
-                }
-            }
-            if std::time::Instant::now() >= deadline {
-                return Answer::None;
-            }
-            tokio::time::sleep(StdDuration::from_millis(500)).await;
-        }
-    }
-
-    async fn cleanup(&self, made: Vec<Made>, report: &mut Report) {
-        for probe in made {
-            let gone = self.runtime.graph.delete_event(
-                &self.runtime.mail_sender,
-                &probe.id,
-                None,
-                corr(&self.runtime.graph),
-            );
-            match gone.await {
-                Ok(()) | Err(GraphError::NotFound { .. }) => {}
-                Err(e) => report.add(
-                    "room.probe",
-                    Status::Warning,
-                    format!("probe meeting \"{}\" could not be deleted: {e}", probe.subject),
-                    "it stays in the room's calendar",
-                    &format!("delete it from the calendar of {}", self.runtime.mail_sender),
-                ),
-            }
-        }
-    }
-}
-
 /// A correlation id for one Graph call, on the client's clock.
 fn corr(graph: &GraphClient) -> CorrelationId {
     CorrelationId::generate(graph.clock().now())
-}
-
-/// A fresh tag for one probe (its subject and match id): the random end of a new UUIDv7.
-fn uuid_tag(graph: &GraphClient) -> String {
-    let text: Vec<char> = corr(graph).to_string().chars().filter(char::is_ascii_alphanumeric).collect();
-    text[text.len().saturating_sub(12)..].iter().collect()
 }
 
 async fn topdesk(runtime: &TenantRuntime, rooms: &[orb_store::Room], report: &mut Report) {
@@ -833,15 +617,19 @@ pub fn webhook_url_allowed(url: &url::Url) -> bool {
     }
 }
 
-async fn webhook(config: &Config, tenant: &Tenant, report: &mut Report) {
+async fn webhook(config: &Config, tenant: &Tenant, kind: ExchangeKind, report: &mut Report) {
     let Some(public) = &config.server.public_url else {
-        report.add(
-            "webhook",
-            Status::Error,
-            "server.public_url is not set".to_owned(),
-            "Graph cannot deliver change notifications; ORB only notices changes at its sweeps",
-            "set server.public_url (ORB__SERVER__PUBLIC_URL) to the https address Graph reaches ORB at",
-        );
+        // An EWS tenant is checked only where a public URL is set (its changes are also noticed without
+        // push, at the sweeps).
+        if kind == ExchangeKind::Graph {
+            report.add(
+                "webhook",
+                Status::Error,
+                "server.public_url is not set".to_owned(),
+                "Graph cannot deliver change notifications; ORB only notices changes at its sweeps",
+                "set server.public_url (ORB__SERVER__PUBLIC_URL) to the https address Graph reaches ORB at",
+            );
+        }
         return;
     };
     let parsed = match url::Url::parse(public) {
@@ -851,18 +639,41 @@ async fn webhook(config: &Config, tenant: &Tenant, report: &mut Report) {
                 "webhook",
                 Status::Error,
                 format!("server.public_url {public} is not an https URL"),
-                "Graph delivers notifications only to https endpoints",
+                match kind {
+                    ExchangeKind::Graph => "Graph delivers notifications only to https endpoints",
+                    ExchangeKind::Ews => "Exchange's push notifications carry booking data: only over https",
+                },
                 "set server.public_url to an https URL (a loopback http URL only for tests)",
             );
             return;
         }
     };
-    let url = format!("{}/hooks/graph/{}", parsed.as_str().trim_end_matches('/'), tenant.id);
+    let base = parsed.as_str().trim_end_matches('/');
     let client = reqwest::Client::builder().timeout(StdDuration::from_secs(10)).build();
-    let answer = match client {
-        Ok(client) => client.post(&url).query(&[("validationToken", "orb-check")]).send().await,
-        Err(e) => Err(e),
-    };
+    match kind {
+        ExchangeKind::Graph => {
+            let url = format!("{base}/hooks/graph/{}", tenant.id);
+            let answer = match client {
+                Ok(client) => client.post(&url).query(&[("validationToken", "orb-check")]).send().await,
+                Err(e) => Err(e),
+            };
+            graph_handshake(&url, answer, report).await;
+        }
+        ExchangeKind::Ews => {
+            let url = format!("{base}/hooks/ews/{}", tenant.name);
+            let answer = match client {
+                Ok(client) => {
+                    client.post(&url).header("content-type", "text/xml; charset=utf-8").body("").send().await
+                }
+                Err(e) => Err(e),
+            };
+            ews::push_url(&url, answer.map(|r| r.status().as_u16()), report);
+        }
+    }
+}
+
+/// Graph's validation handshake at `url`: the token must come back as the body.
+async fn graph_handshake(url: &str, answer: reqwest::Result<reqwest::Response>, report: &mut Report) {
     match answer {
         Ok(resp) if resp.status().as_u16() == 200 => match resp.text().await {
             Ok(body) if body == "orb-check" => {
@@ -894,8 +705,10 @@ async fn webhook(config: &Config, tenant: &Tenant, report: &mut Report) {
 }
 
 async fn clocks(runtime: &TenantRuntime, now: DateTime<Utc>, report: &mut Report) {
-    let graph = runtime.graph.server_date().await.map_err(|e| e.to_string());
-    report_skew("Graph", graph, now, report);
+    if let Some(graph) = &runtime.graph {
+        let graph = graph.server_date().await.map_err(|e| e.to_string());
+        report_skew("Graph", graph, now, report);
+    }
     let topdesk = runtime.topdesk.server_date().await.map_err(|e| e.to_string());
     report_skew("TOPdesk", topdesk, now, report);
 }

@@ -49,16 +49,24 @@ pub async fn run(cli: Cli) -> Result<()> {
 async fn run_command(cli: Cli, config: Config) -> Result<()> {
     match cli.command {
         Command::Keys(KeysCommand::Generate { out }) => keys_generate(out.as_deref()),
-        Command::Demo { run_for, metrics_listen, listen, pace, seed, verbose } => {
-            let options = crate::demo::Options { listen, run_for, pace, seed, verbose };
+        Command::Demo { run_for, metrics_listen, listen, pace, seed, verbose, exchange } => {
+            let options = crate::demo::Options { listen, run_for, pace, seed, verbose, exchange };
             crate::demo::demo(&config.with_metrics_listen(metrics_listen)?, options).await
         }
         Command::Bench { json, rooms, bookings, rate, seconds, store } => {
             let opts = crate::bench::Options { json, rooms, bookings, rate, seconds, store };
             crate::bench::run(&config, opts).await
         }
-        Command::Sync { dry_run, retry_failed, tenant, room, approve_mass_deletion } => {
-            let run = crate::backfill::Run { dry_run, retry_failed, approve_mass_deletion };
+        Command::Sync {
+            dry_run,
+            retry_failed,
+            tenant,
+            room,
+            approve_mass_deletion,
+            reject_mass_deletion,
+        } => {
+            let run =
+                crate::backfill::Run { dry_run, retry_failed, approve_mass_deletion, reject_mass_deletion };
             crate::backfill::run(&config, crate::backfill::Selection { tenant, room }, run).await
         }
         Command::Backfill { tenant, room } => {
@@ -108,6 +116,10 @@ async fn run_command(cli: Cli, config: Config) -> Result<()> {
             crate::privacy::purge(&*open_store(&config).await?, tenant.as_deref(), dry_run).await
         }
         Command::Privacy(cmd) => crate::privacy::run(&*open_store(&config).await?, cmd).await,
+        Command::Audit { tenant, actor, action, since, until, limit, format } => {
+            let args = crate::audit::AuditArgs { tenant, actor, action, since, until, limit, format };
+            crate::audit::run(&*open_store(&config).await?, args).await
+        }
         Command::Keys(KeysCommand::Rotate { new_key_file }) => {
             let current = MasterKey::from_process_env()?;
             let store = open_store(&config).await?;
@@ -236,7 +248,20 @@ async fn tenant(config: &Config, store: &dyn Store, cmd: TenantCommand) -> Resul
             let have: Vec<String> =
                 store.list_secrets(tenant.id).await?.into_iter().map(|m| m.name).collect();
             let has = |name: &str| have.iter().any(|h| h == name);
-            if !has(SECRET_GRAPH_CLIENT_SECRET) && !has(SECRET_GRAPH_CERTIFICATE) {
+            if let Some(ews) = &settings.ews {
+                let needed = match ews.auth {
+                    orb_engine::settings::EwsAuth::Basic | orb_engine::settings::EwsAuth::Ntlm => {
+                        orb_engine::settings::SECRET_EWS_PASSWORD
+                    }
+                    orb_engine::settings::EwsAuth::Bearer => orb_engine::settings::SECRET_EWS_TOKEN,
+                };
+                if !has(needed) {
+                    out!(
+                        "still needed: the secret {needed} (`orb secret set --tenant {} {needed}`)",
+                        tenant.name
+                    );
+                }
+            } else if !has(SECRET_GRAPH_CLIENT_SECRET) && !has(SECRET_GRAPH_CERTIFICATE) {
                 out!(
                     "still needed: the secret {SECRET_GRAPH_CLIENT_SECRET} (`orb secret set --tenant {} \
                      {SECRET_GRAPH_CLIENT_SECRET}`), or instead the certificate {SECRET_GRAPH_CERTIFICATE}",

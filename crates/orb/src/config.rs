@@ -55,6 +55,8 @@ pub struct Config {
     pub graph: GraphInstallConfig,
     /// `[topdesk]`
     pub topdesk: TopdeskInstallConfig,
+    /// `[ews]`
+    pub ews: EwsInstallConfig,
     /// `[observability]`
     pub observability: ObservabilityConfig,
     /// `[portal]`
@@ -115,6 +117,9 @@ impl PortalInstallConfig {
     }
 }
 
+/// A CA bundle named by a `ca_file` key, as read: its path, its PEM text and its certificates (DER).
+type CaBundle = (PathBuf, Vec<u8>, Vec<Vec<u8>>);
+
 /// A comma- or space-separated list of CIDR ranges, checked.
 fn cidr_list(text: &str) -> Result<Vec<String>, String> {
     let list: Vec<String> =
@@ -158,6 +163,29 @@ impl TopdeskInstallConfig {
         orb_engine::settings::TopdeskOutbound {
             addresses: self.addresses.clone(),
             extra_roots: self.ca_roots.clone(),
+        }
+    }
+}
+
+/// `[ews]`: the installation's rules for requests to tenants' Exchange Servers (EWS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EwsInstallConfig {
+    /// `allow_http` (`true`/`false`, default `false`): let EWS credentials cross plain `http://` (the EWS
+    /// emulator and tests only; an Exchange Server is always reached over https).
+    pub allow_http: bool,
+    /// `ca_file`: a PEM file of CA certificates trusted for Exchange Servers besides the built-in roots (an
+    /// on-premises Exchange whose certificate the organisation's own CA issued).
+    pub ca_file: Option<PathBuf>,
+    /// The content of `ca_file` (PEM), checked at load.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl EwsInstallConfig {
+    /// These rules applied to the clients' tuning.
+    pub fn apply(&self, tuning: &mut orb_engine::settings::ClientTuning) {
+        tuning.ews_allow_plain_http |= self.allow_http;
+        if let Some(pem) = &self.ca_pem {
+            tuning.ews_extra_roots_pem = vec![pem.clone()];
         }
     }
 }
@@ -587,6 +615,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("topdesk", "allow_cidrs", Kind::Text),
     ("topdesk", "allow_http", Kind::Flag),
     ("topdesk", "ca_file", Kind::Text),
+    ("ews", "allow_http", Kind::Flag),
+    ("ews", "ca_file", Kind::Text),
     ("schedule", "purge_seconds", Kind::Count),
     ("observability", "listen", Kind::Text),
     ("observability", "otlp_endpoint", Kind::Text),
@@ -879,52 +909,60 @@ impl Config {
                 })?
             }
         };
-        let (ca_file, ca_roots) = match take_text("topdesk.ca_file")? {
-            None => (None, Vec::new()),
-            Some((text, origin)) => {
-                let path = PathBuf::from(text.trim());
-                let invalid = |reason: String| ConfigError::InvalidValue {
-                    key: "topdesk.ca_file".to_owned(),
-                    origin: origin.clone(),
-                    reason,
-                };
-                let pem = std::fs::read(&path).map_err(|e| {
-                    invalid(format!(
-                        "cannot read {} ({e}): check the path and that ORB may read it",
-                        path.display()
-                    ))
-                })?;
-                let roots = orb_topdesk::tls::parse_ca_bundle(&pem).map_err(|e| {
-                    invalid(format!(
-                        "{} is not a PEM file of CA certificates: {e}; give the CA certificate(s) that issued \
-                         the TOPdesk server's certificate",
-                        path.display()
-                    ))
-                })?;
-                (Some(path), roots)
-            }
+        let mut ca_bundle = |key: &str, server: &str| -> Result<Option<CaBundle>, ConfigError> {
+            let Some((text, origin)) = take_text(key)? else { return Ok(None) };
+            let path = PathBuf::from(text.trim());
+            let invalid = |reason: String| ConfigError::InvalidValue {
+                key: key.to_owned(),
+                origin: origin.clone(),
+                reason,
+            };
+            let pem = std::fs::read(&path).map_err(|e| {
+                invalid(format!(
+                    "cannot read {} ({e}): check the path and that ORB may read it",
+                    path.display()
+                ))
+            })?;
+            let roots = orb_topdesk::tls::parse_ca_bundle(&pem).map_err(|e| {
+                invalid(format!(
+                    "{} is not a PEM file of CA certificates: {e}; give the CA certificate(s) that issued \
+                     the {server} server's certificate",
+                    path.display()
+                ))
+            })?;
+            Ok(Some((path, pem, roots)))
         };
-        let allow_http = match values.remove("topdesk.allow_http") {
-            None => false,
-            Some((Raw::Bool(b), _)) => b,
-            Some((Raw::Text(text), origin)) => match text.trim().to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => {
-                    return Err(ConfigError::InvalidValue {
-                        key: "topdesk.allow_http".to_owned(),
+        let (ca_file, ca_roots) = match ca_bundle("topdesk.ca_file", "TOPdesk")? {
+            None => (None, Vec::new()),
+            Some((path, _, roots)) => (Some(path), roots),
+        };
+        let (ews_ca_file, ews_ca_pem) = match ca_bundle("ews.ca_file", "Exchange")? {
+            None => (None, None),
+            Some((path, pem, _)) => (Some(path), Some(pem)),
+        };
+        let mut flag = |key: &str| -> Result<bool, ConfigError> {
+            match values.remove(key) {
+                None => Ok(false),
+                Some((Raw::Bool(b), _)) => Ok(b),
+                Some((Raw::Text(text), origin)) => match text.trim().to_ascii_lowercase().as_str() {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    _ => Err(ConfigError::InvalidValue {
+                        key: key.to_owned(),
                         origin,
                         reason: format!("{text:?} is not allowed: use true or false"),
-                    });
+                    }),
+                },
+                Some((_, origin)) => {
+                    Err(ConfigError::WrongType { key: key.to_owned(), origin, expected: "true or false" })
                 }
-            },
-            Some((_, origin)) => {
-                return Err(ConfigError::WrongType {
-                    key: "topdesk.allow_http".to_owned(),
-                    origin,
-                    expected: "true or false",
-                });
             }
+        };
+        let allow_http = flag("topdesk.allow_http")?;
+        let ews = EwsInstallConfig {
+            allow_http: flag("ews.allow_http")?,
+            ca_file: ews_ca_file,
+            ca_pem: ews_ca_pem,
         };
         let topdesk = TopdeskInstallConfig {
             addresses: orb_topdesk::AddressPolicy::new(allow_cidrs, allow_http),
@@ -984,6 +1022,7 @@ impl Config {
             schedule,
             graph: GraphInstallConfig { custom_cloud_root },
             topdesk,
+            ews,
             observability: ObservabilityConfig { listen: metrics_listen, otlp_endpoint },
             portal: PortalInstallConfig {
                 listen: portal_listen,
@@ -1269,8 +1308,20 @@ mod tests {
             files: &[],
             want: Want::Ok(|c| assert!(c.topdesk.addresses.allows_http())),
         });
+        check(Case {
+            name: "ews",
+            toml: None,
+            env: &[("ORB__EWS__ALLOW_HTTP", "true")],
+            files: &[],
+            want: Want::Ok(|c| {
+                assert!(c.ews.allow_http && c.ews.ca_pem.is_none() && !c.topdesk.addresses.allows_http());
+                let mut tuning = orb_engine::settings::ClientTuning::default();
+                c.ews.apply(&mut tuning);
+                assert!(tuning.ews_allow_plain_http);
+            }),
+        });
         type BadCase<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a [&'a str]);
-        let bad: [BadCase; 6] = [
+        let bad: [BadCase; 8] = [
             (
                 "range",
                 None,
@@ -1302,6 +1353,13 @@ mod tests {
                 &["topdesk.ca_file", "no PEM certificate"],
             ),
             ("unknown key", Some("[topdesk]\nurl = \"https://x\"\n"), &[], &["topdesk.url"]),
+            ("ews flag text", None, &[("ORB__EWS__ALLOW_HTTP", "yes")], &["ews.allow_http", "true or false"]),
+            (
+                "garbage ews ca file",
+                Some("[ews]\nca_file = \"{dir}/junk.pem\"\n"),
+                &[],
+                &["ews.ca_file", "no PEM certificate", "Exchange"],
+            ),
         ];
         for (name, toml, env, needles) in bad {
             check(Case { name, toml, env, files: &[("junk.pem", "garbage")], want: Want::Err(needles) });

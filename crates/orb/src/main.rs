@@ -24,6 +24,7 @@ macro_rules! out {
     }};
 }
 
+mod audit;
 mod backfill;
 mod bench;
 mod check;
@@ -59,8 +60,9 @@ pub(crate) struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run ORB against built-in Graph and TOPdesk emulators (embedded SQLite, generated master key) with an
-    /// organisation that keeps booking: one line per change that crossed, the portal and /metrics.
+    /// Run ORB against built-in Graph (or, with --exchange ews, EWS) and TOPdesk emulators (embedded SQLite,
+    /// generated master key) with an organisation that keeps booking: one line per change that crossed, the
+    /// portal and /metrics.
     Demo {
         /// Serve the webhooks and the portal on this address (default: a free port on 127.0.0.1).
         #[arg(long, value_name = "ADDR:PORT")]
@@ -81,6 +83,10 @@ pub(crate) enum Command {
         /// Log to standard error instead of <data.dir>/demo.log.
         #[arg(long)]
         verbose: bool,
+        /// Which Exchange people book in: Exchange Online through Graph, or Exchange Server
+        /// on-premises through EWS (each its built-in emulator).
+        #[arg(long, value_enum, value_name = "KIND", default_value = "graph")]
+        exchange: demo::ExchangeKind,
     },
     /// Measure ORB against built-in emulators in one process (webhook acknowledgement, the notification
     /// pipeline against the machine's RSA speed, added latency, TOPdesk → Outlook with push and polling,
@@ -136,6 +142,11 @@ pub(crate) enum Command {
         /// --room; recorded in the audit log with the counts).
         #[arg(long, requires_all = ["tenant", "room"])]
         approve_mass_deletion: bool,
+        /// Reject the deletions the mass-deletion guard holds for this room: nothing is cancelled, the
+        /// bookings gone on one side are written to it again from the side that still has them (needs
+        /// --tenant and --room; recorded in the audit log).
+        #[arg(long, requires_all = ["tenant", "room"], conflicts_with = "approve_mass_deletion")]
+        reject_mass_deletion: bool,
     },
     /// Onboard and repair rooms: link bookings already on both sides, create the missing ones, write records
     /// a side owes again (once their back-off is over), with a progress bar.
@@ -201,6 +212,32 @@ pub(crate) enum Command {
     /// A person's data (data-subject requests): export it, or erase it.
     #[command(subcommand)]
     Privacy(PrivacyCommand),
+    /// The audit log (who did what, when, from which address), newest first: one tenant's rows, or
+    /// without --tenant the whole installation's, including rows of no tenant (operators' logins,
+    /// failed logins for unknown addresses, blocked addresses). A CSV or JSON export is audited.
+    Audit {
+        /// Only this tenant's rows.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only rows by this actor (an e-mail address, `cli`, `orb`, ...).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only actions starting with this text, e.g. `login` or `secret.`.
+        #[arg(long)]
+        action: Option<String>,
+        /// From this day (YYYY-MM-DD, UTC) or instant (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to and including this day (YYYY-MM-DD, UTC), or before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        /// table, csv or json.
+        #[arg(long, value_enum, default_value_t = audit::AuditFormat::Table)]
+        format: audit::AuditFormat,
+    },
 }
 
 /// `orb privacy ...`

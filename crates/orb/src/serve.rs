@@ -31,12 +31,13 @@ use anyhow::{Context, Result};
 use orb_core::Clock;
 use orb_crypto::{KeyRing, RotationPolicy};
 use orb_engine::clouds::Clouds;
+use orb_engine::ews_stream::{EwsStreamer, NotificationSink, StreamOptions};
 use orb_engine::keys;
 use orb_engine::runtime::{SyncDeps, TenantRuntime};
 use orb_engine::scheduler::{Beats, Scheduler, SchedulerOptions};
 use orb_engine::settings::{
-    ClientTuning, InstallationUrls, SECRET_GRAPH_CERTIFICATE, SECRET_GRAPH_CLIENT_SECRET,
-    SECRET_TOPDESK_PASSWORD, TenantSecrets, TenantSettings, build_runtime,
+    ClientTuning, InstallationUrls, SECRET_EWS_PASSWORD, SECRET_EWS_TOKEN, SECRET_GRAPH_CERTIFICATE,
+    SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSecrets, TenantSettings, build_runtime,
 };
 use orb_engine::worker::{Worker, WorkerOptions};
 use orb_store::Store;
@@ -152,7 +153,9 @@ impl Env {
             topdesk: config.topdesk.outbound(),
         };
         let clouds = Arc::new(Clouds::new(config.graph.custom_cloud_root.as_ref(), clock.clone()));
-        Self { store, master, clock, urls, options: ServeOptions::default(), clouds }
+        let mut options = ServeOptions::default();
+        config.ews.apply(&mut options.tuning);
+        Self { store, master, clock, urls, options, clouds }
     }
 }
 
@@ -169,22 +172,12 @@ pub(crate) async fn tenant_runtime(env: &Env, tenant: &orb_store::Tenant) -> Res
     let settings = TenantSettings::from_json(&row.document)
         .with_context(|| format!("the stored settings of tenant {} are not valid", tenant.name))?;
     let mut opened = BTreeMap::new();
-    for name in [SECRET_GRAPH_CLIENT_SECRET, SECRET_GRAPH_CERTIFICATE, SECRET_TOPDESK_PASSWORD] {
+    for name in TenantSecrets::NAMES {
         if let Some(value) = secrets::open(&*env.store, &env.master, tenant.id, name).await? {
             opened.insert(name, value);
         }
     }
-    // The TOPdesk password and one of the Graph credentials.
-    let missing = if !opened.contains_key(SECRET_TOPDESK_PASSWORD) {
-        Some(SECRET_TOPDESK_PASSWORD.to_owned())
-    } else if !opened.contains_key(SECRET_GRAPH_CLIENT_SECRET)
-        && !opened.contains_key(SECRET_GRAPH_CERTIFICATE)
-    {
-        Some(format!("{SECRET_GRAPH_CERTIFICATE} (or {SECRET_GRAPH_CLIENT_SECRET})"))
-    } else {
-        None
-    };
-    if let Some(name) = missing {
+    if let Some(name) = settings.missing_secret(|name| opened.contains_key(name)) {
         tracing::warn!(
             tenant = %tenant.name,
             "tenant is not synced: secret {name} is not set (orb secret set --tenant {} NAME)",
@@ -195,6 +188,8 @@ pub(crate) async fn tenant_runtime(env: &Env, tenant: &orb_store::Tenant) -> Res
     let secrets = TenantSecrets {
         graph_client_secret: opened.remove(SECRET_GRAPH_CLIENT_SECRET),
         graph_certificate: opened.remove(SECRET_GRAPH_CERTIFICATE),
+        ews_password: opened.remove(SECRET_EWS_PASSWORD),
+        ews_token: opened.remove(SECRET_EWS_TOKEN),
         topdesk_password: opened.remove(SECRET_TOPDESK_PASSWORD).expect("checked above"),
     };
     let rooms = env.store.list_rooms(tenant.id).await?;
@@ -312,6 +307,8 @@ pub async fn serve(
 ) -> Result<()> {
     let Bind { listener, bound } = bind;
     let instance = instance_name(config);
+    let mut options = options;
+    config.ews.apply(&mut options.tuning);
     let env = Env { options, ..Env::new(config, store.clone(), master.clone(), clock.clone()) };
 
     // The operator listener first, so /readyz says "engine not loaded" while ORB starts.
@@ -439,6 +436,13 @@ pub async fn serve(
         .with_beats(beats_rx)
         .with_certificates(master.clone(), changed);
     let sched = tokio::spawn(scheduler.run(stop.clone()));
+    // EWS tenants on streaming notifications: ORB's own connections, each notification kept as a push is.
+    let streamer = EwsStreamer::new(
+        deps_rx.clone(),
+        Arc::new(StreamedToInbox(hooks.clone())),
+        StreamOptions::new(instance.clone()),
+    );
+    let streams = tokio::spawn(streamer.run(stop.clone()));
 
     // Workers, replaced on reload.
     let mut gen_no = 0;
@@ -497,6 +501,7 @@ pub async fn serve(
     tracing::info!("shutting down: finishing the jobs in hand");
     workers.stop().await;
     let _ = sched.await;
+    let _ = streams.await;
     if let Err(e) = web.await {
         tracing::warn!(error = %e, "web server task failed");
     }
@@ -563,5 +568,20 @@ async fn signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("Ctrl-C received"),
         () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Streamed EWS notifications go into the inbox through the intake's own keeper.
+struct StreamedToInbox(orb_web::HooksState);
+
+impl NotificationSink for StreamedToInbox {
+    fn keep<'a>(
+        &'a self,
+        subscription: &'a orb_store::SubscriptionRow,
+        notification: orb_ews::push::Notification,
+    ) -> orb_engine::ews_stream::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0.keep_streamed_ews(subscription, notification).await.map_err(|e| e.to_string())
+        })
     }
 }

@@ -70,7 +70,15 @@ pub(crate) async fn run(store: &dyn Store, cmd: UserCommand) -> Result<()> {
             let entry = audit(None, tenant, "user.add", &format!("{address} ({role})"));
             let user = store
                 .create_user(
-                    &NewUser { tenant_id: tenant, email: address, role, password_hash: hash },
+                    // A password ORB made is temporary: its owner chooses their own at the first login. One
+                    // given with --password-stdin is the operator's deliberate choice (e.g. their own).
+                    &NewUser {
+                        tenant_id: tenant,
+                        email: address,
+                        role,
+                        password_hash: hash,
+                        password_temporary: generated,
+                    },
                     &entry,
                     Utc::now(),
                 )
@@ -78,7 +86,7 @@ pub(crate) async fn run(store: &dyn Store, cmd: UserCommand) -> Result<()> {
             out!("added portal user {} ({})", user.email, user.role);
             if let (Some(p), true) = (&password, generated) {
                 out!(
-                    "one-time password (shown once; they change it on their account page): {}",
+                    "one-time password (shown once; they choose their own at the first login): {}",
                     p.expose_secret()
                 );
             }
@@ -97,9 +105,13 @@ pub(crate) async fn run(store: &dyn Store, cmd: UserCommand) -> Result<()> {
             let password: SecretString = orb_auth::generate_password();
             let hash = orb_auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
             let entry = audit(Some(&user), None, "user.reset_password", user.email.as_str());
-            store.set_user_password(user.id, &hash, &entry).await?;
+            store.set_user_password(user.id, &hash, true, &entry).await?;
             let ended = store.delete_sessions_of(user.id).await?;
-            out!("new one-time password for {} (shown once): {}", user.email, password.expose_secret());
+            out!(
+                "new one-time password for {} (shown once; they choose their own at the next login): {}",
+                user.email,
+                password.expose_secret()
+            );
             out!("{ended} session(s) ended");
         }
         UserCommand::Disable { email: address, undo } => {

@@ -225,3 +225,209 @@ async fn an_unknown_tenant_is_refused_by_name() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// A tenant on Exchange Server on-premises (EWS), against the EWS emulator.
+
+mod ews {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use orb_core::SystemClock;
+    use orb_emulators::ews::{EwsEmulator, RoomSettings, Scope, Served};
+
+    use super::*;
+
+    const SERVICE: &str = "CONTOSO\\svc-orb";
+    const PASSWORD: &str = "ews-check-password";
+
+    /// The site with its tenant switched to EWS: an Exchange Server holding the three rooms (one room list),
+    /// Anna and ORB's sender; the service account's impersonation scope holds `scope`.
+    async fn ews_site(instance: &str, scope: &[&str]) -> (Site, EwsEmulator, Served) {
+        ews_site_signing_in(instance, scope, None).await
+    }
+
+    /// [`ews_site`] with `ews.auth` set to `auth` (absent: the default, basic).
+    async fn ews_site_signing_in(
+        instance: &str,
+        scope: &[&str],
+        auth: Option<&str>,
+    ) -> (Site, EwsEmulator, Served) {
+        let mut site = Site::new(&Db::Sqlite, instance).await;
+        let em = EwsEmulator::new(Arc::new(SystemClock));
+        em.add_user(support::ANNA, "Anna Bakker");
+        em.add_user("orb@contoso.com", "ORB");
+        for (i, room) in ROOMS.iter().enumerate() {
+            let keeps = RoomSettings {
+                delete_subject: false,
+                add_organizer_to_subject: false,
+                ..RoomSettings::default()
+            };
+            em.add_room(room, &format!("Room {}", i + 1), keeps);
+        }
+        em.add_room_list("Contoso rooms", "rooms@contoso.com", &ROOMS[..2]);
+        let scope: BTreeSet<String> = scope.iter().map(|s| (*s).to_owned()).collect();
+        em.add_account(SERVICE, PASSWORD, Scope::Mailboxes(scope));
+        let served = orb_emulators::ews::serve(em.clone()).await.unwrap();
+        // The emulator speaks plain http: this installation allows it (as tests and the demo do).
+        site.set_var("ORB__EWS__ALLOW_HTTP", "true");
+        let file = site.dir.path().join("contoso-ews.toml");
+        let auth = auth.map(|a| format!("auth = \"{a}\"\n")).unwrap_or_default();
+        std::fs::write(
+            &file,
+            format!(
+                "[exchange]\nkind = \"ews\"\n\n[ews]\nurl = \"{}\"\n{auth}username = '{SERVICE}'\nmail_sender = \
+                 \"orb@contoso.com\"\n\n[topdesk]\nurl = \"{}\"\nusername = \"{}\"\nlink_type = 7\n",
+                served.ews_url(),
+                site.td.base_url,
+                support::TD_LOGIN
+            ),
+        )
+        .unwrap();
+        let out =
+            site.ok(&["tenant", "settings", "--tenant", "contoso", "--file", file.to_str().unwrap()], None);
+        assert!(out.contains("still needed: the secret ews.password"), "{out}");
+        site.ok(&["secret", "set", "--tenant", "contoso", "ews.password"], Some(PASSWORD));
+        (site, em, served)
+    }
+
+    fn everyone() -> Vec<&'static str> {
+        vec![ROOMS[0], ROOMS[1], ROOMS[2], support::ANNA, "orb@contoso.com"]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ews_tenant_against_the_ews_emulator_has_no_errors() {
+        let (site, em, _served) = ews_site("check-ews-ok", &everyone()).await;
+        let (code, findings) = check(&site, &[]);
+        assert!(with(&findings, "error").is_empty(), "{:#?}", whats(&with(&findings, "error")));
+        assert_eq!(code, 0);
+        let url = format!("{}/EWS/Exchange.asmx", _served.base_url);
+        let oks = whats(&with(&findings, "ok"));
+        for expected in [
+            format!("\"ews.signin\" \"{url} answers and accepts the service account CONTOSO\\\\svc-orb\""),
+            "\"ews.impersonation\" \"the service account CONTOSO\\\\svc-orb may act for all 3 mailbox(es): 2 \
+             room(s) and the mail sender orb@contoso.com\""
+                .to_owned(),
+            "\"ews.rooms\" \"Exchange's room lists hold 2 room(s)\"".to_owned(),
+            "\"room.probe\" \"room1@contoso.com accepts meeting requests by itself\"".to_owned(),
+            "\"room.probe\" \"room1@contoso.com refuses conflicting meetings\"".to_owned(),
+            "\"room.probe\" \"room1@contoso.com keeps meeting subjects\"".to_owned(),
+            "\"room.probe\" \"room2@contoso.com accepts meetings 180 days ahead (the sync horizon)\"".to_owned(),
+            "\"topdesk.login\" \"the operator logs in\"".to_owned(),
+        ] {
+            assert!(oks.contains(&expected), "no {expected} among {oks:#?}");
+        }
+        let version = with(&findings, "ok").into_iter().find(|f| f["check"] == "ews.version").unwrap();
+        assert!(
+            version["what"].as_str().unwrap().contains("RequestServerVersion Exchange2013_SP1"),
+            "{version}"
+        );
+        assert!(
+            !findings.iter().any(|f| f["check"].as_str().unwrap().starts_with("graph.")),
+            "{findings:#?}"
+        );
+        // `orb serve` is not running: the push URL is only a warning, and it is the EWS one.
+        let warnings = whats(&with(&findings, "warning"));
+        assert!(
+            warnings.iter().any(|w| w.starts_with("\"webhook\"") && w.contains("/hooks/ews/contoso")),
+            "{warnings:#?}"
+        );
+        // The probes are gone again, and no request asked for a body.
+        let now = chrono::Utc::now();
+        for room in &ROOMS[..2] {
+            let live: Vec<_> = em
+                .items(room)
+                .into_iter()
+                .filter(|i| !i.is_cancelled && i.end > now)
+                .map(|i| i.subject.clone())
+                .collect();
+            assert!(live.is_empty(), "probe left in {room}: {live:?}");
+        }
+        assert!(em.body_requests().is_empty(), "{:?}", em.body_requests());
+        let text = site.ok(&["check", "--no-probe"], None);
+        assert!(text.contains("[ok] contoso ews.signin:"), "{text}");
+        assert!(!text.contains("room.probe"), "--no-probe books nothing:\n{text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ntlm_tenant_signs_in_and_a_server_without_windows_authentication_is_named() {
+        let (site, em, served) = ews_site_signing_in("check-ews-ntlm", &everyone(), Some("ntlm")).await;
+        let url = served.ews_url();
+        let (_, findings) = check(&site, &["--no-probe"]);
+        let oks = whats(&with(&findings, "ok"));
+        let signed_in =
+            format!("\"ews.signin\" \"{url} answers and accepts the service account CONTOSO\\\\svc-orb\"");
+        assert!(oks.contains(&signed_in), "no {signed_in} among {oks:#?}");
+        let steps: BTreeSet<String> = em.requests().iter().filter_map(|r| r.auth.clone()).collect();
+        assert!(steps.contains("ntlm-authenticate") && !steps.contains("basic"), "{steps:?}");
+
+        em.set_knobs(orb_emulators::ews::Knobs { ntlm_disabled: true, ..Default::default() });
+        let (code, findings) = check(&site, &["--no-probe"]);
+        assert_ne!(code, 0);
+        let errors = whats(&with(&findings, "error"));
+        assert!(
+            errors.iter().any(|e| e.starts_with("\"ews.signin\"")
+                && e.contains("does not offer NTLM sign-in (it offers: Basic)")),
+            "{errors:#?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_room_outside_the_service_accounts_scope_is_named_by_the_impersonation_finding() {
+        let scope: Vec<&str> = everyone().into_iter().filter(|m| *m != ROOMS[1]).collect();
+        let (site, _em, _served) = ews_site("check-ews-scope", &scope).await;
+        let (code, findings) = check(&site, &[]);
+        assert_eq!(code, 1, "{findings:#?}");
+        assert_eq!(
+            whats(&with(&findings, "error")),
+            [
+                "\"ews.impersonation\" \"the service account CONTOSO\\\\svc-orb may not act for room2@contoso.com \
+                 (ErrorImpersonateUserDenied)\""
+            ],
+            "{findings:#?}"
+        );
+        let finding = with(&findings, "error")[0];
+        let fix = finding["fix"].as_str().unwrap();
+        assert!(
+            fix.contains("add room2@contoso.com to the management scope")
+                && fix.contains("ApplicationImpersonation"),
+            "{fix}"
+        );
+        assert!(
+            !findings
+                .iter()
+                .any(|f| f["check"] == "room.probe" && f["what"].as_str().unwrap().contains(ROOMS[1])),
+            "no probe in a room ORB may not act for"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_password_is_the_sign_in_finding() {
+        let (site, _em, served) = ews_site("check-ews-password", &everyone()).await;
+        site.ok(&["secret", "set", "--tenant", "contoso", "ews.password"], Some("not-the-password"));
+        let (code, findings) = check(&site, &["--no-probe"]);
+        assert_eq!(code, 1);
+        assert_eq!(
+            whats(&with(&findings, "error")),
+            [format!(
+                "\"ews.signin\" \"{} refused the credentials of the service account CONTOSO\\\\svc-orb (HTTP 401)\"",
+                served.ews_url()
+            )],
+            "{findings:#?}"
+        );
+        let fix = with(&findings, "error")[0]["fix"].as_str().unwrap().to_owned();
+        assert!(fix.contains("ews.password") && fix.contains("-BasicAuthentication"), "{fix}");
+        assert!(!findings.iter().any(|f| f["check"] == "ews.impersonation"), "nothing more is checked");
+        // A server that is not there: the finding names the URL.
+        drop(served);
+        let (code, findings) = check(&site, &["--no-probe"]);
+        assert_eq!(code, 1);
+        let errors = whats(&with(&findings, "error"));
+        assert!(
+            errors.len() == 1
+                && errors[0].contains("cannot be reached from here")
+                && errors[0].contains("/EWS/Exchange.asmx"),
+            "{errors:#?}"
+        );
+    }
+}

@@ -962,6 +962,76 @@ async fn mass_deletion_is_held_until_an_admin_approves_it_for_one_room() {
     assert!(approval.target.contains(room) && approval.target.contains("2 cancellation(s)"), "{approval:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_mass_deletion_rejected_for_one_room_is_written_back() {
+    use chrono::Duration;
+    let site = support::Site::new(&support::Db::Sqlite, "cli-mass-deletion-reject").await;
+    let day = support::tomorrow();
+    let room = support::ROOMS[0];
+    let mut events = Vec::new();
+    for hour in 8..14 {
+        events.push((site.book(room, day + Duration::hours(hour), "Team meeting").await, hour));
+    }
+    site.ok(&["backfill", "--tenant", "contoso"], None);
+    assert!(site.converged().is_clean());
+    // Two of six meetings gone from Outlook by mistake, in a room that removes cancelled meetings: the
+    // sweep infers the deletions from absence and the guard holds them.
+    let removes = orb_emulators::graph::RoomSettings { remove_canceled_meetings: true, ..Default::default() };
+    assert!(site.graph_em.set_room_settings(room, removes));
+    for (id, _) in &events[..2] {
+        site.cancel_meeting(id).await;
+    }
+    let out = site.ok(&["sync", "--tenant", "contoso", "--room", room], None);
+    assert!(out.contains("2 held by the mass-deletion guard"), "{out}");
+
+    let store = site.open_store().await;
+    let audit_before = audit_actions(&*store).await.len();
+    let refusals: &[(&[&str], &str)] = &[
+        (&["sync", "--reject-mass-deletion", "--tenant", "contoso"], "required arguments were not provided"),
+        (
+            &[
+                "sync",
+                "--reject-mass-deletion",
+                "--approve-mass-deletion",
+                "--tenant",
+                "contoso",
+                "--room",
+                room,
+            ],
+            "cannot be used with",
+        ),
+    ];
+    for (args, needle) in refusals {
+        site_fails(&site, args, needle);
+    }
+    assert_eq!(audit_actions(&*store).await.len(), audit_before, "a refusal writes nothing");
+
+    let out = site.ok(&["sync", "--reject-mass-deletion", "--tenant", "contoso", "--room", room], None);
+    assert!(out.contains("0 held by the mass-deletion guard, 2 to write back"), "{out}");
+    assert!(out.contains("mass deletion rejected: wrote 2 booking(s) back"), "{out}");
+    for (_, hour) in &events {
+        let start = day + Duration::hours(*hour);
+        assert!(site.meeting_at(room, start).is_some(), "in Outlook again ({hour}:00): {out}");
+        assert!(site.reservation_at(0, start).is_some(), "not cancelled in TOPdesk ({hour}:00): {out}");
+    }
+    let convergence = site.converged();
+    assert!(convergence.is_clean(), "{convergence}");
+    let tenant = store.list_tenants().await.unwrap().remove(0);
+    let log = store.list_audit(tenant.id, 100).await.unwrap();
+    let rejection = log.iter().find(|e| e.action == "reconcile.mass_deletion_rejected").expect("audited");
+    assert_eq!(rejection.actor, "cli");
+    assert!(
+        rejection.target.contains(room) && rejection.target.contains("2 booking(s) written back"),
+        "{rejection:?}"
+    );
+    // Nothing left: no held deletion, nothing to write.
+    let out = site.ok(&["sync", "--dry-run", "--tenant", "contoso", "--room", room], None);
+    assert!(
+        out.contains("0 new, 0 changed, 0 to cancel, 0 held by the mass-deletion guard, 0 to write back"),
+        "{out}"
+    );
+}
+
 // ---- retention and privacy: `orb purge`, `orb privacy export | erase` ----
 
 /// Seeds the tenant's data about Anna (organizer of one booking, participant of another, named in a
@@ -1310,12 +1380,14 @@ fn portal_users_are_added_reset_disabled_and_listed_from_the_cli() {
         rt.block_on(store.user_by_email(&orb_core::EmailAddress::parse("ops@example.com").unwrap())).unwrap();
     let hash = ops.password_hash.clone().unwrap();
     assert!(hash.starts_with("$argon2id$"));
+    assert!(ops.password_temporary, "a password ORB made is replaced at the first login");
     assert!(orb_auth::verify_password(&secrecy::SecretString::from(password.clone()), &hash).unwrap());
     assert!(!list.contains(&hash) && !list.contains(&password));
     // Reset the password: a new one works, the old one not.
     let out = env.ok(&["user", "reset-password", "--email", "ops@example.com"], None);
     let new = printed_password(&out);
     let ops = rt.block_on(store.user_by_email(&ops.email)).unwrap();
+    assert!(ops.password_temporary, "so is one a reset made");
     let hash = ops.password_hash.unwrap();
     assert!(orb_auth::verify_password(&secrecy::SecretString::from(new), &hash).unwrap());
     assert!(!orb_auth::verify_password(&secrecy::SecretString::from(password), &hash).unwrap());
@@ -1338,4 +1410,70 @@ fn portal_users_are_added_reset_disabled_and_listed_from_the_cli() {
         actions,
         ["user.disable", "user.reset_mfa", "user.reset_password", "user.add", "user.add", "user.add"]
     );
+}
+
+#[test]
+fn the_audit_log_is_read_per_tenant_or_for_the_installation_and_an_export_is_audited() {
+    let env = Env::new();
+    env.ok(&["tenant", "add", "contoso"], None);
+    env.ok(&["tenant", "add", "fabrikam"], None);
+    env.ok(&["user", "add", "--role", "operator", "--email", "ops@example.com"], None);
+    env.ok(
+        &["user", "add", "--tenant", "contoso", "--role", "tenant-admin", "--email", "it@contoso.com"],
+        None,
+    );
+    env.ok(
+        &["user", "add", "--tenant", "fabrikam", "--role", "tenant-admin", "--email", "it@fabrikam.com"],
+        None,
+    );
+    env.ok(&["user", "reset-mfa", "--email", "it@contoso.com"], None);
+
+    // The whole installation, newest first: the operator's row has no tenant ("-").
+    let all = env.ok(&["audit", "--action", "user."], None);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 4, "{all}");
+    assert!(lines[0].contains("contoso") && lines[0].contains("user.reset_mfa"), "{all}");
+    assert!(
+        lines[3].contains(" - ") && lines[3].contains("user.add") && lines[3].contains("ops@example.com"),
+        "{all}"
+    );
+    assert!(all.contains("fabrikam"), "{all}");
+
+    // One tenant: only its rows.
+    let contoso = env.ok(&["audit", "--tenant", "contoso", "--action", "user."], None);
+    assert_eq!(contoso.lines().count(), 2, "{contoso}");
+    assert!(!contoso.contains("fabrikam") && !contoso.contains("ops@example.com"), "{contoso}");
+    assert_eq!(env.ok(&["audit", "--actor", "nobody@example.com"], None).trim(), "no audit rows match");
+    assert_eq!(env.ok(&["audit", "--action", "user.", "--limit", "1"], None).lines().count(), 1);
+
+    // CSV and JSON carry the same rows, and each export leaves one audit row.
+    let csv = env.ok(&["audit", "--tenant", "contoso", "--action", "user.", "--format", "csv"], None);
+    let mut csv_lines = csv.lines();
+    assert_eq!(csv_lines.next(), Some("id,at,tenant,actor,action,target,ip"));
+    assert_eq!(csv_lines.filter(|l| l.contains(",contoso,cli,user.")).count(), 2, "{csv}");
+    let json = env.ok(&["audit", "--action", "user.", "--format", "json"], None);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows.len(), 4, "{json}");
+    assert_eq!(rows[3]["tenant"], "-");
+    assert_eq!(rows[3]["target"].as_str().map(|t| t.contains("ops@example.com")), Some(true), "{json}");
+    let exports = env.ok(&["audit", "--action", "audit.export"], None);
+    assert_eq!(exports.lines().count(), 2, "{exports}");
+    assert!(exports.contains("csv, 2 rows") && exports.contains("json, 4 rows"), "{exports}");
+
+    // Dates: a day given to --until includes that day.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let until_today = env.ok(&["audit", "--action", "user.", "--since", &today, "--until", &today], None);
+    assert_eq!(until_today.lines().count(), 4, "{until_today}");
+
+    // Bad input: one clear message, nothing written.
+    let before = env.ok(&["audit", "--limit", "100000"], None);
+    env.fails(&["audit", "--since", "yesterday"], None, "is not a date");
+    env.fails(
+        &["audit", "--since", "2026-12-06", "--until", "2026-12-01"],
+        None,
+        "--since must be before --until",
+    );
+    env.fails(&["audit", "--tenant", "nope"], None, "does not exist");
+    env.fails(&["audit", "--limit", "0"], None, "--limit 0");
+    assert_eq!(env.ok(&["audit", "--limit", "100000"], None), before);
 }

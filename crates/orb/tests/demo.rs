@@ -18,7 +18,7 @@ impl Drop for Killed {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    orb_testkit::free_port()
 }
 
 #[tokio::test]
@@ -193,6 +193,85 @@ async fn a_bounded_demo_run_shows_changes_crossing_both_ways_and_the_metrics_mov
     assert!(log.lines().filter(|l| l.contains(" INFO ")).count() > 10, "{log}");
     assert!(log.contains("engine loaded"), "{log}");
     assert!(lines.iter().any(|l| l.trim_start().starts_with("log") && l.contains("demo.log")));
+    let stderr = stderr.join().unwrap();
+    assert!(stderr.is_empty(), "nothing on standard error: {stderr:#?}");
+}
+
+/// `orb demo --exchange ews`: the same organisation on Exchange Server (the EWS emulator); changes cross
+/// both ways through EWS push notifications and TOPdesk, and no EWS request could have read a body.
+#[test]
+fn an_ews_demo_run_shows_changes_crossing_both_ways_and_reads_no_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orb"))
+        .args(["demo", "--exchange", "ews", "--pace", "0.5", "--for", "30", "--seed", "12"])
+        .current_dir(dir.path())
+        .env_remove("ORB_MASTER_KEY")
+        .env_remove("ORB_MASTER_KEY_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<String>>()
+    });
+    let mut child = Killed(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(180)) {
+        lines.push(line);
+    }
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}: {lines:#?}");
+
+    // The header names Exchange Server and ORB's EWS webhook.
+    assert!(lines[0].contains("Exchange Server (EWS)"), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.trim_start().starts_with("Exchange")
+            && l.contains("Exchange Server (EWS emulator) http://127.0.0.1:")
+            && l.contains("/EWS/Exchange.asmx")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.trim_start().starts_with("ORB webhooks") && l.contains("/hooks/ews/demo")),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("/hooks/graph/")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("ORB copied or paired them all")), "onboarding: {lines:#?}");
+
+    // Changes crossed both ways, as the summary counts them.
+    let crossed =
+        |line: &str, way: &str| line.contains(way) && line.ends_with(" s") && !line.contains("NOT ARRIVED");
+    let to_topdesk = lines.iter().filter(|l| crossed(l, "Outlook → TOPdesk")).count();
+    let to_outlook = lines.iter().filter(|l| crossed(l, "TOPdesk → Outlook")).count();
+    assert!(to_topdesk >= 1 && to_outlook >= 1, "crossed both ways: {lines:#?}");
+    let summary = lines.iter().find(|l| l.contains("change(s) made")).expect("the summary");
+    assert!(
+        summary.contains(&format!("{to_topdesk} crossed Outlook → TOPdesk"))
+            && summary.contains(&format!("{to_outlook} crossed TOPdesk → Outlook")),
+        "the summary counts the lines: {summary}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("median crossing time ")), "{lines:#?}");
+
+    // The privacy promise over EWS: the emulator's request log has no request that could return a body.
+    let bodies = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("EWS requests asking for an item body: "))
+        .expect("the EWS summary line");
+    let (asked, all) = bodies.split_once(" of ").unwrap();
+    assert_eq!(asked, "0", "{bodies}");
+    assert!(all.parse::<usize>().unwrap() > 0, "{bodies}");
+
+    let log = std::fs::read_to_string(dir.path().join("orb-data/demo.log")).expect("the log file");
+    assert!(log.contains("engine loaded"), "{log}");
     let stderr = stderr.join().unwrap();
     assert!(stderr.is_empty(), "nothing on standard error: {stderr:#?}");
 }

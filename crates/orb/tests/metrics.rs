@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::process::Stdio;
 
 use chrono::Duration;
@@ -52,7 +51,7 @@ const MOVED: &[(&str, &[&str])] = &[
 async fn the_operator_listener_serves_metrics_that_move_and_readiness_but_not_on_the_public_listener() {
     for db in databases() {
         let site = Site::new(&db, "metrics-test").await;
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = orb_testkit::free_port();
         let operator = format!("http://127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&site.log).unwrap();
         let mut orb = Orb(site
@@ -85,8 +84,21 @@ async fn the_operator_listener_serves_metrics_that_move_and_readiness_but_not_on
             assert_eq!(status, 404, "{path} must not be served on the public listener");
         }
 
-        let (status, before) = get(&site, &format!("{operator}/metrics")).await;
-        assert_eq!(status, 200);
+        // The subscription pass sets its gauges after it has stored what it made (the emulator sees the
+        // subscriptions a moment earlier), and the queue gauges come on their own beat: wait for both.
+        let mut before = String::new();
+        for _ in 0..200 {
+            let (status, text) = get(&site, &format!("{operator}/metrics")).await;
+            assert_eq!(status, 200);
+            before = text;
+            if has(&before, "orb_subscription_expiry_seconds")
+                && has(&before, "orb_queue_depth")
+                && sample(&before, "orb_subscriptions", &["tenant=\"contoso\"", "state=\"active\""]) == 2.0
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         for gauge in [
             "orb_queue_depth",
             "orb_queue_oldest_seconds",

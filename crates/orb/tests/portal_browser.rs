@@ -265,6 +265,48 @@ async fn dead_sweep_job(store: &dyn Store, tenant: TenantId) -> orb_store::JobId
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_job_that_is_gone_meanwhile_shows_the_server_s_answer() {
+    for db in support::databases() {
+        let mut site = Site::new(&db, "browser-gone-job").await;
+        site.portal_for_browsers();
+        site.tenant_settings(NO_MFA);
+        let pw = site.add_user(ADMIN, "tenant-admin");
+        let store = site.open_store().await;
+        let tenant = store.list_tenants().await.unwrap().remove(0).id;
+        let job = dead_sweep_job(&*store, tenant).await;
+        let mut orb = site.spawn();
+        site.healthy(&mut orb).await;
+
+        let browser = Browser::start(&site.base()).await;
+        log_in_with_password(&browser, ADMIN, &pw).await;
+        browser.open("/t/contoso/failures").await;
+        browser.find(&format!("#job-{} button.retry", job.0)).await;
+        // Someone else retries it while the page is open.
+        let audit = orb_store::NewAuditEntry {
+            tenant_id: Some(tenant),
+            at: Utc::now(),
+            actor: "someone-else@contoso.com".into(),
+            action: "job.retry".into(),
+            target: job.to_string(),
+            ip: None,
+        };
+        assert_eq!(store.retry_dead_jobs(tenant, Some(job), Utc::now(), &audit).await.unwrap(), 1);
+        browser.click(&format!("#job-{} button.retry", job.0)).await;
+        let alert = browser.text(&format!("#job-{} [role=alert]", job.0)).await;
+        assert_eq!(
+            alert,
+            format!(
+                "Not done (404): job {} is not among the dead jobs (any more): it may have been retried or \
+                 dismissed meanwhile; reload the page",
+                job.0
+            )
+        );
+        browser.screenshot("gone-job-retried").await;
+        browser.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_job_retried_in_the_portal_leaves_the_dead_list() {
     for db in support::databases() {
         let mut site = Site::new(&db, "browser-dead-job").await;
@@ -353,6 +395,85 @@ async fn a_held_mass_deletion_approved_in_the_portal_is_carried_out() {
         let approval =
             audit.iter().find(|e| e.action == "reconcile.mass_deletion_approved").expect("audited");
         assert_eq!(approval.actor, ADMIN);
+        browser.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_mass_deletion_rejected_in_the_portal_is_written_back() {
+    for db in support::databases() {
+        let (site, _orb, pw, store, tenant) =
+            world(&db, "browser-mass-deletion-reject", NO_MFA, &[(ADMIN, "tenant-admin")]).await;
+        let room = support::ROOMS[0];
+        let day = support::tomorrow();
+        let hours = 8..14;
+        for hour in hours.clone() {
+            site.book(room, day + Duration::hours(hour), "Team meeting").await;
+        }
+        let mut reservations = Vec::new();
+        for hour in hours.clone() {
+            let start = day + Duration::hours(hour);
+            reservations
+                .push(site.eventually("the booking in TOPdesk", 60, || site.reservation_at(0, start)).await);
+        }
+        // Two of the six reservations vanish from TOPdesk by mistake (no cancellation, no change): the
+        // sweep infers the deletions from absence and the guard holds them.
+        site.td.emulator.with_state(|s| {
+            for id in &reservations[..2] {
+                s.reservations.remove(id);
+            }
+        });
+
+        let browser = Browser::start(&site.base()).await;
+        log_in_with_password(&browser, ADMIN, &pw[0]).await;
+        browser.open("/t/contoso/failures").await;
+        browser.wait_for_text(room, 30, true).await;
+        let held = browser.text("#held").await;
+        assert!(held.contains(room), "{held}");
+        browser.click("#held button.reject").await;
+        let done = browser.text("#held .done").await;
+        assert!(done.starts_with("Rejected: 2 booking(s) are written back to TOPdesk"), "{done}");
+        browser.screenshot("mass-deletion-rejected").await;
+        // Written back: a new reservation for each vanished one; nothing cancelled in Outlook, nothing doubled.
+        for (hour, old) in hours.clone().zip(&reservations).take(2) {
+            let start = day + Duration::hours(hour);
+            let new = site
+                .eventually("the reservation written back to TOPdesk", 30, || site.reservation_at(0, start))
+                .await;
+            assert_ne!(new, *old, "a new reservation ({hour}:00)");
+        }
+        for (hour, old) in hours.clone().zip(&reservations).skip(2) {
+            assert_eq!(site.reservation_at(0, day + Duration::hours(hour)), Some(*old), "kept ({hour}:00)");
+        }
+        for hour in hours.clone() {
+            assert!(
+                site.meeting_at(room, day + Duration::hours(hour)).is_some(),
+                "kept in Outlook ({hour}:00)"
+            );
+        }
+        let location = site.rooms[0].1.clone();
+        let live = || {
+            site.td.emulator.with_state(|s| {
+                s.reservations
+                    .values()
+                    .filter(|r| r.status.is_active() && r.rooms.iter().any(|(_, l)| *l == location))
+                    .count()
+            })
+        };
+        assert_eq!(live(), 6, "no reservation made twice");
+        browser.open("/t/contoso/failures").await;
+        browser.wait_for_text("Nothing is held.", 20, true).await;
+        let audit = audit_actions(&*store, tenant).await;
+        let rejection =
+            audit.iter().find(|e| e.action == "reconcile.mass_deletion_rejected").expect("audited");
+        assert_eq!(rejection.actor, ADMIN);
+        let records = store.list_bookings(tenant, &orb_store::BookingFilter::default()).await.unwrap();
+        for id in &reservations[..2] {
+            assert!(
+                records.iter().all(|r| r.topdesk.reservation_id.as_deref() != Some(id.to_string().as_str())),
+                "no record points at a vanished reservation"
+            );
+        }
         browser.close().await;
     }
 }

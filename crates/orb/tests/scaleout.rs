@@ -82,7 +82,7 @@ async fn three_instances_on_postgres_one_killed_converge_without_running_a_lane_
     site.set_var("ORB__LOG__LEVEL", "info,orb_engine::worker=debug,orb_engine::scheduler=debug");
     let mut a = site.spawn();
     site.healthy(&mut a).await;
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = || orb_testkit::free_port();
     let (port_b, port_c) = (free(), free());
     let (log_b, log_c) = (site.dir.path().join("serve-b.log"), site.dir.path().join("serve-c.log"));
     let b = site.spawn_second(port_b, "instance-b", &log_b);

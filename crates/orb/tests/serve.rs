@@ -16,7 +16,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use orb_topdesk::{Reason, ReservationId};
-use support::{ANNA, CLIENT_SECRET, ROOMS, Site, TD_PASSWORD, databases, sigterm, tomorrow, wait_exit};
+use support::{ANNA, CLIENT_SECRET, Lcg, ROOMS, Site, TD_PASSWORD, databases, sigterm, tomorrow, wait_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serve_syncs_both_ways_picks_up_a_new_room_and_stops_on_sigterm() {
@@ -100,16 +100,6 @@ async fn serve_syncs_both_ways_picks_up_a_new_room_and_stops_on_sigterm() {
         .await;
         sigterm(&orb);
         assert!(wait_exit(&mut orb, 20).await.success());
-    }
-}
-
-/// A tiny deterministic generator (the seed is printed, so a failure can be replayed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % below
     }
 }
 
@@ -236,7 +226,7 @@ async fn two_instances_on_one_database_do_not_double_and_the_survivor_takes_over
         let site = Site::new(&db, "instance-a").await;
         let mut a = site.spawn();
         site.healthy(&mut a).await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = orb_testkit::free_port();
         let log_b = site.dir.path().join("serve-b.log");
         let mut b = site.spawn_second(port, "instance-b", &log_b);
         site.eventually("instance b to listen", 30, || {

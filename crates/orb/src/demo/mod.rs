@@ -1,7 +1,8 @@
-//! `orb demo`: ORB running for real against the Graph and TOPdesk emulators, on embedded SQLite, with a
-//! believable organisation that keeps booking.
+//! `orb demo`: ORB running for real against the Graph (or, with `--exchange ews`, the EWS) and TOPdesk
+//! emulators, on embedded SQLite, with a believable organisation that keeps booking.
 //!
-//! The emulators run in this process on `127.0.0.1` ports of their own. [`org`] puts an organisation in
+//! The emulators run in this process on `127.0.0.1` ports of their own; [`outlook`] is the Exchange side
+//! ([`graph`] or [`ews`]). [`org`] puts an organisation in
 //! them (two buildings, twelve rooms, forty people, a secretary, meetings and reservations that exist
 //! before ORB, weekly series among them), a demo tenant is configured against them (settings, sealed
 //! secrets, the rooms mapped), and [`crate::serve::serve`] runs exactly as in production: webhook intake
@@ -13,10 +14,15 @@
 //! The demo database (`<data.dir>/demo.db`) and log (`<data.dir>/demo.log`, unless `--verbose`) start
 //! fresh on every run, since the emulators forget everything when the process ends.
 
+mod ews;
+mod graph;
 mod line;
 mod org;
+mod outlook;
 mod simulate;
 mod slots;
+
+pub use outlook::ExchangeKind;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +36,9 @@ use orb_crypto::KeyRing;
 use orb_crypto::secrecy::{ExposeSecret, SecretString};
 use orb_emulators::graph::GraphEmulator;
 use orb_emulators::topdesk::TopdeskEmulator;
-use orb_engine::settings::{SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings};
+use orb_engine::settings::{
+    ClientTuning, SECRET_EWS_PASSWORD, SECRET_GRAPH_CLIENT_SECRET, SECRET_TOPDESK_PASSWORD, TenantSettings,
+};
 use orb_store::{NewAuditEntry, Store};
 use orb_topdesk::{TopdeskClient, TopdeskConfig};
 use tokio::sync::mpsc;
@@ -68,6 +76,8 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Logs go to standard error instead of `<data.dir>/demo.log`.
     pub verbose: bool,
+    /// Which Exchange people book in (`--exchange`).
+    pub exchange: ExchangeKind,
 }
 
 /// The log file of a demo run in `data_dir` (`None` with `--verbose`: logs go to standard error).
@@ -109,15 +119,26 @@ pub async fn demo(config: &Config, options: Options) -> Result<()> {
     let mut rng = slots::Rng::new(seed);
 
     // The emulators and the demo tenant, configured like a customer would.
-    let graph_em = GraphEmulator::new(clock.clone());
     let td_em = TopdeskEmulator::new(clock.clone());
-    register_orb(&graph_em, &td_em);
+    register_topdesk(&td_em);
     td_em.add_account(DESK_LOGIN, DESK_PASSWORD);
-    let graph = orb_emulators::graph::serve(graph_em.clone()).await.context("starting the Graph emulator")?;
+    let exchange = outlook::Outlook::start(options.exchange, clock.clone()).await?;
     let topdesk = td_em.clone().serve().await.context("starting the TOPdesk emulator")?;
     let now = Utc::now();
-    let tenant = configure_tenant(&*store, &key, "demo", &topdesk.base_url, now).await?;
-    let org = org::build(&graph_em, &td_em, &*store, tenant.id, now).await?;
+    let tenant = match &exchange {
+        outlook::Outlook::Graph(_) => configure_tenant(&*store, &key, "demo", &topdesk.base_url, now).await?,
+        outlook::Outlook::Ews(e) => {
+            let section = format!(
+                "[exchange]\nkind = \"ews\"\n\n[ews]\nurl = \"{}\"\nusername = \"{}\"\nauth = \"basic\"\n\
+                 mail_sender = \"{SENDER}\"\n",
+                e.ews_url(),
+                ews::SERVICE_ACCOUNT
+            );
+            let secrets = [(SECRET_EWS_PASSWORD, ews::SERVICE_PASSWORD)];
+            configure_tenant_with(&*store, &key, "demo", &topdesk.base_url, &section, &secrets, now).await?
+        }
+    };
+    let org = org::build(&exchange, &td_em, &*store, tenant.id, now).await?;
     let desk = TopdeskClient::new(TopdeskConfig::new(
         url::Url::parse(&topdesk.base_url)?,
         DESK_LOGIN,
@@ -125,7 +146,7 @@ pub async fn demo(config: &Config, options: Options) -> Result<()> {
         Arc::new(SystemClock),
     ))?;
     let sides = org::Sides {
-        graph_em: graph_em.clone(),
+        outlook: exchange.clone(),
         td_em: td_em.clone(),
         desk: Arc::new(desk),
         org: Arc::new(org),
@@ -141,14 +162,17 @@ pub async fn demo(config: &Config, options: Options) -> Result<()> {
     // `Secure` and needs https in front (a reverse proxy), as in production.
     let plain_http_portal = listen.ip().is_loopback();
     let public_url = format!("http://{}", listener.local_addr()?);
-    use_emulators(&mut config, &graph.base_url, &public_url)?;
+    match &exchange {
+        outlook::Outlook::Graph(g) => use_emulators(&mut config, &g.served.base_url, &public_url)?,
+        outlook::Outlook::Ews(_) => use_topdesk_emulator(&mut config, &public_url)?,
+    }
     config.schedule.near_poll_seconds = 2;
     config.schedule.horizon_poll_seconds = 5;
     config.schedule.subscriptions_seconds = 30;
 
     let admin_password = add_admin(&*store, tenant.id, now).await?;
     let org = sides.org.clone();
-    out!("ORB demo: ORB running against the Graph and TOPdesk emulators");
+    out!("{}", exchange.title());
     out!(
         "  portal         {public_url}/login   user {DEMO_ADMIN}   password {}",
         admin_password.expose_secret()
@@ -182,8 +206,8 @@ pub async fn demo(config: &Config, options: Options) -> Result<()> {
     );
     out!("  database       {} (fresh on every run)", config.database.url.redacted());
     out!("  master key     {} ({key_origin})", key.id());
-    out!("  ORB webhooks   {public_url}/hooks/graph/demo   health: {public_url}/healthz");
-    out!("  Graph          {}  (control API: {}/_emulator/)", graph.base_url, graph.base_url);
+    out!("  ORB webhooks   {public_url}{}   health: {public_url}/healthz", exchange.hook_path());
+    out!("{}", exchange.header_line());
     out!("  TOPdesk        {}  (control API: {}/_emulator/)", topdesk.base_url, topdesk.base_url);
     out!();
 
@@ -191,11 +215,15 @@ pub async fn demo(config: &Config, options: Options) -> Result<()> {
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let server = {
         let (config, store, stop) = (config.clone(), store.clone(), stop.clone());
-        let options = ServeOptions {
+        let mut options = ServeOptions {
             worker_idle_max: StdDuration::from_millis(300),
             plain_http_portal,
             ..ServeOptions::default()
         };
+        if matches!(exchange, outlook::Outlook::Ews(_)) {
+            // The EWS emulator speaks plain http on 127.0.0.1 (a real Exchange Server: https only).
+            options.tuning = ClientTuning { ews_allow_plain_http: true, ..ClientTuning::default() };
+        }
         tokio::spawn(async move {
             serve(
                 &config,
@@ -217,7 +245,7 @@ pub async fn demo(config: &Config, options: Options) -> Result<()> {
     }
     stop.cancel();
     server.await.context("the server task failed")??;
-    drop((graph, topdesk));
+    drop((exchange, topdesk));
     outcome
 }
 
@@ -246,6 +274,9 @@ async fn add_admin(
         email: orb_core::EmailAddress::parse(DEMO_ADMIN)?,
         role: orb_store::Role::TenantAdmin,
         password_hash: Some(orb_auth::hash_password(&admin_password).map_err(|e| anyhow::anyhow!("{e}"))?),
+        // The demo prints its credentials to whoever runs it; asking them to choose a password first
+        // would only stand between them and the portal.
+        password_temporary: false,
     };
     let audit = NewAuditEntry {
         tenant_id: Some(tenant),
@@ -283,7 +314,7 @@ async fn run(
 ) -> Result<()> {
     let rooms = sides.org.rooms.len();
     let began = tokio::time::Instant::now();
-    let subscribed = poll_until(ONBOARDING_DEADLINE, || sides.graph_em.subscriptions().len() >= rooms).await;
+    let subscribed = poll_until(ONBOARDING_DEADLINE, || sides.outlook.subscriptions() >= rooms).await;
     if !subscribed {
         bail!(
             "ORB did not subscribe to the {rooms} room mailboxes within {} s: see the log",
@@ -385,6 +416,9 @@ async fn run(
     for summary_line in tally.summary(in_flight) {
         out!("{summary_line}");
     }
+    if let Some(own) = sides.outlook.summary_line() {
+        out!("{own}");
+    }
     Ok(())
 }
 
@@ -412,8 +446,12 @@ async fn poll_until(deadline: StdDuration, mut check: impl FnMut() -> bool) -> b
 /// Registers ORB's app (client secret) and mail sender in the Graph emulator, and its API account and a
 /// default cancellation reason in the TOPdesk emulator (shared with `orb bench`).
 pub(crate) fn register_orb(graph_em: &GraphEmulator, td_em: &TopdeskEmulator) {
-    graph_em.add_app_secret(ENTRA_TENANT, CLIENT_ID, CLIENT_SECRET);
-    graph_em.add_user(ENTRA_TENANT, SENDER, "ORB");
+    graph::register_app(graph_em);
+    register_topdesk(td_em);
+}
+
+/// Registers ORB's API account and a default cancellation reason in the TOPdesk emulator.
+fn register_topdesk(td_em: &TopdeskEmulator) {
     td_em.add_account(TOPDESK_LOGIN, TOPDESK_PASSWORD);
     td_em.add_cancellation_reason("No longer needed", true);
 }
@@ -422,9 +460,15 @@ pub(crate) fn register_orb(graph_em: &GraphEmulator, td_em: &TopdeskEmulator) {
 /// installation's custom cloud (endpoints are never tenant settings), and TOPdesk on http://127.0.0.1
 /// allowed (exactly what the emulator needs).
 pub(crate) fn use_emulators(config: &mut Config, graph_base_url: &str, public_url: &str) -> Result<()> {
+    use_topdesk_emulator(config, public_url)?;
+    config.graph.custom_cloud_root = Some(url::Url::parse(graph_base_url)?);
+    Ok(())
+}
+
+/// Points `config` at ORB's webhooks under `public_url` and allows TOPdesk on http://127.0.0.1.
+fn use_topdesk_emulator(config: &mut Config, public_url: &str) -> Result<()> {
     config.server.public_url = Some(public_url.to_owned());
     config.server.portal_url = public_url.to_owned();
-    config.graph.custom_cloud_root = Some(url::Url::parse(graph_base_url)?);
     config.topdesk.addresses =
         orb_topdesk::AddressPolicy::new(orb_topdesk::AddressPolicy::parse_cidrs("127.0.0.0/8")?, true);
     Ok(())
@@ -440,15 +484,32 @@ pub(crate) async fn configure_tenant(
     topdesk_base_url: &str,
     now: DateTime<Utc>,
 ) -> Result<orb_store::Tenant> {
-    let tenant = store.create_tenant(&TenantName::parse(name)?, now).await?;
-    let settings = TenantSettings::from_toml(&format!(
+    let graph = format!(
         r#"
 [graph]
 tenant_id = "{ENTRA_TENANT}"
 client_id = "{CLIENT_ID}"
 mail_sender = "{SENDER}"
 cloud = "custom"
+"#
+    );
+    let secrets = [(SECRET_GRAPH_CLIENT_SECRET, CLIENT_SECRET)];
+    configure_tenant_with(store, key, name, topdesk_base_url, &graph, &secrets, now).await
+}
 
+/// [`configure_tenant`] with the Exchange side's settings (`exchange`: TOML sections) and secrets.
+async fn configure_tenant_with(
+    store: &dyn Store,
+    key: &orb_crypto::MasterKey,
+    name: &str,
+    topdesk_base_url: &str,
+    exchange: &str,
+    exchange_secrets: &[(&str, &str)],
+    now: DateTime<Utc>,
+) -> Result<orb_store::Tenant> {
+    let tenant = store.create_tenant(&TenantName::parse(name)?, now).await?;
+    let settings = TenantSettings::from_toml(&format!(
+        r#"{exchange}
 [topdesk]
 url = "{topdesk_base_url}"
 username = "{TOPDESK_LOGIN}"
@@ -468,7 +529,7 @@ time_zone = "Europe/Amsterdam"
     };
     store.put_tenant_settings(tenant.id, &settings.to_json(), Some(0), now, &audit).await?;
     for (secret, value) in
-        [(SECRET_GRAPH_CLIENT_SECRET, CLIENT_SECRET), (SECRET_TOPDESK_PASSWORD, TOPDESK_PASSWORD)]
+        exchange_secrets.iter().copied().chain([(SECRET_TOPDESK_PASSWORD, TOPDESK_PASSWORD)])
     {
         secrets::set(store, key, tenant.id, secret, &SecretString::from(value), now).await?;
     }

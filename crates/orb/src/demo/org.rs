@@ -4,31 +4,27 @@
 //! series among them), desk reservations, and two meetings already on both sides, which ORB's onboarding
 //! sweep pairs instead of copying.
 //!
-//! The Graph emulator makes the mailbox owner the organizer of what is created in a mailbox, and the
+//! The Exchange emulators make the mailbox owner the organizer of what is created in a mailbox, and the
 //! TOPdesk emulator has no "reserved for someone else", so the secretary books as an Outlook delegate
 //! does: in the director's own calendar (the director is the organizer).
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
-use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use orb_core::{RoomMailbox, TenantId, TopdeskLocationId};
-use orb_emulators::graph::{GraphEmulator, RoomInfo};
 use orb_emulators::topdesk::{DoubleBooking, TopdeskEmulator};
-use orb_graph::model::Event;
 use orb_store::{NewRoom, Store};
 use orb_topdesk::{PersonId, TopdeskClient};
-use serde_json::json;
 
-use super::ENTRA_TENANT;
+use super::outlook::{Meeting, Outlook};
 use super::slots::{Rng, free_starts, working_days};
 
 /// The organisation's zone (the demo tenant's `[sync] time_zone`).
 pub(crate) const ZONE: Tz = chrono_tz::Europe::Amsterdam;
-/// The same zone as Outlook names it.
-const WINDOWS_ZONE: &str = "W. Europe Standard Time";
-const DOMAIN: &str = "orb-demo.example";
+/// The organisation's mail domain.
+pub(crate) const DOMAIN: &str = "orb-demo.example";
 
 /// Building, room number, seats.
 const ROOMS: &[(&str, &str, i32)] = &[
@@ -222,7 +218,7 @@ pub(crate) struct Seeded {
 /// Adds the organisation to both emulators (rooms with their building and seats, people, the desk
 /// operator's account) and maps the rooms in ORB's tenant.
 pub(crate) async fn build(
-    graph_em: &GraphEmulator,
+    outlook: &Outlook,
     td_em: &TopdeskEmulator,
     store: &dyn Store,
     tenant: TenantId,
@@ -233,7 +229,7 @@ pub(crate) async fn build(
         let surname = if prefix.is_empty() { (*last).to_owned() } else { format!("{prefix} {last}") };
         let short = format!("{}.{}{}", first, prefix.replace(' ', ""), last).to_lowercase().replace('ë', "e");
         let email = format!("{short}@{DOMAIN}");
-        graph_em.add_user(ENTRA_TENANT, &email, &format!("{first} {surname}"));
+        outlook.add_person(&email, &format!("{first} {surname}"));
         let card = td_em.add_person(first, &surname, Some(&email));
         people.push(Person { email, short, card });
     }
@@ -241,13 +237,8 @@ pub(crate) async fn build(
     for (building, number, seats) in ROOMS {
         let name = format!("{building} {number} ({seats})");
         let mailbox = format!("{}-{number}@rooms.{DOMAIN}", building.to_lowercase());
-        let info = RoomInfo {
-            capacity: Some(*seats),
-            building: Some((*building).to_owned()),
-            floor_number: number.split('.').next().and_then(|f| f.parse().ok()),
-            ..RoomInfo::default()
-        };
-        graph_em.add_room(ENTRA_TENANT, &mailbox, &name, info);
+        let floor = number.split('.').next().and_then(|f| f.parse().ok());
+        outlook.add_room(&mailbox, &name, building, floor, *seats);
         let location = td_em.add_room(&name, 0, DoubleBooking::Refuse);
         td_em.with_state(|state| {
             if let Some(room) = state.rooms.iter_mut().find(|r| r.id == location) {
@@ -266,26 +257,23 @@ pub(crate) async fn build(
         store.add_room(tenant, &new, now).await?;
         rooms.push(DemoRoom { mailbox, name, location });
     }
-    Ok(Org { rooms, people })
+    let org = Org { rooms, people };
+    outlook.organise(&org);
+    Ok(org)
 }
 
-/// How the simulation acts on both sides: Outlook through the Graph emulator's calendars (as the person
-/// would in Outlook), TOPdesk as the desk operator over TOPdesk's API.
+/// How the simulation acts on both sides: Outlook through the Exchange emulator's calendars (as the
+/// person would in Outlook), TOPdesk as the desk operator over TOPdesk's API.
 #[derive(Clone)]
 pub(crate) struct Sides {
-    /// The Graph emulator.
-    pub graph_em: GraphEmulator,
+    /// The Exchange emulator (Graph or EWS).
+    pub outlook: Outlook,
     /// The TOPdesk emulator (read only: what the desk and ORB wrote).
     pub td_em: TopdeskEmulator,
     /// The desk operator's TOPdesk API client.
     pub desk: Arc<TopdeskClient>,
     /// The organisation.
     pub org: Arc<Org>,
-}
-
-/// Outlook's `dateTime` text of a UTC instant.
-fn utc_text(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 impl Sides {
@@ -314,14 +302,7 @@ impl Sides {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-        let mailbox = &self.org.rooms[room].mailbox;
-        self.graph_em
-            .calendar_view(mailbox, from, to)
-            .unwrap_or_default()
-            .iter()
-            .filter(|e| e.is_cancelled != Some(true))
-            .filter_map(|e| Some((e.start.as_ref()?.to_utc().ok()?, e.end.as_ref()?.to_utc().ok()?)))
-            .collect()
+        self.outlook.room_calendar(&self.org.rooms[room].mailbox, from, to)
     }
 
     /// The live reservations of a location: (start, end, id).
@@ -371,96 +352,50 @@ impl Sides {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Option<String> {
-        let mailbox = &self.org.people[organizer].email;
-        let room_mailbox = &self.org.rooms[room].mailbox;
-        self.graph_em.events(mailbox).ok()?.into_iter().find_map(|e| {
-            let live = e.is_cancelled != Some(true) && e.recurrence.is_none();
-            let times = e.start.as_ref()?.to_utc().ok()? == start && e.end.as_ref()?.to_utc().ok()? == end;
-            let in_room = e
-                .attendees
-                .iter()
-                .flatten()
-                .any(|a| a.address().is_some_and(|x| x.eq_ignore_ascii_case(room_mailbox)));
-            (live && times && in_room).then_some(e.id).flatten()
-        })
+        self.outlook.event_at(&self.org.people[organizer].email, &self.org.rooms[room].mailbox, start, end)
     }
 
     /// Books `room` in `organizer`'s Outlook calendar (the room invited as a resource, colleagues as
-    /// attendees); `recurrence`: a weekly series.
-    pub(crate) fn book_in_outlook(
+    /// attendees); `weekly`: a weekly series of that many meetings.
+    pub(crate) async fn book_in_outlook(
         &self,
         b: &Booking,
         subject: &str,
         colleagues: &[usize],
         weekly: Option<u32>,
     ) -> Result<()> {
-        let (organizer, start, end) = (b.organizer, b.start, b.end);
         let r = &self.org.rooms[b.room];
-        let mut attendees =
-            vec![json!({"type": "resource", "emailAddress": {"address": r.mailbox, "name": r.name}})];
-        for c in colleagues.iter().filter(|c| **c != organizer) {
-            attendees
-                .push(json!({"type": "required", "emailAddress": {"address": self.org.people[*c].email}}));
-        }
-        let local = |t: DateTime<Utc>| t.with_timezone(&ZONE).format("%Y-%m-%dT%H:%M:%S").to_string();
-        let mut event = json!({
-            "subject": subject,
-            "start": {"dateTime": local(start), "timeZone": WINDOWS_ZONE},
-            "end": {"dateTime": local(end), "timeZone": WINDOWS_ZONE},
-            "location": {"displayName": r.name, "locationEmailAddress": r.mailbox, "locationType": "conferenceRoom"},
-            "attendees": attendees,
-        });
-        if let Some(weeks) = weekly {
-            let local_start = start.with_timezone(&ZONE);
-            let day = match local_start.weekday() {
-                Weekday::Mon => "monday",
-                Weekday::Tue => "tuesday",
-                Weekday::Wed => "wednesday",
-                Weekday::Thu => "thursday",
-                Weekday::Fri => "friday",
-                Weekday::Sat => "saturday",
-                Weekday::Sun => "sunday",
-            };
-            event["recurrence"] = json!({
-                "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": [day], "firstDayOfWeek": "monday"},
-                "range": {"type": "numbered", "startDate": local_start.date_naive().to_string(),
-                          "numberOfOccurrences": weeks, "recurrenceTimeZone": WINDOWS_ZONE},
-            });
-        }
-        let event: Event =
-            serde_json::from_value(event).context("the demo's meeting is not a Graph event")?;
-        let mailbox = &self.org.people[organizer].email;
-        self.graph_em
-            .create_in(mailbox, &event, &orb_emulators::graph::calendar::View::default())
-            .map_err(|e| anyhow!("booking {} in {mailbox}'s calendar failed: {e:?}", r.name))?;
-        Ok(())
+        let meeting = Meeting {
+            organizer: &self.org.people[b.organizer].email,
+            room: &r.mailbox,
+            room_name: &r.name,
+            attendees: colleagues
+                .iter()
+                .filter(|c| **c != b.organizer)
+                .map(|c| self.org.people[*c].email.as_str())
+                .collect(),
+            subject,
+            start: b.start,
+            end: b.end,
+            weekly,
+        };
+        self.outlook.book(&meeting).await
     }
 
     /// New times for `organizer`'s meeting `id` in Outlook.
-    pub(crate) fn move_in_outlook(
+    pub(crate) async fn move_in_outlook(
         &self,
         organizer: usize,
         id: &str,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<()> {
-        let event: Event = serde_json::from_value(json!({
-            "start": {"dateTime": utc_text(start), "timeZone": "UTC"},
-            "end": {"dateTime": utc_text(end), "timeZone": "UTC"},
-        }))?;
-        let mailbox = &self.org.people[organizer].email;
-        self.graph_em
-            .update_in(mailbox, id, &event, &orb_emulators::graph::calendar::View::default())
-            .map_err(|e| anyhow!("moving a meeting in {mailbox}'s calendar failed: {e:?}"))?;
-        Ok(())
+        self.outlook.move_meeting(&self.org.people[organizer].email, id, start, end).await
     }
 
     /// "Cancel meeting" on `organizer`'s meeting `id` in Outlook.
-    pub(crate) fn cancel_in_outlook(&self, organizer: usize, id: &str) -> Result<()> {
-        let mailbox = &self.org.people[organizer].email;
-        self.graph_em
-            .remove_in(mailbox, id, true)
-            .map_err(|e| anyhow!("cancelling a meeting in {mailbox}'s calendar failed: {e:?}"))
+    pub(crate) async fn cancel_in_outlook(&self, organizer: usize, id: &str) -> Result<()> {
+        self.outlook.cancel(&self.org.people[organizer].email, id).await
     }
 
     /// Reserves `room` at the desk for `person`.
@@ -524,7 +459,7 @@ pub(crate) async fn seed(sides: &Sides, rng: &mut Rng, now: DateTime<Utc>) -> Re
         let end = start + Duration::hours(1);
         let team: Vec<usize> = (0..6).map(|_| rng.below(org.people.len())).collect();
         let first = Booking { room, start, end, organizer: director };
-        sides.book_in_outlook(&first, subject, &team, Some(10))?;
+        sides.book_in_outlook(&first, subject, &team, Some(10)).await?;
         seeded.series.push(first);
     }
     let after = now + Duration::hours(1);
@@ -534,7 +469,7 @@ pub(crate) async fn seed(sides: &Sides, rng: &mut Rng, now: DateTime<Utc>) -> Re
         let Some(b) = free_booking(sides, rng, organizer, now, after) else { continue };
         let colleagues: Vec<usize> = (0..1 + rng.below(3)).map(|_| rng.below(org.people.len())).collect();
         let subject = SUBJECTS[rng.below(SUBJECTS.len())];
-        sides.book_in_outlook(&b, subject, &colleagues, None)?;
+        sides.book_in_outlook(&b, subject, &colleagues, None).await?;
         seeded.outlook.push(b);
     }
     // Reservations made at the TOPdesk desk.
@@ -549,7 +484,7 @@ pub(crate) async fn seed(sides: &Sides, rng: &mut Rng, now: DateTime<Utc>) -> Re
         let person = rng.below(org.people.len());
         let Some(b) = free_booking(sides, rng, person, now, after) else { continue };
         let subject = SUBJECTS[rng.below(SUBJECTS.len())];
-        sides.book_in_outlook(&b, subject, &[], None)?;
+        sides.book_in_outlook(&b, subject, &[], None).await?;
         sides.book_at_desk(person, b.room, b.start, b.end, subject).await?;
         seeded.both.push(b);
     }

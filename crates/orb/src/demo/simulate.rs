@@ -127,7 +127,7 @@ impl Simulation {
             Direction::OutlookToTopdesk => {
                 let colleagues: Vec<usize> =
                     (0..1 + self.rng.below(3)).map(|_| self.rng.below(people)).collect();
-                self.sides.book_in_outlook(&b, subject, &colleagues, None)?;
+                self.sides.book_in_outlook(&b, subject, &colleagues, None).await?;
                 if for_director {
                     who = format!("{} for {who}", self.sides.org.secretary().short);
                 }
@@ -155,7 +155,7 @@ impl Simulation {
                 let Some(id) = self.sides.event_at(old.organizer, old.room, old.start, old.end) else {
                     return Ok(false);
                 };
-                self.sides.move_in_outlook(old.organizer, &id, new.start, new.end)?;
+                self.sides.move_in_outlook(old.organizer, &id, new.start, new.end).await?;
             }
             Direction::TopdeskToOutlook => {
                 let Some(id) = self.sides.reservation_at(old.room, old.start, old.end) else {
@@ -184,7 +184,7 @@ impl Simulation {
                 let Some(id) = self.sides.event_at(old.organizer, old.room, old.start, old.end) else {
                     return Ok(false);
                 };
-                self.sides.cancel_in_outlook(old.organizer, &id)?;
+                self.sides.cancel_in_outlook(old.organizer, &id).await?;
             }
             Direction::TopdeskToOutlook => {
                 let Some(id) = self.sides.reservation_at(old.room, old.start, old.end) else {

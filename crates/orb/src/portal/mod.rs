@@ -1,8 +1,9 @@
 //! The portal's view of the engine: [`EngineBackend`] implements `orb_web::portal::PortalBackend` over the
 //! store, the master key, the tenants' settings and the live engine (`SyncDeps`), so orb-web needs none of
 //! them. The settings form is one table ([`form::FIELDS`]) of dotted keys into the tenant settings document; a
-//! save changes only the keys it names, and the whole document is validated (and the TOPdesk URL checked
-//! against the installation's address policy) before anything is stored.
+//! save changes only the keys it names, keeps only the Exchange section `exchange.kind` chooses (`[graph]`
+//! or `[ews]`), and the whole document is validated (and the TOPdesk URL checked against the
+//! installation's address policy) before anything is stored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,9 @@ use crate::serve::Env;
 
 mod form;
 
-use form::{FIELDS, SECRETS, get_path, set_path};
+use form::{
+    FIELDS, SECRETS, check_fallback_person, get_path, keep_chosen_exchange, set_path, with_form_defaults,
+};
 
 /// How long a tenant's portal policy is reused before its settings are read again (the webhook intake
 /// asks for it on every request).
@@ -262,10 +265,10 @@ impl PortalBackend for EngineBackend {
             None => {
                 json!({ "sync": serde_json::to_value(orb_engine::settings::SyncSettings::default()).unwrap_or_default(),
                             "retention": serde_json::to_value(orb_engine::settings::RetentionSettings::default()).unwrap_or_default(),
-                            "portal": serde_json::to_value(orb_engine::settings::PortalSettings::default()).unwrap_or_default(),
-                            "graph": { "cloud": "global" } })
+                            "portal": serde_json::to_value(orb_engine::settings::PortalSettings::default()).unwrap_or_default() })
             }
         };
+        let doc = with_form_defaults(doc);
         let mut sections: Vec<SettingsSection> = Vec::new();
         for f in FIELDS {
             let field = SettingsField {
@@ -308,6 +311,9 @@ impl PortalBackend for EngineBackend {
                 set_path(&mut doc, f, "")?;
             }
         }
+        // The form holds both Exchange sections; the document only the chosen one.
+        keep_chosen_exchange(&mut doc);
+        check_fallback_person(&mut doc)?;
         self.store_document(tenant, &doc, version, audit).await
     }
 
@@ -368,13 +374,23 @@ impl PortalBackend for EngineBackend {
         let attempt = async {
             match side {
                 Side::Exchange => {
-                    let graph = &runtime.graph;
-                    graph.tokens().token(graph.app()).await.map_err(|e| format!("no token: {e}"))?;
-                    let rooms = graph
+                    if let Some(graph) = &runtime.graph {
+                        graph.tokens().token(graph.app()).await.map_err(|e| format!("no token: {e}"))?;
+                        let rooms = graph
+                            .list_rooms(CorrelationId::generate(self.now()))
+                            .await
+                            .map_err(|e| format!("token fine, but listing rooms failed: {e}"))?;
+                        return Ok::<String, String>(format!(
+                            "token issued; {} room(s) visible in Places",
+                            rooms.len()
+                        ));
+                    }
+                    let rooms = runtime
+                        .exchange
                         .list_rooms(CorrelationId::generate(self.now()))
                         .await
-                        .map_err(|e| format!("token fine, but listing rooms failed: {e}"))?;
-                    Ok::<String, String>(format!("token issued; {} room(s) visible in Places", rooms.len()))
+                        .map_err(|e| format!("listing rooms failed: {e}"))?;
+                    Ok(format!("signed in; {} room(s) in Exchange's room lists", rooms.len()))
                 }
                 Side::Topdesk => {
                     let me = runtime.topdesk.current_operator().await.map_err(|e| e.to_string())?;
@@ -396,10 +412,10 @@ impl PortalBackend for EngineBackend {
         let mapped = self.store().list_rooms(tenant).await.map_err(|e| failed("rooms", e))?;
         let fetch = async {
             let places = runtime
-                .graph
+                .exchange
                 .list_rooms(CorrelationId::generate(self.now()))
                 .await
-                .map_err(|e| failed("Graph Places", e))?;
+                .map_err(|e| failed("Exchange's room directory", e))?;
             let locations =
                 runtime.topdesk.reservable_locations(&[]).await.map_err(|e| failed("TOPdesk rooms", e))?;
             Ok::<_, BackendError>((places, locations))
@@ -410,12 +426,12 @@ impl PortalBackend for EngineBackend {
         let mut out = Vec::new();
         let mut taken_locations = BTreeSet::new();
         for place in places {
-            let Some(mailbox) = place.email_address.clone() else { continue };
+            let mailbox = place.email.clone();
             if mapped.iter().any(|r| r.mailbox.as_str().eq_ignore_ascii_case(&mailbox)) {
                 continue;
             }
             let local = mailbox.split('@').next().unwrap_or_default();
-            let by_name = normalise(&place.display_name);
+            let by_name = normalise(&place.name);
             let found = locations.iter().find_map(|loc| {
                 let id = loc.id.clone()?;
                 if mapped.iter().any(|r| r.topdesk_location_id == id) || taken_locations.contains(id.as_str())
@@ -440,7 +456,7 @@ impl PortalBackend for EngineBackend {
                 taken_locations.insert(id.as_str().to_owned());
                 out.push(RoomSuggestion {
                     mailbox: mailbox.clone(),
-                    exchange_name: place.display_name.clone(),
+                    exchange_name: place.name.clone(),
                     topdesk_location_id: id.as_str().to_owned(),
                     topdesk_name: name,
                     reason: reason.to_owned(),
@@ -463,12 +479,34 @@ impl PortalBackend for EngineBackend {
         };
         let rooms = self.store().list_rooms(tenant).await.map_err(|e| failed("rooms", e))?;
         let mut out: Vec<HeldDeletion> = Vec::new();
-        // Newest first: the latest hold of each room, unless an approval or rejection came after it.
+        let mut last_sweeps: BTreeMap<RoomId, Option<DateTime<Utc>>> = BTreeMap::new();
+        // Newest first: the latest hold of each room, unless an approval or rejection came after it, or a
+        // later sweep of the room completed without holding anything (its cursor is the time of the last
+        // completed sweep; the sweep that holds sets it to the hold's time). So a sweep that raced an
+        // admin's decision (it read the room before the approved or restored bookings were written) shows
+        // only until the room's next sweep.
         for row in rows.iter().filter(|r| r.action == AUDIT_MASS_DELETION_HELD) {
             let Some(room) = rooms.iter().find(|r| row.target.contains(&format!("({})", r.id))) else {
                 continue;
             };
             if out.iter().any(|h| h.room_id == room.id) || decided(&room.id.to_string(), row.at) {
+                continue;
+            }
+            let last_sweep = match last_sweeps.get(&room.id) {
+                Some(at) => *at,
+                None => {
+                    let cursor = orb_engine::reconcile::cursor_name(room.id);
+                    let value =
+                        self.store().get_cursor(tenant, &cursor).await.map_err(|e| failed("cursor", e))?;
+                    let at = value
+                        .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+                        .map(|at| at.with_timezone(&Utc));
+                    last_sweeps.insert(room.id, at);
+                    at
+                }
+            };
+            // (A second of slack: the audit log may keep coarser times than the cursor.)
+            if last_sweep.is_some_and(|at| at >= row.at + chrono::Duration::seconds(1)) {
                 continue;
             }
             let count = row
@@ -519,14 +557,24 @@ impl PortalBackend for EngineBackend {
         room: RoomId,
         audit: &NewAuditEntry,
     ) -> Result<String, BackendError> {
+        let deps = self
+            .deps
+            .as_ref()
+            .map(|d| d.borrow().clone())
+            .ok_or_else(|| failed("rejecting", "the engine is not running in this process"))?;
+        let runtime = deps.tenant(tenant).map_err(|e| failed("the tenant is not loaded", e))?;
+        let now = self.now();
+        let window = orb_engine::reconcile::lifecycle_window(&runtime.policy, now);
         let mut entry = audit.clone();
         entry.action = "reconcile.mass_deletion_rejected".into();
         entry.target = format!("room ({room})");
         self.store().append_audit(&entry).await.map_err(|e| failed("audit", e))?;
-        let _ = tenant;
-        Ok("Rejected: nothing is cancelled; the bookings stay on the side that still has them, and the guard \
-            keeps holding these deletions."
-            .into())
+        // The bookings gone on one side are written to it again, from the side that still has them.
+        let options = SweepOptions { restore_held_deletions: true, ..SweepOptions::default() };
+        let report = sweep_room_with(&deps, tenant, room, window, now, options)
+            .await
+            .map_err(|e| failed("the sweep failed (the rejection stands; retry)", e))?;
+        Ok(rejected_message(&report))
     }
 
     fn seal_totp(&self, user: UserId, secret: &[u8]) -> Result<SealedTotp, BackendError> {
@@ -543,4 +591,33 @@ impl PortalBackend for EngineBackend {
             .await
             .map_err(|e| failed("opening the single sign-on secret", format!("{e:#}")))
     }
+}
+
+/// What a rejection did, in words: how many bookings are written back to which side, and what is still held.
+fn rejected_message(report: &orb_engine::reconcile::SweepReport) -> String {
+    let to = |side: Side| report.restored_to.iter().filter(|(_, s)| *s == side).count();
+    let mut back: Vec<String> = Vec::new();
+    for side in [Side::Exchange, Side::Topdesk] {
+        let n = to(side);
+        if n > 0 {
+            let (name, from) =
+                if side == Side::Exchange { ("Exchange", "TOPdesk") } else { ("TOPdesk", "Exchange") };
+            back.push(format!("{n} booking(s) are written back to {name} from {from}"));
+        }
+    }
+    let mut out = if back.is_empty() {
+        "Rejected: nothing is cancelled; no booking needs writing back".to_owned()
+    } else {
+        format!("Rejected: {}; nothing is cancelled", back.join(", and "))
+    };
+    if report.held_deletions > 0 {
+        use std::fmt::Write as _;
+        let _ = write!(
+            out,
+            "; {} deletion(s) could not be written back now and stay held",
+            report.held_deletions
+        );
+    }
+    out.push('.');
+    out
 }

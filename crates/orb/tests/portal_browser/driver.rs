@@ -6,7 +6,6 @@
 //! Missing `/usr/bin/chromium` or `/usr/bin/chromedriver` is a failure that says what to install, never a
 //! skipped test.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,7 +42,7 @@ pub struct Browser {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    orb_testkit::free_port()
 }
 
 /// Where the screenshots go: `$CARGO_TARGET_DIR/portal-screenshots`, else `<workspace>/target/…`.

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -19,6 +18,9 @@ use orb_topdesk::wire::CreateReservationDto;
 use orb_topdesk::{PersonId, ReservationId, TopdeskClient, TopdeskConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+
+pub mod chaos;
+pub mod ews_site;
 
 pub const TENANT: &str = "7d2a5c1e-0b9f-4c1a-9f77-3e1f2a4b5c6d";
 pub const CLIENT_ID: &str = "0f3b6a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
@@ -41,6 +43,30 @@ pub enum GraphCredential {
 pub enum Db {
     Sqlite,
     Postgres(String),
+}
+
+impl Db {
+    /// The database's name in figures.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Db::Sqlite => "SQLite",
+            Db::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// A tiny deterministic generator (the seed is printed, so a failure can be replayed).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+
+    pub fn pick(&mut self, len: usize) -> usize {
+        self.next(len as u64) as usize
+    }
 }
 
 pub fn databases() -> Vec<Db> {
@@ -159,7 +185,7 @@ impl Site {
         let topdesk = TopdeskClient::new(config).unwrap();
 
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = orb_testkit::free_port();
         let db_url = match db {
             Db::Sqlite => format!("sqlite://{}", dir.path().join("orb.db").display()),
             Db::Postgres(url) => {
@@ -270,15 +296,18 @@ impl Site {
         self.ok(&["tenant", "settings", "--tenant", "contoso", "--file", settings.to_str().unwrap()], None)
     }
 
-    /// Adds a portal user of tenant contoso with `orb user add` (`role`: `tenant-admin` or
-    /// `tenant-viewer`); returns the one-time password it printed.
+    /// Adds a portal user of tenant contoso with `orb user add --password-stdin` (`role`: `tenant-admin`
+    /// or `tenant-viewer`); returns the password, a long random one. Given by the operator, it is not
+    /// temporary: the tests log in with it as often as they need (a generated one must be replaced at
+    /// the first login; crates/orb-web/tests/portal.rs and the CLI test cover that).
     pub fn add_user(&self, email: &str, role: &str) -> String {
-        let out = self.ok(&["user", "add", "--tenant", "contoso", "--email", email, "--role", role], None);
-        let marker = "one-time password (shown once; they change it on their account page): ";
-        let line = out.lines().find_map(|l| l.strip_prefix(marker));
-        line.unwrap_or_else(|| panic!("no one-time password in `orb user add`'s output:\n{out}"))
-            .trim()
-            .to_owned()
+        let password = format!("pw-{}", secrecy::ExposeSecret::expose_secret(&orb_auth::generate_password()));
+        let args =
+            ["user", "add", "--tenant", "contoso", "--email", email, "--role", role, "--password-stdin"];
+        let out = self.ok(&args, Some(&password));
+        assert!(out.contains(&format!("added portal user {email}")), "{out}");
+        assert!(!out.contains(&password), "the CLI never prints a password it was given:\n{out}");
+        password
     }
 
     /// Lets a browser use the portal of `orb serve` on http://127.0.0.1: the portal's origin (checked
@@ -491,6 +520,14 @@ impl Site {
                 .find(|r| r.status.is_active() && r.start == start && r.rooms.iter().any(|(_, l)| *l == loc))
                 .map(|r| r.id)
         })
+    }
+
+    /// The live reservations of the mapped rooms in `window`, each slot with how often it is held.
+    pub fn topdesk_slots(
+        &self,
+        window: (DateTime<Utc>, DateTime<Utc>),
+    ) -> std::collections::BTreeMap<orb_testkit::Slot, usize> {
+        orb_testkit::topdesk_slots(&self.td.emulator, &self.rooms, window)
     }
 
     /// The database URL the ORB process uses.
