@@ -440,14 +440,17 @@ impl EwsWorld {
         mine.into_iter().next().unwrap()
     }
 
-    /// How many `reconcile.sweep` jobs were ever queued for the tenant.
+    /// How many `reconcile.sweep` jobs were ever queued for the tenant, once every job ran. The statuses are
+    /// read one after another while the worker moves jobs between them, so a job is counted once by its id (it
+    /// can show as queued in one read and running in the next).
     pub async fn sweep_jobs(&self) -> usize {
-        let mut n = 0;
+        self.settled().await;
+        let mut ids = std::collections::BTreeSet::new();
         for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Done, JobStatus::Dead] {
             let jobs = self.store.list_jobs(self.tenant.id, status).await.unwrap();
-            n += jobs.iter().filter(|j| j.kind == "reconcile.sweep").count();
+            ids.extend(jobs.iter().filter(|j| j.kind == "reconcile.sweep").map(|j| j.id));
         }
-        n
+        ids.len()
     }
 
     /// The scheduler's subscriptions beat, now.
