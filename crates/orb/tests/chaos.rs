@@ -690,9 +690,17 @@ async fn a_topdesk_change_is_not_masked_by_orbs_own_later_write() {
     site.set_var("ORB__SCHEDULE__RECONCILE_SECONDS", "2");
     let mut orb = site.spawn();
     site.healthy(&mut orb).await;
-    tokio::time::sleep(StdDuration::from_secs(10)).await;
-    let c = site.converged();
-    let in_room: Vec<Slot> = exchange_slots(&site.graph_em, &site.rooms, window()).into_keys().collect();
+    // A few beats find it on an idle machine (about 4 s); a loaded one gets a minute before the reschedule
+    // counts as lost.
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+    let (c, in_room) = loop {
+        let c = site.converged();
+        let in_room: Vec<Slot> = exchange_slots(&site.graph_em, &site.rooms, window()).into_keys().collect();
+        if (c.is_clean() && in_room == vec![slot(0, moved)]) || std::time::Instant::now() > deadline {
+            break (c, in_room);
+        }
+        tokio::time::sleep(StdDuration::from_millis(500)).await;
+    };
     orb.kill().unwrap();
     orb.wait().unwrap();
     assert!(
