@@ -1010,12 +1010,24 @@ macro_rules! impl_store {
                 self.set_user_totp_in(id, totp, enabled, audit).await
             }
 
-            async fn set_user_role(&self, id: UserId, role: Role, audit: &NewAuditEntry) -> Result<()> {
-                self.set_user_role_in(id, role, audit).await
+            async fn set_user_role(
+                &self,
+                id: UserId,
+                role: Role,
+                guard: AdminGuard,
+                audit: &NewAuditEntry,
+            ) -> Result<()> {
+                self.set_user_role_in(id, role, guard, audit).await
             }
 
-            async fn set_user_disabled(&self, id: UserId, disabled: bool, audit: &NewAuditEntry) -> Result<()> {
-                self.set_user_disabled_in(id, disabled, audit).await
+            async fn set_user_disabled(
+                &self,
+                id: UserId,
+                disabled: bool,
+                guard: AdminGuard,
+                audit: &NewAuditEntry,
+            ) -> Result<()> {
+                self.set_user_disabled_in(id, disabled, guard, audit).await
             }
 
             async fn claim_totp_step(&self, id: UserId, step: i64) -> Result<bool> {

@@ -44,6 +44,13 @@ pub enum StoreError {
         /// The user.
         user: i64,
     },
+    /// Demoting or disabling this user would leave their tenant without an enabled tenant-admin (asked for
+    /// with [`AdminGuard::KeepOne`](crate::AdminGuard::KeepOne)); nothing was changed.
+    #[error("{email} is the tenant's last enabled administrator; make another user tenant-admin first")]
+    LastAdmin {
+        /// The user's e-mail address.
+        email: String,
+    },
     /// The job's lease expired or was taken over; the worker must stop working on it.
     #[error("lease on job {job} was lost (expired or re-claimed); stop working on it")]
     LeaseLost {

@@ -69,8 +69,8 @@ mod types;
 
 pub use error::StoreError;
 pub use portal::{
-    ApiScope, ApiTokenRow, AuditFilter, LoginThrottle, NewApiToken, NewSession, NewUser, OidcFlow,
-    PortalParseError, Role, SealedTotp, SessionRow, SessionStage, User, UserId,
+    AdminGuard, ApiScope, ApiTokenRow, AuditFilter, LoginThrottle, NewApiToken, NewSession, NewUser,
+    OidcFlow, PortalParseError, Role, SealedTotp, SessionRow, SessionStage, User, UserId,
 };
 pub use postgres::PgStore;
 pub use queue::{
@@ -423,12 +423,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// Changes a user's role, with `audit`, in one transaction. A change to or from [`Role::Operator`] would
     /// break the role/tenant invariant and is [`StoreError::InvalidArgument`] (create a new user instead);
-    /// an unknown user is [`StoreError::NotFound`].
-    async fn set_user_role(&self, id: UserId, role: Role, audit: &NewAuditEntry) -> Result<()>;
+    /// an unknown user is [`StoreError::NotFound`]; under [`AdminGuard::KeepOne`], demoting the tenant's
+    /// last enabled tenant-admin is [`StoreError::LastAdmin`].
+    async fn set_user_role(
+        &self,
+        id: UserId,
+        role: Role,
+        guard: AdminGuard,
+        audit: &NewAuditEntry,
+    ) -> Result<()>;
     /// Disables or enables a user, with `audit`, in one transaction. Disabling also deletes every session
     /// of the user and revokes every API token of the user in that transaction (enabling again brings
-    /// neither back). An unknown user is [`StoreError::NotFound`].
-    async fn set_user_disabled(&self, id: UserId, disabled: bool, audit: &NewAuditEntry) -> Result<()>;
+    /// neither back). An unknown user is [`StoreError::NotFound`]; under [`AdminGuard::KeepOne`], disabling
+    /// the tenant's last enabled tenant-admin is [`StoreError::LastAdmin`].
+    async fn set_user_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        guard: AdminGuard,
+        audit: &NewAuditEntry,
+    ) -> Result<()>;
     /// Accepts TOTP time step `step` for the user once: one atomic statement sets the last accepted step to
     /// `step` only when none was accepted yet or the last one is older; `true` if it did. Of two concurrent
     /// claims of the same step exactly one is `true` (a replayed code is refused). An unknown user is

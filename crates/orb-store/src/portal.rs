@@ -91,6 +91,18 @@ impl Role {
     }
 }
 
+/// Whether a change of a user's role or a disabling may leave the user's tenant without an enabled
+/// tenant-admin (no one left to manage the tenant from the portal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminGuard {
+    /// Refuse such a change with [`StoreError::LastAdmin`](crate::StoreError::LastAdmin): what a tenant
+    /// administrator does in the portal or the API. The check and the write are one transaction, serialised
+    /// per tenant, so two administrators demoting each other at the same moment cannot both succeed.
+    KeepOne,
+    /// Allow it: an operator (who manages tenants with `orb user` too).
+    Off,
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

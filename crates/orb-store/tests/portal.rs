@@ -15,8 +15,9 @@ use orb_core::{
     TenantId, TenantName, TimeZoneName, TopdeskLocationId,
 };
 use orb_store::{
-    ApiScope, AuditFilter, BookingFilter, Lane, NewApiToken, NewAuditEntry, NewJob, NewRoom, NewSession,
-    NewUser, OidcFlow, QueueStats, Role, SealedTotp, SessionStage, Store, StoreError, Tenant, User, UserId,
+    AdminGuard, ApiScope, AuditFilter, BookingFilter, Lane, NewApiToken, NewAuditEntry, NewJob, NewRoom,
+    NewSession, NewUser, OidcFlow, QueueStats, Role, SealedTotp, SessionStage, Store, StoreError, Tenant,
+    User, UserId,
 };
 use serde_json::json;
 
@@ -59,6 +60,8 @@ on_every_store!(
     sessions_are_found_by_token_hash_listed_newest_first_and_ended,
     disabling_a_user_ends_its_sessions_and_revokes_its_tokens,
     disabling_races_with_login_and_never_leaves_a_session,
+    a_guarded_change_never_removes_the_tenants_last_enabled_admin,
+    two_admins_demoting_each_other_at_once_leave_one_admin,
     api_tokens_are_revoked_only_by_their_owner_and_audited,
     oidc_flows_are_taken_once_and_purged,
     audit_search_filters_by_tenant_actor_action_and_time,
@@ -200,18 +203,33 @@ async fn role_and_tenant_must_fit_on_create_and_on_role_change(h: &Harness) {
     let op = user(s, None, "op@example.com", Role::Operator).await;
     let admin = user(s, Some(a.id), "admin@contoso.com", Role::TenantAdmin).await;
     // Within a tenant the role may change; across the operator line it may not (in either direction).
-    s.set_user_role(admin.id, Role::TenantViewer, &audit(Some(a.id), "user.role", "viewer")).await.unwrap();
+    s.set_user_role(admin.id, Role::TenantViewer, AdminGuard::Off, &audit(Some(a.id), "user.role", "viewer"))
+        .await
+        .unwrap();
     assert_eq!(s.get_user(admin.id).await.unwrap().role, Role::TenantViewer);
-    s.set_user_role(admin.id, Role::TenantAdmin, &audit(Some(a.id), "user.role", "admin")).await.unwrap();
-    let err = s.set_user_role(admin.id, Role::Operator, &audit(None, "user.role", "op")).await.unwrap_err();
+    s.set_user_role(admin.id, Role::TenantAdmin, AdminGuard::Off, &audit(Some(a.id), "user.role", "admin"))
+        .await
+        .unwrap();
+    let err = s
+        .set_user_role(admin.id, Role::Operator, AdminGuard::Off, &audit(None, "user.role", "op"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidArgument { .. }), "{err:?}");
     assert!(err.to_string().contains("create a new user"), "{err}");
-    assert!(is_invalid(s.set_user_role(op.id, Role::TenantAdmin, &audit(None, "user.role", "x")).await));
-    s.set_user_role(op.id, Role::Operator, &audit(None, "user.role", "same")).await.unwrap();
+    assert!(is_invalid(
+        s.set_user_role(op.id, Role::TenantAdmin, AdminGuard::Off, &audit(None, "user.role", "x")).await
+    ));
+    s.set_user_role(op.id, Role::Operator, AdminGuard::Off, &audit(None, "user.role", "same")).await.unwrap();
     assert_eq!(s.get_user(op.id).await.unwrap().role, Role::Operator);
     assert_eq!(s.get_user(admin.id).await.unwrap().role, Role::TenantAdmin);
     assert!(is_not_found(
-        s.set_user_role(UserId(9999), Role::TenantViewer, &audit(None, "user.role", "x")).await
+        s.set_user_role(
+            UserId(9999),
+            Role::TenantViewer,
+            AdminGuard::KeepOne,
+            &audit(None, "user.role", "x")
+        )
+        .await
     ));
     let roles: Vec<_> = s
         .search_audit(
@@ -298,7 +316,9 @@ async fn password_and_login_are_recorded_and_unknown_users_are_not_found(h: &Har
     let nobody = UserId(u.id.0 + sso.id.0 + 100);
     assert!(is_not_found(s.set_user_password(nobody, "x", false, &audit(None, "user.password", "x")).await));
     assert!(is_not_found(s.record_login(nobody, later).await));
-    assert!(is_not_found(s.set_user_disabled(nobody, true, &audit(None, "user.disable", "x")).await));
+    assert!(is_not_found(
+        s.set_user_disabled(nobody, true, AdminGuard::Off, &audit(None, "user.disable", "x")).await
+    ));
     assert!(is_not_found(s.set_user_totp(nobody, Some(&sealed(1)), false, None).await));
     let actions: Vec<_> =
         s.search_audit(None, &AuditFilter::default()).await.unwrap().into_iter().map(|e| e.action).collect();
@@ -519,7 +539,9 @@ async fn disabling_a_user_ends_its_sessions_and_revokes_its_tokens(h: &Harness) 
         .create_api_token(&api_token(other.id, "ci", 11), &audit(Some(a.id), "token.create", "ci"), t0())
         .await
         .unwrap();
-    s.set_user_disabled(u.id, true, &audit(Some(a.id), "user.disable", "anna")).await.unwrap();
+    s.set_user_disabled(u.id, true, AdminGuard::Off, &audit(Some(a.id), "user.disable", "anna"))
+        .await
+        .unwrap();
     assert!(s.get_user(u.id).await.unwrap().disabled);
     assert!(s.list_sessions(u.id).await.unwrap().is_empty());
     assert_eq!(s.session_by_token_hash(&[1; 32]).await.unwrap(), None);
@@ -538,7 +560,9 @@ async fn disabling_a_user_ends_its_sessions_and_revokes_its_tokens(h: &Harness) 
     assert_eq!(s.list_sessions(other.id).await.unwrap(), [kept]);
     assert_eq!(s.api_token_by_hash(&[11; 32]).await.unwrap(), Some(other_token));
     // Enabling again brings neither sessions nor tokens back.
-    s.set_user_disabled(u.id, false, &audit(Some(a.id), "user.enable", "anna")).await.unwrap();
+    s.set_user_disabled(u.id, false, AdminGuard::Off, &audit(Some(a.id), "user.enable", "anna"))
+        .await
+        .unwrap();
     assert!(!s.get_user(u.id).await.unwrap().disabled);
     assert!(s.list_sessions(u.id).await.unwrap().is_empty());
     assert!(s.list_api_tokens(u.id).await.unwrap().iter().all(|t| t.revoked));
@@ -561,7 +585,10 @@ async fn disabling_races_with_login_and_never_leaves_a_session(h: &Harness) {
     let u = user(&*h.store, Some(a.id), "anna@contoso.com", Role::TenantAdmin).await;
     let second = h.second_store().await;
     for round in 0..8u8 {
-        h.store.set_user_disabled(u.id, false, &audit(Some(a.id), "user.enable", "anna")).await.unwrap();
+        h.store
+            .set_user_disabled(u.id, false, AdminGuard::Off, &audit(Some(a.id), "user.enable", "anna"))
+            .await
+            .unwrap();
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let (login_store, login_barrier) = (second.clone(), barrier.clone());
         let login = tokio::spawn(async move {
@@ -571,7 +598,9 @@ async fn disabling_races_with_login_and_never_leaves_a_session(h: &Harness) {
         let (disable_store, disable_barrier) = (h.store.clone(), barrier);
         let disable = tokio::spawn(async move {
             disable_barrier.wait().await;
-            disable_store.set_user_disabled(u.id, true, &audit(Some(a.id), "user.disable", "anna")).await
+            disable_store
+                .set_user_disabled(u.id, true, AdminGuard::Off, &audit(Some(a.id), "user.disable", "anna"))
+                .await
         });
         disable.await.unwrap().unwrap();
         match login.await.unwrap() {
@@ -579,6 +608,123 @@ async fn disabling_races_with_login_and_never_leaves_a_session(h: &Harness) {
             Err(other) => panic!("round {round}: {other:?}"),
         }
         assert!(h.store.list_sessions(u.id).await.unwrap().is_empty(), "round {round}: a session survived");
+    }
+}
+
+fn is_last_admin(r: Result<(), StoreError>, email: &str) -> bool {
+    match r {
+        Err(e @ StoreError::LastAdmin { .. }) => {
+            let said = e.to_string();
+            assert!(said.contains(email) && said.contains("make another user tenant-admin first"), "{said}");
+            true
+        }
+        _ => false,
+    }
+}
+
+async fn a_guarded_change_never_removes_the_tenants_last_enabled_admin(h: &Harness) {
+    let s = &*h.store;
+    let a = tenant(s, "contoso").await;
+    let b = tenant(s, "fabrikam").await;
+    let anna = user(s, Some(a.id), "anna@contoso.com", Role::TenantAdmin).await;
+    let bob = user(s, Some(a.id), "bob@contoso.com", Role::TenantAdmin).await;
+    let vera = user(s, Some(a.id), "vera@contoso.com", Role::TenantViewer).await;
+    // Another tenant's admin does not count for this one.
+    user(s, Some(b.id), "admin@fabrikam.com", Role::TenantAdmin).await;
+    let role = |what| audit(Some(a.id), "user.role", what);
+    let guard = AdminGuard::KeepOne;
+    // Two enabled admins: one may go; then the other is the last, by role or by disabling.
+    s.set_user_role(bob.id, Role::TenantViewer, guard, &role("bob")).await.unwrap();
+    assert!(is_last_admin(
+        s.set_user_role(anna.id, Role::TenantViewer, guard, &role("anna")).await,
+        "anna@contoso.com"
+    ));
+    let disable = audit(Some(a.id), "user.disable", "anna");
+    assert!(is_last_admin(s.set_user_disabled(anna.id, true, guard, &disable).await, "anna@contoso.com"));
+    // Nothing was written by a refusal: the role, the enabled flag, the sessions and the audit.
+    let sid = s.create_session(&session(anna.id, 1), t0()).await.unwrap();
+    assert!(is_last_admin(s.set_user_disabled(anna.id, true, guard, &disable).await, "anna@contoso.com"));
+    let kept = s.get_user(anna.id).await.unwrap();
+    assert_eq!((kept.role, kept.disabled), (Role::TenantAdmin, false));
+    assert_eq!(s.list_sessions(anna.id).await.unwrap().len(), 1, "{sid:?}");
+    let written: Vec<String> = s
+        .search_audit(Some(a.id), &AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action.starts_with("user.role") || e.action.starts_with("user.disable"))
+        .map(|e| e.target)
+        .collect();
+    assert_eq!(written, ["bob"], "only the change that was made is audited");
+    // Changes that keep an admin pass under the guard: a viewer's, promoting, making the last admin an admin
+    // again, enabling.
+    s.set_user_disabled(vera.id, true, guard, &audit(Some(a.id), "user.disable", "vera")).await.unwrap();
+    s.set_user_role(anna.id, Role::TenantAdmin, guard, &role("anna again")).await.unwrap();
+    s.set_user_disabled(vera.id, false, guard, &audit(Some(a.id), "user.enable", "vera")).await.unwrap();
+    // A disabled admin does not count; an enabled one does.
+    s.set_user_role(bob.id, Role::TenantAdmin, guard, &role("bob admin")).await.unwrap();
+    s.set_user_disabled(bob.id, true, AdminGuard::Off, &audit(Some(a.id), "user.disable", "bob"))
+        .await
+        .unwrap();
+    assert!(is_last_admin(
+        s.set_user_role(anna.id, Role::TenantViewer, guard, &role("anna")).await,
+        "anna@contoso.com"
+    ));
+    s.set_user_disabled(bob.id, false, guard, &audit(Some(a.id), "user.enable", "bob")).await.unwrap();
+    s.set_user_disabled(anna.id, true, guard, &disable).await.unwrap();
+    // Without the guard (an operator) the last admin may go; an unknown user is still not found.
+    s.set_user_role(bob.id, Role::TenantViewer, AdminGuard::Off, &role("bob by an operator")).await.unwrap();
+    assert!(
+        s.list_users(Some(a.id)).await.unwrap().iter().all(|u| u.role != Role::TenantAdmin || u.disabled)
+    );
+    assert!(is_not_found(s.set_user_disabled(UserId(9999), true, guard, &disable).await));
+}
+
+async fn two_admins_demoting_each_other_at_once_leave_one_admin(h: &Harness) {
+    let a = tenant(&*h.store, "contoso").await;
+    let anna = user(&*h.store, Some(a.id), "anna@contoso.com", Role::TenantAdmin).await;
+    let bob = user(&*h.store, Some(a.id), "bob@contoso.com", Role::TenantAdmin).await;
+    let second = h.second_store().await;
+    for round in 0..12u8 {
+        // Both admins again, then each demotes (even rounds) or disables (odd rounds) the other, from two
+        // store instances (two ORB processes) at the same moment.
+        for u in [anna.id, bob.id] {
+            let back = audit(Some(a.id), "user.role", "reset");
+            h.store.set_user_role(u, Role::TenantAdmin, AdminGuard::Off, &back).await.unwrap();
+            h.store.set_user_disabled(u, false, AdminGuard::Off, &back).await.unwrap();
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let mut tasks = Vec::new();
+        for (store, target) in [(h.store.clone(), bob.id), (second.clone(), anna.id)] {
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let what = audit(Some(a.id), "user.role", "each other");
+                if round % 2 == 0 {
+                    store.set_user_role(target, Role::TenantViewer, AdminGuard::KeepOne, &what).await
+                } else {
+                    store.set_user_disabled(target, true, AdminGuard::KeepOne, &what).await
+                }
+            }));
+        }
+        let mut done = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => done += 1,
+                Err(StoreError::LastAdmin { .. }) => {}
+                Err(other) => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(done, 1, "round {round}: exactly one of the two changes is made");
+        let admins = h
+            .store
+            .list_users(Some(a.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::TenantAdmin && !u.disabled)
+            .count();
+        assert_eq!(admins, 1, "round {round}: the tenant keeps one enabled admin");
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use orb_core::EmailAddress;
-use orb_store::{NewAuditEntry, NewUser, Role, Store, User};
+use orb_store::{AdminGuard, NewAuditEntry, NewUser, Role, Store, User};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::UserCommand;
@@ -117,9 +117,10 @@ pub(crate) async fn run(store: &dyn Store, cmd: UserCommand) -> Result<()> {
         UserCommand::Disable { email: address, undo } => {
             let user = user(store, &address).await?;
             let action = if undo { "user.enable" } else { "user.disable" };
-            store
-                .set_user_disabled(user.id, !undo, &audit(Some(&user), None, action, user.email.as_str()))
-                .await?;
+            // The operator on the server may leave a tenant without an enabled administrator (and make one
+            // again with `orb user add`); the portal refuses that to tenant-admins.
+            let audit = audit(Some(&user), None, action, user.email.as_str());
+            store.set_user_disabled(user.id, !undo, AdminGuard::Off, &audit).await?;
             out!(
                 "{} is {}",
                 user.email,

@@ -7,7 +7,9 @@
 //! it, an OIDC flow is taken with `DELETE … RETURNING`, a login failure is counted with an upsert.
 //! Creating a session or an API token first touches the user's row under the condition that it is
 //! enabled: that row lock orders it against a concurrent disabling, so a disabled user never keeps a
-//! session or a usable token.
+//! session or a usable token. A guarded demotion or disabling ([`AdminGuard::KeepOne`](crate::AdminGuard))
+//! first writes its tenant's row, which orders it against every other guarded change of that tenant, so a
+//! tenant never loses its last enabled administrator to two changes at once.
 
 /// Inherent methods the [`Store`](crate::Store) implementation forwards to, and their row mappers.
 macro_rules! impl_portal {
@@ -97,6 +99,43 @@ macro_rules! impl_portal {
         fn user_updated(done: <$db as sqlx::Database>::QueryResult, id: UserId) -> Result<()> {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound { what: format!("user {id}") });
+            }
+            Ok(())
+        }
+
+        /// Refuses ([`StoreError::LastAdmin`]) when user `id` is an enabled tenant-admin and no other enabled
+        /// tenant-admin of their tenant is left; a user who is not one needs no check. First the tenant's row
+        /// is written (to itself): on PostgreSQL that row lock makes every other guarded change of the same
+        /// tenant wait until this transaction ends, and the count below, a statement of its own, then sees
+        /// what that one committed; SQLite's `BEGIN IMMEDIATE` already runs one writer at a time.
+        async fn keep_an_admin(tx: &mut Tx, id: UserId, context: &'static str) -> Result<()> {
+            let row: Option<(Option<Uuid>, String)> =
+                sqlx::query_as("SELECT tenant_id, email FROM users WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(StoreError::db(context))?;
+            let (tenant, email) = require(row, || format!("user {id}"))?;
+            let Some(tenant) = tenant else {
+                return Ok(()); // an operator
+            };
+            sqlx::query("UPDATE tenants SET name = name WHERE id = $1")
+                .bind(tenant)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db(context))?;
+            // Read again under the lock: a concurrent change may have committed meanwhile.
+            let admins: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM users WHERE tenant_id = $1 AND role = $2 AND disabled = $3 ORDER BY id",
+            )
+            .bind(tenant)
+            .bind(Role::TenantAdmin.as_str())
+            .bind(false)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db(context))?;
+            if admins == [id.0] {
+                return Err(StoreError::LastAdmin { email });
             }
             Ok(())
         }
@@ -276,9 +315,18 @@ macro_rules! impl_portal {
                 commit(tx, context).await
             }
 
-            pub(crate) async fn set_user_role_in(&self, id: UserId, role: Role, audit: &NewAuditEntry) -> Result<()> {
+            pub(crate) async fn set_user_role_in(
+                &self,
+                id: UserId,
+                role: Role,
+                guard: AdminGuard,
+                audit: &NewAuditEntry,
+            ) -> Result<()> {
                 let context = "changing a user's role";
                 let mut tx = self.begin_write().await?;
+                if guard == AdminGuard::KeepOne && role != Role::TenantAdmin {
+                    keep_an_admin(&mut tx, id, context).await?;
+                }
                 let current: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
                     .bind(id.0)
                     .fetch_optional(&mut *tx)
@@ -308,10 +356,14 @@ macro_rules! impl_portal {
                 &self,
                 id: UserId,
                 disabled: bool,
+                guard: AdminGuard,
                 audit: &NewAuditEntry,
             ) -> Result<()> {
                 let context = "disabling or enabling a user";
                 let mut tx = self.begin_write().await?;
+                if guard == AdminGuard::KeepOne && disabled {
+                    keep_an_admin(&mut tx, id, context).await?;
+                }
                 let done = sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
                     .bind(id.0)
                     .bind(disabled)

@@ -11,8 +11,8 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use orb_core::{BookingId, BookingRecord, RoomId, TenantName};
 use orb_store::{
-    AuditEntry, AuditFilter, BookingEvent, BookingFilter, Job, JobId, JobStatus, NewAuditEntry, NewRoom,
-    NewUser, QueueStats, Role, Room, SubscriptionRow, Tenant, User, UserId,
+    AdminGuard, AuditEntry, AuditFilter, BookingEvent, BookingFilter, Job, JobId, JobStatus, NewAuditEntry,
+    NewRoom, NewUser, QueueStats, Role, Room, SubscriptionRow, Tenant, User, UserId,
 };
 
 use super::PortalState;
@@ -238,11 +238,8 @@ impl Scope {
             return Err(PortalError::Forbidden);
         }
         let user = self.user(id).await?;
-        if role != Role::TenantAdmin {
-            self.keep_an_admin(&user).await?;
-        }
         let audit = self.audit("user.role", format!("{} → {role}", user.email));
-        Ok(self.state.store.set_user_role(user.id, role, &audit).await?)
+        self.state.store.set_user_role(user.id, role, self.admin_guard(), &audit).await.map_err(last_admin)
     }
 
     /// Resets a tenant user's second factor (they enrol again at their next login).
@@ -254,26 +251,11 @@ impl Scope {
         Ok(())
     }
 
-    /// Refuses (to a tenant-admin) demoting or disabling `user` when they are the tenant's last enabled
-    /// tenant-admin: the tenant would have no one left to manage it from the portal. (An operator may;
-    /// operators manage tenants with `orb user` too.)
-    async fn keep_an_admin(&self, user: &User) -> Result<(), PortalError> {
-        if self.principal.user.role == Role::Operator || user.role != Role::TenantAdmin || user.disabled {
-            return Ok(());
-        }
-        let others = self
-            .users()
-            .await?
-            .iter()
-            .filter(|u| u.id != user.id && u.role == Role::TenantAdmin && !u.disabled)
-            .count();
-        if others == 0 {
-            return Err(PortalError::BadRequest(format!(
-                "{} is the tenant's last enabled administrator; make another user tenant-admin first",
-                user.email
-            )));
-        }
-        Ok(())
+    /// A tenant-admin may not demote or disable the tenant's last enabled tenant-admin: the tenant would
+    /// have no one left to manage it from the portal. The store checks it in the write's own transaction.
+    /// (An operator may; operators manage tenants with `orb user` too.)
+    fn admin_guard(&self) -> AdminGuard {
+        if self.principal.user.role == Role::Operator { AdminGuard::Off } else { AdminGuard::KeepOne }
     }
 
     /// Disables or enables a tenant user.
@@ -283,12 +265,13 @@ impl Scope {
         if user.id == self.principal.user.id {
             return Err(PortalError::BadRequest("you cannot disable yourself".into()));
         }
-        if disabled {
-            self.keep_an_admin(&user).await?;
-        }
         let action = if disabled { "user.disable" } else { "user.enable" };
         let audit = self.audit(action, user.email.to_string());
-        Ok(self.state.store.set_user_disabled(user.id, disabled, &audit).await?)
+        self.state
+            .store
+            .set_user_disabled(user.id, disabled, self.admin_guard(), &audit)
+            .await
+            .map_err(last_admin)
     }
 
     /// Approves (`approve`) or rejects the mass deletions held for one of the tenant's rooms (404 for a
@@ -332,4 +315,13 @@ fn job_gone(job: JobId) -> PortalError {
          reload the page",
         job.0
     ))
+}
+
+/// The store's refusal to remove a tenant's last enabled administrator is the caller's mistake (400, with the
+/// store's words: who, and what to do first); other store errors keep their own mapping.
+fn last_admin(e: orb_store::StoreError) -> PortalError {
+    match e {
+        e @ orb_store::StoreError::LastAdmin { .. } => PortalError::BadRequest(e.to_string()),
+        e => e.into(),
+    }
 }
