@@ -15,7 +15,6 @@ mod support;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
-use orb_topdesk::{Reason, ReservationId};
 use support::{ANNA, CLIENT_SECRET, Lcg, ROOMS, Site, TD_PASSWORD, databases, sigterm, tomorrow, wait_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -117,47 +116,8 @@ async fn serve_killed_with_sigkill_20_times_during_a_burst_converges() {
         })
         .await;
 
-        let started = Instant::now();
-        let (mut kills, mut actions) = (0, 0);
-        let mut slot = 0_i64;
-        let mut next_slot = || {
-            slot += 1;
-            // One booking per hour slot, 08:00–17:00, over the coming days: no two changes collide.
-            tomorrow() + Duration::days(slot / 10) + Duration::hours(8 + slot % 10)
-        };
-        let mut outlook: Vec<String> = Vec::new();
-        let mut topdesk: Vec<ReservationId> = Vec::new();
-        while kills < KILLS {
-            for _ in 0..(1 + rng.next(4)) {
-                actions += 1;
-                match rng.next(100) {
-                    0..40 => {
-                        let room = ROOMS[rng.next(2) as usize];
-                        outlook.push(site.book(room, next_slot(), &format!("Burst {actions}")).await);
-                    }
-                    40..65 => topdesk.push(site.reserve(rng.next(2) as usize, next_slot()).await),
-                    65..85 if !outlook.is_empty() => {
-                        let id = outlook[rng.next(outlook.len() as u64) as usize].clone();
-                        site.retime(&id, next_slot()).await;
-                    }
-                    _ if !topdesk.is_empty() => {
-                        let id = topdesk.swap_remove(rng.next(topdesk.len() as u64) as usize);
-                        site.topdesk.cancel_reservation(id, &Reason::Default).await.unwrap();
-                    }
-                    _ => outlook.push(site.book(ROOMS[0], next_slot(), &format!("Burst {actions}")).await),
-                }
-                tokio::time::sleep(StdDuration::from_millis(20 + rng.next(150))).await;
-            }
-            // Kill at a random moment of the work those changes caused, then start again.
-            tokio::time::sleep(StdDuration::from_millis(rng.next(400))).await;
-            orb.kill().unwrap();
-            orb.wait().unwrap();
-            kills += 1;
-            tokio::time::sleep(StdDuration::from_millis(rng.next(300))).await;
-            orb = site.spawn();
-        }
-        site.healthy(&mut orb).await;
-        let burst = started.elapsed();
+        let support::burst::Burst { mut orb, changes: actions, took: burst } =
+            support::burst::with_kills(&site, orb, 2, KILLS, &mut rng).await;
         let settle = Instant::now();
         let convergence = site
             .eventually("both sides to converge after the kills", 120, || {
@@ -169,7 +129,7 @@ async fn serve_killed_with_sigkill_20_times_during_a_burst_converges() {
         let restarts_with_work = log.matches("jobs of this instance's earlier run put back").count();
         let lost = site.graph_em.deliveries().iter().filter(|d| d.outcome != "delivered").count();
         eprintln!(
-            "figures (seed {seed:#x}): {kills} SIGKILLs during {actions} changes over {:.1} s ({restarts_with_work} \
+            "figures (seed {seed:#x}): {KILLS} SIGKILLs during {actions} changes over {:.1} s ({restarts_with_work} \
              kills cut off running jobs, {lost} notifications not delivered to a dead ORB); converged {:.1} s \
              after the last restart: {convergence}",
             burst.as_secs_f64(),

@@ -19,6 +19,7 @@ use orb_topdesk::{PersonId, ReservationId, TopdeskClient, TopdeskConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+pub mod burst;
 pub mod chaos;
 pub mod ews_site;
 
