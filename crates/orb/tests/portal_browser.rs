@@ -339,11 +339,26 @@ async fn a_dead_job_retried_in_the_portal_leaves_the_dead_list() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_mass_deletion_approved_in_the_portal_is_carried_out() {
-    for db in support::databases() {
-        let (site, _orb, pw, store, tenant) =
-            world(&db, "browser-mass-deletion", NO_MFA, &[(ADMIN, "tenant-admin")]).await;
+/// Six meetings booked in Outlook in the first room tomorrow 08:00–14:00 and synced; then two of their
+/// reservations vanish from TOPdesk without a trace (no cancellation, no change): the sweep can only infer
+/// the deletions from absence, and 2 of 6 is above the guard's 30 %, so it holds them. The admin is logged
+/// in and sees them held on the failures page.
+struct HeldDeletions {
+    site: Site,
+    _orb: Orb,
+    store: Arc<dyn Store>,
+    tenant: TenantId,
+    browser: Browser,
+    room: &'static str,
+    day: chrono::DateTime<Utc>,
+    hours: std::ops::Range<i64>,
+    /// The six reservations, in hour order; the first two vanished.
+    reservations: Vec<orb_topdesk::ReservationId>,
+}
+
+impl HeldDeletions {
+    async fn new(db: &Db, instance: &str) -> Self {
+        let (site, orb, pw, store, tenant) = world(db, instance, NO_MFA, &[(ADMIN, "tenant-admin")]).await;
         let room = support::ROOMS[0];
         let day = support::tomorrow();
         let hours = 8..14;
@@ -356,20 +371,26 @@ async fn a_held_mass_deletion_approved_in_the_portal_is_carried_out() {
             reservations
                 .push(site.eventually("the booking in TOPdesk", 60, || site.reservation_at(0, start)).await);
         }
-        // Two of the six reservations vanish from TOPdesk without a trace (no cancellation, no change):
-        // the sweep can only infer the deletions from absence, 2 of 6 is above the guard's 30 %.
         site.td.emulator.with_state(|s| {
             for id in &reservations[..2] {
                 s.reservations.remove(id);
             }
         });
-
         let browser = Browser::start(&site.base()).await;
         log_in_with_password(&browser, ADMIN, &pw[0]).await;
         browser.open("/t/contoso/failures").await;
         browser.wait_for_text(room, 30, true).await;
         let held = browser.text("#held").await;
         assert!(held.contains(room), "{held}");
+        HeldDeletions { site, _orb: orb, store, tenant, browser, room, day, hours, reservations }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_mass_deletion_approved_in_the_portal_is_carried_out() {
+    for db in support::databases() {
+        let HeldDeletions { site, _orb, store, tenant, browser, room, day, hours, .. } =
+            HeldDeletions::new(&db, "browser-mass-deletion").await;
         browser.screenshot("mass-deletion-held").await;
         for hour in hours.clone() {
             let start = day + Duration::hours(hour);
@@ -402,34 +423,8 @@ async fn a_held_mass_deletion_approved_in_the_portal_is_carried_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_mass_deletion_rejected_in_the_portal_is_written_back() {
     for db in support::databases() {
-        let (site, _orb, pw, store, tenant) =
-            world(&db, "browser-mass-deletion-reject", NO_MFA, &[(ADMIN, "tenant-admin")]).await;
-        let room = support::ROOMS[0];
-        let day = support::tomorrow();
-        let hours = 8..14;
-        for hour in hours.clone() {
-            site.book(room, day + Duration::hours(hour), "Team meeting").await;
-        }
-        let mut reservations = Vec::new();
-        for hour in hours.clone() {
-            let start = day + Duration::hours(hour);
-            reservations
-                .push(site.eventually("the booking in TOPdesk", 60, || site.reservation_at(0, start)).await);
-        }
-        // Two of the six reservations vanish from TOPdesk by mistake (no cancellation, no change): the
-        // sweep infers the deletions from absence and the guard holds them.
-        site.td.emulator.with_state(|s| {
-            for id in &reservations[..2] {
-                s.reservations.remove(id);
-            }
-        });
-
-        let browser = Browser::start(&site.base()).await;
-        log_in_with_password(&browser, ADMIN, &pw[0]).await;
-        browser.open("/t/contoso/failures").await;
-        browser.wait_for_text(room, 30, true).await;
-        let held = browser.text("#held").await;
-        assert!(held.contains(room), "{held}");
+        let HeldDeletions { site, _orb, store, tenant, browser, room, day, hours, reservations } =
+            HeldDeletions::new(&db, "browser-mass-deletion-reject").await;
         browser.click("#held button.reject").await;
         let done = browser.text("#held .done").await;
         assert!(done.starts_with("Rejected: 2 booking(s) are written back to TOPdesk"), "{done}");
