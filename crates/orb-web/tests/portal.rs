@@ -996,6 +996,21 @@ async fn the_installation_audit_log_is_for_operators_and_shows_the_rows_of_no_te
         let only: Vec<serde_json::Value> = op.get("/api/v1/audit?tenant=alpha").await.json().await.unwrap();
         assert!(!only.is_empty() && only.iter().all(|r| r["tenant"] == "alpha"), "{only:?}");
         assert_eq!(op.get("/api/v1/audit?tenant=gamma").await.status(), StatusCode::BAD_REQUEST);
+        // The page's filter form shows what it filters by, the tenant included.
+        let filtered = op.get("/audit?tenant=alpha&actor=admin%40alpha.example&action=login").await;
+        let filtered = filtered.text().await.unwrap();
+        for field in [
+            r#"<option value="alpha" selected>"#,
+            r#"name="actor" value="admin@alpha.example""#,
+            r#"name="action" value="login""#,
+        ] {
+            assert!(filtered.contains(field), "{field}: {filtered}");
+        }
+        assert!(
+            filtered.contains("<td>admin@alpha.example</td>")
+                && !filtered.contains("<td>ops@example.com</td>"),
+            "only alpha's admin's rows: {filtered}"
+        );
 
         // The export carries the tenant column and is itself an installation row.
         let csv = op.get("/audit/export?format=csv&tenant=alpha").await;
@@ -1395,6 +1410,10 @@ async fn audit_rows_held_deletions_and_the_account_page_show_the_tenant_s_zone_o
         let (utc, local) = ("2026-12-01 09:00:00", "2026-12-01 10:00:00");
         let audit = b.get("/t/alpha/audit").await.text().await.unwrap();
         assert!(audit.contains("<th>When (Europe/Amsterdam)</th>"), "{audit}");
+        let filtered = b.get("/t/alpha/audit?actor=system&from=2026-12-01").await.text().await.unwrap();
+        for field in [r#"name="actor" value="system""#, r#"name="from" value="2026-12-01""#] {
+            assert!(filtered.contains(field), "the filter form keeps {field}: {filtered}");
+        }
         assert!(audit.contains(&format!("<td>{local}</td>")) && !audit.contains(utc), "{audit}");
         let failures = b.get("/t/alpha/failures").await.text().await.unwrap();
         let held = &failures[failures.find("id=\"held\"").expect("the held table")..];
