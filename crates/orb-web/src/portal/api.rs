@@ -115,8 +115,8 @@ pub async fn dashboard(ApiScope(scope): ApiScope) -> Result<Json<Dashboard>, Api
     params(("tenant" = String, Path, description = "tenant name"),
         ("room" = Option<String>, Query, description = "room id"),
         ("organizer" = Option<String>, Query, description = "organizer's e-mail address"),
-        ("from" = Option<String>, Query, description = "first day, YYYY-MM-DD"),
-        ("to" = Option<String>, Query, description = "last day, YYYY-MM-DD"),
+        ("from" = Option<String>, Query, description = "first day, YYYY-MM-DD, in the tenant's zone"),
+        ("to" = Option<String>, Query, description = "last day, YYYY-MM-DD, in the tenant's zone"),
         ("status" = Option<String>, Query, description = "all or failed"),
         ("cancelled" = Option<String>, Query, description = "1: include cancelled"),
         ("page" = Option<u32>, Query, description = "page, from 0")),
@@ -227,14 +227,15 @@ pub async fn rooms(ApiScope(scope): ApiScope) -> Result<Json<Vec<RoomOut>>, ApiE
     params(("tenant" = String, Path, description = "tenant name"),
         ("actor" = Option<String>, Query, description = "who"),
         ("action" = Option<String>, Query, description = "action prefix"),
-        ("from" = Option<String>, Query, description = "first day, YYYY-MM-DD (UTC)"),
-        ("to" = Option<String>, Query, description = "last day, YYYY-MM-DD (UTC)")),
+        ("from" = Option<String>, Query, description = "first day, YYYY-MM-DD, in the tenant's zone"),
+        ("to" = Option<String>, Query, description = "last day, YYYY-MM-DD, in the tenant's zone")),
     responses((status = 200, body = [AuditRow])))]
 pub async fn audit(
     ApiScope(scope): ApiScope,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    Ok(Json(rows(&scope.audit_log(&q.filter(1000)?).await?, chrono_tz::UTC)))
+    let zone = scope.policy().await?.zone;
+    Ok(Json(rows(&scope.audit_log(&q.filter(1000, zone)?).await?, chrono_tz::UTC)))
 }
 
 /// A user.

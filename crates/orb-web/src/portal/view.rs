@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use orb_core::BookingRecord;
 use serde::Serialize;
@@ -159,4 +159,62 @@ impl BookingView {
 /// A time as the portal shows it, in `zone`.
 pub fn when(at: DateTime<Utc>, zone: Tz) -> String {
     at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A filter's day bound: the instant day `text` (`YYYY-MM-DD`) starts in `zone`, or with `end` the instant
+/// the day after it starts (an exclusive end, so the whole day is in); `None` for no text. A day whose
+/// midnight a clock change skips starts at its first local minute that exists. The error says how to write
+/// a date.
+pub fn day_bound(text: Option<&str>, zone: Tz, end: bool) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("{text:?} is not a date; write YYYY-MM-DD"))?;
+    let date =
+        if end { date.succ_opt().ok_or_else(|| format!("{text:?} is too late a date"))? } else { date };
+    let midnight = date.and_time(NaiveTime::MIN);
+    (0..=180)
+        .find_map(|minute| zone.from_local_datetime(&(midnight + Duration::minutes(minute))).earliest())
+        .map(|start| Some(start.with_timezone(&Utc)))
+        .ok_or_else(|| format!("{text:?} has no start in {zone}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_day_is_bounded_by_its_midnights_in_the_zone() {
+        let check = |text: &str, zone: Tz, end: bool, expected: Result<Option<&str>, &str>| {
+            let got = day_bound(Some(text), zone, end);
+            let expected = expected.map(|t| t.map(|t| t.parse::<DateTime<Utc>>().unwrap()));
+            match (&got, &expected) {
+                (Err(said), Err(part)) => assert!(said.contains(part), "{text}: {said}"),
+                _ => assert_eq!(got, expected.map_err(str::to_owned), "{text} in {zone}, end {end}"),
+            }
+        };
+        let amsterdam = chrono_tz::Europe::Amsterdam;
+        check("2026-12-01", chrono_tz::UTC, false, Ok(Some("2026-12-01T00:00:00Z")));
+        check("2026-12-01", chrono_tz::UTC, true, Ok(Some("2026-12-02T00:00:00Z")));
+        // Winter (UTC+1) and summer (UTC+2) in Amsterdam; the end is the next day's start.
+        check("2026-12-01", amsterdam, false, Ok(Some("2026-11-30T23:00:00Z")));
+        check(" 2026-12-01 ", amsterdam, true, Ok(Some("2026-12-01T23:00:00Z")));
+        check("2026-07-01", amsterdam, false, Ok(Some("2026-06-30T22:00:00Z")));
+        // The day the clocks go forward at 02:00 is 23 hours long: its bounds are still its midnights.
+        check("2026-03-29", amsterdam, true, Ok(Some("2026-03-29T22:00:00Z")));
+        check("1 December", amsterdam, false, Err("write YYYY-MM-DD"));
+        check("2026-02-30", amsterdam, false, Err("is not a date"));
+        assert_eq!(day_bound(None, amsterdam, false), Ok(None));
+        assert_eq!(day_bound(Some("  "), amsterdam, true), Ok(None));
+    }
+
+    #[test]
+    fn a_day_whose_midnight_a_clock_change_skips_starts_at_its_first_minute() {
+        // Cuba moves its clocks from 00:00 to 01:00 on the second Sunday of March.
+        let havana = chrono_tz::America::Havana;
+        let midnight = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap().and_time(NaiveTime::MIN);
+        assert!(havana.from_local_datetime(&midnight).earliest().is_none(), "no midnight that day");
+        let start = day_bound(Some("2026-03-08"), havana, false).unwrap().unwrap();
+        assert_eq!(start, "2026-03-08T05:00:00Z".parse::<DateTime<Utc>>().unwrap(), "01:00 daylight time");
+        assert_eq!(day_bound(Some("2026-03-07"), havana, true), Ok(Some(start)), "the day before ends there");
+    }
 }

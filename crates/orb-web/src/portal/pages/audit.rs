@@ -6,14 +6,13 @@ use askama::Template;
 use axum::extract::Query;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use chrono::NaiveDate;
 use orb_store::{AuditEntry, AuditFilter};
 use serde::{Deserialize, Serialize};
 
 use super::{Layout, render};
 use crate::portal::error::PortalError;
 use crate::portal::scope::Scope;
-use crate::portal::view::when;
+use crate::portal::view::{day_bound, when};
 
 /// The audit page's filters.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -24,10 +23,10 @@ pub struct AuditQuery {
     /// Action prefix (`login`, `settings.`, ...).
     #[serde(default)]
     pub action: Option<String>,
-    /// First day (YYYY-MM-DD, UTC).
+    /// First day (YYYY-MM-DD), in the tenant's zone (the installation's log: UTC).
     #[serde(default)]
     pub from: Option<String>,
-    /// Last day (YYYY-MM-DD, UTC).
+    /// Last day (YYYY-MM-DD), in the tenant's zone (the installation's log: UTC).
     #[serde(default)]
     pub to: Option<String>,
     /// Export format: `csv` or `json`.
@@ -39,24 +38,20 @@ pub struct AuditQuery {
     pub tenant: Option<String>,
 }
 
-fn date(text: Option<&str>, end: bool) -> Result<Option<chrono::DateTime<chrono::Utc>>, PortalError> {
-    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
-    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| PortalError::BadRequest(format!("{text:?} is not a date; write YYYY-MM-DD")))?;
-    let d = if end { d.succ_opt().unwrap_or(d) } else { d };
-    Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
-}
-
 impl AuditQuery {
-    /// The store filter; `limit` rows at most.
-    pub fn filter(&self, limit: u32) -> Result<AuditFilter, PortalError> {
+    /// The store filter; `limit` rows at most; the days are days in `zone` (the tenant's; the installation's
+    /// log: UTC).
+    pub fn filter(&self, limit: u32, zone: chrono_tz::Tz) -> Result<AuditFilter, PortalError> {
+        let date = |text: &Option<String>, end| {
+            day_bound(text.as_deref(), zone, end).map_err(PortalError::BadRequest)
+        };
         let text =
             |v: &Option<String>| v.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
         Ok(AuditFilter {
             actor: text(&self.actor),
             action_prefix: text(&self.action),
-            since: date(self.from.as_deref(), false)?,
-            until: date(self.to.as_deref(), true)?,
+            since: date(&self.from, false)?,
+            until: date(&self.to, true)?,
             limit,
         })
     }
@@ -107,10 +102,10 @@ struct AuditPage {
 
 /// `GET /t/{tenant}/audit`.
 pub async fn page(scope: Scope, Query(q): Query<AuditQuery>) -> Result<Response, PortalError> {
-    let entries = scope.audit_log(&q.filter(500)?).await?;
+    let zone = scope.policy().await?.zone;
+    let entries = scope.audit_log(&q.filter(500, zone)?).await?;
     let export_query = serde_urlencoded_query(&q);
     let layout = Layout::of(&scope, "audit", None);
-    let zone = scope.policy().await?.zone;
     let rows = rows(&entries, zone);
     Ok(render(&AuditPage { layout, q, rows, zone: zone.name().to_owned(), export_query })?.into_response())
 }
@@ -159,7 +154,9 @@ pub fn to_csv(rows: &[AuditRow]) -> String {
 /// `GET /t/{tenant}/audit/export?format=csv|json`.
 pub async fn export(scope: Scope, Query(q): Query<AuditQuery>) -> Result<Response, PortalError> {
     let format = export_format(&q)?;
-    let entries = scope.audit_log(&q.filter(100_000)?).await?;
+    // The same rows as the page it is linked from: days in the tenant's zone (the rows' times in UTC).
+    let zone = scope.policy().await?.zone;
+    let entries = scope.audit_log(&q.filter(100_000, zone)?).await?;
     scope.record("audit.export", format!("{format}, {} rows", entries.len())).await?;
     let rows = rows(&entries, chrono_tz::UTC);
     let body =
@@ -194,6 +191,26 @@ pub fn export_format(q: &AuditQuery) -> Result<String, PortalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_filter_s_days_are_days_in_the_given_zone() {
+        let q = AuditQuery {
+            actor: Some(" cli ".into()),
+            action: Some(String::new()),
+            from: Some("2026-12-01".into()),
+            to: Some("2026-12-01".into()),
+            ..AuditQuery::default()
+        };
+        let at = |t: &str| Some(t.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        let f = q.filter(10, chrono_tz::Europe::Amsterdam).unwrap();
+        assert_eq!((f.actor.as_deref(), f.action_prefix, f.limit), (Some("cli"), None, 10));
+        assert_eq!((f.since, f.until), (at("2026-11-30T23:00:00Z"), at("2026-12-01T23:00:00Z")));
+        let f = q.filter(10, chrono_tz::UTC).unwrap();
+        assert_eq!((f.since, f.until), (at("2026-12-01T00:00:00Z"), at("2026-12-02T00:00:00Z")));
+        let bad = AuditQuery { to: Some("tomorrow".into()), ..AuditQuery::default() };
+        let err = bad.filter(10, chrono_tz::UTC).unwrap_err().to_string();
+        assert!(err.contains("\"tomorrow\" is not a date; write YYYY-MM-DD"), "{err}");
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_formulas_neutralised() {

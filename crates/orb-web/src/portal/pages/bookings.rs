@@ -9,7 +9,7 @@ use askama::Template;
 use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::Utc;
 use chrono_tz::Tz;
 use orb_core::{BookingId, EmailAddress, RoomId};
 use orb_store::{BookingEvent, BookingFilter};
@@ -54,12 +54,7 @@ pub struct BookingQuery {
 }
 
 fn day(text: Option<&str>, zone: Tz, end: bool) -> Result<Option<chrono::DateTime<Utc>>, PortalError> {
-    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| PortalError::BadRequest(format!("{text:?} is not a date; write YYYY-MM-DD")))?;
-    let date = if end { date.succ_opt().unwrap_or(date) } else { date };
-    let midnight = date.and_hms_opt(0, 0, 0).ok_or_else(|| PortalError::BadRequest("bad date".into()))?;
-    Ok(zone.from_local_datetime(&midnight).earliest().map(|t| t.with_timezone(&Utc)))
+    crate::portal::view::day_bound(text, zone, end).map_err(PortalError::BadRequest)
 }
 
 impl BookingQuery {

@@ -54,7 +54,7 @@ async fn select(
                 .ok_or_else(|| PortalError::BadRequest(format!("there is no tenant {name:?}")))?,
         ),
     };
-    let entries: Vec<AuditEntry> = state.store.search_audit(only, &q.filter(limit)?).await?;
+    let entries: Vec<AuditEntry> = state.store.search_audit(only, &q.filter(limit, chrono_tz::UTC)?).await?;
     let shown = rows(&entries, zone);
     let out = entries
         .iter()
@@ -76,6 +76,8 @@ struct InstallationAuditPage {
     q: AuditQuery,
     rows: Vec<InstallationAuditRow>,
     tenants: Vec<String>,
+    /// The zone of the filter's days and the rows' times: UTC (the installation has no zone of its own).
+    zone: &'static str,
     export_query: String,
 }
 
@@ -89,7 +91,8 @@ pub async fn page(
     let (rows, tenants) = select(&state, &q, 500, chrono_tz::UTC).await?;
     let export_query = serde_urlencoded_query(&q);
     let layout = Layout::plain(&state, &principal, "installation-audit", None);
-    Ok(render(&InstallationAuditPage { layout, q, rows, tenants, export_query })?.into_response())
+    Ok(render(&InstallationAuditPage { layout, q, rows, tenants, zone: "UTC", export_query })?
+        .into_response())
 }
 
 /// `GET /audit/export?format=csv|json`: the rows the filters select (operators; audited).
