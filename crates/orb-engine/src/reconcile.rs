@@ -853,6 +853,11 @@ impl<'a> Sweep<'a> {
     }
 
     /// A fresh correlation id (for reads and new bookings' jobs).
+    /// The room's live records that are not over yet: what the guard counts and what may be re-driven.
+    fn future_bookings(&self) -> BTreeSet<BookingId> {
+        self.records.iter().filter(|r| !r.cancelled && r.end > self.now).map(|r| r.id).collect()
+    }
+
     fn corr(&self) -> CorrelationId {
         CorrelationId::generate(self.now)
     }

@@ -11,8 +11,7 @@ impl Sweep<'_> {
         report: &mut SweepReport,
         options: SweepOptions,
     ) -> Result<(), SyncError> {
-        let future: BTreeSet<BookingId> =
-            self.records.iter().filter(|r| !r.cancelled && r.end > self.now).map(|r| r.id).collect();
+        let future = self.future_bookings();
         report.future_bookings = future.len();
         let mut pending = std::mem::take(&mut self.pending);
         for (id, seen) in std::mem::take(&mut self.seen) {

@@ -56,8 +56,7 @@ impl Sweep<'_> {
         report: &mut SweepReport,
         options: SweepOptions,
     ) -> Result<(), SyncError> {
-        let future: BTreeSet<BookingId> =
-            self.records.iter().filter(|r| !r.cancelled && r.end > self.now).map(|r| r.id).collect();
+        let future = self.future_bookings();
         let mut retrying: Option<BTreeSet<BookingId>> = None;
         for record in self.records.clone() {
             if record.end <= self.now {
